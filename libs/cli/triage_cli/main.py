@@ -1,0 +1,285 @@
+"""The ``triage`` command: run services, manage the database and models, send documents."""
+
+from __future__ import annotations
+
+import json
+import mimetypes
+import sys
+import time
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+app = typer.Typer(
+    name="triage",
+    help="Triage: classify inbound documents and route them to queues or human review.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+db_app = typer.Typer(help="Manage the PostgreSQL schema.", no_args_is_help=True)
+model_app = typer.Typer(help="Train and inspect model artifacts.", no_args_is_help=True)
+contracts_app = typer.Typer(help="Generated contract documents.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(model_app, name="model")
+app.add_typer(contracts_app, name="contracts")
+
+console = Console(stderr=True)
+stdout = Console()
+
+
+class ServiceName(StrEnum):
+    """The services ``triage serve`` can run."""
+
+    INGEST = "ingest"
+    CLASSIFIER = "classifier"
+    ROUTER = "router"
+    REVIEW_UI = "review-ui"
+
+
+@app.command()
+def serve(
+    service: Annotated[ServiceName, typer.Argument(help="Which service to run.")],
+    host: Annotated[
+        str | None, typer.Option(help="Listen address (default from settings).")
+    ] = None,
+    port: Annotated[int | None, typer.Option(help="Listen port (default from settings).")] = None,
+) -> None:
+    """Run one service in the foreground until SIGTERM or Ctrl-C (settings from TRIAGE_* env)."""
+    from importlib import import_module
+
+    import uvicorn
+
+    from triage_runtime.logs import configure_logging
+
+    package = "triage_" + service.value.replace("-", "_")
+    settings = import_module(f"{package}.settings").Settings()
+    application = import_module(f"{package}.app").create_app(settings)
+    configure_logging(service=service.value, level=settings.log_level, json_lines=settings.log_json)
+    uvicorn.run(
+        application,
+        host=host or settings.host,
+        port=port or settings.port,
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=20,
+    )
+
+
+@db_app.command("upgrade")
+def db_upgrade(
+    revision: Annotated[str, typer.Argument(help="Target revision.")] = "head",
+) -> None:
+    """Apply Alembic migrations to TRIAGE_DATABASE_URL (safe to repeat)."""
+    from triage_runtime.db.engine import upgrade
+    from triage_runtime.settings import CommonSettings
+
+    url = CommonSettings().database_url
+    upgrade(url, revision)
+    console.print(f"database schema at [bold]{revision}[/bold]")
+
+
+@model_app.command("train")
+def model_train(
+    data: Annotated[
+        Path, typer.Option(help="Labelled folders: DATA/<label>/<document>.", exists=True)
+    ],
+    out: Annotated[Path, typer.Option(help="Directory that receives the artifact.")] = Path(
+        ".stack/models"
+    ),
+    seed: Annotated[int, typer.Option(help="Random seed for folds and the classifier.")] = 0,
+    target_precision: Annotated[
+        float, typer.Option(min=0.5, max=1.0, help="Precision that auto-routing must reach.")
+    ] = 0.95,
+    changelog: Annotated[str, typer.Option(help="One line saying what changed.")] = "",
+    link: Annotated[
+        str | None,
+        typer.Option(help="Also point OUT/<LINK> (e.g. champion) at the new artifact."),
+    ] = None,
+) -> None:
+    """Train a TF-IDF + calibrated logistic-regression model; print its version and path."""
+    from triage_ml import model as model_lib
+    from triage_ml.dataset import iter_folder_dataset, load_example
+
+    files = list(iter_folder_dataset(data))
+    if not files:
+        console.print(f"[red]no documents under {data}/<label>/[/red]")
+        raise typer.Exit(2)
+    examples: list[model_lib.Example] = []
+    skipped = 0
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+    ) as progress:
+        task = progress.add_task("extracting text", total=len(files))
+        for path, label in files:
+            example = load_example(path, label)
+            if example is None:
+                skipped += 1
+            else:
+                examples.append(example)
+            progress.advance(task)
+        fit = progress.add_task("training", total=None)
+        pipeline, metadata = model_lib.train(
+            examples,
+            seed=seed,
+            target_precision=target_precision,
+            changelog=changelog,
+            progress=lambda msg: progress.update(fit, description=msg),
+        )
+        progress.update(fit, total=1, completed=1, description="trained")
+    path = model_lib.save(pipeline, metadata, out_dir=out)
+    if link:
+        alias = out / link
+        tmp = out / f".{link}.tmp"
+        tmp.unlink(missing_ok=True)
+        tmp.symlink_to(path.name)
+        tmp.replace(alias)
+    table = Table(title=f"model {metadata['version']}", show_header=False)
+    table.add_row("artifact", str(path))
+    table.add_row("examples", f"{len(examples)} ({skipped} without text skipped)")
+    table.add_row("labels", ", ".join(metadata["labels"]))
+    table.add_row("training data sha256", metadata["training_data_sha256"])
+    for name, value in metadata["metrics"].items():
+        table.add_row(name, str(value))
+    table.add_row("thresholds", json.dumps(metadata["thresholds"]))
+    console.print(table)
+    stdout.print(str(path))
+
+
+@model_app.command("show")
+def model_show(path: Annotated[Path, typer.Argument(help="An artifact directory.")]) -> None:
+    """Print an artifact's metadata after checking its integrity."""
+    from triage_ml import model as model_lib
+
+    try:
+        loaded = model_lib.load(path)
+    except model_lib.ModelLoadError as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(1) from exc
+    stdout.print_json(json.dumps(loaded.metadata))
+
+
+@contracts_app.command("asyncapi")
+def contracts_asyncapi(
+    out_file: Annotated[
+        Path, typer.Option("--out", help="Where the AsyncAPI JSON document goes.")
+    ] = Path("docs/asyncapi.json"),
+    check: Annotated[
+        bool, typer.Option("--check", help="Fail if the file differs from the code.")
+    ] = False,
+) -> None:
+    """Write (or check) the AsyncAPI document generated from libs/contracts."""
+    from triage_contracts.asyncapi import render_asyncapi
+    from triage_runtime.service import package_version
+
+    text = render_asyncapi(version=package_version("triage-contracts"))
+    if check:
+        current = out_file.read_text() if out_file.exists() else ""
+        if current != text:
+            console.print(f"[red]{out_file} is stale: run `triage contracts asyncapi`[/red]")
+            raise typer.Exit(1)
+        console.print(f"{out_file} is up to date")
+        return
+    out_file.parent.mkdir(parents=True, exist_ok=True)
+    out_file.write_text(text)
+    console.print(f"wrote {out_file}")
+
+
+def _outcomes(database_url: str, document_ids: list[str]) -> dict[str, tuple[str, str]]:
+    from sqlalchemy import create_engine, select
+
+    from triage_runtime.db.models import ReviewItem, RoutingDecision
+
+    engine = create_engine(database_url)
+    try:
+        with engine.connect() as conn:
+            routed = conn.execute(
+                select(
+                    RoutingDecision.document_id,
+                    RoutingDecision.queue,
+                    RoutingDecision.model_version,
+                )
+                .where(RoutingDecision.document_id.in_(document_ids))
+                .where(RoutingDecision.published_at.is_not(None))
+            ).all()
+            reviewed = conn.execute(
+                select(ReviewItem.document_id, ReviewItem.reason, ReviewItem.model_version).where(
+                    ReviewItem.document_id.in_(document_ids)
+                )
+            ).all()
+    finally:
+        engine.dispose()
+    result = {str(d): (f"queue: {q}", str(m)) for d, q, m in routed}
+    result |= {str(d): (f"review: {r}", str(m)) for d, r, m in reviewed}
+    return result
+
+
+@app.command()
+def upload(
+    files: Annotated[list[Path], typer.Argument(help="Documents to send.", exists=True)],
+    url: Annotated[str, typer.Option(help="The ingest service.")] = "http://127.0.0.1:8001",
+    wait: Annotated[
+        float, typer.Option(help="Seconds to wait for each document's outcome (0: don't).")
+    ] = 0.0,
+) -> None:
+    """Upload documents to the ingest service; with --wait, show where each one went."""
+    import httpx
+
+    ids: dict[str, str] = {}
+    with httpx.Client(base_url=url, timeout=30.0) as client:
+        for path in files:
+            media_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+            response = client.post(
+                "/v1/documents", files={"files": (path.name, path.read_bytes(), media_type)}
+            )
+            if response.status_code != 202:
+                console.print(f"[red]{path.name}: {response.status_code} {response.text}[/red]")
+                raise typer.Exit(1)
+            ids[response.json()["documents"][0]["document_id"]] = path.name
+    console.print(f"uploaded {len(ids)} document(s)")
+    if wait <= 0:
+        for doc_id, name in ids.items():
+            stdout.print(f"{doc_id}  {name}")
+        return
+
+    from triage_runtime.settings import CommonSettings
+
+    database_url = CommonSettings().database_url
+    deadline = time.monotonic() + wait
+    outcomes: dict[str, tuple[str, str]] = {}
+    with Progress(
+        TextColumn("waiting for outcomes"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+    ) as progress:
+        task = progress.add_task("wait", total=len(ids))
+        while time.monotonic() < deadline:
+            outcomes = _outcomes(database_url, list(ids))
+            progress.update(task, completed=len(outcomes))
+            if len(outcomes) == len(ids):
+                break
+            time.sleep(0.5)
+    table = Table(title="where each document went")
+    for column in ("document", "document id", "outcome", "model version"):
+        table.add_column(column)
+    for doc_id, name in ids.items():
+        outcome, version = outcomes.get(doc_id, ("[red]no outcome yet[/red]", ""))
+        table.add_row(name, doc_id, outcome, version)
+    stdout.print(table)
+    if len(outcomes) != len(ids):
+        raise typer.Exit(1)
+
+
+def main() -> None:
+    """Entry point of the ``triage`` console script."""
+    sys.exit(app())

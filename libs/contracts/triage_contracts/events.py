@@ -1,0 +1,263 @@
+"""Versioned, frozen event models. A breaking change is a new class (``...V2``), never an edit."""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import secrets
+import uuid
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, model_validator
+
+DocumentId = Annotated[str, StringConstraints(pattern=r"^doc_[0-9a-f]{32}$")]
+"""A stable document id: ``doc_`` and 32 hex digits, derived from the inbound identity."""
+
+Sha256Hex = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
+TraceId = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{32}$")]
+Label = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_-]{0,39}$")]
+ShortText = Annotated[str, StringConstraints(max_length=500)]
+
+
+def derive_document_id(namespace: str, *identity: str) -> str:
+    """Derive a stable document id from where a document came from and what identifies it there."""
+    digest = hashlib.sha256("\x1f".join((namespace, *identity)).encode()).hexdigest()
+    return f"doc_{digest[:32]}"
+
+
+def new_trace_id() -> str:
+    """Return a fresh W3C-style 128-bit trace id in hex."""
+    return secrets.token_hex(16)
+
+
+def utcnow() -> datetime:
+    """Return the current time, timezone-aware in UTC."""
+    return datetime.now(UTC)
+
+
+class Contract(BaseModel):
+    """Base of every contract model: immutable, and unknown fields are an error."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Producer(Contract):
+    """The service (and its version) that produced an event."""
+
+    service: Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_-]{0,39}$")]
+    version: Annotated[str, StringConstraints(max_length=40)]
+
+
+class ModelRole(enum.StrEnum):
+    """The alias a model was serving under when it produced a score."""
+
+    CHAMPION = "champion"
+    CANARY = "canary"
+    SHADOW = "shadow"
+    RULES = "rules"
+
+
+class ModelRef(Contract):
+    """Which model produced a score, and in what role."""
+
+    version: Annotated[str, StringConstraints(min_length=1, max_length=80)]
+    role: ModelRole
+
+
+class SourceKind(enum.StrEnum):
+    """How a document reached Triage."""
+
+    UPLOAD = "upload"
+    IMAP = "imap"
+    SMTP = "smtp"
+    FOLDER = "folder"
+
+
+class Source(Contract):
+    """Where a document came from; ``name`` names the connector (never a person's address)."""
+
+    kind: SourceKind
+    name: Annotated[str, StringConstraints(min_length=1, max_length=80)]
+
+
+class BlobRef(Contract):
+    """A pointer into the content-addressed blob store; raw bytes never travel in events."""
+
+    sha256: Sha256Hex
+    size_bytes: Annotated[int, Field(ge=0)]
+    media_type: Annotated[str, StringConstraints(max_length=127)]
+
+
+class DocumentRef(Contract):
+    """The facts about a document that every stage carries along."""
+
+    source: Source
+    blob: BlobRef
+    filename: Annotated[str, StringConstraints(max_length=255)] | None = None
+    received_at: AwareDatetime
+    parent_document_id: DocumentId | None = None
+
+
+class Event(Contract):
+    """The envelope every event carries."""
+
+    schema_name: str
+    schema_version: int
+    event_id: uuid.UUID = Field(default_factory=uuid.uuid4)
+    occurred_at: AwareDatetime = Field(default_factory=utcnow)
+    producer: Producer
+    trace_id: TraceId = Field(default_factory=new_trace_id)
+    model: ModelRef | None = None
+
+
+class DocumentEvent(Event):
+    """An event about one document."""
+
+    document_id: DocumentId
+
+
+class DocumentReceivedV1(DocumentEvent):
+    """A document was accepted by a connector and stored in the blob store."""
+
+    schema_name: Literal["DocumentReceived"] = "DocumentReceived"
+    schema_version: Literal[1] = 1
+    document: DocumentRef
+
+
+class ExtractionStatus(enum.StrEnum):
+    """How text extraction went; anything but ``ok`` sends the document to review."""
+
+    OK = "ok"
+    EMPTY = "empty"
+    ENCRYPTED = "encrypted"
+    CORRUPT = "corrupt"
+    UNSUPPORTED = "unsupported"
+    TOO_LARGE = "too_large"
+    TIMEOUT = "timeout"
+
+
+class Extraction(Contract):
+    """The outcome of text extraction for one document."""
+
+    status: ExtractionStatus
+    chars: Annotated[int, Field(ge=0)] = 0
+    pages: Annotated[int, Field(ge=0)] | None = None
+
+
+class Action(enum.StrEnum):
+    """What the score says should happen to a document."""
+
+    ROUTE = "route"
+    REVIEW = "review"
+
+
+class Prediction(Contract):
+    """A calibrated prediction and the action its threshold implies."""
+
+    label: Label
+    confidence: Annotated[float, Field(ge=0.0, le=1.0)]
+    probabilities: dict[Label, Annotated[float, Field(ge=0.0, le=1.0)]]
+    threshold: Annotated[float, Field(ge=0.0, le=1.0)]
+    action: Action
+
+    @model_validator(mode="after")
+    def _action_follows_threshold(self) -> Prediction:
+        expected = Action.ROUTE if self.confidence >= self.threshold else Action.REVIEW
+        if self.action is not expected:
+            raise ValueError(
+                f"action {self.action} contradicts confidence {self.confidence} "
+                f"and threshold {self.threshold}"
+            )
+        return self
+
+
+class DocumentClassifiedV1(DocumentEvent):
+    """A model scored a document (or extraction failed and it could not be scored)."""
+
+    schema_name: Literal["DocumentClassified"] = "DocumentClassified"
+    schema_version: Literal[1] = 1
+    model: ModelRef
+    document: DocumentRef
+    extraction: Extraction
+    prediction: Prediction | None
+
+    @model_validator(mode="after")
+    def _prediction_needs_text(self) -> DocumentClassifiedV1:
+        if self.prediction is not None and self.extraction.status is not ExtractionStatus.OK:
+            raise ValueError("a prediction requires extraction status ok")
+        return self
+
+
+class DecidedBy(enum.StrEnum):
+    """Who decided a document's queue."""
+
+    MODEL = "model"
+    RULES = "rules"
+    HUMAN = "human"
+
+
+class DocumentRoutedV1(DocumentEvent):
+    """A document was sent to an operational queue (published on that queue's topic)."""
+
+    schema_name: Literal["DocumentRouted"] = "DocumentRouted"
+    schema_version: Literal[1] = 1
+    queue: Label
+    decided_by: DecidedBy
+    confidence: Annotated[float, Field(ge=0.0, le=1.0)] | None = None
+    document: DocumentRef
+    supersedes_event_id: uuid.UUID | None = None
+
+
+class ReviewDecisionV1(DocumentEvent):
+    """A reviewer chose a queue for a document in the review queue."""
+
+    schema_name: Literal["ReviewDecision"] = "ReviewDecision"
+    schema_version: Literal[1] = 1
+    review_item_id: Annotated[int, Field(ge=1)]
+    label: Label
+    reviewer: Annotated[str, StringConstraints(min_length=1, max_length=80)]
+    predicted_label: Label | None = None
+
+
+class ErrorClass(enum.StrEnum):
+    """Why a message went to the dead-letter topic."""
+
+    UNDECODABLE = "undecodable"
+    SCHEMA_INVALID = "schema_invalid"
+    BLOB_MISSING = "blob_missing"
+    MODEL_ERROR = "model_error"
+    STORAGE_ERROR = "storage_error"
+    INTERNAL = "internal"
+
+
+class DeadLetterV1(Event):
+    """A message that a stage could not process, with the reason and the original bytes."""
+
+    schema_name: Literal["DeadLetter"] = "DeadLetter"
+    schema_version: Literal[1] = 1
+    document_id: DocumentId | None = None
+    stage: Annotated[str, StringConstraints(max_length=40)]
+    error_class: ErrorClass
+    reason: ShortText
+    source_topic: Annotated[str, StringConstraints(max_length=249)]
+    source_partition: Annotated[int, Field(ge=0)]
+    source_offset: Annotated[int, Field(ge=0)]
+    original_key: str | None = None
+    original_value_b64: str
+    original_headers: dict[str, str] = Field(default_factory=dict)
+
+
+EVENT_TYPES: tuple[type[Event], ...] = (
+    DocumentReceivedV1,
+    DocumentClassifiedV1,
+    DocumentRoutedV1,
+    ReviewDecisionV1,
+    DeadLetterV1,
+)
+
+
+def schema_key(event_type: type[Event]) -> str:
+    """Return ``Name.vN`` for an event class, as used in the ``triage-schema`` header."""
+    fields: dict[str, Any] = event_type.model_fields
+    return f"{fields['schema_name'].default}.v{fields['schema_version'].default}"

@@ -1,0 +1,261 @@
+"""Model artifacts: train, save atomically, load with an integrity check, and score.
+
+Artifact format (``FORMAT_VERSION``):
+  1 - TF-IDF + calibrated logistic regression; metadata.json beside model.joblib.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+import shutil
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from importlib import metadata as importlib_metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from triage_contracts import Action, Prediction
+from triage_ml.features import FEATURE_CODE_VERSION
+
+FORMAT_VERSION = 1
+MODEL_FILE = "model.joblib"
+METADATA_FILE = "metadata.json"
+DEFAULT_TARGET_PRECISION = 0.95
+MIN_THRESHOLD = 0.5
+KIND_TFIDF_LR = "tfidf-lr"
+
+
+class ModelLoadError(RuntimeError):
+    """An artifact is missing, incomplete, or does not match its recorded hash."""
+
+
+@dataclass(frozen=True, slots=True)
+class Example:
+    """One labelled training document, already normalised."""
+
+    text: str
+    label: str
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A model ready to score, with its immutable version and metadata."""
+
+    version: str
+    labels: tuple[str, ...]
+    thresholds: dict[str, float]
+    metadata: dict[str, Any]
+    _pipeline: Any
+
+    def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
+        """Return calibrated class probabilities, one row per text, columns in ``labels`` order."""
+        return np.asarray(self._pipeline.predict_proba(list(texts)), dtype=np.float64)
+
+    def predict(self, texts: Sequence[str]) -> list[Prediction]:
+        """Score texts and apply each predicted label's threshold."""
+        probabilities = self.predict_proba(texts)
+        return [self._prediction(row) for row in probabilities]
+
+    def _prediction(self, row: np.ndarray) -> Prediction:
+        best = int(np.argmax(row))
+        label = self.labels[best]
+        confidence = round(float(row[best]), 6)
+        threshold = self.thresholds[label]
+        return Prediction(
+            label=label,
+            confidence=confidence,
+            probabilities={
+                lbl: round(float(p), 6) for lbl, p in zip(self.labels, row, strict=True)
+            },
+            threshold=threshold,
+            action=Action.ROUTE if confidence >= threshold else Action.REVIEW,
+        )
+
+
+def data_hash(examples: Sequence[Example]) -> str:
+    """Return a SHA-256 over the labelled examples, independent of their order."""
+    digest = hashlib.sha256()
+    for line in sorted(f"{e.label}\x1f{e.text}" for e in examples):
+        digest.update(line.encode())
+        digest.update(b"\x1e")
+    return digest.hexdigest()
+
+
+def _make_pipeline(seed: int) -> Any:
+    from sklearn.calibration import CalibratedClassifierCV
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import Pipeline
+
+    return Pipeline(
+        [
+            ("tfidf", TfidfVectorizer(sublinear_tf=True, ngram_range=(1, 2), min_df=2)),
+            (
+                "clf",
+                CalibratedClassifierCV(
+                    LogisticRegression(C=4.0, max_iter=2000, random_state=seed),
+                    method="sigmoid",
+                    cv=5,
+                ),
+            ),
+        ]
+    )
+
+
+def choose_thresholds(
+    probabilities: np.ndarray,
+    truth: Sequence[str],
+    labels: Sequence[str],
+    *,
+    target_precision: float,
+) -> dict[str, float]:
+    """Per label, the lowest confidence at which auto-routed predictions reach the precision.
+
+    A label that never reaches it gets 1.0 (everything predicted as it goes to review).
+    """
+    predicted = np.asarray(labels)[np.argmax(probabilities, axis=1)]
+    confidence = probabilities.max(axis=1)
+    truth_arr = np.asarray(truth)
+    thresholds: dict[str, float] = {}
+    for label in labels:
+        mask = predicted == label
+        conf = confidence[mask]
+        correct = truth_arr[mask] == label
+        chosen = 1.0
+        for candidate in sorted({MIN_THRESHOLD, *np.round(conf, 4).tolist()}):
+            if candidate < MIN_THRESHOLD:
+                continue
+            routed = conf >= candidate
+            if routed.sum() == 0:
+                break
+            if correct[routed].mean() >= target_precision:
+                chosen = float(candidate)
+                break
+        thresholds[label] = round(chosen, 4)
+    return thresholds
+
+
+def _library_versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for dist in ("scikit-learn", "numpy", "scipy", "joblib", "pdfminer.six"):
+        try:
+            out[dist] = importlib_metadata.version(dist)
+        except importlib_metadata.PackageNotFoundError:
+            out[dist] = "absent"
+    return out
+
+
+def train(
+    examples: Sequence[Example],
+    *,
+    seed: int = 0,
+    target_precision: float = DEFAULT_TARGET_PRECISION,
+    changelog: str = "",
+    progress: Callable[[str], None] | None = None,
+) -> tuple[Any, dict[str, Any]]:
+    """Fit a model on ``examples``; return the fitted pipeline and its metadata."""
+    from sklearn.metrics import f1_score
+    from sklearn.model_selection import StratifiedKFold, cross_val_predict
+
+    say = progress or (lambda _msg: None)
+    texts = [e.text for e in examples]
+    truth = [e.label for e in examples]
+    labels = tuple(sorted(set(truth)))
+    if len(labels) < 2:
+        raise ValueError("training needs at least two labels")
+
+    say("cross-validating to choose thresholds")
+    folds = StratifiedKFold(n_splits=5, shuffle=True, random_state=seed)
+    cv_proba = cross_val_predict(
+        _make_pipeline(seed), texts, truth, cv=folds, method="predict_proba"
+    )
+    thresholds = choose_thresholds(cv_proba, truth, labels, target_precision=target_precision)
+    cv_pred = np.asarray(labels)[np.argmax(cv_proba, axis=1)]
+    confidence = cv_proba.max(axis=1)
+    routed = np.array([confidence[i] >= thresholds[p] for i, p in enumerate(cv_pred)])
+    truth_arr = np.asarray(truth)
+    routed_precision = float((cv_pred[routed] == truth_arr[routed]).mean()) if routed.any() else 0.0
+
+    say("fitting the final model")
+    pipeline = _make_pipeline(seed)
+    pipeline.fit(texts, truth)
+
+    training_hash = data_hash(examples)
+    params = {"kind": KIND_TFIDF_LR, "seed": seed, "target_precision": target_precision}
+    version_seed = json.dumps([training_hash, FEATURE_CODE_VERSION, params], sort_keys=True)
+    version = f"{KIND_TFIDF_LR}-{hashlib.sha256(version_seed.encode()).hexdigest()[:12]}"
+    metadata: dict[str, Any] = {
+        "format_version": FORMAT_VERSION,
+        "version": version,
+        "kind": KIND_TFIDF_LR,
+        "labels": list(labels),
+        "thresholds": thresholds,
+        "target_precision": target_precision,
+        "params": params,
+        "training_data_sha256": training_hash,
+        "training_examples": len(examples),
+        "feature_code_version": FEATURE_CODE_VERSION,
+        "library_versions": _library_versions(),
+        "metrics": {
+            "cv_macro_f1": round(float(f1_score(truth, cv_pred, average="macro")), 4),
+            "cv_coverage_at_thresholds": round(float(routed.mean()), 4),
+            "cv_precision_of_routed": round(routed_precision, 4),
+        },
+        "changelog": changelog,
+        "trained_at": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+    return pipeline, metadata
+
+
+def save(pipeline: Any, metadata: dict[str, Any], *, out_dir: Path) -> Path:
+    """Write an immutable artifact to ``out_dir/<version>``; write to a temp dir, then rename."""
+    import joblib
+
+    target = out_dir / str(metadata["version"])
+    if target.exists():
+        return target
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=out_dir, prefix=".part-"))
+    try:
+        joblib.dump(pipeline, tmp / MODEL_FILE)
+        full = dict(metadata)
+        full["model_sha256"] = hashlib.sha256((tmp / MODEL_FILE).read_bytes()).hexdigest()
+        (tmp / METADATA_FILE).write_text(json.dumps(full, indent=2, sort_keys=True) + "\n")
+        tmp.rename(target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return target
+
+
+def load(path: Path) -> LoadedModel:
+    """Load an artifact directory, refusing one whose model file does not match its hash."""
+    import joblib
+
+    try:
+        meta = json.loads((path / METADATA_FILE).read_text())
+        blob = (path / MODEL_FILE).read_bytes()
+    except (OSError, ValueError) as exc:
+        raise ModelLoadError(f"cannot read model artifact at {path}: {exc}") from exc
+    if meta.get("format_version") != FORMAT_VERSION:
+        raise ModelLoadError(f"unsupported artifact format {meta.get('format_version')!r}")
+    if hashlib.sha256(blob).hexdigest() != meta.get("model_sha256"):
+        raise ModelLoadError(f"model file at {path} does not match its recorded SHA-256")
+    # joblib unpickles: only load artifacts from a registry you control (checked hash above).
+    pipeline = joblib.load(path / MODEL_FILE)
+    labels = tuple(str(x) for x in pipeline.classes_)
+    if list(labels) != meta["labels"]:
+        raise ModelLoadError("artifact labels disagree with the fitted model's classes")
+    return LoadedModel(
+        version=str(meta["version"]),
+        labels=labels,
+        thresholds={k: float(v) for k, v in meta["thresholds"].items()},
+        metadata=meta,
+        _pipeline=pipeline,
+    )

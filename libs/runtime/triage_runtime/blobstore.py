@@ -1,0 +1,73 @@
+"""Content-addressed blob storage: raw document bytes live here, events carry only the hash."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from pathlib import Path
+from typing import Protocol
+
+
+class BlobNotFoundError(LookupError):
+    """No blob is stored under that hash."""
+
+
+class BlobStore(Protocol):
+    """Where raw bytes are kept, addressed by their SHA-256."""
+
+    def put(self, data: bytes) -> str:
+        """Store ``data`` and return its SHA-256 in hex; storing the same bytes twice is a no-op."""
+        ...
+
+    def get(self, sha256: str) -> bytes:
+        """Return the bytes stored under ``sha256`` or raise BlobNotFoundError."""
+        ...
+
+    def exists(self, sha256: str) -> bool:
+        """Say whether a blob is stored under ``sha256``."""
+        ...
+
+
+class LocalBlobStore:
+    """A blob store in a local directory, sharded by the first hash digits; writes are atomic."""
+
+    def __init__(self, root: Path) -> None:
+        self._root = root
+
+    def _path(self, sha256: str) -> Path:
+        if len(sha256) != 64 or any(c not in "0123456789abcdef" for c in sha256):
+            raise ValueError("not a SHA-256 hex digest")
+        return self._root / "sha256" / sha256[:2] / sha256[2:4] / sha256
+
+    def put(self, data: bytes) -> str:
+        """Store ``data`` and return its SHA-256 in hex; storing the same bytes twice is a no-op."""
+        digest = hashlib.sha256(data).hexdigest()
+        path = self._path(digest)
+        if path.exists():
+            return digest
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # Write to a temporary file in the same directory, fsync, then rename: a reader
+        # never sees a partial blob and a crash leaves at most a stray temp file.
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".part-")
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+            Path(tmp).replace(path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return digest
+
+    def get(self, sha256: str) -> bytes:
+        """Return the bytes stored under ``sha256`` or raise BlobNotFoundError."""
+        try:
+            return self._path(sha256).read_bytes()
+        except FileNotFoundError as exc:
+            raise BlobNotFoundError(sha256) from exc
+
+    def exists(self, sha256: str) -> bool:
+        """Say whether a blob is stored under ``sha256``."""
+        return self._path(sha256).exists()

@@ -1,0 +1,1 @@
+"""PostgreSQL storage: the review queue and the router's durable routing decisions."""

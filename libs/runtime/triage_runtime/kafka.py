@@ -1,0 +1,138 @@
+"""Kafka plumbing shared by the services: the broker, event encoding, headers, dead letters."""
+
+from __future__ import annotations
+
+import base64
+import logging
+from typing import Any, Protocol, TypeVar
+
+from faststream.kafka import KafkaBroker
+from pydantic import ValidationError
+
+from triage_contracts import DeadLetterV1, ErrorClass, Event, Producer, topics
+from triage_contracts.headers import headers_for
+
+E = TypeVar("E", bound=Event)
+
+MAX_DEADLETTER_VALUE_BYTES = 512 * 1024
+"""Originals larger than this are cut in the dead-letter record (the broker's limit is 1 MiB)."""
+
+log = logging.getLogger(__name__)
+
+
+class ConsumedRecord(Protocol):
+    """The parts of an aiokafka ConsumerRecord that Triage reads."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: Any
+
+
+class UnprocessableError(Exception):
+    """A message that no retry will fix; it goes to the dead-letter topic with this class."""
+
+    def __init__(self, error_class: ErrorClass, reason: str, document_id: str | None = None):
+        super().__init__(reason)
+        self.error_class = error_class
+        self.reason = reason
+        self.document_id = document_id
+
+
+def make_broker(bootstrap: str, *, client_id: str) -> KafkaBroker:
+    """Return an unconnected broker whose producer is idempotent and waits for all replicas."""
+    return KafkaBroker(
+        bootstrap,
+        client_id=client_id,
+        enable_idempotence=True,
+        acks="all",
+        graceful_timeout=15.0,
+        log_level=logging.DEBUG,
+    )
+
+
+def encode_event(event: Event) -> bytes:
+    """Return the JSON bytes of ``event`` as they go on the wire."""
+    return event.model_dump_json().encode()
+
+
+def decode_event(value: bytes | None, event_type: type[E]) -> E:
+    """Parse a message value as ``event_type`` or raise UnprocessableError with the reason."""
+    if value is None:
+        raise UnprocessableError(ErrorClass.UNDECODABLE, "message has no value (tombstone)")
+    try:
+        return event_type.model_validate_json(value)
+    except ValidationError as exc:
+        if any(err["type"] == "json_invalid" for err in exc.errors()):
+            raise UnprocessableError(ErrorClass.UNDECODABLE, "value is not valid JSON") from exc
+        # Field locations and error types only: input values may hold personal data.
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or '<root>'}: {err['type']}"
+            for err in exc.errors()[:10]
+        )
+        raise UnprocessableError(
+            ErrorClass.SCHEMA_INVALID, f"not a valid {event_type.__name__}: {problems}"
+        ) from exc
+
+
+async def publish_event(broker: KafkaBroker, topic: str, event: Event) -> None:
+    """Publish ``event`` keyed by its document id, with its envelope mirrored in headers."""
+    document_id: str | None = getattr(event, "document_id", None)
+    await broker.publish(
+        encode_event(event),
+        topic,
+        key=document_id.encode() if document_id else None,
+        headers=headers_for(event),
+    )
+
+
+def _header_dict(raw: Any) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for name, value in raw or ():
+        if isinstance(value, bytes):
+            out[str(name)] = value.decode("utf-8", errors="replace")
+        else:
+            out[str(name)] = str(value)
+    return out
+
+
+def dead_letter_for(
+    record: ConsumedRecord,
+    *,
+    stage: str,
+    producer: Producer,
+    error: UnprocessableError,
+) -> DeadLetterV1:
+    """Build the dead-letter record for ``record``, keeping its original bytes."""
+    value = record.value or b""
+    return DeadLetterV1(
+        producer=producer,
+        document_id=error.document_id,
+        stage=stage,
+        error_class=error.error_class,
+        reason=error.reason[:500],
+        source_topic=record.topic,
+        source_partition=record.partition,
+        source_offset=record.offset,
+        original_key=record.key.decode("utf-8", errors="replace") if record.key else None,
+        original_value_b64=base64.b64encode(value[:MAX_DEADLETTER_VALUE_BYTES]).decode(),
+        original_headers=_header_dict(record.headers),
+    )
+
+
+async def publish_dead_letter(broker: KafkaBroker, letter: DeadLetterV1) -> None:
+    """Publish a dead-letter record and log its class (never its content)."""
+    await publish_event(broker, topics.DEADLETTER, letter)
+    log.warning(
+        "dead-lettered a message",
+        extra={
+            "stage": letter.stage,
+            "error_class": letter.error_class.value,
+            "source_topic": letter.source_topic,
+            "source_partition": letter.source_partition,
+            "source_offset": letter.source_offset,
+            "document_id": letter.document_id,
+        },
+    )

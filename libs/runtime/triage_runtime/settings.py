@@ -1,0 +1,36 @@
+"""Settings shared by every service. Each service subclasses with its own env prefix."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class CommonSettings(BaseSettings):
+    """Connection settings every service reads from the same, un-prefixed variables."""
+
+    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
+
+    kafka_bootstrap: str = Field(
+        default="127.0.0.1:19092",
+        validation_alias="TRIAGE_KAFKA_BOOTSTRAP",
+        description="Kafka bootstrap servers, comma-separated host:port.",
+    )
+    database_url: str = Field(
+        default="postgresql+psycopg://triage:triage@127.0.0.1:15432/triage",
+        validation_alias="TRIAGE_DATABASE_URL",
+        description="SQLAlchemy URL of the PostgreSQL database.",
+    )
+    blob_dir: Path = Field(
+        default=Path(".stack/blobs"),
+        validation_alias="TRIAGE_BLOB_DIR",
+        description="Root directory of the content-addressed local blob store.",
+    )
+    log_level: str = Field(default="INFO", validation_alias="TRIAGE_LOG_LEVEL")
+    log_json: bool = Field(
+        default=True,
+        validation_alias="TRIAGE_LOG_JSON",
+        description="Structured JSON log lines (true) or plain text (false).",
+    )

@@ -1,0 +1,45 @@
+"""Classifier metrics, declared once. Model version is a label: a handful of values at a time."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+BATCH_SIZE = Histogram(
+    "triage_classifier_batch_documents",
+    "Documents per micro-batch.",
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128),
+)
+EXTRACT_SECONDS = Histogram(
+    "triage_classifier_extract_seconds",
+    "Time to fetch and extract one micro-batch's text.",
+)
+SCORE_SECONDS = Histogram(
+    "triage_classifier_score_seconds",
+    "Time for one model call on a micro-batch.",
+    ["model_version"],
+)
+CONFIDENCE = Histogram(
+    "triage_classifier_confidence",
+    "Confidence of predictions.",
+    ["model_version", "model_role"],
+    buckets=(0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 0.99, 1.0),
+)
+PREDICTIONS = Counter(
+    "triage_classifier_predictions_total",
+    "Predictions by label, action, model version and role.",
+    ["model_version", "model_role", "label", "action"],
+)
+EXTRACTION_FAILURES = Counter(
+    "triage_classifier_extraction_failures_total",
+    "Documents whose text could not be extracted, by reason.",
+    ["reason"],
+)
+MODEL_INFO = Gauge(
+    "triage_classifier_model_info",
+    "1 for the model version and role this instance serves.",
+    ["model_version", "model_role"],
+)
+MODEL_LOAD_SECONDS = Gauge(
+    "triage_classifier_model_load_seconds",
+    "How long the last model load took.",
+)

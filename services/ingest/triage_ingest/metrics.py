@@ -1,0 +1,16 @@
+"""Ingest metrics, declared once."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Histogram
+
+UPLOADS = Counter(
+    "triage_ingest_uploads_total",
+    "Uploaded files, by outcome (accepted, too_large, unsupported_type, failed).",
+    ["outcome"],
+)
+UPLOAD_BYTES = Histogram(
+    "triage_ingest_upload_bytes",
+    "Size of accepted uploads in bytes.",
+    buckets=(1e3, 1e4, 1e5, 1e6, 5e6, 1e7, 2.5e7, 1e8),
+)

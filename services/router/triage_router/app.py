@@ -1,0 +1,157 @@
+"""Router service: confident scores to their queue's topic, the rest to the review queue."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import timedelta
+
+from fastapi import FastAPI
+from faststream import AckPolicy
+from faststream.kafka.annotations import KafkaMessage
+from sqlalchemy.exc import SQLAlchemyError
+
+from triage_contracts import DocumentClassifiedV1, DocumentRoutedV1, topics, utcnow
+from triage_router import domain
+from triage_router.metrics import DECISIONS, DUPLICATES, END_TO_END_SECONDS
+from triage_router.settings import Settings
+from triage_router.store import RouterStore
+from triage_runtime.db.engine import database_reachable, make_async_engine
+from triage_runtime.kafka import (
+    ConsumedRecord,
+    UnprocessableError,
+    dead_letter_for,
+    decode_event,
+    make_broker,
+    publish_dead_letter,
+    publish_event,
+)
+from triage_runtime.metrics import DEAD_LETTERS, EVENTS_CONSUMED, EVENTS_PRODUCED, topic_family
+from triage_runtime.ops import ops_router
+from triage_runtime.service import producer_for
+
+SERVICE = "router"
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the router app; Kafka and PostgreSQL connect only when it starts."""
+    settings = settings or Settings()
+    producer = producer_for(SERVICE, "triage-router")
+    broker = make_broker(settings.kafka_bootstrap, client_id="triage-router")
+    engine = make_async_engine(settings.database_url)
+    store = RouterStore(engine)
+    review_sla = timedelta(hours=settings.review_sla_hours)
+
+    async def route(event: DocumentClassifiedV1, decision: domain.RouteTo) -> None:
+        routed = DocumentRoutedV1(
+            producer=producer,
+            document_id=event.document_id,
+            trace_id=event.trace_id,
+            model=event.model,
+            queue=decision.queue,
+            decided_by=decision.decided_by,
+            confidence=decision.confidence,
+            document=event.document,
+        )
+        stored = await store.record_route(event, decision, event_id=routed.event_id)
+        if stored.published_at is not None:
+            DUPLICATES.inc()
+            return
+        # Re-publishing after a crash reuses the stored event id and queue, so consumers
+        # that deduplicate on event id see one routing, whatever was redelivered.
+        routed = routed.model_copy(update={"event_id": stored.event_id, "queue": stored.queue})
+        topic = topics.routed_topic(stored.queue)
+        await publish_event(broker, topic, routed)
+        await store.mark_published(event.document_id)
+        EVENTS_PRODUCED.labels(SERVICE, topic_family(topic)).inc()
+        DECISIONS.labels("routed", "").inc()
+        END_TO_END_SECONDS.labels("routed").observe(
+            (utcnow() - event.document.received_at).total_seconds()
+        )
+        log.info(
+            "document routed",
+            extra={
+                "document_id": event.document_id,
+                "trace_id": event.trace_id,
+                "queue": stored.queue,
+                "model_version": event.model.version,
+            },
+        )
+
+    async def review(event: DocumentClassifiedV1, decision: domain.SendToReview) -> None:
+        opened = await store.open_review(event, decision)
+        if not opened:
+            DUPLICATES.inc()
+            return
+        DECISIONS.labels("review", decision.reason.value).inc()
+        END_TO_END_SECONDS.labels("review").observe(
+            (utcnow() - event.document.received_at).total_seconds()
+        )
+        log.info(
+            "document sent to review",
+            extra={
+                "document_id": event.document_id,
+                "trace_id": event.trace_id,
+                "reason": decision.reason.value,
+                "model_version": event.model.version,
+            },
+        )
+
+    @broker.subscriber(
+        topics.CLASSIFIED,
+        group_id=settings.group_id,
+        auto_offset_reset="earliest",
+        ack_policy=AckPolicy.NACK_ON_ERROR,
+    )
+    async def on_classified(message: KafkaMessage) -> None:
+        """Apply one routing decision; the offset commits only after its effect is durable."""
+        record: ConsumedRecord = message.raw_message  # type: ignore[assignment]
+        try:
+            event = decode_event(record.value, DocumentClassifiedV1)
+        except UnprocessableError as exc:
+            await publish_dead_letter(
+                broker, dead_letter_for(record, stage=SERVICE, producer=producer, error=exc)
+            )
+            DEAD_LETTERS.labels(SERVICE, exc.error_class.value).inc()
+            EVENTS_CONSUMED.labels(SERVICE, record.topic, "deadlettered").inc()
+            return
+        decision = domain.decide(event, review_sla=review_sla)
+        try:
+            if isinstance(decision, domain.RouteTo):
+                await route(event, decision)
+            else:
+                await review(event, decision)
+        except SQLAlchemyError:
+            # Transient: pause, then let the message be redelivered (NACK seeks back).
+            log.exception("database error; message will be redelivered")
+            EVENTS_CONSUMED.labels(SERVICE, record.topic, "retried").inc()
+            await asyncio.sleep(settings.storage_retry_seconds)
+            raise
+        EVENTS_CONSUMED.labels(SERVICE, record.topic, "ok").inc()
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        await broker.start()
+        yield
+        await broker.stop()
+        await engine.dispose()
+
+    async def kafka_ready() -> bool:
+        return await broker.ping(timeout=2.0)
+
+    async def database_ready() -> bool:
+        return await database_reachable(engine)
+
+    app = FastAPI(
+        title="Triage router",
+        summary="Routes classified documents to queues or to human review.",
+        version=producer.version,
+        lifespan=lifespan,
+    )
+    app.include_router(
+        ops_router(service=SERVICE, checks={"kafka": kafka_ready, "database": database_ready})
+    )
+    return app

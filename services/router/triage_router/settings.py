@@ -1,0 +1,22 @@
+"""Router service settings (env prefix ``TRIAGE_ROUTER_``)."""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
+
+from triage_runtime.settings import CommonSettings
+
+
+class Settings(CommonSettings):
+    """Settings for the router service."""
+
+    model_config = SettingsConfigDict(env_prefix="TRIAGE_ROUTER_", extra="ignore")
+
+    host: str = "127.0.0.1"
+    port: int = 8003
+    group_id: str = "triage-router"
+    review_sla_hours: float = Field(default=4.0, gt=0, description="Time allowed for a review.")
+    storage_retry_seconds: float = Field(
+        default=1.0, ge=0, description="Pause before a message is redelivered after a DB error."
+    )

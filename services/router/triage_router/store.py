@@ -1,0 +1,99 @@
+"""The router's durable effects in PostgreSQL; every write is idempotent per document."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
+
+from triage_contracts import DocumentClassifiedV1, utcnow
+from triage_router.domain import RouteTo, SendToReview
+from triage_runtime.db.models import ReviewItem, RoutingDecision
+
+
+@dataclass(frozen=True, slots=True)
+class StoredRoute:
+    """The routing decision as stored: its event id and whether it was already published."""
+
+    event_id: uuid.UUID
+    queue: str
+    published_at: datetime | None
+
+
+class RouterStore:
+    """Reads and writes the routing_decision and review_item tables."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._sessions = async_sessionmaker(engine, expire_on_commit=False)
+
+    async def record_route(
+        self, event: DocumentClassifiedV1, decision: RouteTo, *, event_id: uuid.UUID
+    ) -> StoredRoute:
+        """Store the decision unless one exists; return whichever decision is stored."""
+        model = event.model
+        async with self._sessions.begin() as session:
+            await session.execute(
+                insert(RoutingDecision)
+                .values(
+                    document_id=event.document_id,
+                    queue=decision.queue,
+                    event_id=event_id,
+                    decided_by=decision.decided_by.value,
+                    model_version=model.version,
+                    model_role=model.role.value,
+                    confidence=decision.confidence,
+                )
+                .on_conflict_do_nothing(index_elements=["document_id"])
+            )
+            row = (
+                await session.execute(
+                    select(RoutingDecision).where(RoutingDecision.document_id == event.document_id)
+                )
+            ).scalar_one()
+            return StoredRoute(row.event_id, row.queue, row.published_at)
+
+    async def mark_published(self, document_id: str) -> None:
+        """Note that the routed event for ``document_id`` is on its topic."""
+        async with self._sessions.begin() as session:
+            await session.execute(
+                update(RoutingDecision)
+                .where(RoutingDecision.document_id == document_id)
+                .values(published_at=utcnow())
+            )
+
+    async def open_review(self, event: DocumentClassifiedV1, decision: SendToReview) -> bool:
+        """Open a review item for the document; False when one already exists."""
+        prediction = event.prediction
+        document = event.document
+        async with self._sessions.begin() as session:
+            result = await session.execute(
+                insert(ReviewItem)
+                .values(
+                    document_id=event.document_id,
+                    status="pending",
+                    reason=decision.reason.value,
+                    priority=decision.priority,
+                    due_at=decision.due_at,
+                    predicted_label=prediction.label if prediction else None,
+                    confidence=prediction.confidence if prediction else None,
+                    probabilities=dict(prediction.probabilities) if prediction else None,
+                    model_version=event.model.version,
+                    model_role=event.model.role.value,
+                    extraction_status=event.extraction.status.value,
+                    source_kind=document.source.kind.value,
+                    source_name=document.source.name,
+                    filename=document.filename,
+                    media_type=document.blob.media_type,
+                    blob_sha256=document.blob.sha256,
+                    received_at=document.received_at,
+                    trace_id=event.trace_id,
+                    classified_event_id=event.event_id,
+                )
+                .on_conflict_do_nothing(index_elements=["document_id"])
+                .returning(ReviewItem.id)
+            )
+            return result.first() is not None
