@@ -122,9 +122,11 @@ def dead_letter_for(
     )
 
 
-async def publish_dead_letter(broker: KafkaBroker, letter: DeadLetterV1) -> None:
+async def publish_dead_letter(
+    broker: KafkaBroker, letter: DeadLetterV1, *, topic: str = topics.DEADLETTER
+) -> None:
     """Publish a dead-letter record and log its class (never its content)."""
-    await publish_event(broker, topics.DEADLETTER, letter)
+    await publish_event(broker, topic, letter)
     log.warning(
         "dead-lettered a message",
         extra={

@@ -50,3 +50,5 @@ def configure_logging(*, service: str, level: str = "INFO", json_lines: bool = T
     root.setLevel(level.upper())
     # aiokafka is chatty at INFO about every group join; warnings still come through.
     logging.getLogger("aiokafka").setLevel(max(logging.WARNING, root.level))
+    # pdfminer's debug and info output quotes document content: never let it through.
+    logging.getLogger("pdfminer").setLevel(logging.ERROR)

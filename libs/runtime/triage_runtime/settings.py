@@ -28,9 +28,19 @@ class CommonSettings(BaseSettings):
         validation_alias="TRIAGE_BLOB_DIR",
         description="Root directory of the content-addressed local blob store.",
     )
+    topic_prefix: str = Field(
+        default="",
+        validation_alias="TRIAGE_TOPIC_PREFIX",
+        pattern=r"^[A-Za-z0-9._-]{0,60}$",
+        description="Prefix for every topic name, to share a cluster between environments.",
+    )
     log_level: str = Field(default="INFO", validation_alias="TRIAGE_LOG_LEVEL")
     log_json: bool = Field(
         default=True,
         validation_alias="TRIAGE_LOG_JSON",
         description="Structured JSON log lines (true) or plain text (false).",
     )
+
+    def topic(self, name: str) -> str:
+        """Return the topic name as this environment spells it (with the prefix)."""
+        return f"{self.topic_prefix}{name}"

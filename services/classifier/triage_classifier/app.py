@@ -78,7 +78,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return domain.Extracted(received, text)
 
     @broker.subscriber(
-        topics.DOCUMENTS,
+        settings.topic(topics.DOCUMENTS),
         group_id=settings.group_id,
         batch=True,
         max_records=settings.batch_max_records,
@@ -101,10 +101,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 batch.append(await asyncio.to_thread(extract, received))
             except UnprocessableError as exc:
                 await publish_dead_letter(
-                    broker, dead_letter_for(record, stage=SERVICE, producer=producer, error=exc)
+                    broker,
+                    dead_letter_for(record, stage=SERVICE, producer=producer, error=exc),
+                    topic=settings.topic(topics.DEADLETTER),
                 )
                 DEAD_LETTERS.labels(SERVICE, exc.error_class.value).inc()
-                EVENTS_CONSUMED.labels(SERVICE, record.topic, "deadlettered").inc()
+                EVENTS_CONSUMED.labels(SERVICE, topics.DOCUMENTS, "deadlettered").inc()
         EXTRACT_SECONDS.observe(time.perf_counter() - started)
 
         started = time.perf_counter()
@@ -114,7 +116,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         SCORE_SECONDS.labels(model.version).observe(time.perf_counter() - started)
 
         for event in events:
-            await publish_event(broker, topics.CLASSIFIED, event)
+            await publish_event(broker, settings.topic(topics.CLASSIFIED), event)
             EVENTS_PRODUCED.labels(SERVICE, topics.CLASSIFIED).inc()
             EVENTS_CONSUMED.labels(SERVICE, topics.DOCUMENTS, "ok").inc()
             if event.prediction is not None:
@@ -150,6 +152,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await broker.start()
         yield
         await broker.stop()
+        log.info("stopped cleanly")
 
     async def kafka_ready() -> bool:
         return await broker.ping(timeout=2.0)

@@ -69,6 +69,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         log.info("ingest ready", extra={"port": settings.port})
         yield
         await broker.stop()
+        log.info("stopped cleanly")
 
     async def kafka_ready() -> bool:
         return await broker.ping(timeout=2.0)
@@ -128,7 +129,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 received_at=utcnow(),
                 producer=producer,
             )
-            await publish_event(broker, topics.DOCUMENTS, event)
+            await publish_event(broker, settings.topic(topics.DOCUMENTS), event)
             EVENTS_PRODUCED.labels(SERVICE, topics.DOCUMENTS).inc()
             UPLOADS.labels("accepted").inc()
             UPLOAD_BYTES.observe(len(data))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import asdict
@@ -22,6 +23,7 @@ from triage_runtime.ops import ops_router
 from triage_runtime.service import package_version
 
 SERVICE = "review-ui"
+log = logging.getLogger(__name__)
 HERE = Path(__file__).parent
 
 
@@ -44,6 +46,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         yield
         await engine.dispose()
+        log.info("stopped cleanly")
 
     async def database_ready() -> bool:
         return await database_reachable(engine)

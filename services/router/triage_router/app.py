@@ -63,10 +63,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # Re-publishing after a crash reuses the stored event id and queue, so consumers
         # that deduplicate on event id see one routing, whatever was redelivered.
         routed = routed.model_copy(update={"event_id": stored.event_id, "queue": stored.queue})
-        topic = topics.routed_topic(stored.queue)
+        topic = settings.topic(topics.routed_topic(stored.queue))
         await publish_event(broker, topic, routed)
         await store.mark_published(event.document_id)
-        EVENTS_PRODUCED.labels(SERVICE, topic_family(topic)).inc()
+        EVENTS_PRODUCED.labels(SERVICE, topic_family(topics.routed_topic(stored.queue))).inc()
         DECISIONS.labels("routed", "").inc()
         END_TO_END_SECONDS.labels("routed").observe(
             (utcnow() - event.document.received_at).total_seconds()
@@ -101,7 +101,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
 
     @broker.subscriber(
-        topics.CLASSIFIED,
+        settings.topic(topics.CLASSIFIED),
         group_id=settings.group_id,
         auto_offset_reset="earliest",
         ack_policy=AckPolicy.NACK_ON_ERROR,
@@ -113,10 +113,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             event = decode_event(record.value, DocumentClassifiedV1)
         except UnprocessableError as exc:
             await publish_dead_letter(
-                broker, dead_letter_for(record, stage=SERVICE, producer=producer, error=exc)
+                broker,
+                dead_letter_for(record, stage=SERVICE, producer=producer, error=exc),
+                topic=settings.topic(topics.DEADLETTER),
             )
             DEAD_LETTERS.labels(SERVICE, exc.error_class.value).inc()
-            EVENTS_CONSUMED.labels(SERVICE, record.topic, "deadlettered").inc()
+            EVENTS_CONSUMED.labels(SERVICE, topics.CLASSIFIED, "deadlettered").inc()
             return
         decision = domain.decide(event, review_sla=review_sla)
         try:
@@ -127,10 +129,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         except SQLAlchemyError:
             # Transient: pause, then let the message be redelivered (NACK seeks back).
             log.exception("database error; message will be redelivered")
-            EVENTS_CONSUMED.labels(SERVICE, record.topic, "retried").inc()
+            EVENTS_CONSUMED.labels(SERVICE, topics.CLASSIFIED, "retried").inc()
             await asyncio.sleep(settings.storage_retry_seconds)
             raise
-        EVENTS_CONSUMED.labels(SERVICE, record.topic, "ok").inc()
+        EVENTS_CONSUMED.labels(SERVICE, topics.CLASSIFIED, "ok").inc()
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -138,6 +140,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         yield
         await broker.stop()
         await engine.dispose()
+        log.info("stopped cleanly")
 
     async def kafka_ready() -> bool:
         return await broker.ping(timeout=2.0)

@@ -1,0 +1,137 @@
+# shellcheck shell=bash
+# Shared helpers for deploy/local/stack.sh. Sourced, never executed directly.
+
+# ---------------------------------------------------------------------------
+# Output helpers
+# ---------------------------------------------------------------------------
+info() { printf '%s\n' "$*"; }
+warn() { printf 'stack: warning: %s\n' "$*" >&2; }
+die() {
+  printf 'stack: error: %s\n' "$*" >&2
+  exit 1
+}
+
+# Monotonic-ish wall clock in milliseconds (GNU date).
+now_ms() { date +%s%3N; }
+
+# Format a duration given in milliseconds as "12.3s".
+fmt_ms() {
+  local ms=$1
+  printf '%d.%ds' $((ms / 1000)) $(((ms % 1000) / 100))
+}
+
+is_root() { [[ $(id -u) -eq 0 ]]; }
+
+# ---------------------------------------------------------------------------
+# Configuration (all overridable through the environment)
+# ---------------------------------------------------------------------------
+load_config() {
+  STACK_DIR=${TRIAGE_STACK_DIR:-"$REPO_ROOT/.stack"}
+  KAFKA_PORT=${TRIAGE_KAFKA_PORT:-19092}
+  KAFKA_CONTROLLER_PORT=${TRIAGE_KAFKA_CONTROLLER_PORT:-19093}
+  PG_PORT=${TRIAGE_PG_PORT:-15432}
+  KAFKA_VERSION=${TRIAGE_KAFKA_VERSION:-4.1.1}
+  KAFKA_HEAP=${TRIAGE_KAFKA_HEAP:-"-Xms256m -Xmx512m"}
+  START_TIMEOUT=${TRIAGE_START_TIMEOUT:-180}
+
+  local name value
+  for name in KAFKA_PORT KAFKA_CONTROLLER_PORT PG_PORT; do
+    value=${!name}
+    if [[ ! $value =~ ^[0-9]+$ ]] || ((value < 1 || value > 65535)); then
+      die "TRIAGE_$name must be a TCP port number (1-65535), got '$value'"
+    fi
+  done
+  if [[ $KAFKA_PORT == "$KAFKA_CONTROLLER_PORT" || $KAFKA_PORT == "$PG_PORT" || $KAFKA_CONTROLLER_PORT == "$PG_PORT" ]]; then
+    die "TRIAGE_KAFKA_PORT, TRIAGE_KAFKA_CONTROLLER_PORT and TRIAGE_PG_PORT must all differ"
+  fi
+  [[ $START_TIMEOUT =~ ^[0-9]+$ ]] || die "TRIAGE_START_TIMEOUT must be a number of seconds, got '$START_TIMEOUT'"
+  [[ $KAFKA_VERSION =~ ^[0-9]+\.[0-9]+\.[0-9]+$ ]] || die "TRIAGE_KAFKA_VERSION must look like 4.1.1, got '$KAFKA_VERSION'"
+
+  # Make the stack dir absolute without requiring it to exist yet.
+  case $STACK_DIR in
+    /*) ;;
+    *) STACK_DIR="$PWD/$STACK_DIR" ;;
+  esac
+  STACK_DIR=${STACK_DIR%/}
+
+  LOG_DIR="$STACK_DIR/logs"
+  LOCK_FILE="$STACK_DIR/stack.lock"
+}
+
+# Creates the stack dir, with a .gitignore so that a stack dir inside a git
+# work tree (the default <repo>/.stack) is never committed by accident.
+ensure_stack_dir() {
+  mkdir -p "$STACK_DIR"
+  if [[ ! -f "$STACK_DIR/.gitignore" ]]; then
+    printf '# Created by deploy/local/stack.sh: nothing in here belongs in git.\n*\n' >"$STACK_DIR/.gitignore"
+  fi
+}
+
+# Serialise concurrent invocations (several developers/tests may call
+# "start" at the same time). The lock is released when the script exits.
+take_lock() {
+  ensure_stack_dir
+  exec 9>"$LOCK_FILE"
+  if command -v flock >/dev/null 2>&1; then
+    if ! flock -w "$START_TIMEOUT" 9; then
+      die "another stack.sh is still working on $STACK_DIR (waited ${START_TIMEOUT}s for $LOCK_FILE)"
+    fi
+  fi
+}
+
+# ---------------------------------------------------------------------------
+# Processes and ports
+# ---------------------------------------------------------------------------
+pid_alive() {
+  local pid=$1
+  [[ $pid =~ ^[0-9]+$ ]] && kill -0 "$pid" 2>/dev/null
+}
+
+# True when something listens on 127.0.0.1:<port> (or on a wildcard address
+# that covers it).
+port_listening() {
+  local port=$1 out
+  if command -v ss >/dev/null 2>&1; then
+    out=$(ss -Hltn "sport = :$port" 2>/dev/null) || out=""
+    [[ -n $out ]]
+    return
+  fi
+  (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null
+}
+
+# Fail with a clear message when a port we are about to bind is taken by a
+# process that is not ours.
+require_port_free() {
+  local port=$1 var=$2 what=$3 holder=""
+  port_listening "$port" || return 0
+  if command -v ss >/dev/null 2>&1; then
+    holder=$(ss -Hltnp "sport = :$port" 2>/dev/null | grep -o 'users:(([^)]*))' | head -n 1) || holder=""
+  fi
+  die "port $port (for $what) is already in use by another process${holder:+ $holder}." \
+    "Stop that process or choose another port, e.g. $var=$((port + 100)) $0 start" \
+    "(remember to use the same $var for 'env', 'status' and 'stop')."
+}
+
+# Wait until <port> accepts connections or <pid> dies. Returns 0 when ready,
+# 1 when the process died, 2 on timeout.
+wait_port() {
+  local port=$1 pid=$2 deadline=$3
+  while true; do
+    pid_alive "$pid" || return 1
+    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+      return 0
+    fi
+    (($(now_ms) < deadline)) || return 2
+    sleep 0.2
+  done
+}
+
+# Print the last lines of a log file to stderr (for failure diagnostics).
+show_log_tail() {
+  local file=$1 lines=${2:-30}
+  if [[ -r $file ]]; then
+    printf -- '--- last %d lines of %s ---\n' "$lines" "$file" >&2
+    tail -n "$lines" "$file" >&2 || true
+    printf -- '--- end of %s ---\n' "$file" >&2
+  fi
+}

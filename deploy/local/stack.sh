@@ -1,0 +1,143 @@
+#!/usr/bin/env bash
+# Local Kafka (KRaft) + PostgreSQL stack for Triage, without Docker.
+# Run "deploy/local/stack.sh help" for usage.
+set -euo pipefail
+
+SCRIPT_DIR=$(cd -P "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO_ROOT=$(cd -P "$SCRIPT_DIR/../.." && pwd)
+
+# shellcheck source=lib/common.sh
+source "$SCRIPT_DIR/lib/common.sh"
+# shellcheck source=lib/kafka.sh
+source "$SCRIPT_DIR/lib/kafka.sh"
+# shellcheck source=lib/postgres.sh
+source "$SCRIPT_DIR/lib/postgres.sh"
+
+usage() {
+  cat <<USAGE
+Usage: $(basename "$0") COMMAND
+
+Runs a single-node Apache Kafka broker (KRaft mode, Java 17+) and a
+PostgreSQL server (Debian packages) on 127.0.0.1 for local development and
+tests. No Docker needed. Everything lives in one directory (TRIAGE_STACK_DIR).
+
+Commands:
+  start          Download/install what is missing, start both servers and wait
+                 until they answer (Kafka: ApiVersions request, PostgreSQL:
+                 pg_isready). A no-op when both already run. Prints the time.
+  stop           Stop both servers cleanly (no-op when not running).
+  status         Show each server as running (pid, port) or stopped.
+                 Exit code 0 when both are up, 3 otherwise.
+  env            Print export lines for the application, e.g.
+                   eval "\$($(basename "$0") env)"
+  reset          Stop both servers and delete their data and logs
+                 (downloaded jars are kept).
+  tool CLASS ... Run a Kafka command line class from the downloaded jars, e.g.
+                   $(basename "$0") tool org.apache.kafka.tools.TopicCommand \\
+                     --bootstrap-server 127.0.0.1:19092 --list
+  help           Show this text.
+
+Environment variables:
+  TRIAGE_STACK_DIR              Directory holding everything: Kafka jars, Kafka
+                                and PostgreSQL data, pid files, logs
+                                (default: <repo root>/.stack; now: $STACK_DIR).
+  TRIAGE_KAFKA_PORT             Kafka broker port (default 19092).
+  TRIAGE_KAFKA_CONTROLLER_PORT  Kafka KRaft controller port (default 19093).
+  TRIAGE_PG_PORT                PostgreSQL port (default 15432).
+  TRIAGE_KAFKA_VERSION          Kafka version fetched from Maven Central
+                                (default 4.1.1).
+  TRIAGE_KAFKA_HEAP             JVM heap options of the broker
+                                (default "-Xms256m -Xmx512m").
+  TRIAGE_JAVA                   Java binary to use (default: \$JAVA_HOME/bin/java,
+                                else java from PATH). Java 17+ is required.
+  TRIAGE_START_TIMEOUT          Seconds to wait for each server to be ready
+                                (default 180).
+
+Connection settings printed by "env":
+  TRIAGE_KAFKA_BOOTSTRAP=127.0.0.1:<TRIAGE_KAFKA_PORT>
+  TRIAGE_DATABASE_URL=postgresql+psycopg://triage:triage@127.0.0.1:<TRIAGE_PG_PORT>/triage
+The role 'triage' (password 'triage') owns database 'triage' and may create
+databases. Superuser: 'postgres', password 'postgres'.
+USAGE
+}
+
+cmd_start() {
+  local t0 kafka_up=0 pg_up=0
+  t0=$(now_ms)
+  take_lock
+  # Checks that can fail fast come first, before anything is downloaded.
+  kafka_preflight
+  pg_preflight
+  [[ -n $(kafka_pid) ]] && kafka_up=1
+  [[ -n $(pg_pid_port) ]] && pg_up=1
+  kafka_start
+  pg_start
+  if ((kafka_up && pg_up)); then
+    info "stack: already running and healthy, nothing to do ($(fmt_ms $(($(now_ms) - t0))))"
+  else
+    info "stack: started in $(fmt_ms $(($(now_ms) - t0))) (data in $STACK_DIR)"
+    info "stack: use it with:  eval \"\$($0 env)\""
+  fi
+}
+
+cmd_stop() {
+  [[ -d $STACK_DIR ]] || {
+    info "kafka: not running"
+    info "postgres: not running"
+    return 0
+  }
+  take_lock
+  kafka_stop
+  pg_stop
+}
+
+cmd_status() {
+  local rc=0
+  kafka_status || rc=3
+  pg_status || rc=3
+  info "stack dir: $STACK_DIR"
+  return "$rc"
+}
+
+cmd_env() {
+  printf 'export TRIAGE_KAFKA_BOOTSTRAP=%q\n' "127.0.0.1:$KAFKA_PORT"
+  printf 'export TRIAGE_DATABASE_URL=%q\n' \
+    "postgresql+psycopg://$PG_APP_USER:$PG_APP_PASSWORD@127.0.0.1:$PG_PORT/$PG_APP_DB"
+}
+
+cmd_reset() {
+  cmd_stop
+  [[ -d $STACK_DIR ]] || return 0
+  rm -rf "$KAFKA_DIR" "$PG_DIR" "$LOG_DIR"
+  info "stack: deleted Kafka and PostgreSQL data and logs in $STACK_DIR (kept downloaded jars)"
+}
+
+cmd_tool() {
+  [[ $# -ge 1 ]] || die "usage: $(basename "$0") tool CLASS [ARGS...]"
+  kafka_require_java
+  kafka_jars_present || die "Kafka jars are not downloaded yet; run '$0 start' first"
+  kafka_tool "$@"
+}
+
+main() {
+  local cmd=${1:-help}
+  [[ $# -gt 0 ]] && shift
+  load_config
+  kafka_paths
+  pg_paths
+  case $cmd in
+    start) cmd_start ;;
+    stop) cmd_stop ;;
+    status) cmd_status ;;
+    env) cmd_env ;;
+    reset) cmd_reset ;;
+    tool) cmd_tool "$@" ;;
+    help | -h | --help) usage ;;
+    *)
+      usage >&2
+      die "unknown command '$cmd'"
+      ;;
+  esac
+}
+
+main "$@"

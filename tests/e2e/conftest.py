@@ -1,0 +1,125 @@
+"""End-to-end tests start the four services as real processes on the real stack."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.helpers import REPO_ROOT
+from tests.stack import Stack
+from triage_ml import model as model_lib
+from triage_ml.dataset import iter_folder_dataset, load_example
+
+SERVICES = ("ingest", "classifier", "router", "review-ui")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "tests/e2e/" in str(item.fspath):
+            item.add_marker(pytest.mark.e2e)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Pipeline:
+    """The running services: their URLs, environment and log files."""
+
+    stack: Stack
+    env: dict[str, str]
+    urls: dict[str, str]
+    logs: dict[str, Path]
+    model_version: str
+    processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+
+    def log_text(self) -> str:
+        """Everything the services logged so far."""
+        return "\n".join(path.read_text(errors="replace") for path in self.logs.values())
+
+
+@pytest.fixture(scope="session")
+def sample_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A model trained on the shipped (synthetic) starter dataset."""
+    examples = [
+        ex
+        for path, label in iter_folder_dataset(REPO_ROOT / "data" / "sample" / "train")
+        if (ex := load_example(path, label)) is not None
+    ]
+    pipeline, metadata = model_lib.train(examples, seed=0)
+    return model_lib.save(pipeline, metadata, out_dir=tmp_path_factory.mktemp("models"))
+
+
+@pytest.fixture(scope="session")
+def pipeline(
+    stack: Stack, sample_model: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Pipeline]:
+    """All four services running as `triage serve` processes against the real stack."""
+    work = tmp_path_factory.mktemp("pipeline")
+    triage = shutil.which("triage", path=str(Path(sys.executable).parent))
+    assert triage, "the triage console script is not installed in this environment"
+    ports = {name: _free_port() for name in SERVICES}
+    env = {
+        **os.environ,
+        "TRIAGE_KAFKA_BOOTSTRAP": stack.kafka_bootstrap,
+        "TRIAGE_DATABASE_URL": stack.database_url,
+        "TRIAGE_TOPIC_PREFIX": stack.topic_prefix + "e2e.",
+        "TRIAGE_BLOB_DIR": str(work / "blobs"),
+        "TRIAGE_CLASSIFIER_MODEL_PATH": str(sample_model),
+        "TRIAGE_CLASSIFIER_GROUP_ID": "e2e-classifier",
+        "TRIAGE_ROUTER_GROUP_ID": "e2e-router",
+        "TRIAGE_LOG_LEVEL": "DEBUG",
+    }
+    for name, port in ports.items():
+        env[f"TRIAGE_{name.upper().replace('-', '_')}_PORT"] = str(port)
+    running = Pipeline(
+        stack=stack,
+        env=env,
+        urls={n: f"http://127.0.0.1:{p}" for n, p in ports.items()},
+        logs={n: work / f"{n}.log" for n in SERVICES},
+        model_version=sample_model.name,
+    )
+    for name in SERVICES:
+        with running.logs[name].open("wb") as log:
+            running.processes[name] = subprocess.Popen(
+                [triage, "serve", name], env=env, stdout=log, stderr=subprocess.STDOUT
+            )
+    try:
+        deadline = time.monotonic() + 90
+        pending = set(SERVICES)
+        while pending and time.monotonic() < deadline:
+            for name in list(pending):
+                assert running.processes[name].poll() is None, (
+                    f"{name} exited early:\n{running.logs[name].read_text()}"
+                )
+                try:
+                    if httpx.get(running.urls[name] + "/readyz", timeout=2).status_code == 200:
+                        pending.discard(name)
+                except httpx.HTTPError:
+                    pass
+            time.sleep(0.5)
+        assert not pending, f"not ready in 90 s: {pending}\n{running.log_text()[-3000:]}"
+        yield running
+    finally:
+        for process in running.processes.values():
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        for process in running.processes.values():
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()

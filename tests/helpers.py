@@ -1,0 +1,94 @@
+"""Builders shared by tests: events, documents and a small trained model."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+from triage_contracts import (
+    BlobRef,
+    DocumentClassifiedV1,
+    DocumentReceivedV1,
+    DocumentRef,
+    Extraction,
+    ExtractionStatus,
+    ModelRef,
+    ModelRole,
+    Prediction,
+    Producer,
+    Source,
+    SourceKind,
+    derive_document_id,
+)
+from triage_ml.model import Example
+
+PRODUCER = Producer(service="tests", version="0")
+RECEIVED_AT = datetime(2026, 11, 26, 9, 0, tzinfo=UTC)
+
+TOPIC_WORDS = {
+    "billing": "invoice payment refund amount due vat receipt charge overdue balance",
+    "technical": "error outage login api server crash bug timeout deploy stack trace",
+    "legal": "contract clause nda gdpr subpoena liability counsel agreement breach terms",
+}
+
+
+def small_examples(per_label: int = 30) -> list[Example]:
+    """Return a tiny, clearly separable labelled set."""
+    examples = []
+    for label, words in TOPIC_WORDS.items():
+        vocab = words.split()
+        for i in range(per_label):
+            picked = " ".join(vocab[(i + k) % len(vocab)] for k in range(6))
+            examples.append(Example(text=f"dear team {picked} regards number {i}", label=label))
+    return examples
+
+
+def document_ref(sha256: str = "ab" * 32, media_type: str = "text/plain") -> DocumentRef:
+    """Return a DocumentRef for an upload."""
+    return DocumentRef(
+        source=Source(kind=SourceKind.UPLOAD, name="http-upload"),
+        blob=BlobRef(sha256=sha256, size_bytes=10, media_type=media_type),
+        filename="letter.txt",
+        received_at=RECEIVED_AT,
+    )
+
+
+def received(sha256: str = "ab" * 32, media_type: str = "text/plain") -> DocumentReceivedV1:
+    """Return a DocumentReceived event."""
+    return DocumentReceivedV1(
+        producer=PRODUCER,
+        document_id=derive_document_id("upload", "http-upload", sha256),
+        document=document_ref(sha256, media_type),
+    )
+
+
+def classified(
+    *,
+    label: str = "billing",
+    confidence: float = 0.97,
+    threshold: float = 0.9,
+    status: ExtractionStatus = ExtractionStatus.OK,
+    sha256: str = "cd" * 32,
+    model_version: str = "tfidf-lr-test",
+) -> DocumentClassifiedV1:
+    """Return a DocumentClassified event; no prediction unless extraction was ok."""
+    prediction = None
+    if status is ExtractionStatus.OK:
+        prediction = Prediction(
+            label=label,
+            confidence=confidence,
+            probabilities={label: confidence, "other": round(1 - confidence, 6)},
+            threshold=threshold,
+            action="route" if confidence >= threshold else "review",
+        )
+    return DocumentClassifiedV1(
+        producer=PRODUCER,
+        document_id=derive_document_id("upload", "http-upload", sha256),
+        model=ModelRef(version=model_version, role=ModelRole.CHAMPION),
+        document=document_ref(sha256),
+        extraction=Extraction(status=status, chars=100 if prediction else 0),
+        prediction=prediction,
+    )
+
+
+REPO_ROOT = Path(__file__).resolve().parents[1]

@@ -1,0 +1,199 @@
+"""Each service against the real broker (and database): what it consumes, emits and refuses."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import re
+from pathlib import Path
+
+from fastapi.testclient import TestClient
+from sqlalchemy import create_engine, text
+
+from scripts.pdfgen import make_pdf
+from tests.helpers import classified, received
+from tests.kafkatools import collect, produce
+from tests.stack import Stack
+from triage_classifier.app import create_app as classifier_app
+from triage_classifier.settings import Settings as ClassifierSettings
+from triage_contracts import ExtractionStatus, topics
+from triage_ingest.app import create_app as ingest_app
+from triage_ingest.settings import Settings as IngestSettings
+from triage_router.app import create_app as router_app
+from triage_router.settings import Settings as RouterSettings
+from triage_runtime.blobstore import LocalBlobStore
+from triage_runtime.kafka import encode_event
+
+
+def _of_document(document_id: str):  # type: ignore[no-untyped-def]
+    return lambda m: m["key"] == document_id
+
+
+def test_ingest_publishes_an_upload_with_mirrored_headers(isolated: Stack, tmp_path: Path) -> None:
+    stack = isolated
+    settings = IngestSettings(
+        kafka_bootstrap=stack.kafka_bootstrap,
+        blob_dir=tmp_path,
+        topic_prefix=stack.topic_prefix,
+        max_upload_bytes=10_000,
+    )
+    with TestClient(ingest_app(settings)) as client:
+        assert client.get("/readyz").status_code == 200
+        pdf = make_pdf("Payment reminder for invoice 99.")
+        accepted = client.post(
+            "/v1/documents", files={"files": ("../../reminder.pdf", pdf, "application/pdf")}
+        )
+        assert accepted.status_code == 202, accepted.text
+        [doc] = accepted.json()["documents"]
+        assert doc["filename"] == "reminder.pdf"
+        assert LocalBlobStore(tmp_path).get(doc["sha256"]) == pdf
+
+        too_big = client.post(
+            "/v1/documents", files={"files": ("big.txt", b"x" * 10_001, "text/plain")}
+        )
+        assert too_big.status_code == 413
+        wrong_type = client.post(
+            "/v1/documents", files={"files": ("a.exe", b"MZ", "application/x-msdownload")}
+        )
+        assert wrong_type.status_code == 415
+        assert "not accepted" in wrong_type.json()["detail"]
+
+    topic = stack.topic(topics.DOCUMENTS)
+    messages = asyncio.run(
+        collect(
+            stack.kafka_bootstrap,
+            [topic],
+            until=lambda ms: any(m["key"] == doc["document_id"] for m in ms),
+        )
+    )
+    [message] = [m for m in messages if m["key"] == doc["document_id"]]
+    assert message["value"]["document"]["blob"]["sha256"] == doc["sha256"]
+    assert message["headers"]["triage-schema"] == "DocumentReceived.v1"
+    assert message["headers"]["triage-trace-id"] == message["value"]["trace_id"]
+    assert message["headers"]["triage-producer"].startswith("ingest/")
+
+
+def test_classifier_scores_documents_and_dead_letters_poison(
+    isolated: Stack, tmp_path: Path, small_model: Path
+) -> None:
+    stack = isolated
+    blobs = LocalBlobStore(tmp_path)
+    readable = received(blobs.put(b"invoice payment overdue, please refund the charge"))
+    encrypted_pdf = received(blobs.put(b"%PDF-1.4 broken"), media_type="application/pdf")
+    missing = received("ee" * 32)
+    settings = ClassifierSettings(
+        kafka_bootstrap=stack.kafka_bootstrap,
+        blob_dir=tmp_path,
+        topic_prefix=stack.topic_prefix,
+        model_path=small_model,
+        group_id="it-classifier",
+    )
+    documents = stack.topic(topics.DOCUMENTS)
+
+    async def send_all() -> None:
+        for event in (readable, encrypted_pdf, missing):
+            await produce(
+                stack.kafka_bootstrap,
+                documents,
+                encode_event(event),
+                key=event.document_id.encode(),
+            )
+        await produce(stack.kafka_bootstrap, documents, b"{not json", key=b"poison")
+
+    with TestClient(classifier_app(settings)) as client:
+        ready = client.get("/readyz").json()
+        assert ready["checks"] == {"kafka": "ok", "model": "ok"}
+        asyncio.run(send_all())
+        wanted = {readable.document_id, encrypted_pdf.document_id}
+        out = asyncio.run(
+            collect(
+                stack.kafka_bootstrap,
+                [stack.topic(topics.CLASSIFIED), stack.topic(topics.DEADLETTER)],
+                until=lambda ms: (
+                    wanted <= {m["key"] for m in ms}
+                    and sum(m["topic"].endswith("deadletter.v1") for m in ms) >= 2
+                ),
+            )
+        )
+        metrics = client.get("/metrics").text
+
+    by_key = {m["key"]: m for m in out if m["topic"].endswith("classified.v1")}
+    scored = by_key[readable.document_id]["value"]
+    assert scored["prediction"]["label"] == "billing"
+    assert scored["model"]["version"] == small_model.name
+    assert by_key[readable.document_id]["headers"]["triage-model-version"] == small_model.name
+    assert scored["trace_id"] == readable.trace_id
+    assert by_key[encrypted_pdf.document_id]["value"]["extraction"]["status"] == "corrupt"
+    assert by_key[encrypted_pdf.document_id]["value"]["prediction"] is None
+
+    letters = {
+        m["value"]["error_class"]: m["value"] for m in out if m["topic"].endswith("deadletter.v1")
+    }
+    assert letters["blob_missing"]["document_id"] == missing.document_id
+    assert base64.b64decode(letters["undecodable"]["original_value_b64"]) == b"{not json"
+    assert letters["undecodable"]["source_topic"] == documents
+    counted = re.search(
+        r'triage_dead_letters_total\{error_class="blob_missing",service="classifier"\} (\S+)',
+        metrics,
+    )
+    assert counted is not None, metrics
+    assert float(counted.group(1)) >= 1
+
+
+def test_router_routes_reviews_and_ignores_redelivery(isolated: Stack, clean_db: str) -> None:
+    stack = isolated
+    confident = classified(sha256="a1" * 32, confidence=0.97, threshold=0.9)
+    unsure = classified(sha256="a2" * 32, confidence=0.55, threshold=0.9)
+    unreadable = classified(sha256="a3" * 32, status=ExtractionStatus.ENCRYPTED)
+    settings = RouterSettings(
+        kafka_bootstrap=stack.kafka_bootstrap,
+        database_url=clean_db,
+        topic_prefix=stack.topic_prefix,
+        group_id="it-router",
+    )
+    classified_topic = stack.topic(topics.CLASSIFIED)
+
+    async def send_all() -> None:
+        # The confident event twice: a redelivery must not route it twice.
+        for event in (confident, confident, unsure, unreadable):
+            await produce(
+                stack.kafka_bootstrap,
+                classified_topic,
+                encode_event(event),
+                key=event.document_id.encode(),
+            )
+        await produce(stack.kafka_bootstrap, classified_topic, b'{"schema_name": 1}')
+
+    def review_rows() -> dict[str, str]:
+        engine = create_engine(clean_db)
+        with engine.connect() as conn:
+            rows = conn.execute(text("SELECT document_id, reason FROM review_item")).all()
+        engine.dispose()
+        return {r[0]: r[1] for r in rows}
+
+    with TestClient(router_app(settings)) as client:
+        assert client.get("/readyz").json()["checks"] == {"kafka": "ok", "database": "ok"}
+        asyncio.run(send_all())
+        out = asyncio.run(
+            collect(
+                stack.kafka_bootstrap,
+                pattern=re.escape(stack.topic_prefix) + r"triage\.(routed\..*|deadletter\.v1)",
+                until=lambda ms: any(m["topic"].endswith("deadletter.v1") for m in ms),
+            )
+        )
+        for _ in range(40):
+            if len(review_rows()) == 2:
+                break
+            asyncio.run(asyncio.sleep(0.25))
+
+    routed = [m for m in out if ".routed." in m["topic"]]
+    assert [m["key"] for m in routed] == [confident.document_id]
+    assert routed[0]["topic"] == stack.topic("triage.routed.billing.v1")
+    assert routed[0]["value"]["model"]["version"] == "tfidf-lr-test"
+    assert routed[0]["headers"]["triage-model-version"] == "tfidf-lr-test"
+    assert review_rows() == {
+        unsure.document_id: "low_confidence",
+        unreadable.document_id: "encrypted",
+    }
+    [letter] = [m["value"] for m in out if m["topic"].endswith("deadletter.v1")]
+    assert letter["stage"] == "router" and letter["error_class"] == "schema_invalid"

@@ -1,0 +1,80 @@
+"""Helpers to read what services published, from the real broker."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Callable
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+
+async def produce(
+    bootstrap: str,
+    topic: str,
+    value: bytes,
+    *,
+    key: bytes | None = None,
+    headers: dict[str, str] | None = None,
+) -> None:
+    """Publish one raw message and wait for the broker's acknowledgement."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    await producer.start()
+    try:
+        await producer.send_and_wait(
+            topic,
+            value,
+            key=key,
+            headers=[(k, v.encode()) for k, v in (headers or {}).items()],
+        )
+    finally:
+        await producer.stop()
+
+
+async def collect(
+    bootstrap: str,
+    topics: list[str] | None = None,
+    *,
+    pattern: str | None = None,
+    until: Callable[[list[dict[str, Any]]], bool],
+    timeout: float = 60.0,
+) -> list[dict[str, Any]]:
+    """Read from the beginning until ``until(messages)`` holds; each message is a dict with
+    topic, partition, offset, key, headers and the decoded JSON value."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        group_id=None,
+        metadata_max_age_ms=1000,
+    )
+    await consumer.start()
+    if pattern:
+        consumer.subscribe(pattern=pattern)
+    else:
+        consumer.subscribe(topics or [])
+    seen: list[dict[str, Any]] = []
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            batches = await consumer.getmany(timeout_ms=500)
+            seen.extend(
+                {
+                    "topic": r.topic,
+                    "partition": r.partition,
+                    "offset": r.offset,
+                    "key": r.key.decode() if r.key else None,
+                    "headers": {k: v.decode() for k, v in r.headers},
+                    "value": json.loads(r.value) if r.value else None,
+                }
+                for records in batches.values()
+                for r in records
+            )
+            if until(seen):
+                return seen
+            await asyncio.sleep(0)
+    finally:
+        await consumer.stop()
+    raise AssertionError(f"condition not met within {timeout}s; saw {len(seen)} messages")

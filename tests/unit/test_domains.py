@@ -1,0 +1,111 @@
+"""The services' pure decisions."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from tests.helpers import PRODUCER, RECEIVED_AT, classified, received, small_examples
+from triage_classifier import domain as classifier_domain
+from triage_contracts import DecidedBy, ExtractionStatus, ModelRef, ModelRole
+from triage_ingest import domain as ingest_domain
+from triage_ml import model as model_lib
+from triage_ml.features import ExtractedText
+from triage_router import domain as router_domain
+
+SLA = timedelta(hours=4)
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("../../etc/passwd", "passwd"),
+        ("C:\\Users\\x\\invoice.pdf", "invoice.pdf"),
+        ("rechnung über 100€.pdf", "rechnung über 100_.pdf"),
+        ("\x00\x1b[31mred.txt", "31mred.txt"),
+        ("...", None),
+        (None, None),
+    ],
+)
+def test_filenames_are_made_safe(raw: str | None, expected: str | None) -> None:
+    assert ingest_domain.safe_filename(raw) == expected
+
+
+def test_media_type_comes_from_declaration_or_name() -> None:
+    assert ingest_domain.media_type_for("application/pdf", "x.bin") == "application/pdf"
+    assert ingest_domain.media_type_for("application/octet-stream", "a.pdf") == "application/pdf"
+    assert ingest_domain.media_type_for("text/plain; charset=utf-8", None) == "text/plain"
+    with pytest.raises(ingest_domain.UnsupportedMediaTypeError, match="image/png"):
+        ingest_domain.media_type_for("image/png", "a.png")
+
+
+def test_same_bytes_from_same_source_are_the_same_document() -> None:
+    kwargs = {
+        "source_name": "http-upload",
+        "sha256": "ab" * 32,
+        "size_bytes": 3,
+        "media_type": "text/plain",
+        "filename": "a.txt",
+        "received_at": RECEIVED_AT,
+        "producer": PRODUCER,
+    }
+    first = ingest_domain.document_received(**kwargs)  # type: ignore[arg-type]
+    second = ingest_domain.document_received(**kwargs)  # type: ignore[arg-type]
+    assert first.document_id == second.document_id
+    assert first.event_id != second.event_id
+
+
+def test_router_routes_confident_scores_to_their_queue() -> None:
+    decision = router_domain.decide(classified(confidence=0.97, threshold=0.9), review_sla=SLA)
+    assert decision == router_domain.RouteTo("billing", DecidedBy.MODEL, 0.97)
+
+
+def test_router_sends_low_confidence_to_review_with_a_due_time() -> None:
+    decision = router_domain.decide(classified(confidence=0.6, threshold=0.9), review_sla=SLA)
+    assert isinstance(decision, router_domain.SendToReview)
+    assert decision.reason is router_domain.ReviewReason.LOW_CONFIDENCE
+    assert decision.due_at == RECEIVED_AT + SLA
+
+
+@pytest.mark.parametrize(
+    ("status", "reason"),
+    [
+        (ExtractionStatus.ENCRYPTED, router_domain.ReviewReason.ENCRYPTED),
+        (ExtractionStatus.CORRUPT, router_domain.ReviewReason.EXTRACTION_FAILED),
+        (ExtractionStatus.EMPTY, router_domain.ReviewReason.EXTRACTION_FAILED),
+    ],
+)
+def test_router_sends_unreadable_documents_to_review_first(
+    status: ExtractionStatus, reason: router_domain.ReviewReason
+) -> None:
+    decision = router_domain.decide(classified(status=status), review_sla=SLA)
+    assert isinstance(decision, router_domain.SendToReview)
+    assert decision.reason is reason
+    assert decision.priority == router_domain.PRIORITY_HIGH
+
+
+def test_classifier_scores_only_documents_with_text() -> None:
+    pipeline, metadata = model_lib.train(small_examples(), seed=0)
+    model = model_lib.LoadedModel(
+        version=metadata["version"],
+        labels=tuple(metadata["labels"]),
+        thresholds=metadata["thresholds"],
+        metadata=metadata,
+        _pipeline=pipeline,
+    )
+    ref = ModelRef(version=model.version, role=ModelRole.CHAMPION)
+    batch = [
+        classifier_domain.Extracted(
+            received("01" * 32), ExtractedText(ExtractionStatus.OK, "invoice payment overdue")
+        ),
+        classifier_domain.Extracted(received("02" * 32), ExtractedText(ExtractionStatus.ENCRYPTED)),
+    ]
+    scored, unreadable = classifier_domain.classify(
+        batch, model=model, model_ref=ref, producer=PRODUCER
+    )
+    assert scored.prediction is not None and scored.prediction.label == "billing"
+    assert scored.model == ref and scored.trace_id == batch[0].received.trace_id
+    assert unreadable.prediction is None
+    assert unreadable.extraction.status is ExtractionStatus.ENCRYPTED
+    assert unreadable.model == ref

@@ -1,0 +1,86 @@
+"""Model artifacts: reproducible, immutable, integrity-checked, thresholds that mean something."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.helpers import small_examples
+from triage_contracts import Action
+from triage_ml import model as model_lib
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    pipeline, metadata = model_lib.train(small_examples(), seed=1, changelog="unit test")
+    return model_lib.save(pipeline, metadata, out_dir=tmp_path_factory.mktemp("models"))
+
+
+def test_artifact_records_what_produced_it(trained: Path) -> None:
+    meta = json.loads((trained / "metadata.json").read_text())
+    assert meta["version"] == trained.name
+    assert meta["labels"] == ["billing", "legal", "technical"]
+    assert meta["training_data_sha256"] == model_lib.data_hash(small_examples())
+    assert meta["feature_code_version"] == "1"
+    assert meta["library_versions"]["scikit-learn"] != "absent"
+    assert meta["changelog"] == "unit test"
+    assert set(meta["thresholds"]) == set(meta["labels"])
+    assert 0.0 <= meta["metrics"]["cv_macro_f1"] <= 1.0
+
+
+def test_training_twice_gives_the_same_version_and_metrics() -> None:
+    _, first = model_lib.train(small_examples(), seed=1)
+    _, second = model_lib.train(list(reversed(small_examples())), seed=1)
+    assert first["version"] == second["version"]
+    assert first["training_data_sha256"] == second["training_data_sha256"]
+    assert first["metrics"] == second["metrics"]
+
+
+def test_loaded_model_scores_with_calibrated_probabilities(trained: Path) -> None:
+    model = model_lib.load(trained)
+    [invoice, outage] = model.predict(
+        ["the invoice payment is overdue, refund the charge", "api server outage, login error"]
+    )
+    assert invoice.label == "billing"
+    assert outage.label == "technical"
+    for prediction in (invoice, outage):
+        assert sum(prediction.probabilities.values()) == pytest.approx(1.0, abs=1e-3)
+        assert prediction.threshold == model.thresholds[prediction.label]
+        expected = Action.ROUTE if prediction.confidence >= prediction.threshold else Action.REVIEW
+        assert prediction.action is expected
+
+
+def test_tampered_artifact_is_refused(trained: Path, tmp_path: Path) -> None:
+    copy = tmp_path / trained.name
+    copy.mkdir()
+    for name in ("metadata.json", "model.joblib"):
+        (copy / name).write_bytes((trained / name).read_bytes())
+    with (copy / "model.joblib").open("ab") as handle:
+        handle.write(b"tampered")
+    with pytest.raises(model_lib.ModelLoadError, match="SHA-256"):
+        model_lib.load(copy)
+
+
+def test_missing_artifact_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(model_lib.ModelLoadError, match="cannot read model artifact"):
+        model_lib.load(tmp_path / "nope")
+
+
+def test_saving_the_same_version_again_keeps_the_original(trained: Path) -> None:
+    before = (trained / "model.joblib").stat().st_mtime_ns
+    pipeline, metadata = model_lib.train(small_examples(), seed=1)
+    assert model_lib.save(pipeline, metadata, out_dir=trained.parent) == trained
+    assert (trained / "model.joblib").stat().st_mtime_ns == before
+
+
+def test_thresholds_reach_the_target_precision() -> None:
+    # Confident predictions for "a" are right; the unsure ones are wrong half the time.
+    proba = np.array([[0.99, 0.01]] * 10 + [[0.6, 0.4]] * 10)
+    truth = ["a"] * 10 + ["a", "b"] * 5
+    thresholds = model_lib.choose_thresholds(proba, truth, ["a", "b"], target_precision=0.95)
+    assert thresholds["a"] == 0.99
+    # "b" is never predicted, so nothing can be auto-routed to it.
+    assert thresholds["b"] == 1.0

@@ -1,0 +1,109 @@
+"""Shared runtime pieces: blob store, event codec, dead letters, logs."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import PRODUCER, received
+from triage_contracts import DocumentReceivedV1, ErrorClass
+from triage_runtime.blobstore import BlobNotFoundError, LocalBlobStore
+from triage_runtime.kafka import UnprocessableError, dead_letter_for, decode_event, encode_event
+from triage_runtime.logs import JsonFormatter
+from triage_runtime.settings import CommonSettings
+
+
+def test_blob_store_is_content_addressed_and_idempotent(tmp_path: Path) -> None:
+    store = LocalBlobStore(tmp_path)
+    digest = store.put(b"hello")
+    assert digest == hashlib.sha256(b"hello").hexdigest()
+    assert store.put(b"hello") == digest
+    assert store.get(digest) == b"hello"
+    assert not list(tmp_path.rglob(".part-*"))
+
+
+def test_blob_store_refuses_unknown_and_malformed_hashes(tmp_path: Path) -> None:
+    store = LocalBlobStore(tmp_path)
+    with pytest.raises(BlobNotFoundError):
+        store.get("0" * 64)
+    with pytest.raises(ValueError, match="SHA-256"):
+        store.get("../../etc/passwd")
+
+
+def test_decode_round_trips_an_event() -> None:
+    event = received()
+    assert decode_event(encode_event(event), DocumentReceivedV1) == event
+
+
+@pytest.mark.parametrize(
+    ("value", "error_class"),
+    [
+        (None, ErrorClass.UNDECODABLE),
+        (b"\xff\xfe not json", ErrorClass.UNDECODABLE),
+        (b'{"schema_name": "DocumentReceived"}', ErrorClass.SCHEMA_INVALID),
+    ],
+)
+def test_undecodable_messages_are_classified(value: bytes | None, error_class: ErrorClass) -> None:
+    with pytest.raises(UnprocessableError) as caught:
+        decode_event(value, DocumentReceivedV1)
+    assert caught.value.error_class is error_class
+
+
+def test_schema_errors_do_not_echo_input_values() -> None:
+    payload = json.loads(encode_event(received()))
+    payload["document"]["filename"] = "secret-person@example.com" * 20
+    with pytest.raises(UnprocessableError) as caught:
+        decode_event(json.dumps(payload).encode(), DocumentReceivedV1)
+    assert "example.com" not in caught.value.reason
+    assert "document.filename" in caught.value.reason
+
+
+@dataclass
+class FakeRecord:
+    topic: str = "triage.documents.v1"
+    partition: int = 2
+    offset: int = 41
+    key: bytes | None = b"doc_x"
+    value: bytes | None = b"{broken"
+    headers: list[tuple[str, bytes]] = field(default_factory=lambda: [("h", b"v")])
+
+
+def test_dead_letter_keeps_the_original_and_where_it_came_from() -> None:
+    letter = dead_letter_for(
+        FakeRecord(),
+        stage="classifier",
+        producer=PRODUCER,
+        error=UnprocessableError(ErrorClass.UNDECODABLE, "value is not valid JSON"),
+    )
+    assert base64.b64decode(letter.original_value_b64) == b"{broken"
+    assert (letter.source_topic, letter.source_partition, letter.source_offset) == (
+        "triage.documents.v1",
+        2,
+        41,
+    )
+    assert letter.original_headers == {"h": "v"}
+    assert letter.error_class is ErrorClass.UNDECODABLE
+
+
+def test_json_logs_carry_extras_as_fields() -> None:
+    record = logging.makeLogRecord(
+        {"msg": "document routed", "levelname": "INFO", "name": "x", "document_id": "doc_1"}
+    )
+    line = json.loads(JsonFormatter("router").format(record))
+    assert line["msg"] == "document routed"
+    assert line["service"] == "router"
+    assert line["document_id"] == "doc_1"
+
+
+def test_topic_prefix_applies_to_every_topic(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TRIAGE_TOPIC_PREFIX", "staging.")
+    assert CommonSettings().topic("triage.documents.v1") == "staging.triage.documents.v1"
+    monkeypatch.setenv("TRIAGE_TOPIC_PREFIX", "bad prefix!")
+    with pytest.raises(ValueError, match="TRIAGE_TOPIC_PREFIX"):
+        CommonSettings()
