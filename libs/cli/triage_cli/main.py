@@ -29,7 +29,7 @@ app.add_typer(model_app, name="model")
 app.add_typer(contracts_app, name="contracts")
 
 console = Console(stderr=True)
-stdout = Console()
+stdout = Console(width=None if sys.stdout.isatty() else 140)
 
 
 class ServiceName(StrEnum):
@@ -270,11 +270,13 @@ def upload(
                 break
             time.sleep(0.5)
     table = Table(title="where each document went")
-    for column in ("document", "document id", "outcome", "model version"):
-        table.add_column(column)
+    table.add_column("document", no_wrap=True)
+    table.add_column("id", no_wrap=True)
+    table.add_column("outcome", no_wrap=True)
+    table.add_column("model version", no_wrap=True)
     for doc_id, name in ids.items():
         outcome, version = outcomes.get(doc_id, ("[red]no outcome yet[/red]", ""))
-        table.add_row(name, doc_id, outcome, version)
+        table.add_row(name, doc_id[:12] + "…", outcome, version)
     stdout.print(table)
     if len(outcomes) != len(ids):
         raise typer.Exit(1)
