@@ -78,9 +78,24 @@ def test_saving_the_same_version_again_keeps_the_original(trained: Path) -> None
 
 def test_thresholds_reach_the_target_precision() -> None:
     # Confident predictions for "a" are right; the unsure ones are wrong half the time.
-    proba = np.array([[0.99, 0.01]] * 10 + [[0.6, 0.4]] * 10)
-    truth = ["a"] * 10 + ["a", "b"] * 5
+    proba = np.array([[0.99, 0.01]] * 200 + [[0.6, 0.4]] * 100)
+    truth = ["a"] * 200 + ["a", "b"] * 50
     thresholds = model_lib.choose_thresholds(proba, truth, ["a", "b"], target_precision=0.95)
     assert thresholds["a"] == 0.99
     # "b" is never predicted, so nothing can be auto-routed to it.
     assert thresholds["b"] == 1.0
+
+
+def test_a_few_lucky_predictions_do_not_set_a_threshold() -> None:
+    # 10 out of 10 right is not evidence of 95% precision (its lower bound is about 0.79).
+    proba = np.array([[0.99, 0.01]] * 10 + [[0.01, 0.99]] * 300)
+    truth = ["a"] * 10 + ["b"] * 300
+    thresholds = model_lib.choose_thresholds(proba, truth, ["a", "b"], target_precision=0.95)
+    assert thresholds["a"] == 1.0
+    assert thresholds["b"] == 0.5  # 300 right of 300: the floor is enough
+
+
+def test_wilson_lower_bound_matches_known_values() -> None:
+    assert model_lib.wilson_lower_bound(0, 0) == 0.0
+    assert model_lib.wilson_lower_bound(10, 10) == pytest.approx(0.787, abs=1e-3)
+    assert model_lib.wilson_lower_bound(95, 100) == pytest.approx(0.9004, abs=1e-3)

@@ -83,6 +83,16 @@ def db_upgrade(
     console.print(f"database schema at [bold]{revision}[/bold]")
 
 
+def _link(out: Path, artifact: Path, link: str | None) -> None:
+    """Point ``out/link`` at ``artifact`` atomically (a relative symlink, then rename)."""
+    if not link:
+        return
+    tmp = out / f".{link}.tmp"
+    tmp.unlink(missing_ok=True)
+    tmp.symlink_to(artifact.name)
+    tmp.replace(out / link)
+
+
 @model_app.command("train")
 def model_train(
     data: Annotated[
@@ -126,6 +136,14 @@ def model_train(
             else:
                 examples.append(example)
             progress.advance(task)
+        version = model_lib.version_for(examples, seed=seed, target_precision=target_precision)
+        existing = out / version
+        if existing.exists():
+            progress.stop()
+            _link(out, existing, link)
+            console.print(f"{version} is already trained on exactly this data; nothing to do")
+            stdout.print(str(existing))
+            return
         fit = progress.add_task("training", total=None)
         pipeline, metadata = model_lib.train(
             examples,
@@ -136,12 +154,7 @@ def model_train(
         )
         progress.update(fit, total=1, completed=1, description="trained")
     path = model_lib.save(pipeline, metadata, out_dir=out)
-    if link:
-        alias = out / link
-        tmp = out / f".{link}.tmp"
-        tmp.unlink(missing_ok=True)
-        tmp.symlink_to(path.name)
-        tmp.replace(alias)
+    _link(out, path, link)
     table = Table(title=f"model {metadata['version']}", show_header=False)
     table.add_row("artifact", str(path))
     table.add_row("examples", f"{len(examples)} ({skipped} without text skipped)")

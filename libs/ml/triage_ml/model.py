@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import platform
 import shutil
 import tempfile
@@ -108,6 +109,17 @@ def _make_pipeline(seed: int) -> Any:
     )
 
 
+def wilson_lower_bound(successes: int, trials: int, *, z: float = 1.645) -> float:
+    """One-sided lower confidence bound of a proportion (Wilson score; z=1.645 is 95%)."""
+    if trials == 0:
+        return 0.0
+    p = successes / trials
+    denominator = 1 + z * z / trials
+    centre = p + z * z / (2 * trials)
+    margin = z * math.sqrt(p * (1 - p) / trials + z * z / (4 * trials * trials))
+    return (centre - margin) / denominator
+
+
 def choose_thresholds(
     probabilities: np.ndarray,
     truth: Sequence[str],
@@ -117,7 +129,10 @@ def choose_thresholds(
 ) -> dict[str, float]:
     """Per label, the lowest confidence at which auto-routed predictions reach the precision.
 
-    A label that never reaches it gets 1.0 (everything predicted as it goes to review).
+    "Reach" means the 95% lower confidence bound of the precision measured on
+    cross-validated predictions is at least the target, so a threshold is not chosen on
+    the strength of a handful of lucky predictions. A label that never reaches it gets 1.0
+    (everything predicted as it goes to review).
     """
     predicted = np.asarray(labels)[np.argmax(probabilities, axis=1)]
     confidence = probabilities.max(axis=1)
@@ -134,7 +149,10 @@ def choose_thresholds(
             routed = conf >= candidate
             if routed.sum() == 0:
                 break
-            if correct[routed].mean() >= target_precision:
+            if (
+                wilson_lower_bound(int(correct[routed].sum()), int(routed.sum()))
+                >= target_precision
+            ):
                 chosen = float(candidate)
                 break
         thresholds[label] = round(chosen, 4)
@@ -149,6 +167,27 @@ def _library_versions() -> dict[str, str]:
         except importlib_metadata.PackageNotFoundError:
             out[dist] = "absent"
     return out
+
+
+def _params(*, seed: int, target_precision: float) -> dict[str, Any]:
+    return {
+        "kind": KIND_TFIDF_LR,
+        "seed": seed,
+        "target_precision": target_precision,
+        "threshold_rule": "wilson-lower-95",
+    }
+
+
+def version_for(
+    examples: Sequence[Example],
+    *,
+    seed: int = 0,
+    target_precision: float = DEFAULT_TARGET_PRECISION,
+) -> str:
+    """Return the version id training would give: same data, code and parameters, same id."""
+    params = _params(seed=seed, target_precision=target_precision)
+    version_seed = json.dumps([data_hash(examples), FEATURE_CODE_VERSION, params], sort_keys=True)
+    return f"{KIND_TFIDF_LR}-{hashlib.sha256(version_seed.encode()).hexdigest()[:12]}"
 
 
 def train(
@@ -187,9 +226,8 @@ def train(
     pipeline.fit(texts, truth)
 
     training_hash = data_hash(examples)
-    params = {"kind": KIND_TFIDF_LR, "seed": seed, "target_precision": target_precision}
-    version_seed = json.dumps([training_hash, FEATURE_CODE_VERSION, params], sort_keys=True)
-    version = f"{KIND_TFIDF_LR}-{hashlib.sha256(version_seed.encode()).hexdigest()[:12]}"
+    params = _params(seed=seed, target_precision=target_precision)
+    version = version_for(examples, seed=seed, target_precision=target_precision)
     metadata: dict[str, Any] = {
         "format_version": FORMAT_VERSION,
         "version": version,

@@ -1,0 +1,1 @@
+"""Developer scripts for Triage (sample-data generation, a minimal PDF writer)."""
