@@ -9,8 +9,9 @@ from typing import Any, Protocol, TypeVar
 from faststream.kafka import KafkaBroker
 from pydantic import ValidationError
 
-from triage_contracts import DeadLetterV1, ErrorClass, Event, Producer, topics
+from triage_contracts import DeadLetterV1, ErrorClass, Event, Producer
 from triage_contracts.headers import headers_for
+from triage_runtime.metrics import DEAD_LETTERS, EVENTS_CONSUMED
 
 E = TypeVar("E", bound=Event)
 
@@ -122,19 +123,35 @@ def dead_letter_for(
     )
 
 
-async def publish_dead_letter(
-    broker: KafkaBroker, letter: DeadLetterV1, *, topic: str = topics.DEADLETTER
-) -> None:
-    """Publish a dead-letter record and log its class (never its content)."""
-    await publish_event(broker, topic, letter)
-    log.warning(
-        "dead-lettered a message",
-        extra={
-            "stage": letter.stage,
-            "error_class": letter.error_class.value,
-            "source_topic": letter.source_topic,
-            "source_partition": letter.source_partition,
-            "source_offset": letter.source_offset,
-            "document_id": letter.document_id,
-        },
-    )
+class DeadLetters:
+    """Sends what a consumer cannot process to the dead-letter topic, and counts it."""
+
+    def __init__(
+        self, broker: KafkaBroker, *, topic: str, service: str, producer: Producer
+    ) -> None:
+        self._broker = broker
+        self._topic = topic
+        self._service = service
+        self._producer = producer
+
+    async def send(
+        self, record: ConsumedRecord, error: UnprocessableError, *, consumed_topic: str
+    ) -> DeadLetterV1:
+        """Publish the dead letter for ``record``; ``consumed_topic`` is its unprefixed topic."""
+        letter = dead_letter_for(record, stage=self._service, producer=self._producer, error=error)
+        await publish_event(self._broker, self._topic, letter)
+        DEAD_LETTERS.labels(self._service, letter.error_class.value).inc()
+        EVENTS_CONSUMED.labels(self._service, consumed_topic, "deadlettered").inc()
+        # The class and the position, never the content: it may hold personal data.
+        log.warning(
+            "dead-lettered a message",
+            extra={
+                "stage": letter.stage,
+                "error_class": letter.error_class.value,
+                "source_topic": letter.source_topic,
+                "source_partition": letter.source_partition,
+                "source_offset": letter.source_offset,
+                "document_id": letter.document_id,
+            },
+        )
+        return letter

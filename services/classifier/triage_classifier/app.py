@@ -37,14 +37,13 @@ from triage_ml.features import ExtractedText, extract_text
 from triage_runtime.blobstore import BlobNotFoundError, LocalBlobStore
 from triage_runtime.kafka import (
     ConsumedRecord,
+    DeadLetters,
     UnprocessableError,
-    dead_letter_for,
     decode_event,
     make_broker,
-    publish_dead_letter,
     publish_event,
 )
-from triage_runtime.metrics import DEAD_LETTERS, EVENTS_CONSUMED, EVENTS_PRODUCED
+from triage_runtime.metrics import EVENTS_CONSUMED, EVENTS_PRODUCED
 from triage_runtime.ops import ops_router
 from triage_runtime.service import producer_for
 
@@ -58,6 +57,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     producer = producer_for(SERVICE, "triage-classifier")
     broker = make_broker(settings.kafka_bootstrap, client_id="triage-classifier")
     blobs = LocalBlobStore(settings.blob_dir)
+    dead_letters = DeadLetters(
+        broker, topic=settings.topic(topics.DEADLETTER), service=SERVICE, producer=producer
+    )
     state: dict[str, model_lib.LoadedModel] = {}
 
     def extract(received: DocumentReceivedV1) -> domain.Extracted:
@@ -100,13 +102,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 received = decode_event(record.value, DocumentReceivedV1)
                 batch.append(await asyncio.to_thread(extract, received))
             except UnprocessableError as exc:
-                await publish_dead_letter(
-                    broker,
-                    dead_letter_for(record, stage=SERVICE, producer=producer, error=exc),
-                    topic=settings.topic(topics.DEADLETTER),
-                )
-                DEAD_LETTERS.labels(SERVICE, exc.error_class.value).inc()
-                EVENTS_CONSUMED.labels(SERVICE, topics.DOCUMENTS, "deadlettered").inc()
+                await dead_letters.send(record, exc, consumed_topic=topics.DOCUMENTS)
         EXTRACT_SECONDS.observe(time.perf_counter() - started)
 
         started = time.perf_counter()

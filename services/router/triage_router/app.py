@@ -21,14 +21,13 @@ from triage_router.store import RouterStore
 from triage_runtime.db.engine import database_reachable, make_async_engine
 from triage_runtime.kafka import (
     ConsumedRecord,
+    DeadLetters,
     UnprocessableError,
-    dead_letter_for,
     decode_event,
     make_broker,
-    publish_dead_letter,
     publish_event,
 )
-from triage_runtime.metrics import DEAD_LETTERS, EVENTS_CONSUMED, EVENTS_PRODUCED, topic_family
+from triage_runtime.metrics import EVENTS_CONSUMED, EVENTS_PRODUCED, topic_family
 from triage_runtime.ops import ops_router
 from triage_runtime.service import producer_for
 
@@ -43,6 +42,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     broker = make_broker(settings.kafka_bootstrap, client_id="triage-router")
     engine = make_async_engine(settings.database_url)
     store = RouterStore(engine)
+    dead_letters = DeadLetters(
+        broker, topic=settings.topic(topics.DEADLETTER), service=SERVICE, producer=producer
+    )
     review_sla = timedelta(hours=settings.review_sla_hours)
 
     async def route(event: DocumentClassifiedV1, decision: domain.RouteTo) -> None:
@@ -112,13 +114,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             event = decode_event(record.value, DocumentClassifiedV1)
         except UnprocessableError as exc:
-            await publish_dead_letter(
-                broker,
-                dead_letter_for(record, stage=SERVICE, producer=producer, error=exc),
-                topic=settings.topic(topics.DEADLETTER),
-            )
-            DEAD_LETTERS.labels(SERVICE, exc.error_class.value).inc()
-            EVENTS_CONSUMED.labels(SERVICE, topics.CLASSIFIED, "deadlettered").inc()
+            await dead_letters.send(record, exc, consumed_topic=topics.CLASSIFIED)
             return
         decision = domain.decide(event, review_sla=review_sla)
         try:
