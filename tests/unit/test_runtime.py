@@ -107,3 +107,14 @@ def test_topic_prefix_applies_to_every_topic(monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setenv("TRIAGE_TOPIC_PREFIX", "bad prefix!")
     with pytest.raises(ValueError, match="TRIAGE_TOPIC_PREFIX"):
         CommonSettings()
+
+
+def test_blob_store_streams_files_in(tmp_path: Path) -> None:
+    store = LocalBlobStore(tmp_path / "blobs")
+    source = tmp_path / "big.bin"
+    source.write_bytes(b"x" * (3 * 1024 * 1024 + 5))
+    digest = store.put_file(source)
+    assert digest == hashlib.sha256(source.read_bytes()).hexdigest()
+    assert store.put_file(source) == digest
+    assert store.get(digest) == source.read_bytes()
+    assert not list((tmp_path / "blobs").rglob(".part-*"))

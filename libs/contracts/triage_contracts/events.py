@@ -89,6 +89,25 @@ class BlobRef(Contract):
     media_type: Annotated[str, StringConstraints(max_length=127)]
 
 
+MetadataKey = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]
+MetadataValue = Annotated[str, StringConstraints(max_length=500)]
+MAX_METADATA_ITEMS = 20
+
+
+class EmailInfo(Contract):
+    """Where in an email a document came from, and what was wrong with the message."""
+
+    message_id: Annotated[str, StringConstraints(max_length=998)] | None = None
+    subject: Annotated[str, StringConstraints(max_length=998)] | None = None
+    sender: Annotated[str, StringConstraints(max_length=320)] | None = None
+    mailbox: Annotated[str, StringConstraints(max_length=200)] | None = None
+    part: Annotated[str, StringConstraints(min_length=1, max_length=100)]
+    """The MIME part this document is: ``body`` or a path such as ``2``, ``3.1``, ``2/body``."""
+    defects: Annotated[
+        list[Annotated[str, StringConstraints(max_length=200)]], Field(max_length=50)
+    ] = Field(default_factory=list)
+
+
 class DocumentRef(Contract):
     """The facts about a document that every stage carries along."""
 
@@ -97,6 +116,11 @@ class DocumentRef(Contract):
     filename: Annotated[str, StringConstraints(max_length=255)] | None = None
     received_at: AwareDatetime
     parent_document_id: DocumentId | None = None
+    """For an attachment or a nested message: the document of the enclosing message body."""
+    email: EmailInfo | None = None
+    metadata: Annotated[dict[MetadataKey, MetadataValue], Field(max_length=MAX_METADATA_ITEMS)] = (
+        Field(default_factory=dict)
+    )
 
 
 class Event(Contract):
@@ -221,18 +245,26 @@ class ReviewDecisionV1(DocumentEvent):
 
 
 class ErrorClass(enum.StrEnum):
-    """Why a message went to the dead-letter topic."""
+    """Why a message or an inbound item went to the dead-letter topic."""
 
     UNDECODABLE = "undecodable"
     SCHEMA_INVALID = "schema_invalid"
     BLOB_MISSING = "blob_missing"
     MODEL_ERROR = "model_error"
     STORAGE_ERROR = "storage_error"
+    MALFORMED_INPUT = "malformed_input"
+    OVERSIZE = "oversize"
+    UNSUPPORTED_MEDIA_TYPE = "unsupported_media_type"
+    CONNECTOR_ERROR = "connector_error"
     INTERNAL = "internal"
 
 
 class DeadLetterV1(Event):
-    """A message that a stage could not process, with the reason and the original bytes."""
+    """Something a stage could not process, with the reason and a way back to the original.
+
+    A consumer's dead letter names the Kafka record (topic, partition, offset) and keeps its
+    bytes; a connector's names its source and points at the raw input kept in the blob store.
+    """
 
     schema_name: Literal["DeadLetter"] = "DeadLetter"
     schema_version: Literal[1] = 1
@@ -240,12 +272,22 @@ class DeadLetterV1(Event):
     stage: Annotated[str, StringConstraints(max_length=40)]
     error_class: ErrorClass
     reason: ShortText
-    source_topic: Annotated[str, StringConstraints(max_length=249)]
-    source_partition: Annotated[int, Field(ge=0)]
-    source_offset: Annotated[int, Field(ge=0)]
+    source_topic: Annotated[str, StringConstraints(max_length=249)] | None = None
+    source_partition: Annotated[int, Field(ge=0)] | None = None
+    source_offset: Annotated[int, Field(ge=0)] | None = None
     original_key: str | None = None
-    original_value_b64: str
+    original_value_b64: str | None = None
     original_headers: dict[str, str] = Field(default_factory=dict)
+    source: Source | None = None
+    raw_blob: BlobRef | None = None
+    raw_name: Annotated[str, StringConstraints(max_length=255)] | None = None
+
+    @model_validator(mode="after")
+    def _points_back(self) -> DeadLetterV1:
+        from_kafka = self.source_topic is not None and self.original_value_b64 is not None
+        if not (from_kafka or self.raw_blob is not None):
+            raise ValueError("a dead letter needs the original record or a kept raw blob")
+        return self
 
 
 EVENT_TYPES: tuple[type[Event], ...] = (

@@ -8,6 +8,8 @@ import tempfile
 from pathlib import Path
 from typing import Protocol
 
+CHUNK_BYTES = 1024 * 1024
+
 
 class BlobNotFoundError(LookupError):
     """No blob is stored under that hash."""
@@ -18,6 +20,10 @@ class BlobStore(Protocol):
 
     def put(self, data: bytes) -> str:
         """Store ``data`` and return its SHA-256 in hex; storing the same bytes twice is a no-op."""
+        ...
+
+    def put_file(self, path: Path) -> str:
+        """Store a file's bytes, reading it in chunks; return their SHA-256 in hex."""
         ...
 
     def get(self, sha256: str) -> bytes:
@@ -60,6 +66,29 @@ class LocalBlobStore:
             Path(tmp).unlink(missing_ok=True)
             raise
         return digest
+
+    def put_file(self, path: Path) -> str:
+        """Store a file's bytes, reading it in chunks; return their SHA-256 in hex."""
+        self._root.mkdir(parents=True, exist_ok=True)
+        digest = hashlib.sha256()
+        fd, tmp = tempfile.mkstemp(dir=self._root, prefix=".part-")
+        try:
+            with os.fdopen(fd, "wb") as out, path.open("rb") as src:
+                while chunk := src.read(CHUNK_BYTES):
+                    digest.update(chunk)
+                    out.write(chunk)
+                out.flush()
+                os.fsync(out.fileno())
+            target = self._path(digest.hexdigest())
+            if target.exists():
+                Path(tmp).unlink()
+            else:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                Path(tmp).replace(target)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return digest.hexdigest()
 
     def get(self, sha256: str) -> bytes:
         """Return the bytes stored under ``sha256`` or raise BlobNotFoundError."""
