@@ -88,6 +88,11 @@ def clean_db(stack: Stack) -> str:
     """The session database, emptied before the test."""
     engine = create_engine(stack.database_url)
     with engine.begin() as conn:
-        conn.execute(text("TRUNCATE review_item, routing_decision RESTART IDENTITY CASCADE"))
+        conn.execute(
+            text(
+                "TRUNCATE review_item, routing_decision, document, api_key, idempotency_record,"
+                " imap_cursor RESTART IDENTITY CASCADE"
+            )
+        )
     engine.dispose()
     return stack.database_url

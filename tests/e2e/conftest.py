@@ -45,6 +45,7 @@ class Pipeline:
     urls: dict[str, str]
     logs: dict[str, Path]
     model_version: str
+    api_key: str = ""
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
     def log_text(self) -> str:
@@ -93,6 +94,13 @@ def pipeline(
         logs={n: work / f"{n}.log" for n in SERVICES},
         model_version=sample_model.name,
     )
+    running.api_key = subprocess.run(
+        [triage, "apikey", "create", "e2e", "--rotate"],
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
     for name in SERVICES:
         with running.logs[name].open("wb") as log:
             running.processes[name] = subprocess.Popen(

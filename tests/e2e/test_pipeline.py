@@ -24,6 +24,7 @@ def _upload(pipeline: Pipeline, name: str, data: bytes, media_type: str) -> str:
     response = httpx.post(
         pipeline.urls["ingest"] + "/v1/documents",
         files={"files": (name, data, media_type)},
+        headers={"X-API-Key": pipeline.api_key},
         timeout=30,
     )
     assert response.status_code == 202, response.text
@@ -76,6 +77,20 @@ def test_pdf_and_text_documents_reach_a_queue_or_review(pipeline: Pipeline) -> N
     broken_id = _upload(pipeline, "scan.pdf", b"%PDF-1.7\n%%EOF\n", "application/pdf")
 
     outcomes = _outcomes(pipeline, {text_id, pdf_id, broken_id})
+    status = httpx.get(
+        f"{pipeline.urls['ingest']}/v1/documents/{text_id}",
+        headers={"X-API-Key": pipeline.api_key},
+        timeout=10,
+    ).json()
+    assert (status["status"], status["queue"]) == ("routed", "billing")
+    assert status["model_version"] == pipeline.model_version
+    broken = httpx.get(
+        f"{pipeline.urls['ingest']}/v1/documents/{broken_id}",
+        headers={"X-API-Key": pipeline.api_key},
+        timeout=10,
+    ).json()
+    assert broken["status"] == "in_review"
+    assert broken["review"]["reason"] == "extraction_failed"
     assert outcomes[text_id] == "routed:billing"
     assert outcomes[pdf_id] in {"routed:legal", "review:low_confidence"}
     assert outcomes[broken_id] == "review:extraction_failed"

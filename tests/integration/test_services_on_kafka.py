@@ -11,15 +11,12 @@ from pathlib import Path
 from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, text
 
-from scripts.pdfgen import make_pdf
 from tests.helpers import classified, received
 from tests.kafkatools import collect, produce
 from tests.stack import Stack
 from triage_classifier.app import create_app as classifier_app
 from triage_classifier.settings import Settings as ClassifierSettings
 from triage_contracts import ExtractionStatus, topics
-from triage_ingest.app import create_app as ingest_app
-from triage_ingest.settings import Settings as IngestSettings
 from triage_router.app import create_app as router_app
 from triage_router.settings import Settings as RouterSettings
 from triage_runtime.blobstore import LocalBlobStore
@@ -28,50 +25,6 @@ from triage_runtime.kafka import encode_event
 
 def _of_document(document_id: str):  # type: ignore[no-untyped-def]
     return lambda m: m["key"] == document_id
-
-
-def test_ingest_publishes_an_upload_with_mirrored_headers(isolated: Stack, tmp_path: Path) -> None:
-    stack = isolated
-    settings = IngestSettings(
-        kafka_bootstrap=stack.kafka_bootstrap,
-        blob_dir=tmp_path,
-        topic_prefix=stack.topic_prefix,
-        max_upload_bytes=10_000,
-    )
-    with TestClient(ingest_app(settings)) as client:
-        assert client.get("/readyz").status_code == 200
-        pdf = make_pdf("Payment reminder for invoice 99.")
-        accepted = client.post(
-            "/v1/documents", files={"files": ("../../reminder.pdf", pdf, "application/pdf")}
-        )
-        assert accepted.status_code == 202, accepted.text
-        [doc] = accepted.json()["documents"]
-        assert doc["filename"] == "reminder.pdf"
-        assert LocalBlobStore(tmp_path).get(doc["sha256"]) == pdf
-
-        too_big = client.post(
-            "/v1/documents", files={"files": ("big.txt", b"x" * 10_001, "text/plain")}
-        )
-        assert too_big.status_code == 413
-        wrong_type = client.post(
-            "/v1/documents", files={"files": ("a.exe", b"MZ", "application/x-msdownload")}
-        )
-        assert wrong_type.status_code == 415
-        assert "not accepted" in wrong_type.json()["detail"]
-
-    topic = stack.topic(topics.DOCUMENTS)
-    messages = asyncio.run(
-        collect(
-            stack.kafka_bootstrap,
-            [topic],
-            until=lambda ms: any(m["key"] == doc["document_id"] for m in ms),
-        )
-    )
-    [message] = [m for m in messages if m["key"] == doc["document_id"]]
-    assert message["value"]["document"]["blob"]["sha256"] == doc["sha256"]
-    assert message["headers"]["triage-schema"] == "DocumentReceived.v1"
-    assert message["headers"]["triage-trace-id"] == message["value"]["trace_id"]
-    assert message["headers"]["triage-producer"].startswith("ingest/")
 
 
 def test_classifier_scores_documents_and_dead_letters_poison(

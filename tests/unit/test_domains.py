@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 
 import pytest
 
 from tests.helpers import PRODUCER, RECEIVED_AT, classified, received, small_examples
 from triage_classifier import domain as classifier_domain
-from triage_contracts import DecidedBy, ExtractionStatus, ModelRef, ModelRole
+from triage_contracts import (
+    DecidedBy,
+    ExtractionStatus,
+    ModelRef,
+    ModelRole,
+    Source,
+    SourceKind,
+)
 from triage_ingest import domain as ingest_domain
 from triage_ml import model as model_lib
 from triage_ml.features import ExtractedText
@@ -41,12 +49,13 @@ def test_media_type_comes_from_declaration_or_name() -> None:
 
 
 def test_same_bytes_from_same_source_are_the_same_document() -> None:
+    source = Source(kind=SourceKind.UPLOAD, name="http-upload")
     kwargs = {
-        "source_name": "http-upload",
+        "source": source,
         "sha256": "ab" * 32,
         "size_bytes": 3,
         "media_type": "text/plain",
-        "filename": "a.txt",
+        "filename": "../a.txt",
         "received_at": RECEIVED_AT,
         "producer": PRODUCER,
     }
@@ -54,6 +63,56 @@ def test_same_bytes_from_same_source_are_the_same_document() -> None:
     second = ingest_domain.document_received(**kwargs)  # type: ignore[arg-type]
     assert first.document_id == second.document_id
     assert first.event_id != second.event_id
+    assert first.document.filename == "a.txt"
+    other = Source(kind=SourceKind.UPLOAD, name="another-key")
+    assert ingest_domain.document_received(**{**kwargs, "source": other}).document_id != (  # type: ignore[arg-type]
+        first.document_id
+    )
+
+
+def test_email_parts_are_identified_by_message_and_part() -> None:
+    source = Source(kind=SourceKind.IMAP, name="support")
+    kwargs = {
+        "source": source,
+        "sha256": "cd" * 32,
+        "size_bytes": 3,
+        "media_type": "text/plain",
+        "filename": None,
+        "received_at": RECEIVED_AT,
+        "producer": PRODUCER,
+    }
+    body = ingest_domain.document_received(**kwargs, identity=("raw", "body"))  # type: ignore[arg-type]
+    attachment = ingest_domain.document_received(**kwargs, identity=("raw", "2"))  # type: ignore[arg-type]
+    assert body.document_id != attachment.document_id
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        (None, {}),
+        ("", {}),
+        ('{"customer": "acme", "channel": "portal"}', {"customer": "acme", "channel": "portal"}),
+    ],
+)
+def test_upload_metadata_is_a_json_object_of_strings(
+    raw: str | None, expected: dict[str, str]
+) -> None:
+    assert ingest_domain.parse_metadata(raw) == expected
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "[1, 2]",
+        '{"n": 1}',
+        "not json",
+        '{"a": {"b": "c"}}',
+        json.dumps({str(i): "v" for i in range(21)}),
+    ],
+)
+def test_bad_upload_metadata_is_refused(raw: str) -> None:
+    with pytest.raises(ValueError, match="metadata"):
+        ingest_domain.parse_metadata(raw)
 
 
 def test_router_routes_confident_scores_to_their_queue() -> None:

@@ -81,6 +81,7 @@ def test_dead_letter_keeps_the_original_and_where_it_came_from() -> None:
         producer=PRODUCER,
         error=UnprocessableError(ErrorClass.UNDECODABLE, "value is not valid JSON"),
     )
+    assert letter.original_value_b64 is not None
     assert base64.b64decode(letter.original_value_b64) == b"{broken"
     assert (letter.source_topic, letter.source_partition, letter.source_offset) == (
         "triage.documents.v1",

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import mimetypes
 import sys
 import time
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -24,9 +25,13 @@ app = typer.Typer(
 db_app = typer.Typer(help="Manage the PostgreSQL schema.", no_args_is_help=True)
 model_app = typer.Typer(help="Train and inspect model artifacts.", no_args_is_help=True)
 contracts_app = typer.Typer(help="Generated contract documents.", no_args_is_help=True)
+apikey_app = typer.Typer(
+    help="Manage upload API keys (only their hashes are stored).", no_args_is_help=True
+)
 app.add_typer(db_app, name="db")
 app.add_typer(model_app, name="model")
 app.add_typer(contracts_app, name="contracts")
+app.add_typer(apikey_app, name="apikey")
 
 console = Console(stderr=True)
 stdout = Console(width=None if sys.stdout.isatty() else 140)
@@ -206,39 +211,90 @@ def contracts_asyncapi(
     console.print(f"wrote {out_file}")
 
 
-def _outcomes(database_url: str, document_ids: list[str]) -> dict[str, tuple[str, str]]:
-    from sqlalchemy import create_engine, select
+def _ingest_store() -> tuple[Any, Any]:
+    from triage_ingest.store import IngestStore
+    from triage_runtime.db.engine import make_async_engine
+    from triage_runtime.settings import CommonSettings
 
-    from triage_runtime.db.models import ReviewItem, RoutingDecision
+    engine = make_async_engine(CommonSettings().database_url, pool_size=1)
+    return engine, IngestStore(engine)
 
-    engine = create_engine(database_url)
+
+@apikey_app.command("create")
+def apikey_create(
+    name: Annotated[str, typer.Argument(help="Who holds the key; also the documents' source.")],
+    rotate: Annotated[bool, typer.Option(help="Revoke a live key of the same name first.")] = False,
+) -> None:
+    """Create an API key and print it once (store it now: it cannot be shown again)."""
+    import re
+
+    from sqlalchemy.exc import IntegrityError
+
+    if not re.fullmatch(r"[a-z0-9][a-z0-9_.-]{0,79}", name):
+        console.print("[red]a key name is lower-case letters, digits, '_', '.', '-'[/red]")
+        raise typer.Exit(2)
+
+    async def run() -> str:
+        engine, store = _ingest_store()
+        try:
+            if rotate:
+                await store.revoke_api_key(name)
+            return str(await store.create_api_key(name))
+        finally:
+            await engine.dispose()
+
     try:
-        with engine.connect() as conn:
-            routed = conn.execute(
-                select(
-                    RoutingDecision.document_id,
-                    RoutingDecision.queue,
-                    RoutingDecision.model_version,
-                )
-                .where(RoutingDecision.document_id.in_(document_ids))
-                .where(RoutingDecision.published_at.is_not(None))
-            ).all()
-            reviewed = conn.execute(
-                select(ReviewItem.document_id, ReviewItem.reason, ReviewItem.model_version).where(
-                    ReviewItem.document_id.in_(document_ids)
-                )
-            ).all()
-    finally:
-        engine.dispose()
-    result = {str(d): (f"queue: {q}", str(m)) for d, q, m in routed}
-    result |= {str(d): (f"review: {r}", str(m)) for d, r, m in reviewed}
-    return result
+        key = asyncio.run(run())
+    except IntegrityError as exc:
+        console.print(f"[red]a key named {name!r} exists; use --rotate or another name[/red]")
+        raise typer.Exit(1) from exc
+    console.print(f"created API key {name!r}; send it as the X-API-Key header")
+    stdout.print(key)
+
+
+@apikey_app.command("revoke")
+def apikey_revoke(name: Annotated[str, typer.Argument(help="The key's name.")]) -> None:
+    """Revoke a key at once; uploads with it get 401."""
+
+    async def run() -> bool:
+        engine, store = _ingest_store()
+        try:
+            return bool(await store.revoke_api_key(name))
+        finally:
+            await engine.dispose()
+
+    if not asyncio.run(run()):
+        console.print(f"[red]no live key named {name!r}[/red]")
+        raise typer.Exit(1)
+    console.print(f"revoked {name!r}")
+
+
+@apikey_app.command("list")
+def apikey_list() -> None:
+    """List keys with when they were created and revoked."""
+
+    async def run() -> list[tuple[str, Any, Any]]:
+        engine, store = _ingest_store()
+        try:
+            return list(await store.list_api_keys())
+        finally:
+            await engine.dispose()
+
+    table = Table("name", "created", "revoked")
+    for name, created, revoked in asyncio.run(run()):
+        table.add_row(
+            name, f"{created:%Y-%m-%d %H:%M}", f"{revoked:%Y-%m-%d %H:%M}" if revoked else ""
+        )
+    stdout.print(table)
 
 
 @app.command()
 def upload(
     files: Annotated[list[Path], typer.Argument(help="Documents to send.", exists=True)],
     url: Annotated[str, typer.Option(help="The ingest service.")] = "http://127.0.0.1:8001",
+    api_key: Annotated[
+        str | None, typer.Option(envvar="TRIAGE_API_KEY", help="API key (or TRIAGE_API_KEY).")
+    ] = None,
     wait: Annotated[
         float, typer.Option(help="Seconds to wait for each document's outcome (0: don't).")
     ] = 0.0,
@@ -247,7 +303,8 @@ def upload(
     import httpx
 
     ids: dict[str, str] = {}
-    with httpx.Client(base_url=url, timeout=30.0) as client:
+    headers = {"X-API-Key": api_key} if api_key else {}
+    with httpx.Client(base_url=url, timeout=30.0, headers=headers) as client:
         for path in files:
             media_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
             response = client.post(
@@ -263,25 +320,30 @@ def upload(
             stdout.print(f"{doc_id}  {name}")
         return
 
-    from triage_runtime.settings import CommonSettings
-
-    database_url = CommonSettings().database_url
     deadline = time.monotonic() + wait
     outcomes: dict[str, tuple[str, str]] = {}
-    with Progress(
-        TextColumn("waiting for outcomes"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=console,
-    ) as progress:
+    with (
+        httpx.Client(base_url=url, timeout=10.0, headers=headers) as client,
+        Progress(
+            TextColumn("waiting for outcomes"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console,
+        ) as progress,
+    ):
         task = progress.add_task("wait", total=len(ids))
-        while time.monotonic() < deadline:
-            outcomes = _outcomes(database_url, list(ids))
+        while time.monotonic() < deadline and len(outcomes) < len(ids):
+            for doc_id in ids.keys() - outcomes.keys():
+                found = client.get(f"/v1/documents/{doc_id}").json()
+                if found.get("status") == "routed":
+                    outcomes[doc_id] = (f"queue: {found['queue']}", found["model_version"])
+                elif found.get("status") in {"in_review", "decided"}:
+                    outcome = f"review: {found['review']['reason']}"
+                    outcomes[doc_id] = (outcome, found["model_version"] or "")
             progress.update(task, completed=len(outcomes))
-            if len(outcomes) == len(ids):
-                break
-            time.sleep(0.5)
+            if len(outcomes) < len(ids):
+                time.sleep(0.5)
     table = Table(title="where each document went")
     table.add_column("document", no_wrap=True)
     table.add_column("id", no_wrap=True)

@@ -103,7 +103,7 @@ def _pdf_text(data: bytes) -> ExtractedText:
         return ExtractedText(ExtractionStatus.ENCRYPTED)
     except (PDFSyntaxError, PSException, ValueError, KeyError, TypeError, AssertionError):
         return ExtractedText(ExtractionStatus.CORRUPT)
-    except Exception:
+    except Exception:  # noqa: BLE001 - pdfminer raises many types on hostile input
         return ExtractedText(ExtractionStatus.CORRUPT)
     return ExtractedText(ExtractionStatus.OK, text, pages)
 

@@ -17,7 +17,7 @@ CHECK_TIMEOUT_SECONDS = 3.0
 async def _run(check: ReadinessCheck) -> bool:
     try:
         return await asyncio.wait_for(check(), timeout=CHECK_TIMEOUT_SECONDS)
-    except Exception:
+    except Exception:  # noqa: BLE001 - any failure of a probe means "not ready"
         return False
 
 

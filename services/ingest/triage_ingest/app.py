@@ -1,23 +1,47 @@
-"""Ingest service: accepts uploads, stores bytes in the blob store, publishes DocumentReceived."""
+"""Ingest service: the upload API, plus the SMTP, IMAP and drop-folder connectors.
+
+Every path hands its input to one Intake (store bytes, record, publish once).
+"""
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 import logging
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from typing import Annotated
+import tempfile
+from collections.abc import AsyncIterator, Callable
+from contextlib import AsyncExitStack, asynccontextmanager
+from pathlib import Path
+from typing import Annotated, Any
 
-from fastapi import FastAPI, File, HTTPException, UploadFile, status
-from pydantic import BaseModel
+from fastapi import (
+    Depends,
+    FastAPI,
+    File,
+    Form,
+    Header,
+    HTTPException,
+    Request,
+    UploadFile,
+    status,
+)
+from fastapi.security import APIKeyHeader
+from pydantic import AwareDatetime, BaseModel
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from triage_contracts import topics, utcnow
+from triage_contracts import Source, SourceKind, topics
 from triage_ingest import domain
+from triage_ingest.dropfolder import DropFolder
+from triage_ingest.imap import ImapConnector
+from triage_ingest.intake import Accepted, Intake
 from triage_ingest.metrics import UPLOAD_BYTES, UPLOADS
 from triage_ingest.settings import Settings
+from triage_ingest.smtp import SmtpReceiver
+from triage_ingest.store import IngestStore, KeyHolder
 from triage_runtime.blobstore import LocalBlobStore
-from triage_runtime.kafka import make_broker, publish_event
-from triage_runtime.metrics import EVENTS_PRODUCED
+from triage_runtime.db.engine import database_reachable, make_async_engine
+from triage_runtime.kafka import make_broker
 from triage_runtime.ops import ops_router
 from triage_runtime.service import producer_for
 
@@ -26,10 +50,11 @@ CHUNK = 1024 * 1024
 log = logging.getLogger(__name__)
 
 
-class Accepted(BaseModel):
+class DocumentAccepted(BaseModel):
     """One accepted file."""
 
     document_id: str
+    status_url: str
     filename: str | None
     media_type: str
     size_bytes: int
@@ -39,69 +64,204 @@ class Accepted(BaseModel):
 class UploadAccepted(BaseModel):
     """The answer to an upload: the documents it created (202 Accepted)."""
 
-    documents: list[Accepted]
+    documents: list[DocumentAccepted]
 
 
-async def _read_limited(upload: UploadFile, limit: int) -> bytes:
-    chunks: list[bytes] = []
-    total = 0
-    while chunk := await upload.read(CHUNK):
-        total += len(chunk)
-        if total > limit:
-            raise HTTPException(
-                status.HTTP_413_CONTENT_TOO_LARGE,
-                detail=f"{upload.filename or 'file'} is larger than the {limit}-byte limit",
-            )
-        chunks.append(chunk)
-    return b"".join(chunks)
+class ReviewState(BaseModel):
+    """A document's review item, when it has one."""
+
+    reason: str
+    status: str
+    decided_label: str | None
+    due_at: AwareDatetime
+
+
+class DocumentStatus(BaseModel):
+    """How far a document has got: received, routed (to a queue), in_review or decided."""
+
+    document_id: str
+    status: str
+    source: dict[str, str]
+    filename: str | None
+    media_type: str
+    size_bytes: int
+    parent_document_id: str | None
+    received_at: AwareDatetime
+    queue: str | None
+    model_version: str | None
+    review: ReviewState | None
+
+
+class RequestBodyLimit:
+    """Refuse request bodies over a limit while they stream in, before they reach a handler."""
+
+    def __init__(self, app: ASGIApp, *, limit: Callable[[], int]) -> None:
+        self._app = app
+        self._limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Pass the request on, counting its body; answer 413 once it exceeds the limit."""
+        if scope["type"] != "http":
+            await self._app(scope, receive, send)
+            return
+        limit = self._limit()
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            await _send_413(send, limit)
+            return
+        seen = 0
+
+        async def counted() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > limit:
+                    raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, _too_large(limit))
+            return message
+
+        await self._app(scope, counted, send)
+
+
+def _too_large(limit: int) -> str:
+    return f"request body is larger than the {limit}-byte limit"
+
+
+async def _send_413(send: Send, limit: int) -> None:
+    body = json.dumps({"detail": _too_large(limit)}).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 413,
+            "headers": [(b"content-type", b"application/json"), (b"connection", b"close")],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+def _spool_sync(upload: UploadFile, limit: int, directory: Path) -> tuple[Path, int]:
+    """Copy an upload to a temporary file in chunks; size None means it went over ``limit``."""
+    directory.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=directory, prefix=".upload-", delete=False) as handle:
+        size = 0
+        upload.file.seek(0)
+        while chunk := upload.file.read(CHUNK):
+            size += len(chunk)
+            if size > limit:
+                break
+            handle.write(chunk)
+    path = Path(handle.name)
+    if size > limit:
+        path.unlink(missing_ok=True)
+        raise HTTPException(
+            status.HTTP_413_CONTENT_TOO_LARGE,
+            f"{upload.filename or 'file'} is larger than the {limit}-byte limit",
+        )
+    return path, size
+
+
+API_KEY_HEADER = APIKeyHeader(name="X-API-Key", auto_error=False, description="An API key")
+
+
+async def current_caller(
+    request: Request, key: Annotated[str | None, Depends(API_KEY_HEADER)]
+) -> KeyHolder:
+    """Who is calling: the holder of a live API key (401 otherwise)."""
+    settings: Settings = request.app.state.settings
+    if not settings.require_api_key:
+        return KeyHolder(0, settings.source_name)
+    store: IngestStore = request.app.state.store
+    holder = await store.key_holder(key) if key else None
+    if holder is None:
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED,
+            "a valid X-API-Key header is required",
+            headers={"WWW-Authenticate": "ApiKey"},
+        )
+    return holder
+
+
+Caller = Annotated[KeyHolder, Depends(current_caller)]
+
+
+def _remove(paths: list[Path]) -> None:
+    for path in paths:
+        path.unlink(missing_ok=True)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
-    """Build the ingest app; connects to Kafka only when the app starts."""
+    """Build the ingest app; Kafka, PostgreSQL and connectors start only with the app."""
     settings = settings or Settings()
     producer = producer_for(SERVICE, "triage-ingest")
     broker = make_broker(settings.kafka_bootstrap, client_id="triage-ingest")
+    engine = make_async_engine(settings.database_url)
+    store = IngestStore(engine)
     blobs = LocalBlobStore(settings.blob_dir)
+    spool_dir = settings.blob_dir / ".spool"
+    intake = Intake(
+        blobs=blobs,
+        broker=broker,
+        store=store,
+        producer=producer,
+        documents_topic=settings.topic(topics.DOCUMENTS),
+        deadletter_topic=settings.topic(topics.DEADLETTER),
+    )
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        await broker.start()
-        log.info("ingest ready", extra={"port": settings.port})
-        yield
-        await broker.stop()
+        async with AsyncExitStack() as stack:
+            await broker.start()
+            stack.push_async_callback(broker.stop)
+            stack.push_async_callback(engine.dispose)
+            if settings.smtp_enabled:
+                smtp = SmtpReceiver(intake, settings)
+                await smtp.start()
+                stack.push_async_callback(smtp.stop)
+            for account in settings.imap_accounts:
+                connector = ImapConnector(intake, store, account)
+                await connector.start()
+                stack.push_async_callback(connector.stop)
+            if settings.drop_dir is not None:
+                folder = DropFolder(intake, settings)
+                await folder.start()
+                stack.push_async_callback(folder.stop)
+            log.info("ingest ready", extra={"port": settings.port})
+            yield
         log.info("stopped cleanly")
 
     async def kafka_ready() -> bool:
         return await broker.ping(timeout=2.0)
 
+    async def database_ready() -> bool:
+        return await database_reachable(engine)
+
     app = FastAPI(
         title="Triage ingest",
-        summary="Upload documents into Triage.",
+        summary="Upload documents into Triage and follow them through the pipeline.",
         version=producer.version,
         lifespan=lifespan,
     )
-    app.include_router(ops_router(service=SERVICE, checks={"kafka": kafka_ready}))
-
-    @app.post(
-        "/v1/documents",
-        status_code=status.HTTP_202_ACCEPTED,
-        response_model=UploadAccepted,
-        summary="Upload one or more documents (PDF, text or HTML)",
-        responses={
-            413: {"description": "A file is over the size limit"},
-            415: {"description": "A file's type is not accepted"},
-        },
+    app.state.settings = settings
+    app.state.store = store
+    app.add_middleware(RequestBodyLimit, limit=lambda: settings.max_request_bytes)
+    app.include_router(
+        ops_router(service=SERVICE, checks={"kafka": kafka_ready, "database": database_ready})
     )
-    async def upload(
-        files: Annotated[list[UploadFile], File(description="The documents to triage")],
-    ) -> UploadAccepted:
+
+    def _checked_metadata(metadata: str | None) -> dict[str, str]:
+        try:
+            return domain.parse_metadata(metadata)
+        except ValueError as exc:
+            raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from exc
+
+    def _checked_files(files: list[UploadFile]) -> list[tuple[str | None, str, UploadFile]]:
+        # Check every file before accepting any, so a request is all or nothing.
         if len(files) > settings.max_files_per_request:
             raise HTTPException(
                 status.HTTP_413_CONTENT_TOO_LARGE,
-                detail=f"at most {settings.max_files_per_request} files per request",
+                f"at most {settings.max_files_per_request} files per request",
             )
-        # Check every file before accepting any, so a request is all or nothing.
-        prepared: list[tuple[str | None, str, bytes]] = []
+        checked = []
         for item in files:
             filename = domain.safe_filename(item.filename)
             try:
@@ -109,48 +269,118 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             except domain.UnsupportedMediaTypeError as exc:
                 UPLOADS.labels("unsupported_type").inc()
                 raise HTTPException(status.HTTP_415_UNSUPPORTED_MEDIA_TYPE, str(exc)) from exc
-            try:
-                data = await _read_limited(item, settings.max_upload_bytes)
-            except HTTPException:
-                UPLOADS.labels("too_large").inc()
-                raise
-            prepared.append((filename, media_type, data))
+            checked.append((filename, media_type, item))
+        return checked
 
+    @app.post(
+        "/v1/documents",
+        status_code=status.HTTP_202_ACCEPTED,
+        response_model=UploadAccepted,
+        summary="Upload one or more documents (PDF, text or HTML)",
+        responses={
+            401: {"description": "No valid API key"},
+            413: {"description": "A file or the request is over the size limit"},
+            415: {"description": "A file's type is not accepted"},
+            422: {"description": "Invalid metadata, or an Idempotency-Key reused differently"},
+        },
+    )
+    async def upload(
+        who: Caller,
+        files: Annotated[list[UploadFile], File(description="The documents to triage")],
+        metadata: Annotated[
+            str | None, Form(description="Optional JSON object of strings kept with each document")
+        ] = None,
+        idempotency_key: Annotated[
+            str | None,
+            Header(max_length=200, description="Retries with the same key get the same answer"),
+        ] = None,
+    ) -> UploadAccepted:
+        meta = _checked_metadata(metadata)
+        checked = _checked_files(files)
+        spooled: list[tuple[str | None, str, Path, int]] = []
+        try:
+            for filename, media_type, item in checked:
+                try:
+                    path, size = await asyncio.to_thread(
+                        _spool_sync, item, settings.max_upload_bytes, spool_dir
+                    )
+                except HTTPException:
+                    UPLOADS.labels("too_large").inc()
+                    raise
+                spooled.append((filename, media_type, path, size))
+            stored = [
+                (filename, media_type, await intake.store_file(path), size)
+                for filename, media_type, path, size in spooled
+            ]
+        finally:
+            await asyncio.to_thread(_remove, [path for _, _, path, _ in spooled])
+
+        request_sha = hashlib.sha256(
+            json.dumps([stored, sorted(meta.items())], sort_keys=True).encode()
+        ).hexdigest()
+        if idempotency_key:
+            previous = await store.idempotent_response(who.id, idempotency_key)
+            if previous is not None:
+                if previous[0] != request_sha:
+                    raise HTTPException(
+                        status.HTTP_422_UNPROCESSABLE_CONTENT,
+                        "this Idempotency-Key was used for a different request",
+                    )
+                return UploadAccepted.model_validate(previous[1])
+
+        source = Source(kind=SourceKind.UPLOAD, name=who.name)
         accepted: list[Accepted] = []
-        for filename, media_type, data in prepared:
-            # The blob is durable before the event exists, so no event points at nothing.
-            sha256 = await asyncio.to_thread(blobs.put, data)
-            event = domain.document_received(
-                source_name=settings.source_name,
-                sha256=sha256,
-                size_bytes=len(data),
-                media_type=media_type,
-                filename=filename,
-                received_at=utcnow(),
-                producer=producer,
-            )
-            await publish_event(broker, settings.topic(topics.DOCUMENTS), event)
-            EVENTS_PRODUCED.labels(SERVICE, topics.DOCUMENTS).inc()
-            UPLOADS.labels("accepted").inc()
-            UPLOAD_BYTES.observe(len(data))
-            log.info(
-                "document accepted",
-                extra={
-                    "document_id": event.document_id,
-                    "media_type": media_type,
-                    "size_bytes": len(data),
-                    "trace_id": event.trace_id,
-                },
-            )
+        for filename, media_type, sha256, size in stored:
             accepted.append(
-                Accepted(
-                    document_id=event.document_id,
-                    filename=filename,
-                    media_type=media_type,
-                    size_bytes=len(data),
+                await intake.accept(
+                    source=source,
                     sha256=sha256,
+                    size_bytes=size,
+                    media_type=media_type,
+                    filename=filename,
+                    metadata=meta,
                 )
             )
-        return UploadAccepted(documents=accepted)
+            UPLOADS.labels("accepted").inc()
+            UPLOAD_BYTES.observe(size)
+        answer = UploadAccepted(
+            documents=[
+                DocumentAccepted(
+                    document_id=a.document_id,
+                    status_url=f"/v1/documents/{a.document_id}",
+                    filename=a.filename,
+                    media_type=a.media_type,
+                    size_bytes=a.size_bytes,
+                    sha256=a.sha256,
+                )
+                for a in accepted
+            ]
+        )
+        if idempotency_key:
+            await store.remember_response(
+                who.id,
+                idempotency_key,
+                request_sha256=request_sha,
+                response=answer.model_dump(mode="json"),
+            )
+        return answer
+
+    @app.get(
+        "/v1/documents/{document_id}",
+        response_model=DocumentStatus,
+        summary="A document's status: received, routed (to which queue), in_review or decided",
+        responses={404: {"description": "No such document for this API key"}},
+    )
+    async def document_status(who: Caller, document_id: str) -> DocumentStatus:
+        found: dict[str, Any] | None = await store.status(document_id)
+        # A key sees only its own uploads; other documents do not exist for it.
+        if found is None or (
+            settings.require_api_key
+            and (
+                found["source"]["kind"] != SourceKind.UPLOAD or found["source"]["name"] != who.name
+            )
+        ):
+            raise HTTPException(status.HTTP_404_NOT_FOUND, "no such document")
+        return DocumentStatus.model_validate(found)
 
     return app

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import mimetypes
 import re
 import unicodedata
+from collections.abc import Mapping
 from datetime import datetime
 from pathlib import PurePosixPath, PureWindowsPath
 
@@ -12,11 +14,12 @@ from triage_contracts import (
     BlobRef,
     DocumentReceivedV1,
     DocumentRef,
+    EmailInfo,
     Producer,
     Source,
-    SourceKind,
     derive_document_id,
 )
+from triage_contracts.events import MAX_METADATA_ITEMS
 
 ACCEPTED_MEDIA_TYPES = frozenset({"application/pdf", "text/plain", "text/html", "text/markdown"})
 
@@ -52,22 +55,50 @@ def media_type_for(declared: str | None, filename: str | None) -> str:
 
 def document_received(
     *,
-    source_name: str,
+    source: Source,
     sha256: str,
     size_bytes: int,
     media_type: str,
     filename: str | None,
     received_at: datetime,
     producer: Producer,
+    identity: tuple[str, ...] = (),
+    parent_document_id: str | None = None,
+    email: EmailInfo | None = None,
+    metadata: Mapping[str, str] | None = None,
 ) -> DocumentReceivedV1:
-    """Describe an accepted upload; the same bytes from the same source get the same id."""
+    """Describe an inbound document; the same identity from the same source gets the same id.
+
+    The identity defaults to the content hash, so the same bytes from the same source are
+    one document however often they arrive.
+    """
     return DocumentReceivedV1(
         producer=producer,
-        document_id=derive_document_id(SourceKind.UPLOAD.value, source_name, sha256),
+        document_id=derive_document_id(source.kind.value, source.name, *(identity or (sha256,))),
         document=DocumentRef(
-            source=Source(kind=SourceKind.UPLOAD, name=source_name),
+            source=source,
             blob=BlobRef(sha256=sha256, size_bytes=size_bytes, media_type=media_type),
-            filename=filename,
+            filename=safe_filename(filename),
             received_at=received_at,
+            parent_document_id=parent_document_id,
+            email=email,
+            metadata=dict(metadata or {}),
         ),
     )
+
+
+def parse_metadata(raw: str | None) -> dict[str, str]:
+    """Parse the optional upload metadata (a JSON object of strings) or raise ValueError."""
+    if not raw:
+        return {}
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise ValueError("metadata must be a JSON object") from exc
+    if not isinstance(value, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+    ):
+        raise ValueError("metadata must be a JSON object whose values are strings")
+    if len(value) > MAX_METADATA_ITEMS:
+        raise ValueError(f"metadata may have at most {MAX_METADATA_ITEMS} keys")
+    return value

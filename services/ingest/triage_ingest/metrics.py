@@ -14,3 +14,13 @@ UPLOAD_BYTES = Histogram(
     "Size of accepted uploads in bytes.",
     buckets=(1e3, 1e4, 1e5, 1e6, 5e6, 1e7, 2.5e7, 1e8),
 )
+DOCUMENTS_ACCEPTED = Counter(
+    "triage_ingest_documents_total",
+    "Documents accepted and published, by source kind (upload, smtp, imap, folder).",
+    ["source_kind"],
+)
+CONNECTOR_ITEMS = Counter(
+    "triage_ingest_connector_items_total",
+    "Inbound items (messages, files) handled by connectors, by connector kind and outcome.",
+    ["kind", "outcome"],
+)

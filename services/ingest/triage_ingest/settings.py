@@ -1,11 +1,47 @@
-"""Ingest service settings (env prefix ``TRIAGE_INGEST_``)."""
+"""Ingest service settings (env prefix ``TRIAGE_INGEST_``).
+
+Nested settings come as JSON, e.g.
+``TRIAGE_INGEST_IMAP_ACCOUNTS='[{"name": "support", "host": "imap.example.com", ...}]'``.
+"""
 
 from __future__ import annotations
 
-from pydantic import Field
+from enum import StrEnum
+from pathlib import Path
+
+from pydantic import BaseModel, Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
 from triage_runtime.settings import CommonSettings
+
+SOURCE_NAME = r"^[a-z0-9][a-z0-9_.-]{0,79}$"
+
+
+class PostProcess(StrEnum):
+    """What the IMAP connector does to a message once it is ingested."""
+
+    LEAVE = "leave"
+    FLAG = "flag"
+    MOVE = "move"
+
+
+class ImapAccount(BaseModel):
+    """One IMAP account and the mailboxes to read from it."""
+
+    name: str = Field(pattern=SOURCE_NAME, description="Source name of the documents it makes.")
+    host: str
+    port: int = 993
+    tls: bool = Field(default=True, description="Implicit TLS (IMAPS).")
+    starttls: bool = Field(default=False, description="Upgrade a plain connection with STARTTLS.")
+    ca_file: Path | None = Field(default=None, description="CA bundle to verify the server.")
+    username: str
+    password: SecretStr
+    mailboxes: list[str] = Field(default_factory=lambda: ["INBOX"], min_length=1)
+    post_process: PostProcess = PostProcess.FLAG
+    move_to: str = "Processed"
+    poll_seconds: float = Field(default=30.0, gt=0)
+    idle: bool = Field(default=True, description="Use IDLE when the server offers it.")
+    idle_seconds: float = Field(default=300.0, gt=0, description="Renew IDLE this often.")
 
 
 class Settings(CommonSettings):
@@ -17,4 +53,35 @@ class Settings(CommonSettings):
     port: int = 8001
     max_upload_bytes: int = Field(default=25 * 1024 * 1024, gt=0)
     max_files_per_request: int = Field(default=20, gt=0)
-    source_name: str = Field(default="http-upload", pattern=r"^[a-z0-9][a-z0-9_.-]{0,79}$")
+    require_api_key: bool = Field(
+        default=True, description="Refuse uploads without a valid API key (turn off only in tests)."
+    )
+    source_name: str = Field(
+        default="http-upload",
+        pattern=SOURCE_NAME,
+        description="Source name for uploads when API keys are off; otherwise the key's name.",
+    )
+
+    smtp_enabled: bool = False
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = 8025
+    smtp_source_name: str = Field(default="smtp", pattern=SOURCE_NAME)
+    smtp_allowed_recipients: list[str] = Field(
+        default_factory=list,
+        description="Addresses (or @domain suffixes) mail is accepted for; empty refuses all.",
+    )
+    smtp_max_message_bytes: int = Field(default=30 * 1024 * 1024, gt=0)
+
+    imap_accounts: list[ImapAccount] = Field(default_factory=list)
+
+    drop_dir: Path | None = Field(
+        default=None,
+        description="Watch DROP_DIR/inbox; files move to processing/, then done/ or failed/.",
+    )
+    drop_source_name: str = Field(default="drop-folder", pattern=SOURCE_NAME)
+    drop_poll_seconds: float = Field(default=2.0, gt=0)
+
+    @property
+    def max_request_bytes(self) -> int:
+        """The most bytes one upload request may carry, all files and form overhead included."""
+        return self.max_upload_bytes * self.max_files_per_request + 1024 * 1024

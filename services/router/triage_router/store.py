@@ -8,11 +8,11 @@ from datetime import datetime
 
 from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from triage_contracts import DocumentClassifiedV1, utcnow
 from triage_router.domain import RouteTo, SendToReview
-from triage_runtime.db.models import ReviewItem, RoutingDecision
+from triage_runtime.db.models import Document, ReviewItem, RoutingDecision
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +54,7 @@ class RouterStore:
                     select(RoutingDecision).where(RoutingDecision.document_id == event.document_id)
                 )
             ).scalar_one()
+            await _set_status(session, event, status="routed", queue=row.queue)
             return StoredRoute(row.event_id, row.queue, row.published_at)
 
     async def mark_published(self, document_id: str) -> None:
@@ -96,4 +97,18 @@ class RouterStore:
                 .on_conflict_do_nothing(index_elements=["document_id"])
                 .returning(ReviewItem.id)
             )
-            return result.first() is not None
+            opened = result.first() is not None
+            if opened:
+                await _set_status(session, event, status="in_review", queue=None)
+            return opened
+
+
+async def _set_status(
+    session: AsyncSession, event: DocumentClassifiedV1, *, status: str, queue: str | None
+) -> None:
+    """Move the document's status forward (never back from a human decision)."""
+    await session.execute(
+        update(Document)
+        .where(Document.document_id == event.document_id, Document.status != "decided")
+        .values(status=status, queue=queue, model_version=event.model.version, updated_at=utcnow())
+    )

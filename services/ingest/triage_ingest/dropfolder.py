@@ -1,0 +1,155 @@
+"""Drop-folder connector: files put in DROP_DIR/inbox are ingested, then moved to done/ or failed/.
+
+Writers should create a file elsewhere (or as a dot-file) and rename it into inbox/, so it is
+never read half-written; files changed in the last second are left for the next pass anyway.
+A file is claimed by renaming it into processing/ (atomic on one filesystem), so two
+connectors never take the same file, and files left in processing/ by a crash are retried.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from pathlib import Path
+
+from triage_contracts import ErrorClass, Source, SourceKind
+from triage_ingest import domain
+from triage_ingest.intake import EMAIL_MEDIA_TYPE, Intake
+from triage_ingest.metrics import CONNECTOR_ITEMS
+from triage_ingest.settings import Settings
+
+log = logging.getLogger(__name__)
+
+SETTLE_SECONDS = 1.0
+IGNORED_SUFFIXES = (".part", ".tmp", ".crdownload")
+
+
+class DropFolder:
+    """Polls a directory tree and ingests what appears in its inbox."""
+
+    def __init__(self, intake: Intake, settings: Settings) -> None:
+        assert settings.drop_dir is not None
+        self._intake = intake
+        self._root = settings.drop_dir
+        self._poll = settings.drop_poll_seconds
+        self._max_bytes = settings.max_upload_bytes
+        self._source = Source(kind=SourceKind.FOLDER, name=settings.drop_source_name)
+        self._task: asyncio.Task[None] | None = None
+        self.inbox, self.processing = self._root / "inbox", self._root / "processing"
+        self.done, self.failed = self._root / "done", self._root / "failed"
+
+    async def start(self) -> None:
+        """Create the folders and start polling."""
+        for folder in (self.inbox, self.processing, self.done, self.failed):
+            folder.mkdir(parents=True, exist_ok=True)
+        self._task = asyncio.create_task(self._run(), name="drop-folder")
+
+    async def stop(self) -> None:
+        """Stop polling; a file being processed finishes first or is retried on restart."""
+        if self._task:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await self.poll_once()
+            except Exception:
+                log.exception("drop folder pass failed; retrying")
+            await asyncio.sleep(self._poll)
+
+    def _claimable(self) -> list[Path]:
+        now = time.time()
+        return sorted(
+            p
+            for p in self.inbox.iterdir()
+            if p.is_file()
+            and not p.name.startswith(".")
+            and not p.name.endswith(IGNORED_SUFFIXES)
+            and now - p.stat().st_mtime >= SETTLE_SECONDS
+        )
+
+    def _leftovers(self) -> list[Path]:
+        return sorted(p for p in self.processing.iterdir() if p.is_file())
+
+    def _claim(self, path: Path) -> Path | None:
+        claimed = self.processing / f"{uuid.uuid4().hex[:8]}-{path.name}"
+        try:
+            path.rename(claimed)
+        except FileNotFoundError:
+            return None  # another connector took it
+        return claimed
+
+    async def poll_once(self) -> int:
+        """Claim and ingest every settled file (and any left in processing/); return how many."""
+        handled = 0
+        # Leftovers first: a crash after claiming must not lose a file.
+        for leftover in await asyncio.to_thread(self._leftovers):
+            await self._handle(leftover)
+            handled += 1
+        for path in await asyncio.to_thread(self._claimable):
+            claimed = await asyncio.to_thread(self._claim, path)
+            if claimed is not None:
+                await self._handle(claimed)
+                handled += 1
+        return handled
+
+    async def _handle(self, path: Path) -> None:
+        original_name = path.name.split("-", 1)[1] if "-" in path.name else path.name
+        size = (await asyncio.to_thread(path.stat)).st_size
+        if original_name.lower().endswith(".eml"):
+            raw = await asyncio.to_thread(path.read_bytes)
+            await self._intake.accept_email(raw, source=self._source)
+            await asyncio.to_thread(self._finish, path, self.done)
+            CONNECTOR_ITEMS.labels("folder", "ingested").inc()
+            return
+        try:
+            media_type = domain.media_type_for(None, original_name)
+        except domain.UnsupportedMediaTypeError as exc:
+            await self._fail(path, original_name, size, ErrorClass.UNSUPPORTED_MEDIA_TYPE, str(exc))
+            return
+        if size > self._max_bytes:
+            reason = f"file is {size} bytes, over the {self._max_bytes}-byte limit"
+            await self._fail(path, original_name, size, ErrorClass.OVERSIZE, reason)
+            return
+        sha256 = await self._intake.store_file(path)
+        await self._intake.accept(
+            source=self._source,
+            sha256=sha256,
+            size_bytes=size,
+            media_type=media_type,
+            filename=original_name,
+        )
+        await asyncio.to_thread(self._finish, path, self.done)
+        CONNECTOR_ITEMS.labels("folder", "ingested").inc()
+
+    async def _fail(
+        self, path: Path, name: str, size: int, error_class: ErrorClass, reason: str
+    ) -> None:
+        sha256 = await self._intake.store_file(path)
+        guessed = EMAIL_MEDIA_TYPE if name.endswith(".eml") else "application/octet-stream"
+        await self._intake.dead_letter(
+            source=self._source,
+            raw_sha256=sha256,
+            raw_size=size,
+            media_type=guessed,
+            error_class=error_class,
+            reason=reason,
+            raw_name=name,
+        )
+        await asyncio.to_thread(self._finish_failed, path, f"{error_class}: {reason}\n")
+        CONNECTOR_ITEMS.labels("folder", "failed").inc()
+
+    def _finish_failed(self, path: Path, reason: str) -> None:
+        target = self._finish(path, self.failed)
+        target.with_name(target.name + ".reason.txt").write_text(reason)
+
+    @staticmethod
+    def _finish(path: Path, folder: Path) -> Path:
+        target = folder / path.name
+        path.rename(target)
+        return target

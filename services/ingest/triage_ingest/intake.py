@@ -1,0 +1,241 @@
+"""The one way into Triage: store the bytes, record the document, publish it exactly once.
+
+Every connector (upload, SMTP, IMAP, drop folder) hands its input to an Intake. A document
+is recorded in PostgreSQL before its event is published and marked published after, so a
+retry or a crash in between publishes the same event again at most, never a second document.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from faststream.kafka import KafkaBroker
+
+from triage_contracts import (
+    BlobRef,
+    DeadLetterV1,
+    EmailInfo,
+    ErrorClass,
+    Producer,
+    Source,
+    derive_document_id,
+    utcnow,
+)
+from triage_ingest import domain
+from triage_ingest.email_parse import ParsedMessage, parse_email
+from triage_ingest.metrics import DOCUMENTS_ACCEPTED
+from triage_ingest.store import IngestStore
+from triage_runtime.blobstore import BlobStore
+from triage_runtime.kafka import publish_event
+from triage_runtime.metrics import DEAD_LETTERS, EVENTS_PRODUCED
+
+log = logging.getLogger(__name__)
+
+EMAIL_MEDIA_TYPE = "message/rfc822"
+
+
+@dataclass(frozen=True, slots=True)
+class Accepted:
+    """A document that is stored and published."""
+
+    document_id: str
+    sha256: str
+    size_bytes: int
+    media_type: str
+    filename: str | None
+    parent_document_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class EmailAccepted:
+    """What one inbound email became."""
+
+    raw_sha256: str
+    documents: list[Accepted] = field(default_factory=list)
+    defects: tuple[str, ...] = ()
+
+
+class Intake:
+    """Stores inbound bytes, records documents and publishes DocumentReceived events."""
+
+    def __init__(
+        self,
+        *,
+        blobs: BlobStore,
+        broker: KafkaBroker,
+        store: IngestStore,
+        producer: Producer,
+        documents_topic: str,
+        deadletter_topic: str,
+    ) -> None:
+        self._blobs = blobs
+        self._broker = broker
+        self._store = store
+        self._producer = producer
+        self._documents_topic = documents_topic
+        self._deadletter_topic = deadletter_topic
+
+    async def store_bytes(self, data: bytes) -> str:
+        """Put bytes in the blob store (off the event loop) and return their hash."""
+        return await asyncio.to_thread(self._blobs.put, data)
+
+    async def store_file(self, path: Path) -> str:
+        """Put a file in the blob store, streamed, and return its hash."""
+        return await asyncio.to_thread(self._blobs.put_file, path)
+
+    async def accept(
+        self,
+        *,
+        source: Source,
+        sha256: str,
+        size_bytes: int,
+        media_type: str,
+        filename: str | None,
+        identity: tuple[str, ...] = (),
+        parent_document_id: str | None = None,
+        email: EmailInfo | None = None,
+        metadata: Mapping[str, str] | None = None,
+    ) -> Accepted:
+        """Record and publish a stored blob as a document; repeating it changes nothing."""
+        event = domain.document_received(
+            source=source,
+            sha256=sha256,
+            size_bytes=size_bytes,
+            media_type=media_type,
+            filename=filename,
+            received_at=utcnow(),
+            producer=self._producer,
+            identity=identity,
+            parent_document_id=parent_document_id,
+            email=email,
+            metadata=metadata,
+        )
+        document_id = event.document_id
+        stored = await self._store.record_document(event)
+        if stored.published_at is None:
+            # After a crash between publish and mark, this publishes the same event again:
+            # same event id and trace id, so consumers see a redelivery, not a new document.
+            event = event.model_copy(
+                update={"event_id": stored.event_id, "trace_id": stored.trace_id}
+            )
+            await publish_event(self._broker, self._documents_topic, event)
+            await self._store.mark_published(document_id)
+            EVENTS_PRODUCED.labels("ingest", "triage.documents.v1").inc()
+            DOCUMENTS_ACCEPTED.labels(source.kind.value).inc()
+            log.info(
+                "document accepted",
+                extra={
+                    "document_id": document_id,
+                    "source_kind": source.kind.value,
+                    "media_type": media_type,
+                    "size_bytes": size_bytes,
+                    "trace_id": stored.trace_id,
+                },
+            )
+        return Accepted(
+            document_id=document_id,
+            sha256=sha256,
+            size_bytes=size_bytes,
+            media_type=media_type,
+            filename=event.document.filename,
+            parent_document_id=parent_document_id,
+        )
+
+    async def accept_email(
+        self, raw: bytes, *, source: Source, mailbox: str | None = None
+    ) -> EmailAccepted:
+        """Keep the raw message, then accept one document per body and attachment."""
+        raw_sha = await self.store_bytes(raw)
+        try:
+            parsed: ParsedMessage = await asyncio.to_thread(parse_email, raw)
+        except Exception as exc:  # noqa: BLE001 - the parser promises not to raise; belt and braces
+            await self.dead_letter(
+                source=source,
+                raw_sha256=raw_sha,
+                raw_size=len(raw),
+                media_type=EMAIL_MEDIA_TYPE,
+                error_class=ErrorClass.MALFORMED_INPUT,
+                reason=f"email could not be parsed: {type(exc).__name__}",
+            )
+            return EmailAccepted(raw_sha256=raw_sha)
+
+        def document_id_of(part: str) -> str:
+            return derive_document_id(source.kind.value, source.name, raw_sha, part)
+
+        accepted: list[Accepted] = []
+        for part in parsed.parts:
+            sha = await self.store_bytes(part.data)
+            defects = list(part.defects)
+            if part.role == "body":
+                defects = [*parsed.defects, *defects]
+            accepted.append(
+                await self.accept(
+                    source=source,
+                    sha256=sha,
+                    size_bytes=len(part.data),
+                    media_type=part.media_type,
+                    filename=part.filename,
+                    identity=(raw_sha, part.part),
+                    parent_document_id=document_id_of(part.parent) if part.parent else None,
+                    email=EmailInfo(
+                        message_id=_cut(parsed.message_id, 998),
+                        subject=_cut(parsed.subject, 998),
+                        sender=_cut(parsed.sender, 320),
+                        mailbox=_cut(mailbox, 200),
+                        part=part.part[:100],
+                        defects=[d[:200] for d in defects[:50]],
+                    ),
+                )
+            )
+        return EmailAccepted(raw_sha256=raw_sha, documents=accepted, defects=parsed.defects)
+
+    async def dead_letter(
+        self,
+        *,
+        source: Source,
+        raw_sha256: str,
+        raw_size: int,
+        media_type: str,
+        error_class: ErrorClass,
+        reason: str,
+        raw_name: str | None = None,
+    ) -> DeadLetterV1:
+        """Publish a dead letter that points at the kept raw input."""
+        letter = DeadLetterV1(
+            producer=self._producer,
+            stage=f"ingest.{source.kind.value}",
+            error_class=error_class,
+            reason=reason[:500],
+            source=source,
+            raw_blob=BlobRef(sha256=raw_sha256, size_bytes=raw_size, media_type=media_type),
+            raw_name=domain.safe_filename(raw_name),
+        )
+        await publish_event(self._broker, self._deadletter_topic, letter)
+        DEAD_LETTERS.labels("ingest", error_class.value).inc()
+        log.warning(
+            "dead-lettered inbound input",
+            extra={
+                "source_kind": source.kind.value,
+                "error_class": error_class.value,
+                "raw_sha256": raw_sha256,
+            },
+        )
+        return letter
+
+
+def _cut(value: str | None, limit: int) -> str | None:
+    return value[:limit] if value is not None else None
+
+
+def sha256_file(path: Path) -> str:
+    """Return a file's SHA-256, read in chunks."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(1024 * 1024):
+            digest.update(chunk)
+    return digest.hexdigest()

@@ -1,0 +1,204 @@
+"""Ingest's PostgreSQL tables: documents (outbox and status), API keys, idempotency, cursors."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
+
+from triage_contracts import DocumentReceivedV1, utcnow
+from triage_runtime.db.models import ApiKey, Document, IdempotencyRecord, ImapCursor, ReviewItem
+
+API_KEY_PREFIX = "tri_"
+
+
+@dataclass(frozen=True, slots=True)
+class StoredDocument:
+    """A document row as stored: its event identity and whether the event is out."""
+
+    event_id: uuid.UUID
+    trace_id: str
+    published_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class KeyHolder:
+    """The caller an API key identifies."""
+
+    id: int
+    name: str
+
+
+def hash_api_key(key: str) -> str:
+    """Return the stored form of an API key (keys are 256-bit random, so SHA-256 suffices)."""
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+class IngestStore:
+    """Reads and writes ingest's tables."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._sessions = async_sessionmaker(engine, expire_on_commit=False)
+
+    async def record_document(self, event: DocumentReceivedV1) -> StoredDocument:
+        """Store the document unless it exists; return the stored event identity."""
+        doc = event.document
+        async with self._sessions.begin() as session:
+            await session.execute(
+                insert(Document)
+                .values(
+                    document_id=event.document_id,
+                    source_kind=doc.source.kind.value,
+                    source_name=doc.source.name,
+                    filename=doc.filename,
+                    media_type=doc.blob.media_type,
+                    blob_sha256=doc.blob.sha256,
+                    size_bytes=doc.blob.size_bytes,
+                    parent_document_id=doc.parent_document_id,
+                    received_at=doc.received_at,
+                    event_id=event.event_id,
+                    trace_id=event.trace_id,
+                    status="received",
+                )
+                .on_conflict_do_nothing(index_elements=["document_id"])
+            )
+            row = (
+                await session.execute(
+                    select(Document.event_id, Document.trace_id, Document.published_at).where(
+                        Document.document_id == event.document_id
+                    )
+                )
+            ).one()
+        return StoredDocument(row.event_id, row.trace_id, row.published_at)
+
+    async def mark_published(self, document_id: str) -> None:
+        """Note that the document's DocumentReceived event is on the topic."""
+        async with self._sessions.begin() as session:
+            await session.execute(
+                update(Document)
+                .where(Document.document_id == document_id)
+                .values(published_at=utcnow(), updated_at=utcnow())
+            )
+
+    async def status(self, document_id: str) -> dict[str, Any] | None:
+        """Return what is known about a document, or None."""
+        async with self._sessions() as session:
+            doc = await session.get(Document, document_id)
+            if doc is None:
+                return None
+            review = (
+                await session.execute(
+                    select(ReviewItem).where(ReviewItem.document_id == document_id)
+                )
+            ).scalar_one_or_none()
+        return {
+            "document_id": doc.document_id,
+            "status": doc.status,
+            "source": {"kind": doc.source_kind, "name": doc.source_name},
+            "filename": doc.filename,
+            "media_type": doc.media_type,
+            "size_bytes": doc.size_bytes,
+            "parent_document_id": doc.parent_document_id,
+            "received_at": doc.received_at,
+            "queue": doc.queue,
+            "model_version": doc.model_version or (review.model_version if review else None),
+            "review": None
+            if review is None
+            else {
+                "reason": review.reason,
+                "status": review.status,
+                "decided_label": review.decided_label,
+                "due_at": review.due_at,
+            },
+        }
+
+    async def create_api_key(self, name: str) -> str:
+        """Create a key for ``name`` and return it; only its hash is kept."""
+        key = API_KEY_PREFIX + secrets.token_urlsafe(32)
+        async with self._sessions.begin() as session:
+            session.add(ApiKey(name=name, key_sha256=hash_api_key(key)))
+        return key
+
+    async def revoke_api_key(self, name: str) -> bool:
+        """Revoke the key named ``name``; False if there is no live key by that name."""
+        async with self._sessions.begin() as session:
+            result = await session.execute(
+                update(ApiKey)
+                .where(ApiKey.name == name, ApiKey.revoked_at.is_(None))
+                .values(revoked_at=utcnow())
+                .returning(ApiKey.id)
+            )
+            return result.first() is not None
+
+    async def list_api_keys(self) -> list[tuple[str, datetime, datetime | None]]:
+        """Return (name, created, revoked) for every key."""
+        async with self._sessions() as session:
+            rows = await session.execute(
+                select(ApiKey.name, ApiKey.created_at, ApiKey.revoked_at).order_by(ApiKey.name)
+            )
+            return [(r.name, r.created_at, r.revoked_at) for r in rows]
+
+    async def key_holder(self, key: str) -> KeyHolder | None:
+        """Return who holds a live key, or None."""
+        async with self._sessions() as session:
+            row = (
+                await session.execute(
+                    select(ApiKey.id, ApiKey.name).where(
+                        ApiKey.key_sha256 == hash_api_key(key), ApiKey.revoked_at.is_(None)
+                    )
+                )
+            ).first()
+        return KeyHolder(row.id, row.name) if row else None
+
+    async def idempotent_response(
+        self, api_key_id: int, key: str
+    ) -> tuple[str, dict[str, Any]] | None:
+        """Return (request hash, response) stored for an Idempotency-Key, if any."""
+        async with self._sessions() as session:
+            row = await session.get(IdempotencyRecord, (api_key_id, key))
+            return (row.request_sha256, row.response) if row else None
+
+    async def remember_response(
+        self, api_key_id: int, key: str, *, request_sha256: str, response: dict[str, Any]
+    ) -> None:
+        """Keep the response to a request with an Idempotency-Key (first writer wins)."""
+        async with self._sessions.begin() as session:
+            await session.execute(
+                insert(IdempotencyRecord)
+                .values(
+                    api_key_id=api_key_id,
+                    idempotency_key=key,
+                    request_sha256=request_sha256,
+                    response=response,
+                )
+                .on_conflict_do_nothing()
+            )
+
+    async def imap_cursor(self, account: str, mailbox: str) -> tuple[int, int] | None:
+        """Return (uidvalidity, last_uid) for a mailbox, or None before the first pass."""
+        async with self._sessions() as session:
+            row = await session.get(ImapCursor, (account, mailbox))
+            return (row.uidvalidity, row.last_uid) if row else None
+
+    async def save_imap_cursor(
+        self, account: str, mailbox: str, *, uidvalidity: int, last_uid: int
+    ) -> None:
+        """Record that everything up to ``last_uid`` under ``uidvalidity`` is ingested."""
+        async with self._sessions.begin() as session:
+            await session.execute(
+                insert(ImapCursor)
+                .values(
+                    account=account, mailbox=mailbox, uidvalidity=uidvalidity, last_uid=last_uid
+                )
+                .on_conflict_do_update(
+                    index_elements=["account", "mailbox"],
+                    set_={"uidvalidity": uidvalidity, "last_uid": last_uid, "updated_at": utcnow()},
+                )
+            )

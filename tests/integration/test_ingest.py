@@ -1,0 +1,293 @@
+"""Ingest against real Kafka and PostgreSQL: the upload API, the drop folder and SMTP."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import smtplib
+import socket
+import time
+from collections.abc import Iterator
+from email.message import EmailMessage
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import create_engine, text
+
+from scripts.pdfgen import make_pdf
+from tests.kafkatools import collect
+from tests.stack import Stack
+from triage_contracts import topics
+from triage_ingest.app import create_app
+from triage_ingest.settings import Settings
+from triage_ingest.store import IngestStore
+from triage_runtime.blobstore import LocalBlobStore
+from triage_runtime.db.engine import make_async_engine
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _new_key(database_url: str, name: str) -> str:
+    async def run() -> str:
+        engine = make_async_engine(database_url)
+        try:
+            return await IngestStore(engine).create_api_key(name)
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(run())
+
+
+def _rows(database_url: str, sql: str) -> list[tuple[object, ...]]:
+    engine = create_engine(database_url)
+    try:
+        with engine.connect() as conn:
+            return [tuple(r) for r in conn.execute(text(sql)).all()]
+    finally:
+        engine.dispose()
+
+
+def _published(stack: Stack, topic: str, count: int) -> list[dict[str, object]]:
+    return asyncio.run(
+        collect(stack.kafka_bootstrap, [stack.topic(topic)], until=lambda ms: len(ms) >= count)
+    )
+
+
+@pytest.fixture
+def settings(isolated: Stack, clean_db: str, tmp_path: Path) -> Settings:
+    return Settings(
+        kafka_bootstrap=isolated.kafka_bootstrap,
+        database_url=clean_db,
+        blob_dir=tmp_path / "blobs",
+        topic_prefix=isolated.topic_prefix,
+        max_upload_bytes=64 * 1024,
+        max_files_per_request=3,
+    )
+
+
+@pytest.fixture
+def client(settings: Settings) -> Iterator[TestClient]:
+    with TestClient(create_app(settings)) as test_client:
+        yield test_client
+
+
+def test_uploads_need_a_live_api_key(client: TestClient, settings: Settings) -> None:
+    files = {"files": ("a.txt", b"hello", "text/plain")}
+    assert client.post("/v1/documents", files=files).status_code == 401
+    assert (
+        client.post("/v1/documents", files=files, headers={"X-API-Key": "tri_nope"}).status_code
+        == 401
+    )
+    key = _new_key(settings.database_url, "portal")
+    assert client.post("/v1/documents", files=files, headers={"X-API-Key": key}).status_code == 202
+
+    async def revoke() -> None:
+        engine = make_async_engine(settings.database_url)
+        assert await IngestStore(engine).revoke_api_key("portal")
+        await engine.dispose()
+
+    asyncio.run(revoke())
+    assert client.post("/v1/documents", files=files, headers={"X-API-Key": key}).status_code == 401
+    stored = _rows(settings.database_url, "SELECT key_sha256 FROM api_key")
+    assert key not in json.dumps([str(r) for r in stored]), "the key itself must not be stored"
+
+
+def test_upload_is_accepted_published_and_trackable(
+    client: TestClient, settings: Settings, isolated: Stack
+) -> None:
+    key = _new_key(settings.database_url, "portal")
+    pdf = make_pdf("Payment reminder for invoice 99.")
+    response = client.post(
+        "/v1/documents",
+        headers={"X-API-Key": key},
+        files=[
+            ("files", ("../../reminder.pdf", pdf, "application/pdf")),
+            ("files", ("note.txt", b"please pay", "text/plain")),
+        ],
+        data={"metadata": json.dumps({"customer": "acme"})},
+    )
+    assert response.status_code == 202, response.text
+    first, second = response.json()["documents"]
+    assert first["filename"] == "reminder.pdf"
+    assert LocalBlobStore(settings.blob_dir).get(first["sha256"]) == pdf
+
+    status = client.get(first["status_url"], headers={"X-API-Key": key})
+    assert status.status_code == 200
+    assert status.json()["status"] == "received"
+    assert status.json()["source"] == {"kind": "upload", "name": "portal"}
+    other_key = _new_key(settings.database_url, "someone-else")
+    assert client.get(first["status_url"], headers={"X-API-Key": other_key}).status_code == 404
+
+    messages = _published(isolated, topics.DOCUMENTS, 2)
+    by_id = {m["key"]: m for m in messages}
+    event = by_id[first["document_id"]]
+    assert event["value"]["document"]["metadata"] == {"customer": "acme"}  # type: ignore[index]
+    assert event["headers"]["triage-schema"] == "DocumentReceived.v1"  # type: ignore[index]
+    assert second["document_id"] in by_id
+
+
+def test_retries_never_make_a_second_document(
+    client: TestClient, settings: Settings, isolated: Stack
+) -> None:
+    key = _new_key(settings.database_url, "portal")
+    files = {"files": ("a.txt", b"the same bytes", "text/plain")}
+    headers = {"X-API-Key": key, "Idempotency-Key": "req-1"}
+    first = client.post("/v1/documents", files=files, headers=headers)
+    again = client.post("/v1/documents", files=files, headers=headers)
+    assert first.status_code == again.status_code == 202
+    assert first.json() == again.json()
+    # Without the header, the content hash per source still recognises the document.
+    plain = client.post("/v1/documents", files=files, headers={"X-API-Key": key})
+    assert (
+        plain.json()["documents"][0]["document_id"] == first.json()["documents"][0]["document_id"]
+    )
+    changed = client.post(
+        "/v1/documents", files={"files": ("a.txt", b"other bytes", "text/plain")}, headers=headers
+    )
+    assert changed.status_code == 422
+    assert "Idempotency-Key" in changed.json()["detail"]
+    assert _rows(settings.database_url, "SELECT count(*) FROM document") == [(1,)]
+    time.sleep(1.0)
+    messages = _published(isolated, topics.DOCUMENTS, 1)
+    assert len(messages) == 1, "one document, one DocumentReceived event"
+
+
+def test_limits_and_refusals(client: TestClient, settings: Settings) -> None:
+    key = _new_key(settings.database_url, "portal")
+    headers = {"X-API-Key": key}
+    big = client.post(
+        "/v1/documents",
+        headers=headers,
+        files={"files": ("big.txt", b"x" * (64 * 1024 + 1), "text/plain")},
+    )
+    assert big.status_code == 413
+    assert "limit" in big.json()["detail"]
+    huge = client.post(
+        "/v1/documents",
+        headers=headers,
+        content=b"x" * (settings.max_request_bytes + 1),
+        # A declared body over the request limit is refused before it is read.
+    )
+    assert huge.status_code == 413
+    too_many = client.post(
+        "/v1/documents",
+        headers=headers,
+        files=[("files", (f"{i}.txt", b"x", "text/plain")) for i in range(4)],
+    )
+    assert too_many.status_code == 413
+    wrong = client.post(
+        "/v1/documents",
+        headers=headers,
+        files={"files": ("a.exe", b"MZ", "application/x-msdownload")},
+    )
+    assert wrong.status_code == 415
+    bad_meta = client.post(
+        "/v1/documents",
+        headers=headers,
+        files={"files": ("a.txt", b"x", "text/plain")},
+        data={"metadata": "[1]"},
+    )
+    assert bad_meta.status_code == 422
+    assert _rows(settings.database_url, "SELECT count(*) FROM document") == [(0,)]
+    assert not list((settings.blob_dir / ".spool").glob(".upload-*"))
+
+
+def _email(subject: str, body: str, *, attachment: bytes | None = None) -> bytes:
+    message = EmailMessage()
+    message["From"] = "Dana Example <dana@example.com>"
+    message["To"] = "triage@example.org"
+    message["Subject"] = subject
+    message["Message-ID"] = f"<{subject.replace(' ', '-')}@example.com>"
+    message.set_content(body)
+    if attachment is not None:
+        message.add_attachment(
+            attachment, maintype="application", subtype="pdf", filename="invoice.pdf"
+        )
+    return message.as_bytes()
+
+
+def test_drop_folder_ingests_moves_and_dead_letters(
+    settings: Settings, isolated: Stack, tmp_path: Path
+) -> None:
+    drop = tmp_path / "drop"
+    settings = settings.model_copy(update={"drop_dir": drop, "drop_poll_seconds": 0.2})
+    (drop / "inbox").mkdir(parents=True)
+    (drop / "inbox" / "letter.txt").write_text("Please cancel the contract.")
+    (drop / "inbox" / "scan.pdf").write_bytes(make_pdf("Invoice 12"))
+    (drop / "inbox" / "tool.exe").write_bytes(b"MZ\x90\x00")
+    (drop / "inbox" / "mail.eml").write_bytes(
+        _email("Invoice", "See attached.", attachment=make_pdf("Invoice 77"))
+    )
+    (drop / "inbox" / ".half-written.pdf").write_bytes(b"%PDF-")
+    old = time.time() - 5
+    for path in (drop / "inbox").iterdir():
+        os.utime(path, (old, old))
+    with TestClient(create_app(settings)):
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and (
+            len(list((drop / "done").iterdir())) < 3 or len(list((drop / "failed").iterdir())) < 2
+        ):
+            time.sleep(0.2)
+    done = sorted(p.name.split("-", 1)[1] for p in (drop / "done").iterdir())
+    assert done == ["letter.txt", "mail.eml", "scan.pdf"]
+    failed = sorted(p.name.split("-", 1)[1] for p in (drop / "failed").iterdir())
+    assert failed == ["tool.exe", "tool.exe.reason.txt"]
+    assert [p.name for p in (drop / "inbox").iterdir()] == [".half-written.pdf"]
+
+    documents = _published(isolated, topics.DOCUMENTS, 4)  # txt, pdf, mail body, attachment
+    kinds = {m["value"]["document"]["source"]["kind"] for m in documents}  # type: ignore[index]
+    assert kinds == {"folder"}
+    attachment = next(m for m in documents if m["value"]["document"]["filename"] == "invoice.pdf")  # type: ignore[index]
+    assert attachment["value"]["document"]["parent_document_id"] is not None  # type: ignore[index]
+    [letter] = _published(isolated, topics.DEADLETTER, 1)
+    value = letter["value"]
+    assert value["error_class"] == "unsupported_media_type"  # type: ignore[index]
+    raw = LocalBlobStore(settings.blob_dir).get(value["raw_blob"]["sha256"])  # type: ignore[index]
+    assert raw == b"MZ\x90\x00", "the dead letter points at the kept raw input"
+
+
+def test_smtp_accepts_allowed_mail_and_refuses_the_rest(
+    settings: Settings, isolated: Stack
+) -> None:
+    port = _free_port()
+    settings = settings.model_copy(
+        update={
+            "smtp_enabled": True,
+            "smtp_port": port,
+            "smtp_allowed_recipients": ["triage@example.org", "@queues.example.org"],
+            "smtp_max_message_bytes": 100_000,
+        }
+    )
+    with TestClient(create_app(settings)):
+        with smtplib.SMTP("127.0.0.1", port, timeout=10) as smtp:
+            refused = smtp.sendmail(
+                "dana@example.com",
+                ["triage@example.org", "billing@queues.example.org", "stranger@example.net"],
+                _email("Refund", "Please refund order 5."),
+            )
+            # Accepted for the allowed two; the stranger is refused with 550.
+            assert refused == {"stranger@example.net": (550, b"5.1.1 Recipient not accepted here")}
+            with pytest.raises(smtplib.SMTPRecipientsRefused):
+                smtp.sendmail("dana@example.com", ["stranger@example.net"], b"Subject: x\r\n\r\nx")
+            # A client that declares the size (ESMTP SIZE) is refused up front ...
+            with pytest.raises(smtplib.SMTPSenderRefused) as declared:
+                smtp.sendmail("dana@example.com", ["triage@example.org"], b"x" * 200_000)
+            assert declared.value.smtp_code == 552
+            # ... and one that does not is refused when the data goes over the limit.
+            smtp.rset()
+            assert smtp.mail("dana@example.com")[0] == 250
+            assert smtp.rcpt("triage@example.org")[0] == 250
+            code, _ = smtp.data(b"Subject: big\r\n\r\n" + (b"x" * 98 + b"\r\n") * 2000)
+            assert code == 552
+        [document] = _published(isolated, topics.DOCUMENTS, 1)
+    value = document["value"]
+    assert value["document"]["source"] == {"kind": "smtp", "name": "smtp"}  # type: ignore[index]
+    assert value["document"]["email"]["message_id"] == "Refund@example.com"  # type: ignore[index]
+    raw = LocalBlobStore(settings.blob_dir).get(value["document"]["blob"]["sha256"])  # type: ignore[index]
+    assert b"Please refund order 5." in raw
