@@ -1,6 +1,8 @@
 """Fixtures for tests that need the real Kafka broker and PostgreSQL server.
 
-Addresses come from TRIAGE_TEST_KAFKA_BOOTSTRAP and TRIAGE_TEST_DATABASE_URL. When they are
+Addresses come from TRIAGE_TEST_KAFKA_BOOTSTRAP, TRIAGE_TEST_DATABASE_URL and the IMAP
+variables TRIAGE_TEST_IMAP_HOST, TRIAGE_TEST_IMAP_PORT, TRIAGE_TEST_IMAPS_PORT,
+TRIAGE_TEST_IMAP_CA_FILE, TRIAGE_TEST_IMAP_USER and TRIAGE_TEST_IMAP_PASSWORD. When they are
 not set, the project's local stack is started (deploy/local/stack.sh start) and used.
 Each test session gets its own database and its own topic prefix, so runs never see each
 other's data.
@@ -24,12 +26,25 @@ from triage_runtime.db.engine import upgrade
 
 
 @dataclass(frozen=True)
+class Imap:
+    """The IMAP server the tests append mail to and read it back from."""
+
+    host: str
+    port: int
+    imaps_port: int
+    ca_file: str
+    user: str
+    password: str
+
+
+@dataclass(frozen=True)
 class Stack:
     """Where the real services are, and this session's private namespace on them."""
 
     kafka_bootstrap: str
     database_url: str
     topic_prefix: str
+    imap: Imap | None = None
 
     def topic(self, name: str) -> str:
         """Return ``name`` with this session's prefix."""
@@ -50,10 +65,24 @@ def stack() -> Iterator[Stack]:
     """The real Kafka and PostgreSQL, with a fresh database and topic prefix for this session."""
     kafka = os.environ.get("TRIAGE_TEST_KAFKA_BOOTSTRAP")
     database = os.environ.get("TRIAGE_TEST_DATABASE_URL")
-    if not (kafka and database):
+    imap_env = {
+        key.removeprefix("TRIAGE_TEST_"): value
+        for key, value in os.environ.items()
+        if key.startswith("TRIAGE_TEST_IMAP")
+    }
+    if not (kafka and database and imap_env):
         env = _local_stack_env()
         kafka = kafka or env["TRIAGE_KAFKA_BOOTSTRAP"]
         database = database or env["TRIAGE_DATABASE_URL"]
+        imap_env = imap_env or {k.removeprefix("TRIAGE_"): v for k, v in env.items()}
+    imap = Imap(
+        host=imap_env["IMAP_HOST"],
+        port=int(imap_env["IMAP_PORT"]),
+        imaps_port=int(imap_env["IMAPS_PORT"]),
+        ca_file=imap_env["IMAP_CA_FILE"],
+        user=imap_env["IMAP_USER"],
+        password=imap_env["IMAP_PASSWORD"],
+    )
 
     name = f"triage_test_{secrets.token_hex(4)}"
     admin = create_engine(database, isolation_level="AUTOCOMMIT")
@@ -66,6 +95,7 @@ def stack() -> Iterator[Stack]:
             kafka_bootstrap=kafka,
             database_url=test_url,
             topic_prefix=f"test-{secrets.token_hex(4)}.",
+            imap=imap,
         )
     finally:
         with admin.connect() as conn:
@@ -80,6 +110,7 @@ def isolated(stack: Stack) -> Stack:
         kafka_bootstrap=stack.kafka_bootstrap,
         database_url=stack.database_url,
         topic_prefix=f"{stack.topic_prefix}{secrets.token_hex(3)}.",
+        imap=stack.imap,
     )
 
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Local Kafka (KRaft) + PostgreSQL stack for Triage, without Docker.
+# Local Kafka (KRaft) + PostgreSQL + IMAP (Dovecot) stack for Triage, without Docker.
 # Run "deploy/local/stack.sh help" for usage.
 set -euo pipefail
 
@@ -12,38 +12,50 @@ source "$SCRIPT_DIR/lib/common.sh"
 source "$SCRIPT_DIR/lib/kafka.sh"
 # shellcheck source=lib/postgres.sh
 source "$SCRIPT_DIR/lib/postgres.sh"
+# shellcheck source=lib/imap.sh
+source "$SCRIPT_DIR/lib/imap.sh"
 
 usage() {
   cat <<USAGE
 Usage: $(basename "$0") COMMAND
 
-Runs a single-node Apache Kafka broker (KRaft mode, Java 17+) and a
-PostgreSQL server (Debian packages) on 127.0.0.1 for local development and
-tests. No Docker needed. Everything lives in one directory (TRIAGE_STACK_DIR).
+Runs a single-node Apache Kafka broker (KRaft mode, Java 17+), a
+PostgreSQL server and an IMAP server (Dovecot; both from Debian packages) on
+127.0.0.1 for local development and tests. No Docker needed. Everything
+lives in one directory (TRIAGE_STACK_DIR).
 
 Commands:
-  start          Download/install what is missing, start both servers and wait
-                 until they answer (Kafka: ApiVersions request, PostgreSQL:
-                 pg_isready). A no-op when both already run. Prints the time.
-  stop           Stop both servers cleanly (no-op when not running).
+  start          Download/install what is missing, start the three servers and
+                 wait until they answer (Kafka: ApiVersions request, PostgreSQL:
+                 pg_isready, IMAP: greeting + LOGIN over IMAP and IMAPS). Only
+                 what is not running is started. Prints the time.
+  stop           Stop the servers cleanly (no-op when not running).
   status         Show each server as running (pid, port) or stopped.
-                 Exit code 0 when both are up, 3 otherwise.
+                 Exit code 0 when all three are up, 3 otherwise.
   env            Print export lines for the application, e.g.
                    eval "\$($(basename "$0") env)"
-  reset          Stop both servers and delete their data and logs
-                 (downloaded jars are kept).
+  reset          Stop the servers and delete their data and logs
+                 (downloaded jars and the IMAP certificate are kept).
   tool CLASS ... Run a Kafka command line class from the downloaded jars, e.g.
                    $(basename "$0") tool org.apache.kafka.tools.TopicCommand \\
                      --bootstrap-server 127.0.0.1:19092 --list
+  imap-uidvalidity USER MAILBOX
+                 Give MAILBOX of IMAP user USER a new, larger UIDVALIDITY
+                 (messages stay), to test how clients handle it.
+  imap-reset USER
+                 Expunge every message in every mailbox of IMAP user USER.
   help           Show this text.
 
 Environment variables:
   TRIAGE_STACK_DIR              Directory holding everything: Kafka jars, Kafka
-                                and PostgreSQL data, pid files, logs
+                                and PostgreSQL data, IMAP mail and certificate,
+                                pid files, logs
                                 (default: <repo root>/.stack; now: $STACK_DIR).
   TRIAGE_KAFKA_PORT             Kafka broker port (default 19092).
   TRIAGE_KAFKA_CONTROLLER_PORT  Kafka KRaft controller port (default 19093).
   TRIAGE_PG_PORT                PostgreSQL port (default 15432).
+  TRIAGE_IMAP_PORT              IMAP port, STARTTLS allowed (default 11143).
+  TRIAGE_IMAPS_PORT             IMAP over TLS port (default 11993).
   TRIAGE_KAFKA_VERSION          Kafka version fetched from Maven Central
                                 (default 4.1.1).
   TRIAGE_KAFKA_HEAP             JVM heap options of the broker
@@ -56,23 +68,31 @@ Environment variables:
 Connection settings printed by "env":
   TRIAGE_KAFKA_BOOTSTRAP=127.0.0.1:<TRIAGE_KAFKA_PORT>
   TRIAGE_DATABASE_URL=postgresql+psycopg://triage:triage@127.0.0.1:<TRIAGE_PG_PORT>/triage
+  TRIAGE_IMAP_HOST=127.0.0.1, TRIAGE_IMAP_PORT, TRIAGE_IMAPS_PORT,
+  TRIAGE_IMAP_CA_FILE=<the server's self-signed certificate>,
+  TRIAGE_IMAP_USER=$IMAP_APP_USER, TRIAGE_IMAP_PASSWORD=$IMAP_APP_PASSWORD
 The role 'triage' (password 'triage') owns database 'triage' and may create
-databases. Superuser: 'postgres', password 'postgres'.
+databases. Superuser: 'postgres', password 'postgres'. IMAP users:
+'triage' (password 'triage-imap-password') and 'ops' ('ops-imap-password'),
+each with mailboxes INBOX, Processed, Billing and Support.
 USAGE
 }
 
 cmd_start() {
-  local t0 kafka_up=0 pg_up=0
+  local t0 kafka_up=0 pg_up=0 imap_up=0
   t0=$(now_ms)
   take_lock
   # Checks that can fail fast come first, before anything is downloaded.
   kafka_preflight
   pg_preflight
+  imap_preflight
   [[ -n $(kafka_pid) ]] && kafka_up=1
   [[ -n $(pg_pid_port) ]] && pg_up=1
+  [[ -n $(imap_pid) ]] && imap_up=1
   kafka_start
   pg_start
-  if ((kafka_up && pg_up)); then
+  imap_start
+  if ((kafka_up && pg_up && imap_up)); then
     info "stack: already running and healthy, nothing to do ($(fmt_ms $(($(now_ms) - t0))))"
   else
     info "stack: started in $(fmt_ms $(($(now_ms) - t0))) (data in $STACK_DIR)"
@@ -84,17 +104,21 @@ cmd_stop() {
   [[ -d $STACK_DIR ]] || {
     info "kafka: not running"
     info "postgres: not running"
+    info "imap: not running"
     return 0
   }
   take_lock
   kafka_stop
   pg_stop
+  imap_stop
 }
 
 cmd_status() {
   local rc=0
   kafka_status || rc=3
   pg_status || rc=3
+  imap_find_binaries || true
+  imap_status || rc=3
   info "stack dir: $STACK_DIR"
   return "$rc"
 }
@@ -103,13 +127,20 @@ cmd_env() {
   printf 'export TRIAGE_KAFKA_BOOTSTRAP=%q\n' "127.0.0.1:$KAFKA_PORT"
   printf 'export TRIAGE_DATABASE_URL=%q\n' \
     "postgresql+psycopg://$PG_APP_USER:$PG_APP_PASSWORD@127.0.0.1:$PG_PORT/$PG_APP_DB"
+  printf 'export TRIAGE_IMAP_HOST=%q\n' 127.0.0.1
+  printf 'export TRIAGE_IMAP_PORT=%q\n' "$IMAP_PORT"
+  printf 'export TRIAGE_IMAPS_PORT=%q\n' "$IMAPS_PORT"
+  printf 'export TRIAGE_IMAP_CA_FILE=%q\n' "$IMAP_CERT"
+  printf 'export TRIAGE_IMAP_USER=%q\n' "$IMAP_APP_USER"
+  printf 'export TRIAGE_IMAP_PASSWORD=%q\n' "$IMAP_APP_PASSWORD"
 }
 
 cmd_reset() {
   cmd_stop
   [[ -d $STACK_DIR ]] || return 0
   rm -rf "$KAFKA_DIR" "$PG_DIR" "$LOG_DIR"
-  info "stack: deleted Kafka and PostgreSQL data and logs in $STACK_DIR (kept downloaded jars)"
+  imap_delete_data
+  info "stack: deleted Kafka, PostgreSQL and IMAP data and logs in $STACK_DIR (kept downloaded jars and the IMAP certificate)"
 }
 
 cmd_tool() {
@@ -119,12 +150,27 @@ cmd_tool() {
   kafka_tool "$@"
 }
 
+cmd_imap_uidvalidity() {
+  [[ $# -eq 2 && -n $1 && -n $2 ]] || die "usage: $(basename "$0") imap-uidvalidity USER MAILBOX"
+  take_lock
+  imap_require_running
+  imap_set_new_uidvalidity "$1" "$2"
+}
+
+cmd_imap_reset() {
+  [[ $# -eq 1 && -n $1 ]] || die "usage: $(basename "$0") imap-reset USER"
+  take_lock
+  imap_require_running
+  imap_empty_user "$1"
+}
+
 main() {
   local cmd=${1:-help}
   [[ $# -gt 0 ]] && shift
   load_config
   kafka_paths
   pg_paths
+  imap_paths
   case $cmd in
     start) cmd_start ;;
     stop) cmd_stop ;;
@@ -132,6 +178,8 @@ main() {
     env) cmd_env ;;
     reset) cmd_reset ;;
     tool) cmd_tool "$@" ;;
+    imap-uidvalidity) cmd_imap_uidvalidity "$@" ;;
+    imap-reset) cmd_imap_reset "$@" ;;
     help | -h | --help) usage ;;
     *)
       usage >&2

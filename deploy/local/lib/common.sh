@@ -30,20 +30,24 @@ load_config() {
   KAFKA_PORT=${TRIAGE_KAFKA_PORT:-19092}
   KAFKA_CONTROLLER_PORT=${TRIAGE_KAFKA_CONTROLLER_PORT:-19093}
   PG_PORT=${TRIAGE_PG_PORT:-15432}
+  IMAP_PORT=${TRIAGE_IMAP_PORT:-11143}
+  IMAPS_PORT=${TRIAGE_IMAPS_PORT:-11993}
   KAFKA_VERSION=${TRIAGE_KAFKA_VERSION:-4.1.1}
   KAFKA_HEAP=${TRIAGE_KAFKA_HEAP:-"-Xms256m -Xmx512m"}
   START_TIMEOUT=${TRIAGE_START_TIMEOUT:-180}
 
-  local name value
-  for name in KAFKA_PORT KAFKA_CONTROLLER_PORT PG_PORT; do
+  local name value seen=" "
+  for name in KAFKA_PORT KAFKA_CONTROLLER_PORT PG_PORT IMAP_PORT IMAPS_PORT; do
     value=${!name}
     if [[ ! $value =~ ^[0-9]+$ ]] || ((value < 1 || value > 65535)); then
       die "TRIAGE_$name must be a TCP port number (1-65535), got '$value'"
     fi
+    if [[ $seen == *" $value "* ]]; then
+      die "TRIAGE_KAFKA_PORT, TRIAGE_KAFKA_CONTROLLER_PORT, TRIAGE_PG_PORT, TRIAGE_IMAP_PORT and" \
+        "TRIAGE_IMAPS_PORT must all differ (port $value is given twice)"
+    fi
+    seen+="$value "
   done
-  if [[ $KAFKA_PORT == "$KAFKA_CONTROLLER_PORT" || $KAFKA_PORT == "$PG_PORT" || $KAFKA_CONTROLLER_PORT == "$PG_PORT" ]]; then
-    die "TRIAGE_KAFKA_PORT, TRIAGE_KAFKA_CONTROLLER_PORT and TRIAGE_PG_PORT must all differ"
-  fi
   [[ $START_TIMEOUT =~ ^[0-9]+$ ]] || die "TRIAGE_START_TIMEOUT must be a number of seconds, got '$START_TIMEOUT'"
   [[ $KAFKA_VERSION =~ ^[0-9]+\.[0-9]+\.[0-9]+$ ]] || die "TRIAGE_KAFKA_VERSION must look like 4.1.1, got '$KAFKA_VERSION'"
 
