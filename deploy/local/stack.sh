@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Local Kafka (KRaft) + PostgreSQL + IMAP (Dovecot) stack for Triage, without Docker.
+# Local Kafka (KRaft) + PostgreSQL + IMAP (Dovecot) + S3 (S3Proxy) stack for Triage, no Docker.
 # Run "deploy/local/stack.sh help" for usage.
 set -euo pipefail
 
@@ -14,24 +14,28 @@ source "$SCRIPT_DIR/lib/kafka.sh"
 source "$SCRIPT_DIR/lib/postgres.sh"
 # shellcheck source=lib/imap.sh
 source "$SCRIPT_DIR/lib/imap.sh"
+# shellcheck source=lib/s3.sh
+source "$SCRIPT_DIR/lib/s3.sh"
 
 usage() {
   cat <<USAGE
 Usage: $(basename "$0") COMMAND
 
 Runs a single-node Apache Kafka broker (KRaft mode, Java 17+), a
-PostgreSQL server and an IMAP server (Dovecot; both from Debian packages) on
+PostgreSQL server and an IMAP server (Dovecot; both from Debian packages) and
+an S3-compatible object store (S3Proxy, Java, from Maven Central) on
 127.0.0.1 for local development and tests. No Docker needed. Everything
 lives in one directory (TRIAGE_STACK_DIR).
 
 Commands:
-  start          Download/install what is missing, start the three servers and
+  start          Download/install what is missing, start the four servers and
                  wait until they answer (Kafka: ApiVersions request, PostgreSQL:
-                 pg_isready, IMAP: greeting + LOGIN over IMAP and IMAPS). Only
+                 pg_isready, IMAP: greeting + LOGIN over IMAP and IMAPS, S3: a
+                 signed ListBuckets). Only
                  what is not running is started. Prints the time.
   stop           Stop the servers cleanly (no-op when not running).
   status         Show each server as running (pid, port) or stopped.
-                 Exit code 0 when all three are up, 3 otherwise.
+                 Exit code 0 when all four are up, 3 otherwise.
   env            Print export lines for the application, e.g.
                    eval "\$($(basename "$0") env)"
   reset          Stop the servers and delete their data and logs
@@ -56,6 +60,9 @@ Environment variables:
   TRIAGE_PG_PORT                PostgreSQL port (default 15432).
   TRIAGE_IMAP_PORT              IMAP port, STARTTLS allowed (default 11143).
   TRIAGE_IMAPS_PORT             IMAP over TLS port (default 11993).
+  TRIAGE_S3_PORT                S3Proxy port (default 19000).
+  TRIAGE_S3PROXY_VERSION        S3Proxy version fetched from Maven Central.
+  TRIAGE_S3_HEAP                JVM heap options of S3Proxy.
   TRIAGE_KAFKA_VERSION          Kafka version fetched from Maven Central
                                 (default 4.1.1).
   TRIAGE_KAFKA_HEAP             JVM heap options of the broker
@@ -71,6 +78,8 @@ Connection settings printed by "env":
   TRIAGE_IMAP_HOST=127.0.0.1, TRIAGE_IMAP_PORT, TRIAGE_IMAPS_PORT,
   TRIAGE_IMAP_CA_FILE=<the server's self-signed certificate>,
   TRIAGE_IMAP_USER=$IMAP_APP_USER, TRIAGE_IMAP_PASSWORD=$IMAP_APP_PASSWORD
+  TRIAGE_S3_ENDPOINT_URL=http://127.0.0.1:<TRIAGE_S3_PORT>, TRIAGE_S3_ACCESS_KEY_ID,
+  TRIAGE_S3_SECRET_ACCESS_KEY, TRIAGE_S3_REGION
 The role 'triage' (password 'triage') owns database 'triage' and may create
 databases. Superuser: 'postgres', password 'postgres'. IMAP users:
 'triage' (password 'triage-imap-password') and 'ops' ('ops-imap-password'),
@@ -79,20 +88,23 @@ USAGE
 }
 
 cmd_start() {
-  local t0 kafka_up=0 pg_up=0 imap_up=0
+  local t0 kafka_up=0 pg_up=0 imap_up=0 s3_up=0
   t0=$(now_ms)
   take_lock
   # Checks that can fail fast come first, before anything is downloaded.
   kafka_preflight
   pg_preflight
   imap_preflight
+  s3_preflight
   [[ -n $(kafka_pid) ]] && kafka_up=1
   [[ -n $(pg_pid_port) ]] && pg_up=1
   [[ -n $(imap_pid) ]] && imap_up=1
+  [[ -n $(s3_pid) ]] && s3_up=1
   kafka_start
   pg_start
   imap_start
-  if ((kafka_up && pg_up && imap_up)); then
+  s3_start
+  if ((kafka_up && pg_up && imap_up && s3_up)); then
     info "stack: already running and healthy, nothing to do ($(fmt_ms $(($(now_ms) - t0))))"
   else
     info "stack: started in $(fmt_ms $(($(now_ms) - t0))) (data in $STACK_DIR)"
@@ -105,12 +117,14 @@ cmd_stop() {
     info "kafka: not running"
     info "postgres: not running"
     info "imap: not running"
+    info "s3: not running"
     return 0
   }
   take_lock
   kafka_stop
   pg_stop
   imap_stop
+  s3_stop
 }
 
 cmd_status() {
@@ -119,6 +133,7 @@ cmd_status() {
   pg_status || rc=3
   imap_find_binaries || true
   imap_status || rc=3
+  s3_status || rc=3
   info "stack dir: $STACK_DIR"
   return "$rc"
 }
@@ -133,6 +148,7 @@ cmd_env() {
   printf 'export TRIAGE_IMAP_CA_FILE=%q\n' "$IMAP_CERT"
   printf 'export TRIAGE_IMAP_USER=%q\n' "$IMAP_APP_USER"
   printf 'export TRIAGE_IMAP_PASSWORD=%q\n' "$IMAP_APP_PASSWORD"
+  s3_env
 }
 
 cmd_reset() {
@@ -140,7 +156,8 @@ cmd_reset() {
   [[ -d $STACK_DIR ]] || return 0
   rm -rf "$KAFKA_DIR" "$PG_DIR" "$LOG_DIR"
   imap_delete_data
-  info "stack: deleted Kafka, PostgreSQL and IMAP data and logs in $STACK_DIR (kept downloaded jars and the IMAP certificate)"
+  s3_reset_data
+  info "stack: deleted Kafka, PostgreSQL, IMAP and S3 data and logs in $STACK_DIR (kept downloaded jars and the IMAP certificate)"
 }
 
 cmd_tool() {
@@ -171,6 +188,7 @@ main() {
   kafka_paths
   pg_paths
   imap_paths
+  s3_paths
   case $cmd in
     start) cmd_start ;;
     stop) cmd_stop ;;

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from triage_runtime.blobstore import BlobStore, LocalBlobStore
+from triage_runtime.s3blobs import blob_store_from_url
 
 
 class CommonSettings(BaseSettings):
@@ -28,6 +31,20 @@ class CommonSettings(BaseSettings):
         validation_alias="TRIAGE_BLOB_DIR",
         description="Root directory of the content-addressed local blob store.",
     )
+    blob_url: str | None = Field(
+        default=None,
+        validation_alias="TRIAGE_BLOB_URL",
+        description=(
+            "Blob store: file:///abs/path or s3://bucket/prefix. Unset: the local directory "
+            "TRIAGE_BLOB_DIR (which also holds temporary upload spool files)."
+        ),
+    )
+    s3_endpoint_url: str | None = Field(default=None, validation_alias="TRIAGE_S3_ENDPOINT_URL")
+    s3_region: str | None = Field(default=None, validation_alias="TRIAGE_S3_REGION")
+    s3_access_key_id: str | None = Field(default=None, validation_alias="TRIAGE_S3_ACCESS_KEY_ID")
+    s3_secret_access_key: SecretStr | None = Field(
+        default=None, validation_alias="TRIAGE_S3_SECRET_ACCESS_KEY"
+    )
     topic_prefix: str = Field(
         default="",
         validation_alias="TRIAGE_TOPIC_PREFIX",
@@ -40,6 +57,19 @@ class CommonSettings(BaseSettings):
         validation_alias="TRIAGE_LOG_JSON",
         description="Structured JSON log lines (true) or plain text (false).",
     )
+
+    def open_blob_store(self) -> BlobStore:
+        """Return the configured blob store (nothing is contacted until it is used)."""
+        if not self.blob_url:
+            return LocalBlobStore(self.blob_dir)
+        return blob_store_from_url(
+            self.blob_url,
+            endpoint_url=self.s3_endpoint_url,
+            region=self.s3_region,
+            access_key_id=self.s3_access_key_id,
+            secret_access_key=self.s3_secret_access_key,
+            create_bucket=True,
+        )
 
     def topic(self, name: str) -> str:
         """Return the topic name as this environment spells it (with the prefix)."""

@@ -34,7 +34,7 @@ from triage_contracts import (
 )
 from triage_ml import model as model_lib
 from triage_ml.features import ExtractedText, extract_text
-from triage_runtime.blobstore import BlobNotFoundError, LocalBlobStore
+from triage_runtime.blobstore import BlobNotFoundError
 from triage_runtime.kafka import (
     ConsumedRecord,
     DeadLetters,
@@ -56,7 +56,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     producer = producer_for(SERVICE, "triage-classifier")
     broker = make_broker(settings.kafka_bootstrap, client_id="triage-classifier")
-    blobs = LocalBlobStore(settings.blob_dir)
+    blobs = settings.open_blob_store()
     dead_letters = DeadLetters(
         broker, topic=settings.topic(topics.DEADLETTER), service=SERVICE, producer=producer
     )

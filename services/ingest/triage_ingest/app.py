@@ -39,7 +39,6 @@ from triage_ingest.metrics import UPLOAD_BYTES, UPLOADS
 from triage_ingest.settings import Settings
 from triage_ingest.smtp import SmtpReceiver
 from triage_ingest.store import IngestStore, KeyHolder
-from triage_runtime.blobstore import LocalBlobStore
 from triage_runtime.db.engine import database_reachable, make_async_engine
 from triage_runtime.kafka import make_broker
 from triage_runtime.ops import ops_router
@@ -196,7 +195,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     broker = make_broker(settings.kafka_bootstrap, client_id="triage-ingest")
     engine = make_async_engine(settings.database_url)
     store = IngestStore(engine)
-    blobs = LocalBlobStore(settings.blob_dir)
+    blobs = settings.open_blob_store()
     spool_dir = settings.blob_dir / ".spool"
     intake = Intake(
         blobs=blobs,

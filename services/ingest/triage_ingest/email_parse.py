@@ -77,6 +77,7 @@ _ANGLE_ID = re.compile(r"<([^<>]*)>")
 _ADDR_SPEC = re.compile(r"[^\s<>()\[\]@,;:\"]+@[^\s<>()\[\]@,;:\"]+")
 _HTML_DROPPED = re.compile(r"<(script|style)\b.*?</\1\s*>", re.IGNORECASE | re.DOTALL)
 _HTML_TAG = re.compile(r"<[^>]*>")
+_QUOTED_PAIR = re.compile(r"\\(.)")
 
 # Mail labels Python does not know, mapped to the codec mail clients actually use for them.
 _LABEL_ALIASES = {
@@ -189,14 +190,12 @@ class _Collector:
     defects: list[str] = field(default_factory=list)
     full: bool = False
 
-    def add(self, part: ParsedPart) -> bool:
-        if len(self.parts) >= self.max_parts:
-            if not self.full:
-                self.full = True
-                self.defects.append("too_many_parts")
-            return False
-        self.parts.append(part)
-        return True
+    def add(self, part: ParsedPart) -> None:
+        if len(self.parts) < self.max_parts:
+            self.parts.append(part)
+        elif not self.full:
+            self.full = True
+            self.defects.append("too_many_parts")
 
 
 def _parse(raw: bytes, *, max_parts: int, max_depth: int) -> ParsedMessage:
@@ -241,12 +240,12 @@ def _walk_message(
     wrapper: _Leaf | None,
 ) -> list[str]:
     """Emit the body and attachments of ``msg``; return its message-level defects."""
+    headers = _raw_headers(msg)
     # Snapshot before any decoding: payload defects found later belong to the part.
     defects = _defect_names(msg.defects)
-    defects += _header_defects(_raw_headers(msg), _SINGLE_HEADERS | _SINGLE_PART_HEADERS)
+    defects += _header_defects(headers, _SINGLE_HEADERS | _SINGLE_PART_HEADERS)
     if wrapper is not None:
         # A nested message has no ParsedMessage of its own: its header problems go on its body.
-        headers = _raw_headers(msg)
         _message_id(headers, defects)
         _subject(headers, defects)
         _sender(msg, headers, defects)
@@ -385,8 +384,9 @@ def _describe(leaf: _Leaf, *, is_message: bool) -> None:
 
 
 def _choose_body(leaves: list[_Leaf]) -> tuple[_Leaf | None, set[str]]:
-    """Pick the body like ``get_body(("plain", "html"))`` would, but only among parts that
-    are not attachments, and without letting a later text part outrank the first body."""
+    """Return the body leaf and the paths of its alternatives, which are no attachments."""
+    # Like get_body(("plain", "html")), except that a later text part (a list footer, say)
+    # cannot outrank the first body, and a text part with a filename is never the body.
     candidates = [leaf for leaf in leaves if leaf.is_body_candidate]
     if not candidates:
         return None, set()
@@ -614,8 +614,11 @@ def _first_raw(headers: list[tuple[str, str]], name: str) -> str | None:
 def _header_defects(headers: list[tuple[str, str]], single: frozenset[str]) -> list[str]:
     defects = [f"non_ascii_header:{_label(name)}" for name, value in headers if _has_raw(value)]
     counts = Counter(name for name, _ in headers)
-    defects += [f"duplicate_header:{name}" for name in single if counts[name] > 1]
-    return sorted(set(defects), key=defects.index)
+    # Iterate the Counter, not the set: defect order must not depend on hash seeds.
+    defects += [
+        f"duplicate_header:{name}" for name, n in counts.items() if name in single and n > 1
+    ]
+    return list(dict.fromkeys(defects))
 
 
 def _message_id(headers: list[tuple[str, str]], defects: list[str]) -> str | None:
@@ -724,7 +727,10 @@ def _param_value(obj: EmailMessage, header: str, param: str, raw: str | None) ->
     if raw is None:
         return None
     match = _RAW_PARAM[param].search(raw)
-    literal = (match[1] if match[1] is not None else match[2]).strip() if match else None
+    literal: str | None = None
+    if match is not None:
+        quoted = match[1]
+        literal = _QUOTED_PAIR.sub(r"\1", quoted) if quoted is not None else match[2].strip()
     if literal and _ENCODED_WORD.search(literal):
         # RFC 2047 in a parameter is forbidden yet ubiquitous; decode it with our charsets.
         return _decode_words(_repair_raw(literal))[0]
