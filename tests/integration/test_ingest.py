@@ -291,3 +291,20 @@ def test_smtp_accepts_allowed_mail_and_refuses_the_rest(
     assert value["document"]["email"]["message_id"] == "Refund@example.com"  # type: ignore[index]
     raw = LocalBlobStore(settings.blob_dir).get(value["document"]["blob"]["sha256"])  # type: ignore[index]
     assert b"Please refund order 5." in raw
+
+
+def test_a_saved_email_upload_becomes_body_and_attachments(
+    client: TestClient, settings: Settings, isolated: Stack
+) -> None:
+    key = _new_key(settings.database_url, "portal")
+    raw = _email("Invoice", "See attached.", attachment=make_pdf("Invoice 5"))
+    response = client.post(
+        "/v1/documents",
+        headers={"X-API-Key": key},
+        files={"files": ("forwarded.eml", raw, "message/rfc822")},
+    )
+    assert response.status_code == 202, response.text
+    body, attachment = response.json()["documents"]
+    assert attachment["filename"] == "invoice.pdf"
+    status = client.get(attachment["status_url"], headers={"X-API-Key": key}).json()
+    assert status["parent_document_id"] == body["document_id"]

@@ -33,6 +33,13 @@ def test_html_loses_scripts_and_styles() -> None:
     assert "alert" not in text and "p{}" not in text
 
 
+@pytest.mark.parametrize("markup", ["<![x", "<p>Pay <![if !mso]>now</p><script>x()</script>"])
+def test_hostile_html_never_raises(markup: str) -> None:
+    result = extract_text(markup.encode(), "text/html")
+    assert result.status in {ExtractionStatus.OK, ExtractionStatus.EMPTY}
+    assert "x()" not in result.text
+
+
 def test_pdf_text_is_extracted() -> None:
     pdf = make_pdf("Invoice 4711 is overdue. Please pay the outstanding balance.")
     result = extract_text(pdf, "application/pdf")

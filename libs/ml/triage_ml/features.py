@@ -9,6 +9,7 @@ import io
 import re
 import unicodedata
 from dataclasses import dataclass
+from html import unescape
 from html.parser import HTMLParser
 
 from triage_contracts import ExtractionStatus
@@ -81,11 +82,25 @@ class _TextOfHtml(HTMLParser):
             self.parts.append(data)
 
 
-def html_to_text(html: str) -> str:
-    """Return the visible text of an HTML document (scripts and styles dropped)."""
+_DROPPED_ELEMENTS = re.compile(r"(?is)<(script|style|head|template)\b.*?</\1\s*>")
+_TAG = re.compile(r"(?s)<[^>]*>")
+
+
+def html_to_text(html: str, *, strict: bool = False) -> str:
+    """Return the visible text of an HTML document (scripts and styles dropped).
+
+    Hostile markup that the standard parser chokes on (it asserts on input such as
+    ``<![x``) falls back to stripping tags, so HTML never makes extraction raise; with
+    ``strict`` the parser's error is raised instead, for callers that record it.
+    """
     parser = _TextOfHtml()
-    parser.feed(html)
-    parser.close()
+    try:
+        parser.feed(html)
+        parser.close()
+    except (AssertionError, ValueError, IndexError):
+        if strict:
+            raise
+        return unescape(_TAG.sub(" ", _DROPPED_ELEMENTS.sub(" ", html)))
     return "".join(parser.parts)
 
 

@@ -74,7 +74,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 f"blob {blob.sha256} is not in the blob store",
                 received.document_id,
             ) from exc
-        text = extract_text(data, blob.media_type, max_bytes=settings.max_document_bytes)
+        try:
+            text = extract_text(data, blob.media_type, max_bytes=settings.max_document_bytes)
+        except Exception:  # a hostile document must not block its partition (logged)
+            log.exception("extraction raised; treating the document as corrupt")
+            text = ExtractedText(ExtractionStatus.CORRUPT)
         if text.status is not ExtractionStatus.OK:
             EXTRACTION_FAILURES.labels(text.status.value).inc()
         return domain.Extracted(received, text)

@@ -275,7 +275,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         "/v1/documents",
         status_code=status.HTTP_202_ACCEPTED,
         response_model=UploadAccepted,
-        summary="Upload one or more documents (PDF, text or HTML)",
+        summary="Upload documents: PDF, text, HTML, Markdown, or saved emails (.eml)",
         responses={
             401: {"description": "No valid API key"},
             413: {"description": "A file or the request is over the size limit"},
@@ -330,16 +330,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         source = Source(kind=SourceKind.UPLOAD, name=who.name)
         accepted: list[Accepted] = []
         for filename, media_type, sha256, size in stored:
-            accepted.append(
-                await intake.accept(
-                    source=source,
-                    sha256=sha256,
-                    size_bytes=size,
-                    media_type=media_type,
-                    filename=filename,
-                    metadata=meta,
+            if media_type == domain.EMAIL_MEDIA_TYPE:
+                # A saved email (.eml) becomes its body and attachments, as if mailed in.
+                raw = await asyncio.to_thread(blobs.get, sha256)
+                accepted.extend((await intake.accept_email(raw, source=source)).documents)
+            else:
+                accepted.append(
+                    await intake.accept(
+                        source=source,
+                        sha256=sha256,
+                        size_bytes=size,
+                        media_type=media_type,
+                        filename=filename,
+                        metadata=meta,
+                    )
                 )
-            )
             UPLOADS.labels("accepted").inc()
             UPLOAD_BYTES.observe(size)
         answer = UploadAccepted(

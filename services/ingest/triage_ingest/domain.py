@@ -21,7 +21,10 @@ from triage_contracts import (
 )
 from triage_contracts.events import MAX_METADATA_ITEMS
 
-ACCEPTED_MEDIA_TYPES = frozenset({"application/pdf", "text/plain", "text/html", "text/markdown"})
+EMAIL_MEDIA_TYPE = "message/rfc822"
+ACCEPTED_MEDIA_TYPES = frozenset(
+    {"application/pdf", "text/plain", "text/html", "text/markdown", EMAIL_MEDIA_TYPE}
+)
 
 _UNSAFE = re.compile(r"[^\w.\- ()]+")
 

@@ -534,7 +534,7 @@ def _lenient_base64(data: bytes) -> bytes:
 
 def _html_text(markup: str) -> tuple[str, list[str]]:
     try:
-        return html_to_text(markup), []
+        return html_to_text(markup, strict=True), []
     except Exception:  # noqa: BLE001 - HTMLParser asserts on markup such as "<![x"
         stripped = _HTML_TAG.sub(" ", _HTML_DROPPED.sub(" ", markup))
         return html.unescape(stripped), ["unparsable_html"]

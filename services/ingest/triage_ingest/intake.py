@@ -172,7 +172,8 @@ class Intake:
             sha = await self.store_bytes(part.data)
             defects = list(part.defects)
             if part.role == "body":
-                defects = [*parsed.defects, *defects]
+                # Message-level defects belong with the body; some are on both, so dedupe.
+                defects = list(dict.fromkeys([*parsed.defects, *defects]))
             accepted.append(
                 await self.accept(
                     source=source,
