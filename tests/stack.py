@@ -122,7 +122,8 @@ def clean_db(stack: Stack) -> str:
         conn.execute(
             text(
                 "TRUNCATE review_item, routing_decision, document, api_key, idempotency_record,"
-                " imap_cursor RESTART IDENTITY CASCADE"
+                " imap_cursor, model_alias_history, model_alias, model_version"
+                " RESTART IDENTITY CASCADE"
             )
         )
     engine.dispose()

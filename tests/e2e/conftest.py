@@ -61,7 +61,7 @@ def sample_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
         for path, label in iter_folder_dataset(REPO_ROOT / "data" / "sample" / "train")
         if (ex := load_example(path, label)) is not None
     ]
-    pipeline, metadata = model_lib.train(examples, seed=0)
+    pipeline, metadata, *_ = model_lib.train(examples, seed=0)
     return model_lib.save(pipeline, metadata, out_dir=tmp_path_factory.mktemp("models"))
 
 

@@ -19,5 +19,5 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 @pytest.fixture(scope="session")
 def small_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A small real model artifact trained on a separable toy set."""
-    pipeline, metadata = model_lib.train(small_examples(), seed=0)
+    pipeline, metadata, *_ = model_lib.train(small_examples(), seed=0)
     return model_lib.save(pipeline, metadata, out_dir=tmp_path_factory.mktemp("models"))

@@ -14,9 +14,12 @@ from triage_review_ui.app import create_app as review_app
 from triage_review_ui.settings import Settings as ReviewSettings
 
 
-def test_classifier_refuses_to_start_without_its_model(tmp_path: Path) -> None:
-    app = classifier_app(ClassifierSettings(model_path=tmp_path / "missing"))
-    with pytest.raises(ModelLoadError, match="cannot read model artifact"), TestClient(app):
+def test_classifier_without_model_or_fallback_refuses_to_start(tmp_path: Path) -> None:
+    settings = ClassifierSettings(model_path=tmp_path / "missing", fallback_to_rules=False)
+    with (
+        pytest.raises(ModelLoadError, match="no model could be loaded"),
+        TestClient(classifier_app(settings)),
+    ):
         pass
 
 

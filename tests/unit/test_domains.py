@@ -145,7 +145,7 @@ def test_router_sends_unreadable_documents_to_review_first(
 
 
 def test_classifier_scores_only_documents_with_text() -> None:
-    pipeline, metadata = model_lib.train(small_examples(), seed=0)
+    pipeline, metadata, *_ = model_lib.train(small_examples(), seed=0)
     model = model_lib.LoadedModel(
         version=metadata["version"],
         labels=tuple(metadata["labels"]),

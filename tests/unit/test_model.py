@@ -15,7 +15,7 @@ from triage_ml import model as model_lib
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    pipeline, metadata = model_lib.train(small_examples(), seed=1, changelog="unit test")
+    pipeline, metadata, *_ = model_lib.train(small_examples(), seed=1, changelog="unit test")
     return model_lib.save(pipeline, metadata, out_dir=tmp_path_factory.mktemp("models"))
 
 
@@ -32,8 +32,8 @@ def test_artifact_records_what_produced_it(trained: Path) -> None:
 
 
 def test_training_twice_gives_the_same_version_and_metrics() -> None:
-    _, first = model_lib.train(small_examples(), seed=1)
-    _, second = model_lib.train(list(reversed(small_examples())), seed=1)
+    _, first, *_ = model_lib.train(small_examples(), seed=1)
+    _, second, *_ = model_lib.train(list(reversed(small_examples())), seed=1)
     assert first["version"] == second["version"]
     assert first["training_data_sha256"] == second["training_data_sha256"]
     assert first["metrics"] == second["metrics"]
@@ -71,7 +71,7 @@ def test_missing_artifact_is_a_clear_error(tmp_path: Path) -> None:
 
 def test_saving_the_same_version_again_keeps_the_original(trained: Path) -> None:
     before = (trained / "model.joblib").stat().st_mtime_ns
-    pipeline, metadata = model_lib.train(small_examples(), seed=1)
+    pipeline, metadata, *_ = model_lib.train(small_examples(), seed=1)
     assert model_lib.save(pipeline, metadata, out_dir=trained.parent) == trained
     assert (trained / "model.joblib").stat().st_mtime_ns == before
 

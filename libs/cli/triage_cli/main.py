@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import mimetypes
 import sys
 import time
@@ -12,9 +11,11 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+
+from triage_cli.console import console, stdout
+from triage_cli.model_cli import model_app
 
 app = typer.Typer(
     name="triage",
@@ -23,7 +24,6 @@ app = typer.Typer(
     add_completion=False,
 )
 db_app = typer.Typer(help="Manage the PostgreSQL schema.", no_args_is_help=True)
-model_app = typer.Typer(help="Train and inspect model artifacts.", no_args_is_help=True)
 contracts_app = typer.Typer(help="Generated contract documents.", no_args_is_help=True)
 apikey_app = typer.Typer(
     help="Manage upload API keys (only their hashes are stored).", no_args_is_help=True
@@ -32,9 +32,6 @@ app.add_typer(db_app, name="db")
 app.add_typer(model_app, name="model")
 app.add_typer(contracts_app, name="contracts")
 app.add_typer(apikey_app, name="apikey")
-
-console = Console(stderr=True)
-stdout = Console(width=None if sys.stdout.isatty() else 140)
 
 
 class ServiceName(StrEnum):
@@ -86,103 +83,6 @@ def db_upgrade(
     url = CommonSettings().database_url
     upgrade(url, revision)
     console.print(f"database schema at [bold]{revision}[/bold]")
-
-
-def _link(out: Path, artifact: Path, link: str | None) -> None:
-    """Point ``out/link`` at ``artifact`` atomically (a relative symlink, then rename)."""
-    if not link:
-        return
-    tmp = out / f".{link}.tmp"
-    tmp.unlink(missing_ok=True)
-    tmp.symlink_to(artifact.name)
-    tmp.replace(out / link)
-
-
-@model_app.command("train")
-def model_train(
-    data: Annotated[
-        Path, typer.Option(help="Labelled folders: DATA/<label>/<document>.", exists=True)
-    ],
-    out: Annotated[Path, typer.Option(help="Directory that receives the artifact.")] = Path(
-        ".stack/models"
-    ),
-    seed: Annotated[int, typer.Option(help="Random seed for folds and the classifier.")] = 0,
-    target_precision: Annotated[
-        float, typer.Option(min=0.5, max=1.0, help="Precision that auto-routing must reach.")
-    ] = 0.95,
-    changelog: Annotated[str, typer.Option(help="One line saying what changed.")] = "",
-    link: Annotated[
-        str | None,
-        typer.Option(help="Also point OUT/<LINK> (e.g. champion) at the new artifact."),
-    ] = None,
-) -> None:
-    """Train a TF-IDF + calibrated logistic-regression model; print its version and path."""
-    from triage_ml import model as model_lib
-    from triage_ml.dataset import iter_folder_dataset, load_example
-
-    files = list(iter_folder_dataset(data))
-    if not files:
-        console.print(f"[red]no documents under {data}/<label>/[/red]")
-        raise typer.Exit(2)
-    examples: list[model_lib.Example] = []
-    skipped = 0
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=console,
-    ) as progress:
-        task = progress.add_task("extracting text", total=len(files))
-        for path, label in files:
-            example = load_example(path, label)
-            if example is None:
-                skipped += 1
-            else:
-                examples.append(example)
-            progress.advance(task)
-        version = model_lib.version_for(examples, seed=seed, target_precision=target_precision)
-        existing = out / version
-        if existing.exists():
-            progress.stop()
-            _link(out, existing, link)
-            console.print(f"{version} is already trained on exactly this data; nothing to do")
-            stdout.print(str(existing))
-            return
-        fit = progress.add_task("training", total=None)
-        pipeline, metadata = model_lib.train(
-            examples,
-            seed=seed,
-            target_precision=target_precision,
-            changelog=changelog,
-            progress=lambda msg: progress.update(fit, description=msg),
-        )
-        progress.update(fit, total=1, completed=1, description="trained")
-    path = model_lib.save(pipeline, metadata, out_dir=out)
-    _link(out, path, link)
-    table = Table(title=f"model {metadata['version']}", show_header=False)
-    table.add_row("artifact", str(path))
-    table.add_row("examples", f"{len(examples)} ({skipped} without text skipped)")
-    table.add_row("labels", ", ".join(metadata["labels"]))
-    table.add_row("training data sha256", metadata["training_data_sha256"])
-    for name, value in metadata["metrics"].items():
-        table.add_row(name, str(value))
-    table.add_row("thresholds", json.dumps(metadata["thresholds"]))
-    console.print(table)
-    stdout.print(str(path))
-
-
-@model_app.command("show")
-def model_show(path: Annotated[Path, typer.Argument(help="An artifact directory.")]) -> None:
-    """Print an artifact's metadata after checking its integrity."""
-    from triage_ml import model as model_lib
-
-    try:
-        loaded = model_lib.load(path)
-    except model_lib.ModelLoadError as exc:
-        console.print(f"[red]{exc}[/red]")
-        raise typer.Exit(1) from exc
-    stdout.print_json(json.dumps(loaded.metadata))
 
 
 @contracts_app.command("asyncapi")

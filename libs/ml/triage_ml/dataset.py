@@ -33,3 +33,48 @@ def load_example(path: Path, label: str) -> Example | None:
     if extracted.status is not ExtractionStatus.OK:
         return None
     return Example(text=extracted.text, label=label)
+
+
+class DatasetError(ValueError):
+    """A training data source that cannot be read, with the reason."""
+
+
+def iter_table_dataset(path: Path) -> Iterator[tuple[str, str]]:
+    """Yield (text, label) from a CSV (header ``text,label``) or JSONL (``{"text", "label"}``)."""
+    import csv
+    import json
+
+    suffix = path.suffix.lower()
+    if suffix == ".csv":
+        with path.open(newline="", encoding="utf-8") as handle:
+            reader = csv.DictReader(handle)
+            if not reader.fieldnames or not {"text", "label"} <= set(reader.fieldnames):
+                raise DatasetError(f"{path}: the CSV header must have 'text' and 'label' columns")
+            for row_number, row in enumerate(reader, start=2):
+                text, label = row.get("text"), row.get("label")
+                if not text or not label:
+                    raise DatasetError(f"{path}:{row_number}: empty text or label")
+                yield text, label.strip()
+    elif suffix in {".jsonl", ".ndjson"}:
+        with path.open(encoding="utf-8") as handle:
+            for line_number, line in enumerate(handle, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    raise DatasetError(f"{path}:{line_number}: not JSON: {exc.msg}") from exc
+                text, label = record.get("text"), record.get("label")
+                if not isinstance(text, str) or not isinstance(label, str) or not text or not label:
+                    raise DatasetError(f"{path}:{line_number}: needs non-empty 'text' and 'label'")
+                yield text, label.strip()
+    else:
+        raise DatasetError(f"{path}: expected a directory, a .csv or a .jsonl file")
+
+
+def text_example(text: str, label: str) -> Example | None:
+    """Normalise raw text with the serving feature code; None when nothing is left."""
+    extracted = extract_text(text.encode("utf-8"), "text/plain")
+    if extracted.status is not ExtractionStatus.OK:
+        return None
+    return Example(text=extracted.text, label=label)

@@ -1,7 +1,14 @@
 """Model artifacts: train, save atomically, load with an integrity check, and score.
 
+Model kinds (one interface: a fitted scikit-learn pipeline with ``predict_proba``):
+  tfidf-lr - TF-IDF word 1-2-grams + calibrated logistic regression;
+  embed-lr - sentence-transformers embeddings (all-MiniLM-L6-v2 by default) + calibrated
+             logistic regression;
+  rules    - keywords and patterns (``triage_ml.rules``), the degraded-mode fallback.
+
 Artifact format (``FORMAT_VERSION``):
-  1 - TF-IDF + calibrated logistic regression; metadata.json beside model.joblib.
+  1 - metadata.json beside model.joblib (the fitted pipeline); the embedder's weights are
+      not in the artifact: metadata records their fingerprint, checked when loading.
 """
 
 from __future__ import annotations
@@ -17,12 +24,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import metadata as importlib_metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from triage_contracts import Action, Prediction
 from triage_ml.features import FEATURE_CODE_VERSION
+from triage_ml.rules import KIND_RULES, RulesModel
 
 FORMAT_VERSION = 1
 MODEL_FILE = "model.joblib"
@@ -30,6 +38,9 @@ METADATA_FILE = "metadata.json"
 DEFAULT_TARGET_PRECISION = 0.95
 MIN_THRESHOLD = 0.5
 KIND_TFIDF_LR = "tfidf-lr"
+KIND_EMBED_LR = "embed-lr"
+KINDS = (KIND_TFIDF_LR, KIND_EMBED_LR)
+DEFAULT_HOLDOUT_PERCENT = 10
 
 
 class ModelLoadError(RuntimeError):
@@ -42,6 +53,15 @@ class Example:
 
     text: str
     label: str
+
+
+class TrainResult(NamedTuple):
+    """A fitted pipeline, its metadata, and the cross-validated predictions behind them."""
+
+    pipeline: Any
+    metadata: dict[str, Any]
+    cv_truth: list[str]
+    cv_probabilities: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -57,6 +77,22 @@ class LoadedModel:
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
         """Return calibrated class probabilities, one row per text, columns in ``labels`` order."""
         return np.asarray(self._pipeline.predict_proba(list(texts)), dtype=np.float64)
+
+    @classmethod
+    def from_rules(cls, rules: RulesModel) -> LoadedModel:
+        """Wrap a rules model so it scores through the same interface."""
+        return cls(
+            version=rules.version,
+            labels=tuple(str(x) for x in rules.classes_),
+            thresholds=dict(rules.thresholds),
+            metadata={"version": rules.version, "kind": KIND_RULES},
+            _pipeline=rules,
+        )
+
+    @property
+    def kind(self) -> str:
+        """The model kind: tfidf-lr, embed-lr or rules."""
+        return str(self.metadata.get("kind", KIND_TFIDF_LR))
 
     def predict(self, texts: Sequence[str]) -> list[Prediction]:
         """Score texts and apply each predicted label's threshold."""
@@ -88,25 +124,45 @@ def data_hash(examples: Sequence[Example]) -> str:
     return digest.hexdigest()
 
 
-def _make_pipeline(seed: int) -> Any:
+def _make_pipeline(kind: str, seed: int, *, embedding_model_path: str | None = None) -> Any:
     from sklearn.calibration import CalibratedClassifierCV
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import Pipeline
 
+    if kind == KIND_TFIDF_LR:
+        features: Any = TfidfVectorizer(sublinear_tf=True, ngram_range=(1, 2), min_df=2)
+        c_value = 4.0
+    elif kind == KIND_EMBED_LR:
+        from triage_ml.embeddings import SentenceEmbedder
+
+        features = SentenceEmbedder(model_path=embedding_model_path)
+        c_value = 10.0
+    else:
+        raise ValueError(f"unknown model kind {kind!r}; choose one of {', '.join(KINDS)}")
     return Pipeline(
         [
-            ("tfidf", TfidfVectorizer(sublinear_tf=True, ngram_range=(1, 2), min_df=2)),
+            ("features", features),
             (
                 "clf",
                 CalibratedClassifierCV(
-                    LogisticRegression(C=4.0, max_iter=2000, random_state=seed),
+                    LogisticRegression(C=c_value, max_iter=2000, random_state=seed),
                     method="sigmoid",
                     cv=5,
                 ),
             ),
         ]
     )
+
+
+def split_of(example: Example, *, holdout_percent: int = DEFAULT_HOLDOUT_PERCENT) -> str:
+    """Return ``train`` or ``holdout``: a frozen split decided by the text's hash alone.
+
+    The same document lands in the same split in every run and on every machine, whatever
+    else is added to the data, so holdout metrics stay comparable across versions.
+    """
+    bucket = int(hashlib.sha256(example.text.encode()).hexdigest()[:8], 16) % 100
+    return "holdout" if bucket < holdout_percent else "train"
 
 
 def wilson_lower_bound(successes: int, trials: int, *, z: float = 1.645) -> float:
@@ -161,7 +217,15 @@ def choose_thresholds(
 
 def _library_versions() -> dict[str, str]:
     out = {"python": platform.python_version()}
-    for dist in ("scikit-learn", "numpy", "scipy", "joblib", "pdfminer.six"):
+    for dist in (
+        "scikit-learn",
+        "numpy",
+        "scipy",
+        "joblib",
+        "pdfminer.six",
+        "sentence-transformers",
+        "torch",
+    ):
         try:
             out[dist] = importlib_metadata.version(dist)
         except importlib_metadata.PackageNotFoundError:
@@ -169,50 +233,81 @@ def _library_versions() -> dict[str, str]:
     return out
 
 
-def _params(*, seed: int, target_precision: float) -> dict[str, Any]:
+def _params(
+    *, kind: str, seed: int, target_precision: float, holdout_percent: int
+) -> dict[str, Any]:
     return {
-        "kind": KIND_TFIDF_LR,
+        "kind": kind,
         "seed": seed,
         "target_precision": target_precision,
         "threshold_rule": "wilson-lower-95",
+        "holdout_percent": holdout_percent,
     }
 
 
 def version_for(
     examples: Sequence[Example],
     *,
+    kind: str = KIND_TFIDF_LR,
     seed: int = 0,
     target_precision: float = DEFAULT_TARGET_PRECISION,
+    holdout_percent: int = DEFAULT_HOLDOUT_PERCENT,
+    embedding_fingerprint: str = "",
 ) -> str:
     """Return the version id training would give: same data, code and parameters, same id."""
-    params = _params(seed=seed, target_precision=target_precision)
-    version_seed = json.dumps([data_hash(examples), FEATURE_CODE_VERSION, params], sort_keys=True)
-    return f"{KIND_TFIDF_LR}-{hashlib.sha256(version_seed.encode()).hexdigest()[:12]}"
+    params = _params(
+        kind=kind, seed=seed, target_precision=target_precision, holdout_percent=holdout_percent
+    )
+    version_seed = json.dumps(
+        [data_hash(examples), FEATURE_CODE_VERSION, params, embedding_fingerprint],
+        sort_keys=True,
+    )
+    return f"{kind}-{hashlib.sha256(version_seed.encode()).hexdigest()[:12]}"
 
 
 def train(
     examples: Sequence[Example],
     *,
+    kind: str = KIND_TFIDF_LR,
     seed: int = 0,
     target_precision: float = DEFAULT_TARGET_PRECISION,
+    holdout_percent: int = DEFAULT_HOLDOUT_PERCENT,
+    embedding_model_path: str | None = None,
     changelog: str = "",
     progress: Callable[[str], None] | None = None,
-) -> tuple[Any, dict[str, Any]]:
-    """Fit a model on ``examples``; return the fitted pipeline and its metadata."""
+) -> TrainResult:
+    """Fit a model on the train split; return the fitted pipeline, metadata and CV predictions.
+
+    Thresholds come from 5-fold cross-validated predictions on the train split; the frozen
+    holdout split (``split_of``) is scored once, by the final model, for the metadata.
+    """
     from sklearn.metrics import f1_score
     from sklearn.model_selection import StratifiedKFold, cross_val_predict
 
     say = progress or (lambda _msg: None)
-    texts = [e.text for e in examples]
-    truth = [e.label for e in examples]
+    train_set = [e for e in examples if split_of(e, holdout_percent=holdout_percent) == "train"]
+    holdout = [e for e in examples if split_of(e, holdout_percent=holdout_percent) == "holdout"]
+    texts = [e.text for e in train_set]
+    truth = [e.label for e in train_set]
     labels = tuple(sorted(set(truth)))
     if len(labels) < 2:
         raise ValueError("training needs at least two labels")
 
+    embedding: dict[str, Any] = {}
+    if kind == KIND_EMBED_LR:
+        from triage_ml.embeddings import default_model_path, model_fingerprint
+
+        path = Path(embedding_model_path) if embedding_model_path else default_model_path()
+        embedding = {"model_name": path.name, "fingerprint": model_fingerprint(path)}
+
     say("cross-validating to choose thresholds")
     folds = StratifiedKFold(n_splits=5, shuffle=True, random_state=seed)
     cv_proba = cross_val_predict(
-        _make_pipeline(seed), texts, truth, cv=folds, method="predict_proba"
+        _make_pipeline(kind, seed, embedding_model_path=embedding_model_path),
+        texts,
+        truth,
+        cv=folds,
+        method="predict_proba",
     )
     thresholds = choose_thresholds(cv_proba, truth, labels, target_precision=target_precision)
     cv_pred = np.asarray(labels)[np.argmax(cv_proba, axis=1)]
@@ -222,37 +317,71 @@ def train(
     routed_precision = float((cv_pred[routed] == truth_arr[routed]).mean()) if routed.any() else 0.0
 
     say("fitting the final model")
-    pipeline = _make_pipeline(seed)
+    pipeline = _make_pipeline(kind, seed, embedding_model_path=embedding_model_path)
     pipeline.fit(texts, truth)
 
-    training_hash = data_hash(examples)
-    params = _params(seed=seed, target_precision=target_precision)
-    version = version_for(examples, seed=seed, target_precision=target_precision)
+    metrics: dict[str, Any] = {
+        "cv_macro_f1": round(float(f1_score(truth, cv_pred, average="macro")), 4),
+        "cv_coverage_at_thresholds": round(float(routed.mean()), 4),
+        "cv_precision_of_routed": round(routed_precision, 4),
+    }
+    if holdout:
+        say("scoring the holdout split")
+        holdout_pred = pipeline.predict([e.text for e in holdout])
+        metrics["holdout_macro_f1"] = round(
+            float(f1_score([e.label for e in holdout], holdout_pred, average="macro")), 4
+        )
+
+    params = _params(
+        kind=kind, seed=seed, target_precision=target_precision, holdout_percent=holdout_percent
+    )
+    version = version_for(
+        examples,
+        kind=kind,
+        seed=seed,
+        target_precision=target_precision,
+        holdout_percent=holdout_percent,
+        embedding_fingerprint=embedding.get("fingerprint", ""),
+    )
     metadata: dict[str, Any] = {
         "format_version": FORMAT_VERSION,
         "version": version,
-        "kind": KIND_TFIDF_LR,
+        "kind": kind,
         "labels": list(labels),
         "thresholds": thresholds,
         "target_precision": target_precision,
         "params": params,
-        "training_data_sha256": training_hash,
+        "training_data_sha256": data_hash(examples),
         "training_examples": len(examples),
+        "splits": {
+            "rule": f"sha256(text) % 100 < {holdout_percent} is holdout",
+            "train": len(train_set),
+            "holdout": len(holdout),
+            "train_sha256": data_hash(train_set),
+            "holdout_sha256": data_hash(holdout),
+        },
         "feature_code_version": FEATURE_CODE_VERSION,
         "library_versions": _library_versions(),
-        "metrics": {
-            "cv_macro_f1": round(float(f1_score(truth, cv_pred, average="macro")), 4),
-            "cv_coverage_at_thresholds": round(float(routed.mean()), 4),
-            "cv_precision_of_routed": round(routed_precision, 4),
-        },
+        "metrics": metrics,
         "changelog": changelog,
         "trained_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
-    return pipeline, metadata
+    if embedding:
+        metadata["embedding"] = embedding
+    return TrainResult(pipeline, metadata, truth, cv_proba)
 
 
-def save(pipeline: Any, metadata: dict[str, Any], *, out_dir: Path) -> Path:
-    """Write an immutable artifact to ``out_dir/<version>``; write to a temp dir, then rename."""
+def save(
+    pipeline: Any,
+    metadata: dict[str, Any],
+    *,
+    out_dir: Path,
+    extras: Callable[[Path], None] | None = None,
+) -> Path:
+    """Write an immutable artifact to ``out_dir/<version>``; write to a temp dir, then rename.
+
+    ``extras`` may add files (pictures, reports) to the artifact before it becomes visible.
+    """
     import joblib
 
     target = out_dir / str(metadata["version"])
@@ -261,6 +390,8 @@ def save(pipeline: Any, metadata: dict[str, Any], *, out_dir: Path) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=out_dir, prefix=".part-"))
     try:
+        if extras is not None:
+            extras(tmp)
         joblib.dump(pipeline, tmp / MODEL_FILE)
         full = dict(metadata)
         full["model_sha256"] = hashlib.sha256((tmp / MODEL_FILE).read_bytes()).hexdigest()

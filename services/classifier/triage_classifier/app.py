@@ -1,4 +1,8 @@
-"""Classifier service: consumes DocumentReceived in micro-batches, publishes DocumentClassified."""
+"""Classifier service: scores DocumentReceived in micro-batches and answers POST /v1/classify.
+
+Both paths use the same feature code and the same model object (``ModelSource``), so the
+streaming and real-time answers for the same text are the same Prediction.
+"""
 
 from __future__ import annotations
 
@@ -6,35 +10,38 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import FastAPI, HTTPException, status
 from faststream import AckPolicy
 from faststream.kafka.annotations import KafkaMessage
 
 from triage_classifier import domain
 from triage_classifier.metrics import (
     BATCH_SIZE,
+    CLASSIFY_REQUESTS,
+    CLASSIFY_SECONDS,
     CONFIDENCE,
     EXTRACT_SECONDS,
     EXTRACTION_FAILURES,
-    MODEL_INFO,
-    MODEL_LOAD_SECONDS,
     PREDICTIONS,
     SCORE_SECONDS,
 )
+from triage_classifier.model_source import ModelSource
 from triage_classifier.settings import Settings
 from triage_contracts import (
     DocumentReceivedV1,
     ErrorClass,
+    Extraction,
     ExtractionStatus,
     ModelRef,
-    ModelRole,
     topics,
 )
-from triage_ml import model as model_lib
+from triage_contracts.inference import ClassifyRequestV1, ClassifyResponseV1
+from triage_ml.extraction_pool import ExtractionLimits, ExtractionPool
 from triage_ml.features import ExtractedText, extract_text
 from triage_runtime.blobstore import BlobNotFoundError
+from triage_runtime.http import RequestBodyLimit
 from triage_runtime.kafka import (
     ConsumedRecord,
     DeadLetters,
@@ -60,28 +67,52 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     dead_letters = DeadLetters(
         broker, topic=settings.topic(topics.DEADLETTER), service=SERVICE, producer=producer
     )
-    state: dict[str, model_lib.LoadedModel] = {}
+    source = ModelSource(settings)
+    pool = ExtractionPool(
+        workers=settings.extraction_workers,
+        limits=ExtractionLimits(
+            timeout_seconds=settings.extraction_timeout_seconds,
+            memory_bytes=settings.extraction_memory_bytes,
+            max_bytes=settings.max_document_bytes,
+        ),
+    )
 
-    def extract(received: DocumentReceivedV1) -> domain.Extracted:
+    async def fetch(received: DocumentReceivedV1) -> bytes | None:
+        """The document's bytes, or None when it is over the size limit."""
         blob = received.document.blob
         if blob.size_bytes > settings.max_document_bytes:
-            return domain.Extracted(received, ExtractedText(ExtractionStatus.TOO_LARGE))
+            return None
         try:
-            data = blobs.get(blob.sha256)
+            return await asyncio.to_thread(blobs.get, blob.sha256)
         except BlobNotFoundError as exc:
             raise UnprocessableError(
                 ErrorClass.BLOB_MISSING,
                 f"blob {blob.sha256} is not in the blob store",
                 received.document_id,
             ) from exc
-        try:
-            text = extract_text(data, blob.media_type, max_bytes=settings.max_document_bytes)
-        except Exception:  # a hostile document must not block its partition (logged)
-            log.exception("extraction raised; treating the document as corrupt")
-            text = ExtractedText(ExtractionStatus.CORRUPT)
-        if text.status is not ExtractionStatus.OK:
-            EXTRACTION_FAILURES.labels(text.status.value).inc()
-        return domain.Extracted(received, text)
+
+    async def extract_batch(
+        records: tuple[ConsumedRecord, ...],
+    ) -> list[domain.Extracted]:
+        """Decode and extract a batch; what cannot be processed goes to the dead letters."""
+        received: list[tuple[DocumentReceivedV1, bytes | None]] = []
+        for record in records:
+            try:
+                event = decode_event(record.value, DocumentReceivedV1)
+                received.append((event, await fetch(event)))
+            except UnprocessableError as exc:
+                await dead_letters.send(record, exc, consumed_topic=topics.DOCUMENTS)
+        readable = [
+            (data, ev.document.blob.media_type) for ev, data in received if data is not None
+        ]
+        texts = iter(await pool.extract_many(readable))
+        batch = []
+        for event, data in received:
+            text = next(texts) if data is not None else ExtractedText(ExtractionStatus.TOO_LARGE)
+            if text.status is not ExtractionStatus.OK:
+                EXTRACTION_FAILURES.labels(text.status.value).inc()
+            batch.append(domain.Extracted(event, text))
+        return batch
 
     @broker.subscriber(
         settings.topic(topics.DOCUMENTS),
@@ -95,78 +126,122 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def on_documents(message: KafkaMessage) -> None:
         """Extract, score and publish a micro-batch; offsets commit after every publish."""
         records: tuple[ConsumedRecord, ...] = message.raw_message
-        model = state["champion"]
-        model_ref = ModelRef(version=model.version, role=ModelRole.CHAMPION)
+        serving = source.serving
+        if serving is None:
+            raise RuntimeError("no model in service yet")  # redelivered once one is
+        model_ref = ModelRef(version=serving.model.version, role=serving.role)
         BATCH_SIZE.observe(len(records))
 
         started = time.perf_counter()
-        batch: list[domain.Extracted] = []
-        for record in records:
-            try:
-                received = decode_event(record.value, DocumentReceivedV1)
-                batch.append(await asyncio.to_thread(extract, received))
-            except UnprocessableError as exc:
-                await dead_letters.send(record, exc, consumed_topic=topics.DOCUMENTS)
+        batch = await extract_batch(records)
         EXTRACT_SECONDS.observe(time.perf_counter() - started)
 
         started = time.perf_counter()
         events = await asyncio.to_thread(
-            domain.classify, batch, model=model, model_ref=model_ref, producer=producer
+            domain.classify, batch, model=serving.model, model_ref=model_ref, producer=producer
         )
-        SCORE_SECONDS.labels(model.version).observe(time.perf_counter() - started)
+        SCORE_SECONDS.labels(model_ref.version).observe(time.perf_counter() - started)
 
         for event in events:
             await publish_event(broker, settings.topic(topics.CLASSIFIED), event)
             EVENTS_PRODUCED.labels(SERVICE, topics.CLASSIFIED).inc()
             EVENTS_CONSUMED.labels(SERVICE, topics.DOCUMENTS, "ok").inc()
-            if event.prediction is not None:
-                CONFIDENCE.labels(model.version, model_ref.role.value).observe(
-                    event.prediction.confidence
+            prediction = event.prediction
+            if prediction is not None:
+                CONFIDENCE.labels(model_ref.version, model_ref.role.value).observe(
+                    prediction.confidence
                 )
                 PREDICTIONS.labels(
-                    model.version,
+                    model_ref.version,
                     model_ref.role.value,
-                    event.prediction.label,
-                    event.prediction.action.value,
+                    prediction.label,
+                    prediction.action.value,
                 ).inc()
             log.info(
                 "document classified",
                 extra={
                     "document_id": event.document_id,
                     "trace_id": event.trace_id,
-                    "model_version": model.version,
+                    "model_version": model_ref.version,
+                    "model_role": model_ref.role.value,
                     "extraction": event.extraction.status.value,
-                    "label": event.prediction.label if event.prediction else None,
-                    "action": event.prediction.action.value if event.prediction else "review",
+                    "label": prediction.label if prediction else None,
+                    "action": prediction.action.value if prediction else "review",
                 },
             )
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        started = time.perf_counter()
-        model = await asyncio.to_thread(model_lib.load, settings.model_path)
-        MODEL_LOAD_SECONDS.set(time.perf_counter() - started)
-        MODEL_INFO.labels(model.version, ModelRole.CHAMPION.value).set(1)
-        state["champion"] = model
-        log.info("model loaded", extra={"model_version": model.version})
-        await broker.start()
-        yield
-        await broker.stop()
+        async with AsyncExitStack() as stack:
+            await source.start()
+            stack.push_async_callback(source.stop)
+            stack.callback(pool.close)
+            await broker.start()
+            stack.push_async_callback(broker.stop)
+            yield
         log.info("stopped cleanly")
 
     async def kafka_ready() -> bool:
         return await broker.ping(timeout=2.0)
 
     async def model_ready() -> bool:
-        return "champion" in state
+        serving = source.serving
+        return serving is not None and not serving.degraded
 
     app = FastAPI(
         title="Triage classifier",
-        summary="Scores documents with the champion model.",
+        summary="Scores documents: micro-batches from Kafka, and POST /v1/classify.",
         version=producer.version,
         lifespan=lifespan,
     )
+    app.add_middleware(RequestBodyLimit, limit=lambda: settings.max_classify_request_bytes)
     app.include_router(
         ops_router(service=SERVICE, checks={"kafka": kafka_ready, "model": model_ready})
     )
+
+    @app.post(
+        "/v1/classify",
+        response_model=ClassifyResponseV1,
+        summary="Classify text now, with the same model and contract as the Kafka path",
+        responses={
+            413: {"description": "The request body is over the size limit"},
+            422: {"description": "Invalid input; field errors say which"},
+            503: {"description": "No trained model is loaded; retry after Retry-After seconds"},
+        },
+    )
+    async def classify(request: ClassifyRequestV1) -> ClassifyResponseV1:
+        started = time.perf_counter()
+        serving = source.serving
+        if serving is None or serving.degraded:
+            CLASSIFY_REQUESTS.labels("503").inc()
+            raise HTTPException(
+                status.HTTP_503_SERVICE_UNAVAILABLE,
+                "no trained model is loaded",
+                headers={"Retry-After": str(max(1, round(settings.model_refresh_seconds)))},
+            )
+        text = extract_text(request.text.encode(), "text/plain")
+        if text.status is not ExtractionStatus.OK:
+            CLASSIFY_REQUESTS.labels("422").inc()
+            raise HTTPException(
+                status.HTTP_422_UNPROCESSABLE_CONTENT,
+                [
+                    {
+                        "loc": ["body", "text"],
+                        "msg": "no text is left after normalisation",
+                        "type": "value_error.empty_text",
+                    }
+                ],
+            )
+        [prediction] = await asyncio.to_thread(serving.model.predict, [text.text])
+        elapsed = time.perf_counter() - started
+        CLASSIFY_SECONDS.observe(elapsed)
+        CLASSIFY_REQUESTS.labels("200").inc()
+        return ClassifyResponseV1(
+            document_id=request.document_id,
+            model=ModelRef(version=serving.model.version, role=serving.role),
+            extraction=Extraction(status=text.status, chars=len(text.text), pages=None),
+            prediction=prediction,
+            latency_ms=round(elapsed * 1000, 3),
+        )
+
     return app

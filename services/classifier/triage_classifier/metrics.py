@@ -43,3 +43,18 @@ MODEL_LOAD_SECONDS = Gauge(
     "triage_classifier_model_load_seconds",
     "How long the last model load took.",
 )
+MODEL_LOADS = Counter(
+    "triage_classifier_model_loads_total",
+    "Model loads, by outcome (loaded, failed).",
+    ["outcome"],
+)
+CLASSIFY_REQUESTS = Counter(
+    "triage_classifier_http_requests_total",
+    "POST /v1/classify requests, by status code.",
+    ["status"],
+)
+CLASSIFY_SECONDS = Histogram(
+    "triage_classifier_http_seconds",
+    "Time to answer POST /v1/classify, including extraction of the text given.",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+)

@@ -19,9 +19,39 @@ class Settings(CommonSettings):
     port: int = 8002
     model_path: Path = Field(
         default=Path(".stack/models/champion"),
-        description="Directory of the model artifact to serve as champion.",
+        description="Artifact directory (or a symlink to one) to serve, when no alias is set.",
+    )
+    model_alias: str | None = Field(
+        default=None,
+        pattern=r"^(champion|canary|shadow)$",
+        description="Serve this registry alias instead of model_path (needs the database).",
+    )
+    model_store_url: str = Field(
+        default=".stack/model-store",
+        validation_alias="TRIAGE_MODEL_STORE_URL",
+        description="Where registered artifacts live: a directory, file:// or s3:// URL.",
+    )
+    model_cache_dir: Path = Field(
+        default=Path(".stack/model-cache"), description="Local copies of fetched artifacts."
+    )
+    model_refresh_seconds: float = Field(
+        default=10.0, gt=0, description="How often the alias or path is checked for a change."
+    )
+    fallback_to_rules: bool = Field(
+        default=True, description="Score with the rules model when no trained model loads."
+    )
+    rules_path: Path | None = Field(
+        default=None, description="Rules file for the fallback (default: the shipped rules)."
     )
     group_id: str = "triage-classifier"
     batch_max_records: int = Field(default=32, gt=0, le=1000)
     batch_timeout_ms: int = Field(default=50, ge=1, le=10_000)
     max_document_bytes: int = Field(default=25 * 1024 * 1024, gt=0)
+    extraction_workers: int | None = Field(
+        default=None, gt=0, description="Processes for PDF extraction (default: CPU count)."
+    )
+    extraction_timeout_seconds: float = Field(default=20.0, gt=0)
+    extraction_memory_bytes: int = Field(default=1024**3, gt=0)
+    max_classify_request_bytes: int = Field(
+        default=1024 * 1024, gt=0, description="Largest POST /v1/classify body (413 above)."
+    )

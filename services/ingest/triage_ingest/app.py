@@ -10,7 +10,7 @@ import hashlib
 import json
 import logging
 import tempfile
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 from typing import Annotated, Any
@@ -28,7 +28,6 @@ from fastapi import (
 )
 from fastapi.security import APIKeyHeader
 from pydantic import AwareDatetime, BaseModel
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from triage_contracts import Source, SourceKind, topics
 from triage_ingest import domain
@@ -40,6 +39,7 @@ from triage_ingest.settings import Settings
 from triage_ingest.smtp import SmtpReceiver
 from triage_ingest.store import IngestStore, KeyHolder
 from triage_runtime.db.engine import database_reachable, make_async_engine
+from triage_runtime.http import RequestBodyLimit
 from triage_runtime.kafka import make_broker
 from triage_runtime.ops import ops_router
 from triage_runtime.service import producer_for
@@ -89,53 +89,6 @@ class DocumentStatus(BaseModel):
     queue: str | None
     model_version: str | None
     review: ReviewState | None
-
-
-class RequestBodyLimit:
-    """Refuse request bodies over a limit while they stream in, before they reach a handler."""
-
-    def __init__(self, app: ASGIApp, *, limit: Callable[[], int]) -> None:
-        self._app = app
-        self._limit = limit
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """Pass the request on, counting its body; answer 413 once it exceeds the limit."""
-        if scope["type"] != "http":
-            await self._app(scope, receive, send)
-            return
-        limit = self._limit()
-        declared = dict(scope.get("headers") or []).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > limit:
-            await _send_413(send, limit)
-            return
-        seen = 0
-
-        async def counted() -> Message:
-            nonlocal seen
-            message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > limit:
-                    raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, _too_large(limit))
-            return message
-
-        await self._app(scope, counted, send)
-
-
-def _too_large(limit: int) -> str:
-    return f"request body is larger than the {limit}-byte limit"
-
-
-async def _send_413(send: Send, limit: int) -> None:
-    body = json.dumps({"detail": _too_large(limit)}).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 413,
-            "headers": [(b"content-type", b"application/json"), (b"connection", b"close")],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
 
 
 def _spool_sync(upload: UploadFile, limit: int, directory: Path) -> tuple[Path, int]:

@@ -122,3 +122,52 @@ class ImapCursor(Base):
     uidvalidity: Mapped[int] = mapped_column(BigInteger)
     last_uid: Mapped[int] = mapped_column(BigInteger)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class ModelVersion(Base):
+    """A registered model artifact: immutable, described by its metadata.json."""
+
+    __tablename__ = "model_version"
+
+    version: Mapped[str] = mapped_column(String(80), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(40))
+    labels: Mapped[list[str]] = mapped_column(JSONB)
+    metrics: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    eval: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    training_data_sha256: Mapped[str] = mapped_column(String(64))
+    model_sha256: Mapped[str] = mapped_column(String(64))
+    artifact_metadata: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    registered_by: Mapped[str] = mapped_column(String(80))
+
+
+class ModelAlias(Base):
+    """Which version an alias (champion, canary, shadow) points at; NULL once cleared."""
+
+    __tablename__ = "model_alias"
+
+    alias: Mapped[str] = mapped_column(String(16), primary_key=True)
+    version: Mapped[str | None] = mapped_column(String(80))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    updated_by: Mapped[str] = mapped_column(String(80))
+
+
+class ModelAliasHistory(Base):
+    """One move of an alias (promote, rollback, clear); the table is append-only."""
+
+    __tablename__ = "model_alias_history"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    alias: Mapped[str] = mapped_column(String(16))
+    from_version: Mapped[str | None] = mapped_column(String(80))
+    to_version: Mapped[str | None] = mapped_column(String(80))
+    action: Mapped[str] = mapped_column(String(16))
+    actor: Mapped[str] = mapped_column(String(80))
+    reason: Mapped[str | None] = mapped_column(Text)
+    forced: Mapped[bool] = mapped_column(default=False)
+    gate_report: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.clock_timestamp()
+    )
+
+    __table_args__ = (Index("ix_model_alias_history_alias_id", "alias", "id"),)

@@ -1,0 +1,353 @@
+"""``triage model``: train, evaluate on the golden set, promote through gates, and the registry."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from triage_cli.console import console, stdout
+
+model_app = typer.Typer(
+    help="Train, evaluate, promote and roll back models (artifacts and registry aliases).",
+    no_args_is_help=True,
+)
+
+KindOption = Annotated[
+    str, typer.Option("--kind", help="tfidf-lr, or embed-lr (sentence-transformers embeddings).")
+]
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+    )
+
+
+def _link(out: Path, artifact: Path, link: str | None) -> None:
+    """Point ``out/link`` at ``artifact`` atomically (a relative symlink, then rename)."""
+    if not link:
+        return
+    tmp = out / f".{link}.tmp"
+    tmp.unlink(missing_ok=True)
+    tmp.symlink_to(artifact.name)
+    tmp.replace(out / link)
+
+
+def _pictures(result: Any) -> Any:
+    """Write the confusion matrix and calibration curve (cross-validated) into an artifact."""
+    from triage_ml.evaluation import evaluate
+    from triage_ml.plots import calibration_png, confusion_matrix_png
+
+    metadata = result.metadata
+    labels = metadata["labels"]
+
+    def write(directory: Path) -> None:
+        report = evaluate(
+            truth=result.cv_truth,
+            probabilities=result.cv_probabilities,
+            labels=labels,
+            thresholds=metadata["thresholds"],
+            target_precision=metadata["target_precision"],
+        )
+        title = f"{metadata['version']} (5-fold cross-validated, train split)"
+        confusion_matrix_png(report, directory / "confusion_matrix.png", title=title)
+        calibration_png(
+            result.cv_truth,
+            result.cv_probabilities,
+            labels,
+            directory / "calibration.png",
+            title=title,
+        )
+
+    return write
+
+
+def read_examples(sources: list[Path], *, description: str) -> tuple[list[Any], int]:
+    """Read every source with a progress bar; return the examples and how many had no text."""
+    from triage_cli.training_data import count_items, read_source
+    from triage_ml.dataset import DatasetError
+
+    examples: list[Any] = []
+    skipped = 0
+    try:
+        total = sum(count_items(s) for s in sources)
+        with _progress() as progress:
+            task = progress.add_task(description, total=total)
+            for source in sources:
+                found, missing = read_source(source, advance=lambda: progress.advance(task))
+                examples.extend(found)
+                skipped += missing
+    except (DatasetError, FileNotFoundError) as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from exc
+    return examples, skipped
+
+
+@model_app.command("train")
+def model_train(
+    data: Annotated[
+        list[Path],
+        typer.Option(
+            help="Labelled data: a folder of DATA/<label>/<files>, or a .csv / .jsonl with "
+            "text and label. Repeat for several sources.",
+            exists=True,
+        ),
+    ],
+    from_reviews: Annotated[
+        bool, typer.Option(help="Add human review decisions from TRIAGE_DATABASE_URL.")
+    ] = False,
+    kind: KindOption = "tfidf-lr",
+    out: Annotated[Path, typer.Option(help="Directory that receives the artifact.")] = Path(
+        ".stack/models"
+    ),
+    seed: Annotated[int, typer.Option(help="Random seed for folds and the classifier.")] = 0,
+    target_precision: Annotated[
+        float, typer.Option(min=0.5, max=1.0, help="Precision that auto-routing must reach.")
+    ] = 0.95,
+    holdout_percent: Annotated[
+        int, typer.Option(min=0, max=50, help="Share kept out by the frozen hashed split.")
+    ] = 10,
+    embedding_model: Annotated[
+        Path | None,
+        typer.Option(help="Sentence-transformers model directory (default: all-MiniLM-L6-v2)."),
+    ] = None,
+    changelog: Annotated[str, typer.Option(help="One line saying what changed.")] = "",
+    link: Annotated[
+        str | None,
+        typer.Option(help="Also point OUT/<LINK> (e.g. champion) at the new artifact."),
+    ] = None,
+) -> None:
+    """Train a model: calibrated probabilities, per-label thresholds, pictures; print its path."""
+    from triage_ml import model as model_lib
+
+    if kind not in model_lib.KINDS:
+        console.print(
+            f"[red]unknown kind {kind!r}; choose one of {', '.join(model_lib.KINDS)}[/red]"
+        )
+        raise typer.Exit(2)
+    examples, skipped = read_examples(data, description="extracting text")
+    if from_reviews:
+        from triage_cli.training_data import review_decisions
+        from triage_runtime.settings import CommonSettings
+
+        settings = CommonSettings()
+        reviewed = review_decisions(settings.database_url, settings.open_blob_store)
+        console.print(f"added {len(reviewed)} human review decisions")
+        examples.extend(reviewed)
+    if not examples:
+        console.print("[red]no labelled documents with text in the given sources[/red]")
+        raise typer.Exit(2)
+
+    embedder = str(embedding_model) if embedding_model else None
+    fingerprint = ""
+    if kind == model_lib.KIND_EMBED_LR:
+        from triage_ml.embeddings import default_model_path, model_fingerprint
+
+        fingerprint = model_fingerprint(embedding_model or default_model_path())
+    version = model_lib.version_for(
+        examples,
+        kind=kind,
+        seed=seed,
+        target_precision=target_precision,
+        holdout_percent=holdout_percent,
+        embedding_fingerprint=fingerprint,
+    )
+    if (out / version).exists():
+        _link(out, out / version, link)
+        console.print(f"{version} is already trained on exactly this data; nothing to do")
+        stdout.print(str(out / version))
+        return
+    with _progress() as progress:
+        fit = progress.add_task("training", total=None)
+        result = model_lib.train(
+            examples,
+            kind=kind,
+            seed=seed,
+            target_precision=target_precision,
+            holdout_percent=holdout_percent,
+            embedding_model_path=embedder,
+            changelog=changelog,
+            progress=lambda msg: progress.update(fit, description=msg),
+        )
+        progress.update(fit, total=1, completed=1, description="trained")
+    metadata = result.metadata
+    path = model_lib.save(result.pipeline, metadata, out_dir=out, extras=_pictures(result))
+    _link(out, path, link)
+    table = Table(title=f"model {metadata['version']}", show_header=False)
+    table.add_row("artifact", str(path))
+    table.add_row("examples", f"{len(examples)} ({skipped} without text skipped)")
+    splits = metadata["splits"]
+    table.add_row("splits", f"train {splits['train']}, holdout {splits['holdout']} (hashed)")
+    table.add_row("labels", ", ".join(metadata["labels"]))
+    table.add_row("training data sha256", metadata["training_data_sha256"])
+    for name, value in metadata["metrics"].items():
+        table.add_row(name, str(value))
+    table.add_row("thresholds", json.dumps(metadata["thresholds"]))
+    table.add_row("pictures", "confusion_matrix.png, calibration.png")
+    console.print(table)
+    stdout.print(str(path))
+
+
+def _golden(golden: list[Path]) -> tuple[list[str], list[str]]:
+    examples, _ = read_examples(golden, description="reading the golden set")
+    return [e.text for e in examples], [e.label for e in examples]
+
+
+def evaluate_model(model: Any, texts: list[str], truth: list[str]) -> Any:
+    """Score the golden set one document at a time (for latency), then report."""
+    import time
+
+    import numpy as np
+
+    from triage_ml.evaluation import evaluate
+
+    latencies = []
+    rows = []
+    for text in texts:
+        started = time.perf_counter()
+        rows.append(model.predict_proba([text])[0])
+        latencies.append(time.perf_counter() - started)
+    return evaluate(
+        truth=truth,
+        probabilities=np.vstack(rows),
+        labels=list(model.labels),
+        thresholds=model.thresholds,
+        target_precision=float(model.metadata.get("target_precision", 0.95)),
+        latencies_s=latencies,
+    )
+
+
+@model_app.command("eval")
+def model_eval(
+    golden: Annotated[
+        list[Path], typer.Option(help="The golden set: a folder, .csv or .jsonl.", exists=True)
+    ],
+    model: Annotated[
+        str, typer.Option(help="An artifact directory, a registered version, or an alias.")
+    ] = "champion",
+    out: Annotated[
+        Path | None, typer.Option(help="Write report.json and the pictures here.")
+    ] = None,
+) -> None:
+    """Evaluate a model on the golden set: F1, per-class P/R, ECE, coverage, latency."""
+    from triage_cli.registry_support import load_model
+
+    loaded = load_model(model)
+    texts, truth = _golden(golden)
+    report = evaluate_model(loaded, texts, truth)
+    from triage_ml.evaluation import render_table
+
+    stdout.print(f"model {loaded.version} on {len(texts)} golden documents")
+    stdout.print(render_table(report), markup=False, highlight=False)
+    if out is not None:
+        from triage_ml.plots import confusion_matrix_png
+
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "report.json").write_text(json.dumps(report.to_dict(), indent=2) + "\n")
+        confusion_matrix_png(
+            report, out / "confusion_matrix.png", title=f"{loaded.version} (golden)"
+        )
+        console.print(f"wrote {out}/report.json and confusion_matrix.png")
+
+
+@model_app.command("promote")
+def model_promote(
+    version: Annotated[str, typer.Argument(help="The registered version to promote.")],
+    golden: Annotated[
+        list[Path], typer.Option(help="The golden set the gates are checked on.", exists=True)
+    ],
+    to: Annotated[str, typer.Option("--to", help="champion, canary or shadow.")] = "champion",
+    force: Annotated[
+        bool, typer.Option(help="Promote even if gates fail (needs --reason; audited).")
+    ] = False,
+    reason: Annotated[str | None, typer.Option(help="Why; required with --force.")] = None,
+    min_macro_f1: Annotated[float, typer.Option(help="Gate: lowest macro-F1.")] = 0.85,
+    max_ece: Annotated[float, typer.Option(help="Gate: highest calibration error.")] = 0.08,
+    min_coverage: Annotated[float, typer.Option(help="Gate: lowest auto-routed share.")] = 0.5,
+    min_routed_precision: Annotated[
+        float, typer.Option(help="Gate: lowest precision of auto-routed documents.")
+    ] = 0.95,
+    max_regression: Annotated[
+        float, typer.Option(help="Gate: largest drop against the alias's current model.")
+    ] = 0.01,
+    actor: Annotated[str | None, typer.Option(help="Who is acting (default: OS user).")] = None,
+) -> None:
+    """Move an alias to VERSION if it passes the golden-set gates (or with --force and a reason)."""
+    import getpass
+
+    from triage_cli.registry_cli import run_with_registry
+    from triage_cli.registry_support import load_model, resolve_alias
+    from triage_ml.evaluation import GateConfig, check_gates, render_table
+
+    if force and not reason:
+        console.print("[red]--force needs --reason: a forced promotion is audited[/red]")
+        raise typer.Exit(2)
+    texts, truth = _golden(golden)
+    candidate_model = load_model(version)
+    candidate = evaluate_model(candidate_model, texts, truth)
+    current_version = resolve_alias(to)
+    champion = None
+    if current_version and current_version != candidate_model.version:
+        champion = evaluate_model(load_model(current_version), texts, truth)
+    gates = GateConfig(
+        min_macro_f1=min_macro_f1,
+        max_ece=max_ece,
+        min_coverage=min_coverage,
+        min_routed_precision=min_routed_precision,
+        max_regression=max_regression,
+    )
+    result = check_gates(candidate, champion=champion, config=gates)
+    stdout.print(render_table(candidate, champion=champion), markup=False, highlight=False)
+    gate_report = {
+        "golden_documents": len(texts),
+        "candidate": candidate.to_dict(),
+        "champion": champion.to_dict() if champion else None,
+        "config": gates.__dict__,
+        "passed": result.passed,
+        "failures": list(result.failures),
+    }
+    if not result.passed:
+        for failure in result.failures:
+            console.print(f"[red]gate failed:[/red] {failure}", highlight=False)
+        if not force:
+            console.print(
+                f"refused: {version} stays out of {to} (use --force --reason to override)"
+            )
+            raise typer.Exit(1)
+
+    async def move(registry: Any) -> Any:
+        await registry.set_eval(candidate_model.version, candidate.to_dict())
+        return await registry.move_alias(
+            to,
+            candidate_model.version,
+            actor=actor or getpass.getuser(),
+            action="promote",
+            reason=reason,
+            forced=not result.passed,
+            gate_report=gate_report,
+        )
+
+    moved = run_with_registry(move)
+    if not moved.changed:
+        console.print(f"{to} already points at {candidate_model.version}; nothing changed")
+        return
+    note = " (FORCED past failing gates)" if not result.passed else " (gates passed)"
+    stdout.print(f"{to}: {current_version or '(none)'} → {candidate_model.version}{note}")
+
+
+def _mount_registry_commands() -> None:
+    from triage_cli.registry_cli import registry_app
+
+    model_app.registered_commands.extend(registry_app.registered_commands)
+
+
+_mount_registry_commands()

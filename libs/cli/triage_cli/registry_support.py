@@ -1,0 +1,57 @@
+"""Finding and loading a model by artifact path, registered version or alias."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from triage_cli.console import console
+
+CACHE_DIR = Path(".stack/model-cache")
+
+
+def locate(reference: str) -> Path:
+    """Return a local artifact directory for a path, a registered version, or an alias."""
+    if Path(reference).is_dir():
+        return Path(reference)
+    from triage_cli.registry_cli import run_with_registry
+    from triage_runtime.registry import ALIASES
+
+    async def find(registry: Any) -> Path:
+        version = reference
+        if reference in ALIASES:
+            resolved = await registry.resolve(reference)
+            if resolved is None:
+                console.print(f"[red]the alias {reference!r} points at no model[/red]")
+                raise typer.Exit(1)
+            version = resolved
+        path: Path = await registry.fetch(version, cache_dir=CACHE_DIR)
+        return path
+
+    result: Path = run_with_registry(find)
+    return result
+
+
+def load_model(reference: str) -> Any:
+    """Load a model (integrity-checked) by path, version or alias, or exit with the reason."""
+    from triage_ml import model as model_lib
+
+    path = locate(reference)
+    try:
+        return model_lib.load(path)
+    except model_lib.ModelLoadError as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(1) from exc
+
+
+def resolve_alias(alias: str) -> str | None:
+    """The version an alias points at, or None."""
+    from triage_cli.registry_cli import run_with_registry
+
+    async def find(registry: Any) -> str | None:
+        version: str | None = await registry.resolve(alias)
+        return version
+
+    return run_with_registry(find)

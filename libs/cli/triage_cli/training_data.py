@@ -1,0 +1,72 @@
+"""Training data for ``triage model train``: folders, CSV/JSONL files, and review decisions."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from triage_contracts import ExtractionStatus
+from triage_ml.dataset import (
+    iter_folder_dataset,
+    iter_table_dataset,
+    load_example,
+    text_example,
+)
+from triage_ml.features import extract_text
+from triage_ml.model import Example
+
+
+def count_items(path: Path) -> int:
+    """How many items a source holds (for the progress bar)."""
+    if path.is_dir():
+        return sum(1 for _ in iter_folder_dataset(path))
+    return sum(1 for _ in iter_table_dataset(path))
+
+
+def read_source(path: Path, *, advance: Callable[[], None]) -> tuple[list[Example], int]:
+    """Read one source with the serving feature code; return examples and how many had no text."""
+    examples: list[Example] = []
+    skipped = 0
+    if path.is_dir():
+        for file, label in iter_folder_dataset(path):
+            example = load_example(file, label)
+            if example is None:
+                skipped += 1
+            else:
+                examples.append(example)
+            advance()
+    else:
+        for text, label in iter_table_dataset(path):
+            example = text_example(text, label)
+            if example is None:
+                skipped += 1
+            else:
+                examples.append(example)
+            advance()
+    return examples, skipped
+
+
+def review_decisions(database_url: str, blob_store_opener: Callable[[], object]) -> list[Example]:
+    """Examples from human review decisions: the document's text and the label a person chose."""
+    from sqlalchemy import create_engine, select
+
+    from triage_runtime.db.models import ReviewItem
+
+    engine = create_engine(database_url)
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(
+                select(ReviewItem.blob_sha256, ReviewItem.media_type, ReviewItem.decided_label)
+                .where(ReviewItem.status == "decided", ReviewItem.decided_label.is_not(None))
+                .order_by(ReviewItem.id)
+            ).all()
+    finally:
+        engine.dispose()
+    blobs = blob_store_opener()
+    examples = []
+    for sha256, media_type, label in rows:
+        data = blobs.get(sha256)  # type: ignore[attr-defined]
+        extracted = extract_text(data, media_type)
+        if extracted.status is ExtractionStatus.OK:
+            examples.append(Example(text=extracted.text, label=str(label)))
+    return examples

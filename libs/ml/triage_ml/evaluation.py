@@ -1,0 +1,427 @@
+"""Offline evaluation of a classifier on a labelled test set, and the gates a candidate must pass.
+
+Everything here is pure: it takes class probabilities (columns in ``labels`` order, as
+``LoadedModel.predict_proba`` returns them), the true labels and the per-label thresholds, and
+returns plain Python values that serialise to JSON.
+
+Conventions:
+  * The predicted label is the column with the highest probability; its probability is the
+    document's confidence.
+  * A true label that is not among ``labels`` can never be predicted, so such a document always
+    counts as a wrong prediction: it lowers accuracy, counts as a false positive for the label
+    that was predicted, and is left out of the confusion matrix (whose rows are ``labels``).
+  * A document is auto-routed when its confidence, rounded to six decimals as served
+    predictions are, is at least the threshold of its predicted label.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+ECE_BINS = 15
+# Float noise allowance when comparing metrics with gate limits.
+_EPSILON = 1e-9
+
+
+@dataclass(frozen=True)
+class ClassReport:
+    """Precision, recall, F1 and support of one label."""
+
+    label: str
+    precision: float
+    recall: float
+    f1: float
+    support: int
+
+
+@dataclass(frozen=True)
+class EvalReport:
+    """The metrics of one model on one labelled test set (built by ``evaluate``).
+
+    ``ece`` is over the top-class confidence in 15 equal-width bins (i/15, (i+1)/15].
+    """
+
+    n: int
+    macro_f1: float
+    accuracy: float
+    per_class: tuple[ClassReport, ...]
+    ece: float
+    coverage: float
+    routed_precision: float
+    target_precision: float
+    coverage_at_target: float
+    latency_p50_ms: float | None
+    latency_p95_ms: float | None
+    confusion: tuple[tuple[int, ...], ...]
+    labels: tuple[str, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the report as JSON-ready built-in types (tuples become lists)."""
+        return {
+            "n": self.n,
+            "macro_f1": self.macro_f1,
+            "accuracy": self.accuracy,
+            "per_class": [
+                {
+                    "label": c.label,
+                    "precision": c.precision,
+                    "recall": c.recall,
+                    "f1": c.f1,
+                    "support": c.support,
+                }
+                for c in self.per_class
+            ],
+            "ece": self.ece,
+            "coverage": self.coverage,
+            "routed_precision": self.routed_precision,
+            "target_precision": self.target_precision,
+            "coverage_at_target": self.coverage_at_target,
+            "latency_p50_ms": self.latency_p50_ms,
+            "latency_p95_ms": self.latency_p95_ms,
+            "confusion": [list(row) for row in self.confusion],
+            "labels": list(self.labels),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> EvalReport:
+        """Rebuild a report from ``to_dict`` output, e.g. a champion's stored report."""
+
+        def optional(value: Any) -> float | None:
+            return None if value is None else float(value)
+
+        return cls(
+            n=int(data["n"]),
+            macro_f1=float(data["macro_f1"]),
+            accuracy=float(data["accuracy"]),
+            per_class=tuple(
+                ClassReport(
+                    label=str(c["label"]),
+                    precision=float(c["precision"]),
+                    recall=float(c["recall"]),
+                    f1=float(c["f1"]),
+                    support=int(c["support"]),
+                )
+                for c in data["per_class"]
+            ),
+            ece=float(data["ece"]),
+            coverage=float(data["coverage"]),
+            routed_precision=float(data["routed_precision"]),
+            target_precision=float(data["target_precision"]),
+            coverage_at_target=float(data["coverage_at_target"]),
+            latency_p50_ms=optional(data.get("latency_p50_ms")),
+            latency_p95_ms=optional(data.get("latency_p95_ms")),
+            confusion=tuple(tuple(int(x) for x in row) for row in data["confusion"]),
+            labels=tuple(str(x) for x in data["labels"]),
+        )
+
+
+def _bin_index(confidence: np.ndarray, bins: int) -> np.ndarray:
+    """Map confidences to equal-width bins over [0, 1]: bin i is (i/bins, (i+1)/bins]."""
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    index = np.searchsorted(edges, confidence, side="left") - 1
+    return np.clip(index, 0, bins - 1)
+
+
+def calibration_bins(
+    confidence: np.ndarray, correct: np.ndarray, *, bins: int = ECE_BINS
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per equal-width bin: document count, mean confidence and accuracy (0 where empty)."""
+    if bins < 1:
+        raise ValueError("bins must be at least 1")
+    conf = np.asarray(confidence, dtype=np.float64)
+    hits = np.asarray(correct, dtype=np.float64)
+    if conf.shape != hits.shape or conf.ndim != 1:
+        raise ValueError("confidence and correct must be 1-D arrays of the same length")
+    index = _bin_index(conf, bins)
+    counts = np.bincount(index, minlength=bins).astype(np.int64)
+    conf_sum = np.bincount(index, weights=conf, minlength=bins)
+    hit_sum = np.bincount(index, weights=hits, minlength=bins)
+    safe = np.maximum(counts, 1)
+    return counts, conf_sum / safe, hit_sum / safe
+
+
+def expected_calibration_error(
+    confidence: np.ndarray, correct: np.ndarray, *, bins: int = ECE_BINS
+) -> float:
+    """Return the count-weighted mean |accuracy - confidence| over equal-width bins (i/b, (i+1)/b].
+
+    Bins split [0, 1] into ``bins`` equal intervals, each open on the left and closed on the
+    right (a confidence of exactly 0 goes into the first); empty bins contribute nothing. An
+    empty input gives 0.0.
+    """
+    counts, mean_conf, accuracy = calibration_bins(confidence, correct, bins=bins)
+    total = int(counts.sum())
+    if total == 0:
+        return 0.0
+    return float(np.sum(counts * np.abs(accuracy - mean_conf)) / total)
+
+
+def percentile_ms(latencies_s: Sequence[float], q: float) -> float:
+    """Return the q-th percentile (0-100, linear interpolation) of latencies in seconds, in ms."""
+    if len(latencies_s) == 0:
+        raise ValueError("no latencies to take a percentile of")
+    if not 0.0 <= q <= 100.0:
+        raise ValueError(f"percentile must be within 0 and 100, got {q}")
+    return float(np.percentile(np.asarray(latencies_s, dtype=np.float64), q) * 1000.0)
+
+
+def _coverage_at_target(confidence: np.ndarray, correct: np.ndarray, target: float) -> float:
+    """Largest share routed by one global cut ``confidence >= c`` with precision >= target."""
+    n = len(confidence)
+    order = np.argsort(-confidence, kind="stable")
+    conf_sorted = confidence[order]
+    hits = np.cumsum(correct[order].astype(np.int64))
+    routed = np.arange(1, n + 1)
+    # A cut routes every document tied with the cut value, so only ends of tie runs count.
+    run_ends = np.flatnonzero(np.append(conf_sorted[1:] != conf_sorted[:-1], True))
+    precision = hits[run_ends] / routed[run_ends]
+    feasible = run_ends[precision >= target - _EPSILON]
+    if feasible.size == 0:
+        return 0.0
+    return float((int(feasible.max()) + 1) / n)
+
+
+def _score(
+    truth: Sequence[str], probabilities: np.ndarray, labels: Sequence[str]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Validate inputs; return truth indices (-1 if unknown), predicted indices, confidences."""
+    label_list = [str(x) for x in labels]
+    k = len(label_list)
+    if k == 0 or len(set(label_list)) != k:
+        raise ValueError("labels must be non-empty and unique")
+    proba = np.asarray(probabilities, dtype=np.float64)
+    n = len(truth)
+    if proba.ndim != 2 or proba.shape != (n, k):
+        raise ValueError(
+            f"probabilities must have shape ({n}, {k}) (documents x labels), got {proba.shape}"
+        )
+    if n == 0:
+        raise ValueError("cannot evaluate on an empty test set")
+    if not np.all(np.isfinite(proba)):
+        raise ValueError("probabilities must be finite")
+    index_of = {label: i for i, label in enumerate(label_list)}
+    truth_idx = np.array([index_of.get(str(t), -1) for t in truth], dtype=np.int64)
+    pred_idx = np.argmax(proba, axis=1)
+    return truth_idx, pred_idx, proba[np.arange(n), pred_idx]
+
+
+def top_class_outcomes(
+    truth: Sequence[str], probabilities: np.ndarray, labels: Sequence[str]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Return each document's top-class confidence and whether that prediction was right."""
+    truth_idx, pred_idx, confidence = _score(truth, probabilities, labels)
+    return confidence, truth_idx == pred_idx
+
+
+def evaluate(
+    *,
+    truth: Sequence[str],
+    probabilities: np.ndarray,
+    labels: Sequence[str],
+    thresholds: Mapping[str, float],
+    target_precision: float = 0.95,
+    latencies_s: Sequence[float] | None = None,
+) -> EvalReport:
+    """Score probabilities against the truth and the routing thresholds; see the module docstring.
+
+    ``macro_f1`` averages per-class F1 over the labels that occur in the truth or the
+    predictions (a label absent from both has no meaningful F1; it still gets a zero row in
+    ``per_class``). ``ece`` uses 15 equal-width bins of the top-class confidence.
+    ``coverage_at_target`` ignores ``thresholds``: it is the largest share of documents one
+    global confidence cut could route while their precision stays at least ``target_precision``.
+    Latency percentiles are None when no latencies are given.
+    """
+    label_list = [str(x) for x in labels]
+    k = len(label_list)
+    missing = [label for label in label_list if label not in thresholds]
+    if missing:
+        raise ValueError(f"no threshold for labels: {', '.join(missing)}")
+    if not 0.0 < target_precision <= 1.0:
+        raise ValueError(f"target_precision must be in (0, 1], got {target_precision}")
+    truth_idx, pred_idx, confidence = _score(truth, probabilities, label_list)
+    n = len(truth_idx)
+    correct = truth_idx == pred_idx
+
+    known = truth_idx >= 0
+    confusion = np.zeros((k, k), dtype=np.int64)
+    np.add.at(confusion, (truth_idx[known], pred_idx[known]), 1)
+    support = np.bincount(truth_idx[known], minlength=k)
+    predicted_count = np.bincount(pred_idx, minlength=k)
+    true_positive = np.diag(confusion)
+
+    per_class: list[ClassReport] = []
+    f1_present: list[float] = []
+    for i, label in enumerate(label_list):
+        tp = int(true_positive[i])
+        precision = tp / int(predicted_count[i]) if predicted_count[i] else 0.0
+        recall = tp / int(support[i]) if support[i] else 0.0
+        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        per_class.append(
+            ClassReport(
+                label=label,
+                precision=float(precision),
+                recall=float(recall),
+                f1=float(f1),
+                support=int(support[i]),
+            )
+        )
+        if support[i] or predicted_count[i]:
+            f1_present.append(f1)
+
+    label_thresholds = np.array([float(thresholds[label]) for label in label_list])
+    # Round exactly as LoadedModel.predict does, so the decision matches serving.
+    served = np.array([round(float(c), 6) for c in confidence], dtype=np.float64)
+    routed = served >= label_thresholds[pred_idx]
+    routed_count = int(routed.sum())
+    routed_precision = float(correct[routed].mean()) if routed_count else 0.0
+
+    p50: float | None = None
+    p95: float | None = None
+    if latencies_s is not None and len(latencies_s) > 0:
+        p50 = percentile_ms(latencies_s, 50.0)
+        p95 = percentile_ms(latencies_s, 95.0)
+
+    return EvalReport(
+        n=n,
+        macro_f1=float(np.mean(f1_present)) if f1_present else 0.0,
+        accuracy=float(correct.mean()),
+        per_class=tuple(per_class),
+        ece=expected_calibration_error(confidence, correct, bins=ECE_BINS),
+        coverage=float(routed_count / n),
+        routed_precision=routed_precision,
+        target_precision=float(target_precision),
+        coverage_at_target=_coverage_at_target(confidence, correct, float(target_precision)),
+        latency_p50_ms=p50,
+        latency_p95_ms=p95,
+        confusion=tuple(tuple(int(x) for x in row) for row in confusion),
+        labels=tuple(label_list),
+    )
+
+
+@dataclass(frozen=True)
+class GateConfig:
+    """Limits a candidate model must meet before it may replace the champion."""
+
+    min_macro_f1: float = 0.85
+    max_ece: float = 0.08
+    min_coverage: float = 0.5
+    min_routed_precision: float = 0.95
+    # The candidate may be at most this much worse (absolute) than the champion on
+    # macro_f1, routed_precision and coverage.
+    max_regression: float = 0.01
+
+
+@dataclass(frozen=True)
+class GateResult:
+    """Whether the candidate passed, and a human-readable line per failed gate."""
+
+    passed: bool
+    failures: tuple[str, ...]
+
+
+_REGRESSION_METRICS = ("macro_f1", "routed_precision", "coverage")
+
+
+def check_gates(
+    candidate: EvalReport, *, champion: EvalReport | None, config: GateConfig
+) -> GateResult:
+    """Check absolute limits, then (given a champion) regressions; values shown to 3 decimals.
+
+    Comparisons allow 1e-9 of float noise, so a metric exactly at its limit passes. The
+    champion's report should come from the same test set for the regression checks to mean
+    anything.
+    """
+    failures: list[str] = []
+    limits = (
+        ("macro_f1", candidate.macro_f1, config.min_macro_f1, "minimum"),
+        ("ece", candidate.ece, config.max_ece, "maximum"),
+        ("coverage", candidate.coverage, config.min_coverage, "minimum"),
+        ("routed_precision", candidate.routed_precision, config.min_routed_precision, "minimum"),
+    )
+    for name, value, limit, kind in limits:
+        if kind == "minimum" and not value >= limit - _EPSILON:
+            failures.append(f"{name} {value:.3f} < {limit:.3f} (minimum)")
+        if kind == "maximum" and not value <= limit + _EPSILON:
+            failures.append(f"{name} {value:.3f} > {limit:.3f} (maximum)")
+    if champion is not None:
+        for name in _REGRESSION_METRICS:
+            new = float(getattr(candidate, name))
+            old = float(getattr(champion, name))
+            drop = old - new
+            if drop > config.max_regression + _EPSILON:
+                failures.append(
+                    f"{name} {new:.3f} regressed by {drop:.3f} against champion {old:.3f} "
+                    f"(tolerance {config.max_regression:.3f})"
+                )
+    return GateResult(passed=not failures, failures=tuple(failures))
+
+
+def _format_value(value: float | None, digits: int) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, int):
+        return str(value)
+    return f"{value:.{digits}f}"
+
+
+def _format_delta(new: float | None, old: float | None, digits: int) -> str:
+    if new is None or old is None:
+        return "-"
+    if isinstance(new, int) and isinstance(old, int):
+        return f"{new - old:+d}"
+    return f"{new - old:+.{digits}f}"
+
+
+def _grid(rows: Sequence[Sequence[str]]) -> list[str]:
+    """Lay rows out in columns: the first left-aligned, the rest right-aligned."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = []
+    for r, row in enumerate(rows):
+        cells = [
+            cell.ljust(widths[i]) if i == 0 else cell.rjust(widths[i]) for i, cell in enumerate(row)
+        ]
+        lines.append("  ".join(cells).rstrip())
+        if r == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    return lines
+
+
+def render_table(report: EvalReport, *, champion: EvalReport | None = None) -> str:
+    """Return a plain-text table: overall metrics (champion and delta if given), then per class."""
+    overall: list[list[str]] = [
+        ["metric", "candidate"]
+        if champion is None
+        else ["metric", "candidate", "champion", "delta"]
+    ]
+    for name in (
+        "n",
+        "accuracy",
+        "macro_f1",
+        "ece",
+        "coverage",
+        "routed_precision",
+        "coverage_at_target",
+        "latency_p50_ms",
+        "latency_p95_ms",
+    ):
+        digits = 1 if name.endswith("_ms") else 3
+        shown = name
+        if name == "coverage_at_target":
+            shown = f"{name} ({report.target_precision:.2f})"
+        new = getattr(report, name)
+        row = [shown, _format_value(new, digits)]
+        if champion is not None:
+            old = getattr(champion, name)
+            row += [_format_value(old, digits), _format_delta(new, old, digits)]
+        overall.append(row)
+
+    per_class = [["label", "precision", "recall", "f1", "support"]]
+    per_class += [
+        [c.label, f"{c.precision:.3f}", f"{c.recall:.3f}", f"{c.f1:.3f}", str(c.support)]
+        for c in report.per_class
+    ]
+    return "\n".join([*_grid(overall), "", *_grid(per_class)]) + "\n"

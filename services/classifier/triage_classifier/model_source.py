@@ -1,0 +1,169 @@
+"""Where the classifier's model comes from, and how it changes without a restart.
+
+Two sources:
+- a path (``TRIAGE_CLASSIFIER_MODEL_PATH``), often a symlink such as ``models/champion``
+  that ``triage model train --link champion`` moves: the link is re-read every refresh;
+- a registry alias (``TRIAGE_CLASSIFIER_MODEL_ALIAS=champion``): the alias is resolved in
+  PostgreSQL every refresh and a new version is fetched from the artifact store.
+
+Either way a change is picked up within ``model_refresh_seconds`` plus the load time, and
+the swap is atomic: a micro-batch is scored by one model from start to end. When no trained
+model can be loaded, the rules model serves (degraded mode) until one can.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from triage_classifier.metrics import MODEL_INFO, MODEL_LOAD_SECONDS, MODEL_LOADS
+from triage_classifier.settings import Settings
+from triage_contracts import ModelRole
+from triage_ml import model as model_lib
+from triage_ml.rules import RulesError, load_rules
+from triage_runtime.db.engine import make_async_engine
+from triage_runtime.registry import ModelRegistry, artifact_store_from_url
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Serving:
+    """The model in service and the role it serves in."""
+
+    model: model_lib.LoadedModel
+    role: ModelRole
+
+    @property
+    def degraded(self) -> bool:
+        """True when only the rules fallback is serving."""
+        return self.role is ModelRole.RULES
+
+
+class ModelSource:
+    """Loads the configured model, keeps it current, and falls back to rules."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._serving: Serving | None = None
+        self._loaded_from: str | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._registry: ModelRegistry | None = None
+        self._engine: AsyncEngine | None = None
+
+    @property
+    def serving(self) -> Serving | None:
+        """The current model, or None before the first load."""
+        return self._serving
+
+    async def start(self) -> None:
+        """Load once (falling back to rules if allowed), then keep refreshing."""
+        loaded = await self.refresh()
+        if not loaded:
+            if not self._settings.fallback_to_rules:
+                raise model_lib.ModelLoadError(
+                    "no model could be loaded and TRIAGE_CLASSIFIER_FALLBACK_TO_RULES is off"
+                )
+            await asyncio.to_thread(self._use_rules)
+        self._task = asyncio.create_task(self._loop(), name="model-refresh")
+
+    async def stop(self) -> None:
+        """Stop refreshing and release the registry connection."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if self._engine is not None:
+            await self._engine.dispose()
+
+    async def _loop(self) -> None:
+        while True:
+            await asyncio.sleep(self._settings.model_refresh_seconds)
+            try:
+                await self.refresh()
+            except Exception:
+                log.exception("model refresh failed; keeping the current model")
+
+    async def _locate(self) -> tuple[str, Path] | None:
+        """Return (identity, local artifact directory) of the model that should serve."""
+        settings = self._settings
+        if settings.model_alias:
+            registry = self._registry_client()
+            version = await registry.resolve(settings.model_alias)
+            if version is None:
+                return None
+            if version == self._loaded_from:
+                return version, Path()
+            path = await registry.fetch(version, cache_dir=settings.model_cache_dir)
+            return version, path
+        path = settings.model_path
+        if not path.exists():
+            return None
+        resolved = path.resolve()
+        return str(resolved), resolved
+
+    def _registry_client(self) -> ModelRegistry:
+        if self._registry is None:
+            settings = self._settings
+            self._engine = make_async_engine(settings.database_url, pool_size=1)
+            store = artifact_store_from_url(
+                settings.model_store_url,
+                endpoint_url=settings.s3_endpoint_url,
+                region=settings.s3_region,
+                access_key_id=settings.s3_access_key_id,
+                secret_access_key=settings.s3_secret_access_key,
+            )
+            self._registry = ModelRegistry(self._engine, store)
+        return self._registry
+
+    async def refresh(self) -> bool:
+        """Load the configured model if it changed; return whether a trained model serves."""
+        try:
+            located = await self._locate()
+        except Exception:
+            log.exception("could not locate the configured model")
+            located = None
+        if located is None:
+            # Nothing to load: a trained model already in service keeps serving.
+            return self._serving is not None and not self._serving.degraded
+        identity, path = located
+        if identity == self._loaded_from and self._serving and not self._serving.degraded:
+            return True
+        started = time.perf_counter()
+        try:
+            model = await asyncio.to_thread(model_lib.load, path)
+        except Exception:
+            MODEL_LOADS.labels("failed").inc()
+            log.exception("model load failed", extra={"model_identity": identity})
+            return self._serving is not None and not self._serving.degraded
+        self._swap(Serving(model, ModelRole.CHAMPION), identity)
+        MODEL_LOAD_SECONDS.set(time.perf_counter() - started)
+        MODEL_LOADS.labels("loaded").inc()
+        return True
+
+    def _use_rules(self) -> None:
+        try:
+            rules = load_rules(self._settings.rules_path)
+        except RulesError:
+            log.exception("the rules fallback could not be loaded either")
+            raise
+        self._swap(Serving(model_lib.LoadedModel.from_rules(rules), ModelRole.RULES), None)
+        log.warning("serving with the rules fallback (degraded mode)")
+
+    def _swap(self, serving: Serving, identity: str | None) -> None:
+        previous = self._serving
+        if previous is not None:
+            MODEL_INFO.labels(previous.model.version, previous.role.value).set(0)
+        self._serving = serving
+        self._loaded_from = identity
+        MODEL_INFO.labels(serving.model.version, serving.role.value).set(1)
+        log.info(
+            "model in service",
+            extra={"model_version": serving.model.version, "model_role": serving.role.value},
+        )
