@@ -62,8 +62,8 @@ def _flate_stream(compressed: bytes) -> bytes:
 def slow_pdf(operators: int = 500_000) -> bytes:
     """A 24 KB PDF whose page runs half a million no-op graphics operators.
 
-    In process, pdfminer needs about 22 s for it at a steady ~60 MB peak RSS: slow but lean,
-    so it tests the time limit and nothing else.
+    In process, pdfminer needs 20-25 s for it (on one core of a 2024 laptop-class CPU) with a
+    peak RSS under 80 MB: slow but lean, so it tests the time limit and nothing else.
     """
     compressor = zlib.compressobj(9)
     chunk = b"q 1 0 0 1 0 0 cm Q\n" * 1000
@@ -74,6 +74,9 @@ def slow_pdf(operators: int = 500_000) -> bytes:
 @cache
 def flate_bomb(mib: int = 512) -> bytes:
     """A 0.5 MB PDF whose content stream inflates to ``mib`` MiB of zeros.
+
+    In process (no cap) the 512 MiB one peaks at about 1.1 GB RSS and pdfminer is still
+    scanning the zeros after 90 s; under a 256 MiB cap inflating fails within ~0.3 s.
 
     The stream repeats one deflate segment that ends in a full flush (so each copy stands
     alone); the Adler-32 of n zeros is simply (n mod 65521) << 16 | 1. That builds it in
@@ -252,6 +255,25 @@ async def test_worker_killed_from_outside_loses_only_its_document() -> None:
     assert after.status is ExtractionStatus.OK
     assert replacement != victim
     assert stats["worker_deaths"] == 1 and stats["worker_restarts"] == 1
+
+
+async def test_cancelled_caller_frees_its_worker_at_once() -> None:
+    async with ExtractionPool(workers=1, limits=ExtractionLimits(timeout_seconds=20.0)) as pool:
+        [worker] = pool.worker_pids()
+        working = asyncio.create_task(pool.extract(slow_pdf(), PDF))
+        await asyncio.sleep(0.3)
+        working.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await working
+        started = time.monotonic()
+        after = await pool.extract(normal_pdf(), PDF)  # needs the one worker slot back
+        waited = time.monotonic() - started
+        stats = pool.stats
+
+    assert after.status is ExtractionStatus.OK
+    assert waited < 3.0  # not the 20 s the abandoned document could have had
+    assert not _alive(worker)
+    assert stats["abandoned"] == 1 and stats["timeouts"] == 0 and stats["worker_restarts"] == 1
 
 
 def fuzzed_pdfs(seed: int = 20240607) -> list[bytes]:

@@ -40,6 +40,13 @@ def test_hostile_html_never_raises(markup: str) -> None:
     assert "x()" not in result.text
 
 
+def test_hostile_html_fallback_drops_many_and_unclosed_elements() -> None:
+    markup = "<![x" + "<style>a</style>kept " * 20_000 + "<script>never closed " + "x" * 100_000
+    result = extract_text(markup.encode(), "text/html")
+    assert result.text.count("kept") == 20_000
+    assert "never closed" not in result.text
+
+
 def test_pdf_text_is_extracted() -> None:
     pdf = make_pdf("Invoice 4711 is overdue. Please pay the outstanding balance.")
     result = extract_text(pdf, "application/pdf")

@@ -271,7 +271,7 @@ def model_promote(
     ] = False,
     reason: Annotated[str | None, typer.Option(help="Why; required with --force.")] = None,
     min_macro_f1: Annotated[float, typer.Option(help="Gate: lowest macro-F1.")] = 0.85,
-    max_ece: Annotated[float, typer.Option(help="Gate: highest calibration error.")] = 0.08,
+    max_ece: Annotated[float, typer.Option(help="Gate: highest calibration error.")] = 0.15,
     min_coverage: Annotated[float, typer.Option(help="Gate: lowest auto-routed share.")] = 0.5,
     min_routed_precision: Annotated[
         float, typer.Option(help="Gate: lowest precision of auto-routed documents.")

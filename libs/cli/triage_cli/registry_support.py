@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -9,7 +10,10 @@ import typer
 
 from triage_cli.console import console
 
-CACHE_DIR = Path(".stack/model-cache")
+
+def cache_dir() -> Path:
+    """Where fetched artifacts are kept locally (TRIAGE_MODEL_CACHE_DIR)."""
+    return Path(os.environ.get("TRIAGE_MODEL_CACHE_DIR", ".stack/model-cache"))
 
 
 def locate(reference: str) -> Path:
@@ -27,7 +31,7 @@ def locate(reference: str) -> Path:
                 console.print(f"[red]the alias {reference!r} points at no model[/red]")
                 raise typer.Exit(1)
             version = resolved
-        path: Path = await registry.fetch(version, cache_dir=CACHE_DIR)
+        path: Path = await registry.fetch(version, cache_dir=cache_dir())
         return path
 
     result: Path = run_with_registry(find)

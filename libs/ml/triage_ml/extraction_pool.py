@@ -19,6 +19,8 @@ own, driven by exactly one thread of a thread pool of the same size:
 * a worker that dies while working (OOM killer, segfault, an operator's ``kill``) shows as
   end-of-file on its pipe: that document is ``CORRUPT``; a worker found dead before it took
   a document is replaced and the document is sent once more, as it was not at fault;
+* a cancelled caller's document is abandoned: its worker is killed within 0.1 s rather than
+  left to run to the timeout;
 * dead, killed or retired workers are replaced lazily, when their slot is next used; the
   start-up handshake keeps start-up time out of the next document's time budget.
 
@@ -31,9 +33,10 @@ working on the document. ``extract_text`` reports a ``MemoryError`` raised insid
 idle to its cap turns a ``CORRUPT`` into ``TOO_LARGE`` (and retires); a ``MemoryError`` that
 escapes ``extract_text`` is ``TOO_LARGE`` directly.
 
-Counters (``stats``): ``completed`` documents answered on either path, split into
+Counters (``stats``): ``completed`` documents finished on either path, split into
 ``in_process`` and ``worker_tasks``; ``timeouts``; ``memory_errors``; ``worker_deaths``;
-``workers_started`` and, of those, ``worker_restarts`` (replacements).
+``abandoned`` (caller cancelled, worker killed); ``workers_started`` and, of those,
+``worker_restarts`` (replacements).
 
 Workers are started with the ``forkserver`` method (``spawn`` where there is none), never
 ``fork``: forking a process that runs threads and an event loop can copy held locks. As with
@@ -52,6 +55,7 @@ import resource
 import signal
 import sys
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
@@ -82,14 +86,17 @@ _READY: Final = "ready"
 _STARTUP_TIMEOUT: Final = 60.0
 # How long a retiring (or killed) worker may take to exit before it is killed (again).
 _EXIT_GRACE: Final = 5.0
+# How often a thread waiting for a worker checks whether its caller was cancelled.
+_POLL_SLICE: Final = 0.1
 # Cheap documents up to this size run on the event loop; larger ones in a thread, so that
 # normalising a 25 MB text file does not freeze the loop.
 _INLINE_BYTES: Final = 64 * 1024
-# Imported once by the fork server, so that a replacement worker starts in milliseconds;
-# "__main__" is multiprocessing's own default, kept so workers need not import it each time.
-_PRELOAD: Final = ["__main__", "triage_ml.extraction_pool", "pdfminer.high_level"]
+# Imported once by the fork server, so that a worker does not import them again: it then
+# starts in ~20 ms, plus whatever importing the main module costs (every forkserver child
+# imports it unless it was run with -m; pytest's costs ~0.25 s).
+_PRELOAD: Final = ["triage_ml.extraction_pool", "pdfminer.high_level"]
 
-# The worker's reply: status value, text, page count, and whether it came near its memory cap.
+# The worker's reply: status value, text, page count, and whether it now retires (memory).
 _Reply = tuple[str, str, int | None, bool]
 
 
@@ -253,6 +260,7 @@ class ExtractionPool:
                 "timeouts",
                 "memory_errors",
                 "worker_deaths",
+                "abandoned",
                 "workers_started",
                 "worker_restarts",
             ),
@@ -294,9 +302,16 @@ class ExtractionPool:
             self._count("in_process", "completed")
             return result
         loop = asyncio.get_running_loop()
-        # If the caller is cancelled the thread still finishes (within the timeout) and
-        # hands its worker back, so the pool's bookkeeping never depends on the caller.
-        return await loop.run_in_executor(self._threads, self._extract_blocking, data, media_type)
+        abandoned = threading.Event()
+        try:
+            return await loop.run_in_executor(
+                self._threads, self._extract_blocking, data, media_type, abandoned
+            )
+        except asyncio.CancelledError:
+            # Nobody wants the answer any more: free the worker now, not at the timeout.
+            # The thread itself kills the worker and hands the slot back.
+            abandoned.set()
+            raise
 
     async def extract_many(self, items: Sequence[tuple[bytes, str]]) -> list[ExtractedText]:
         """Extract many documents concurrently; results are in the order of ``items``."""
@@ -380,17 +395,21 @@ class ExtractionPool:
         finally:
             self._release(slot)
 
-    def _extract_blocking(self, data: bytes, media_type: str) -> ExtractedText:
+    def _extract_blocking(
+        self, data: bytes, media_type: str, abandoned: threading.Event
+    ) -> ExtractedText:
         """Run one document on a worker, enforcing the time limit."""
         slot = self._acquire()
         try:
-            result = self._run(slot, data, media_type)
+            result = self._run(slot, data, media_type, abandoned)
         finally:
             self._release(slot)
         self._count("worker_tasks", "completed")
         return result
 
-    def _run(self, slot: _Slot, data: bytes, media_type: str) -> ExtractedText:
+    def _run(
+        self, slot: _Slot, data: bytes, media_type: str, abandoned: threading.Event
+    ) -> ExtractedText:
         """Hand the document to the slot's worker, replacing it once if it was found dead."""
         job = (data, media_type, self._limits.max_bytes)
         for _attempt in range(2):
@@ -400,21 +419,27 @@ class ExtractionPool:
             except OSError:  # it died while idle; the document never reached it
                 self._discard(slot, kill=True)
                 continue
-            return self._collect(slot, conn)
+            return self._collect(slot, conn, abandoned)
         raise RuntimeError("extraction workers die before they can take a document")
 
-    def _collect(self, slot: _Slot, conn: Connection) -> ExtractedText:
+    def _collect(self, slot: _Slot, conn: Connection, abandoned: threading.Event) -> ExtractedText:
         """Wait for the worker's answer; kill it if it is late, replace it if it died."""
-        if not conn.poll(self._limits.timeout_seconds):
-            pid = slot.process.pid if slot.process is not None else None
-            logger.warning(
-                "extraction worker %s timed out after %.1f s; killing it",
-                pid,
-                self._limits.timeout_seconds,
-            )
-            self._discard(slot, kill=True)
-            self._count("timeouts")
-            return ExtractedText(ExtractionStatus.TIMEOUT)
+        deadline = time.monotonic() + self._limits.timeout_seconds
+        while not conn.poll(min(max(deadline - time.monotonic(), 0.0), _POLL_SLICE)):
+            if abandoned.is_set():
+                self._discard(slot, kill=True)
+                self._count("abandoned")
+                return ExtractedText(ExtractionStatus.TIMEOUT)  # for no one: the caller is gone
+            if time.monotonic() >= deadline:
+                pid = slot.process.pid if slot.process is not None else None
+                logger.warning(
+                    "extraction worker %s timed out after %.1f s; killing it",
+                    pid,
+                    self._limits.timeout_seconds,
+                )
+                self._discard(slot, kill=True)
+                self._count("timeouts")
+                return ExtractedText(ExtractionStatus.TIMEOUT)
         try:
             status, text, pages, retiring = conn.recv()
         except (EOFError, OSError):
@@ -456,7 +481,8 @@ class ExtractionPool:
             self._live[slot.index] = process
             slot.process, slot.conn = process, parent_end
             self._stats["workers_started"] += 1
-            self._stats["worker_restarts"] += slot.starts > 0
+            if slot.starts:
+                self._stats["worker_restarts"] += 1
             slot.starts += 1
             closed = self._closed
         try:

@@ -82,8 +82,33 @@ class _TextOfHtml(HTMLParser):
             self.parts.append(data)
 
 
-_DROPPED_ELEMENTS = re.compile(r"(?is)<(script|style|head|template)\b.*?</\1\s*>")
-_TAG = re.compile(r"(?s)<[^>]*>")
+_TAG = re.compile(r"<[^>]*>")
+_DROPPED = ("script", "style", "head", "template")
+
+
+def _without_dropped_elements(html: str) -> str:
+    """Cut script/style/head/template elements in one linear pass (no regex backtracking)."""
+    lower = html.lower()
+    kept: list[str] = []
+    position = 0
+    # The next opener of each tag, found once and searched again only when passed, so
+    # hostile input with thousands of elements stays linear.
+    upcoming = {tag: lower.find(f"<{tag}") for tag in _DROPPED}
+    while True:
+        for tag, at in upcoming.items():
+            if 0 <= at < position:
+                upcoming[tag] = lower.find(f"<{tag}", position)
+        found = [(at, tag) for tag, at in upcoming.items() if at >= 0]
+        if not found:
+            kept.append(html[position:])
+            return "".join(kept)
+        at, tag = min(found)
+        kept.append(html[position:at])
+        end = lower.find(f"</{tag}", at)
+        if end < 0:
+            return "".join(kept)  # unclosed: the rest is inside the element
+        close = lower.find(">", end)
+        position = len(html) if close < 0 else close + 1
 
 
 def html_to_text(html: str, *, strict: bool = False) -> str:
@@ -100,7 +125,7 @@ def html_to_text(html: str, *, strict: bool = False) -> str:
     except (AssertionError, ValueError, IndexError):
         if strict:
             raise
-        return unescape(_TAG.sub(" ", _DROPPED_ELEMENTS.sub(" ", html)))
+        return unescape(_TAG.sub(" ", _without_dropped_elements(html)))
     return "".join(parser.parts)
 
 
@@ -118,6 +143,8 @@ def _pdf_text(data: bytes) -> ExtractedText:
         return ExtractedText(ExtractionStatus.ENCRYPTED)
     except (PDFSyntaxError, PSException, ValueError, KeyError, TypeError, AssertionError):
         return ExtractedText(ExtractionStatus.CORRUPT)
+    except MemoryError:
+        raise  # the extraction pool turns this into TOO_LARGE; it is not a corrupt file
     except Exception:  # noqa: BLE001 - pdfminer raises many types on hostile input
         return ExtractedText(ExtractionStatus.CORRUPT)
     return ExtractedText(ExtractionStatus.OK, text, pages)
