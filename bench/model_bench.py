@@ -4,7 +4,7 @@ Trains (or reuses) a model on data/sample/train, scores the golden set's documen
 paths on this machine, and prints one table with docs/s and p50/p95 latency, as ratios to
 the model alone.
 
-    uv run python bench/model_bench.py [--kind tfidf-lr|embed-lr] [--repeat 3]
+    uv run python -m bench.model_bench [--kind tfidf-lr|embed-lr] [--repeat 3]
 """
 
 from __future__ import annotations
@@ -12,10 +12,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import re
 import secrets
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -25,26 +23,10 @@ from pathlib import Path
 import httpx
 from sqlalchemy import create_engine, text
 
-ROOT = Path(__file__).resolve().parents[1]
+from bench._common import ROOT, free_port, scratch_database, stack_env
+
 SAMPLE = ROOT / "data" / "sample"
 SERVICES = ("ingest", "classifier", "router")
-
-
-def stack_env() -> dict[str, str]:
-    """Addresses of the real services: from the environment, else the local stack's."""
-    if os.environ.get("TRIAGE_KAFKA_BOOTSTRAP") and os.environ.get("TRIAGE_DATABASE_URL"):
-        return {k: os.environ[k] for k in ("TRIAGE_KAFKA_BOOTSTRAP", "TRIAGE_DATABASE_URL")}
-    script = ROOT / "deploy" / "local" / "stack.sh"
-    subprocess.run([str(script), "start"], check=True, capture_output=True)
-    printed = subprocess.run([str(script), "env"], check=True, capture_output=True, text=True)
-    return dict(re.findall(r"^export (\w+)=(\S*)$", printed.stdout, re.MULTILINE))
-
-
-def free_port() -> int:
-    """A TCP port nobody listens on now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def pct(values: list[float], q: float) -> float:
@@ -165,90 +147,96 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3, help="passes over the golden set")
     args = parser.parse_args()
 
-    env = {**os.environ, **stack_env()}
-    work = Path(tempfile.mkdtemp(prefix="triage-model-bench-"))
-    triage = shutil.which("triage", path=str(Path(sys.executable).parent)) or "triage"
-    trained = subprocess.run(
-        [
-            triage,
-            "model",
-            "train",
-            "--data",
-            str(SAMPLE / "train"),
-            "--kind",
-            args.kind,
-            "--out",
-            str(ROOT / ".stack" / "models"),
-        ],
-        env=env,
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    artifact = Path(trained.stdout.strip().splitlines()[-1])
-    docs = golden_documents()
-    alone = model_alone(artifact, docs, args.repeat)
-
-    ports = {name: free_port() for name in SERVICES}
-    env |= {
-        "TRIAGE_TOPIC_PREFIX": f"bench-{secrets.token_hex(3)}.",
-        "TRIAGE_BLOB_DIR": str(work / "blobs"),
-        "TRIAGE_CLASSIFIER_MODEL_PATH": str(artifact),
-        "TRIAGE_LOG_LEVEL": "WARNING",
-        **{f"TRIAGE_{n.upper()}_PORT": str(p) for n, p in ports.items()},
-    }
-    subprocess.run([triage, "db", "upgrade"], env=env, check=True, capture_output=True)
-    key = subprocess.run(
-        [triage, "apikey", "create", f"bench-{secrets.token_hex(3)}"],
-        env=env,
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout.strip()
-    processes = [
-        subprocess.Popen(
-            [triage, "serve", n], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    stack = stack_env()
+    # A database of its own, so a benchmark never leaves rows in anyone's review queue.
+    with scratch_database(stack["TRIAGE_DATABASE_URL"]) as database_url:
+        env = {**os.environ, **stack, "TRIAGE_DATABASE_URL": database_url}
+        work = Path(tempfile.mkdtemp(prefix="triage-model-bench-"))
+        triage = shutil.which("triage", path=str(Path(sys.executable).parent)) or "triage"
+        trained = subprocess.run(
+            [
+                triage,
+                "model",
+                "train",
+                "--data",
+                str(SAMPLE / "train"),
+                "--kind",
+                args.kind,
+                "--out",
+                str(ROOT / ".stack" / "models"),
+            ],
+            env=env,
+            check=True,
+            capture_output=True,
+            text=True,
         )
-        for n in SERVICES
-    ]
-    try:
-        for port in ports.values():
-            for _ in range(240):
-                try:
-                    if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                time.sleep(0.5)
-        http = http_path(f"http://127.0.0.1:{ports['classifier']}", docs, args.repeat)
-        stream = kafka_path(
-            f"http://127.0.0.1:{ports['ingest']}", key, env["TRIAGE_DATABASE_URL"], docs
-        )
-    finally:
-        for process in processes:
-            process.terminate()
-        for process in processes:
-            process.wait(timeout=30)
-        shutil.rmtree(work, ignore_errors=True)
+        artifact = Path(trained.stdout.strip().splitlines()[-1])
+        docs = golden_documents()
+        alone = model_alone(artifact, docs, args.repeat)
 
-    print(f"model {artifact.name}, {len(docs)} golden documents, {os.cpu_count()} CPUs")
-    print(
-        f"(a) model alone: {alone['single_docs_per_s']:.0f} docs/s one at a time, "
-        f"{alone['batched_docs_per_s']:.0f} docs/s in batches of 32"
-    )
-    header = f"{'path':<34} {'docs/s':>8} {'ratio':>6} {'p50 ms':>8} {'p95 ms':>8}"
-    print(header)
-    print("-" * len(header))
-    for name, row in (
-        ("(a) model alone, in process", alone),
-        ("(b) Kafka path, upload to routed", stream),
-        ("(c) POST /v1/classify, sequential", http),
-    ):
-        ratio = row["docs_per_s"] / alone["docs_per_s"]
+        ports = {name: free_port() for name in SERVICES}
+        env |= {
+            "TRIAGE_TOPIC_PREFIX": f"bench-{secrets.token_hex(3)}.",
+            "TRIAGE_BLOB_DIR": str(work / "blobs"),
+            "TRIAGE_CLASSIFIER_MODEL_PATH": str(artifact),
+            "TRIAGE_LOG_LEVEL": "WARNING",
+            **{f"TRIAGE_{n.upper()}_PORT": str(p) for n, p in ports.items()},
+        }
+        subprocess.run([triage, "db", "upgrade"], env=env, check=True, capture_output=True)
+        key = subprocess.run(
+            [triage, "apikey", "create", f"bench-{secrets.token_hex(3)}"],
+            env=env,
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+        processes = [
+            subprocess.Popen(
+                [triage, "serve", n], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+            )
+            for n in SERVICES
+        ]
+        try:
+            for port in ports.values():
+                for _ in range(240):
+                    try:
+                        if (
+                            httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code
+                            == 200
+                        ):
+                            break
+                    except httpx.HTTPError:
+                        pass
+                    time.sleep(0.5)
+            http = http_path(f"http://127.0.0.1:{ports['classifier']}", docs, args.repeat)
+            stream = kafka_path(
+                f"http://127.0.0.1:{ports['ingest']}", key, env["TRIAGE_DATABASE_URL"], docs
+            )
+        finally:
+            for process in processes:
+                process.terminate()
+            for process in processes:
+                process.wait(timeout=30)
+            shutil.rmtree(work, ignore_errors=True)
+
+        print(f"model {artifact.name}, {len(docs)} golden documents, {os.cpu_count()} CPUs")
         print(
-            f"{name:<34} {row['docs_per_s']:>8.1f} {ratio:>6.2f} "
-            f"{row['p50_ms']:>8.1f} {row['p95_ms']:>8.1f}"
+            f"(a) model alone: {alone['single_docs_per_s']:.0f} docs/s one at a time, "
+            f"{alone['batched_docs_per_s']:.0f} docs/s in batches of 32"
         )
+        header = f"{'path':<34} {'docs/s':>8} {'ratio':>6} {'p50 ms':>8} {'p95 ms':>8}"
+        print(header)
+        print("-" * len(header))
+        for name, row in (
+            ("(a) model alone, in process", alone),
+            ("(b) Kafka path, upload to routed", stream),
+            ("(c) POST /v1/classify, sequential", http),
+        ):
+            ratio = row["docs_per_s"] / alone["docs_per_s"]
+            print(
+                f"{name:<34} {row['docs_per_s']:>8.1f} {ratio:>6.2f} "
+                f"{row['p50_ms']:>8.1f} {row['p95_ms']:>8.1f}"
+            )
 
 
 if __name__ == "__main__":

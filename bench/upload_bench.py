@@ -3,7 +3,7 @@
 Starts the local stack (or uses TRIAGE_KAFKA_BOOTSTRAP / TRIAGE_DATABASE_URL), runs
 `triage serve ingest` as a separate process on a free port, and prints one table.
 
-    uv run python bench/upload_bench.py [--requests 400] [--concurrency 8]
+    uv run python -m bench.upload_bench [--requests 400] [--concurrency 8]
 """
 
 from __future__ import annotations
@@ -11,10 +11,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import re
 import secrets
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -25,25 +23,9 @@ from pathlib import Path
 
 import httpx
 
-ROOT = Path(__file__).resolve().parents[1]
+from bench._common import free_port, scratch_database, stack_env
+
 LIMIT_BYTES = 25 * 1024 * 1024
-
-
-def stack_env() -> dict[str, str]:
-    """Addresses of Kafka and PostgreSQL: from the environment, else the local stack's."""
-    if os.environ.get("TRIAGE_KAFKA_BOOTSTRAP") and os.environ.get("TRIAGE_DATABASE_URL"):
-        return {k: os.environ[k] for k in ("TRIAGE_KAFKA_BOOTSTRAP", "TRIAGE_DATABASE_URL")}
-    script = ROOT / "deploy" / "local" / "stack.sh"
-    subprocess.run([str(script), "start"], check=True, capture_output=True)
-    printed = subprocess.run([str(script), "env"], check=True, capture_output=True, text=True)
-    return dict(re.findall(r"^export (\w+)=(\S*)$", printed.stdout, re.MULTILINE))
-
-
-def free_port() -> int:
-    """A TCP port nobody listens on now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def rss_bytes(pid: int) -> int:
@@ -90,95 +72,98 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=8, help="uploads in flight at once")
     args = parser.parse_args()
 
-    env = {**os.environ, **stack_env()}
-    work = Path(tempfile.mkdtemp(prefix="triage-bench-"))
-    port = free_port()
-    prefix = f"bench-{secrets.token_hex(3)}."
-    env |= {
-        "TRIAGE_INGEST_PORT": str(port),
-        "TRIAGE_BLOB_DIR": str(work / "blobs"),
-        "TRIAGE_TOPIC_PREFIX": prefix,
-        "TRIAGE_LOG_LEVEL": "WARNING",
-        "TRIAGE_INGEST_MAX_UPLOAD_BYTES": str(LIMIT_BYTES),
-    }
-    triage = shutil.which("triage", path=str(Path(sys.executable).parent)) or "triage"
-    subprocess.run([triage, "db", "upgrade"], env=env, check=True, capture_output=True)
-    key = subprocess.run(
-        [triage, "apikey", "create", f"bench-{secrets.token_hex(3)}"],
-        env=env,
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout.strip()
-    server = subprocess.Popen([triage, "serve", "ingest"], env=env, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(120):
-            try:
-                if httpx.get(url + "/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.5)
-        asyncio.run(throughput(url, key, requests=20, concurrency=2))  # warm up
-        rate, latencies = asyncio.run(
-            throughput(url, key, requests=args.requests, concurrency=args.concurrency)
-        )
-        latencies.sort()
-
-        idle_rss = rss_bytes(server.pid)
-        peak = [idle_rss]
-        sampling = threading.Event()
-
-        def sample() -> None:
-            while not sampling.is_set():
-                peak[0] = max(peak[0], rss_bytes(server.pid))
-                time.sleep(0.01)
-
-        big = work / "at-limit.txt"
-        big.write_bytes((b"x" * 1023 + b"\n") * (LIMIT_BYTES // 1024))
-        sampler = threading.Thread(target=sample)
-        sampler.start()
-        started = time.perf_counter()
-        with big.open("rb") as handle:
-            response = httpx.post(
-                url + "/v1/documents",
-                headers={"X-API-Key": key},
-                files={"files": ("at-limit.txt", handle, "text/plain")},
-                timeout=120,
+    stack = stack_env()
+    # A database of its own, so a benchmark never leaves rows in anyone's review queue.
+    with scratch_database(stack["TRIAGE_DATABASE_URL"]) as database_url:
+        env = {**os.environ, **stack, "TRIAGE_DATABASE_URL": database_url}
+        work = Path(tempfile.mkdtemp(prefix="triage-bench-"))
+        port = free_port()
+        prefix = f"bench-{secrets.token_hex(3)}."
+        env |= {
+            "TRIAGE_INGEST_PORT": str(port),
+            "TRIAGE_BLOB_DIR": str(work / "blobs"),
+            "TRIAGE_TOPIC_PREFIX": prefix,
+            "TRIAGE_LOG_LEVEL": "WARNING",
+            "TRIAGE_INGEST_MAX_UPLOAD_BYTES": str(LIMIT_BYTES),
+        }
+        triage = shutil.which("triage", path=str(Path(sys.executable).parent)) or "triage"
+        subprocess.run([triage, "db", "upgrade"], env=env, check=True, capture_output=True)
+        key = subprocess.run(
+            [triage, "apikey", "create", f"bench-{secrets.token_hex(3)}"],
+            env=env,
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+        server = subprocess.Popen([triage, "serve", "ingest"], env=env, stderr=subprocess.DEVNULL)
+        url = f"http://127.0.0.1:{port}"
+        try:
+            for _ in range(120):
+                try:
+                    if httpx.get(url + "/readyz", timeout=1).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                time.sleep(0.5)
+            asyncio.run(throughput(url, key, requests=20, concurrency=2))  # warm up
+            rate, latencies = asyncio.run(
+                throughput(url, key, requests=args.requests, concurrency=args.concurrency)
             )
-        upload_seconds = time.perf_counter() - started
-        sampling.set()
-        sampler.join()
-        response.raise_for_status()
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
-        shutil.rmtree(work, ignore_errors=True)
+            latencies.sort()
 
-    mib = 1024 * 1024
-    rows = [
-        ("small uploads (1 KiB text, one file per request)", ""),
-        ("  requests", f"{args.requests} at concurrency {args.concurrency}"),
-        ("  throughput", f"{rate:.1f} requests/s"),
-        (
-            "  latency p50 / p95",
-            f"{statistics.median(latencies) * 1000:.0f} ms / "
-            f"{latencies[int(0.95 * (len(latencies) - 1))] * 1000:.0f} ms",
-        ),
-        ("file at the size limit", ""),
-        ("  size", f"{LIMIT_BYTES / mib:.0f} MiB in {upload_seconds:.2f} s"),
-        ("  ingest RSS before", f"{idle_rss / mib:.0f} MiB"),
-        (
-            "  ingest RSS peak during",
-            f"{peak[0] / mib:.0f} MiB (+{(peak[0] - idle_rss) / mib:.0f} MiB)",
-        ),
-    ]
-    width = max(len(r[0]) for r in rows)
-    print(f"{'measurement':<{width}}  value")
-    print(f"{'-' * width}  {'-' * 32}")
-    for name, value in rows:
-        print(f"{name:<{width}}  {value}")
+            idle_rss = rss_bytes(server.pid)
+            peak = [idle_rss]
+            sampling = threading.Event()
+
+            def sample() -> None:
+                while not sampling.is_set():
+                    peak[0] = max(peak[0], rss_bytes(server.pid))
+                    time.sleep(0.01)
+
+            big = work / "at-limit.txt"
+            big.write_bytes((b"x" * 1023 + b"\n") * (LIMIT_BYTES // 1024))
+            sampler = threading.Thread(target=sample)
+            sampler.start()
+            started = time.perf_counter()
+            with big.open("rb") as handle:
+                response = httpx.post(
+                    url + "/v1/documents",
+                    headers={"X-API-Key": key},
+                    files={"files": ("at-limit.txt", handle, "text/plain")},
+                    timeout=120,
+                )
+            upload_seconds = time.perf_counter() - started
+            sampling.set()
+            sampler.join()
+            response.raise_for_status()
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+            shutil.rmtree(work, ignore_errors=True)
+
+        mib = 1024 * 1024
+        rows = [
+            ("small uploads (1 KiB text, one file per request)", ""),
+            ("  requests", f"{args.requests} at concurrency {args.concurrency}"),
+            ("  throughput", f"{rate:.1f} requests/s"),
+            (
+                "  latency p50 / p95",
+                f"{statistics.median(latencies) * 1000:.0f} ms / "
+                f"{latencies[int(0.95 * (len(latencies) - 1))] * 1000:.0f} ms",
+            ),
+            ("file at the size limit", ""),
+            ("  size", f"{LIMIT_BYTES / mib:.0f} MiB in {upload_seconds:.2f} s"),
+            ("  ingest RSS before", f"{idle_rss / mib:.0f} MiB"),
+            (
+                "  ingest RSS peak during",
+                f"{peak[0] / mib:.0f} MiB (+{(peak[0] - idle_rss) / mib:.0f} MiB)",
+            ),
+        ]
+        width = max(len(r[0]) for r in rows)
+        print(f"{'measurement':<{width}}  value")
+        print(f"{'-' * width}  {'-' * 32}")
+        for name, value in rows:
+            print(f"{name:<{width}}  {value}")
 
 
 if __name__ == "__main__":
