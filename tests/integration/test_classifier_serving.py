@@ -159,3 +159,61 @@ def test_a_new_model_behind_the_link_serves_without_a_restart(
         metrics = client.get("/metrics").text
     assert f'model_version="{second_model.name}"}} 1.0' in metrics
     assert f'model_version="{small_model.name}"}} 0.0' in metrics
+
+
+def test_a_promotion_and_a_rollback_reach_the_running_classifier(
+    isolated: Stack, clean_db: str, tmp_path: Path, small_model: Path, second_model: Path
+) -> None:
+    from triage_runtime.db.engine import make_async_engine
+    from triage_runtime.registry import LocalArtifactStore, ModelRegistry
+
+    store_dir = tmp_path / "store"
+
+    async def registry_do(action: str) -> None:
+        engine = make_async_engine(clean_db)
+        registry = ModelRegistry(engine, LocalArtifactStore(store_dir))
+        try:
+            if action == "setup":
+                for artifact in (small_model, second_model):
+                    await registry.register(artifact, actor="test")
+                await registry.move_alias(
+                    "champion", small_model.name, actor="test", action="promote"
+                )
+            elif action == "promote":
+                await registry.move_alias(
+                    "champion", second_model.name, actor="test", action="promote"
+                )
+            else:
+                await registry.rollback("champion", actor="test", reason="bad model")
+        finally:
+            await engine.dispose()
+
+    def serving_version(client: TestClient, want: str) -> str:
+        deadline = time.monotonic() + 15
+        version = ""
+        while time.monotonic() < deadline:
+            version = client.post("/v1/classify", json={"text": "invoice"}).json()["model"][
+                "version"
+            ]
+            if version == want:
+                break
+            time.sleep(0.1)
+        return version
+
+    asyncio.run(registry_do("setup"))
+    settings = _settings(
+        isolated,
+        tmp_path,
+        tmp_path / "unused",
+        database_url=clean_db,
+        model_alias="champion",
+        model_store_url=str(store_dir),
+        model_cache_dir=tmp_path / "cache",
+        model_refresh_seconds=0.3,
+    )
+    with TestClient(create_app(settings)) as client:
+        assert serving_version(client, small_model.name) == small_model.name
+        asyncio.run(registry_do("promote"))
+        assert serving_version(client, second_model.name) == second_model.name
+        asyncio.run(registry_do("rollback"))
+        assert serving_version(client, small_model.name) == small_model.name
