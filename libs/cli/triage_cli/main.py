@@ -14,6 +14,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from triage_cli.batch_cli import batch_app
 from triage_cli.console import console, stdout
 from triage_cli.model_cli import model_app
 
@@ -32,6 +33,7 @@ app.add_typer(db_app, name="db")
 app.add_typer(model_app, name="model")
 app.add_typer(contracts_app, name="contracts")
 app.add_typer(apikey_app, name="apikey")
+app.add_typer(batch_app, name="batch")
 
 
 class ServiceName(StrEnum):
