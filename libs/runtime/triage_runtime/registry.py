@@ -29,14 +29,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Final, Protocol, Unpack
-from urllib.parse import unquote, urlsplit
 
 from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from triage_runtime.db.models import ModelAlias, ModelAliasHistory, ModelVersion
-from triage_runtime.s3blobs import S3BlobStore, S3Options
+from triage_runtime.s3blobs import S3BlobStore, S3Options, parse_store_url
 
 MODEL_FILE: Final = "model.joblib"
 METADATA_FILE: Final = "metadata.json"
@@ -441,30 +440,11 @@ class S3ArtifactStore:
 
 def artifact_store_from_url(url: str, **s3_options: Unpack[S3Options]) -> ArtifactStore:
     """Return the artifact store ``url`` names: ``file:///abs/path``, a path, or ``s3://b/p``."""
-    if not url:
-        raise ValueError("artifact store URL is empty")
-    parts = urlsplit(url)
-    scheme = parts.scheme.lower()
-    if not scheme:
-        return LocalArtifactStore(Path(url))
-    if scheme == "file":
-        if parts.netloc not in {"", "localhost"}:
-            raise ValueError(f"file URL must name a local absolute path, got {url!r}")
-        if parts.query or parts.fragment:
-            raise ValueError(f"file URL must have no query or fragment, got {url!r}")
-        path = unquote(parts.path)
-        if not path.startswith("/"):
-            raise ValueError(f"file URL must name an absolute path, got {url!r}")
-        return LocalArtifactStore(Path(path))
-    if scheme == "s3":
-        if not parts.netloc or "@" in parts.netloc or ":" in parts.netloc:
-            raise ValueError(f"s3 URL must name a bucket, s3://bucket/prefix, got {url!r}")
-        if parts.query or parts.fragment:
-            raise ValueError(f"s3 URL must have no query or fragment, got {url!r}")
-        return S3ArtifactStore(
-            bucket=parts.netloc, prefix=unquote(parts.path).lstrip("/"), **s3_options
-        )
-    raise ValueError(f"unsupported artifact store URL scheme {parts.scheme!r} in {url!r}")
+    location = parse_store_url(url)
+    if location.path is not None:
+        return LocalArtifactStore(location.path)
+    assert location.bucket is not None
+    return S3ArtifactStore(bucket=location.bucket, prefix=location.prefix, **s3_options)
 
 
 # ---------------------------------------------------------------------------

@@ -30,6 +30,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, TypedDict, Unpack
 from urllib.parse import unquote, urlsplit
@@ -293,15 +294,24 @@ class S3BlobStore:
         return self._head(sha256) is not None
 
 
-def blob_store_from_url(url: str, **options: Unpack[S3Options]) -> BlobStore:
-    """Return the blob store ``url`` names: ``file:///abs/path``, a path, or ``s3://bucket/prefix``."""
+@dataclass(frozen=True, slots=True)
+class StoreLocation:
+    """Where a store URL points: a local directory, or a bucket and key prefix."""
+
+    path: Path | None = None
+    bucket: str | None = None
+    prefix: str = ""
+
+
+def parse_store_url(url: str) -> StoreLocation:
+    """Parse ``file:///abs/path``, a plain path, or ``s3://bucket/prefix``; ValueError otherwise."""
     if not url:
-        raise ValueError("blob store URL is empty")
+        raise ValueError("store URL is empty")
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
     # A plain path (relative or absolute) is a local directory; S3 options do not apply.
     if not scheme:
-        return LocalBlobStore(Path(url))
+        return StoreLocation(path=Path(url))
     if scheme == "file":
         if parts.netloc not in {"", "localhost"}:
             raise ValueError(f"file URL must name a local absolute path, got {url!r}")
@@ -310,12 +320,20 @@ def blob_store_from_url(url: str, **options: Unpack[S3Options]) -> BlobStore:
         path = unquote(parts.path)
         if not path.startswith("/"):
             raise ValueError(f"file URL must name an absolute path, got {url!r}")
-        return LocalBlobStore(Path(path))
+        return StoreLocation(path=Path(path))
     if scheme == "s3":
         if not parts.netloc or "@" in parts.netloc or ":" in parts.netloc:
             raise ValueError(f"s3 URL must name a bucket, s3://bucket/prefix, got {url!r}")
         if parts.query or parts.fragment:
             raise ValueError(f"s3 URL must have no query or fragment, got {url!r}")
-        prefix = unquote(parts.path).lstrip("/") or DEFAULT_PREFIX
-        return S3BlobStore(bucket=parts.netloc, prefix=prefix, **options)
-    raise ValueError(f"unsupported blob store URL scheme {parts.scheme!r} in {url!r}")
+        return StoreLocation(bucket=parts.netloc, prefix=unquote(parts.path).lstrip("/"))
+    raise ValueError(f"unsupported store URL scheme {parts.scheme!r} in {url!r}")
+
+
+def blob_store_from_url(url: str, **options: Unpack[S3Options]) -> BlobStore:
+    """Return the blob store ``url`` names: ``file:///abs/path``, a path, or ``s3://bucket/prefix``."""
+    location = parse_store_url(url)
+    if location.path is not None:
+        return LocalBlobStore(location.path)
+    assert location.bucket is not None
+    return S3BlobStore(bucket=location.bucket, prefix=location.prefix or DEFAULT_PREFIX, **options)
