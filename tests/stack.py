@@ -122,7 +122,8 @@ def clean_db(stack: Stack) -> str:
         conn.execute(
             text(
                 "TRUNCATE review_item, routing_decision, document, api_key, idempotency_record,"
-                " imap_cursor, model_alias_history, model_alias, model_version"
+                " imap_cursor, model_alias_history, model_alias, model_version, web_session,"
+                " login_attempt, audit_log, app_user"
                 " RESTART IDENTITY CASCADE"
             )
         )
