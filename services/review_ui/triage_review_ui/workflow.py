@@ -1,0 +1,274 @@
+"""The review workflow: claim with a lease, decide, bulk-decide, and the decision outbox.
+
+Claims are one conditional UPDATE, so when two reviewers claim the same item at once exactly
+one wins. A decision is written (review item, document status, routing decision, audit row)
+in one transaction; its events (ReviewDecision, and DocumentRouted decided by a human) are
+published afterwards by ``publish_pending``, which retries anything a crash left unpublished,
+so no decision is lost and none is applied twice. Human decisions are final: nothing here,
+and nothing in the router, overwrites a decided item.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import and_, or_, select, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
+
+from triage_contracts import (
+    BlobRef,
+    DecidedBy,
+    DocumentRef,
+    DocumentRoutedV1,
+    ModelRef,
+    ModelRole,
+    Producer,
+    ReviewDecisionV1,
+    Source,
+    SourceKind,
+    utcnow,
+)
+from triage_runtime.db.models import AuditLog, Document, ReviewItem, RoutingDecision
+
+Publish = Callable[[str, ReviewDecisionV1 | DocumentRoutedV1], Awaitable[None]]
+
+
+class WorkflowError(RuntimeError):
+    """A review action that is not allowed now, with the reason for the reviewer."""
+
+
+class ClaimConflictError(WorkflowError):
+    """Someone else holds a live claim on the item (or it is already decided)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """A claim a reviewer holds until ``until``."""
+
+    item_id: int
+    reviewer: str
+    until: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class BulkResult:
+    """What a bulk decision did: the items decided and those skipped, with why."""
+
+    decided: list[int]
+    skipped: dict[int, str]
+
+
+class ReviewWorkflow:
+    """Claims and decisions on review items, and publishing their events."""
+
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        *,
+        labels: Sequence[str],
+        lease: timedelta,
+        producer: Producer,
+    ) -> None:
+        self._sessions = async_sessionmaker(engine, expire_on_commit=False)
+        self._labels = frozenset(labels)
+        self._lease = lease
+        self._producer = producer
+
+    async def claim(self, item_id: int, *, reviewer: str) -> Claim:
+        """Claim an item for ``reviewer`` (renewing their own claim); raise if someone holds it."""
+        now = utcnow()
+        until = now + self._lease
+        async with self._sessions.begin() as session:
+            row = (
+                await session.execute(
+                    update(ReviewItem)
+                    .where(
+                        ReviewItem.id == item_id,
+                        ReviewItem.status.in_(("pending", "claimed")),
+                        or_(
+                            ReviewItem.claimed_by.is_(None),
+                            ReviewItem.claimed_by == reviewer,
+                            ReviewItem.claimed_until < now,
+                        ),
+                    )
+                    .values(status="claimed", claimed_by=reviewer, claimed_until=until)
+                    .returning(ReviewItem.document_id)
+                )
+            ).first()
+            if row is None:
+                raise ClaimConflictError(await self._why_not(session, item_id))
+            session.add(
+                AuditLog(actor=reviewer, action="claim", document_id=row[0], review_item_id=item_id)
+            )
+        return Claim(item_id, reviewer, until)
+
+    async def _why_not(self, session: object, item_id: int) -> str:
+        found = (
+            await session.execute(  # type: ignore[attr-defined]
+                select(ReviewItem.status, ReviewItem.claimed_by).where(ReviewItem.id == item_id)
+            )
+        ).first()
+        if found is None:
+            return f"review item {item_id} does not exist"
+        if found.status == "decided":
+            return f"review item {item_id} is already decided"
+        return f"review item {item_id} is claimed by {found.claimed_by}"
+
+    async def release(self, item_id: int, *, reviewer: str) -> None:
+        """Give a claim back before its lease ends."""
+        async with self._sessions.begin() as session:
+            await session.execute(
+                update(ReviewItem)
+                .where(ReviewItem.id == item_id, ReviewItem.claimed_by == reviewer)
+                .where(ReviewItem.status == "claimed")
+                .values(status="pending", claimed_by=None, claimed_until=None)
+            )
+
+    async def decide(
+        self, item_id: int, *, reviewer: str, label: str, note: str | None = None
+    ) -> None:
+        """Record a reviewer's queue for an item they hold a live claim on."""
+        if label not in self._labels:
+            raise WorkflowError(f"{label!r} is not a queue; choose one of {sorted(self._labels)}")
+        now = utcnow()
+        async with self._sessions.begin() as session:
+            item = (
+                await session.execute(
+                    select(ReviewItem).where(ReviewItem.id == item_id).with_for_update()
+                )
+            ).scalar_one_or_none()
+            if item is None:
+                raise WorkflowError(f"review item {item_id} does not exist")
+            if item.status == "decided":
+                raise ClaimConflictError(f"review item {item_id} is already decided")
+            live = item.claimed_until is not None and item.claimed_until >= now
+            if item.claimed_by != reviewer or not live:
+                raise ClaimConflictError(
+                    f"claim review item {item_id} first (held by {item.claimed_by or 'nobody'})"
+                    if item.claimed_by != reviewer
+                    else f"your claim on review item {item_id} expired; claim it again"
+                )
+            item.status = "decided"
+            item.decided_label = label
+            item.decided_by = reviewer
+            item.decided_at = now
+            item.note = (note or "")[:2000] or None
+            item.claimed_until = None
+            await session.execute(
+                update(Document)
+                .where(Document.document_id == item.document_id)
+                .values(status="decided", queue=label, updated_at=now)
+            )
+            await session.execute(
+                insert(RoutingDecision)
+                .values(
+                    document_id=item.document_id,
+                    queue=label,
+                    event_id=uuid.uuid4(),
+                    decided_by=DecidedBy.HUMAN.value,
+                    model_version=item.model_version,
+                    model_role=item.model_role,
+                    confidence=None,
+                )
+                .on_conflict_do_nothing(index_elements=["document_id"])
+            )
+            session.add(
+                AuditLog(
+                    actor=reviewer,
+                    action="decide",
+                    document_id=item.document_id,
+                    review_item_id=item_id,
+                    detail={"label": label, "predicted_label": item.predicted_label},
+                )
+            )
+
+    async def bulk_decide(
+        self, item_ids: Sequence[int], *, reviewer: str, label: str
+    ) -> BulkResult:
+        """Claim and decide each item; items others hold or already decided are skipped."""
+        decided: list[int] = []
+        skipped: dict[int, str] = {}
+        for item_id in item_ids:
+            try:
+                await self.claim(item_id, reviewer=reviewer)
+                await self.decide(item_id, reviewer=reviewer, label=label)
+            except WorkflowError as exc:
+                skipped[item_id] = str(exc)
+            else:
+                decided.append(item_id)
+        return BulkResult(decided, skipped)
+
+    async def publish_pending(
+        self, publish: Publish, *, decisions_topic: str, routed_topic: Callable[[str], str]
+    ) -> int:
+        """Publish the events of decisions not yet published; return how many decisions."""
+        async with self._sessions() as session:
+            rows = (
+                await session.execute(
+                    select(RoutingDecision, ReviewItem, Document)
+                    .join(ReviewItem, ReviewItem.document_id == RoutingDecision.document_id)
+                    .outerjoin(Document, Document.document_id == RoutingDecision.document_id)
+                    .where(
+                        and_(
+                            RoutingDecision.decided_by == DecidedBy.HUMAN.value,
+                            RoutingDecision.published_at.is_(None),
+                        )
+                    )
+                    .order_by(RoutingDecision.created_at)
+                    .limit(500)
+                )
+            ).all()
+        for decision, item, document in rows:
+            model = (
+                ModelRef(version=item.model_version, role=ModelRole(item.model_role))
+                if item.model_version and item.model_role
+                else None
+            )
+            # Stable ids: a retry after a crash republishes the same events.
+            await publish(
+                decisions_topic,
+                ReviewDecisionV1(
+                    event_id=uuid.uuid5(decision.event_id, "review-decision"),
+                    producer=self._producer,
+                    document_id=item.document_id,
+                    trace_id=item.trace_id,
+                    model=model,
+                    review_item_id=item.id,
+                    label=decision.queue,
+                    reviewer=item.decided_by or "unknown",
+                    predicted_label=item.predicted_label,
+                ),
+            )
+            await publish(
+                routed_topic(decision.queue),
+                DocumentRoutedV1(
+                    event_id=decision.event_id,
+                    producer=self._producer,
+                    document_id=item.document_id,
+                    trace_id=item.trace_id,
+                    model=model,
+                    queue=decision.queue,
+                    decided_by=DecidedBy.HUMAN,
+                    document=DocumentRef(
+                        source=Source(kind=SourceKind(item.source_kind), name=item.source_name),
+                        blob=BlobRef(
+                            sha256=item.blob_sha256,
+                            size_bytes=document.size_bytes if document else 0,
+                            media_type=item.media_type,
+                        ),
+                        filename=item.filename,
+                        received_at=item.received_at,
+                    ),
+                ),
+            )
+            async with self._sessions.begin() as session:
+                await session.execute(
+                    update(RoutingDecision)
+                    .where(RoutingDecision.document_id == item.document_id)
+                    .values(published_at=utcnow())
+                )
+        return len(rows)

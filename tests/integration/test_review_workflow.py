@@ -1,0 +1,171 @@
+"""The review workflow on real PostgreSQL and Kafka: claims, leases, decisions, the outbox."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from tests.helpers import PRODUCER, RECEIVED_AT, classified
+from tests.kafkatools import collect
+from tests.stack import Stack
+from triage_contracts import DecidedBy, topics
+from triage_review_ui.workflow import ClaimConflictError, ReviewWorkflow, WorkflowError
+from triage_router.domain import ReviewReason, RouteTo, SendToReview
+from triage_router.store import RouterStore
+from triage_runtime.db.engine import make_async_engine
+from triage_runtime.kafka import make_broker, publish_event
+
+LABELS = ("billing", "legal", "other", "technical")
+
+
+async def _open_items(database_url: str, count: int) -> list[int]:
+    engine = make_async_engine(database_url)
+    store = RouterStore(engine)
+    for n in range(count):
+        event = classified(sha256=f"{n:064x}", confidence=0.55, threshold=0.9)
+        await store.open_review(
+            event, SendToReview(ReviewReason.LOW_CONFIDENCE, 2, RECEIVED_AT + timedelta(hours=4))
+        )
+    await engine.dispose()
+    sync = create_engine(database_url)
+    with sync.connect() as conn:
+        ids = [int(r[0]) for r in conn.execute(text("SELECT id FROM review_item ORDER BY id"))]
+    sync.dispose()
+    return ids
+
+
+def _workflow(database_url: str, lease: float = 60.0) -> tuple[ReviewWorkflow, object]:
+    engine = make_async_engine(database_url)
+    flow = ReviewWorkflow(engine, labels=LABELS, lease=timedelta(seconds=lease), producer=PRODUCER)
+    return flow, engine
+
+
+def _scalar(database_url: str, sql: str) -> object:
+    engine = create_engine(database_url)
+    with engine.connect() as conn:
+        value = conn.execute(text(sql)).scalar()
+    engine.dispose()
+    return value
+
+
+def test_two_reviewers_claiming_at_once_exactly_one_wins(clean_db: str) -> None:
+    async def scenario() -> list[tuple[bool, bool]]:
+        ids = await _open_items(clean_db, 20)
+        alice, alice_engine = _workflow(clean_db)
+        bob, bob_engine = _workflow(clean_db)
+        outcomes = []
+        for item_id in ids:
+            results = await asyncio.gather(
+                alice.claim(item_id, reviewer="alice"),
+                bob.claim(item_id, reviewer="bob"),
+                return_exceptions=True,
+            )
+            for result in results:
+                assert not isinstance(result, Exception) or isinstance(result, ClaimConflictError)
+            outcomes.append(tuple(not isinstance(r, Exception) for r in results))
+        await alice_engine.dispose()  # type: ignore[attr-defined]
+        await bob_engine.dispose()  # type: ignore[attr-defined]
+        return outcomes  # type: ignore[return-value]
+
+    outcomes = asyncio.run(scenario())
+    assert all(sum(pair) == 1 for pair in outcomes), outcomes
+    assert _scalar(clean_db, "SELECT count(*) FROM review_item WHERE status = 'claimed'") == 20
+
+
+def test_a_lease_expires_and_only_the_holder_may_decide(clean_db: str) -> None:
+    async def scenario() -> None:
+        [item] = await _open_items(clean_db, 1)
+        flow, engine = _workflow(clean_db, lease=0.5)
+        await flow.claim(item, reviewer="alice")
+        with pytest.raises(ClaimConflictError, match="claimed by alice"):
+            await flow.claim(item, reviewer="bob")
+        with pytest.raises(ClaimConflictError, match="claim review item"):
+            await flow.decide(item, reviewer="bob", label="billing")
+        await asyncio.sleep(0.7)
+        with pytest.raises(ClaimConflictError, match="expired"):
+            await flow.decide(item, reviewer="alice", label="billing")
+        await flow.claim(item, reviewer="bob")  # the lease ran out, so bob may take it
+        with pytest.raises(WorkflowError, match="not a queue"):
+            await flow.decide(item, reviewer="bob", label="marketing")
+        await flow.decide(item, reviewer="bob", label="legal", note="NDA, not an invoice")
+        with pytest.raises(ClaimConflictError, match="already decided"):
+            await flow.claim(item, reviewer="alice")
+        await engine.dispose()  # type: ignore[attr-defined]
+
+    asyncio.run(scenario())
+    assert _scalar(clean_db, "SELECT decided_label FROM review_item") == "legal"
+    assert _scalar(clean_db, "SELECT string_agg(action, ',' ORDER BY id) FROM audit_log") == (
+        "claim,claim,decide"
+    )
+
+
+def test_a_decision_is_published_once_and_never_overwritten(isolated: Stack, clean_db: str) -> None:
+    event = classified(sha256="f" * 64, confidence=0.55, threshold=0.9)
+
+    async def scenario() -> tuple[int, int]:
+        [item] = await _open_items(clean_db, 1)
+        document_id = classified(sha256=f"{0:064x}").document_id
+        flow, engine = _workflow(clean_db)
+        await flow.claim(item, reviewer="alice")
+        await flow.decide(item, reviewer="alice", label="technical")
+        broker = make_broker(isolated.kafka_bootstrap, client_id="test-review")
+        await broker.start()
+
+        async def publish(topic: str, message: object) -> None:
+            await publish_event(broker, topic, message)  # type: ignore[arg-type]
+
+        first = await flow.publish_pending(
+            publish,
+            decisions_topic=isolated.topic(topics.REVIEW_DECISIONS),
+            routed_topic=lambda q: isolated.topic(topics.routed_topic(q)),
+        )
+        again = await flow.publish_pending(
+            publish,
+            decisions_topic=isolated.topic(topics.REVIEW_DECISIONS),
+            routed_topic=lambda q: isolated.topic(topics.routed_topic(q)),
+        )
+        # A later confident score for the same document (a replay, say) changes nothing.
+        router = RouterStore(engine)  # type: ignore[arg-type]
+        rescored = event.model_copy(update={"document_id": document_id})
+        stored = await router.record_route(
+            rescored, RouteTo("billing", DecidedBy.MODEL, 0.99), event_id=event.event_id
+        )
+        assert stored.queue == "technical" and stored.published_at is not None
+        await broker.stop()
+        await engine.dispose()  # type: ignore[attr-defined]
+        return first, again
+
+    first, again = asyncio.run(scenario())
+    assert (first, again) == (1, 0)
+    messages = asyncio.run(
+        collect(
+            isolated.kafka_bootstrap,
+            pattern=isolated.topic_prefix.replace(".", r"\.") + r"triage\..*",
+            until=lambda ms: len(ms) >= 2,
+        )
+    )
+    by_schema = {m["value"]["schema_name"]: m for m in messages}
+    decision = by_schema["ReviewDecision"]["value"]
+    assert (decision["label"], decision["reviewer"]) == ("technical", "alice")
+    assert decision["predicted_label"] == "billing"
+    routed = by_schema["DocumentRouted"]
+    assert routed["topic"] == isolated.topic("triage.routed.technical.v1")
+    assert routed["value"]["decided_by"] == "human"
+    assert _scalar(clean_db, "SELECT status FROM review_item") == "decided"
+
+
+def test_bulk_decide_skips_items_others_hold(clean_db: str) -> None:
+    async def scenario() -> tuple[list[int], dict[int, str], list[int]]:
+        ids = await _open_items(clean_db, 5)
+        flow, engine = _workflow(clean_db)
+        await flow.claim(ids[2], reviewer="bob")
+        result = await flow.bulk_decide(ids, reviewer="alice", label="other")
+        await engine.dispose()  # type: ignore[attr-defined]
+        return result.decided, result.skipped, ids
+
+    decided, skipped, ids = asyncio.run(scenario())
+    assert decided == [ids[0], ids[1], ids[3], ids[4]]
+    assert list(skipped) == [ids[2]] and "bob" in skipped[ids[2]]
