@@ -22,6 +22,7 @@ from triage_ml import model as model_lib
 from triage_ml.dataset import iter_folder_dataset, load_example
 
 SERVICES = ("ingest", "classifier", "router", "review-ui")
+REVIEWER_PASSWORD = "e2e reviewer password"
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -101,6 +102,14 @@ def pipeline(
         capture_output=True,
         text=True,
     ).stdout.strip()
+    subprocess.run(
+        [triage, "user", "add", "e2e-reviewer", "--role", "reviewer", "--password-stdin"],
+        env=env,
+        check=True,
+        capture_output=True,
+        input=REVIEWER_PASSWORD,
+        text=True,
+    )
     for name in SERVICES:
         with running.logs[name].open("wb") as log:
             running.processes[name] = subprocess.Popen(

@@ -11,7 +11,7 @@ import httpx
 from sqlalchemy import create_engine, text
 
 from scripts.pdfgen import make_pdf
-from tests.e2e.conftest import Pipeline
+from tests.e2e.conftest import REVIEWER_PASSWORD, Pipeline
 from tests.helpers import REPO_ROOT
 from tests.kafkatools import collect
 from triage_contracts import topics
@@ -121,10 +121,17 @@ def test_pdf_and_text_documents_reach_a_queue_or_review(pipeline: Pipeline) -> N
     assert len(routed) == 1
     assert routed[0]["topic"] == f"{prefix}{topics.routed_topic('billing')}"
 
-    page = httpx.get(pipeline.urls["review-ui"] + "/", timeout=10)
+    with httpx.Client(base_url=pipeline.urls["review-ui"], timeout=10) as ui:
+        signed_in = ui.post(
+            "/login",
+            data={"username": "e2e-reviewer", "password": REVIEWER_PASSWORD},
+            follow_redirects=True,
+        )
+        assert signed_in.status_code == 200
+        page = ui.get("/")
+        queue = ui.get("/api/v1/review-items").json()
     assert page.status_code == 200
     assert broken_id in page.text and "extraction failed" in page.text
-    queue = httpx.get(pipeline.urls["review-ui"] + "/api/v1/review-items", timeout=10).json()
     assert broken_id in {item["document_id"] for item in queue["items"]}
 
     # No document text in any log line.

@@ -1,68 +1,164 @@
-"""The review queue page reads real PostgreSQL and never renders document data as markup."""
+"""The review UI against real PostgreSQL and Kafka: sign-in, the queue, deciding, roles."""
 
 from __future__ import annotations
 
 import asyncio
+import re
+from collections.abc import Iterator
 from datetime import timedelta
+from pathlib import Path
 
+import pytest
 from fastapi.testclient import TestClient
 
 from tests.helpers import RECEIVED_AT, classified
+from tests.stack import Stack
 from triage_contracts import ExtractionStatus
 from triage_review_ui.app import create_app
+from triage_review_ui.auth_store import AuthStore
 from triage_review_ui.settings import Settings
 from triage_router.domain import ReviewReason, SendToReview
 from triage_router.store import RouterStore
+from triage_runtime.blobstore import LocalBlobStore
 from triage_runtime.db.engine import make_async_engine
 
+PASSWORD = "correct horse battery"
 
-def _open(database_url: str, items: list[tuple[object, SendToReview]]) -> None:
-    async def scenario() -> None:
+
+def _setup(database_url: str, blob_dir: Path) -> None:
+    async def run() -> None:
         engine = make_async_engine(database_url)
+        auth = AuthStore(engine)
+        await auth.create_user("alice", PASSWORD, "reviewer")
+        await auth.create_user("bob", PASSWORD, "reviewer")
+        await auth.create_user("root", PASSWORD, "admin")
         store = RouterStore(engine)
-        for event, decision in items:
-            await store.open_review(event, decision)  # type: ignore[arg-type]
+        blobs = LocalBlobStore(blob_dir)
+        hostile = "<script>alert('x')</script> Please check invoice 77, is this billing?"
+        late = classified(sha256=blobs.put(hostile.encode()), confidence=0.6, threshold=0.9)
+        late = late.model_copy(
+            update={"document": late.document.model_copy(update={"filename": "<b>x</b>.txt"})}
+        )
+        soon = classified(sha256="b2" * 32, status=ExtractionStatus.CORRUPT)
+        await store.open_review(
+            late, SendToReview(ReviewReason.LOW_CONFIDENCE, 2, RECEIVED_AT + timedelta(hours=8))
+        )
+        await store.open_review(
+            soon, SendToReview(ReviewReason.EXTRACTION_FAILED, 1, RECEIVED_AT + timedelta(hours=1))
+        )
         await engine.dispose()
 
-    asyncio.run(scenario())
+    asyncio.run(run())
 
 
-def test_queue_lists_open_items_soonest_due_first_with_counts(clean_db: str) -> None:
-    late = classified(sha256="b1" * 32, confidence=0.6, threshold=0.9)
-    soon = classified(sha256="b2" * 32, status=ExtractionStatus.CORRUPT)
-    _open(
-        clean_db,
-        [
-            (late, SendToReview(ReviewReason.LOW_CONFIDENCE, 2, RECEIVED_AT + timedelta(hours=8))),
-            (
-                soon,
-                SendToReview(ReviewReason.EXTRACTION_FAILED, 1, RECEIVED_AT + timedelta(hours=1)),
-            ),
-        ],
+@pytest.fixture
+def app_settings(isolated: Stack, clean_db: str, tmp_path: Path) -> Settings:
+    _setup(clean_db, tmp_path / "blobs")
+    return Settings(
+        database_url=clean_db,
+        kafka_bootstrap=isolated.kafka_bootstrap,
+        topic_prefix=isolated.topic_prefix,
+        blob_dir=tmp_path / "blobs",
     )
-    with TestClient(create_app(Settings(database_url=clean_db))) as client:
-        queue = client.get("/api/v1/review-items").json()
-        page = client.get("/")
-    assert [i["document_id"] for i in queue["items"]] == [soon.document_id, late.document_id]
-    assert queue["by_reason"] == {"extraction_failed": 1, "low_confidence": 1}
-    assert queue["total_open"] == 2
-    assert page.status_code == 200
-    assert page.text.index(soon.document_id) < page.text.index(late.document_id)
-    assert "60%" in page.text  # the model's confidence for the low-confidence item
-    assert 'id="total-open">2<' in page.text
 
 
-def test_document_data_is_escaped_in_the_page(clean_db: str) -> None:
-    event = classified(sha256="b3" * 32, confidence=0.6, threshold=0.9)
-    hostile = event.model_copy(
-        update={
-            "document": event.document.model_copy(
-                update={"filename": "<script>alert('x')</script>.pdf"}
-            )
-        }
+@pytest.fixture
+def client(app_settings: Settings) -> Iterator[TestClient]:
+    with TestClient(create_app(app_settings)) as test_client:
+        yield test_client
+
+
+def _login(client: TestClient, user: str) -> str:
+    response = client.post("/login", data={"username": user, "password": PASSWORD})
+    assert response.status_code == 200, response.text  # followed the redirect
+    csrf = re.search(r'name="csrf" value="([^"]+)"', response.text)
+    assert csrf, "pages carry a CSRF token"
+    return csrf.group(1)
+
+
+def test_pages_need_a_signed_in_user(client: TestClient) -> None:
+    page = client.get("/", follow_redirects=False)
+    assert page.status_code == 303 and page.headers["location"].startswith("/login")
+    assert client.get("/api/v1/review-items").status_code == 401
+    wrong = client.post("/login", data={"username": "alice", "password": "nope nope nope"})
+    assert wrong.status_code == 401
+    _login(client, "alice")
+    assert client.get("/api/v1/review-items").json()["total_open"] == 2
+    cookie = client.cookies.get("triage_session")
+    assert cookie
+    header = client.post(
+        "/login", data={"username": "alice", "password": PASSWORD}, follow_redirects=False
+    ).headers["set-cookie"]
+    assert "HttpOnly" in header and "SameSite=strict" in header
+
+
+def test_logins_are_rate_limited(client: TestClient) -> None:
+    for _ in range(5):
+        assert (
+            client.post("/login", data={"username": "bob", "password": "x" * 12}).status_code == 401
+        )
+    limited = client.post("/login", data={"username": "bob", "password": PASSWORD})
+    assert limited.status_code == 429
+
+
+def test_queue_filters_sorts_and_escapes(client: TestClient) -> None:
+    _login(client, "alice")
+    page = client.get("/").text
+    assert page.index("extraction failed") < page.index("low confidence")
+    assert "<b>x</b>.txt" not in page and "&lt;b&gt;x&lt;/b&gt;.txt" in page
+    only = client.get("/api/v1/review-items", params={"reason": "low_confidence"}).json()
+    assert only["matching"] == 1 and only["items"][0]["reason"] == "low_confidence"
+    assert client.get("/api/v1/review-items", params={"label": "legal"}).json()["matching"] == 0
+
+
+def test_open_claim_decide_and_the_audit_trail(client: TestClient) -> None:
+    csrf = _login(client, "alice")
+    items = client.get("/api/v1/review-items").json()["items"]
+    low = next(i for i in items if i["reason"] == "low_confidence")
+    page = client.get(f"/items/{low['id']}").text
+    assert "Claimed by you" in page
+    assert "&lt;script&gt;alert" in page and "<script>alert" not in page
+    assert "billing" in page and "60%" in page
+    refused = client.post(f"/items/{low['id']}/decide", data={"label": "billing"})
+    assert refused.status_code == 403, "a form without the CSRF token is refused"
+    decided = client.post(
+        f"/items/{low['id']}/decide", data={"label": "legal", "csrf": csrf, "note": "contract"}
     )
-    _open(clean_db, [(hostile, SendToReview(ReviewReason.LOW_CONFIDENCE, 2, RECEIVED_AT))])
-    with TestClient(create_app(Settings(database_url=clean_db))) as client:
-        page = client.get("/").text
-    assert "<script>alert" not in page
-    assert "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;.pdf" in page
+    assert decided.status_code == 200
+    audit = client.get("/audit").text
+    assert "decide" in audit and "alice" in audit
+    dashboard = client.get("/dashboard").text
+    assert "100%" in dashboard  # alice overrode the model's billing with legal
+
+
+def test_others_claims_and_roles_are_enforced_on_the_server(app_settings: Settings) -> None:
+    with TestClient(create_app(app_settings)) as alice, TestClient(create_app(app_settings)) as bob:
+        _login(alice, "alice")
+        bob_csrf = _login(bob, "bob")
+        item = alice.get("/api/v1/review-items").json()["items"][0]
+        assert "Claimed by you" in alice.get(f"/items/{item['id']}").text
+        assert "claimed by alice" in bob.get(f"/items/{item['id']}").text
+        stolen = bob.post(f"/items/{item['id']}/decide", data={"label": "other", "csrf": bob_csrf})
+        assert stolen.status_code == 409
+        assert bob.get("/admin/users").status_code == 403
+        forbidden = bob.post(
+            "/admin/users",
+            data={"username": "mallory", "password": PASSWORD, "role": "admin", "csrf": bob_csrf},
+        )
+        assert forbidden.status_code == 403
+
+
+def test_admin_adds_users_and_bulk_decide_skips_claimed(client: TestClient) -> None:
+    csrf = _login(client, "root")
+    added = client.post(
+        "/admin/users",
+        data={"username": "carol", "password": PASSWORD, "role": "reviewer", "csrf": csrf},
+    )
+    assert added.status_code == 200 and "carol" in added.text
+    ids = [i["id"] for i in client.get("/api/v1/review-items").json()["items"]]
+    result = client.post(
+        "/bulk-decide", data={"label": "other", "csrf": csrf, "item_id": [str(i) for i in ids]}
+    )
+    assert result.status_code == 200
+    assert "Decided 2 item(s); skipped 0" in result.text
+    assert client.get("/api/v1/review-items").json()["total_open"] == 0

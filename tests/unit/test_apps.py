@@ -5,13 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from triage_classifier.app import create_app as classifier_app
 from triage_classifier.settings import Settings as ClassifierSettings
 from triage_ml.model import ModelLoadError
-from triage_review_ui.app import create_app as review_app
-from triage_review_ui.settings import Settings as ReviewSettings
+from triage_runtime.ops import ops_router
 
 
 def test_classifier_without_model_or_fallback_refuses_to_start(tmp_path: Path) -> None:
@@ -23,17 +23,28 @@ def test_classifier_without_model_or_fallback_refuses_to_start(tmp_path: Path) -
         pass
 
 
-def test_readiness_reports_an_unreachable_database() -> None:
-    with TestClient(review_app(ReviewSettings())) as client:
-        assert client.get("/healthz").json() == {"status": "ok", "service": "review-ui"}
-        ready = client.get("/readyz")
-        assert ready.status_code == 503
-        assert ready.json()["checks"] == {"database": "failing"}
+def _ops_app(*, ready: bool) -> FastAPI:
+    async def database() -> bool:
+        if not ready:
+            raise ConnectionRefusedError("127.0.0.1:1")
+        return True
+
+    app = FastAPI()
+    app.include_router(ops_router(service="review-ui", checks={"database": database}))
+    return app
+
+
+def test_readiness_reports_an_unreachable_dependency() -> None:
+    client = TestClient(_ops_app(ready=False))
+    assert client.get("/healthz").json() == {"status": "ok", "service": "review-ui"}
+    ready = client.get("/readyz")
+    assert ready.status_code == 503
+    assert ready.json()["checks"] == {"database": "failing"}
+    assert TestClient(_ops_app(ready=True)).get("/readyz").status_code == 200
 
 
 def test_metrics_are_exposed_in_prometheus_text_format() -> None:
-    with TestClient(review_app(ReviewSettings())) as client:
-        response = client.get("/metrics")
+    response = TestClient(_ops_app(ready=True)).get("/metrics")
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/plain")
     assert "# TYPE triage_events_consumed_total counter" in response.text

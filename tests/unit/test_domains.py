@@ -168,3 +168,22 @@ def test_classifier_scores_only_documents_with_text() -> None:
     assert unreadable.prediction is None
     assert unreadable.extraction.status is ExtractionStatus.ENCRYPTED
     assert unreadable.model == ref
+
+
+def test_router_thresholds_in_config_override_the_model() -> None:
+    event = classified(confidence=0.93, threshold=0.9)
+    assert isinstance(router_domain.decide(event, review_sla=SLA), router_domain.RouteTo)
+    stricter = router_domain.decide(event, review_sla=SLA, thresholds={"billing": 0.97})
+    assert isinstance(stricter, router_domain.SendToReview)
+    assert stricter.reason is router_domain.ReviewReason.LOW_CONFIDENCE
+
+
+def test_rules_scores_route_only_when_sure_and_otherwise_say_model_unavailable() -> None:
+    sure = classified(confidence=0.95, threshold=0.9)
+    unsure = classified(confidence=0.6, threshold=0.9)
+    rules = ModelRef(version="rules-default-1", role=ModelRole.RULES)
+    routed = router_domain.decide(sure.model_copy(update={"model": rules}), review_sla=SLA)
+    assert routed == router_domain.RouteTo("billing", DecidedBy.RULES, 0.95)
+    review = router_domain.decide(unsure.model_copy(update={"model": rules}), review_sla=SLA)
+    assert isinstance(review, router_domain.SendToReview)
+    assert review.reason is router_domain.ReviewReason.MODEL_UNAVAILABLE

@@ -17,6 +17,7 @@ from rich.table import Table
 from triage_cli.batch_cli import batch_app
 from triage_cli.console import console, stdout
 from triage_cli.model_cli import model_app
+from triage_cli.user_cli import user_app
 
 app = typer.Typer(
     name="triage",
@@ -34,6 +35,7 @@ app.add_typer(model_app, name="model")
 app.add_typer(contracts_app, name="contracts")
 app.add_typer(apikey_app, name="apikey")
 app.add_typer(batch_app, name="batch")
+app.add_typer(user_app, name="user")
 
 
 class ServiceName(StrEnum):

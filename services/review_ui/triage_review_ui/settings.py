@@ -16,3 +16,16 @@ class Settings(CommonSettings):
     host: str = "127.0.0.1"
     port: int = 8004
     page_size: int = Field(default=50, gt=0, le=500)
+    labels: list[str] = Field(
+        default_factory=lambda: ["billing", "technical", "legal", "other"],
+        description="The queues a reviewer may choose (JSON list).",
+    )
+    lease_minutes: float = Field(default=15.0, gt=0, description="How long a claim lasts.")
+    session_hours: float = Field(default=12.0, gt=0, description="How long a sign-in lasts.")
+    cookie_secure: bool = Field(
+        default=False,
+        description="Send the session cookie only over HTTPS; turn on behind TLS.",
+    )
+    publish_interval_seconds: float = Field(
+        default=1.0, gt=0, description="How often decided items' events are published."
+    )

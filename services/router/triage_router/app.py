@@ -116,7 +116,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         except UnprocessableError as exc:
             await dead_letters.send(record, exc, consumed_topic=topics.CLASSIFIED)
             return
-        decision = domain.decide(event, review_sla=review_sla)
+        decision = domain.decide(
+            event, review_sla=review_sla, thresholds=settings.thresholds or None
+        )
         try:
             if isinstance(decision, domain.RouteTo):
                 await route(event, decision)

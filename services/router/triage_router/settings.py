@@ -17,6 +17,10 @@ class Settings(CommonSettings):
     port: int = 8003
     group_id: str = "triage-router"
     review_sla_hours: float = Field(default=4.0, gt=0, description="Time allowed for a review.")
+    thresholds: dict[str, float] = Field(
+        default_factory=dict,
+        description="Per-label thresholds that override the model's (JSON object).",
+    )
     storage_retry_seconds: float = Field(
         default=1.0, ge=0, description="Pause before a message is redelivered after a DB error."
     )
