@@ -46,7 +46,7 @@ def _due_in(due_at: Any) -> str:
     minutes = int((due_at - utcnow()).total_seconds() // 60)
     if minutes < 0:
         return f"overdue {-minutes // 60}h {-minutes % 60}m"
-    return f"{minutes // 60}h {minutes % 60}m"
+    return f"due in {minutes // 60}h {minutes % 60}m"
 
 
 async def current_session(request: Request) -> SessionInfo:

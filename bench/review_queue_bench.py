@@ -1,0 +1,120 @@
+"""Review queue benchmark: how long a page of the queue takes with 100,000 pending items.
+
+Fills a throwaway database with pending review items, signs in to the review UI (in process,
+against the local stack's Kafka) and times the queue page, filtered pages, the JSON API and
+the dashboard. Prints one table.
+
+    uv run python -m bench.review_queue_bench [--items 100000] [--repeat 20]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import secrets
+import statistics
+import time
+from datetime import UTC, datetime
+
+from fastapi.testclient import TestClient
+from sqlalchemy import create_engine, text
+
+from bench._common import scratch_database, stack_env
+from triage_review_ui.app import create_app
+from triage_review_ui.auth_store import AuthStore
+from triage_review_ui.settings import Settings
+from triage_runtime.db.engine import make_async_engine, upgrade
+
+PASSWORD = "benchmark password"  # noqa: S105 - a throwaway user in a throwaway database
+
+
+def fill(database_url: str, count: int) -> float:
+    """Insert ``count`` pending review items with generate_series; return seconds taken."""
+    started = time.perf_counter()
+    engine = create_engine(database_url)
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                """
+                INSERT INTO review_item (document_id, status, reason, priority, due_at,
+                    predicted_label, confidence, probabilities, model_version, model_role,
+                    extraction_status, source_kind, source_name, filename, media_type,
+                    blob_sha256, received_at, trace_id, classified_event_id)
+                SELECT 'doc_' || lpad(to_hex(n), 32, '0'), 'pending',
+                    (ARRAY['low_confidence', 'extraction_failed', 'encrypted',
+                           'model_unavailable'])[1 + n % 4],
+                    1 + n % 3, :now + (n % 5000) * interval '1 minute',
+                    (ARRAY['billing','technical','legal','other'])[1 + n % 4], 0.5,
+                    '{"billing": 0.5, "other": 0.5}'::jsonb, 'tfidf-lr-bench', 'champion', 'ok',
+                    (ARRAY['upload','imap','smtp','folder'])[1 + n % 4], 'bench',
+                    'doc-' || n || '.txt',
+                    'text/plain', lpad(to_hex(n), 64, '0'), :now - (n % 48) * interval '1 hour',
+                    lpad(to_hex(n), 32, '0'), gen_random_uuid()
+                FROM generate_series(1, :count) AS n
+                """
+            ),
+            {"count": count, "now": datetime.now(UTC)},
+        )
+        conn.execute(text("ANALYZE review_item"))
+    engine.dispose()
+    return time.perf_counter() - started
+
+
+def timed(client: TestClient, path: str, repeat: int) -> tuple[float, float]:
+    """Median and worst wall time (ms) of GET ``path``."""
+    client.get(path).raise_for_status()  # warm up
+    samples = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        client.get(path).raise_for_status()
+        samples.append((time.perf_counter() - started) * 1000)
+    return statistics.median(samples), max(samples)
+
+
+def main() -> None:
+    """Fill, sign in, time the pages, print the table."""
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
+    parser.add_argument("--items", type=int, default=100_000)
+    parser.add_argument("--repeat", type=int, default=20)
+    args = parser.parse_args()
+    stack = stack_env()
+    with scratch_database(stack["TRIAGE_DATABASE_URL"]) as database_url:
+        upgrade(database_url)
+        fill_seconds = fill(database_url, args.items)
+
+        async def add_user() -> None:
+            engine = make_async_engine(database_url)
+            await AuthStore(engine).create_user("bench", PASSWORD, "reviewer")
+            await engine.dispose()
+
+        asyncio.run(add_user())
+        settings = Settings(
+            database_url=database_url,
+            kafka_bootstrap=stack["TRIAGE_KAFKA_BOOTSTRAP"],
+            topic_prefix=f"bench-{secrets.token_hex(3)}.",
+        )
+        with TestClient(create_app(settings)) as client:
+            client.post("/login", data={"username": "bench", "password": PASSWORD})
+            rows = [
+                ("queue page (50 rows, soonest due)", "/"),
+                ("queue page, filtered by reason", "/?reason=encrypted"),
+                ("queue page, filtered by label+source", "/?label=legal&source=imap"),
+                ("queue page 100 (offset 4,950)", "/?offset=4950"),
+                ("JSON API, 50 rows", "/api/v1/review-items"),
+                ("dashboard", "/dashboard"),
+            ]
+            results = [(name, *timed(client, path, args.repeat)) for name, path in rows]
+    print(
+        f"{args.items:,} pending review items (inserted in {fill_seconds:.1f} s), "
+        f"{args.repeat} requests each, signed in, through the FastAPI app"
+    )
+    print(f"{'page':<40} {'median ms':>10} {'max ms':>8}")
+    print("-" * 60)
+    for name, median, worst in results:
+        print(f"{name:<40} {median:>10.1f} {worst:>8.1f}")
+
+
+if __name__ == "__main__":
+    main()
