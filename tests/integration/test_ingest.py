@@ -308,3 +308,22 @@ def test_a_saved_email_upload_becomes_body_and_attachments(
     assert attachment["filename"] == "invoice.pdf"
     status = client.get(attachment["status_url"], headers={"X-API-Key": key}).json()
     assert status["parent_document_id"] == body["document_id"]
+
+
+def test_a_key_can_be_rotated_under_the_same_name(client: TestClient, settings: Settings) -> None:
+    old = _new_key(settings.database_url, "portal")
+    files = {"files": ("a.txt", b"hello", "text/plain")}
+
+    async def rotate() -> str:
+        engine = make_async_engine(settings.database_url)
+        store = IngestStore(engine)
+        assert await store.revoke_api_key("portal")
+        new = await store.create_api_key("portal")
+        await engine.dispose()
+        return new
+
+    new = asyncio.run(rotate())
+    assert client.post("/v1/documents", files=files, headers={"X-API-Key": old}).status_code == 401
+    assert client.post("/v1/documents", files=files, headers={"X-API-Key": new}).status_code == 202
+    with pytest.raises(Exception, match="ux_api_key_live_name"):
+        _new_key(settings.database_url, "portal")
