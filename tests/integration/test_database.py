@@ -22,7 +22,7 @@ def test_migrations_create_the_review_queue_and_repeat_safely(stack: Stack) -> N
         tables = set(inspect(engine).get_table_names())
         assert {"review_item", "routing_decision", "alembic_version"} <= tables
         with engine.connect() as conn:
-            assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0005"
+            assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0006"
     finally:
         engine.dispose()
 

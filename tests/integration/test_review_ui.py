@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 
 from tests.helpers import RECEIVED_AT, classified
 from tests.stack import Stack
-from triage_contracts import ExtractionStatus
+from triage_contracts import EmailInfo, ExtractionStatus
 from triage_review_ui.app import create_app
 from triage_review_ui.auth_store import AuthStore
 from triage_review_ui.settings import Settings
@@ -36,8 +36,19 @@ def _setup(database_url: str, blob_dir: Path) -> None:
         blobs = LocalBlobStore(blob_dir)
         hostile = "<script>alert('x')</script> Please check invoice 77, is this billing?"
         late = classified(sha256=blobs.put(hostile.encode()), confidence=0.6, threshold=0.9)
+        email = EmailInfo(
+            message_id="q7@example.com",
+            subject="Invoice 77?",
+            sender="dana@example.com",
+            mailbox="INBOX",
+            part="body",
+        )
         late = late.model_copy(
-            update={"document": late.document.model_copy(update={"filename": "<b>x</b>.txt"})}
+            update={
+                "document": late.document.model_copy(
+                    update={"filename": "<b>x</b>.txt", "email": email}
+                )
+            }
         )
         soon = classified(sha256="b2" * 32, status=ExtractionStatus.CORRUPT)
         await store.open_review(
@@ -119,6 +130,7 @@ def test_open_claim_decide_and_the_audit_trail(client: TestClient) -> None:
     assert "Claimed by you" in page
     assert "&lt;script&gt;alert" in page and "<script>alert" not in page
     assert "billing" in page and "60%" in page
+    assert "dana@example.com" in page and "mailbox INBOX" in page and "Invoice 77?" in page
     refused = client.post(f"/items/{low['id']}/decide", data={"label": "billing"})
     assert refused.status_code == 403, "a form without the CSRF token is refused"
     decided = client.post(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from sqlalchemy import create_engine, text
@@ -169,3 +170,36 @@ def test_bulk_decide_skips_items_others_hold(clean_db: str) -> None:
     decided, skipped, ids = asyncio.run(scenario())
     assert decided == [ids[0], ids[1], ids[3], ids[4]]
     assert list(skipped) == [ids[2]] and "bob" in skipped[ids[2]]
+
+
+def test_decisions_become_training_examples(clean_db: str, tmp_path: Path) -> None:
+    from triage_cli.training_data import review_decisions
+    from triage_runtime.blobstore import LocalBlobStore
+
+    blobs = LocalBlobStore(tmp_path / "blobs")
+    text_of = "Our supplier contract renewal needs a signature before Friday."
+
+    async def scenario() -> None:
+        engine = make_async_engine(clean_db)
+        event = classified(sha256=blobs.put(text_of.encode()), confidence=0.5, threshold=0.9)
+        await RouterStore(engine).open_review(
+            event, SendToReview(ReviewReason.LOW_CONFIDENCE, 2, RECEIVED_AT)
+        )
+        flow = ReviewWorkflow(engine, labels=LABELS, lease=timedelta(minutes=5), producer=PRODUCER)
+        [item_id] = await _open_ids(clean_db)
+        await flow.claim(item_id, reviewer="alice")
+        await flow.decide(item_id, reviewer="alice", label="legal")
+        await engine.dispose()
+
+    asyncio.run(scenario())
+    [example] = review_decisions(clean_db, lambda: blobs)
+    assert example.label == "legal"
+    assert example.text == text_of
+
+
+async def _open_ids(database_url: str) -> list[int]:
+    sync = create_engine(database_url)
+    with sync.connect() as conn:
+        ids = [int(r[0]) for r in conn.execute(text("SELECT id FROM review_item ORDER BY id"))]
+    sync.dispose()
+    return ids

@@ -70,6 +70,7 @@ class RouterStore:
         """Open a review item for the document; False when one already exists."""
         prediction = event.prediction
         document = event.document
+        email = document.email
         async with self._sessions.begin() as session:
             result = await session.execute(
                 insert(ReviewItem)
@@ -93,6 +94,9 @@ class RouterStore:
                     received_at=document.received_at,
                     trace_id=event.trace_id,
                     classified_event_id=event.event_id,
+                    email_sender=email.sender if email else None,
+                    email_subject=email.subject if email else None,
+                    email_mailbox=email.mailbox if email else None,
                 )
                 .on_conflict_do_nothing(index_elements=["document_id"])
                 .returning(ReviewItem.id)

@@ -56,6 +56,9 @@ class ReviewItem(Base):
     decided_by: Mapped[str | None] = mapped_column(String(80))
     claimed_by: Mapped[str | None] = mapped_column(String(80))
     claimed_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    email_sender: Mapped[str | None] = mapped_column(String(320))
+    email_subject: Mapped[str | None] = mapped_column(String(998))
+    email_mailbox: Mapped[str | None] = mapped_column(String(200))
     decided_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     note: Mapped[str | None] = mapped_column(Text)
 
