@@ -93,6 +93,20 @@ _OPERATIONS: tuple[tuple[str, str, str, type[Event], str], ...] = (
         "router publishes confident results to their queue's topic.",
     ),
     (
+        "reviewUiPublishesDecision",
+        "send",
+        "reviewDecisions",
+        ReviewDecisionV1,
+        "review UI publishes each human decision once (outbox relay).",
+    ),
+    (
+        "reviewUiPublishesRouted",
+        "send",
+        "routed",
+        DocumentRoutedV1,
+        "review UI routes a decided document to its queue (decided_by: human).",
+    ),
+    (
         "classifierDeadLetters",
         "send",
         "deadletter",
