@@ -47,3 +47,20 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def wait_ready(urls: list[str], *, seconds: float = 120.0) -> None:
+    """Wait until every service answers /readyz with 200 (or give up after ``seconds``)."""
+    import time
+
+    import httpx
+
+    deadline = time.monotonic() + seconds
+    for url in urls:
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(url + "/readyz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.5)

@@ -23,7 +23,7 @@ from pathlib import Path
 import httpx
 from sqlalchemy import create_engine, text
 
-from bench._common import ROOT, free_port, scratch_database, stack_env
+from bench._common import ROOT, free_port, scratch_database, stack_env, wait_ready
 
 SAMPLE = ROOT / "data" / "sample"
 SERVICES = ("ingest", "classifier", "router")
@@ -197,17 +197,7 @@ def main() -> None:
             for n in SERVICES
         ]
         try:
-            for port in ports.values():
-                for _ in range(240):
-                    try:
-                        if (
-                            httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code
-                            == 200
-                        ):
-                            break
-                    except httpx.HTTPError:
-                        pass
-                    time.sleep(0.5)
+            wait_ready([f"http://127.0.0.1:{port}" for port in ports.values()], seconds=240)
             http = http_path(f"http://127.0.0.1:{ports['classifier']}", docs, args.repeat)
             stream = kafka_path(
                 f"http://127.0.0.1:{ports['ingest']}", key, env["TRIAGE_DATABASE_URL"], docs

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import httpx
 
-from bench._common import free_port, scratch_database, stack_env
+from bench._common import free_port, scratch_database, stack_env, wait_ready
 
 LIMIT_BYTES = 25 * 1024 * 1024
 
@@ -98,13 +98,7 @@ def main() -> None:
         server = subprocess.Popen([triage, "serve", "ingest"], env=env, stderr=subprocess.DEVNULL)
         url = f"http://127.0.0.1:{port}"
         try:
-            for _ in range(120):
-                try:
-                    if httpx.get(url + "/readyz", timeout=1).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                time.sleep(0.5)
+            wait_ready([url])
             asyncio.run(throughput(url, key, requests=20, concurrency=2))  # warm up
             rate, latencies = asyncio.run(
                 throughput(url, key, requests=args.requests, concurrency=args.concurrency)
