@@ -131,6 +131,10 @@ def test_open_claim_decide_and_the_audit_trail(client: TestClient) -> None:
     assert "&lt;script&gt;alert" in page and "<script>alert" not in page
     assert "billing" in page and "60%" in page
     assert "dana@example.com" in page and "mailbox INBOX" in page and "Invoice 77?" in page
+    original = client.get(f"/items/{low['id']}/document")
+    assert original.headers["content-disposition"].startswith("attachment")
+    assert original.headers["content-security-policy"] == "sandbox"
+    assert original.headers["x-content-type-options"] == "nosniff"
     refused = client.post(f"/items/{low['id']}/decide", data={"label": "billing"})
     assert refused.status_code == 403, "a form without the CSRF token is refused"
     decided = client.post(

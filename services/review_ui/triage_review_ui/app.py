@@ -287,15 +287,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         inline = item.media_type == "application/pdf"
         media_type = item.media_type if inline else "application/octet-stream"
         disposition = "inline" if inline else "attachment"
-        return Response(
-            data,
-            media_type=media_type,
-            headers={
-                "Content-Disposition": f'{disposition}; filename="document-{item_id}"',
-                "X-Content-Type-Options": "nosniff",
-                "Content-Security-Policy": "sandbox",
-            },
-        )
+        headers = {
+            "Content-Disposition": f'{disposition}; filename="document-{item_id}"',
+            "X-Content-Type-Options": "nosniff",
+        }
+        if not inline:
+            # Anything but a PDF is only ever downloaded; never let a browser run it here.
+            headers["Content-Security-Policy"] = "sandbox"
+        return Response(data, media_type=media_type, headers=headers)
 
     @app.post("/items/{item_id}/decide", include_in_schema=False)
     async def decide(
