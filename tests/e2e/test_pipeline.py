@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import re
+import shutil
 import signal
+import subprocess
 import time
 
 import httpx
@@ -170,6 +172,18 @@ def test_every_service_answers_health_and_metrics(pipeline: Pipeline) -> None:
         'triage_classifier_model_info{model_role="champion",'
         f'model_version="{pipeline.model_version}"}} 1.0' in classifier_metrics
     )
+
+
+def test_every_services_metrics_pass_promtool(pipeline: Pipeline) -> None:
+    promtool = shutil.which("promtool")
+    assert promtool, "promtool is not installed (apt-get install prometheus)"
+    for name, url in pipeline.urls.items():
+        exposition = httpx.get(url + "/metrics", timeout=5).text
+        checked = subprocess.run(
+            [promtool, "check", "metrics"], input=exposition, capture_output=True, text=True
+        )
+        assert checked.returncode == 0, (name, checked.stdout, checked.stderr)
+        assert checked.stdout.strip() == "" and checked.stderr.strip() == "", (name, checked)
 
 
 def test_services_stop_cleanly_on_sigterm(pipeline: Pipeline) -> None:
