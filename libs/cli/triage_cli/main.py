@@ -16,6 +16,7 @@ from rich.table import Table
 
 from triage_cli.batch_cli import batch_app
 from triage_cli.console import console, stdout
+from triage_cli.dlq_cli import dlq_app
 from triage_cli.model_cli import model_app
 from triage_cli.user_cli import user_app
 
@@ -36,6 +37,7 @@ app.add_typer(contracts_app, name="contracts")
 app.add_typer(apikey_app, name="apikey")
 app.add_typer(batch_app, name="batch")
 app.add_typer(user_app, name="user")
+app.add_typer(dlq_app, name="dlq")
 
 
 class ServiceName(StrEnum):

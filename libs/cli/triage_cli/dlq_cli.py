@@ -1,0 +1,207 @@
+"""``triage dlq``: inspect the dead-letter topic and re-drive messages after a fix."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from triage_cli.console import console, stdout
+
+READ_TIMEOUT_SECONDS = 30.0
+"""How long reading the topic to its end may take before the CLI gives up."""
+
+dlq_app = typer.Typer(help="Inspect and re-drive dead letters.", no_args_is_help=True)
+
+
+@dataclass(frozen=True)
+class Letter:
+    """One record of the dead-letter topic."""
+
+    partition: int
+    offset: int
+    value: dict[str, Any]
+
+    @property
+    def ref(self) -> str:
+        """How commands name it: PARTITION:OFFSET."""
+        return f"{self.partition}:{self.offset}"
+
+
+def _settings() -> Any:
+    from triage_runtime.settings import CommonSettings
+
+    return CommonSettings()
+
+
+async def read_letters(bootstrap: str, topic: str) -> list[Letter]:
+    """Every record on the dead-letter topic, from the beginning to the current end."""
+    from aiokafka import AIOKafkaConsumer
+
+    probe = AIOKafkaConsumer(bootstrap_servers=bootstrap)
+    await probe.start()
+    try:
+        exists = topic in await probe.topics()
+    finally:
+        await probe.stop()
+    if not exists:
+        return []
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap,
+        group_id=None,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+    )
+    await consumer.start()
+    try:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + READ_TIMEOUT_SECONDS
+        # Partitions are assigned shortly after start; polling is the consumer's own API here.
+        while not consumer.assignment() and loop.time() < deadline:  # noqa: ASYNC110
+            await asyncio.sleep(0.05)
+        assigned = list(consumer.assignment())
+        ends = await consumer.end_offsets(assigned)
+        letters: list[Letter] = []
+        remaining = {tp for tp in assigned if ends[tp] > 0}
+        while remaining and loop.time() < deadline:
+            batches = await consumer.getmany(timeout_ms=500)
+            for tp, records in batches.items():
+                for record in records:
+                    letters.append(
+                        Letter(record.partition, record.offset, json.loads(record.value or b"{}"))
+                    )
+                    if record.offset + 1 >= ends[tp]:
+                        remaining.discard(tp)
+        return sorted(letters, key=lambda x: (x.partition, x.offset))
+    finally:
+        await consumer.stop()
+
+
+def _letters() -> list[Letter]:
+    from triage_contracts import topics
+
+    settings = _settings()
+    return asyncio.run(read_letters(settings.kafka_bootstrap, settings.topic(topics.DEADLETTER)))
+
+
+@dlq_app.command("list")
+def dlq_list(
+    error_class: Annotated[str | None, typer.Option(help="Only this error class.")] = None,
+    limit: Annotated[int, typer.Option(help="Show at most this many, newest last.")] = 50,
+) -> None:
+    """List dead letters: where they came from, the error class and the reason."""
+    letters = [
+        x for x in _letters() if error_class is None or x.value.get("error_class") == error_class
+    ]
+    table = Table("ref", "when", "stage", "error class", "reason", "document", "from")
+    for letter in letters[-limit:]:
+        value = letter.value
+        origin = (
+            f"{value['source_topic']}[{value['source_partition']}]@{value['source_offset']}"
+            if value.get("source_topic")
+            else f"raw blob {str((value.get('raw_blob') or {}).get('sha256', ''))[:12]}"
+        )
+        table.add_row(
+            letter.ref,
+            str(value.get("occurred_at", ""))[:19],
+            str(value.get("stage", "")),
+            str(value.get("error_class", "")),
+            str(value.get("reason", ""))[:60],
+            str(value.get("document_id") or ""),
+            origin,
+        )
+    stdout.print(table)
+    console.print(f"{len(letters)} dead letter(s)")
+
+
+def _find(ref: str) -> Letter:
+    for letter in _letters():
+        if letter.ref == ref:
+            return letter
+    console.print(f"[red]no dead letter {ref} (use PARTITION:OFFSET from `triage dlq list`)[/red]")
+    raise typer.Exit(1)
+
+
+@dlq_app.command("show")
+def dlq_show(ref: Annotated[str, typer.Argument(help="PARTITION:OFFSET from `dlq list`.")]) -> None:
+    """Print one dead letter in full, with its original message decoded when it is text."""
+    letter = _find(ref)
+    value = dict(letter.value)
+    original = value.get("original_value_b64")
+    if original:
+        raw = base64.b64decode(original)
+        try:
+            value["original_value"] = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            value["original_value"] = f"<{len(raw)} bytes, not UTF-8>"
+    stdout.print_json(json.dumps(value))
+
+
+@dlq_app.command("redrive")
+def dlq_redrive(
+    refs: Annotated[
+        list[str] | None, typer.Argument(help="PARTITION:OFFSET of each letter.")
+    ] = None,
+    error_class: Annotated[
+        str | None, typer.Option(help="Re-drive every letter of this error class.")
+    ] = None,
+    dry_run: Annotated[bool, typer.Option(help="Only say what would be re-driven.")] = False,
+) -> None:
+    """Publish dead-lettered messages again to the topic they came from, after a fix.
+
+    Consumers are idempotent per document, so re-driving a message that was already handled
+    changes nothing. Connector inputs (a raw blob, not a Kafka record) are not re-driven here:
+    send the kept raw file in again through its connector.
+    """
+    if not refs and not error_class:
+        console.print("[red]name letters (PARTITION:OFFSET) or --error-class[/red]")
+        raise typer.Exit(2)
+    letters = [
+        x
+        for x in _letters()
+        if (refs and x.ref in refs) or (error_class and x.value.get("error_class") == error_class)
+    ]
+    kafka = [
+        x for x in letters if x.value.get("source_topic") and x.value.get("original_value_b64")
+    ]
+    for letter in letters:
+        if letter not in kafka:
+            console.print(f"{letter.ref}: from a connector; re-ingest its raw blob instead")
+    if dry_run or not kafka:
+        for letter in kafka:
+            console.print(f"{letter.ref}: would re-drive to {letter.value['source_topic']}")
+        return
+    asyncio.run(_republish(kafka))
+    stdout.print(f"re-drove {len(kafka)} message(s)")
+
+
+async def _republish(letters: list[Letter]) -> None:
+    from aiokafka import AIOKafkaProducer
+
+    producer = AIOKafkaProducer(
+        bootstrap_servers=_settings().kafka_bootstrap, acks="all", enable_idempotence=True
+    )
+    await producer.start()
+    try:
+        for letter in letters:
+            value = letter.value
+            key = value.get("original_key")
+            headers = [
+                (k, str(v).encode()) for k, v in (value.get("original_headers") or {}).items()
+            ]
+            headers.append(("triage-redriven-from", f"deadletter:{letter.ref}".encode()))
+            await producer.send_and_wait(
+                value["source_topic"],
+                base64.b64decode(value["original_value_b64"]),
+                key=key.encode() if key else None,
+                headers=headers,
+            )
+            console.print(f"{letter.ref}: re-driven to {value['source_topic']}")
+    finally:
+        await producer.stop()
