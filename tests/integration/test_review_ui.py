@@ -178,3 +178,19 @@ def test_admin_adds_users_and_bulk_decide_skips_claimed(client: TestClient) -> N
     assert result.status_code == 200
     assert "Decided 2 item(s); skipped 0" in result.text
     assert client.get("/api/v1/review-items").json()["total_open"] == 0
+
+
+def test_queue_gauges_for_alerting(client: TestClient) -> None:
+    import time
+
+    metrics = ""
+    for _ in range(50):
+        metrics = client.get("/metrics").text
+        if "triage_review_queue_overdue_items 1.0" in metrics:
+            break
+        time.sleep(0.1)
+    assert "triage_review_queue_overdue_items 1.0" in metrics
+    assert 'triage_review_queue_open_items{reason="low_confidence"} 1.0' in metrics
+    assert 'triage_review_queue_open_items{reason="extraction_failed"} 1.0' in metrics
+    age = re.search(r"^triage_review_queue_oldest_age_seconds (\S+)$", metrics, re.MULTILINE)
+    assert age is not None and float(age.group(1)) > 0

@@ -24,6 +24,7 @@ from fastapi.templating import Jinja2Templates
 from triage_contracts import DocumentRoutedV1, ReviewDecisionV1, topics, utcnow
 from triage_review_ui.auth import Action, can, verify_csrf
 from triage_review_ui.auth_store import AuthStore, RateLimitedError, SessionInfo
+from triage_review_ui.metrics import OLDEST_AGE_SECONDS, OPEN_ITEMS, OVERDUE_ITEMS
 from triage_review_ui.queries import QueueFilter, ReviewQueries
 from triage_review_ui.settings import Settings
 from triage_review_ui.workflow import ReviewWorkflow, WorkflowError
@@ -33,6 +34,8 @@ from triage_runtime.ops import ops_router
 from triage_runtime.service import producer_for
 
 SERVICE = "review-ui"
+# Bounded label values for the queue gauges (the router's review reasons).
+REASONS = ("low_confidence", "extraction_failed", "encrypted", "model_unavailable")
 COOKIE = "triage_session"
 HERE = Path(__file__).parent
 log = logging.getLogger(__name__)
@@ -107,17 +110,33 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 log.exception("publishing review decisions failed; retrying")
             await asyncio.sleep(settings.publish_interval_seconds)
 
+    async def gauges() -> None:
+        while True:
+            try:
+                stats = await queries.dashboard()
+                for reason in REASONS:
+                    OPEN_ITEMS.labels(reason).set(stats.by_reason.get(reason, 0))
+                OLDEST_AGE_SECONDS.set((stats.oldest_age_hours or 0.0) * 3600)
+                OVERDUE_ITEMS.set(stats.overdue)
+            except Exception:
+                log.exception("could not refresh the review queue gauges")
+            await asyncio.sleep(settings.gauge_interval_seconds)
+
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:
             stack.push_async_callback(engine.dispose)
             await broker.start()
             stack.push_async_callback(broker.stop)
-            task = asyncio.create_task(relay(), name="decision-relay")
+            tasks = [
+                asyncio.create_task(relay(), name="decision-relay"),
+                asyncio.create_task(gauges(), name="queue-gauges"),
+            ]
             yield
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            for task in tasks:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         log.info("stopped cleanly")
 
     async def database_ready() -> bool:

@@ -26,6 +26,9 @@ class Settings(CommonSettings):
         default=False,
         description="Send the session cookie only over HTTPS; turn on behind TLS.",
     )
+    gauge_interval_seconds: float = Field(
+        default=15.0, gt=0, description="How often the review queue gauges are refreshed."
+    )
     publish_interval_seconds: float = Field(
         default=1.0, gt=0, description="How often decided items' events are published."
     )

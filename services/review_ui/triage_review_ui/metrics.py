@@ -1,0 +1,19 @@
+"""Review UI metrics, declared once: the queue as ops and alerting see it."""
+
+from __future__ import annotations
+
+from prometheus_client import Gauge
+
+OPEN_ITEMS = Gauge(
+    "triage_review_queue_open_items",
+    "Review items waiting for a decision (pending or claimed), by reason.",
+    ["reason"],
+)
+OLDEST_AGE_SECONDS = Gauge(
+    "triage_review_queue_oldest_age_seconds",
+    "Age of the oldest open review item (0 when the queue is empty).",
+)
+OVERDUE_ITEMS = Gauge(
+    "triage_review_queue_overdue_items",
+    "Open review items past their due time (the review SLA).",
+)
