@@ -147,3 +147,20 @@ def test_can() -> None:
     assert not can("superuser", "review")
     assert not can("admin", "delete-everything")
     assert {r.value for r in Role} == {"reviewer", "admin"}
+
+
+@pytest.mark.parametrize(
+    ("target", "local"),
+    [
+        ("/", True),
+        ("/items/3", True),
+        ("//evil.example.com/", False),
+        ("/\\evil.example.com", False),
+        ("https://evil.example.com/", False),
+        ("/items\\..\\x", False),
+    ],
+)
+def test_post_login_redirects_stay_on_the_site(target: str, local: bool) -> None:
+    from triage_review_ui.app import _local_path
+
+    assert _local_path(target) is local

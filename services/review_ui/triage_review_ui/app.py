@@ -194,7 +194,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             return response
         token, _csrf = await auth.start_session(user.id, timedelta(hours=settings.session_hours))
         await auth.audit(user.username, "login")
-        target = next if next.startswith("/") and not next.startswith("//") else "/"
+        target = next if _local_path(next) else "/"
         response = RedirectResponse(target, status.HTTP_303_SEE_OTHER)
         response.set_cookie(
             COOKIE,
@@ -412,6 +412,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return RedirectResponse("/admin/users", status.HTTP_303_SEE_OTHER)
 
     return app
+
+
+def _local_path(target: str) -> bool:
+    """Whether a post-login redirect stays on this site (no scheme, host, or //, /\\ tricks)."""
+    return target.startswith("/") and not target.startswith(("//", "/\\")) and "\\" not in target
 
 
 async def _document_text(settings: Settings, item: Any) -> str | None:
