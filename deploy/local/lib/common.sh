@@ -139,3 +139,57 @@ show_log_tail() {
     printf -- '--- end of %s ---\n' "$file" >&2
   fi
 }
+
+# Waits for a server launched in the background: its pid file, its port, then READY_FN PORT
+# answering (polled every POLL seconds), all before DEADLINE (ms). Prints the pid. On failure
+# shows the logs, stops the server if it is still alive, and dies with the reason.
+# Usage: await_server NAME PID_FILE PORT DEADLINE READY_FN POLL LOG...
+await_server() {
+  local name=$1 pid_file=$2 port=$3 deadline=$4 ready_fn=$5 poll=$6
+  shift 6
+  local pid="" rc=0 log
+  while [[ -z $pid ]]; do
+    [[ -s $pid_file ]] && pid=$(<"$pid_file")
+    if [[ -z $pid ]]; then
+      (($(now_ms) < deadline)) || die "$name did not start (no pid file $pid_file)"
+      sleep 0.1
+    fi
+  done
+  wait_port "$port" "$pid" "$deadline" || rc=$?
+  if ((rc == 0)); then
+    rc=1
+    while pid_alive "$pid" && (($(now_ms) < deadline)); do
+      if "$ready_fn" "$port"; then
+        rc=0
+        break
+      fi
+      sleep "$poll"
+    done
+  fi
+  if ((rc != 0)); then
+    for log in "$@"; do show_log_tail "$log" 25 >&2; done
+    if pid_alive "$pid"; then
+      kill -TERM "$pid" 2>/dev/null || true
+      die "$name (pid $pid) did not become ready within ${START_TIMEOUT}s; stopped it. Logs: $LOG_DIR"
+    fi
+    rm -f "$pid_file"
+    die "$name exited during startup. Logs: $LOG_DIR"
+  fi
+  printf '%s\n' "$pid"
+}
+
+# Stops a server: SIGTERM, up to SECONDS to exit, then SIGKILL with a warning.
+# Usage: stop_server NAME PID SECONDS
+stop_server() {
+  local name=$1 pid=$2 seconds=$3 waited=0
+  kill -TERM "$pid" 2>/dev/null || true
+  while pid_alive "$pid" && ((waited < seconds * 10)); do
+    sleep 0.1
+    waited=$((waited + 1))
+  done
+  if pid_alive "$pid"; then
+    warn "$name (pid $pid) did not stop within ${seconds}s after SIGTERM; sending SIGKILL"
+    kill -KILL "$pid" 2>/dev/null || true
+    sleep 0.5
+  fi
+}

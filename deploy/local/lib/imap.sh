@@ -452,7 +452,7 @@ imap_start() {
 }
 
 imap_stop() {
-  local pid t0 waited=0
+  local pid t0
   pid=$(imap_pid)
   if [[ -z $pid ]]; then
     info "imap: not running"
@@ -460,16 +460,7 @@ imap_stop() {
   fi
   t0=$(now_ms)
   # SIGTERM: the master stops its children (shutdown_clients = yes) and exits.
-  kill -TERM "$pid" 2>/dev/null || true
-  while pid_alive "$pid" && ((waited < 300)); do
-    sleep 0.1
-    waited=$((waited + 1))
-  done
-  if pid_alive "$pid"; then
-    warn "Dovecot (pid $pid) did not stop within 30s after SIGTERM; sending SIGKILL"
-    kill -KILL "$pid" 2>/dev/null || true
-    sleep 0.5
-  fi
+  stop_server Dovecot "$pid" 30
   info "imap: stopped (pid $pid, $(fmt_ms $(($(now_ms) - t0))))"
 }
 

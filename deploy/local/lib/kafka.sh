@@ -326,7 +326,7 @@ kafka_preflight() {
 }
 
 kafka_start() {
-  local pid port deadline rc t0 heap=()
+  local pid port deadline t0 heap=()
   t0=$(now_ms)
   pid=$(kafka_pid)
   if [[ -n $pid ]]; then
@@ -370,58 +370,20 @@ kafka_start() {
   ) </dev/null >>"$KAFKA_OUT" 2>&1 9>&- &
 
   deadline=$((t0 + START_TIMEOUT * 1000))
-  pid=""
-  while [[ -z $pid ]]; do
-    [[ -s $KAFKA_PID_FILE ]] && pid=$(<"$KAFKA_PID_FILE")
-    if [[ -z $pid ]]; then
-      (($(now_ms) < deadline)) || die "Kafka did not start (no pid file $KAFKA_PID_FILE)"
-      sleep 0.1
-    fi
-  done
-
-  rc=0
-  wait_port "$KAFKA_PORT" "$pid" "$deadline" || rc=$?
-  if ((rc == 0)); then
-    rc=1
-    while pid_alive "$pid" && (($(now_ms) < deadline)); do
-      if kafka_api_ready "$KAFKA_PORT"; then
-        rc=0
-        break
-      fi
-      sleep 1
-    done
-  fi
-  if ((rc != 0)); then
-    show_log_tail "$KAFKA_OUT" 20
-    show_log_tail "$KAFKA_SERVER_LOG" 30
-    if pid_alive "$pid"; then
-      kill -TERM "$pid" 2>/dev/null || true
-      die "Kafka (pid $pid) did not become ready within ${START_TIMEOUT}s; stopped it. Logs: $LOG_DIR"
-    fi
-    rm -f "$KAFKA_PID_FILE"
-    die "Kafka exited during startup. Logs: $LOG_DIR"
-  fi
+  pid=$(await_server Kafka "$KAFKA_PID_FILE" "$KAFKA_PORT" "$deadline" kafka_api_ready 1 \
+    "$KAFKA_OUT" "$KAFKA_SERVER_LOG") || exit 1
   info "kafka: ready on 127.0.0.1:$KAFKA_PORT (pid $pid, KRaft controller on $KAFKA_CONTROLLER_PORT, $(fmt_ms $(($(now_ms) - t0))))"
 }
 
 kafka_stop() {
-  local pid t0 waited=0
+  local pid t0
   pid=$(kafka_pid)
   if [[ -z $pid ]]; then
     info "kafka: not running"
     return 0
   fi
   t0=$(now_ms)
-  kill -TERM "$pid" 2>/dev/null || true
-  while pid_alive "$pid" && ((waited < 600)); do
-    sleep 0.1
-    waited=$((waited + 1))
-  done
-  if pid_alive "$pid"; then
-    warn "Kafka (pid $pid) did not stop within 60s after SIGTERM; sending SIGKILL"
-    kill -KILL "$pid" 2>/dev/null || true
-    sleep 0.5
-  fi
+  stop_server Kafka "$pid" 60
   rm -f "$KAFKA_PID_FILE"
   info "kafka: stopped (pid $pid, $(fmt_ms $(($(now_ms) - t0))))"
 }

@@ -284,7 +284,7 @@ s3_preflight() {
 }
 
 s3_start() {
-  local pid port deadline rc t0 heap=()
+  local pid port deadline t0 heap=()
   t0=$(now_ms)
   deadline=$((t0 + START_TIMEOUT * 1000))
   pid=$(s3_pid)
@@ -323,58 +323,20 @@ s3_start() {
       -cp "$S3PROXY_LIBS/*" org.gaul.s3proxy.Main --properties "$S3_CONFIG"
   ) </dev/null >>"$S3_OUT" 2>&1 9>&- &
 
-  pid=""
-  while [[ -z $pid ]]; do
-    [[ -s $S3_PID_FILE ]] && pid=$(<"$S3_PID_FILE")
-    if [[ -z $pid ]]; then
-      (($(now_ms) < deadline)) || die "S3Proxy did not start (no pid file $S3_PID_FILE)"
-      sleep 0.1
-    fi
-  done
-
-  rc=0
-  wait_port "$S3_PORT" "$pid" "$deadline" || rc=$?
-  if ((rc == 0)); then
-    rc=1
-    while pid_alive "$pid" && (($(now_ms) < deadline)); do
-      if s3_api_ready "$S3_PORT"; then
-        rc=0
-        break
-      fi
-      sleep 0.2
-    done
-  fi
-  if ((rc != 0)); then
-    show_log_tail "$S3_OUT" 20
-    show_log_tail "$S3_SERVER_LOG" 30
-    if pid_alive "$pid"; then
-      kill -TERM "$pid" 2>/dev/null || true
-      die "S3Proxy (pid $pid) did not become ready within ${START_TIMEOUT}s; stopped it. Logs: $LOG_DIR"
-    fi
-    rm -f "$S3_PID_FILE"
-    die "S3Proxy exited during startup. Logs: $LOG_DIR"
-  fi
+  pid=$(await_server S3Proxy "$S3_PID_FILE" "$S3_PORT" "$deadline" s3_api_ready 0.2 \
+    "$S3_OUT" "$S3_SERVER_LOG") || exit 1
   info "s3: ready on http://127.0.0.1:$S3_PORT (pid $pid, S3Proxy $S3PROXY_VERSION, data in $S3_DATA, $(fmt_ms $(($(now_ms) - t0))))"
 }
 
 s3_stop() {
-  local pid t0 waited=0
+  local pid t0
   pid=$(s3_pid)
   if [[ -z $pid ]]; then
     info "s3: not running"
     return 0
   fi
   t0=$(now_ms)
-  kill -TERM "$pid" 2>/dev/null || true
-  while pid_alive "$pid" && ((waited < 300)); do
-    sleep 0.1
-    waited=$((waited + 1))
-  done
-  if pid_alive "$pid"; then
-    warn "S3Proxy (pid $pid) did not stop within 30s after SIGTERM; sending SIGKILL"
-    kill -KILL "$pid" 2>/dev/null || true
-    sleep 0.5
-  fi
+  stop_server S3Proxy "$pid" 30
   rm -f "$S3_PID_FILE"
   info "s3: stopped (pid $pid, $(fmt_ms $(($(now_ms) - t0))))"
 }
