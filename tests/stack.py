@@ -1,11 +1,12 @@
-"""Fixtures for tests that need the real Kafka broker and PostgreSQL server.
+"""Fixtures for tests that need the real Kafka broker, PostgreSQL, IMAP and S3 servers.
 
-Addresses come from TRIAGE_TEST_KAFKA_BOOTSTRAP, TRIAGE_TEST_DATABASE_URL and the IMAP
+Addresses come from TRIAGE_TEST_KAFKA_BOOTSTRAP and TRIAGE_TEST_DATABASE_URL, the IMAP
 variables TRIAGE_TEST_IMAP_HOST, TRIAGE_TEST_IMAP_PORT, TRIAGE_TEST_IMAPS_PORT,
-TRIAGE_TEST_IMAP_CA_FILE, TRIAGE_TEST_IMAP_USER and TRIAGE_TEST_IMAP_PASSWORD. When they are
-not set, the project's local stack is started (deploy/local/stack.sh start) and used.
-Each test session gets its own database and its own topic prefix, so runs never see each
-other's data.
+TRIAGE_TEST_IMAP_CA_FILE, TRIAGE_TEST_IMAP_USER and TRIAGE_TEST_IMAP_PASSWORD, and the S3
+variables TRIAGE_TEST_S3_ENDPOINT_URL, TRIAGE_TEST_S3_ACCESS_KEY_ID,
+TRIAGE_TEST_S3_SECRET_ACCESS_KEY and TRIAGE_TEST_S3_REGION. When they are not set, the
+project's local stack is started (deploy/local/stack.sh start) and used. Each test session
+gets its own database and its own topic prefix, so runs never see each other's data.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import secrets
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 from sqlalchemy import create_engine, text
@@ -38,6 +40,26 @@ class Imap:
 
 
 @dataclass(frozen=True)
+class S3Endpoint:
+    """The S3-compatible server and how to sign for it."""
+
+    endpoint_url: str
+    access_key_id: str
+    secret_access_key: str
+    region: str
+
+
+def empty_and_delete_bucket(client: Any, bucket: str) -> None:
+    """Remove a test bucket with everything in it (unfinished multipart uploads too)."""
+    for upload in client.list_multipart_uploads(Bucket=bucket).get("Uploads", []):
+        client.abort_multipart_upload(Bucket=bucket, Key=upload["Key"], UploadId=upload["UploadId"])
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+        for obj in page.get("Contents", []):
+            client.delete_object(Bucket=bucket, Key=obj["Key"])
+    client.delete_bucket(Bucket=bucket)
+
+
+@dataclass(frozen=True)
 class Stack:
     """Where the real services are, and this session's private namespace on them."""
 
@@ -45,6 +67,7 @@ class Stack:
     database_url: str
     topic_prefix: str
     imap: Imap | None = None
+    s3: S3Endpoint | None = None
 
     def topic(self, name: str) -> str:
         """Return ``name`` with this session's prefix."""
@@ -70,11 +93,24 @@ def stack() -> Iterator[Stack]:
         for key, value in os.environ.items()
         if key.startswith("TRIAGE_TEST_IMAP")
     }
-    if not (kafka and database and imap_env):
+    s3_env = {
+        key.removeprefix("TRIAGE_TEST_"): value
+        for key, value in os.environ.items()
+        if key.startswith("TRIAGE_TEST_S3_")
+    }
+    if not (kafka and database and imap_env and s3_env):
         env = _local_stack_env()
         kafka = kafka or env["TRIAGE_KAFKA_BOOTSTRAP"]
         database = database or env["TRIAGE_DATABASE_URL"]
-        imap_env = imap_env or {k.removeprefix("TRIAGE_"): v for k, v in env.items()}
+        local = {k.removeprefix("TRIAGE_"): v for k, v in env.items()}
+        imap_env = imap_env or local
+        s3_env = s3_env or local
+    s3 = S3Endpoint(
+        endpoint_url=s3_env["S3_ENDPOINT_URL"],
+        access_key_id=s3_env["S3_ACCESS_KEY_ID"],
+        secret_access_key=s3_env["S3_SECRET_ACCESS_KEY"],
+        region=s3_env.get("S3_REGION", "us-east-1"),
+    )
     imap = Imap(
         host=imap_env["IMAP_HOST"],
         port=int(imap_env["IMAP_PORT"]),
@@ -96,6 +132,7 @@ def stack() -> Iterator[Stack]:
             database_url=test_url,
             topic_prefix=f"test-{secrets.token_hex(4)}.",
             imap=imap,
+            s3=s3,
         )
     finally:
         with admin.connect() as conn:
@@ -111,6 +148,7 @@ def isolated(stack: Stack) -> Stack:
         database_url=stack.database_url,
         topic_prefix=f"{stack.topic_prefix}{secrets.token_hex(3)}.",
         imap=stack.imap,
+        s3=stack.s3,
     )
 
 

@@ -12,13 +12,10 @@ import asyncio
 import getpass
 import hashlib
 import json
-import os
-import re
 import secrets
 import shutil
-import subprocess
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,8 +26,8 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 from typer.testing import CliRunner
 
-from tests.helpers import REPO_ROOT, small_examples
-from tests.stack import Stack
+from tests.helpers import small_examples
+from tests.stack import Stack, empty_and_delete_bucket
 from triage_cli.registry_cli import registry_app
 from triage_ml import model as model_lib
 from triage_runtime.db.engine import alembic_config, make_async_engine, upgrade
@@ -491,30 +488,10 @@ class S3Server:
 
 
 @pytest.fixture(scope="module")
-def s3_server() -> S3Server:
-    """The real S3-compatible server: from TRIAGE_TEST_S3_*, else the local stack's."""
-    endpoint = os.environ.get("TRIAGE_TEST_S3_ENDPOINT_URL")
-    if endpoint:
-        return S3Server(
-            endpoint_url=endpoint,
-            access_key_id=os.environ["TRIAGE_TEST_S3_ACCESS_KEY_ID"],
-            secret_access_key=os.environ["TRIAGE_TEST_S3_SECRET_ACCESS_KEY"],
-            region=os.environ.get("TRIAGE_TEST_S3_REGION", "us-east-1"),
-        )
-    script = REPO_ROOT / "deploy" / "local" / "stack.sh"
-    subprocess.run([str(script), "start"], check=True, timeout=900)
-    printed = subprocess.run(
-        [str(script), "env"], check=True, capture_output=True, text=True, timeout=60
-    ).stdout
-    env = dict(re.findall(r"^export (\w+)=['\"]?([^'\"\n]*)['\"]?$", printed, re.MULTILINE))
-    if "TRIAGE_S3_ENDPOINT_URL" not in env:
-        pytest.fail("no S3 server: set TRIAGE_TEST_S3_* or run the local stack with S3Proxy")
-    return S3Server(
-        endpoint_url=env["TRIAGE_S3_ENDPOINT_URL"],
-        access_key_id=env["TRIAGE_S3_ACCESS_KEY_ID"],
-        secret_access_key=env["TRIAGE_S3_SECRET_ACCESS_KEY"],
-        region=env.get("TRIAGE_S3_REGION", "us-east-1"),
-    )
+def s3_server(stack: Stack) -> S3Server:
+    """The real S3-compatible server of the stack fixture."""
+    assert stack.s3 is not None
+    return S3Server(**asdict(stack.s3))
 
 
 @pytest.fixture(scope="module")
@@ -525,10 +502,7 @@ def s3_bucket(s3_server: S3Server) -> Iterator[str]:
     try:
         yield bucket
     finally:
-        for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket):
-            for obj in page.get("Contents", []):
-                client.delete_object(Bucket=bucket, Key=obj["Key"])
-        client.delete_bucket(Bucket=bucket)
+        empty_and_delete_bucket(client, bucket)
 
 
 @pytest.fixture

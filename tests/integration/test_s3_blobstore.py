@@ -12,19 +12,16 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
-import re
 import secrets
-import subprocess
 import tracemalloc
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.helpers import REPO_ROOT
-from tests.stack import Stack
+from tests.stack import Stack, empty_and_delete_bucket
 from triage_runtime.blobstore import BlobNotFoundError, BlobStore, LocalBlobStore
 from triage_runtime.s3blobs import BlobIntegrityError, S3BlobStore, blob_store_from_url
 
@@ -61,49 +58,11 @@ class S3Server:
         )
 
 
-def _local_stack_s3() -> S3Server:
-    script = REPO_ROOT / "deploy" / "local" / "stack.sh"
-    subprocess.run([str(script), "start"], check=True, timeout=900)
-    printed = subprocess.run(
-        [str(script), "env"], check=True, capture_output=True, text=True, timeout=60
-    ).stdout
-    env = dict(re.findall(r"^export (\w+)=['\"]?([^'\"\n]*)['\"]?$", printed, re.MULTILINE))
-    if "TRIAGE_S3_ENDPOINT_URL" not in env:
-        pytest.fail(
-            "deploy/local/stack.sh env printed no TRIAGE_S3_ENDPOINT_URL: start an S3 server"
-            " and set TRIAGE_TEST_S3_ENDPOINT_URL, TRIAGE_TEST_S3_ACCESS_KEY_ID and"
-            " TRIAGE_TEST_S3_SECRET_ACCESS_KEY"
-        )
-    return S3Server(
-        endpoint_url=env["TRIAGE_S3_ENDPOINT_URL"],
-        access_key_id=env["TRIAGE_S3_ACCESS_KEY_ID"],
-        secret_access_key=env["TRIAGE_S3_SECRET_ACCESS_KEY"],
-        region=env.get("TRIAGE_S3_REGION", "us-east-1"),
-    )
-
-
 @pytest.fixture(scope="session")
-def s3_server() -> S3Server:
-    """The real S3-compatible server: from TRIAGE_TEST_S3_*, else the local stack's."""
-    endpoint = os.environ.get("TRIAGE_TEST_S3_ENDPOINT_URL")
-    if not endpoint:
-        return _local_stack_s3()
-    return S3Server(
-        endpoint_url=endpoint,
-        access_key_id=os.environ["TRIAGE_TEST_S3_ACCESS_KEY_ID"],
-        secret_access_key=os.environ["TRIAGE_TEST_S3_SECRET_ACCESS_KEY"],
-        region=os.environ.get("TRIAGE_TEST_S3_REGION", "us-east-1"),
-    )
-
-
-def _empty_and_delete_bucket(client: Any, bucket: str) -> None:
-    uploads = client.list_multipart_uploads(Bucket=bucket).get("Uploads", [])
-    for upload in uploads:
-        client.abort_multipart_upload(Bucket=bucket, Key=upload["Key"], UploadId=upload["UploadId"])
-    for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket):
-        for obj in page.get("Contents", []):
-            client.delete_object(Bucket=bucket, Key=obj["Key"])
-    client.delete_bucket(Bucket=bucket)
+def s3_server(stack: Stack) -> S3Server:
+    """The real S3-compatible server of the stack fixture."""
+    assert stack.s3 is not None
+    return S3Server(**asdict(stack.s3))
 
 
 @pytest.fixture(scope="session")
@@ -114,7 +73,7 @@ def s3_bucket(s3_server: S3Server) -> Iterator[str]:
     try:
         yield bucket
     finally:
-        _empty_and_delete_bucket(store.client, bucket)
+        empty_and_delete_bucket(store.client, bucket)
 
 
 @pytest.fixture
@@ -307,7 +266,7 @@ def test_create_bucket_is_idempotent(s3_server: S3Server) -> None:
         second = s3_server.store(bucket, create_bucket=True)
         assert second.get(first.put(b"in a new bucket")) == b"in a new bucket"
     finally:
-        _empty_and_delete_bucket(first.client, bucket)
+        empty_and_delete_bucket(first.client, bucket)
 
 
 def test_wrong_credentials_fail_loudly(s3_server: S3Server, s3_bucket: str) -> None:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from triage_contracts import ErrorClass, Source, SourceKind
 from triage_ingest import domain
-from triage_ingest.intake import EMAIL_MEDIA_TYPE, Intake
+from triage_ingest.intake import Intake
 from triage_ingest.metrics import CONNECTOR_ITEMS
 from triage_ingest.settings import Settings
 
@@ -131,7 +131,7 @@ class DropFolder:
         self, path: Path, name: str, size: int, error_class: ErrorClass, reason: str
     ) -> None:
         sha256 = await self._intake.store_file(path)
-        guessed = EMAIL_MEDIA_TYPE if name.endswith(".eml") else "application/octet-stream"
+        guessed = domain.EMAIL_MEDIA_TYPE if name.endswith(".eml") else "application/octet-stream"
         await self._intake.dead_letter(
             source=self._source,
             raw_sha256=sha256,

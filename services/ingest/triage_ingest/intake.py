@@ -8,7 +8,6 @@ retry or a crash in between publishes the same event again at most, never a seco
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -35,8 +34,6 @@ from triage_runtime.kafka import publish_event
 from triage_runtime.metrics import DEAD_LETTERS, EVENTS_PRODUCED
 
 log = logging.getLogger(__name__)
-
-EMAIL_MEDIA_TYPE = "message/rfc822"
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,7 +155,7 @@ class Intake:
                 source=source,
                 raw_sha256=raw_sha,
                 raw_size=len(raw),
-                media_type=EMAIL_MEDIA_TYPE,
+                media_type=domain.EMAIL_MEDIA_TYPE,
                 error_class=ErrorClass.MALFORMED_INPUT,
                 reason=f"email could not be parsed: {type(exc).__name__}",
             )
@@ -231,12 +228,3 @@ class Intake:
 
 def _cut(value: str | None, limit: int) -> str | None:
     return value[:limit] if value is not None else None
-
-
-def sha256_file(path: Path) -> str:
-    """Return a file's SHA-256, read in chunks."""
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while chunk := handle.read(1024 * 1024):
-            digest.update(chunk)
-    return digest.hexdigest()

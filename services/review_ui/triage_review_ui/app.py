@@ -28,6 +28,7 @@ from triage_review_ui.metrics import OLDEST_AGE_SECONDS, OPEN_ITEMS, OVERDUE_ITE
 from triage_review_ui.queries import QueueFilter, ReviewQueries
 from triage_review_ui.settings import Settings
 from triage_review_ui.workflow import ReviewWorkflow, WorkflowError
+from triage_runtime.blobstore import BlobStore
 from triage_runtime.db.engine import database_reachable, make_async_engine
 from triage_runtime.kafka import make_broker, publish_event
 from triage_runtime.ops import ops_router
@@ -85,6 +86,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     broker = make_broker(settings.kafka_bootstrap, client_id="triage-review-ui")
     queries = ReviewQueries(engine)
     auth = AuthStore(engine)
+    blobs = settings.open_blob_store()
     workflow = ReviewWorkflow(
         engine,
         labels=settings.labels,
@@ -280,7 +282,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 item = await queries.item(item_id) or item
             except WorkflowError as exc:
                 claim_error = str(exc)
-        text = await _document_text(settings, item)
+        text = await _document_text(blobs, item)
         probabilities = sorted(
             (item.probabilities or {}).items(), key=lambda kv: kv[1], reverse=True
         )[:5]
@@ -302,7 +304,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         item = await queries.item(item_id)
         if item is None:
             raise HTTPException(status.HTTP_404_NOT_FOUND, "no such review item")
-        data = await asyncio.to_thread(settings.open_blob_store().get, item.blob_sha256)
+        data = await asyncio.to_thread(blobs.get, item.blob_sha256)
         inline = item.media_type == "application/pdf"
         media_type = item.media_type if inline else "application/octet-stream"
         disposition = "inline" if inline else "attachment"
@@ -419,12 +421,16 @@ def _local_path(target: str) -> bool:
     return target.startswith("/") and not target.startswith(("//", "/\\")) and "\\" not in target
 
 
-async def _document_text(settings: Settings, item: Any) -> str | None:
+async def _document_text(blobs: BlobStore, item: Any) -> str | None:
     """The document's extracted text for the item page (shown escaped), or None."""
     from triage_ml.features import extract_text
 
+    # Only documents the classifier could read: re-extracting one that failed (a PDF over
+    # its time or memory limit, say) would tie up this web process for nothing.
+    if item.extraction_status != "ok":
+        return None
     try:
-        data = await asyncio.to_thread(settings.open_blob_store().get, item.blob_sha256)
+        data = await asyncio.to_thread(blobs.get, item.blob_sha256)
     except Exception:  # noqa: BLE001 - a missing blob must not break the page
         return None
     extracted = await asyncio.to_thread(extract_text, data, item.media_type)

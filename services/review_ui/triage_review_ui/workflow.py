@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import and_, or_, select, update
 from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from triage_contracts import (
     BlobRef,
@@ -106,9 +106,9 @@ class ReviewWorkflow:
             )
         return Claim(item_id, reviewer, until)
 
-    async def _why_not(self, session: object, item_id: int) -> str:
+    async def _why_not(self, session: AsyncSession, item_id: int) -> str:
         found = (
-            await session.execute(  # type: ignore[attr-defined]
+            await session.execute(
                 select(ReviewItem.status, ReviewItem.claimed_by).where(ReviewItem.id == item_id)
             )
         ).first()
