@@ -27,6 +27,7 @@ log = logging.getLogger(__name__)
 
 TRIAGED_FLAG = b"$Triaged"
 FETCH_BATCH = 20
+STOP_TIMEOUT_SECONDS = 10.0
 
 
 class ImapConnector:
@@ -38,11 +39,13 @@ class ImapConnector:
         self._account = account
         self._source = Source(kind=SourceKind.IMAP, name=account.name)
         self._stopping = threading.Event()
+        self._stop_requested = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
         """Start one reader per mailbox."""
         self._stopping.clear()
+        self._stop_requested = asyncio.Event()
         self._tasks = [
             asyncio.create_task(self._run(mailbox), name=f"imap-{self._account.name}-{mailbox}")
             for mailbox in self._account.mailboxes
@@ -50,11 +53,16 @@ class ImapConnector:
 
     async def stop(self) -> None:
         """Stop the readers; a message in flight is finished or re-read after restart."""
+        # Ask, then wait: the IMAP client is not thread-safe, so a reader must leave IDLE
+        # (within a second) and log out itself; cancelling it would let a logout race the
+        # thread still in IDLE on the same connection.
         self._stopping.set()
-        for task in self._tasks:
+        self._stop_requested.set()
+        done, pending = await asyncio.wait(self._tasks, timeout=STOP_TIMEOUT_SECONDS)
+        for task in pending:
             task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
+        for task in (*done, *pending):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
 
     def _connect(self) -> IMAPClient:
@@ -84,7 +92,7 @@ class ImapConnector:
                     extra={"account": self._account.name, "mailbox": mailbox},
                 )
                 CONNECTOR_ITEMS.labels("imap", "connection_error").inc()
-                await asyncio.sleep(self._account.poll_seconds)
+                await self._pause(self._account.poll_seconds)
             finally:
                 if client is not None:
                     with contextlib.suppress(Exception):
@@ -95,7 +103,12 @@ class ImapConnector:
         if account.idle and b"IDLE" in client.capabilities():
             await asyncio.to_thread(self._idle, client)
         else:
-            await asyncio.sleep(account.poll_seconds)
+            await self._pause(account.poll_seconds)
+
+    async def _pause(self, seconds: float) -> None:
+        """Sleep, but wake at once when stop() is called."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stop_requested.wait(), timeout=seconds)
 
     def _idle(self, client: IMAPClient) -> None:
         # Short idle_check slices keep stop() prompt; the server is told once per renewal.
