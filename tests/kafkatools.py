@@ -33,6 +33,19 @@ async def produce(
         await producer.stop()
 
 
+async def produce_many(
+    bootstrap: str, topic: str, messages: list[tuple[bytes, bytes]]
+) -> list[int]:
+    """Publish (key, value) pairs with the default partitioner; return each one's partition."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
+    await producer.start()
+    try:
+        sent = [await producer.send(topic, value, key=key) for key, value in messages]
+        return [(await future).partition for future in sent]
+    finally:
+        await producer.stop()
+
+
 async def collect(
     bootstrap: str,
     topics: list[str] | None = None,

@@ -16,6 +16,7 @@ from triage_contracts import (
     ModelRole,
     Source,
     SourceKind,
+    derive_document_id,
 )
 from triage_ingest import domain as ingest_domain
 from triage_ml import model as model_lib
@@ -187,3 +188,22 @@ def test_rules_scores_route_only_when_sure_and_otherwise_say_model_unavailable()
     review = router_domain.decide(unsure.model_copy(update={"model": rules}), review_sla=SLA)
     assert isinstance(review, router_domain.SendToReview)
     assert review.reason is router_domain.ReviewReason.MODEL_UNAVAILABLE
+
+
+def test_canary_scores_only_its_partitions_and_only_when_it_serves() -> None:
+    partitions = [0, 1, 2, 1, 3]
+    roles = classifier_domain.by_role(partitions, frozenset({1, 3}), has_canary=True)
+    assert [r.value for r in roles] == ["champion", "canary", "champion", "canary", "canary"]
+    without = classifier_domain.by_role(partitions, frozenset({1, 3}), has_canary=False)
+    assert {r.value for r in without} == {"champion"}
+
+
+def test_shadow_sample_is_a_stable_share_chosen_by_document_id() -> None:
+    ids = [derive_document_id("upload", "t", str(i)) for i in range(4000)]
+    half = [i for i in ids if classifier_domain.in_shadow_sample(i, 0.5)]
+    assert 0.46 < len(half) / len(ids) < 0.54
+    assert half == [i for i in ids if classifier_domain.in_shadow_sample(i, 0.5)]
+    tenth = {i for i in ids if classifier_domain.in_shadow_sample(i, 0.1)}
+    assert tenth <= set(half)  # a smaller share is a subset: raising it only adds documents
+    assert all(classifier_domain.in_shadow_sample(i, 1.0) for i in ids[:50])
+    assert not any(classifier_domain.in_shadow_sample(i, 0.0) for i in ids[:50])

@@ -43,10 +43,16 @@ class UnprocessableError(Exception):
 
 
 def make_broker(bootstrap: str, *, client_id: str) -> KafkaBroker:
-    """Return an unconnected broker whose producer is idempotent and waits for all replicas."""
+    """Return an unconnected broker whose producer is idempotent and waits for all replicas.
+
+    Topics are never created by a service with its own partition count (faststream would make
+    one partition): the cluster's defaults, or the operator, decide how many partitions a topic
+    has, and partitions are what canary traffic and consumer scaling are measured in.
+    """
     return KafkaBroker(
         bootstrap,
         client_id=client_id,
+        allow_auto_create_topics=False,
         enable_idempotence=True,
         acks="all",
         graceful_timeout=15.0,

@@ -26,15 +26,18 @@ from triage_classifier.metrics import (
     EXTRACTION_FAILURES,
     PREDICTIONS,
     SCORE_SECONDS,
+    SHADOW_FAILURES,
 )
-from triage_classifier.model_source import ModelSource
+from triage_classifier.model_source import ModelSource, Serving
 from triage_classifier.settings import Settings
 from triage_contracts import (
+    DocumentClassifiedV1,
     DocumentReceivedV1,
     ErrorClass,
     Extraction,
     ExtractionStatus,
     ModelRef,
+    ModelRole,
     topics,
 )
 from triage_contracts.inference import ClassifyRequestV1, ClassifyResponseV1
@@ -93,26 +96,74 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     async def extract_batch(
         records: tuple[ConsumedRecord, ...],
-    ) -> list[domain.Extracted]:
-        """Decode and extract a batch; what cannot be processed goes to the dead letters."""
-        received: list[tuple[DocumentReceivedV1, bytes | None]] = []
+    ) -> list[tuple[int, domain.Extracted]]:
+        """Decode and extract a batch; what cannot be processed goes to the dead letters.
+
+        Returns each extracted document with the partition it was read from.
+        """
+        received: list[tuple[int, DocumentReceivedV1, bytes | None]] = []
         for record in records:
             try:
                 event = decode_event(record.value, DocumentReceivedV1)
-                received.append((event, await fetch(event)))
+                received.append((record.partition, event, await fetch(event)))
             except UnprocessableError as exc:
                 await dead_letters.send(record, exc, consumed_topic=topics.DOCUMENTS)
         readable = [
-            (data, ev.document.blob.media_type) for ev, data in received if data is not None
+            (data, ev.document.blob.media_type) for _, ev, data in received if data is not None
         ]
         texts = iter(await pool.extract_many(readable))
         batch = []
-        for event, data in received:
+        for partition, event, data in received:
             text = next(texts) if data is not None else ExtractedText(ExtractionStatus.TOO_LARGE)
             if text.status is not ExtractionStatus.OK:
                 EXTRACTION_FAILURES.labels(text.status.value).inc()
-            batch.append(domain.Extracted(event, text))
+            batch.append((partition, domain.Extracted(event, text)))
         return batch
+
+    async def score(items: list[domain.Extracted], serving: Serving) -> list[DocumentClassifiedV1]:
+        """One model call for ``items``, timed under the model's version."""
+        if not items:
+            return []
+        model_ref = ModelRef(version=serving.model.version, role=serving.role)
+        started = time.perf_counter()
+        events = await asyncio.to_thread(
+            domain.classify, items, model=serving.model, model_ref=model_ref, producer=producer
+        )
+        SCORE_SECONDS.labels(model_ref.version).observe(time.perf_counter() - started)
+        return events
+
+    async def publish_shadow(batch: list[domain.Extracted]) -> None:
+        """Score the sampled documents with the shadow model; a failure never blocks routing."""
+        shadow = source.shadow
+        if shadow is None:
+            return
+        sampled = [
+            item
+            for item in batch
+            if item.text.status is ExtractionStatus.OK
+            and domain.in_shadow_sample(item.received.document_id, settings.shadow_sample)
+        ]
+        try:
+            for event in await score(sampled, shadow):
+                await publish_event(broker, settings.topic(topics.CLASSIFIED_SHADOW), event)
+                EVENTS_PRODUCED.labels(SERVICE, topics.CLASSIFIED_SHADOW).inc()
+                observe(event)
+        except Exception:
+            SHADOW_FAILURES.inc()
+            log.exception("shadow scoring failed", extra={"model_version": shadow.model.version})
+
+    def observe(event: DocumentClassifiedV1) -> None:
+        prediction = event.prediction
+        if prediction is not None:
+            CONFIDENCE.labels(event.model.version, event.model.role.value).observe(
+                prediction.confidence
+            )
+            PREDICTIONS.labels(
+                event.model.version,
+                event.model.role.value,
+                prediction.label,
+                prediction.action.value,
+            ).inc()
 
     @broker.subscriber(
         settings.topic(topics.DOCUMENTS),
@@ -124,51 +175,57 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         ack_policy=AckPolicy.NACK_ON_ERROR,
     )
     async def on_documents(message: KafkaMessage) -> None:
-        """Extract, score and publish a micro-batch; offsets commit after every publish."""
+        """Extract, score and publish a micro-batch; offsets commit after every publish.
+
+        Records from the canary's partitions are scored by the canary (when one serves), the
+        rest by the champion; sampled documents are also scored by the shadow model.
+        """
         records: tuple[ConsumedRecord, ...] = message.raw_message
-        serving = source.serving
-        if serving is None:
+        champion = source.serving
+        if champion is None:
             raise RuntimeError("no model in service yet")  # redelivered once one is
-        model_ref = ModelRef(version=serving.model.version, role=serving.role)
+        canary = source.canary
         BATCH_SIZE.observe(len(records))
 
         started = time.perf_counter()
-        batch = await extract_batch(records)
+        extracted = await extract_batch(records)
         EXTRACT_SECONDS.observe(time.perf_counter() - started)
 
-        started = time.perf_counter()
-        events = await asyncio.to_thread(
-            domain.classify, batch, model=serving.model, model_ref=model_ref, producer=producer
+        roles = domain.by_role(
+            [partition for partition, _ in extracted],
+            settings.canary_partitions,
+            has_canary=canary is not None,
         )
-        SCORE_SECONDS.labels(model_ref.version).observe(time.perf_counter() - started)
+        batch = [item for _, item in extracted]
+        groups: dict[ModelRole, list[domain.Extracted]] = {}
+        for role, item in zip(roles, batch, strict=True):
+            groups.setdefault(role, []).append(item)
+        scored: dict[str, DocumentClassifiedV1] = {}
+        for role, items in groups.items():
+            serving = canary if role is ModelRole.CANARY and canary is not None else champion
+            for event in await score(items, serving):
+                scored[event.document_id] = event
 
-        for event in events:
+        for item in batch:  # in the order read, so each key keeps its order
+            event = scored[item.received.document_id]
             await publish_event(broker, settings.topic(topics.CLASSIFIED), event)
             EVENTS_PRODUCED.labels(SERVICE, topics.CLASSIFIED).inc()
             EVENTS_CONSUMED.labels(SERVICE, topics.DOCUMENTS, "ok").inc()
+            observe(event)
             prediction = event.prediction
-            if prediction is not None:
-                CONFIDENCE.labels(model_ref.version, model_ref.role.value).observe(
-                    prediction.confidence
-                )
-                PREDICTIONS.labels(
-                    model_ref.version,
-                    model_ref.role.value,
-                    prediction.label,
-                    prediction.action.value,
-                ).inc()
             log.info(
                 "document classified",
                 extra={
                     "document_id": event.document_id,
                     "trace_id": event.trace_id,
-                    "model_version": model_ref.version,
-                    "model_role": model_ref.role.value,
+                    "model_version": event.model.version,
+                    "model_role": event.model.role.value,
                     "extraction": event.extraction.status.value,
                     "label": prediction.label if prediction else None,
                     "action": prediction.action.value if prediction else "review",
                 },
             )
+        await publish_shadow(batch)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:

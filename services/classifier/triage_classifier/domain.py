@@ -11,6 +11,7 @@ from triage_contracts import (
     Extraction,
     ExtractionStatus,
     ModelRef,
+    ModelRole,
     Prediction,
     Producer,
 )
@@ -52,4 +53,26 @@ def classify(
             prediction=predictions.get(id(item)),
         )
         for item in batch
+    ]
+
+
+def in_shadow_sample(document_id: str, share: float) -> bool:
+    """Whether a document is in the shadow sample; the same id always gets the same answer.
+
+    The id's hex digits are uniform, so the chosen share of documents is ``share``.
+    """
+    if share >= 1.0:
+        return True
+    if share <= 0.0:
+        return False
+    return int(document_id[4:12], 16) < share * 16**8
+
+
+def by_role(
+    partitions: Sequence[int], canary_partitions: frozenset[int], *, has_canary: bool
+) -> list[ModelRole]:
+    """The role that scores each record: canary on its partitions when a canary serves."""
+    return [
+        ModelRole.CANARY if has_canary and partition in canary_partitions else ModelRole.CHAMPION
+        for partition in partitions
     ]

@@ -58,3 +58,7 @@ CLASSIFY_SECONDS = Histogram(
     "Time to answer POST /v1/classify, including extraction of the text given.",
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
 )
+SHADOW_FAILURES = Counter(
+    "triage_classifier_shadow_failures_total",
+    "Micro-batches whose shadow scoring failed (routing went on without it).",
+)

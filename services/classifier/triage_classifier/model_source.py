@@ -9,6 +9,11 @@ Two sources:
 Either way a change is picked up within ``model_refresh_seconds`` plus the load time, and
 the swap is atomic: a micro-batch is scored by one model from start to end. When no trained
 model can be loaded, the rules model serves (degraded mode) until one can.
+
+Beside the champion, the registry aliases ``canary`` and ``shadow`` are followed the same way
+when the classifier is configured to use them (``canary_partitions``, ``shadow_sample``). An
+alias that points at nothing, or a version that fails to load, leaves that role empty: the
+champion scores the canary's partitions, and nothing is shadow-scored.
 """
 
 from __future__ import annotations
@@ -56,11 +61,27 @@ class ModelSource:
         self._task: asyncio.Task[None] | None = None
         self._registry: ModelRegistry | None = None
         self._engine: AsyncEngine | None = None
+        self._extra: dict[ModelRole, Serving | None] = {}
+        self._extra_versions: dict[ModelRole, str | None] = {}
+        if settings.canary_partitions:
+            self._extra[ModelRole.CANARY] = None
+        if settings.shadow_sample > 0:
+            self._extra[ModelRole.SHADOW] = None
 
     @property
     def serving(self) -> Serving | None:
         """The current model, or None before the first load."""
         return self._serving
+
+    @property
+    def canary(self) -> Serving | None:
+        """The canary model, when canary partitions are configured and the alias is set."""
+        return self._extra.get(ModelRole.CANARY)
+
+    @property
+    def shadow(self) -> Serving | None:
+        """The shadow model, when shadow scoring is on and the alias is set."""
+        return self._extra.get(ModelRole.SHADOW)
 
     async def start(self) -> None:
         """Load once (falling back to rules if allowed), then keep refreshing."""
@@ -123,7 +144,47 @@ class ModelSource:
         return self._registry
 
     async def refresh(self) -> bool:
-        """Load the configured model if it changed; return whether a trained model serves."""
+        """Load the configured models if they changed; return whether a trained champion serves."""
+        for role in self._extra:
+            try:
+                await self._refresh_extra(role)
+            except Exception:
+                log.exception("could not refresh a model", extra={"model_role": role.value})
+        return await self._refresh_champion()
+
+    async def _refresh_extra(self, role: ModelRole) -> None:
+        """Follow the registry alias named after ``role``; empty the role when it points nowhere."""
+        registry = self._registry_client()
+        version = await registry.resolve(role.value)
+        if version == self._extra_versions.get(role) and (
+            version is None or self._extra[role] is not None
+        ):
+            return
+        self._extra_versions[role] = version
+        previous = self._extra[role]
+        if previous is not None:
+            MODEL_INFO.labels(previous.model.version, role.value).set(0)
+        self._extra[role] = None
+        if version is None:
+            log.info("no model in this role", extra={"model_role": role.value})
+            return
+        started = time.perf_counter()
+        try:
+            path = await registry.fetch(version, cache_dir=self._settings.model_cache_dir)
+            model = await asyncio.to_thread(model_lib.load, path)
+        except Exception:
+            MODEL_LOADS.labels("failed").inc()
+            log.exception(
+                "model load failed", extra={"model_version": version, "model_role": role.value}
+            )
+            return
+        MODEL_LOAD_SECONDS.set(time.perf_counter() - started)
+        MODEL_LOADS.labels("loaded").inc()
+        self._extra[role] = Serving(model, role)
+        MODEL_INFO.labels(model.version, role.value).set(1)
+        log.info("model in service", extra={"model_version": version, "model_role": role.value})
+
+    async def _refresh_champion(self) -> bool:
         try:
             located = await self._locate()
         except Exception:

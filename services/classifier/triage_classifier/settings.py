@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated, Any
 
-from pydantic import Field
-from pydantic_settings import SettingsConfigDict
+from pydantic import Field, field_validator
+from pydantic_settings import NoDecode, SettingsConfigDict
 
 from triage_runtime.settings import CommonSettings
 
@@ -43,6 +44,23 @@ class Settings(CommonSettings):
     rules_path: Path | None = Field(
         default=None, description="Rules file for the fallback (default: the shipped rules)."
     )
+    canary_partitions: Annotated[frozenset[int], NoDecode] = Field(
+        default=frozenset(),
+        description=(
+            "Partitions of the documents topic scored by the registry alias `canary` "
+            "(comma-separated, e.g. `0,3`); empty: no canary. Documents are keyed by id, so "
+            "the canary's share of traffic is the share of these partitions."
+        ),
+    )
+    shadow_sample: float = Field(
+        default=0.0,
+        ge=0.0,
+        le=1.0,
+        description=(
+            "Share of documents also scored by the registry alias `shadow` onto the shadow "
+            "topic (0: off, 1: all); chosen by document id, so a redelivery is sampled alike."
+        ),
+    )
     group_id: str = "triage-classifier"
     batch_max_records: int = Field(default=32, gt=0, le=1000)
     batch_timeout_ms: int = Field(default=50, ge=1, le=10_000)
@@ -55,3 +73,22 @@ class Settings(CommonSettings):
     max_classify_request_bytes: int = Field(
         default=1024 * 1024, gt=0, description="Largest POST /v1/classify body (413 above)."
     )
+
+    @field_validator("canary_partitions", mode="before")
+    @classmethod
+    def _partitions(cls, value: Any) -> Any:
+        """Accept ``"0,3"`` (as the environment gives it) as well as a collection of ints."""
+        if isinstance(value, str):
+            parts = [part.strip() for part in value.split(",") if part.strip()]
+            try:
+                return frozenset(int(part) for part in parts)
+            except ValueError as exc:
+                raise ValueError("canary_partitions is a comma-separated list of numbers") from exc
+        return value
+
+    @field_validator("canary_partitions")
+    @classmethod
+    def _non_negative(cls, value: frozenset[int]) -> frozenset[int]:
+        if any(partition < 0 for partition in value):
+            raise ValueError("partition numbers start at 0")
+        return value
