@@ -20,9 +20,14 @@ def test_migrations_create_the_review_queue_and_repeat_safely(stack: Stack) -> N
     engine = create_engine(stack.database_url)
     try:
         tables = set(inspect(engine).get_table_names())
-        assert {"review_item", "routing_decision", "alembic_version"} <= tables
+        assert {
+            "review_item",
+            "routing_decision",
+            "routing_correction",
+            "alembic_version",
+        } <= tables
         with engine.connect() as conn:
-            assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0006"
+            assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0007"
     finally:
         engine.dispose()
 

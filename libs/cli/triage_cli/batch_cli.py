@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import csv
 import json
+import secrets
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -19,6 +20,7 @@ batch_app = typer.Typer(
 
 FIELDS = (
     "path",
+    "document_id",
     "media_type",
     "extraction",
     "label",
@@ -72,35 +74,140 @@ def _rows(files: list[Path], model: Any, progress: Progress) -> list[dict[str, A
     return rows
 
 
+def _topic_rows(
+    since: str, until: str | None, model: Any, batch_size: int
+) -> tuple[list[dict[str, Any]], dict[str, int]]:
+    """Score a time window of the documents topic; return rows and skipped counts."""
+    from triage_classifier.settings import Settings as ClassifierSettings
+    from triage_cli.replay_cli import parse_window, progress_bar
+    from triage_cli.rescore import rescore
+    from triage_contracts import ModelRef, ModelRole, topics
+    from triage_ml.extraction_pool import ExtractionLimits, ExtractionPool
+    from triage_runtime.service import producer_for
+    from triage_runtime.topic_window import TopicWindow
+
+    start, end = parse_window(since, until)
+    settings = ClassifierSettings()
+    blobs = settings.open_blob_store()
+    producer = producer_for("batch", "triage-cli")
+    model_ref = ModelRef(version=model.version, role=ModelRole.CHAMPION)
+    rows: list[dict[str, Any]] = []
+    skipped: dict[str, int] = {}
+    limits = ExtractionLimits(
+        timeout_seconds=settings.extraction_timeout_seconds,
+        memory_bytes=settings.extraction_memory_bytes,
+        max_bytes=settings.max_document_bytes,
+    )
+
+    async def run() -> None:
+        window = TopicWindow(
+            settings.kafka_bootstrap,
+            settings.topic(topics.DOCUMENTS),
+            since=start,
+            until=end,
+            group_id=f"triage-batch-{secrets.token_hex(4)}",
+            batch_size=batch_size,
+        )
+        async with (
+            ExtractionPool(workers=settings.extraction_workers, limits=limits) as pool,
+            window,
+        ):
+            with progress_bar() as progress:
+                task = progress.add_task("scoring", total=window.total)
+                async for batch in window.batches():
+                    done = await rescore(
+                        batch,
+                        blobs=blobs,
+                        pool=pool,
+                        model=model,
+                        model_ref=model_ref,
+                        producer=producer,
+                        max_bytes=settings.max_document_bytes,
+                    )
+                    for reason, count in done.skipped.items():
+                        skipped[reason] = skipped.get(reason, 0) + count
+                    for event in done.events:
+                        row: dict[str, Any] = dict.fromkeys(FIELDS)
+                        prediction = event.prediction
+                        row |= {
+                            "document_id": event.document_id,
+                            "path": event.document.filename,
+                            "media_type": event.document.blob.media_type,
+                            "extraction": event.extraction.status.value,
+                            "model_version": model.version,
+                            "action": prediction.action.value if prediction else "review",
+                        }
+                        if prediction is not None:
+                            row |= {
+                                "label": prediction.label,
+                                "confidence": prediction.confidence,
+                                "threshold": prediction.threshold,
+                            }
+                        rows.append(row)
+                    progress.advance(task, len(batch))
+
+    asyncio.run(run())
+    return rows, skipped
+
+
 @batch_app.command("score")
 def batch_score(
-    input_dir: Annotated[
-        Path, typer.Option("--input", help="A folder; every file below it is scored.", exists=True)
-    ],
     output: Annotated[Path, typer.Option(help="Results: .jsonl or .csv (by extension).")],
+    input_dir: Annotated[
+        Path | None,
+        typer.Option("--input", help="A folder; every file below it is scored.", exists=True),
+    ] = None,
+    topic_range: Annotated[
+        str | None,
+        typer.Option(
+            "--topic-range",
+            help=(
+                "Score the documents topic between two times, SINCE..UNTIL (ISO 8601 or an "
+                "age such as 2h; UNTIL may be left out: the topic's end)."
+            ),
+        ),
+    ] = None,
     model: Annotated[
         str, typer.Option(help="An artifact directory, a registered version, or an alias.")
     ] = "champion",
+    batch_size: Annotated[
+        int, typer.Option(min=1, max=1000, help="Documents per batch (--topic-range).")
+    ] = CHUNK,
 ) -> None:
-    """Score every document under a folder with the same extraction and model as serving."""
+    """Score a folder, or a time range of the documents topic, with the serving code.
+
+    Extraction and model are the classifier's, so a score here is the score online.
+    """
     from triage_cli.registry_support import load_model
 
+    if (input_dir is None) == (topic_range is None):
+        console.print("[red]give one of --input DIR or --topic-range SINCE..UNTIL[/red]")
+        raise typer.Exit(2)
     if output.suffix.lower() not in {".jsonl", ".csv"}:
         console.print("[red]--output must end in .jsonl or .csv[/red]")
         raise typer.Exit(2)
-    files = sorted(p for p in input_dir.rglob("*") if p.is_file() and not p.name.startswith("."))
-    if not files:
-        console.print(f"[red]no files under {input_dir}[/red]")
-        raise typer.Exit(2)
-    loaded = load_model(model)
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=console,
-    ) as progress:
-        rows = _rows(files, loaded, progress)
+    skipped: dict[str, int] = {}
+    if input_dir is not None:
+        files = sorted(
+            p for p in input_dir.rglob("*") if p.is_file() and not p.name.startswith(".")
+        )
+        if not files:
+            console.print(f"[red]no files under {input_dir}[/red]")
+            raise typer.Exit(2)
+        loaded = load_model(model)
+        with Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console,
+        ) as progress:
+            rows = _rows(files, loaded, progress)
+    else:
+        assert topic_range is not None
+        since, _, until = topic_range.partition("..")
+        loaded = load_model(model)
+        rows, skipped = _topic_rows(since, until or None, loaded, batch_size)
     output.parent.mkdir(parents=True, exist_ok=True)
     if output.suffix.lower() == ".csv":
         with output.open("w", newline="") as handle:
@@ -114,3 +221,5 @@ def batch_score(
         f"scored {len(rows)} documents with {loaded.version}: {routed} would be routed, "
         f"{len(rows) - routed} would go to review; results in {output}"
     )
+    for reason, count in sorted(skipped.items()):
+        stdout.print(f"skipped {count} record(s): {reason}")

@@ -15,9 +15,11 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from triage_cli.batch_cli import batch_app
+from triage_cli.canary_cli import canary_app
 from triage_cli.console import console, stdout
 from triage_cli.dlq_cli import dlq_app
 from triage_cli.model_cli import model_app
+from triage_cli.replay_cli import replay
 from triage_cli.user_cli import user_app
 
 app = typer.Typer(
@@ -38,6 +40,8 @@ app.add_typer(apikey_app, name="apikey")
 app.add_typer(batch_app, name="batch")
 app.add_typer(user_app, name="user")
 app.add_typer(dlq_app, name="dlq")
+app.add_typer(canary_app, name="canary")
+app.command("replay")(replay)
 
 
 class ServiceName(StrEnum):

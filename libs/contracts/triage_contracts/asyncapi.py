@@ -14,6 +14,7 @@ from triage_contracts.events import (
     DocumentClassifiedV1,
     DocumentReceivedV1,
     DocumentRoutedV1,
+    DocumentWithdrawnV1,
     Event,
     ReviewDecisionV1,
     schema_key,
@@ -40,8 +41,10 @@ _CHANNELS: dict[str, tuple[str, tuple[type[Event], ...], str]] = {
     ),
     "routed": (
         "triage.routed.{queue}.v1",
-        (DocumentRoutedV1,),
-        "One topic per operational queue; downstream consumers read their queue's topic.",
+        (DocumentRoutedV1, DocumentWithdrawnV1),
+        "One topic per operational queue; downstream consumers read their queue's topic. "
+        "A replay after a rollback may withdraw a document (DocumentWithdrawn) and route it "
+        "elsewhere (a DocumentRouted whose supersedes_event_id names the withdrawn event).",
     ),
     "reviewDecisions": (
         topics.REVIEW_DECISIONS,
@@ -105,6 +108,20 @@ _OPERATIONS: tuple[tuple[str, str, str, type[Event], str], ...] = (
         "routed",
         DocumentRoutedV1,
         "review UI routes a decided document to its queue (decided_by: human).",
+    ),
+    (
+        "replayPublishesCorrection",
+        "send",
+        "routed",
+        DocumentRoutedV1,
+        "triage replay routes a re-scored document to its new queue, naming what it supersedes.",
+    ),
+    (
+        "replayPublishesWithdrawal",
+        "send",
+        "routed",
+        DocumentWithdrawnV1,
+        "triage replay withdraws a document from the queue it no longer belongs to.",
     ),
     (
         "classifierDeadLetters",

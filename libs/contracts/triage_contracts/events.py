@@ -233,6 +233,23 @@ class DocumentRoutedV1(DocumentEvent):
     supersedes_event_id: uuid.UUID | None = None
 
 
+class DocumentWithdrawnV1(DocumentEvent):
+    """A document routed to this queue was taken back out of it (by a replay after a rollback).
+
+    Published on the queue's topic, next to the DocumentRouted it withdraws; where the
+    document went instead is a DocumentRouted on another queue's topic (whose
+    ``supersedes_event_id`` names the same event), or a review item.
+    """
+
+    schema_name: Literal["DocumentWithdrawn"] = "DocumentWithdrawn"
+    schema_version: Literal[1] = 1
+    queue: Label
+    withdrawn_event_id: uuid.UUID
+    """The DocumentRouted event this withdraws."""
+    reason: ShortText
+    replay_id: Annotated[str, StringConstraints(max_length=40)] | None = None
+
+
 class ReviewDecisionV1(DocumentEvent):
     """A reviewer chose a queue for a document in the review queue."""
 
@@ -294,6 +311,7 @@ EVENT_TYPES: tuple[type[Event], ...] = (
     DocumentReceivedV1,
     DocumentClassifiedV1,
     DocumentRoutedV1,
+    DocumentWithdrawnV1,
     ReviewDecisionV1,
     DeadLetterV1,
 )

@@ -116,6 +116,8 @@ class ReviewWorkflow:
             return f"review item {item_id} does not exist"
         if found.status == "decided":
             return f"review item {item_id} is already decided"
+        if found.status == "closed":
+            return f"review item {item_id} was closed: a replay routed the document"
         return f"review item {item_id} is claimed by {found.claimed_by}"
 
     async def release(self, item_id: int, *, reviewer: str) -> None:
@@ -145,6 +147,10 @@ class ReviewWorkflow:
                 raise WorkflowError(f"review item {item_id} does not exist")
             if item.status == "decided":
                 raise ClaimConflictError(f"review item {item_id} is already decided")
+            if item.status == "closed":
+                raise ClaimConflictError(
+                    f"review item {item_id} was closed: a replay routed the document"
+                )
             live = item.claimed_until is not None and item.claimed_until >= now
             if item.claimed_by != reviewer or not live:
                 raise ClaimConflictError(
@@ -163,18 +169,25 @@ class ReviewWorkflow:
                 .where(Document.document_id == item.document_id)
                 .values(status="decided", queue=label, updated_at=now)
             )
+            human = {
+                "queue": label,
+                "event_id": uuid.uuid4(),
+                "decided_by": DecidedBy.HUMAN.value,
+                "model_version": item.model_version,
+                "model_role": item.model_role,
+                "confidence": None,
+                "published_at": None,
+                "withdrawn_at": None,
+            }
+            # A routing a replay withdrew (it sent the document here) gives way to the human's.
             await session.execute(
                 insert(RoutingDecision)
-                .values(
-                    document_id=item.document_id,
-                    queue=label,
-                    event_id=uuid.uuid4(),
-                    decided_by=DecidedBy.HUMAN.value,
-                    model_version=item.model_version,
-                    model_role=item.model_role,
-                    confidence=None,
+                .values(document_id=item.document_id, **human)
+                .on_conflict_do_update(
+                    index_elements=["document_id"],
+                    set_=human,
+                    where=RoutingDecision.withdrawn_at.is_not(None),
                 )
-                .on_conflict_do_nothing(index_elements=["document_id"])
             )
             session.add(
                 AuditLog(

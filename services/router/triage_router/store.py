@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert
@@ -54,8 +55,11 @@ class RouterStore:
                     select(RoutingDecision).where(RoutingDecision.document_id == event.document_id)
                 )
             ).scalar_one()
-            await _set_status(session, event, status="routed", queue=row.queue)
-            return StoredRoute(row.event_id, row.queue, row.published_at)
+            if row.withdrawn_at is None:
+                await _set_status(session, event, status="routed", queue=row.queue)
+            # A withdrawn routing (a replay moved the document to review) is never re-applied:
+            # it counts as published, so a redelivered score changes nothing.
+            return StoredRoute(row.event_id, row.queue, row.published_at or row.withdrawn_at)
 
     async def mark_published(self, document_id: str) -> None:
         """Note that the routed event for ``document_id`` is on its topic."""
@@ -68,36 +72,10 @@ class RouterStore:
 
     async def open_review(self, event: DocumentClassifiedV1, decision: SendToReview) -> bool:
         """Open a review item for the document; False when one already exists."""
-        prediction = event.prediction
-        document = event.document
-        email = document.email
         async with self._sessions.begin() as session:
             result = await session.execute(
                 insert(ReviewItem)
-                .values(
-                    document_id=event.document_id,
-                    status="pending",
-                    reason=decision.reason.value,
-                    priority=decision.priority,
-                    due_at=decision.due_at,
-                    predicted_label=prediction.label if prediction else None,
-                    confidence=prediction.confidence if prediction else None,
-                    probabilities=dict(prediction.probabilities) if prediction else None,
-                    model_version=event.model.version,
-                    model_role=event.model.role.value,
-                    extraction_status=event.extraction.status.value,
-                    source_kind=document.source.kind.value,
-                    source_name=document.source.name,
-                    filename=document.filename,
-                    media_type=document.blob.media_type,
-                    blob_sha256=document.blob.sha256,
-                    received_at=document.received_at,
-                    trace_id=event.trace_id,
-                    classified_event_id=event.event_id,
-                    email_sender=email.sender if email else None,
-                    email_subject=email.subject if email else None,
-                    email_mailbox=email.mailbox if email else None,
-                )
+                .values(document_id=event.document_id, **review_item_values(event, decision))
                 .on_conflict_do_nothing(index_elements=["document_id"])
                 .returning(ReviewItem.id)
             )
@@ -105,6 +83,36 @@ class RouterStore:
             if opened:
                 await _set_status(session, event, status="in_review", queue=None)
             return opened
+
+
+def review_item_values(event: DocumentClassifiedV1, decision: SendToReview) -> dict[str, Any]:
+    """The columns of a pending review item for ``event`` (all but the document id)."""
+    prediction = event.prediction
+    document = event.document
+    email = document.email
+    return {
+        "status": "pending",
+        "reason": decision.reason.value,
+        "priority": decision.priority,
+        "due_at": decision.due_at,
+        "predicted_label": prediction.label if prediction else None,
+        "confidence": prediction.confidence if prediction else None,
+        "probabilities": dict(prediction.probabilities) if prediction else None,
+        "model_version": event.model.version,
+        "model_role": event.model.role.value,
+        "extraction_status": event.extraction.status.value,
+        "source_kind": document.source.kind.value,
+        "source_name": document.source.name,
+        "filename": document.filename,
+        "media_type": document.blob.media_type,
+        "blob_sha256": document.blob.sha256,
+        "received_at": document.received_at,
+        "trace_id": event.trace_id,
+        "classified_event_id": event.event_id,
+        "email_sender": email.sender if email else None,
+        "email_subject": email.subject if email else None,
+        "email_mailbox": email.mailbox if email else None,
+    }
 
 
 async def _set_status(

@@ -79,6 +79,35 @@ class RoutingDecision(Base):
     confidence: Mapped[float | None] = mapped_column(Float)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     published_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    withdrawn_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    """Set when a replay took the document out of this queue (and into review)."""
+
+
+class RoutingCorrection(Base):
+    """A change a replay made to a document's outcome, and the events that announce it.
+
+    The row is written in the same transaction as the change (an outbox); ``events`` are
+    published in order and ``published_at`` set afterwards, so a crash republishes the same
+    events with the same ids.
+    """
+
+    __tablename__ = "routing_correction"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    replay_id: Mapped[str] = mapped_column(String(40))
+    document_id: Mapped[str] = mapped_column(String(36))
+    from_queue: Mapped[str | None] = mapped_column(String(40))
+    """The queue the document left; None when it was in review."""
+    to_queue: Mapped[str | None] = mapped_column(String(40))
+    """The queue the document went to; None when it went to review."""
+    from_model_version: Mapped[str | None] = mapped_column(String(80))
+    to_model_version: Mapped[str] = mapped_column(String(80))
+    confidence: Mapped[float | None] = mapped_column(Float)
+    withdrawn_event_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
+    routed_event_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
+    events: Mapped[list[dict[str, Any]]] = mapped_column(JSONB)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    published_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class Document(Base):

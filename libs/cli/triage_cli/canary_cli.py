@@ -1,0 +1,253 @@
+"""``triage canary report``: should the canary be promoted or rolled back?
+
+Compares the champion and the canary over a time window: what each scored (read back from
+the classified topic: low-confidence rate, label distribution, receipt-to-score latency) and
+how often reviewers overrode each one (from the review queue in PostgreSQL), with
+confidence intervals (``triage_ml.canary``). The thresholds (options, or ``TRIAGE_CANARY_*``)
+decide ``promote``, ``rollback`` or ``wait``; ``--apply`` carries the verdict out (promote
+moves ``champion`` to the canary's version and clears ``canary``; rollback clears
+``canary``), so the command can run on a schedule. Every verdict is written to the audit log,
+applied or not, and alias moves to the registry's history.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+import json
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from triage_cli.console import console, stdout
+from triage_cli.replay_cli import SinceOption, UntilOption, parse_window, progress_bar
+
+canary_app = typer.Typer(
+    help="Canary analysis: compare the canary with the champion, then promote or roll back.",
+    no_args_is_help=True,
+)
+
+
+@canary_app.command("report")
+def canary_report(
+    since: SinceOption = "1h",
+    until: UntilOption = None,
+    apply: Annotated[
+        bool, typer.Option("--apply", help="Carry the verdict out (promote or roll back).")
+    ] = False,
+    plot: Annotated[
+        Path | None, typer.Option(help="Write a PNG comparing the two arms here.")
+    ] = None,
+    json_out: Annotated[
+        Path | None, typer.Option("--json", help="Write the full report as JSON here.")
+    ] = None,
+    min_documents: Annotated[
+        int,
+        typer.Option(envvar="TRIAGE_CANARY_MIN_DOCUMENTS", help="Per arm, before deciding."),
+    ] = 100,
+    max_low_confidence_increase: Annotated[
+        float,
+        typer.Option(
+            envvar="TRIAGE_CANARY_MAX_LOW_CONFIDENCE_INCREASE",
+            help="Largest rise in the share sent to review (absolute).",
+        ),
+    ] = 0.05,
+    min_reviewed: Annotated[
+        int,
+        typer.Option(
+            envvar="TRIAGE_CANARY_MIN_REVIEWED",
+            help="Decided reviews per arm for the override check.",
+        ),
+    ] = 20,
+    max_override_increase: Annotated[
+        float,
+        typer.Option(
+            envvar="TRIAGE_CANARY_MAX_OVERRIDE_INCREASE",
+            help="Largest rise in the reviewer override rate (absolute).",
+        ),
+    ] = 0.10,
+    max_label_psi: Annotated[
+        float,
+        typer.Option(
+            envvar="TRIAGE_CANARY_MAX_LABEL_PSI", help="Largest label-distribution shift (PSI)."
+        ),
+    ] = 0.25,
+    max_latency_ratio: Annotated[
+        float,
+        typer.Option(
+            envvar="TRIAGE_CANARY_MAX_LATENCY_RATIO", help="Largest canary/champion p95 latency."
+        ),
+    ] = 1.5,
+    actor: Annotated[str | None, typer.Option(help="Who acts (default: your OS user).")] = None,
+) -> None:
+    """Compare champion and canary over a window and say: promote, rollback or wait."""
+    from triage_ml.canary import CanaryThresholds, analyse, canary_png, render_table
+
+    start, end = parse_window(since, until)
+    thresholds = CanaryThresholds(
+        min_documents=min_documents,
+        max_low_confidence_increase=max_low_confidence_increase,
+        min_reviewed=min_reviewed,
+        max_override_increase=max_override_increase,
+        max_label_psi=max_label_psi,
+        max_latency_ratio=max_latency_ratio,
+    )
+    scored, reviewed = asyncio.run(_observations(start, end))
+    report = analyse(scored, reviewed, thresholds)
+    stdout.print(render_table(report), markup=False, highlight=False)
+    if plot is not None:
+        canary_png(report, plot, title=f"canary vs champion, {start:%Y-%m-%d %H:%M}Z onwards")
+        console.print(f"wrote {plot}")
+    detail: dict[str, Any] = {
+        "window": {"since": start.isoformat(), "until": end.isoformat() if end else None},
+        "report": report.to_dict(),
+        "applied": None,
+    }
+    who = actor or _default_actor()
+    if apply:
+        detail["applied"] = asyncio.run(_apply(report, actor=who))
+    if json_out is not None:
+        json_out.write_text(json.dumps(detail, indent=2) + "\n")
+    asyncio.run(_audit(who, detail))
+
+
+def _default_actor() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
+
+
+async def _observations(start: datetime, end: datetime | None) -> tuple[list[Any], list[Any]]:
+    """What each arm scored (classified topic) and which of its reviews were overridden."""
+    from sqlalchemy import select
+
+    from triage_contracts import Action, DocumentClassifiedV1, topics
+    from triage_ml.canary import Reviewed, Scored
+    from triage_runtime.db.engine import make_async_engine
+    from triage_runtime.db.models import ReviewItem
+    from triage_runtime.kafka import UnprocessableError, decode_event
+    from triage_runtime.settings import CommonSettings
+    from triage_runtime.topic_window import TopicWindow
+
+    settings = CommonSettings()
+    roles = ("champion", "canary")
+    scored: list[Scored] = []
+    window = TopicWindow(
+        settings.kafka_bootstrap,
+        settings.topic(topics.CLASSIFIED),
+        since=start,
+        until=end,
+        group_id=f"triage-canary-report-{_default_actor()}",
+        batch_size=500,
+    )
+    async with window:
+        with progress_bar() as progress:
+            task = progress.add_task("reading scores", total=window.total)
+            async for batch in window.batches():
+                for record in batch:
+                    try:
+                        event = decode_event(record.value, DocumentClassifiedV1)
+                    except UnprocessableError:
+                        continue
+                    if event.model.role.value not in roles:
+                        continue
+                    prediction = event.prediction
+                    latency = (event.occurred_at - event.document.received_at).total_seconds()
+                    scored.append(
+                        Scored(
+                            role=event.model.role.value,
+                            version=event.model.version,
+                            label=prediction.label if prediction else None,
+                            routed=prediction is not None and prediction.action is Action.ROUTE,
+                            latency_seconds=max(0.0, latency),
+                        )
+                    )
+                progress.advance(task, len(batch))
+
+    engine = make_async_engine(settings.database_url, pool_size=1)
+    try:
+        async with engine.connect() as conn:
+            query = select(
+                ReviewItem.model_role,
+                ReviewItem.model_version,
+                ReviewItem.predicted_label,
+                ReviewItem.decided_label,
+            ).where(
+                ReviewItem.status == "decided",
+                ReviewItem.model_role.in_(roles),
+                ReviewItem.received_at >= start,
+            )
+            if end is not None:
+                query = query.where(ReviewItem.received_at < end)
+            rows = (await conn.execute(query)).all()
+    finally:
+        await engine.dispose()
+    reviewed = [
+        Reviewed(role=r[0] or "", version=r[1] or "", predicted_label=r[2], decided_label=r[3])
+        for r in rows
+        if r[3] is not None
+    ]
+    return scored, reviewed
+
+
+async def _apply(report: Any, *, actor: str) -> dict[str, Any] | None:
+    """Carry out a promote or rollback verdict; return what moved."""
+    from triage_cli.registry_cli import open_store
+    from triage_ml.canary import Verdict
+    from triage_runtime.db.engine import make_async_engine
+    from triage_runtime.registry import ModelRegistry
+    from triage_runtime.settings import CommonSettings
+
+    if report.verdict is Verdict.WAIT:
+        console.print("verdict is wait: nothing to apply")
+        return None
+    engine = make_async_engine(CommonSettings().database_url, pool_size=1)
+    registry = ModelRegistry(engine, open_store())
+    reason = "canary report: " + "; ".join(report.reasons)
+    try:
+        canary = await registry.resolve("canary")
+        if canary is None:
+            console.print("[red]the canary alias points at no model: nothing to apply[/red]")
+            return None
+        if canary not in report.canary.versions:
+            console.print(
+                f"[yellow]the canary is now {canary}, not what the window scored "
+                f"({', '.join(report.canary.versions)}): not applying[/yellow]"
+            )
+            return None
+        moves = []
+        if report.verdict is Verdict.PROMOTE:
+            moved = await registry.move_alias(
+                "champion",
+                canary,
+                actor=actor,
+                action="promote",
+                reason=reason,
+                gate_report={"canary_report": report.to_dict()},
+            )
+            moves.append({"alias": "champion", "from": moved.from_version, "to": canary})
+        await registry.clear("canary", actor=actor, reason=reason)
+        moves.append({"alias": "canary", "from": canary, "to": None})
+    finally:
+        await engine.dispose()
+    for move in moves:
+        stdout.print(f"{move['alias']}: {move['from'] or '(none)'} → {move['to'] or '(none)'}")
+    return {"verdict": report.verdict.value, "moves": moves}
+
+
+async def _audit(actor: str, detail: dict[str, Any]) -> None:
+    from sqlalchemy.ext.asyncio import async_sessionmaker
+
+    from triage_runtime.db.engine import make_async_engine
+    from triage_runtime.db.models import AuditLog
+    from triage_runtime.settings import CommonSettings
+
+    engine = make_async_engine(CommonSettings().database_url, pool_size=1)
+    try:
+        async with async_sessionmaker(engine).begin() as session:
+            session.add(AuditLog(actor=actor[:80], action="canary_verdict", detail=detail))
+    finally:
+        await engine.dispose()

@@ -1,0 +1,267 @@
+"""``triage replay``: re-score what a time window of the documents topic holds, and re-route.
+
+After a rollback, the documents a bad model scored are read back from the documents topic
+(from the offsets for ``--since``, in a consumer group of the replay's own), re-scored in
+batches with the serving extraction and model code, and their outcomes corrected
+(``triage_router.corrections``): a document whose queue changes is withdrawn from the old
+queue's topic and routed to the new one, review items are opened, updated or closed to
+match, and a human decision is never touched. The same replay run twice changes nothing
+the second time. It ends with a table of old → new outcomes and a CSV of every change.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import secrets
+import time
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+from triage_cli.console import console, stdout
+
+CSV_FIELDS = (
+    "document_id",
+    "outcome",
+    "old",
+    "new",
+    "old_model_version",
+    "new_model_version",
+    "confidence",
+)
+
+SinceOption = Annotated[
+    str,
+    typer.Option(
+        "--since",
+        help="Start of the window: ISO 8601 (UTC unless an offset is given), or an age: 2h, 1d.",
+    ),
+]
+UntilOption = Annotated[
+    str | None,
+    typer.Option(
+        "--until", help="End of the window (excluded); default: the topic's end when it starts."
+    ),
+]
+
+
+def parse_window(since: str, until: str | None) -> tuple[datetime, datetime | None]:
+    """Parse --since/--until, or exit 2 with the accepted forms."""
+    from triage_runtime.topic_window import parse_time
+
+    now = datetime.now(UTC)
+    try:
+        start = parse_time(since, now=now)
+        end = parse_time(until, now=now) if until else None
+    except ValueError as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from exc
+    if end is not None and end <= start:
+        console.print("[red]--until must be after --since[/red]")
+        raise typer.Exit(2)
+    return start, end
+
+
+def progress_bar() -> Progress:
+    """The progress bar long topic reads show on stderr."""
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+    )
+
+
+def replay(
+    since: SinceOption,
+    until: UntilOption = None,
+    model: Annotated[
+        str,
+        typer.Option(help="Re-score with: an alias, a registered version, or an artifact path."),
+    ] = "champion",
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Re-score and report, but change and send nothing.")
+    ] = False,
+    report: Annotated[
+        Path | None,
+        typer.Option(help="CSV of changed documents (default: replay-<id>.csv here)."),
+    ] = None,
+    batch_size: Annotated[int, typer.Option(min=1, max=1000, help="Documents per batch.")] = 64,
+) -> None:
+    """Re-score a window of the documents topic and correct routing to match (after a rollback).
+
+    Human decisions are never overwritten; running the same replay again changes nothing.
+    """
+    from triage_cli.registry_support import load_model
+    from triage_contracts import ModelRole
+    from triage_runtime.registry import ALIASES
+
+    start, end = parse_window(since, until)
+    loaded = load_model(model)
+    role = ModelRole(model) if model in ALIASES else ModelRole.CHAMPION
+    replay_id = f"replay-{datetime.now(UTC):%Y%m%d%H%M%S}-{secrets.token_hex(2)}"
+    report = report or Path(f"{replay_id}.csv")
+    console.print(
+        f"{replay_id}: re-scoring documents from {start:%Y-%m-%d %H:%M:%S}Z to "
+        f"{f'{end:%Y-%m-%d %H:%M:%S}Z' if end else 'the end of the topic'} with "
+        f"{loaded.version} ({role.value}){' — dry run, nothing changes' if dry_run else ''}",
+        highlight=False,
+    )
+    started = time.perf_counter()
+    changes, skipped, total = asyncio.run(
+        _run(
+            replay_id,
+            start=start,
+            end=end,
+            model=loaded,
+            role=role,
+            dry_run=dry_run,
+            batch_size=batch_size,
+        )
+    )
+    elapsed = time.perf_counter() - started
+    _print_summary(changes, skipped, total=total, elapsed=elapsed, dry_run=dry_run)
+    changed = [c for c in changes if c.outcome.value in {"changed", "review_updated"}]
+    with report.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=CSV_FIELDS)
+        writer.writeheader()
+        for change in changed:
+            writer.writerow(
+                {name: getattr(change, name) for name in CSV_FIELDS}
+                | {"outcome": change.outcome.value}
+            )
+    console.print(f"{len(changed)} changed document(s) listed in {report}")
+
+
+async def _run(
+    replay_id: str,
+    *,
+    start: datetime,
+    end: datetime | None,
+    model: Any,
+    role: Any,
+    dry_run: bool,
+    batch_size: int,
+) -> tuple[list[Any], Counter[str], int]:
+    from triage_classifier.settings import Settings as ClassifierSettings
+    from triage_cli.rescore import rescore
+    from triage_contracts import Event, ModelRef, topics
+    from triage_ml.extraction_pool import ExtractionLimits, ExtractionPool
+    from triage_router import domain
+    from triage_router.corrections import CorrectionStore
+    from triage_router.settings import Settings as RouterSettings
+    from triage_runtime.db.engine import make_async_engine
+    from triage_runtime.kafka import make_broker, publish_event
+    from triage_runtime.service import producer_for
+    from triage_runtime.topic_window import TopicWindow
+
+    settings = RouterSettings()
+    classifier = ClassifierSettings()
+    producer = producer_for("replay", "triage-cli")
+    review_sla = timedelta(hours=settings.review_sla_hours)
+    engine = make_async_engine(settings.database_url, pool_size=2)
+    store = CorrectionStore(engine, producer=producer, review_sla=review_sla)
+    broker = make_broker(settings.kafka_bootstrap, client_id="triage-replay")
+    blobs = settings.open_blob_store()
+    model_ref = ModelRef(version=model.version, role=role)
+    changes: list[Any] = []
+    skipped: Counter[str] = Counter()
+
+    async def publish(topic: str, event: Event) -> None:
+        await publish_event(broker, topic, event)
+
+    def topic_for(queue: str) -> str:
+        return settings.topic(topics.routed_topic(queue))
+
+    window = TopicWindow(
+        settings.kafka_bootstrap,
+        settings.topic(topics.DOCUMENTS),
+        since=start,
+        until=end,
+        group_id=f"triage-{replay_id}",
+        batch_size=batch_size,
+    )
+    limits = ExtractionLimits(
+        timeout_seconds=classifier.extraction_timeout_seconds,
+        memory_bytes=classifier.extraction_memory_bytes,
+        max_bytes=classifier.max_document_bytes,
+    )
+    try:
+        if not dry_run:
+            await broker.start()
+            await store.publish_pending(publish, topic_for=topic_for)  # left by a crash
+        async with (
+            ExtractionPool(workers=classifier.extraction_workers, limits=limits) as pool,
+            window,
+        ):
+            with progress_bar() as progress:
+                task = progress.add_task("re-scoring", total=window.total)
+                async for batch in window.batches():
+                    rescored = await rescore(
+                        batch,
+                        blobs=blobs,
+                        pool=pool,
+                        model=model,
+                        model_ref=model_ref,
+                        producer=producer,
+                        max_bytes=classifier.max_document_bytes,
+                    )
+                    skipped.update(rescored.skipped)
+                    for event in rescored.events:
+                        decision = domain.decide(
+                            event, review_sla=review_sla, thresholds=settings.thresholds or None
+                        )
+                        changes.append(
+                            await store.apply(event, decision, replay_id=replay_id, dry_run=dry_run)
+                        )
+                    if not dry_run:
+                        await store.publish_pending(publish, topic_for=topic_for)
+                        await window.commit(batch)
+                    progress.advance(task, len(batch))
+            total = window.total
+    finally:
+        if not dry_run:
+            await broker.stop()
+        await engine.dispose()
+    return changes, skipped, total
+
+
+def _print_summary(
+    changes: list[Any], skipped: Counter[str], *, total: int, elapsed: float, dry_run: bool
+) -> None:
+    outcomes = Counter(c.outcome.value for c in changes)
+    verb = "would change" if dry_run else "changed"
+    table = Table(title=f"replay: {total} record(s) read, {len(changes)} re-scored")
+    table.add_column("outcome")
+    table.add_column("documents", justify="right")
+    for name in ("changed", "review_updated", "unchanged", "kept_human_decision", "not_yet_routed"):
+        table.add_row(name.replace("_", " "), str(outcomes.get(name, 0)))
+    for reason, count in sorted(skipped.items()):
+        table.add_row(f"skipped: {reason}", str(count))
+    stdout.print(table)
+    moves = Counter((c.old, c.new) for c in changes if c.outcome.value == "changed")
+    if moves:
+        diff = Table(title=f"{verb}: old → new outcome")
+        diff.add_column("old")
+        diff.add_column("new")
+        diff.add_column("documents", justify="right")
+        for (old, new), count in sorted(moves.items()):
+            diff.add_row(old, new, str(count))
+        stdout.print(diff)
+    rate = len(changes) / elapsed if elapsed > 0 else 0.0
+    stdout.print(f"{len(changes)} documents in {elapsed:.1f} s ({rate:.1f} docs/s)")

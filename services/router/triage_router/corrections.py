@@ -1,0 +1,383 @@
+"""Re-routing after a replay: bring a document's outcome in line with a new score.
+
+``CorrectionStore.apply`` compares what the router (or an earlier replay) did with a
+document to what a re-score decides, and changes only what differs, in one transaction:
+
+- routed to queue A, now queue B: the routing moves to B; a DocumentWithdrawn goes to A's
+  topic and a DocumentRouted (``supersedes_event_id`` = the withdrawn event) to B's;
+- routed to A, now low confidence: the routing is withdrawn and a review item opened
+  (or reopened);
+- in review, now confident: the review item is closed and the document routed;
+- in review and still in review: the item's score and reason are updated in place;
+- decided by a human: nothing changes, ever;
+- not yet seen by the router: nothing changes (the router will handle it).
+
+Every change writes a ``routing_correction`` row holding the events that announce it (an
+outbox); ``publish_pending`` publishes them and marks them published, so a crash republishes
+the same events with the same ids. Applying the same score twice changes nothing the second
+time.
+"""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from triage_contracts import (
+    DocumentClassifiedV1,
+    DocumentRoutedV1,
+    DocumentWithdrawnV1,
+    Event,
+    Producer,
+    utcnow,
+)
+from triage_router.domain import Decision, RouteTo, SendToReview
+from triage_router.store import review_item_values
+from triage_runtime.db.models import Document, ReviewItem, RoutingCorrection, RoutingDecision
+
+REVIEW = "review"
+"""How the review queue is named in outcomes and reports."""
+
+OPEN_REVIEW = ("pending", "claimed")
+
+
+class Outcome(enum.StrEnum):
+    """What a re-score did to a document."""
+
+    UNCHANGED = "unchanged"
+    CHANGED = "changed"
+    REVIEW_UPDATED = "review_updated"
+    KEPT_HUMAN = "kept_human_decision"
+    NOT_YET_ROUTED = "not_yet_routed"
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One document's before and after (``review`` for the review queue)."""
+
+    document_id: str
+    outcome: Outcome
+    old: str
+    new: str
+    old_model_version: str | None
+    new_model_version: str
+    confidence: float | None
+
+
+Publish = Callable[[str, Event], Awaitable[None]]
+
+_EVENT_TYPES: dict[str, type[Event]] = {
+    "DocumentRouted": DocumentRoutedV1,
+    "DocumentWithdrawn": DocumentWithdrawnV1,
+}
+
+
+class CorrectionStore:
+    """Applies re-scores to the routing and review tables and publishes the corrections."""
+
+    def __init__(self, engine: AsyncEngine, *, producer: Producer, review_sla: timedelta) -> None:
+        self._sessions = async_sessionmaker(engine, expire_on_commit=False)
+        self._producer = producer
+        self._review_sla = review_sla
+
+    async def apply(
+        self,
+        event: DocumentClassifiedV1,
+        decision: Decision,
+        *,
+        replay_id: str,
+        dry_run: bool = False,
+    ) -> Change:
+        """Bring the document's outcome in line with ``decision``; with ``dry_run``, only say."""
+        async with self._sessions() as session:
+            async with session.begin():
+                change = await self._apply(session, event, decision, replay_id=replay_id)
+                if dry_run:
+                    await session.rollback()
+            return change
+
+    async def _apply(
+        self,
+        session: AsyncSession,
+        event: DocumentClassifiedV1,
+        decision: Decision,
+        *,
+        replay_id: str,
+    ) -> Change:
+        doc_id = event.document_id
+        routing = (
+            await session.execute(
+                select(RoutingDecision)
+                .where(RoutingDecision.document_id == doc_id)
+                .with_for_update()
+            )
+        ).scalar_one_or_none()
+        item = (
+            await session.execute(
+                select(ReviewItem).where(ReviewItem.document_id == doc_id).with_for_update()
+            )
+        ).scalar_one_or_none()
+        new = decision.queue if isinstance(decision, RouteTo) else REVIEW
+        confidence = event.prediction.confidence if event.prediction else None
+
+        def change(outcome: Outcome, old: str, old_version: str | None) -> Change:
+            return Change(doc_id, outcome, old, new, old_version, event.model.version, confidence)
+
+        if (item is not None and item.status == "decided") or (
+            routing is not None and routing.decided_by == "human"
+        ):
+            human = item.decided_label if item is not None and item.decided_label else None
+            label = human or (routing.queue if routing else REVIEW)
+            return Change(
+                doc_id, Outcome.KEPT_HUMAN, label, label, None, event.model.version, confidence
+            )
+        if routing is not None and routing.withdrawn_at is None:
+            old, old_version = routing.queue, routing.model_version
+        elif item is not None and item.status in OPEN_REVIEW:
+            old, old_version = REVIEW, item.model_version
+        else:
+            return change(Outcome.NOT_YET_ROUTED, "-", None)
+
+        if isinstance(decision, RouteTo):
+            if old == decision.queue:
+                return change(Outcome.UNCHANGED, old, old_version)
+            await self._route(
+                session,
+                event,
+                decision,
+                routing,
+                item,
+                replay_id=replay_id,
+                old_version=old_version,
+            )
+            return change(Outcome.CHANGED, old, old_version)
+        if old == REVIEW:
+            assert item is not None
+            updated = await self._update_review(session, event, decision, item)
+            outcome = Outcome.REVIEW_UPDATED if updated else Outcome.UNCHANGED
+            return change(outcome, old, old_version)
+        assert routing is not None
+        await self._to_review(session, event, decision, routing, replay_id=replay_id)
+        return change(Outcome.CHANGED, old, old_version)
+
+    def _withdrawal(
+        self, event: DocumentClassifiedV1, routing: RoutingDecision, replay_id: str
+    ) -> DocumentWithdrawnV1:
+        return DocumentWithdrawnV1(
+            producer=self._producer,
+            document_id=event.document_id,
+            trace_id=event.trace_id,
+            model=event.model,
+            queue=routing.queue,
+            withdrawn_event_id=routing.event_id,
+            reason=f"re-scored by {event.model.version} in replay {replay_id}",
+            replay_id=replay_id,
+        )
+
+    async def _route(
+        self,
+        session: AsyncSession,
+        event: DocumentClassifiedV1,
+        decision: RouteTo,
+        routing: RoutingDecision | None,
+        item: ReviewItem | None,
+        *,
+        replay_id: str,
+        old_version: str | None,
+    ) -> None:
+        now = utcnow()
+        events: list[tuple[str, Event]] = []
+        superseded = None
+        if routing is not None and routing.withdrawn_at is None:
+            events.append((routing.queue, self._withdrawal(event, routing, replay_id)))
+            superseded = routing.event_id
+        routed = DocumentRoutedV1(
+            producer=self._producer,
+            document_id=event.document_id,
+            trace_id=event.trace_id,
+            model=event.model,
+            queue=decision.queue,
+            decided_by=decision.decided_by,
+            confidence=decision.confidence,
+            document=event.document,
+            supersedes_event_id=superseded,
+        )
+        events.append((decision.queue, routed))
+        values = {
+            "queue": decision.queue,
+            "event_id": routed.event_id,
+            "decided_by": decision.decided_by.value,
+            "model_version": event.model.version,
+            "model_role": event.model.role.value,
+            "confidence": decision.confidence,
+            "published_at": now,  # the correction's outbox row publishes it
+            "withdrawn_at": None,
+        }
+        await session.execute(
+            insert(RoutingDecision)
+            .values(document_id=event.document_id, **values)
+            .on_conflict_do_update(index_elements=["document_id"], set_=values)
+        )
+        if item is not None and item.status in OPEN_REVIEW:
+            item.status = "closed"
+            item.claimed_by = None
+            item.claimed_until = None
+            item.note = (
+                f"closed by replay {replay_id}: routed to {decision.queue} by {event.model.version}"
+            )
+        await self._set_document(session, event, status="routed", queue=decision.queue)
+        await self._record(
+            session,
+            event,
+            replay_id=replay_id,
+            from_queue=routing.queue if routing is not None and superseded else None,
+            from_version=old_version,
+            to_queue=decision.queue,
+            withdrawn=superseded,
+            routed=routed.event_id,
+            events=events,
+        )
+
+    async def _to_review(
+        self,
+        session: AsyncSession,
+        event: DocumentClassifiedV1,
+        decision: SendToReview,
+        routing: RoutingDecision,
+        *,
+        replay_id: str,
+    ) -> None:
+        now = utcnow()
+        withdrawal = self._withdrawal(event, routing, replay_id)
+        routing.withdrawn_at = now
+        values = review_item_values(event, decision)
+        values["due_at"] = max(decision.due_at, now + self._review_sla)
+        values |= {
+            "claimed_by": None,
+            "claimed_until": None,
+            "decided_label": None,
+            "decided_by": None,
+            "decided_at": None,
+            "note": f"opened by replay {replay_id}: {event.model.version} is not confident",
+        }
+        await session.execute(
+            insert(ReviewItem)
+            .values(document_id=event.document_id, **values)
+            .on_conflict_do_update(
+                index_elements=["document_id"],
+                set_=values,
+                where=ReviewItem.status == "closed",
+            )
+        )
+        await self._set_document(session, event, status="in_review", queue=None)
+        await self._record(
+            session,
+            event,
+            replay_id=replay_id,
+            from_queue=routing.queue,
+            from_version=routing.model_version,
+            to_queue=None,
+            withdrawn=routing.event_id,
+            routed=None,
+            events=[(routing.queue, withdrawal)],
+        )
+
+    async def _update_review(
+        self,
+        session: AsyncSession,
+        event: DocumentClassifiedV1,
+        decision: SendToReview,
+        item: ReviewItem,
+    ) -> bool:
+        prediction = event.prediction
+        wanted: dict[str, Any] = {
+            "reason": decision.reason.value,
+            "predicted_label": prediction.label if prediction else None,
+            "confidence": prediction.confidence if prediction else None,
+            "probabilities": dict(prediction.probabilities) if prediction else None,
+            "model_version": event.model.version,
+            "model_role": event.model.role.value,
+            "extraction_status": event.extraction.status.value,
+        }
+        if all(getattr(item, name) == value for name, value in wanted.items()):
+            return False
+        for name, value in wanted.items():
+            setattr(item, name, value)
+        item.classified_event_id = event.event_id
+        await self._set_document(session, event, status="in_review", queue=None)
+        return True
+
+    async def _set_document(
+        self, session: AsyncSession, event: DocumentClassifiedV1, *, status: str, queue: str | None
+    ) -> None:
+        await session.execute(
+            update(Document)
+            .where(Document.document_id == event.document_id, Document.status != "decided")
+            .values(
+                status=status, queue=queue, model_version=event.model.version, updated_at=utcnow()
+            )
+        )
+
+    async def _record(
+        self,
+        session: AsyncSession,
+        event: DocumentClassifiedV1,
+        *,
+        replay_id: str,
+        from_queue: str | None,
+        from_version: str | None,
+        to_queue: str | None,
+        withdrawn: uuid.UUID | None,
+        routed: uuid.UUID | None,
+        events: list[tuple[str, Event]],
+    ) -> None:
+        session.add(
+            RoutingCorrection(
+                replay_id=replay_id,
+                document_id=event.document_id,
+                from_queue=from_queue,
+                to_queue=to_queue,
+                from_model_version=from_version,
+                to_model_version=event.model.version,
+                confidence=event.prediction.confidence if event.prediction else None,
+                withdrawn_event_id=withdrawn,
+                routed_event_id=routed,
+                events=[
+                    {"queue": queue, "schema": e.schema_name, "value": e.model_dump(mode="json")}
+                    for queue, e in events
+                ],
+            )
+        )
+
+    async def publish_pending(
+        self, publish: Publish, *, topic_for: Callable[[str], str], limit: int = 500
+    ) -> int:
+        """Publish corrections not yet published (any replay's), oldest first; return how many."""
+        async with self._sessions() as session:
+            rows = (
+                await session.scalars(
+                    select(RoutingCorrection)
+                    .where(RoutingCorrection.published_at.is_(None))
+                    .order_by(RoutingCorrection.id)
+                    .limit(limit)
+                )
+            ).all()
+        for row in rows:
+            for entry in row.events:
+                event_type = _EVENT_TYPES[entry["schema"]]
+                await publish(topic_for(entry["queue"]), event_type.model_validate(entry["value"]))
+            async with self._sessions.begin() as session:
+                await session.execute(
+                    update(RoutingCorrection)
+                    .where(RoutingCorrection.id == row.id)
+                    .values(published_at=utcnow())
+                )
+        return len(rows)

@@ -1,0 +1,144 @@
+"""Replay corrections on real PostgreSQL: every transition, human decisions, idempotence."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import create_engine, text
+
+from tests.helpers import PRODUCER, classified
+from triage_contracts import DecidedBy, Event
+from triage_review_ui.workflow import ReviewWorkflow
+from triage_router.corrections import CorrectionStore, Outcome
+from triage_router.domain import ReviewReason, RouteTo, SendToReview, decide
+from triage_router.store import RouterStore
+from triage_runtime.db.engine import make_async_engine
+
+SLA = timedelta(hours=4)
+
+
+def _one(url: str, sql: str) -> Any:
+    engine = create_engine(url)
+    with engine.connect() as conn:
+        row = conn.execute(text(sql)).first()
+    engine.dispose()
+    return row
+
+
+def test_a_document_moves_queue_to_review_to_queue_and_each_move_is_announced(
+    clean_db: str,
+) -> None:
+    async def scenario() -> list[tuple[str, Event]]:
+        engine = make_async_engine(clean_db)
+        router = RouterStore(engine)
+        store = CorrectionStore(engine, producer=PRODUCER, review_sla=SLA)
+        sent: list[tuple[str, Event]] = []
+
+        async def publish(topic: str, event: Event) -> None:
+            sent.append((topic, event))
+
+        original = classified(label="billing", confidence=0.97, sha256="b1" * 32)
+        stored = await router.record_route(
+            original, RouteTo("billing", DecidedBy.MODEL, 0.97), event_id=original.event_id
+        )
+        await router.mark_published(original.document_id)
+
+        # Re-scored as legal: withdrawn from billing, routed to legal.
+        legal = classified(label="legal", confidence=0.95, sha256="b1" * 32, model_version="v2")
+        change = await store.apply(legal, decide(legal, review_sla=SLA), replay_id="r1")
+        assert (change.outcome, change.old, change.new) == (Outcome.CHANGED, "billing", "legal")
+        assert await store.publish_pending(publish, topic_for=lambda q: f"routed.{q}") == 1
+        (t1, withdrawn), (t2, routed) = sent
+        assert (t1, t2) == ("routed.billing", "routed.legal")
+        assert withdrawn.withdrawn_event_id == stored.event_id  # type: ignore[attr-defined]
+        assert routed.supersedes_event_id == stored.event_id  # type: ignore[attr-defined]
+
+        # The same score again: nothing changes, nothing is sent.
+        again = await store.apply(legal, decide(legal, review_sla=SLA), replay_id="r2")
+        assert again.outcome is Outcome.UNCHANGED
+        assert await store.publish_pending(publish, topic_for=lambda q: f"routed.{q}") == 0
+
+        # Re-scored unsure: withdrawn from legal, a review item opened.
+        unsure = classified(label="legal", confidence=0.5, sha256="b1" * 32, model_version="v3")
+        dry = await store.apply(
+            unsure, decide(unsure, review_sla=SLA), replay_id="r3", dry_run=True
+        )
+        assert dry.outcome is Outcome.CHANGED
+        assert _one(clean_db, "SELECT count(*) FROM review_item")[0] == 0, "a dry run changed data"
+        change = await store.apply(unsure, decide(unsure, review_sla=SLA), replay_id="r3")
+        assert (change.old, change.new) == ("legal", "review")
+        await store.publish_pending(publish, topic_for=lambda q: f"routed.{q}")
+        topic, withdrawn_legal = sent[-1]
+        assert topic == "routed.legal"
+        assert withdrawn_legal.withdrawn_event_id == routed.event_id  # type: ignore[attr-defined]
+
+        # A redelivery of the original score must not put it back in billing.
+        redelivered = await router.record_route(
+            original, RouteTo("billing", DecidedBy.MODEL, 0.97), event_id=original.event_id
+        )
+        assert redelivered.published_at is not None
+
+        # Confident again: the review item is closed and the document routed.
+        sure = classified(label="legal", confidence=0.99, sha256="b1" * 32, model_version="v4")
+        change = await store.apply(sure, decide(sure, review_sla=SLA), replay_id="r4")
+        assert (change.old, change.new) == ("review", "legal")
+        await engine.dispose()
+        return sent
+
+    asyncio.run(scenario())
+    status, note = _one(clean_db, "SELECT status, note FROM review_item")
+    assert status == "closed" and "replay r4" in note
+    queue, withdrawn_at = _one(clean_db, "SELECT queue, withdrawn_at FROM routing_decision")
+    assert (queue, withdrawn_at) == ("legal", None)
+
+
+def test_review_items_are_updated_in_place_and_human_decisions_are_never_touched(
+    clean_db: str,
+) -> None:
+    async def scenario() -> None:
+        engine = make_async_engine(clean_db)
+        router = RouterStore(engine)
+        store = CorrectionStore(engine, producer=PRODUCER, review_sla=SLA)
+        first = classified(label="billing", confidence=0.5, sha256="c1" * 32)
+        second = classified(label="legal", confidence=0.6, sha256="c2" * 32)
+        for event in (first, second):
+            decision = decide(event, review_sla=SLA)
+            assert isinstance(decision, SendToReview)
+            assert await router.open_review(event, decision)
+
+        rescored = classified(
+            label="technical", confidence=0.55, sha256="c1" * 32, model_version="v2"
+        )
+        change = await store.apply(rescored, decide(rescored, review_sla=SLA), replay_id="r1")
+        assert change.outcome is Outcome.REVIEW_UPDATED
+        again = await store.apply(rescored, decide(rescored, review_sla=SLA), replay_id="r2")
+        assert again.outcome is Outcome.UNCHANGED
+
+        flow = ReviewWorkflow(
+            engine, labels=["billing", "legal", "technical"], lease=SLA, producer=PRODUCER
+        )
+        (item_id,) = _one(clean_db, f"SELECT id FROM review_item WHERE blob_sha256 = '{'c2' * 32}'")
+        await flow.claim(item_id, reviewer="alice")
+        await flow.decide(item_id, reviewer="alice", label="legal")
+        confident = classified(
+            label="billing", confidence=0.99, sha256="c2" * 32, model_version="v2"
+        )
+        kept = await store.apply(confident, decide(confident, review_sla=SLA), replay_id="r3")
+        assert kept.outcome is Outcome.KEPT_HUMAN and kept.old == kept.new == "legal"
+        await engine.dispose()
+
+    asyncio.run(scenario())
+    reason, label, version = _one(
+        clean_db,
+        "SELECT reason, predicted_label, model_version FROM review_item"
+        f" WHERE blob_sha256 = '{'c1' * 32}'",
+    )
+    assert (reason, label, version) == (ReviewReason.LOW_CONFIDENCE.value, "technical", "v2")
+    decided = _one(
+        clean_db,
+        f"SELECT status, decided_label FROM review_item WHERE blob_sha256 = '{'c2' * 32}'",
+    )
+    assert tuple(decided) == ("decided", "legal")
+    assert _one(clean_db, "SELECT count(*) FROM routing_correction")[0] == 0
