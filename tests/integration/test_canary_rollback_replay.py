@@ -27,7 +27,7 @@ from triage_classifier import domain as classifier_domain
 from triage_classifier.app import create_app as classifier_app
 from triage_classifier.settings import Settings as ClassifierSettings
 from triage_cli.main import app as cli
-from triage_contracts import ModelRef, ModelRole, topics
+from triage_contracts import DocumentReceivedV1, ModelRef, ModelRole, topics, utcnow
 from triage_ml import model as model_lib
 from triage_ml.features import extract_text
 from triage_ml.model import Example
@@ -70,6 +70,12 @@ def _texts() -> list[tuple[str, str | None]]:
             docs.append((f"dear team {picked} regards, ticket {1000 + i}", label))
     docs += [(f"hello, any news about my message number {i}?", None) for i in range(VAGUE)]
     return docs
+
+
+def _now(event: DocumentReceivedV1) -> DocumentReceivedV1:
+    """The event as if it had just been received (latency in the report is then real)."""
+    document = event.document.model_copy(update={"received_at": utcnow()})
+    return event.model_copy(update={"document": document})
 
 
 def _rows(url: str, sql: str) -> list[Any]:
@@ -129,7 +135,7 @@ def test_bad_canary_is_detected_rolled_back_and_replay_restores_champion_routing
     )
     blobs = LocalBlobStore(blob_dir)
     docs = _texts()
-    events = [received(blobs.put(body.encode())) for body, _ in docs]
+    events = [_now(received(blobs.put(body.encode()))) for body, _ in docs]
     truth = {e.document_id: label for e, (_, label) in zip(events, docs, strict=True)}
     started = datetime.now(UTC) - timedelta(seconds=1)
 
@@ -302,3 +308,25 @@ def test_bad_canary_is_detected_rolled_back_and_replay_restores_champion_routing
     out = _cli(env, "replay", "--since", since, "--model", "champion", "--report", str(second))
     assert list(csv.DictReader(second.open())) == []
     assert len(_rows(clean_db, "SELECT 1 FROM routing_correction")) == len(corrections)
+
+    # The same window scored offline gives the champion's scores, document by document.
+    scores = tmp_path / "scores.jsonl"
+    _cli(
+        env,
+        "batch",
+        "score",
+        "--topic-range",
+        f"{since}..",
+        "--model",
+        "champion",
+        "--output",
+        str(scores),
+    )
+    rows = {row["document_id"]: row for row in map(json.loads, scores.read_text().splitlines())}
+    assert len(rows) == len(events)
+    for event in scored:
+        assert event.prediction is not None
+        row = rows[event.document_id]
+        assert (row["label"], row["action"]) == (event.prediction.label, event.prediction.action)
+        assert row["confidence"] == pytest.approx(event.prediction.confidence)
+        assert row["model_version"] == champion.version

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import getpass
 import json
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -23,6 +23,8 @@ import typer
 
 from triage_cli.console import console, stdout
 from triage_cli.replay_cli import SinceOption, UntilOption, parse_window, progress_bar
+
+SLA = timedelta(hours=1)  # decide() needs one; the report does not use due times
 
 canary_app = typer.Typer(
     help="Canary analysis: compare the canary with the champion, then promote or roll back.",
@@ -124,8 +126,10 @@ async def _observations(start: datetime, end: datetime | None) -> tuple[list[Any
     """What each arm scored (classified topic) and which of its reviews were overridden."""
     from sqlalchemy import select
 
-    from triage_contracts import Action, DocumentClassifiedV1, topics
+    from triage_contracts import DocumentClassifiedV1, topics
     from triage_ml.canary import Reviewed, Scored
+    from triage_router import domain
+    from triage_router.settings import Settings as RouterSettings
     from triage_runtime.db.engine import make_async_engine
     from triage_runtime.db.models import ReviewItem
     from triage_runtime.kafka import UnprocessableError, decode_event
@@ -133,6 +137,8 @@ async def _observations(start: datetime, end: datetime | None) -> tuple[list[Any
     from triage_runtime.topic_window import TopicWindow
 
     settings = CommonSettings()
+    # Routed or not as the router decides it: with the router's threshold overrides, if any.
+    thresholds = RouterSettings().thresholds or None
     roles = ("champion", "canary")
     scored: list[Scored] = []
     window = TopicWindow(
@@ -161,7 +167,10 @@ async def _observations(start: datetime, end: datetime | None) -> tuple[list[Any
                             role=event.model.role.value,
                             version=event.model.version,
                             label=prediction.label if prediction else None,
-                            routed=prediction is not None and prediction.action is Action.ROUTE,
+                            routed=isinstance(
+                                domain.decide(event, review_sla=SLA, thresholds=thresholds),
+                                domain.RouteTo,
+                            ),
                             latency_seconds=max(0.0, latency),
                         )
                     )
