@@ -203,3 +203,26 @@ async def _open_ids(database_url: str) -> list[int]:
         ids = [int(r[0]) for r in conn.execute(text("SELECT id FROM review_item ORDER BY id"))]
     sync.dispose()
     return ids
+
+
+def test_each_decision_counts_as_agreed_or_overridden_for_the_model(clean_db: str) -> None:
+    from prometheus_client import REGISTRY
+
+    def count(outcome: str) -> float:
+        labels = {"model_version": "tfidf-lr-test", "model_role": "champion", "outcome": outcome}
+        return REGISTRY.get_sample_value("triage_review_decisions_total", labels) or 0.0
+
+    before = (count("agreed"), count("overridden"))
+
+    async def scenario() -> None:
+        first, second, third = await _open_items(clean_db, 3)  # each predicted "billing"
+        flow, engine = _workflow(clean_db)
+        for item_id, label in ((first, "billing"), (second, "legal"), (third, "other")):
+            await flow.claim(item_id, reviewer="alice")
+            await flow.decide(item_id, reviewer="alice", label=label)
+        with pytest.raises(ClaimConflictError):
+            await flow.decide(first, reviewer="alice", label="legal")  # refused: not counted
+        await engine.dispose()  # type: ignore[attr-defined]
+
+    asyncio.run(scenario())
+    assert (count("agreed") - before[0], count("overridden") - before[1]) == (1.0, 2.0)

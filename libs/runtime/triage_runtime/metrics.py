@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter
+from prometheus_client import Counter, Gauge
 
 EVENTS_CONSUMED = Counter(
     "triage_events_consumed_total",
@@ -24,3 +24,10 @@ DEAD_LETTERS = Counter(
 def topic_family(topic: str) -> str:
     """Collapse per-queue topics into one label value, keeping label sets bounded."""
     return "triage.routed.*" if topic.startswith("triage.routed.") else topic
+
+
+CONSUMER_LAG = Gauge(
+    "triage_consumer_lag",
+    "Messages a service's consumer group has yet to commit, per topic partition.",
+    ["service", "topic", "partition"],
+)

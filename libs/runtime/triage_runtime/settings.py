@@ -51,6 +51,12 @@ class CommonSettings(BaseSettings):
         pattern=r"^[A-Za-z0-9._-]{0,60}$",
         description="Prefix for every topic name, to share a cluster between environments.",
     )
+    lag_interval_seconds: float = Field(
+        default=15.0,
+        gt=0,
+        validation_alias="TRIAGE_LAG_INTERVAL_SECONDS",
+        description="How often a consuming service measures its consumer group's lag.",
+    )
     log_level: str = Field(default="INFO", validation_alias="TRIAGE_LOG_LEVEL")
     log_json: bool = Field(
         default=True,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import Gauge
+from prometheus_client import Counter, Gauge
 
 OPEN_ITEMS = Gauge(
     "triage_review_queue_open_items",
@@ -16,4 +16,10 @@ OLDEST_AGE_SECONDS = Gauge(
 OVERDUE_ITEMS = Gauge(
     "triage_review_queue_overdue_items",
     "Open review items past their due time (the review SLA).",
+)
+DECISIONS = Counter(
+    "triage_review_decisions_total",
+    "Human decisions, by the model version and role that scored the item, and whether the "
+    "reviewer agreed with its label or overrode it (override rate = overridden / all).",
+    ["model_version", "model_role", "outcome"],
 )

@@ -32,6 +32,7 @@ from triage_contracts import (
     SourceKind,
     utcnow,
 )
+from triage_review_ui.metrics import DECISIONS
 from triage_runtime.db.models import AuditLog, Document, ReviewItem, RoutingDecision
 
 Publish = Callable[[str, ReviewDecisionV1 | DocumentRoutedV1], Awaitable[None]]
@@ -198,6 +199,13 @@ class ReviewWorkflow:
                     detail={"label": label, "predicted_label": item.predicted_label},
                 )
             )
+        # Counted once the decision is committed; unscored items (no model) are not counted.
+        if item.model_version:
+            DECISIONS.labels(
+                item.model_version,
+                item.model_role or "",
+                "agreed" if label == item.predicted_label else "overridden",
+            ).inc()
 
     async def bulk_decide(
         self, item_ids: Sequence[int], *, reviewer: str, label: str

@@ -27,6 +27,7 @@ from triage_runtime.kafka import (
     make_broker,
     publish_event,
 )
+from triage_runtime.lag import LagMonitor
 from triage_runtime.metrics import EVENTS_CONSUMED, EVENTS_PRODUCED, topic_family
 from triage_runtime.ops import ops_router
 from triage_runtime.service import producer_for
@@ -46,6 +47,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         broker, topic=settings.topic(topics.DEADLETTER), service=SERVICE, producer=producer
     )
     review_sla = timedelta(hours=settings.review_sla_hours)
+    lag = LagMonitor(
+        settings.kafka_bootstrap,
+        service=SERVICE,
+        group_id=settings.group_id,
+        topics=[settings.topic(topics.CLASSIFIED)],
+        label=lambda topic: topic.removeprefix(settings.topic_prefix),
+        interval=settings.lag_interval_seconds,
+    )
 
     async def route(event: DocumentClassifiedV1, decision: domain.RouteTo) -> None:
         routed = DocumentRoutedV1(
@@ -135,7 +144,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         await broker.start()
+        await lag.start()
         yield
+        await lag.stop()
         await broker.stop()
         await engine.dispose()
         log.info("stopped cleanly")
