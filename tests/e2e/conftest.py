@@ -23,6 +23,7 @@ from triage_ml.dataset import iter_folder_dataset, load_example
 
 SERVICES = ("ingest", "classifier", "router", "review-ui")
 REVIEWER_PASSWORD = "e2e reviewer password"
+SMTP_RECIPIENT = "triage@example.test"
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -46,6 +47,7 @@ class Pipeline:
     urls: dict[str, str]
     logs: dict[str, Path]
     model_version: str
+    smtp_port: int = 0
     api_key: str = ""
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
@@ -75,6 +77,7 @@ def pipeline(
     triage = shutil.which("triage", path=str(Path(sys.executable).parent))
     assert triage, "the triage console script is not installed in this environment"
     ports = {name: _free_port() for name in SERVICES}
+    smtp_port = _free_port()
     env = {
         **os.environ,
         "TRIAGE_KAFKA_BOOTSTRAP": stack.kafka_bootstrap,
@@ -85,6 +88,9 @@ def pipeline(
         "TRIAGE_CLASSIFIER_GROUP_ID": "e2e-classifier",
         "TRIAGE_ROUTER_GROUP_ID": "e2e-router",
         "TRIAGE_LOG_LEVEL": "DEBUG",
+        "TRIAGE_INGEST_SMTP_ENABLED": "true",
+        "TRIAGE_INGEST_SMTP_PORT": str(smtp_port),
+        "TRIAGE_INGEST_SMTP_ALLOWED_RECIPIENTS": f'["{SMTP_RECIPIENT}"]',
     }
     for name, port in ports.items():
         env[f"TRIAGE_{name.upper().replace('-', '_')}_PORT"] = str(port)
@@ -94,6 +100,7 @@ def pipeline(
         urls={n: f"http://127.0.0.1:{p}" for n, p in ports.items()},
         logs={n: work / f"{n}.log" for n in SERVICES},
         model_version=sample_model.name,
+        smtp_port=smtp_port,
     )
     running.api_key = subprocess.run(
         [triage, "apikey", "create", "e2e", "--rotate"],

@@ -13,7 +13,7 @@ import httpx
 from sqlalchemy import create_engine, text
 
 from scripts.pdfgen import make_pdf
-from tests.e2e.conftest import REVIEWER_PASSWORD, Pipeline
+from tests.e2e.conftest import REVIEWER_PASSWORD, SMTP_RECIPIENT, Pipeline
 from tests.helpers import REPO_ROOT
 from tests.kafkatools import collect
 from triage_contracts import topics
@@ -138,6 +138,73 @@ def test_pdf_and_text_documents_reach_a_queue_or_review(pipeline: Pipeline) -> N
 
     # No document text in any log line.
     assert SECRET not in pipeline.log_text()
+
+
+MAIL_SENDER = "Quentin Maplethorpe <quentin.maplethorpe@example.org>"
+MAIL_SUBJECT = "Overdue invoice Yarrow-Basilisk-2291"
+MAIL_SECRET = "Tamarind-Obelisk-8830"
+
+
+def test_mail_travels_to_review_without_personal_data_in_logs_or_metrics(
+    pipeline: Pipeline,
+) -> None:
+    import smtplib
+    from email.message import EmailMessage
+
+    message = EmailMessage()
+    message["From"] = MAIL_SENDER
+    message["To"] = SMTP_RECIPIENT
+    message["Subject"] = MAIL_SUBJECT
+    message["Message-ID"] = "<e2e-pii-check@example.org>"
+    message.set_content(f"Hello, please call me about {MAIL_SECRET}. Any news?")
+    message.add_attachment(
+        make_pdf(f"statement {MAIL_SECRET} for quentin.maplethorpe@example.org"),
+        maintype="application",
+        subtype="pdf",
+        filename="statement.pdf",
+    )
+    with smtplib.SMTP("127.0.0.1", pipeline.smtp_port, timeout=30) as smtp:
+        smtp.send_message(message)
+
+    engine = create_engine(pipeline.stack.database_url)
+    deadline = time.monotonic() + 60
+    ids: set[str] = set()
+    while time.monotonic() < deadline and len(ids) < 2:
+        with engine.connect() as conn:
+            ids = {
+                r[0]
+                for r in conn.execute(
+                    text("SELECT document_id FROM document WHERE source_kind = 'smtp'")
+                )
+            }
+        time.sleep(0.3)
+    engine.dispose()
+    assert len(ids) == 2, ids  # the body and the attachment
+    outcomes = _outcomes(pipeline, ids)
+    assert set(outcomes) == ids
+
+    # A reviewer sees the sender and subject (they need them) on the item page.
+    with httpx.Client(base_url=pipeline.urls["review-ui"], timeout=10) as ui:
+        ui.post(
+            "/login",
+            data={"username": "e2e-reviewer", "password": REVIEWER_PASSWORD},
+            follow_redirects=True,
+        )
+        items = ui.get("/api/v1/review-items").json()["items"]
+        mine = [item for item in items if item["document_id"] in ids]
+        assert mine, f"the vague mail body should be in review: {outcomes}"
+        page = ui.get(f"/items/{mine[0]['id']}")
+        assert page.status_code == 200
+        assert "quentin.maplethorpe@example.org" in page.text
+
+    # ...but no log line and no metric carries them, or the mail's text.
+    logs = pipeline.log_text()
+    metrics = "\n".join(
+        httpx.get(url + "/metrics", timeout=10).text for url in pipeline.urls.values()
+    )
+    for planted in ("quentin.maplethorpe", "Maplethorpe", "Yarrow-Basilisk", MAIL_SECRET):
+        assert planted not in logs, f"{planted!r} appears in a log line"
+        assert planted not in metrics, f"{planted!r} appears in a metric"
 
 
 def test_uploading_the_same_file_again_is_the_same_document(pipeline: Pipeline) -> None:

@@ -52,3 +52,9 @@ def configure_logging(*, service: str, level: str = "INFO", json_lines: bool = T
     logging.getLogger("aiokafka").setLevel(max(logging.WARNING, root.level))
     # pdfminer's debug and info output quotes document content: never let it through.
     logging.getLogger("pdfminer").setLevel(logging.ERROR)
+    # aiosmtpd's "mail.log" quotes every SMTP command, sender and recipient addresses
+    # included, at info and debug: only its warnings and errors may through (the e2e mail
+    # test plants an address and searches every log line for it).
+    logging.getLogger("mail.log").setLevel(logging.WARNING)
+    # imapclient logs IMAP traffic (message headers and bodies) at debug.
+    logging.getLogger("imapclient").setLevel(max(logging.INFO, root.level))
