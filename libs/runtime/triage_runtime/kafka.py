@@ -139,6 +139,10 @@ class DeadLetters:
         self._topic = topic
         self._service = service
         self._producer = producer
+        # Every class starts at 0, so the first dead letter of a class is an increase that
+        # alerts see (a counter born at 1 would show none).
+        for error_class in ErrorClass:
+            DEAD_LETTERS.labels(service, error_class.value)
 
     async def send(
         self, record: ConsumedRecord, error: UnprocessableError, *, consumed_topic: str

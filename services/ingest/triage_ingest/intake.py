@@ -73,6 +73,8 @@ class Intake:
         self._blobs = blobs
         self._broker = broker
         self._store = store
+        for error_class in ErrorClass:  # from 0, so alerts see the first one (kafka.py)
+            DEAD_LETTERS.labels("ingest", error_class.value)
         self._producer = producer
         self._documents_topic = documents_topic
         self._deadletter_topic = deadletter_topic
