@@ -6,7 +6,7 @@ from prometheus_client import Counter, Histogram
 
 UPLOADS = Counter(
     "triage_ingest_uploads_total",
-    "Uploaded files, by outcome (accepted, too_large, unsupported_type, failed).",
+    "Uploaded files, by outcome (accepted, too_large, unsupported_type).",
     ["outcome"],
 )
 UPLOAD_BYTES = Histogram(

@@ -31,6 +31,7 @@ from triage_review_ui.workflow import ReviewWorkflow, WorkflowError
 from triage_runtime.blobstore import BlobStore
 from triage_runtime.db.engine import database_reachable, make_async_engine
 from triage_runtime.kafka import make_broker, publish_event
+from triage_runtime.metrics import EVENTS_PRODUCED, topic_family
 from triage_runtime.ops import ops_router
 from triage_runtime.service import producer_for
 
@@ -99,6 +100,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     async def publish(topic: str, event: ReviewDecisionV1 | DocumentRoutedV1) -> None:
         await publish_event(broker, topic, event)
+        family = topic_family(topic.removeprefix(settings.topic_prefix))
+        EVENTS_PRODUCED.labels(SERVICE, family).inc()
 
     async def relay() -> None:
         while True:

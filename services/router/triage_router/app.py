@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
@@ -15,7 +16,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from triage_contracts import DocumentClassifiedV1, DocumentRoutedV1, topics, utcnow
 from triage_router import domain
-from triage_router.metrics import DECISIONS, DUPLICATES, END_TO_END_SECONDS
+from triage_router.metrics import DECISIONS, DUPLICATES, END_TO_END_SECONDS, PROCESS_SECONDS
 from triage_router.settings import Settings
 from triage_router.store import RouterStore
 from triage_runtime.db.engine import database_reachable, make_async_engine
@@ -125,6 +126,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         except UnprocessableError as exc:
             await dead_letters.send(record, exc, consumed_topic=topics.CLASSIFIED)
             return
+        started = time.perf_counter()
         decision = domain.decide(
             event, review_sla=review_sla, thresholds=settings.thresholds or None
         )
@@ -140,6 +142,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await asyncio.sleep(settings.storage_retry_seconds)
             raise
         EVENTS_CONSUMED.labels(SERVICE, topics.CLASSIFIED, "ok").inc()
+        outcome = "routed" if isinstance(decision, domain.RouteTo) else "review"
+        PROCESS_SECONDS.labels(outcome).observe(time.perf_counter() - started)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:

@@ -19,3 +19,9 @@ END_TO_END_SECONDS = Histogram(
     ["outcome"],
     buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
 )
+PROCESS_SECONDS = Histogram(
+    "triage_router_process_seconds",
+    "Time to handle one classified event (decide, store, publish), by outcome.",
+    ["outcome"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+)
