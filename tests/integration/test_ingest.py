@@ -327,3 +327,51 @@ def test_a_key_can_be_rotated_under_the_same_name(client: TestClient, settings: 
     assert client.post("/v1/documents", files=files, headers={"X-API-Key": new}).status_code == 202
     with pytest.raises(Exception, match="ux_api_key_live_name"):
         _new_key(settings.database_url, "portal")
+
+
+def test_a_key_over_its_rate_gets_429_and_others_carry_on(settings: Settings) -> None:
+    limited = settings.model_copy(
+        update={"uploads_per_minute_per_key": 6, "upload_burst_per_key": 2}
+    )
+    fast = _new_key(settings.database_url, "fast")
+    other = _new_key(settings.database_url, "other")
+    with TestClient(create_app(limited)) as client:
+
+        def send(key: str, n: int) -> int:
+            return client.post(
+                "/v1/documents",
+                files={"files": (f"note{n}.txt", f"note {n} {key[:6]}".encode(), "text/plain")},
+                headers={"X-API-Key": key},
+            ).status_code
+
+        assert [send(fast, 1), send(fast, 2)] == [202, 202]
+        refused = client.post(
+            "/v1/documents",
+            files={"files": ("note3.txt", b"note 3", "text/plain")},
+            headers={"X-API-Key": fast},
+        )
+        assert send(other, 4) == 202
+        metrics = client.get("/metrics").text
+    assert refused.status_code == 429
+    assert 1 <= int(refused.headers["retry-after"]) <= 10
+    assert 'triage_ingest_uploads_total{outcome="rate_limited"} 1.0' in metrics
+
+
+def test_a_database_outage_is_503_with_retry_after_and_nothing_accepted(
+    settings: Settings,
+) -> None:
+    broken = settings.model_copy(
+        update={
+            "database_url": "postgresql+psycopg://triage:triage@127.0.0.1:1/triage",
+            "require_api_key": False,
+        }
+    )
+    with TestClient(create_app(broken)) as client:
+        response = client.post(
+            "/v1/documents", files={"files": ("a.txt", b"an invoice, overdue", "text/plain")}
+        )
+        metrics = client.get("/metrics").text
+    assert response.status_code == 503
+    assert response.headers["retry-after"] == "5"
+    assert "nothing was accepted" in response.json()["detail"]
+    assert 'triage_ingest_uploads_total{outcome="unavailable"}' in metrics

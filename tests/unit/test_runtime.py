@@ -6,8 +6,10 @@ import base64
 import hashlib
 import json
 import logging
+from collections.abc import MutableMapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -119,3 +121,63 @@ def test_blob_store_streams_files_in(tmp_path: Path) -> None:
     assert store.put_file(source) == digest
     assert store.get(digest) == source.read_bytes()
     assert not list((tmp_path / "blobs").rglob(".part-*"))
+
+
+def test_concurrency_limit_refuses_at_once_beyond_the_limit() -> None:
+    import asyncio
+
+    from triage_runtime.http import ConcurrencyLimit
+
+    release = asyncio.Event()
+    rejected: list[int] = []
+
+    async def slow_app(scope: Any, receive: Any, send: Any) -> None:
+        await release.wait()
+        await send({"type": "http.response.start", "status": 202, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    limited = ConcurrencyLimit(
+        slow_app,
+        limit=lambda: 1,
+        paths=("/v1/documents",),
+        retry_after_seconds=2,
+        on_reject=lambda: rejected.append(1),
+    )
+
+    async def call(path: str = "/v1/documents") -> tuple[int, dict[bytes, bytes]]:
+        sent: list[MutableMapping[str, Any]] = []
+
+        async def send(message: MutableMapping[str, Any]) -> None:
+            sent.append(message)
+
+        async def receive() -> dict[str, Any]:
+            raise AssertionError("a refused request must not read its body")
+
+        await limited({"type": "http", "method": "POST", "path": path}, receive, send)
+        return sent[0]["status"], dict(sent[0]["headers"])
+
+    async def scenario() -> list[tuple[int, dict[bytes, bytes]]]:
+        first = asyncio.create_task(call())
+        await asyncio.sleep(0)  # the first request is now in flight
+        second = await call()
+        release.set()
+        other_path = await call("/v1/other")
+        return [second, await first, other_path, await call()]
+
+    second, first, other, later = asyncio.run(scenario())
+    assert second[0] == 503 and second[1][b"retry-after"] == b"2"
+    assert (first[0], other[0], later[0]) == (202, 202, 202)
+    assert rejected == [1] and limited.in_flight == 0
+
+
+def test_rate_limiter_allows_a_burst_then_says_how_long_to_wait() -> None:
+    from triage_runtime.http import RateLimiter
+
+    now = [0.0]
+    limiter = RateLimiter(per_minute=60, burst=2, clock=lambda: now[0])
+    assert [limiter.take("a"), limiter.take("a")] == [0.0, 0.0]
+    assert limiter.take("a") == pytest.approx(1.0)  # one token a second
+    assert limiter.take("b") == 0.0  # callers have their own buckets
+    now[0] = 1.0
+    assert limiter.take("a") == 0.0
+    assert limiter.take("a") > 0

@@ -45,12 +45,85 @@ def _too_large(limit: int) -> str:
 
 
 async def _send_413(send: Send, limit: int) -> None:
-    body = json.dumps({"detail": _too_large(limit)}).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 413,
-            "headers": [(b"content-type", b"application/json"), (b"connection", b"close")],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
+    await send_error(send, 413, _too_large(limit), retry_after=None)
+
+
+class ConcurrencyLimit:
+    """At most ``limit`` requests at once on some routes; the rest get 503 at once.
+
+    The refusal is sent before the request body is read, so overload never grows memory;
+    ``Retry-After`` tells well-behaved clients when to come back.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        limit: Callable[[], int],
+        paths: tuple[str, ...],
+        methods: tuple[str, ...] = ("POST",),
+        retry_after_seconds: int = 1,
+        on_reject: Callable[[], None] | None = None,
+    ) -> None:
+        self._app = app
+        self._limit = limit
+        self._paths = paths
+        self._methods = methods
+        self._retry_after = retry_after_seconds
+        self._on_reject = on_reject
+        self.in_flight = 0
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Count the request in, or refuse it with 503 when the limit is reached."""
+        if (
+            scope["type"] != "http"
+            or scope.get("method") not in self._methods
+            or scope.get("path") not in self._paths
+        ):
+            await self._app(scope, receive, send)
+            return
+        if self.in_flight >= self._limit():
+            if self._on_reject is not None:
+                self._on_reject()
+            await send_error(
+                send,
+                503,
+                "the service is at its limit of concurrent uploads; retry shortly",
+                retry_after=self._retry_after,
+            )
+            return
+        self.in_flight += 1
+        try:
+            await self._app(scope, receive, send)
+        finally:
+            self.in_flight -= 1
+
+
+async def send_error(send: Send, code: int, detail: str, *, retry_after: int | None) -> None:
+    """Answer a request with a JSON error straight from ASGI middleware."""
+    headers = [(b"content-type", b"application/json"), (b"connection", b"close")]
+    if retry_after is not None:
+        headers.append((b"retry-after", str(retry_after).encode()))
+    await send({"type": "http.response.start", "status": code, "headers": headers})
+    await send({"type": "http.response.body", "body": json.dumps({"detail": detail}).encode()})
+
+
+class RateLimiter:
+    """A token bucket per caller: ``per_minute`` requests a minute, bursts up to ``burst``."""
+
+    def __init__(self, *, per_minute: float, burst: int, clock: Callable[[], float]) -> None:
+        self._rate = per_minute / 60.0
+        self._burst = float(burst)
+        self._clock = clock
+        self._buckets: dict[object, tuple[float, float]] = {}
+
+    def take(self, caller: object) -> float:
+        """Take a token for ``caller``: 0.0 if allowed, else seconds until one is free."""
+        now = self._clock()
+        tokens, last = self._buckets.get(caller, (self._burst, now))
+        tokens = min(self._burst, tokens + (now - last) * self._rate)
+        if tokens >= 1.0:
+            self._buckets[caller] = (tokens - 1.0, now)
+            return 0.0
+        self._buckets[caller] = (tokens, now)
+        return (1.0 - tokens) / self._rate if self._rate > 0 else float("inf")

@@ -9,12 +9,15 @@ import asyncio
 import hashlib
 import json
 import logging
+import math
 import tempfile
+import time
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
+from aiokafka.errors import KafkaError
 from fastapi import (
     Depends,
     FastAPI,
@@ -26,8 +29,10 @@ from fastapi import (
     UploadFile,
     status,
 )
+from fastapi.responses import JSONResponse
 from fastapi.security import APIKeyHeader
 from pydantic import AwareDatetime, BaseModel
+from sqlalchemy.exc import DBAPIError
 
 from triage_contracts import Source, SourceKind, topics
 from triage_ingest import domain
@@ -39,7 +44,7 @@ from triage_ingest.settings import Settings
 from triage_ingest.smtp import SmtpReceiver
 from triage_ingest.store import IngestStore, KeyHolder
 from triage_runtime.db.engine import database_reachable, make_async_engine
-from triage_runtime.http import RequestBodyLimit
+from triage_runtime.http import ConcurrencyLimit, RateLimiter, RequestBodyLimit
 from triage_runtime.kafka import make_broker
 from triage_runtime.ops import ops_router
 from triage_runtime.service import producer_for
@@ -111,6 +116,8 @@ def _spool_sync(upload: UploadFile, limit: int, directory: Path) -> tuple[Path, 
         )
     return path, size
 
+
+DEPENDENCY_RETRY_SECONDS = 5
 
 API_KEY_HEADER = APIKeyHeader(name="X-API-Key", auto_error=False, description="An API key")
 
@@ -196,6 +203,32 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.store = store
     app.add_middleware(RequestBodyLimit, limit=lambda: settings.max_request_bytes)
+    # Added last, so it runs first: an overloaded ingest refuses before reading any body.
+    app.add_middleware(
+        ConcurrencyLimit,
+        limit=lambda: settings.max_concurrent_uploads,
+        paths=("/v1/documents",),
+        retry_after_seconds=1,
+        on_reject=UPLOADS.labels("overloaded").inc,
+    )
+    limiter = RateLimiter(
+        per_minute=settings.uploads_per_minute_per_key,
+        burst=settings.upload_burst_per_key,
+        clock=time.monotonic,
+    )
+
+    @app.exception_handler(KafkaError)
+    @app.exception_handler(DBAPIError)
+    async def dependency_down(_request: Request, exc: Exception) -> JSONResponse:
+        """Kafka or PostgreSQL failed mid-request: nothing was accepted; ask for a retry."""
+        log.warning("upload refused: a dependency failed", extra={"error": type(exc).__name__})
+        UPLOADS.labels("unavailable").inc()
+        return JSONResponse(
+            {"detail": "a storage dependency is unavailable; nothing was accepted, retry later"},
+            status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
+            headers={"Retry-After": str(DEPENDENCY_RETRY_SECONDS)},
+        )
+
     app.include_router(
         ops_router(service=SERVICE, checks={"kafka": kafka_ready, "database": database_ready})
     )
@@ -234,6 +267,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             413: {"description": "A file or the request is over the size limit"},
             415: {"description": "A file's type is not accepted"},
             422: {"description": "Invalid metadata, or an Idempotency-Key reused differently"},
+            429: {"description": "Over this API key's upload rate; retry after Retry-After"},
+            503: {"description": "Overloaded or a dependency is down; retry after Retry-After"},
         },
     )
     async def upload(
@@ -247,6 +282,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             Header(max_length=200, description="Retries with the same key get the same answer"),
         ] = None,
     ) -> UploadAccepted:
+        if settings.uploads_per_minute_per_key > 0:
+            wait = limiter.take(who.id)
+            if wait > 0:
+                UPLOADS.labels("rate_limited").inc()
+                raise HTTPException(
+                    status.HTTP_429_TOO_MANY_REQUESTS,
+                    "too many uploads for this API key; slow down",
+                    headers={"Retry-After": str(max(1, math.ceil(wait)))},
+                )
         meta = _checked_metadata(metadata)
         checked = _checked_files(files)
         spooled: list[tuple[str | None, str, Path, int]] = []

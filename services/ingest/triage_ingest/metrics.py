@@ -6,7 +6,8 @@ from prometheus_client import Counter, Histogram
 
 UPLOADS = Counter(
     "triage_ingest_uploads_total",
-    "Uploaded files, by outcome (accepted, too_large, unsupported_type).",
+    "Uploaded files (or refused requests), by outcome: accepted, too_large, unsupported_type, "
+    "overloaded (503), rate_limited (429), unavailable (503, a dependency failed).",
     ["outcome"],
 )
 UPLOAD_BYTES = Histogram(

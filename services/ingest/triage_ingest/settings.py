@@ -53,6 +53,19 @@ class Settings(CommonSettings):
     port: int = 8001
     max_upload_bytes: int = Field(default=25 * 1024 * 1024, gt=0)
     max_files_per_request: int = Field(default=20, gt=0)
+    max_concurrent_uploads: int = Field(
+        default=16,
+        gt=0,
+        description="Uploads handled at once; more get 503 + Retry-After before any body is read.",
+    )
+    uploads_per_minute_per_key: float = Field(
+        default=600.0,
+        ge=0,
+        description="Sustained upload requests a minute per API key (0: no limit); over it 429.",
+    )
+    upload_burst_per_key: int = Field(
+        default=60, gt=0, description="Upload requests one API key may send at once in a burst."
+    )
     require_api_key: bool = Field(
         default=True, description="Refuse uploads without a valid API key (turn off only in tests)."
     )
