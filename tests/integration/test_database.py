@@ -27,7 +27,7 @@ def test_migrations_create_the_review_queue_and_repeat_safely(stack: Stack) -> N
             "alembic_version",
         } <= tables
         with engine.connect() as conn:
-            assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0007"
+            assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0008"
     finally:
         engine.dispose()
 

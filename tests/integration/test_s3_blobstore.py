@@ -386,3 +386,13 @@ def test_ingest_and_classifier_share_documents_through_s3(
         )
     [scored] = [m for m in out if m["key"] == doc["document_id"]]
     assert scored["value"]["prediction"]["label"] == "billing"
+
+
+def test_delete_removes_one_blob_and_says_whether_it_was_there(store: BlobStore) -> None:
+    keep = store.put(b"kept bytes")
+    gone = store.put(b"retired bytes")
+    assert store.delete(gone) is True
+    assert not store.exists(gone) and store.exists(keep)
+    with pytest.raises(BlobNotFoundError):
+        store.get(gone)
+    assert store.delete(gone) is False  # a second retention run finds nothing

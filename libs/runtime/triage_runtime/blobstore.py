@@ -34,6 +34,10 @@ class BlobStore(Protocol):
         """Say whether a blob is stored under ``sha256``."""
         ...
 
+    def delete(self, sha256: str) -> bool:
+        """Remove the blob under ``sha256`` (retention); return whether one was there."""
+        ...
+
 
 class LocalBlobStore:
     """A blob store in a local directory, sharded by the first hash digits; writes are atomic."""
@@ -100,3 +104,12 @@ class LocalBlobStore:
     def exists(self, sha256: str) -> bool:
         """Say whether a blob is stored under ``sha256``."""
         return self._path(sha256).exists()
+
+    def delete(self, sha256: str) -> bool:
+        """Remove the blob under ``sha256`` (retention); return whether one was there."""
+        path = self._path(sha256)
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            return False
+        return True

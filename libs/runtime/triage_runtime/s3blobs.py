@@ -293,6 +293,13 @@ class S3BlobStore:
         """Say whether a blob is stored under ``sha256``."""
         return self._head(sha256) is not None
 
+    def delete(self, sha256: str) -> bool:
+        """Remove the blob under ``sha256`` (retention); return whether one was there."""
+        if self._head(sha256) is None:
+            return False
+        self._client.delete_object(Bucket=self._bucket, Key=self.key(sha256))
+        return True
+
 
 @dataclass(frozen=True, slots=True)
 class StoreLocation:

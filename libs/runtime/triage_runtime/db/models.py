@@ -131,6 +131,8 @@ class Document(Base):
     queue: Mapped[str | None] = mapped_column(String(40))
     model_version: Mapped[str | None] = mapped_column(String(80))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    purged_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    """When retention removed the raw bytes (the row and its outcome stay)."""
 
 
 class ApiKey(Base):
