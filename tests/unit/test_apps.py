@@ -48,3 +48,22 @@ def test_metrics_are_exposed_in_prometheus_text_format() -> None:
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/plain")
     assert "# TYPE triage_events_consumed_total counter" in response.text
+
+
+def test_metrics_want_the_bearer_token_when_one_is_configured() -> None:
+    from pydantic import SecretStr
+
+    async def ok() -> bool:
+        return True
+
+    app = FastAPI()
+    app.include_router(
+        ops_router(service="router", checks={"db": ok}, metrics_token=SecretStr("s3cret"))
+    )
+    client = TestClient(app)
+    assert client.get("/metrics").status_code == 401
+    assert client.get("/metrics", headers={"Authorization": "Bearer wrong"}).status_code == 401
+    allowed = client.get("/metrics", headers={"Authorization": "Bearer s3cret"})
+    assert allowed.status_code == 200 and "triage_events_consumed_total" in allowed.text
+    assert client.get("/healthz").status_code == 200  # health stays open
+    assert client.get("/readyz").status_code == 200

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import hmac
 from collections.abc import Awaitable, Callable, Mapping
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
+from pydantic import SecretStr
 
 ReadinessCheck = Callable[[], Awaitable[bool]]
 
@@ -21,9 +23,20 @@ async def _run(check: ReadinessCheck) -> bool:
         return False
 
 
-def ops_router(*, service: str, checks: Mapping[str, ReadinessCheck]) -> APIRouter:
-    """Return a router with liveness, readiness (running ``checks``) and Prometheus metrics."""
+def ops_router(
+    *,
+    service: str,
+    checks: Mapping[str, ReadinessCheck],
+    metrics_token: SecretStr | None = None,
+) -> APIRouter:
+    """Return a router with liveness, readiness (running ``checks``) and Prometheus metrics.
+
+    Health and readiness are open (load balancers and orchestrators call them). With a
+    ``metrics_token`` (``TRIAGE_METRICS_TOKEN``), ``/metrics`` wants it as a bearer token, as
+    Prometheus sends it with ``authorization: {credentials: ...}`` in a scrape job.
+    """
     router = APIRouter(tags=["operations"])
+    expected = f"Bearer {metrics_token.get_secret_value()}".encode() if metrics_token else None
 
     @router.get("/healthz", summary="Liveness: the process is up")
     async def healthz() -> dict[str, str]:
@@ -40,8 +53,21 @@ def ops_router(*, service: str, checks: Mapping[str, ReadinessCheck]) -> APIRout
             status_code=200 if ready else 503,
         )
 
-    @router.get("/metrics", summary="Prometheus metrics", response_class=Response)
-    async def metrics() -> Response:
+    @router.get(
+        "/metrics",
+        summary="Prometheus metrics",
+        response_class=Response,
+        responses={401: {"description": "TRIAGE_METRICS_TOKEN is set and was not given"}},
+    )
+    async def metrics(request: Request) -> Response:
+        if expected is not None:
+            given = request.headers.get("authorization", "").encode()
+            if not hmac.compare_digest(given, expected):
+                return JSONResponse(
+                    {"detail": "a bearer token is required for /metrics"},
+                    status_code=401,
+                    headers={"WWW-Authenticate": "Bearer"},
+                )
         return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
 
     return router

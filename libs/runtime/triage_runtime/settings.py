@@ -51,6 +51,11 @@ class CommonSettings(BaseSettings):
         pattern=r"^[A-Za-z0-9._-]{0,60}$",
         description="Prefix for every topic name, to share a cluster between environments.",
     )
+    metrics_token: SecretStr | None = Field(
+        default=None,
+        validation_alias="TRIAGE_METRICS_TOKEN",
+        description="When set, /metrics wants it as a bearer token (health stays open).",
+    )
     lag_interval_seconds: float = Field(
         default=15.0,
         gt=0,

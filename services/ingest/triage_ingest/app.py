@@ -230,7 +230,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
 
     app.include_router(
-        ops_router(service=SERVICE, checks={"kafka": kafka_ready, "database": database_ready})
+        ops_router(
+            service=SERVICE,
+            checks={"kafka": kafka_ready, "database": database_ready},
+            metrics_token=settings.metrics_token,
+        )
     )
 
     def _checked_metadata(metadata: str | None) -> dict[str, str]:

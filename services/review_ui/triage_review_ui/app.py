@@ -158,7 +158,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.auth = auth
     app.include_router(
-        ops_router(service=SERVICE, checks={"database": database_ready, "kafka": kafka_ready})
+        ops_router(
+            service=SERVICE,
+            checks={"database": database_ready, "kafka": kafka_ready},
+            metrics_token=settings.metrics_token,
+        )
     )
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
 

@@ -168,6 +168,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.include_router(
-        ops_router(service=SERVICE, checks={"kafka": kafka_ready, "database": database_ready})
+        ops_router(
+            service=SERVICE,
+            checks={"kafka": kafka_ready, "database": database_ready},
+            metrics_token=settings.metrics_token,
+        )
     )
     return app
