@@ -39,6 +39,11 @@ SERVICE = "review-ui"
 # Bounded label values for the queue gauges (the router's review reasons).
 REASONS = ("low_confidence", "extraction_failed", "encrypted", "model_unavailable")
 COOKIE = "triage_session"
+MAX_OFFSET = 1_000_000
+FilterText = Annotated[str | None, Query(max_length=100)]
+AgeHours = Annotated[
+    float | None, Query(ge=0, le=24 * 365 * 10, description="Only items older than this (hours).")
+]
 HERE = Path(__file__).parent
 log = logging.getLogger(__name__)
 
@@ -240,11 +245,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         request: Request,
         session: SessionDep,
         *,
-        reason: str | None = None,
-        label: str | None = None,
-        source: str | None = None,
-        age: Annotated[float | None, Query(ge=0)] = None,
-        offset: Annotated[int, Query(ge=0)] = 0,
+        reason: FilterText = None,
+        label: FilterText = None,
+        source: FilterText = None,
+        age: AgeHours = None,
+        offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
     ) -> Response:
         require(session, Action.REVIEW)
         flt = _filter(reason, label, source, age)
@@ -254,10 +259,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @app.get("/api/v1/review-items", summary="The open review queue as JSON")
     async def queue_json(
         session: SessionDep,
-        reason: str | None = None,
-        label: str | None = None,
-        source: str | None = None,
-        age: Annotated[float | None, Query(ge=0)] = None,
+        reason: FilterText = None,
+        label: FilterText = None,
+        source: FilterText = None,
+        age: AgeHours = None,
     ) -> dict[str, Any]:
         require(session, Action.REVIEW)
         result = await queries.open_queue(
