@@ -183,6 +183,12 @@ def test_a_promotion_and_a_rollback_reach_the_running_classifier(
                 await registry.move_alias(
                     "champion", second_model.name, actor="test", action="promote"
                 )
+            elif action == "clear":
+                await registry.clear("champion", actor="test", reason="switch to rules")
+            elif action == "restore":
+                await registry.move_alias(
+                    "champion", small_model.name, actor="test", action="promote"
+                )
             else:
                 await registry.rollback("champion", actor="test", reason="bad model")
         finally:
@@ -192,9 +198,8 @@ def test_a_promotion_and_a_rollback_reach_the_running_classifier(
         deadline = time.monotonic() + 15
         version = ""
         while time.monotonic() < deadline:
-            version = client.post("/v1/classify", json={"text": "invoice"}).json()["model"][
-                "version"
-            ]
+            answer = client.post("/v1/classify", json={"text": "invoice"}).json()
+            version = answer["model"]["version"] if "model" in answer else "(none: 503)"
             if version == want:
                 break
             time.sleep(0.1)
@@ -216,4 +221,14 @@ def test_a_promotion_and_a_rollback_reach_the_running_classifier(
         asyncio.run(registry_do("promote"))
         assert serving_version(client, second_model.name) == second_model.name
         asyncio.run(registry_do("rollback"))
+        assert serving_version(client, small_model.name) == small_model.name
+
+        # Clearing the alias switches to the rules (degraded mode: 503 on the HTTP path).
+        asyncio.run(registry_do("clear"))
+        deadline = time.monotonic() + 15
+        while client.post("/v1/classify", json={"text": "invoice"}).status_code != 503:
+            assert time.monotonic() < deadline, "clearing the alias did not switch to rules"
+            time.sleep(0.1)
+        assert client.get("/readyz").json()["checks"]["model"] == "failing"
+        asyncio.run(registry_do("restore"))
         assert serving_version(client, small_model.name) == small_model.name

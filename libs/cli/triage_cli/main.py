@@ -18,6 +18,7 @@ from triage_cli.batch_cli import batch_app
 from triage_cli.canary_cli import canary_app
 from triage_cli.console import console, stdout
 from triage_cli.dlq_cli import dlq_app
+from triage_cli.drift_cli import drift_app
 from triage_cli.model_cli import model_app
 from triage_cli.replay_cli import replay
 from triage_cli.retention_cli import retention_app
@@ -42,6 +43,7 @@ app.add_typer(batch_app, name="batch")
 app.add_typer(user_app, name="user")
 app.add_typer(dlq_app, name="dlq")
 app.add_typer(canary_app, name="canary")
+app.add_typer(drift_app, name="drift")
 app.add_typer(retention_app, name="retention")
 app.command("replay")(replay)
 

@@ -9,6 +9,8 @@ Model kinds (one interface: a fitted scikit-learn pipeline with ``predict_proba`
 Artifact format (``FORMAT_VERSION``):
   1 - metadata.json beside model.joblib (the fitted pipeline); the embedder's weights are
       not in the artifact: metadata records their fingerprint, checked when loading.
+      Later, still format 1: metadata may hold ``drift_baseline`` (``triage_ml.drift``);
+      artifacts without it load as before and report drift as unavailable.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import platform
 import shutil
 import tempfile
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from importlib import metadata as importlib_metadata
 from pathlib import Path
@@ -41,6 +43,9 @@ KIND_TFIDF_LR = "tfidf-lr"
 KIND_EMBED_LR = "embed-lr"
 KINDS = (KIND_TFIDF_LR, KIND_EMBED_LR)
 DEFAULT_HOLDOUT_PERCENT = 10
+
+FeatureTap = Callable[[Sequence[str], Any, np.ndarray], None]
+"""Called by a tapped model with each scoring call's texts, feature vectors and probabilities."""
 
 
 class ModelLoadError(RuntimeError):
@@ -73,10 +78,47 @@ class LoadedModel:
     thresholds: dict[str, float]
     metadata: dict[str, Any]
     _pipeline: Any
+    _tap: FeatureTap | None = field(default=None, repr=False, compare=False)
 
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
         """Return calibrated class probabilities, one row per text, columns in ``labels`` order."""
-        return np.asarray(self._pipeline.predict_proba(list(texts)), dtype=np.float64)
+        if self._tap is None:
+            return np.asarray(self._pipeline.predict_proba(list(texts)), dtype=np.float64)
+        # What Pipeline.predict_proba does, in two steps, so the features can be handed on.
+        batch = list(texts)
+        features = self.features(batch)
+        probabilities = np.asarray(
+            self._pipeline.steps[-1][1].predict_proba(features), dtype=np.float64
+        )
+        self._tap(batch, features, probabilities)
+        return probabilities
+
+    @property
+    def has_features(self) -> bool:
+        """Whether the model scores feature vectors (tfidf-lr, embed-lr; not rules)."""
+        steps = getattr(self._pipeline, "steps", None)
+        return isinstance(steps, list) and len(steps) >= 2
+
+    def features(self, texts: Sequence[str]) -> Any:
+        """Return the vectors the classifier step sees, one row per text.
+
+        A SciPy sparse matrix (TF-IDF) for tfidf-lr, a float32 array (sentence embeddings)
+        for embed-lr. TypeError for the rules model, which has none.
+        """
+        if not self.has_features:
+            raise TypeError(f"a {self.kind} model has no feature vectors")
+        return self._pipeline[:-1].transform(list(texts))
+
+    def tapped(self, tap: FeatureTap) -> LoadedModel:
+        """Return this model scoring exactly as before, handing each scoring call to ``tap``.
+
+        The features are computed once and shared with the classifier step, so a tap costs
+        what it does with them; it runs in the caller's thread. A model without feature
+        vectors (rules) is returned as it is.
+        """
+        if not self.has_features:
+            return self
+        return replace(self, _tap=tap)
 
     @classmethod
     def from_rules(cls, rules: RulesModel) -> LoadedModel:
@@ -326,6 +368,19 @@ def train(
     pipeline = _make_pipeline(kind, seed, embedding_model_path=embedding_model_path)
     pipeline.fit(texts, truth)
 
+    say("computing the drift baseline")
+    from triage_ml.drift import Baseline
+
+    # Cross-validated predictions are out-of-sample, as live ones are; the final model's
+    # predictions on its own training texts would be over-confident.
+    baseline = Baseline.from_training(
+        texts,
+        cv_proba,
+        labels,
+        pipeline[:-1].transform(texts),
+        predictions="5-fold cross-validated predictions on the train split",
+    )
+
     metrics: dict[str, Any] = {
         "cv_macro_f1": round(float(f1_score(truth, cv_pred, average="macro")), 4),
         "cv_coverage_at_thresholds": round(float(routed.mean()), 4),
@@ -374,6 +429,8 @@ def train(
     }
     if embedding:
         metadata["embedding"] = embedding
+    # Not part of the version id (version_for hashes data, feature code and parameters only).
+    metadata["drift_baseline"] = baseline.to_dict()
     return TrainResult(pipeline, metadata, truth, cv_proba)
 
 

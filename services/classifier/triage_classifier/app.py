@@ -2,15 +2,23 @@
 
 Both paths use the same feature code and the same model object (``ModelSource``), so the
 streaming and real-time answers for the same text are the same Prediction.
+
+The streaming path also feeds a drift monitor (``triage_ml.drift``): each micro-batch scored
+by the champion or the canary is counted, from the feature vectors the model computes anyway,
+into a rolling window of that model version and role; every ``drift_interval_seconds`` the
+windows are compared with the models' training baselines and exported as gauges.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import math
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI, HTTPException, status
 from faststream import AckPolicy
@@ -22,6 +30,9 @@ from triage_classifier.metrics import (
     CLASSIFY_REQUESTS,
     CLASSIFY_SECONDS,
     CONFIDENCE,
+    DRIFT_CENTROID_DISTANCE,
+    DRIFT_PSI,
+    DRIFT_WINDOW_DOCUMENTS,
     EXTRACT_SECONDS,
     EXTRACTION_FAILURES,
     PREDICTIONS,
@@ -41,8 +52,10 @@ from triage_contracts import (
     topics,
 )
 from triage_contracts.inference import ClassifyRequestV1, ClassifyResponseV1
+from triage_ml import drift
 from triage_ml.extraction_pool import ExtractionLimits, ExtractionPool
 from triage_ml.features import ExtractedText, extract_text
+from triage_ml.model import FeatureTap
 from triage_runtime.blobstore import BlobNotFoundError
 from triage_runtime.http import RequestBodyLimit
 from triage_runtime.kafka import (
@@ -58,7 +71,31 @@ from triage_runtime.ops import ops_router
 from triage_runtime.service import producer_for
 
 SERVICE = "classifier"
+DRIFT_ROLES = frozenset({ModelRole.CHAMPION, ModelRole.CANARY})
 log = logging.getLogger(__name__)
+
+
+def _gauge_value(signal: drift.Signal) -> float:
+    """A signal's value for its gauge: NaN unless there were enough documents to judge it."""
+    if signal.value is None or signal.status not in {drift.Status.OK, drift.Status.DRIFT}:
+        return math.nan
+    return signal.value
+
+
+def _drift_observer(window: drift.Window, model_ref: ModelRef) -> FeatureTap:
+    """Count each scoring call into ``window``; a failure is logged and scoring goes on."""
+
+    def observe(texts: Sequence[str], features: Any, probabilities: Any) -> None:
+        """Count one scoring call (runs in the scoring thread)."""
+        try:
+            window.observe_scores(texts, probabilities, features)
+        except Exception:
+            log.exception(
+                "drift observation failed; scoring goes on",
+                extra={"model_version": model_ref.version, "model_role": model_ref.role.value},
+            )
+
+    return observe
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -71,6 +108,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         broker, topic=settings.topic(topics.DEADLETTER), service=SERVICE, producer=producer
     )
     source = ModelSource(settings)
+    monitor = (
+        drift.DriftMonitor(
+            max_documents=settings.drift_window,
+            thresholds=drift.DriftThresholds(min_documents=settings.drift_min_documents),
+        )
+        if settings.drift_window
+        else None
+    )
+    drift_exported: set[tuple[str, str]] = set()
+    drift_unavailable_logged: set[str] = set()
     pool = ExtractionPool(
         workers=settings.extraction_workers,
         limits=ExtractionLimits(
@@ -125,11 +172,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if not items:
             return []
         model_ref = ModelRef(version=serving.model.version, role=serving.role)
+        window = None
+        if monitor is not None and serving.role in DRIFT_ROLES:
+            window = monitor.batch_window(serving.model.version, serving.model.metadata)
+        model = serving.model
+        if window is not None:
+            # The tap reuses the features the model computes to score: no second pass.
+            model = model.tapped(_drift_observer(window, model_ref))
         started = time.perf_counter()
         events = await asyncio.to_thread(
-            domain.classify, items, model=serving.model, model_ref=model_ref, producer=producer
+            domain.classify, items, model=model, model_ref=model_ref, producer=producer
         )
         SCORE_SECONDS.labels(model_ref.version).observe(time.perf_counter() - started)
+        if monitor is not None and window is not None and window.documents:
+            monitor.add(model_ref.version, model_ref.role.value, window)
         return events
 
     async def publish_shadow(batch: list[domain.Extracted]) -> None:
@@ -227,11 +283,71 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             )
         await publish_shadow(batch)
 
+    def export_drift(drift_monitor: drift.DriftMonitor) -> None:
+        """Compare each serving model's window with its baseline and set the drift gauges.
+
+        Series of models no longer serving are removed, so the labels stay bounded.
+        """
+        serving = [
+            s for s in (source.serving, source.canary) if s is not None and s.role in DRIFT_ROLES
+        ]
+        reports = drift_monitor.reports(
+            (s.model.version, s.role.value, s.model.metadata) for s in serving
+        )
+        for s in serving:
+            reason = drift_monitor.unavailable(s.model.version)
+            if reason and s.model.version not in drift_unavailable_logged:
+                drift_unavailable_logged.add(s.model.version)
+                log.info(
+                    "drift monitoring unavailable: %s",
+                    reason,
+                    extra={"model_version": s.model.version, "model_role": s.role.value},
+                )
+        forget_drift(drift_exported - reports.keys())
+        for (version, role), report in reports.items():
+            for name in drift.PSI_SIGNALS:
+                DRIFT_PSI.labels(version, role, name).set(_gauge_value(report.signal(name)))
+            DRIFT_CENTROID_DISTANCE.labels(version, role).set(
+                _gauge_value(report.signal(drift.CENTROID))
+            )
+            DRIFT_WINDOW_DOCUMENTS.labels(version, role).set(report.documents)
+        drift_exported.clear()
+        drift_exported.update(reports)
+
+    def forget_drift(keys: set[tuple[str, str]]) -> None:
+        """Remove the drift series of these (version, role) pairs."""
+        for version, role in keys:
+            with contextlib.suppress(KeyError):
+                for name in drift.PSI_SIGNALS:
+                    DRIFT_PSI.remove(version, role, name)
+                DRIFT_CENTROID_DISTANCE.remove(version, role)
+                DRIFT_WINDOW_DOCUMENTS.remove(version, role)
+
+    async def drift_loop(drift_monitor: drift.DriftMonitor) -> None:
+        """Export drift every interval until cancelled; a failure waits for the next one."""
+        while True:
+            await asyncio.sleep(settings.drift_interval_seconds)
+            try:
+                export_drift(drift_monitor)
+            except Exception:
+                log.exception("drift export failed; trying again next interval")
+
+    async def stop_drift(task: asyncio.Task[None]) -> None:
+        """Stop exporting and remove this app's drift series."""
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        forget_drift(set(drift_exported))
+        drift_exported.clear()
+
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:
             await source.start()
             stack.push_async_callback(source.stop)
+            if monitor is not None:
+                task = asyncio.create_task(drift_loop(monitor), name="drift-export")
+                stack.push_async_callback(stop_drift, task)
             stack.callback(pool.close)
             await broker.start()
             stack.push_async_callback(broker.stop)

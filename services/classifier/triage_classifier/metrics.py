@@ -62,3 +62,20 @@ SHADOW_FAILURES = Counter(
     "triage_classifier_shadow_failures_total",
     "Micro-batches whose shadow scoring failed (routing went on without it).",
 )
+DRIFT_PSI = Gauge(
+    "triage_drift_psi",
+    "Population stability index of the live window against the model's training baseline, "
+    "by signal (confidence, label, length); NaN with too few documents in the window.",
+    ["model_version", "model_role", "signal"],
+)
+DRIFT_CENTROID_DISTANCE = Gauge(
+    "triage_drift_centroid_distance",
+    "Cosine distance of the live window's feature centroid to the training baseline's; "
+    "NaN with too few documents in the window.",
+    ["model_version", "model_role"],
+)
+DRIFT_WINDOW_DOCUMENTS = Gauge(
+    "triage_drift_window_documents",
+    "Documents in the rolling drift window of a serving model.",
+    ["model_version", "model_role"],
+)

@@ -51,6 +51,10 @@ class Serving:
         return self.role is ModelRole.RULES
 
 
+class AliasClearedError(LookupError):
+    """The registry alias the champion follows points at no version."""
+
+
 class ModelSource:
     """Loads the configured model, keeps it current, and falls back to rules."""
 
@@ -85,8 +89,8 @@ class ModelSource:
 
     async def start(self) -> None:
         """Load once (falling back to rules if allowed), then keep refreshing."""
-        loaded = await self.refresh()
-        if not loaded:
+        await self.refresh()
+        if self._serving is None:
             if not self._settings.fallback_to_rules:
                 raise model_lib.ModelLoadError(
                     "no model could be loaded and TRIAGE_CLASSIFIER_FALLBACK_TO_RULES is off"
@@ -112,13 +116,16 @@ class ModelSource:
                 log.exception("model refresh failed; keeping the current model")
 
     async def _locate(self) -> tuple[str, Path] | None:
-        """Return (identity, local artifact directory) of the model that should serve."""
+        """Return (identity, local artifact directory) of the model that should serve.
+
+        Raises AliasClearedError when the configured alias points at no version.
+        """
         settings = self._settings
         if settings.model_alias:
             registry = self._registry_client()
             version = await registry.resolve(settings.model_alias)
             if version is None:
-                return None
+                raise AliasClearedError(settings.model_alias)
             if version == self._loaded_from:
                 return version, Path()
             path = await registry.fetch(version, cache_dir=settings.model_cache_dir)
@@ -187,6 +194,15 @@ class ModelSource:
     async def _refresh_champion(self) -> bool:
         try:
             located = await self._locate()
+        except AliasClearedError as cleared:
+            # An operator cleared the alias on purpose: serve the rules (degraded mode) until
+            # it points at a version again. (A database outage, below, keeps the model.)
+            if self._settings.fallback_to_rules and not (
+                self._serving is not None and self._serving.degraded
+            ):
+                log.warning("the %s alias points at no model: switching to rules", cleared)
+                await asyncio.to_thread(self._use_rules)
+            return False
         except Exception:
             log.exception("could not locate the configured model")
             located = None

@@ -61,6 +61,23 @@ class Settings(CommonSettings):
             "topic (0: off, 1: all); chosen by document id, so a redelivery is sampled alike."
         ),
     )
+    drift_window: int = Field(
+        default=1000,
+        ge=0,
+        le=1_000_000,
+        description=(
+            "Documents in the rolling drift window of each serving model (champion, canary); "
+            "0 turns drift monitoring off."
+        ),
+    )
+    drift_interval_seconds: float = Field(
+        default=60.0, gt=0, description="How often drift is computed and exported as gauges."
+    )
+    drift_min_documents: int = Field(
+        default=100,
+        ge=1,
+        description="Fewer documents than this in a window export the drift gauges as NaN.",
+    )
     group_id: str = "triage-classifier"
     batch_max_records: int = Field(default=32, gt=0, le=1000)
     batch_timeout_ms: int = Field(default=50, ge=1, le=10_000)
