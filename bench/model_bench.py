@@ -70,11 +70,11 @@ def model_alone(artifact: Path, docs: list[tuple[str, bytes]], repeat: int) -> d
     }
 
 
-def http_path(url: str, docs: list[tuple[str, bytes]], repeat: int) -> dict[str, float]:
+def http_path(url: str, key: str, docs: list[tuple[str, bytes]], repeat: int) -> dict[str, float]:
     """POST /v1/classify for each document, one request at a time."""
     latencies: list[float] = []
-    with httpx.Client(base_url=url, timeout=30) as client:
-        client.post("/v1/classify", json={"text": "warm up"})
+    with httpx.Client(base_url=url, timeout=30, headers={"X-API-Key": key}) as client:
+        client.post("/v1/classify", json={"text": "warm up"}).raise_for_status()
         started = time.perf_counter()
         for _ in range(repeat):
             for _, data in docs:
@@ -198,7 +198,7 @@ def main() -> None:
         ]
         try:
             wait_ready([f"http://127.0.0.1:{port}" for port in ports.values()], seconds=240)
-            http = http_path(f"http://127.0.0.1:{ports['classifier']}", docs, args.repeat)
+            http = http_path(f"http://127.0.0.1:{ports['classifier']}", key, docs, args.repeat)
             stream = kafka_path(
                 f"http://127.0.0.1:{ports['ingest']}", key, env["TRIAGE_DATABASE_URL"], docs
             )

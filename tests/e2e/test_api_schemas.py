@@ -67,7 +67,8 @@ def test_ingest_api_conforms_to_its_schema(pipeline: Pipeline) -> None:
 
 
 def test_classifier_api_conforms_to_its_schema(pipeline: Pipeline) -> None:
-    assert "POST /v1/classify" in _exercise(pipeline.urls["classifier"], {})
+    done = _exercise(pipeline.urls["classifier"], {"X-API-Key": pipeline.api_key})
+    assert "POST /v1/classify" in done
 
 
 def test_review_ui_api_conforms_to_its_schema(pipeline: Pipeline) -> None:

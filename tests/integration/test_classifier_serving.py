@@ -36,6 +36,7 @@ def _settings(stack: Stack, tmp_path: Path, model_path: Path, **extra: object) -
         "model_path": model_path,
         "group_id": "it-serving",
         "extraction_workers": 1,
+        "require_api_key": False,  # the functional tests; API keys: the test below
         **extra,
     }
     return Settings.model_validate(values)
@@ -232,3 +233,34 @@ def test_a_promotion_and_a_rollback_reach_the_running_classifier(
         assert client.get("/readyz").json()["checks"]["model"] == "failing"
         asyncio.run(registry_do("restore"))
         assert serving_version(client, small_model.name) == small_model.name
+
+
+def test_classify_wants_a_live_api_key(
+    isolated: Stack, clean_db: str, tmp_path: Path, small_model: Path
+) -> None:
+    from triage_ingest.store import IngestStore
+    from triage_runtime.db.engine import make_async_engine
+
+    async def keys() -> tuple[str, str]:
+        engine = make_async_engine(clean_db)
+        store = IngestStore(engine)
+        live = str(await store.create_api_key("caller"))
+        revoked = str(await store.create_api_key("gone"))
+        await store.revoke_api_key("gone")
+        await engine.dispose()
+        return live, revoked
+
+    live, revoked = asyncio.run(keys())
+    settings = _settings(
+        isolated, tmp_path, small_model, database_url=clean_db, require_api_key=True
+    )
+    body = {"text": "the invoice payment is overdue"}
+    with TestClient(create_app(settings)) as client:
+        missing = client.post("/v1/classify", json=body)
+        wrong = client.post("/v1/classify", json=body, headers={"X-API-Key": revoked})
+        ok = client.post("/v1/classify", json=body, headers={"X-API-Key": live})
+        health = client.get("/healthz")
+    assert (missing.status_code, wrong.status_code, ok.status_code) == (401, 401, 200)
+    assert missing.headers["www-authenticate"] == "ApiKey"
+    assert ok.json()["prediction"]["label"] == "billing"
+    assert health.status_code == 200

@@ -18,9 +18,10 @@ import math
 import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import FastAPI, HTTPException, status
+from fastapi import Depends, FastAPI, HTTPException, Request, status
+from fastapi.security import APIKeyHeader
 from faststream import AckPolicy
 from faststream.kafka.annotations import KafkaMessage
 
@@ -56,7 +57,9 @@ from triage_ml import drift
 from triage_ml.extraction_pool import ExtractionLimits, ExtractionPool
 from triage_ml.features import ExtractedText, extract_text
 from triage_ml.model import FeatureTap
+from triage_runtime.apikeys import ApiKeys, KeyHolder
 from triage_runtime.blobstore import BlobNotFoundError
+from triage_runtime.db.engine import make_async_engine
 from triage_runtime.http import RequestBodyLimit
 from triage_runtime.kafka import (
     ConsumedRecord,
@@ -66,11 +69,13 @@ from triage_runtime.kafka import (
     make_broker,
     publish_event,
 )
+from triage_runtime.lag import LagMonitor
 from triage_runtime.metrics import EVENTS_CONSUMED, EVENTS_PRODUCED
 from triage_runtime.ops import ops_router
 from triage_runtime.service import producer_for
 
 SERVICE = "classifier"
+API_KEY_HEADER = APIKeyHeader(name="X-API-Key", auto_error=False, description="An API key")
 DRIFT_ROLES = frozenset({ModelRole.CHAMPION, ModelRole.CANARY})
 log = logging.getLogger(__name__)
 
@@ -98,6 +103,28 @@ def _drift_observer(window: drift.Window, model_ref: ModelRef) -> FeatureTap:
     return observe
 
 
+async def current_caller(
+    request: Request, key: Annotated[str | None, Depends(API_KEY_HEADER)]
+) -> KeyHolder | None:
+    """Who calls POST /v1/classify: the holder of a live API key (401 otherwise)."""
+    settings: Settings = request.app.state.settings
+    if not settings.require_api_key:
+        return None
+    api_keys: ApiKeys = request.app.state.api_keys
+    holder = await api_keys.holder(key) if key else None
+    if holder is None:
+        CLASSIFY_REQUESTS.labels("401").inc()
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED,
+            "a valid X-API-Key header is required",
+            headers={"WWW-Authenticate": "ApiKey"},
+        )
+    return holder
+
+
+Caller = Annotated[KeyHolder | None, Depends(current_caller)]
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the classifier app; the model loads and Kafka connects only when it starts."""
     settings = settings or Settings()
@@ -108,6 +135,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         broker, topic=settings.topic(topics.DEADLETTER), service=SERVICE, producer=producer
     )
     source = ModelSource(settings)
+    engine = make_async_engine(settings.database_url, pool_size=2)
+    api_keys = ApiKeys(engine)
+    lag = LagMonitor(
+        settings.kafka_bootstrap,
+        service=SERVICE,
+        group_id=settings.group_id,
+        topics=[settings.topic(topics.DOCUMENTS)],
+        label=lambda topic: topic.removeprefix(settings.topic_prefix),
+        interval=settings.lag_interval_seconds,
+    )
     monitor = (
         drift.DriftMonitor(
             max_documents=settings.drift_window,
@@ -349,8 +386,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 task = asyncio.create_task(drift_loop(monitor), name="drift-export")
                 stack.push_async_callback(stop_drift, task)
             stack.callback(pool.close)
+            stack.push_async_callback(engine.dispose)
             await broker.start()
             stack.push_async_callback(broker.stop)
+            await lag.start()
+            stack.push_async_callback(lag.stop)
             yield
         log.info("stopped cleanly")
 
@@ -369,8 +409,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.add_middleware(RequestBodyLimit, limit=lambda: settings.max_classify_request_bytes)
     app.include_router(
-        ops_router(service=SERVICE, checks={"kafka": kafka_ready, "model": model_ready})
+        ops_router(
+            service=SERVICE,
+            checks={"kafka": kafka_ready, "model": model_ready},
+            metrics_token=settings.metrics_token,
+        )
     )
+
+    app.state.settings = settings
+    app.state.api_keys = api_keys
 
     @app.post(
         "/v1/classify",
@@ -379,10 +426,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         responses={
             413: {"description": "The request body is over the size limit"},
             422: {"description": "Invalid input; field errors say which"},
+            401: {"description": "No valid X-API-Key"},
             503: {"description": "No trained model is loaded; retry after Retry-After seconds"},
         },
     )
-    async def classify(request: ClassifyRequestV1) -> ClassifyResponseV1:
+    async def classify(request: ClassifyRequestV1, _who: Caller) -> ClassifyResponseV1:
         started = time.perf_counter()
         serving = source.serving
         if serving is None or serving.degraded:

@@ -87,6 +87,19 @@ class Settings(CommonSettings):
     )
     extraction_timeout_seconds: float = Field(default=20.0, gt=0)
     extraction_memory_bytes: int = Field(default=1024**3, gt=0)
+    require_api_key: bool = Field(
+        default=True,
+        description="POST /v1/classify wants an X-API-Key made by `triage apikey create`.",
+    )
+    retry_max_attempts: int = Field(
+        default=5, ge=0, description="Attempts on the retry topic before a dead letter."
+    )
+    retry_backoff_seconds: float = Field(
+        default=2.0, gt=0, description="First retry delay; it doubles with each attempt."
+    )
+    retry_backoff_max_seconds: float = Field(
+        default=60.0, gt=0, description="Longest delay between two attempts."
+    )
     max_classify_request_bytes: int = Field(
         default=1024 * 1024, gt=0, description="Largest POST /v1/classify body (413 above)."
     )

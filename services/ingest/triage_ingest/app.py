@@ -42,7 +42,8 @@ from triage_ingest.intake import Accepted, Intake
 from triage_ingest.metrics import UPLOAD_BYTES, UPLOADS
 from triage_ingest.settings import Settings
 from triage_ingest.smtp import SmtpReceiver
-from triage_ingest.store import IngestStore, KeyHolder
+from triage_ingest.store import IngestStore
+from triage_runtime.apikeys import KeyHolder
 from triage_runtime.db.engine import database_reachable, make_async_engine
 from triage_runtime.http import ConcurrencyLimit, RateLimiter, RequestBodyLimit
 from triage_runtime.kafka import make_broker

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import secrets
 import uuid
 from dataclasses import dataclass
@@ -14,6 +13,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
 from triage_contracts import DocumentReceivedV1, utcnow
+from triage_runtime.apikeys import ApiKeys, KeyHolder, hash_api_key
 from triage_runtime.db.models import ApiKey, Document, IdempotencyRecord, ImapCursor, ReviewItem
 
 API_KEY_PREFIX = "tri_"
@@ -28,24 +28,12 @@ class StoredDocument:
     published_at: datetime | None
 
 
-@dataclass(frozen=True, slots=True)
-class KeyHolder:
-    """The caller an API key identifies."""
-
-    id: int
-    name: str
-
-
-def hash_api_key(key: str) -> str:
-    """Return the stored form of an API key (keys are 256-bit random, so SHA-256 suffices)."""
-    return hashlib.sha256(key.encode()).hexdigest()
-
-
 class IngestStore:
     """Reads and writes ingest's tables."""
 
     def __init__(self, engine: AsyncEngine) -> None:
         self._sessions = async_sessionmaker(engine, expire_on_commit=False)
+        self._keys = ApiKeys(engine)
 
     async def record_document(self, event: DocumentReceivedV1) -> StoredDocument:
         """Store the document unless it exists; return the stored event identity."""
@@ -147,15 +135,7 @@ class IngestStore:
 
     async def key_holder(self, key: str) -> KeyHolder | None:
         """Return who holds a live key, or None."""
-        async with self._sessions() as session:
-            row = (
-                await session.execute(
-                    select(ApiKey.id, ApiKey.name).where(
-                        ApiKey.key_sha256 == hash_api_key(key), ApiKey.revoked_at.is_(None)
-                    )
-                )
-            ).first()
-        return KeyHolder(row.id, row.name) if row else None
+        return await self._keys.holder(key)
 
     async def idempotent_response(
         self, api_key_id: int, key: str
