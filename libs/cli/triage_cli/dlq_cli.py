@@ -12,6 +12,7 @@ import typer
 from rich.table import Table
 
 from triage_cli.console import console, stdout
+from triage_contracts.headers import RETRY_ONLY
 
 READ_TIMEOUT_SECONDS = 30.0
 """How long reading the topic to its end may take before the CLI gives up."""
@@ -193,7 +194,9 @@ async def _republish(letters: list[Letter]) -> None:
             value = letter.value
             key = value.get("original_key")
             headers = [
-                (k, str(v).encode()) for k, v in (value.get("original_headers") or {}).items()
+                (k, str(v).encode())
+                for k, v in (value.get("original_headers") or {}).items()
+                if k not in RETRY_ONLY  # a re-driven message starts its retries afresh
             ]
             headers.append(("triage-redriven-from", f"deadletter:{letter.ref}".encode()))
             await producer.send_and_wait(

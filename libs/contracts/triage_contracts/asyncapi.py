@@ -29,6 +29,13 @@ _CHANNELS: dict[str, tuple[str, tuple[type[Event], ...], str]] = {
         (DocumentReceivedV1,),
         "Every accepted document, keyed by document id.",
     ),
+    "documentsRetry": (
+        topics.DOCUMENTS_RETRY,
+        (DocumentReceivedV1,),
+        "Documents whose processing failed for a transient reason, with the attempt and the "
+        "time it is due in the triage-attempt and triage-retry-at headers; after the last "
+        "attempt they go to the dead-letter topic.",
+    ),
     "classified": (
         topics.CLASSIFIED,
         (DocumentClassifiedV1,),
@@ -73,6 +80,20 @@ _OPERATIONS: tuple[tuple[str, str, str, type[Event], str], ...] = (
         "documents",
         DocumentReceivedV1,
         "classifier extracts text and scores documents in micro-batches.",
+    ),
+    (
+        "classifierSchedulesRetry",
+        "send",
+        "documentsRetry",
+        DocumentReceivedV1,
+        "classifier sets a document aside for a later attempt when the blob store fails.",
+    ),
+    (
+        "classifierConsumesRetry",
+        "receive",
+        "documentsRetry",
+        DocumentReceivedV1,
+        "classifier processes a set-aside document once it is due.",
     ),
     (
         "classifierPublishesScore",

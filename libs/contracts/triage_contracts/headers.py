@@ -15,6 +15,15 @@ CONTENT_TYPE = "content-type"
 
 ALL = (SCHEMA, EVENT_ID, DOCUMENT_ID, TRACE_ID, PRODUCER, MODEL_VERSION, MODEL_ROLE, CONTENT_TYPE)
 
+# On the retry topic only:
+ATTEMPT = "triage-attempt"
+"""Which retry this is (1 for the first)."""
+RETRY_AT = "triage-retry-at"
+"""When the retry is due, in milliseconds since the epoch."""
+SOURCE_PARTITION = "triage-source-partition"
+"""The documents-topic partition the record was first read from (canary routing uses it)."""
+RETRY_ONLY = (ATTEMPT, RETRY_AT, SOURCE_PARTITION)
+
 
 def headers_for(event: Event) -> dict[str, str]:
     """Return the header values that mirror ``event``'s envelope."""

@@ -7,6 +7,10 @@ import re
 DOCUMENTS = "triage.documents.v1"
 """DocumentReceived events, keyed by document id."""
 
+DOCUMENTS_RETRY = "triage.documents.retry.v1"
+"""DocumentReceived records the classifier could not process for a transient reason (the
+blob store did not answer), waiting for another attempt; headers say which attempt and when."""
+
 CLASSIFIED = "triage.classified.v1"
 """DocumentClassified events from the champion and canary models, keyed by document id."""
 
@@ -35,4 +39,11 @@ def routed_topic(queue: str) -> str:
 ROUTED_PATTERN = r"triage\.routed\.[a-z][a-z0-9_-]*\.v1"
 """A regular expression matching every per-queue routed topic."""
 
-ALL_FIXED = (DOCUMENTS, CLASSIFIED, CLASSIFIED_SHADOW, REVIEW_DECISIONS, DEADLETTER)
+ALL_FIXED = (
+    DOCUMENTS,
+    DOCUMENTS_RETRY,
+    CLASSIFIED,
+    CLASSIFIED_SHADOW,
+    REVIEW_DECISIONS,
+    DEADLETTER,
+)

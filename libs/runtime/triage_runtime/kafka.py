@@ -42,6 +42,15 @@ class UnprocessableError(Exception):
         self.document_id = document_id
 
 
+class RetryableError(Exception):
+    """A failure that may pass (a dependency did not answer): try the message again later."""
+
+    def __init__(self, reason: str, document_id: str | None = None):
+        super().__init__(reason)
+        self.reason = reason
+        self.document_id = document_id
+
+
 def make_broker(bootstrap: str, *, client_id: str) -> KafkaBroker:
     """Return an unconnected broker whose producer is idempotent and waits for all replicas.
 
@@ -95,7 +104,8 @@ async def publish_event(broker: KafkaBroker, topic: str, event: Event) -> None:
     )
 
 
-def _header_dict(raw: Any) -> dict[str, str]:
+def header_dict(raw: Any) -> dict[str, str]:
+    """Return a record's headers as a dict of strings."""
     out: dict[str, str] = {}
     for name, value in raw or ():
         if isinstance(value, bytes):
@@ -125,7 +135,7 @@ def dead_letter_for(
         source_offset=record.offset,
         original_key=record.key.decode("utf-8", errors="replace") if record.key else None,
         original_value_b64=base64.b64encode(value[:MAX_DEADLETTER_VALUE_BYTES]).decode(),
-        original_headers=_header_dict(record.headers),
+        original_headers=header_dict(record.headers),
     )
 
 

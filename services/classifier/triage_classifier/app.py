@@ -37,6 +37,7 @@ from triage_classifier.metrics import (
     EXTRACT_SECONDS,
     EXTRACTION_FAILURES,
     PREDICTIONS,
+    RETRIES,
     SCORE_SECONDS,
     SHADOW_FAILURES,
 )
@@ -52,26 +53,30 @@ from triage_contracts import (
     ModelRole,
     topics,
 )
+from triage_contracts import headers as header_names
 from triage_contracts.inference import ClassifyRequestV1, ClassifyResponseV1
 from triage_ml import drift
 from triage_ml.extraction_pool import ExtractionLimits, ExtractionPool
 from triage_ml.features import ExtractedText, extract_text
 from triage_ml.model import FeatureTap
 from triage_runtime.apikeys import ApiKeys, KeyHolder
-from triage_runtime.blobstore import BlobNotFoundError
+from triage_runtime.blobstore import BlobNotFoundError, BlobStore
 from triage_runtime.db.engine import make_async_engine
 from triage_runtime.http import RequestBodyLimit
 from triage_runtime.kafka import (
     ConsumedRecord,
     DeadLetters,
+    RetryableError,
     UnprocessableError,
     decode_event,
+    header_dict,
     make_broker,
     publish_event,
 )
 from triage_runtime.lag import LagMonitor
 from triage_runtime.metrics import EVENTS_CONSUMED, EVENTS_PRODUCED
 from triage_runtime.ops import ops_router
+from triage_runtime.s3blobs import BlobIntegrityError
 from triage_runtime.service import producer_for
 
 SERVICE = "classifier"
@@ -125,12 +130,15 @@ async def current_caller(
 Caller = Annotated[KeyHolder | None, Depends(current_caller)]
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
-    """Build the classifier app; the model loads and Kafka connects only when it starts."""
+def create_app(settings: Settings | None = None, *, blobs: BlobStore | None = None) -> FastAPI:
+    """Build the classifier app; the model loads and Kafka connects only when it starts.
+
+    ``blobs`` replaces the configured blob store (fault-injection tests use it).
+    """
     settings = settings or Settings()
     producer = producer_for(SERVICE, "triage-classifier")
     broker = make_broker(settings.kafka_bootstrap, client_id="triage-classifier")
-    blobs = settings.open_blob_store()
+    blob_store = blobs or settings.open_blob_store()
     dead_letters = DeadLetters(
         broker, topic=settings.topic(topics.DEADLETTER), service=SERVICE, producer=producer
     )
@@ -165,33 +173,86 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
 
     async def fetch(received: DocumentReceivedV1) -> bytes | None:
-        """The document's bytes, or None when it is over the size limit."""
+        """The document's bytes, or None when it is over the size limit.
+
+        A missing or corrupt blob will never be fixed by waiting (a dead letter); any other
+        failure of the blob store is taken as transient (a retry later).
+        """
         blob = received.document.blob
         if blob.size_bytes > settings.max_document_bytes:
             return None
         try:
-            return await asyncio.to_thread(blobs.get, blob.sha256)
+            return await asyncio.to_thread(blob_store.get, blob.sha256)
         except BlobNotFoundError as exc:
             raise UnprocessableError(
                 ErrorClass.BLOB_MISSING,
                 f"blob {blob.sha256} is not in the blob store",
                 received.document_id,
             ) from exc
+        except BlobIntegrityError as exc:
+            raise UnprocessableError(
+                ErrorClass.STORAGE_ERROR,
+                f"blob {blob.sha256} does not match its hash",
+                received.document_id,
+            ) from exc
+        except Exception as exc:
+            raise RetryableError(
+                f"blob store failed: {type(exc).__name__}", received.document_id
+            ) from exc
+
+    async def set_aside(record: ConsumedRecord, error: RetryableError, consumed: str) -> None:
+        """Put a record on the retry topic with its next attempt's time, or give up on it."""
+        headers = header_dict(record.headers)
+        attempt = int(headers.get(header_names.ATTEMPT, "0")) + 1
+        if attempt > settings.retry_max_attempts:
+            reason = f"gave up after {attempt - 1} attempt(s): {error.reason}"
+            giving_up = UnprocessableError(ErrorClass.STORAGE_ERROR, reason, error.document_id)
+            await dead_letters.send(record, giving_up, consumed_topic=consumed)
+            return
+        delay = min(
+            settings.retry_backoff_max_seconds,
+            settings.retry_backoff_seconds * 2 ** (attempt - 1),
+        )
+        headers |= {
+            header_names.ATTEMPT: str(attempt),
+            header_names.RETRY_AT: str(int((time.time() + delay) * 1000)),
+            header_names.SOURCE_PARTITION: headers.get(
+                header_names.SOURCE_PARTITION, str(record.partition)
+            ),
+        }
+        await broker.publish(
+            record.value,
+            settings.topic(topics.DOCUMENTS_RETRY),
+            key=record.key,
+            headers=headers,
+        )
+        RETRIES.labels(str(attempt)).inc()
+        EVENTS_CONSUMED.labels(SERVICE, consumed, "retried").inc()
+        log.warning(
+            "document set aside for a retry",
+            extra={"document_id": error.document_id, "attempt": attempt, "delay_s": delay},
+        )
 
     async def extract_batch(
-        records: tuple[ConsumedRecord, ...],
+        records: tuple[ConsumedRecord, ...], consumed: str
     ) -> list[tuple[int, domain.Extracted]]:
-        """Decode and extract a batch; what cannot be processed goes to the dead letters.
+        """Decode and extract a batch; what cannot be processed goes to the dead letters,
+        what failed for a transient reason to the retry topic.
 
-        Returns each extracted document with the partition it was read from.
+        Returns each extracted document with the documents-topic partition it came from.
         """
         received: list[tuple[int, DocumentReceivedV1, bytes | None]] = []
         for record in records:
             try:
                 event = decode_event(record.value, DocumentReceivedV1)
-                received.append((record.partition, event, await fetch(event)))
+                partition = int(
+                    header_dict(record.headers).get(header_names.SOURCE_PARTITION, record.partition)
+                )
+                received.append((partition, event, await fetch(event)))
             except UnprocessableError as exc:
-                await dead_letters.send(record, exc, consumed_topic=topics.DOCUMENTS)
+                await dead_letters.send(record, exc, consumed_topic=consumed)
+            except RetryableError as exc:
+                await set_aside(record, exc, consumed)
         readable = [
             (data, ev.document.blob.media_type) for _, ev, data in received if data is not None
         ]
@@ -258,22 +319,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 prediction.action.value,
             ).inc()
 
-    @broker.subscriber(
-        settings.topic(topics.DOCUMENTS),
-        group_id=settings.group_id,
-        batch=True,
-        max_records=settings.batch_max_records,
-        batch_timeout_ms=settings.batch_timeout_ms,
-        auto_offset_reset="earliest",
-        ack_policy=AckPolicy.NACK_ON_ERROR,
-    )
-    async def on_documents(message: KafkaMessage) -> None:
+    async def process(records: tuple[ConsumedRecord, ...], consumed: str) -> None:
         """Extract, score and publish a micro-batch; offsets commit after every publish.
 
         Records from the canary's partitions are scored by the canary (when one serves), the
         rest by the champion; sampled documents are also scored by the shadow model.
         """
-        records: tuple[ConsumedRecord, ...] = message.raw_message
         champion = source.serving
         if champion is None:
             raise RuntimeError("no model in service yet")  # redelivered once one is
@@ -281,7 +332,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         BATCH_SIZE.observe(len(records))
 
         started = time.perf_counter()
-        extracted = await extract_batch(records)
+        extracted = await extract_batch(records, consumed)
         EXTRACT_SECONDS.observe(time.perf_counter() - started)
 
         roles = domain.by_role(
@@ -303,7 +354,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             event = scored[item.received.document_id]
             await publish_event(broker, settings.topic(topics.CLASSIFIED), event)
             EVENTS_PRODUCED.labels(SERVICE, topics.CLASSIFIED).inc()
-            EVENTS_CONSUMED.labels(SERVICE, topics.DOCUMENTS, "ok").inc()
+            EVENTS_CONSUMED.labels(SERVICE, consumed, "ok").inc()
             observe(event)
             prediction = event.prediction
             log.info(
@@ -319,6 +370,44 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 },
             )
         await publish_shadow(batch)
+
+    @broker.subscriber(
+        settings.topic(topics.DOCUMENTS),
+        group_id=settings.group_id,
+        batch=True,
+        max_records=settings.batch_max_records,
+        batch_timeout_ms=settings.batch_timeout_ms,
+        auto_offset_reset="earliest",
+        ack_policy=AckPolicy.NACK_ON_ERROR,
+    )
+    async def on_documents(message: KafkaMessage) -> None:
+        """A micro-batch from the documents topic."""
+        await process(message.raw_message, topics.DOCUMENTS)
+
+    @broker.subscriber(
+        settings.topic(topics.DOCUMENTS_RETRY),
+        # A group of its own: joining the documents group would rebalance it (and redeliver).
+        group_id=f"{settings.group_id}.retry",
+        batch=True,
+        max_records=settings.batch_max_records,
+        batch_timeout_ms=settings.batch_timeout_ms,
+        auto_offset_reset="earliest",
+        ack_policy=AckPolicy.NACK_ON_ERROR,
+    )
+    async def on_retries(message: KafkaMessage) -> None:
+        """Set-aside documents: wait until the batch is due, then process it like any other.
+
+        Only the retry topic's partition waits; the documents topic flows on meanwhile.
+        """
+        records: tuple[ConsumedRecord, ...] = message.raw_message
+        due = max(
+            (int(header_dict(r.headers).get(header_names.RETRY_AT, "0")) for r in records),
+            default=0,
+        )
+        wait = min(due / 1000 - time.time(), settings.retry_backoff_max_seconds)
+        if wait > 0:
+            await asyncio.sleep(wait)
+        await process(records, topics.DOCUMENTS_RETRY)
 
     def export_drift(drift_monitor: drift.DriftMonitor) -> None:
         """Compare each serving model's window with its baseline and set the drift gauges.

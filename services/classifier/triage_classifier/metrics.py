@@ -62,6 +62,11 @@ SHADOW_FAILURES = Counter(
     "triage_classifier_shadow_failures_total",
     "Micro-batches whose shadow scoring failed (routing went on without it).",
 )
+RETRIES = Counter(
+    "triage_classifier_retries_total",
+    "Documents set aside on the retry topic after a transient failure, by attempt number.",
+    ["attempt"],
+)
 DRIFT_PSI = Gauge(
     "triage_drift_psi",
     "Population stability index of the live window against the model's training baseline, "
