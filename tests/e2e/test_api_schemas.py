@@ -81,3 +81,47 @@ def test_every_service_publishes_an_openapi_document(pipeline: Pipeline, service
     document = httpx.get(pipeline.urls[service] + "/openapi.json", timeout=10).json()
     assert document["openapi"].startswith("3.")
     assert "/healthz" in document["paths"]
+
+
+OPEN = {"/healthz", "/readyz", "/metrics", "/openapi.json", "/docs", "/docs/oauth2-redirect"}
+OPEN |= {"/redoc", "/login", "/static"}
+
+
+def _routes(service: str) -> list[tuple[str, str]]:
+    """(method, path) of every route the service's app has, documented or not."""
+    from importlib import import_module
+
+    package = "triage_" + service.replace("-", "_")
+    settings = import_module(f"{package}.settings").Settings()
+    app = import_module(f"{package}.app").create_app(settings)
+    found: list[tuple[str, str]] = []
+    for route in app.routes:
+        path = getattr(route, "path", "")
+        if not path:
+            continue
+        methods = sorted(getattr(route, "methods", None) or {"GET"})
+        found.extend((method, path) for method in methods if method != "HEAD")
+    return found
+
+
+@pytest.mark.parametrize("service", ["ingest", "classifier", "router", "review-ui"])
+def test_every_endpoint_but_health_and_metrics_wants_credentials(
+    pipeline: Pipeline, service: str
+) -> None:
+    checked = []
+    for method, path in _routes(service):
+        if path in OPEN or path.startswith("/static"):
+            continue
+        concrete = path.replace("{document_id}", "doc_" + "0" * 32)
+        for name in ("{item_id}", "{username}", "{change}"):
+            concrete = concrete.replace(name, "1")
+        response = httpx.request(
+            method, pipeline.urls[service] + concrete, timeout=10, follow_redirects=False
+        )
+        refused = response.status_code in {401, 403} or (
+            response.status_code in {302, 303} and "/login" in response.headers["location"]
+        )
+        assert refused, f"{service} {method} {path} answered {response.status_code} unsigned"
+        checked.append(f"{method} {path}")
+    if service != "router":  # the router has no API of its own
+        assert checked
