@@ -168,3 +168,69 @@ def test_router_routes_reviews_and_ignores_redelivery(isolated: Stack, clean_db:
     }
     [letter] = [m["value"] for m in out if m["topic"].endswith("deadletter.v1")]
     assert letter["stage"] == "router" and letter["error_class"] == "schema_invalid"
+
+
+def test_a_message_the_database_refuses_is_dead_lettered_and_the_partition_goes_on(
+    isolated: Stack, clean_db: str
+) -> None:
+    stack = isolated
+    refused = classified(sha256="b1" * 32, confidence=0.97, threshold=0.9)
+    after = classified(sha256="b2" * 32, confidence=0.97, threshold=0.9)
+    engine = create_engine(clean_db)
+    with engine.begin() as conn:  # the database will refuse exactly one document's routing
+        conn.execute(
+            text(
+                "CREATE FUNCTION refuse_one() RETURNS trigger AS $$ BEGIN"
+                f" IF NEW.document_id = '{refused.document_id}' THEN"
+                " RAISE EXCEPTION 'refused by test' USING ERRCODE = '22023'; END IF;"
+                " RETURN NEW; END $$ LANGUAGE plpgsql;"
+                " CREATE TRIGGER refuse_one BEFORE INSERT ON routing_decision"
+                " FOR EACH ROW EXECUTE FUNCTION refuse_one();"
+            )
+        )
+    settings = RouterSettings(
+        kafka_bootstrap=stack.kafka_bootstrap,
+        database_url=clean_db,
+        topic_prefix=stack.topic_prefix,
+        group_id="it-router-refused",
+    )
+
+    async def send_on_one_partition() -> None:
+        from aiokafka import AIOKafkaProducer
+
+        producer = AIOKafkaProducer(bootstrap_servers=stack.kafka_bootstrap, acks="all")
+        await producer.start()
+        try:
+            for event in (refused, after):
+                await producer.send_and_wait(
+                    stack.topic(topics.CLASSIFIED),
+                    encode_event(event),
+                    key=event.document_id.encode(),
+                    partition=0,
+                )
+        finally:
+            await producer.stop()
+
+    try:
+        with TestClient(router_app(settings)):
+            asyncio.run(send_on_one_partition())
+            out = asyncio.run(
+                collect(
+                    stack.kafka_bootstrap,
+                    pattern=re.escape(stack.topic_prefix) + r"triage\.(routed\..*|deadletter\.v1)",
+                    until=lambda ms: (
+                        {m["key"] for m in ms} >= {refused.document_id, after.document_id}
+                    ),
+                )
+            )
+    finally:
+        with engine.begin() as conn:
+            conn.execute(text("DROP TRIGGER refuse_one ON routing_decision"))
+            conn.execute(text("DROP FUNCTION refuse_one()"))
+        engine.dispose()
+    [letter] = [m["value"] for m in out if m["topic"].endswith("deadletter.v1")]
+    assert letter["document_id"] == refused.document_id
+    assert letter["error_class"] == "storage_error"
+    assert "refused the effect" in letter["reason"]
+    routed = {m["key"] for m in out if ".routed." in m["topic"]}
+    assert routed == {after.document_id}

@@ -12,9 +12,15 @@ from datetime import timedelta
 from fastapi import FastAPI
 from faststream import AckPolicy
 from faststream.kafka.annotations import KafkaMessage
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
 
-from triage_contracts import DocumentClassifiedV1, DocumentRoutedV1, topics, utcnow
+from triage_contracts import (
+    DocumentClassifiedV1,
+    DocumentRoutedV1,
+    ErrorClass,
+    topics,
+    utcnow,
+)
 from triage_router import domain
 from triage_router.metrics import DECISIONS, DUPLICATES, END_TO_END_SECONDS, PROCESS_SECONDS
 from triage_router.settings import Settings
@@ -135,12 +141,24 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 await route(event, decision)
             else:
                 await review(event, decision)
-        except SQLAlchemyError:
-            # Transient: pause, then let the message be redelivered (NACK seeks back).
-            log.exception("database error; message will be redelivered")
+        except (OperationalError, InterfaceError):
+            # The database is unreachable: every message would fail alike, so pause, then let
+            # this one be redelivered (NACK seeks back) rather than skip ahead.
+            log.exception("database unavailable; message will be redelivered")
             EVENTS_CONSUMED.labels(SERVICE, topics.CLASSIFIED, "retried").inc()
             await asyncio.sleep(settings.storage_retry_seconds)
             raise
+        except SQLAlchemyError as exc:
+            # The database refused this message's effect (bad data): no retry will fix it,
+            # and it must not hold up the partition.
+            cause = getattr(exc, "orig", None) or exc
+            error = UnprocessableError(
+                ErrorClass.STORAGE_ERROR,
+                f"the database refused the effect: {type(cause).__name__}",
+                event.document_id,
+            )
+            await dead_letters.send(record, error, consumed_topic=topics.CLASSIFIED)
+            return
         EVENTS_CONSUMED.labels(SERVICE, topics.CLASSIFIED, "ok").inc()
         outcome = "routed" if isinstance(decision, domain.RouteTo) else "review"
         PROCESS_SECONDS.labels(outcome).observe(time.perf_counter() - started)
