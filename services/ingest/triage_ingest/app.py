@@ -10,6 +10,7 @@ import hashlib
 import json
 import logging
 import math
+import re
 import tempfile
 import time
 from collections.abc import AsyncIterator
@@ -119,6 +120,7 @@ def _spool_sync(upload: UploadFile, limit: int, directory: Path) -> tuple[Path, 
 
 
 DEPENDENCY_RETRY_SECONDS = 5
+DOCUMENT_ID = re.compile(r"doc_[0-9a-f]{32}")
 
 API_KEY_HEADER = APIKeyHeader(name="X-API-Key", auto_error=False, description="An API key")
 
@@ -378,6 +380,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         responses={404: {"description": "No such document for this API key"}},
     )
     async def document_status(who: Caller, document_id: str) -> DocumentStatus:
+        if not DOCUMENT_ID.fullmatch(document_id):  # never a database question
+            raise HTTPException(status.HTTP_404_NOT_FOUND, "no such document")
         found: dict[str, Any] | None = await store.status(document_id)
         # A key sees only its own uploads; other documents do not exist for it.
         if found is None or (

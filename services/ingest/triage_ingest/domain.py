@@ -10,6 +10,8 @@ from collections.abc import Mapping
 from datetime import datetime
 from pathlib import PurePosixPath, PureWindowsPath
 
+from pydantic import TypeAdapter, ValidationError
+
 from triage_contracts import (
     BlobRef,
     DocumentReceivedV1,
@@ -19,7 +21,7 @@ from triage_contracts import (
     Source,
     derive_document_id,
 )
-from triage_contracts.events import MAX_METADATA_ITEMS
+from triage_contracts.events import MAX_METADATA_ITEMS, MetadataKey, MetadataValue
 
 EMAIL_MEDIA_TYPE = "message/rfc822"
 ACCEPTED_MEDIA_TYPES = frozenset(
@@ -27,6 +29,11 @@ ACCEPTED_MEDIA_TYPES = frozenset(
 )
 
 _UNSAFE = re.compile(r"[^\w.\- ()]+")
+# The event contract's rules for metadata, checked here so that a bad key is a 422, not an
+# event that fails to validate after the upload was stored.
+_METADATA: TypeAdapter[dict[MetadataKey, MetadataValue]] = TypeAdapter(
+    dict[MetadataKey, MetadataValue]
+)
 
 
 class UnsupportedMediaTypeError(ValueError):
@@ -104,4 +111,10 @@ def parse_metadata(raw: str | None) -> dict[str, str]:
         raise ValueError("metadata must be a JSON object whose values are strings")
     if len(value) > MAX_METADATA_ITEMS:
         raise ValueError(f"metadata may have at most {MAX_METADATA_ITEMS} keys")
-    return value
+    try:
+        return _METADATA.validate_python(value)
+    except ValidationError as exc:
+        raise ValueError(
+            "metadata keys are 1-64 characters of A-Z, a-z, 0-9, '_', '.', '-'; "
+            "values at most 500 characters"
+        ) from exc

@@ -4,6 +4,12 @@ Writers should create a file elsewhere (or as a dot-file) and rename it into inb
 never read half-written; files changed in the last second are left for the next pass anyway.
 A file is claimed by renaming it into processing/ (atomic on one filesystem), so two
 connectors never take the same file, and files left in processing/ by a crash are retried.
+
+Hostile files get a reason, never a stuck folder: a symbolic link is moved to failed/ without
+being followed (its target path is what is kept), a name too long to take a claim prefix is
+shortened from the front (the extension stays), an email over the size limit is not read,
+and a file that fails for any other reason is retried on the next pass without holding up
+the files after it.
 """
 
 from __future__ import annotations
@@ -11,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import time
 import uuid
 from pathlib import Path
@@ -25,6 +32,9 @@ log = logging.getLogger(__name__)
 
 SETTLE_SECONDS = 1.0
 IGNORED_SUFFIXES = (".part", ".tmp", ".crdownload")
+# Most filesystems allow 255 bytes per name; a claimed name adds "xxxxxxxx-".
+_MAX_NAME_BYTES = 255
+_CLAIM_PREFIX_BYTES = 9
 
 
 class DropFolder:
@@ -67,17 +77,18 @@ class DropFolder:
         return sorted(
             p
             for p in self.inbox.iterdir()
-            if p.is_file()
+            # Links are taken too (never followed), so they do not sit in the inbox forever.
+            if (p.is_symlink() or p.is_file())
             and not p.name.startswith(".")
             and not p.name.endswith(IGNORED_SUFFIXES)
-            and now - p.stat().st_mtime >= SETTLE_SECONDS
+            and now - p.lstat().st_mtime >= SETTLE_SECONDS
         )
 
     def _leftovers(self) -> list[Path]:
-        return sorted(p for p in self.processing.iterdir() if p.is_file())
+        return sorted(p for p in self.processing.iterdir() if p.is_symlink() or p.is_file())
 
     def _claim(self, path: Path) -> Path | None:
-        claimed = self.processing / f"{uuid.uuid4().hex[:8]}-{path.name}"
+        claimed = self.processing / f"{uuid.uuid4().hex[:8]}-{_claimable_name(path.name)}"
         try:
             path.rename(claimed)
         except FileNotFoundError:
@@ -89,18 +100,35 @@ class DropFolder:
         handled = 0
         # Leftovers first: a crash after claiming must not lose a file.
         for leftover in await asyncio.to_thread(self._leftovers):
-            await self._handle(leftover)
-            handled += 1
+            handled += await self._handle_or_keep(leftover)
         for path in await asyncio.to_thread(self._claimable):
             claimed = await asyncio.to_thread(self._claim, path)
             if claimed is not None:
-                await self._handle(claimed)
-                handled += 1
+                handled += await self._handle_or_keep(claimed)
         return handled
+
+    async def _handle_or_keep(self, path: Path) -> int:
+        """Handle one claimed file; on failure keep it in processing/ for the next pass."""
+        try:
+            await self._handle(path)
+        except Exception:
+            # Broker or database trouble, or a file nothing here foresaw: it is retried on
+            # the next pass, and the files after it are not held up meanwhile.
+            log.exception("could not ingest a dropped file; it stays in processing/")
+            CONNECTOR_ITEMS.labels("folder", "deferred").inc()
+            return 0
+        return 1
 
     async def _handle(self, path: Path) -> None:
         original_name = path.name.split("-", 1)[1] if "-" in path.name else path.name
+        if await asyncio.to_thread(path.is_symlink):
+            await self._fail_link(path, original_name)
+            return
         size = (await asyncio.to_thread(path.stat)).st_size
+        if original_name.lower().endswith(".eml") and size > self._max_bytes:
+            reason = f"email is {size} bytes, over the {self._max_bytes}-byte limit"
+            await self._fail(path, original_name, size, ErrorClass.OVERSIZE, reason)
+            return
         if original_name.lower().endswith(".eml"):
             raw = await asyncio.to_thread(path.read_bytes)
             await self._intake.accept_email(raw, source=self._source)
@@ -144,6 +172,25 @@ class DropFolder:
         await asyncio.to_thread(self._finish_failed, path, f"{error_class}: {reason}\n")
         CONNECTOR_ITEMS.labels("folder", "failed").inc()
 
+    async def _fail_link(self, path: Path, name: str) -> None:
+        """Move a symbolic link to failed/ unfollowed; its target path is the kept input."""
+        target = os.fsencode(await asyncio.to_thread(os.readlink, path))
+        sha256 = await self._intake.store_bytes(target)
+        reason = "a symbolic link is not a file; links are never followed"
+        await self._intake.dead_letter(
+            source=self._source,
+            raw_sha256=sha256,
+            raw_size=len(target),
+            media_type="inode/symlink",
+            error_class=ErrorClass.UNSUPPORTED_MEDIA_TYPE,
+            reason=reason,
+            raw_name=name,
+        )
+        await asyncio.to_thread(
+            self._finish_failed, path, f"{ErrorClass.UNSUPPORTED_MEDIA_TYPE}: {reason}\n"
+        )
+        CONNECTOR_ITEMS.labels("folder", "failed").inc()
+
     def _finish_failed(self, path: Path, reason: str) -> None:
         target = self._finish(path, self.failed)
         target.with_name(target.name + ".reason.txt").write_text(reason)
@@ -153,3 +200,18 @@ class DropFolder:
         target = folder / path.name
         path.rename(target)
         return target
+
+
+def _claimable_name(name: str) -> str:
+    """Return ``name`` cut from the front, if need be, to leave room for the claim prefix.
+
+    Counted in bytes, as the filesystem counts them; the end, with the extension that
+    decides the media type, stays.
+    """
+    encoded = os.fsencode(name)
+    room = _MAX_NAME_BYTES - _CLAIM_PREFIX_BYTES
+    if len(encoded) <= room:
+        return name
+    # Cutting inside a multi-byte character leaves stray bytes; fsdecode keeps them as they
+    # are (surrogateescape), so the name is still valid for the filesystem.
+    return os.fsdecode(encoded[-room:])

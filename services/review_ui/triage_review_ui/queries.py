@@ -1,4 +1,9 @@
-"""Read-side queries for the review UI: the queue with filters, an item, audit, dashboard."""
+"""Read-side queries for the review UI: the queue with filters, an item, audit, dashboard.
+
+Filters come from query strings, so any text reaches here: values are bound parameters
+(never SQL text), and values PostgreSQL cannot take (text with a NUL character, an item id
+past bigint) match nothing instead of raising a DataError (a 500).
+"""
 
 from __future__ import annotations
 
@@ -6,13 +11,15 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Select, case, func, select
+from sqlalchemy import ColumnElement, Select, case, false, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
+from sqlalchemy.orm import InstrumentedAttribute
 
 from triage_contracts import utcnow
 from triage_runtime.db.models import AuditLog, ReviewItem
 
 OPEN_STATUSES = ("pending", "claimed")
+MAX_BIGINT = 2**63 - 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,14 +93,19 @@ def _row(i: ReviewItem) -> QueueRow:
     )
 
 
+def _equals(column: InstrumentedAttribute[Any], value: str) -> ColumnElement[bool]:
+    """``column = value``, or false for text PostgreSQL cannot hold (it refuses NUL)."""
+    return false() if "\x00" in value else column == value
+
+
 def _filtered(query: Select[Any], flt: QueueFilter) -> Select[Any]:
     query = query.where(ReviewItem.status.in_(OPEN_STATUSES))
     if flt.reason:
-        query = query.where(ReviewItem.reason == flt.reason)
+        query = query.where(_equals(ReviewItem.reason, flt.reason))
     if flt.label:
-        query = query.where(ReviewItem.predicted_label == flt.label)
+        query = query.where(_equals(ReviewItem.predicted_label, flt.label))
     if flt.source:
-        query = query.where(ReviewItem.source_kind == flt.source)
+        query = query.where(_equals(ReviewItem.source_kind, flt.source))
     if flt.min_age_hours:
         query = query.where(ReviewItem.received_at <= utcnow() - timedelta(hours=flt.min_age_hours))
     return query
@@ -137,11 +149,15 @@ class ReviewQueries:
 
     async def item(self, item_id: int) -> ReviewItem | None:
         """One review item with everything the item page shows."""
+        if not 0 < item_id <= MAX_BIGINT:
+            return None
         async with self._sessions() as session:
             return await session.get(ReviewItem, item_id)
 
     async def neighbour(self, item_id: int, *, after: bool) -> int | None:
         """The next (or previous) open item in due order, for keyboard navigation."""
+        if not 0 < item_id <= MAX_BIGINT:
+            return None
         async with self._sessions() as session:
             current = await session.get(ReviewItem, item_id)
             if current is None:
