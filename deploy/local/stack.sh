@@ -48,6 +48,15 @@ Commands:
                  (messages stay), to test how clients handle it.
   imap-reset USER
                  Expunge every message in every mailbox of IMAP user USER.
+  stop-server NAME
+                 Stop one server (kafka, postgres, imap or s3) of this stack the way
+                 "stop" does, leaving the others running: for fault tests (a broker
+                 restart, the database gone for a while). Refuses when the ports this
+                 environment names are not the ones that server was started with, so
+                 it never stops another stack's server.
+  start-server NAME
+                 Start that one server again, as "start" would, and wait until it
+                 answers; the same check of the ports first.
   help           Show this text.
 
 Environment variables:
@@ -91,6 +100,11 @@ cmd_start() {
   local t0 kafka_up=0 pg_up=0 imap_up=0 s3_up=0
   t0=$(now_ms)
   take_lock
+  local name settings=()
+  for name in $SERVERS; do
+    mapfile -t -O "${#settings[@]}" settings < <(server_port_settings "$name")
+  done
+  warn_ephemeral_ports "${settings[@]}"
   # Checks that can fail fast come first, before anything is downloaded.
   kafka_preflight
   pg_preflight
@@ -174,6 +188,93 @@ cmd_imap_uidvalidity() {
   imap_set_new_uidvalidity "$1" "$2"
 }
 
+SERVERS="kafka postgres imap s3"
+
+# Prints the ports NAME was last started with, from its generated configuration
+# (nothing when it never ran from this stack dir).
+server_ports_configured() {
+  case $1 in
+    kafka)
+      local broker controller
+      broker=$(kafka_running_port)
+      controller=$(sed -n 's/^controller\.quorum\.voters=1@127\.0\.0\.1:\([0-9]*\)$/\1/p' \
+        "$KAFKA_CONFIG" 2>/dev/null)
+      [[ -n $broker ]] && printf '%s %s\n' "$broker" "$controller"
+      ;;
+    postgres) sed -n "s/^port = \([0-9]*\)$/\1/p" "$PG_DATA/triage-stack.conf" 2>/dev/null ;;
+    imap) imap_running_ports ;;
+    s3) s3_running_port ;;
+  esac
+}
+
+# Prints VAR=PORT, one a line, for the ports this environment names for NAME.
+server_port_settings() {
+  case $1 in
+    kafka) printf '%s\n' "TRIAGE_KAFKA_PORT=$KAFKA_PORT" "TRIAGE_KAFKA_CONTROLLER_PORT=$KAFKA_CONTROLLER_PORT" ;;
+    postgres) printf '%s\n' "TRIAGE_PG_PORT=$PG_PORT" ;;
+    imap) printf '%s\n' "TRIAGE_IMAP_PORT=$IMAP_PORT" "TRIAGE_IMAPS_PORT=$IMAPS_PORT" ;;
+    s3) printf '%s\n' "TRIAGE_S3_PORT=$S3_PORT" ;;
+  esac
+}
+
+# Prints the ports this environment names for NAME on one line, in the order of
+# server_ports_configured.
+server_ports_wanted() {
+  server_port_settings "$1" | sed 's/^[^=]*=//' | paste -sd ' ' -
+}
+
+# Dies unless NAME is a server of this stack whose last start used the ports of this
+# environment: stop-server and start-server act on one server of the same stack, never on
+# another stack's server that happens to share the directory or the default ports.
+require_same_server() {
+  local name=$1 configured wanted
+  case $name in
+    kafka | postgres | imap | s3) ;;
+    *) die "unknown server '$name'; choose one of: $SERVERS" ;;
+  esac
+  configured=$(server_ports_configured "$name")
+  wanted=$(server_ports_wanted "$name")
+  [[ -n $configured ]] ||
+    die "$name was never started from $STACK_DIR; run '$0 start' first"
+  if [[ $configured != "$wanted" ]]; then
+    die "$name in $STACK_DIR was started with port(s) $configured, but this environment names" \
+      "$wanted; set TRIAGE_STACK_DIR and the TRIAGE_*_PORT variables as for 'start'"
+  fi
+}
+
+cmd_stop_server() {
+  [[ $# -eq 1 ]] || die "usage: $(basename "$0") stop-server kafka|postgres|imap|s3"
+  take_lock
+  require_same_server "$1"
+  case $1 in
+    kafka) kafka_stop ;;
+    postgres) pg_stop ;;
+    imap)
+      imap_find_binaries || die "Dovecot is not installed; run '$0 start' first"
+      imap_stop
+      ;;
+    s3) s3_stop ;;
+  esac
+}
+
+cmd_start_server() {
+  [[ $# -eq 1 ]] || die "usage: $(basename "$0") start-server kafka|postgres|imap|s3"
+  local t0
+  t0=$(now_ms)
+  take_lock
+  require_same_server "$1"
+  local settings=()
+  mapfile -t settings < <(server_port_settings "$1")
+  warn_ephemeral_ports "${settings[@]}"
+  case $1 in
+    kafka) kafka_preflight && kafka_start ;;
+    postgres) pg_preflight && pg_start ;;
+    imap) imap_preflight && imap_start ;;
+    s3) s3_preflight && s3_start ;;
+  esac
+  info "stack: $1 up in $(fmt_ms $(($(now_ms) - t0)))"
+}
+
 cmd_imap_reset() {
   [[ $# -eq 1 && -n $1 ]] || die "usage: $(basename "$0") imap-reset USER"
   take_lock
@@ -198,6 +299,8 @@ main() {
     tool) cmd_tool "$@" ;;
     imap-uidvalidity) cmd_imap_uidvalidity "$@" ;;
     imap-reset) cmd_imap_reset "$@" ;;
+    stop-server) cmd_stop_server "$@" ;;
+    start-server) cmd_start_server "$@" ;;
     help | -h | --help) usage ;;
     *)
       usage >&2

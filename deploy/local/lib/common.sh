@@ -116,6 +116,25 @@ require_port_free() {
     "(remember to use the same $var for 'env', 'status' and 'stop')."
 }
 
+# Warns about each given port that lies in the kernel's ephemeral range: while a server on
+# such a port is down, a client retrying 127.0.0.1:<port> can be handed that very port as its
+# own source port (a TCP self-connect), and the server then fails to bind it when it starts
+# again ("Address already in use"). Restarts (start-server) are where that bites.
+# Usage: warn_ephemeral_ports VAR=PORT...
+warn_ephemeral_ports() {
+  local range low high pair
+  range=$(cat /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null) || return 0
+  read -r low high <<<"$range"
+  [[ $low =~ ^[0-9]+$ && $high =~ ^[0-9]+$ ]] || return 0
+  for pair in "$@"; do
+    if ((${pair#*=} >= low && ${pair#*=} <= high)); then
+      warn "${pair%%=*}=${pair#*=} is in the ephemeral port range $low-$high: a client" \
+        "reconnecting while the server is down may take that port and stop it from starting" \
+        "again; prefer a port below $low"
+    fi
+  done
+}
+
 # Wait until <port> accepts connections or <pid> dies. Returns 0 when ready,
 # 1 when the process died, 2 on timeout.
 wait_port() {

@@ -75,6 +75,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             document=event.document,
         )
         stored = await store.record_route(event, decision, event_id=routed.event_id)
+        if stored.in_review:
+            _kept_first_outcome(event, "review")
+            return
         if stored.published_at is not None:
             DUPLICATES.inc()
             return
@@ -95,6 +98,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 "document_id": event.document_id,
                 "trace_id": event.trace_id,
                 "queue": stored.queue,
+                "model_version": event.model.version,
+            },
+        )
+
+    def _kept_first_outcome(event: DocumentClassifiedV1, outcome: str) -> None:
+        """A redelivered document scored differently keeps the outcome it already has."""
+        DUPLICATES.inc()
+        log.info(
+            "document already has an outcome; the new score changes nothing",
+            extra={
+                "document_id": event.document_id,
+                "trace_id": event.trace_id,
+                "outcome": outcome,
                 "model_version": event.model.version,
             },
         )

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import exists, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -18,11 +18,15 @@ from triage_runtime.db.models import Document, ReviewItem, RoutingDecision
 
 @dataclass(frozen=True, slots=True)
 class StoredRoute:
-    """The routing decision as stored: its event id and whether it was already published."""
+    """The routing decision as stored: its event id and whether it was already published.
+
+    ``in_review`` says there is none because the document is in review: nothing to publish.
+    """
 
     event_id: uuid.UUID
     queue: str
     published_at: datetime | None
+    in_review: bool = False
 
 
 class RouterStore:
@@ -34,27 +38,36 @@ class RouterStore:
     async def record_route(
         self, event: DocumentClassifiedV1, decision: RouteTo, *, event_id: uuid.UUID
     ) -> StoredRoute:
-        """Store the decision unless one exists; return whichever decision is stored."""
+        """Store the decision unless the document has an outcome; return what is stored.
+
+        A document in review is never routed by a later score: a redelivered document scored
+        again, this time confidently (another model may serve it by then), keeps its first
+        outcome (``in_review``). Only a human decision or a replay moves it on.
+        """
         model = event.model
         async with self._sessions.begin() as session:
-            await session.execute(
-                insert(RoutingDecision)
-                .values(
-                    document_id=event.document_id,
-                    queue=decision.queue,
-                    event_id=event_id,
-                    decided_by=decision.decided_by.value,
-                    model_version=model.version,
-                    model_role=model.role.value,
-                    confidence=decision.confidence,
+            in_review = await _has_review_item(session, event.document_id)
+            if not in_review:
+                await session.execute(
+                    insert(RoutingDecision)
+                    .values(
+                        document_id=event.document_id,
+                        queue=decision.queue,
+                        event_id=event_id,
+                        decided_by=decision.decided_by.value,
+                        model_version=model.version,
+                        model_role=model.role.value,
+                        confidence=decision.confidence,
+                    )
+                    .on_conflict_do_nothing(index_elements=["document_id"])
                 )
-                .on_conflict_do_nothing(index_elements=["document_id"])
-            )
             row = (
                 await session.execute(
                     select(RoutingDecision).where(RoutingDecision.document_id == event.document_id)
                 )
-            ).scalar_one()
+            ).scalar_one_or_none()
+            if row is None:
+                return StoredRoute(event_id, decision.queue, None, in_review=True)
             if row.withdrawn_at is None:
                 await _set_status(session, event, status="routed", queue=row.queue)
             # A withdrawn routing (a replay moved the document to review) is never re-applied:
@@ -71,8 +84,14 @@ class RouterStore:
             )
 
     async def open_review(self, event: DocumentClassifiedV1, decision: SendToReview) -> bool:
-        """Open a review item for the document; False when one already exists."""
+        """Open a review item for the document; False when it already has an outcome.
+
+        An outcome is a review item or a routing decision: a redelivered document scored
+        again, this time below its threshold, stays where it was routed.
+        """
         async with self._sessions.begin() as session:
+            if await _has_routing_decision(session, event.document_id):
+                return False
             result = await session.execute(
                 insert(ReviewItem)
                 .values(document_id=event.document_id, **review_item_values(event, decision))
@@ -113,6 +132,16 @@ def review_item_values(event: DocumentClassifiedV1, decision: SendToReview) -> d
         "email_subject": email.subject if email else None,
         "email_mailbox": email.mailbox if email else None,
     }
+
+
+async def _has_review_item(session: AsyncSession, document_id: str) -> bool:
+    return bool(await session.scalar(select(exists().where(ReviewItem.document_id == document_id))))
+
+
+async def _has_routing_decision(session: AsyncSession, document_id: str) -> bool:
+    return bool(
+        await session.scalar(select(exists().where(RoutingDecision.document_id == document_id)))
+    )
 
 
 async def _set_status(

@@ -1,0 +1,1 @@
+"""Fault tests: the pipeline under kill -9, broker restarts, database stops, rebalances."""
