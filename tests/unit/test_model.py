@@ -99,3 +99,34 @@ def test_wilson_lower_bound_matches_known_values() -> None:
     assert model_lib.wilson_lower_bound(0, 0) == 0.0
     assert model_lib.wilson_lower_bound(10, 10) == pytest.approx(0.787, abs=1e-3)
     assert model_lib.wilson_lower_bound(95, 100) == pytest.approx(0.9004, abs=1e-3)
+
+
+def test_the_embedding_backend_is_recorded_and_part_of_the_version() -> None:
+    examples = small_examples()
+    fp32 = model_lib.version_for(examples, kind="embed-lr", embedding_fingerprint="f")
+    bf16 = model_lib.version_for(
+        examples, kind="embed-lr", embedding_fingerprint="f", backend="torch-bf16"
+    )
+    assert fp32 != bf16
+    assert fp32 == model_lib.version_for(
+        examples, kind="embed-lr", embedding_fingerprint="f", backend="torch-fp32"
+    )
+    pipeline, metadata, *_ = model_lib.train(examples, kind="embed-lr", backend="torch-bf16")
+    assert metadata["embedding"]["backend"] == "torch-bf16"
+    assert metadata["params"]["backend"] == "torch-bf16"
+    assert pipeline.named_steps["features"].backend == "torch-bf16"
+    assert metadata["version"] == model_lib.version_for(
+        examples,
+        kind="embed-lr",
+        embedding_fingerprint=metadata["embedding"]["fingerprint"],
+        backend="torch-bf16",
+    )
+
+
+def test_a_backend_is_refused_where_it_does_not_apply() -> None:
+    assert model_lib.embedding_backend("tfidf-lr", None) is None
+    assert model_lib.embedding_backend("embed-lr", None) == "torch-fp32"
+    with pytest.raises(ValueError, match="embed-lr models only"):
+        model_lib.embedding_backend("tfidf-lr", "torch-bf16")
+    with pytest.raises(ValueError, match="unknown backend 'int4'"):
+        model_lib.embedding_backend("embed-lr", "int4")

