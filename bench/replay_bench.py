@@ -4,7 +4,7 @@ Publishes N documents (the golden set's texts, each made unique) to a fresh docu
 seeds the routing tables as if a bad model had sent every tenth routed document to a wrong
 queue, then runs `triage replay` twice with the champion: the first run corrects those
 documents, the second must change nothing. Prints one table with docs/s next to the model
-alone (extraction excluded, as in bench/model_bench.py) on the same documents.
+alone (extraction excluded, as in bench/throughput_bench.py) on the same documents.
 
     uv run python -m bench.replay_bench [--documents 2000]
 """
@@ -25,7 +25,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from bench._common import ROOT, scratch_database, stack_env
-from bench.model_bench import golden_documents, model_alone
+from bench.throughput_bench import golden, model_alone
 
 SAMPLE = ROOT / "data" / "sample"
 
@@ -159,11 +159,9 @@ def main() -> None:
                 text=True,
             )
             artifact = Path(trained.stdout.strip().splitlines()[-1])
-            golden = golden_documents()
-            docs = [
-                golden[i % len(golden)][1] + f"\nref {i}\n".encode() for i in range(args.documents)
-            ]
-            alone = model_alone(artifact, [(str(i), d) for i, d in enumerate(docs)], 1)
+            texts = [data for *_, data in golden()]
+            docs = [texts[i % len(texts)] + f"\nref {i}\n".encode() for i in range(args.documents)]
+            alone = model_alone(artifact, docs)
             misrouted = asyncio.run(_fill(env, docs, artifact))
             first_s, first = _replay(triage, env, artifact, work / "first.csv")
             second_s, second = _replay(triage, env, artifact, work / "second.csv")

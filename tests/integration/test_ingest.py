@@ -158,6 +158,64 @@ def test_retries_never_make_a_second_document(
     assert len(messages) == 1, "one document, one DocumentReceived event"
 
 
+def test_files_of_one_request_are_accepted_together_each_published_once(
+    client: TestClient, settings: Settings, isolated: Stack
+) -> None:
+    key = _new_key(settings.database_url, "portal")
+    # A document recorded before a crash stopped its publication: still unpublished.
+    crashed = b"recorded, never published"
+    sha = LocalBlobStore(settings.blob_dir).put(crashed)
+
+    async def record_without_publishing() -> str:
+        from triage_contracts import Producer, Source, SourceKind, utcnow
+        from triage_ingest import domain
+
+        event = domain.document_received(
+            source=Source(kind=SourceKind.UPLOAD, name="portal"),
+            sha256=sha,
+            size_bytes=len(crashed),
+            media_type="text/plain",
+            filename="crashed.txt",
+            received_at=utcnow(),
+            producer=Producer(service="ingest", version="test"),
+        )
+        engine = make_async_engine(settings.database_url)
+        try:
+            [stored] = await IngestStore(engine).record_documents([event])
+        finally:
+            await engine.dispose()
+        assert stored.published_at is None
+        return str(stored.event_id)
+
+    crashed_event_id = asyncio.run(record_without_publishing())
+    response = client.post(
+        "/v1/documents",
+        headers={"X-API-Key": key},
+        files=[
+            ("files", ("a.txt", b"same bytes twice", "text/plain")),
+            ("files", ("again.txt", b"same bytes twice", "text/plain")),
+            ("files", ("crashed.txt", crashed, "text/plain")),
+        ],
+    )
+    assert response.status_code == 202, response.text
+    first, second, third = response.json()["documents"]
+    assert first["document_id"] == second["document_id"]
+    assert [first["filename"], second["filename"]] == ["a.txt", "again.txt"]
+    rows = _rows(
+        settings.database_url,
+        "SELECT document_id, event_id::text, published_at IS NOT NULL FROM document "
+        "ORDER BY document_id",
+    )
+    assert sorted(str(r[0]) for r in rows) == sorted([first["document_id"], third["document_id"]])
+    assert all(r[2] for r in rows), "every recorded document is marked published"
+    time.sleep(1.0)
+    messages = _published(isolated, topics.DOCUMENTS, 2)
+    assert sorted(str(m["key"]) for m in messages) == sorted(str(r[0]) for r in rows)
+    by_id = {m["key"]: m["value"] for m in messages}
+    # The crashed document goes out with the event id it was recorded with.
+    assert by_id[third["document_id"]]["event_id"] == crashed_event_id  # type: ignore[index]
+
+
 def test_limits_and_refusals(client: TestClient, settings: Settings) -> None:
     key = _new_key(settings.database_url, "portal")
     headers = {"X-API-Key": key}

@@ -212,8 +212,10 @@ def test_a_message_the_database_refuses_is_dead_lettered_and_the_partition_goes_
             await producer.stop()
 
     try:
+        # Both are on the topic before the router starts, so they arrive in one batch: the
+        # batch's transaction fails, and the router applies its documents one at a time.
+        asyncio.run(send_on_one_partition())
         with TestClient(router_app(settings)):
-            asyncio.run(send_on_one_partition())
             out = asyncio.run(
                 collect(
                     stack.kafka_bootstrap,

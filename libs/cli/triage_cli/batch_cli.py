@@ -6,6 +6,7 @@ import asyncio
 import csv
 import json
 import secrets
+import time
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -195,6 +196,7 @@ def batch_score(
             console.print(f"[red]no files under {input_dir}[/red]")
             raise typer.Exit(2)
         loaded = load_model(model)
+        started = time.perf_counter()
         with Progress(
             TextColumn("{task.description}"),
             BarColumn(),
@@ -207,6 +209,7 @@ def batch_score(
         assert topic_range is not None
         since, _, until = topic_range.partition("..")
         loaded = load_model(model)
+        started = time.perf_counter()
         rows, skipped = _topic_rows(since, until or None, loaded, batch_size)
     output.parent.mkdir(parents=True, exist_ok=True)
     if output.suffix.lower() == ".csv":
@@ -216,10 +219,12 @@ def batch_score(
             writer.writerows(rows)
     else:
         output.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    elapsed = time.perf_counter() - started
     routed = sum(1 for r in rows if r["action"] == "route")
     stdout.print(
         f"scored {len(rows)} documents with {loaded.version}: {routed} would be routed, "
         f"{len(rows) - routed} would go to review; results in {output}"
     )
+    stdout.print(f"{len(rows)} documents in {elapsed:.1f} s ({len(rows) / elapsed:.1f} docs/s)")
     for reason, count in sorted(skipped.items()):
         stdout.print(f"skipped {count} record(s): {reason}")

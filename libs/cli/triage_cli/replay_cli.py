@@ -222,13 +222,18 @@ async def _run(
                         max_bytes=classifier.max_document_bytes,
                     )
                     skipped.update(rescored.skipped)
-                    for event in rescored.events:
-                        decision = domain.decide(
-                            event, review_sla=review_sla, thresholds=settings.thresholds or None
+                    # One transaction per batch: a row lock and a commit per document
+                    # would cost as much as the model on a fast backend.
+                    decided = [
+                        (
+                            event,
+                            domain.decide(
+                                event, review_sla=review_sla, thresholds=settings.thresholds or None
+                            ),
                         )
-                        changes.append(
-                            await store.apply(event, decision, replay_id=replay_id, dry_run=dry_run)
-                        )
+                        for event in rescored.events
+                    ]
+                    changes += await store.apply_many(decided, replay_id=replay_id, dry_run=dry_run)
                     if not dry_run:
                         await store.publish_pending(publish, topic_for=topic_for)
                         await window.commit(batch)

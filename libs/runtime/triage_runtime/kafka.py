@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import logging
+from collections.abc import Sequence
 from typing import Any, Protocol, TypeVar
 
 from faststream.kafka import KafkaBroker
@@ -102,6 +104,37 @@ async def publish_event(broker: KafkaBroker, topic: str, event: Event) -> None:
         key=document_id.encode() if document_id else None,
         headers=headers_for(event),
     )
+
+
+async def publish_events(broker: KafkaBroker, topic: str, events: Sequence[Event]) -> None:
+    """Publish ``events`` to ``topic`` in order, as ``publish_event`` does; wait for every ack."""
+    await publish_many(broker, [(topic, event) for event in events])
+
+
+async def publish_many(broker: KafkaBroker, items: Sequence[tuple[str, Event]]) -> None:
+    """Publish each (topic, event) in order, as ``publish_event`` does; wait for every ack.
+
+    The records are handed to the producer together and acknowledged together, so a batch
+    costs about one round trip, not one per event; the producer keeps their order within
+    a partition. If any send fails this raises, and nothing says which others landed: the
+    caller redelivers the whole batch (consumers tolerate duplicates).
+    """
+    pending = []
+    for topic, event in items:
+        document_id: str | None = getattr(event, "document_id", None)
+        pending.append(
+            await broker.publish(
+                encode_event(event),
+                topic,
+                key=document_id.encode() if document_id else None,
+                headers=headers_for(event),
+                no_confirm=True,
+            )
+        )
+    results = await asyncio.gather(*pending, return_exceptions=True)
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
 
 
 def header_dict(raw: Any) -> dict[str, str]:

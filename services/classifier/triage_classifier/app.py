@@ -71,7 +71,7 @@ from triage_runtime.kafka import (
     decode_event,
     header_dict,
     make_broker,
-    publish_event,
+    publish_events,
 )
 from triage_runtime.lag import LagMonitor
 from triage_runtime.metrics import EVENTS_CONSUMED, EVENTS_PRODUCED
@@ -298,8 +298,9 @@ def create_app(settings: Settings | None = None, *, blobs: BlobStore | None = No
             and domain.in_shadow_sample(item.received.document_id, settings.shadow_sample)
         ]
         try:
-            for event in await score(sampled, shadow):
-                await publish_event(broker, settings.topic(topics.CLASSIFIED_SHADOW), event)
+            events = await score(sampled, shadow)
+            await publish_events(broker, settings.topic(topics.CLASSIFIED_SHADOW), events)
+            for event in events:
                 EVENTS_PRODUCED.labels(SERVICE, topics.CLASSIFIED_SHADOW).inc()
                 observe(event)
         except Exception:
@@ -350,9 +351,10 @@ def create_app(settings: Settings | None = None, *, blobs: BlobStore | None = No
             for event in await score(items, serving):
                 scored[event.document_id] = event
 
-        for item in batch:  # in the order read, so each key keeps its order
-            event = scored[item.received.document_id]
-            await publish_event(broker, settings.topic(topics.CLASSIFIED), event)
+        # In the order read, so each key keeps its order; acknowledged together.
+        events = [scored[item.received.document_id] for item in batch]
+        await publish_events(broker, settings.topic(topics.CLASSIFIED), events)
+        for event in events:
             EVENTS_PRODUCED.labels(SERVICE, topics.CLASSIFIED).inc()
             EVENTS_CONSUMED.labels(SERVICE, consumed, "ok").inc()
             observe(event)

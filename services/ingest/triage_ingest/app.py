@@ -39,7 +39,7 @@ from triage_contracts import Source, SourceKind, topics
 from triage_ingest import domain
 from triage_ingest.dropfolder import DropFolder
 from triage_ingest.imap import ImapConnector
-from triage_ingest.intake import Accepted, Intake
+from triage_ingest.intake import Accepted, Arrival, Intake
 from triage_ingest.metrics import UPLOAD_BYTES, UPLOADS
 from triage_ingest.settings import Settings
 from triage_ingest.smtp import SmtpReceiver
@@ -311,9 +311,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     UPLOADS.labels("too_large").inc()
                     raise
                 spooled.append((filename, media_type, path, size))
+            # Each file is fsynced into the blob store; the syncs overlap in threads.
+            hashes = await asyncio.gather(*(intake.store_file(path) for _, _, path, _ in spooled))
             stored = [
-                (filename, media_type, await intake.store_file(path), size)
-                for filename, media_type, path, size in spooled
+                (filename, media_type, sha256, size)
+                for (filename, media_type, _, size), sha256 in zip(spooled, hashes, strict=True)
             ]
         finally:
             await asyncio.to_thread(_remove, [path for _, _, path, _ in spooled])
@@ -332,23 +334,29 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 return UploadAccepted.model_validate(previous[1])
 
         source = Source(kind=SourceKind.UPLOAD, name=who.name)
+        # Plain files are accepted together (one transaction, one round trip to Kafka);
+        # a saved email (.eml) becomes its body and attachments, as if mailed in.
+        plain = await intake.accept_many(
+            [
+                Arrival(
+                    source=source,
+                    sha256=sha256,
+                    size_bytes=size,
+                    media_type=media_type,
+                    filename=filename,
+                    metadata=meta,
+                )
+                for filename, media_type, sha256, size in stored
+                if media_type != domain.EMAIL_MEDIA_TYPE
+            ]
+        )
         accepted: list[Accepted] = []
-        for filename, media_type, sha256, size in stored:
+        for _, media_type, sha256, _ in stored:  # in the order the files came
             if media_type == domain.EMAIL_MEDIA_TYPE:
-                # A saved email (.eml) becomes its body and attachments, as if mailed in.
                 raw = await asyncio.to_thread(blobs.get, sha256)
                 accepted.extend((await intake.accept_email(raw, source=source)).documents)
             else:
-                accepted.append(
-                    await intake.accept(
-                        source=source,
-                        sha256=sha256,
-                        size_bytes=size,
-                        media_type=media_type,
-                        filename=filename,
-                        metadata=meta,
-                    )
-                )
+                accepted.append(plain.pop(0))
             UPLOADS.labels("accepted").inc()
             UPLOAD_BYTES.observe(size)
         answer = UploadAccepted(

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,7 +30,7 @@ from triage_ingest.email_parse import ParsedMessage, parse_email
 from triage_ingest.metrics import DOCUMENTS_ACCEPTED
 from triage_ingest.store import IngestStore
 from triage_runtime.blobstore import BlobStore
-from triage_runtime.kafka import publish_event
+from triage_runtime.kafka import publish_event, publish_events
 from triage_runtime.metrics import DEAD_LETTERS, EVENTS_PRODUCED
 
 log = logging.getLogger(__name__)
@@ -46,6 +46,21 @@ class Accepted:
     media_type: str
     filename: str | None
     parent_document_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Arrival:
+    """A stored blob to accept as a document (see ``Intake.accept``)."""
+
+    source: Source
+    sha256: str
+    size_bytes: int
+    media_type: str
+    filename: str | None
+    identity: tuple[str, ...] = ()
+    parent_document_id: str | None = None
+    email: EmailInfo | None = None
+    metadata: Mapping[str, str] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,49 +116,86 @@ class Intake:
         metadata: Mapping[str, str] | None = None,
     ) -> Accepted:
         """Record and publish a stored blob as a document; repeating it changes nothing."""
-        event = domain.document_received(
-            source=source,
-            sha256=sha256,
-            size_bytes=size_bytes,
-            media_type=media_type,
-            filename=filename,
-            received_at=utcnow(),
-            producer=self._producer,
-            identity=identity,
-            parent_document_id=parent_document_id,
-            email=email,
-            metadata=metadata,
+        [accepted] = await self.accept_many(
+            [
+                Arrival(
+                    source=source,
+                    sha256=sha256,
+                    size_bytes=size_bytes,
+                    media_type=media_type,
+                    filename=filename,
+                    identity=identity,
+                    parent_document_id=parent_document_id,
+                    email=email,
+                    metadata=metadata,
+                )
+            ]
         )
-        document_id = event.document_id
-        stored = await self._store.record_document(event)
-        if stored.published_at is None:
-            # After a crash between publish and mark, this publishes the same event again:
-            # same event id and trace id, so consumers see a redelivery, not a new document.
-            event = event.model_copy(
-                update={"event_id": stored.event_id, "trace_id": stored.trace_id}
+        return accepted
+
+    async def accept_many(self, arrivals: Sequence[Arrival]) -> list[Accepted]:
+        """``accept`` for several stored blobs at once: one transaction to record them, their
+        events published together, one statement to mark them published.
+
+        The order holds in each step, so a crash anywhere leaves each document either
+        unrecorded (the caller's retry records it) or recorded and published at least once.
+        """
+        now = utcnow()
+        events = [
+            domain.document_received(
+                source=a.source,
+                sha256=a.sha256,
+                size_bytes=a.size_bytes,
+                media_type=a.media_type,
+                filename=a.filename,
+                received_at=now,
+                producer=self._producer,
+                identity=a.identity,
+                parent_document_id=a.parent_document_id,
+                email=a.email,
+                metadata=a.metadata,
             )
-            await publish_event(self._broker, self._documents_topic, event)
-            await self._store.mark_published(document_id)
+            for a in arrivals
+        ]
+        stored = await self._store.record_documents(events)
+        # After a crash between publish and mark, this publishes the same event again: same
+        # event id and trace id, so consumers see a redelivery, not a new document.
+        unpublished = list(
+            {  # the same bytes twice in one request are one document, published once
+                event.document_id: event.model_copy(
+                    update={"event_id": row.event_id, "trace_id": row.trace_id}
+                )
+                for event, row in zip(events, stored, strict=True)
+                if row.published_at is None
+            }.values()
+        )
+        await publish_events(self._broker, self._documents_topic, unpublished)
+        await self._store.mark_published([event.document_id for event in unpublished])
+        for event in unpublished:
+            source = event.document.source
             EVENTS_PRODUCED.labels("ingest", "triage.documents.v1").inc()
             DOCUMENTS_ACCEPTED.labels(source.kind.value).inc()
             log.info(
                 "document accepted",
                 extra={
-                    "document_id": document_id,
+                    "document_id": event.document_id,
                     "source_kind": source.kind.value,
-                    "media_type": media_type,
-                    "size_bytes": size_bytes,
-                    "trace_id": stored.trace_id,
+                    "media_type": event.document.blob.media_type,
+                    "size_bytes": event.document.blob.size_bytes,
+                    "trace_id": event.trace_id,
                 },
             )
-        return Accepted(
-            document_id=document_id,
-            sha256=sha256,
-            size_bytes=size_bytes,
-            media_type=media_type,
-            filename=event.document.filename,
-            parent_document_id=parent_document_id,
-        )
+        return [
+            Accepted(
+                document_id=event.document_id,
+                sha256=a.sha256,
+                size_bytes=a.size_bytes,
+                media_type=a.media_type,
+                filename=event.document.filename,
+                parent_document_id=a.parent_document_id,
+            )
+            for a, event in zip(arrivals, events, strict=True)
+        ]
 
     async def accept_email(
         self, raw: bytes, *, source: Source, mailbox: str | None = None
@@ -166,15 +218,15 @@ class Intake:
         def document_id_of(part: str) -> str:
             return derive_document_id(source.kind.value, source.name, raw_sha, part)
 
-        accepted: list[Accepted] = []
+        arrivals: list[Arrival] = []
         for part in parsed.parts:
             sha = await self.store_bytes(part.data)
             defects = list(part.defects)
             if part.role == "body":
                 # Message-level defects belong with the body; some are on both, so dedupe.
                 defects = list(dict.fromkeys([*parsed.defects, *defects]))
-            accepted.append(
-                await self.accept(
+            arrivals.append(
+                Arrival(
                     source=source,
                     sha256=sha,
                     size_bytes=len(part.data),
@@ -192,6 +244,7 @@ class Intake:
                     ),
                 )
             )
+        accepted = await self.accept_many(arrivals)
         return EmailAccepted(raw_sha256=raw_sha, documents=accepted, defects=parsed.defects)
 
     async def dead_letter(

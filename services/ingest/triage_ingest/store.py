@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import secrets
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -37,42 +38,58 @@ class IngestStore:
 
     async def record_document(self, event: DocumentReceivedV1) -> StoredDocument:
         """Store the document unless it exists; return the stored event identity."""
-        doc = event.document
+        [stored] = await self.record_documents([event])
+        return stored
+
+    async def record_documents(self, events: Sequence[DocumentReceivedV1]) -> list[StoredDocument]:
+        """``record_document`` for several, in one transaction; one result per event, in order."""
+        if not events:
+            return []
+        rows = [
+            {
+                "document_id": event.document_id,
+                "source_kind": event.document.source.kind.value,
+                "source_name": event.document.source.name,
+                "filename": event.document.filename,
+                "media_type": event.document.blob.media_type,
+                "blob_sha256": event.document.blob.sha256,
+                "size_bytes": event.document.blob.size_bytes,
+                "parent_document_id": event.document.parent_document_id,
+                "received_at": event.document.received_at,
+                "event_id": event.event_id,
+                "trace_id": event.trace_id,
+                "status": "received",
+            }
+            for event in events
+        ]
+        ids = [event.document_id for event in events]
         async with self._sessions.begin() as session:
             await session.execute(
-                insert(Document)
-                .values(
-                    document_id=event.document_id,
-                    source_kind=doc.source.kind.value,
-                    source_name=doc.source.name,
-                    filename=doc.filename,
-                    media_type=doc.blob.media_type,
-                    blob_sha256=doc.blob.sha256,
-                    size_bytes=doc.blob.size_bytes,
-                    parent_document_id=doc.parent_document_id,
-                    received_at=doc.received_at,
-                    event_id=event.event_id,
-                    trace_id=event.trace_id,
-                    status="received",
-                )
-                .on_conflict_do_nothing(index_elements=["document_id"])
+                insert(Document).values(rows).on_conflict_do_nothing(index_elements=["document_id"])
             )
-            row = (
-                await session.execute(
-                    select(Document.event_id, Document.trace_id, Document.published_at).where(
-                        Document.document_id == event.document_id
-                    )
+            found = {
+                row.document_id: StoredDocument(row.event_id, row.trace_id, row.published_at)
+                for row in await session.execute(
+                    select(
+                        Document.document_id,
+                        Document.event_id,
+                        Document.trace_id,
+                        Document.published_at,
+                    ).where(Document.document_id.in_(ids))
                 )
-            ).one()
-        return StoredDocument(row.event_id, row.trace_id, row.published_at)
+            }
+        return [found[document_id] for document_id in ids]
 
-    async def mark_published(self, document_id: str) -> None:
-        """Note that the document's DocumentReceived event is on the topic."""
+    async def mark_published(self, document_ids: Sequence[str]) -> None:
+        """Note that these documents' DocumentReceived events are on the topic."""
+        if not document_ids:
+            return
         async with self._sessions.begin() as session:
+            now = utcnow()
             await session.execute(
                 update(Document)
-                .where(Document.document_id == document_id)
-                .values(published_at=utcnow(), updated_at=utcnow())
+                .where(Document.document_id.in_(list(document_ids)))
+                .values(published_at=now, updated_at=now)
             )
 
     async def status(self, document_id: str) -> dict[str, Any] | None:

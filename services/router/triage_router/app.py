@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
@@ -24,7 +25,7 @@ from triage_contracts import (
 from triage_router import domain
 from triage_router.metrics import DECISIONS, DUPLICATES, END_TO_END_SECONDS, PROCESS_SECONDS
 from triage_router.settings import Settings
-from triage_router.store import RouterStore
+from triage_router.store import RouterStore, StoredRoute
 from triage_runtime.db.engine import database_reachable, make_async_engine
 from triage_runtime.kafka import (
     ConsumedRecord,
@@ -33,6 +34,7 @@ from triage_runtime.kafka import (
     decode_event,
     make_broker,
     publish_event,
+    publish_many,
 )
 from triage_runtime.lag import LagMonitor
 from triage_runtime.metrics import EVENTS_CONSUMED, EVENTS_PRODUCED, topic_family
@@ -64,7 +66,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
 
     async def route(event: DocumentClassifiedV1, decision: domain.RouteTo) -> None:
-        routed = DocumentRoutedV1(
+        routed = routed_event(event, decision)
+        stored = await store.record_route(event, decision, event_id=routed.event_id)
+        if stored.in_review:
+            _kept_first_outcome(event, "review")
+            return
+        if stored.published_at is not None:
+            DUPLICATES.inc()
+            return
+        topic, routed = to_publish(routed, stored)
+        await publish_event(broker, topic, routed)
+        await store.mark_published(event.document_id)
+        was_routed(event, stored.queue)
+
+    def routed_event(event: DocumentClassifiedV1, decision: domain.RouteTo) -> DocumentRoutedV1:
+        return DocumentRoutedV1(
             producer=producer,
             document_id=event.document_id,
             trace_id=event.trace_id,
@@ -74,20 +90,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             confidence=decision.confidence,
             document=event.document,
         )
-        stored = await store.record_route(event, decision, event_id=routed.event_id)
-        if stored.in_review:
-            _kept_first_outcome(event, "review")
-            return
-        if stored.published_at is not None:
-            DUPLICATES.inc()
-            return
+
+    def to_publish(routed: DocumentRoutedV1, stored: StoredRoute) -> tuple[str, DocumentRoutedV1]:
+        """The topic and event to publish for a stored routing."""
         # Re-publishing after a crash reuses the stored event id and queue, so consumers
         # that deduplicate on event id see one routing, whatever was redelivered.
         routed = routed.model_copy(update={"event_id": stored.event_id, "queue": stored.queue})
-        topic = settings.topic(topics.routed_topic(stored.queue))
-        await publish_event(broker, topic, routed)
-        await store.mark_published(event.document_id)
-        EVENTS_PRODUCED.labels(SERVICE, topic_family(topics.routed_topic(stored.queue))).inc()
+        return settings.topic(topics.routed_topic(stored.queue)), routed
+
+    def was_routed(event: DocumentClassifiedV1 | DocumentRoutedV1, queue: str) -> None:
+        """Count and log a routing that is now published."""
+        EVENTS_PRODUCED.labels(SERVICE, topic_family(topics.routed_topic(queue))).inc()
         DECISIONS.labels("routed", "").inc()
         END_TO_END_SECONDS.labels("routed").observe(
             (utcnow() - event.document.received_at).total_seconds()
@@ -97,8 +110,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             extra={
                 "document_id": event.document_id,
                 "trace_id": event.trace_id,
-                "queue": stored.queue,
-                "model_version": event.model.version,
+                "queue": queue,
+                "model_version": event.model.version if event.model else None,
             },
         )
 
@@ -116,7 +129,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
 
     async def review(event: DocumentClassifiedV1, decision: domain.SendToReview) -> None:
-        opened = await store.open_review(event, decision)
+        was_reviewed(event, decision, opened=await store.open_review(event, decision))
+
+    def was_reviewed(
+        event: DocumentClassifiedV1, decision: domain.SendToReview, *, opened: bool
+    ) -> None:
+        """Count and log a review item opened (or not: the document had an outcome)."""
         if not opened:
             DUPLICATES.inc()
             return
@@ -134,20 +152,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             },
         )
 
-    @broker.subscriber(
-        settings.topic(topics.CLASSIFIED),
-        group_id=settings.group_id,
-        auto_offset_reset="earliest",
-        ack_policy=AckPolicy.NACK_ON_ERROR,
-    )
-    async def on_classified(message: KafkaMessage) -> None:
-        """Apply one routing decision; the offset commits only after its effect is durable."""
-        record: ConsumedRecord = message.raw_message  # type: ignore[assignment]
-        try:
-            event = decode_event(record.value, DocumentClassifiedV1)
-        except UnprocessableError as exc:
-            await dead_letters.send(record, exc, consumed_topic=topics.CLASSIFIED)
-            return
+    async def apply_one(record: ConsumedRecord, event: DocumentClassifiedV1) -> None:
+        """Apply one routing decision in a transaction of its own."""
         started = time.perf_counter()
         decision = domain.decide(
             event, review_sla=review_sla, thresholds=settings.thresholds or None
@@ -158,11 +164,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             else:
                 await review(event, decision)
         except (OperationalError, InterfaceError):
-            # The database is unreachable: every message would fail alike, so pause, then let
-            # this one be redelivered (NACK seeks back) rather than skip ahead.
-            log.exception("database unavailable; message will be redelivered")
-            EVENTS_CONSUMED.labels(SERVICE, topics.CLASSIFIED, "retried").inc()
-            await asyncio.sleep(settings.storage_retry_seconds)
             raise
         except SQLAlchemyError as exc:
             # The database refused this message's effect (bad data): no retry will fix it,
@@ -178,6 +179,88 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         EVENTS_CONSUMED.labels(SERVICE, topics.CLASSIFIED, "ok").inc()
         outcome = "routed" if isinstance(decision, domain.RouteTo) else "review"
         PROCESS_SECONDS.labels(outcome).observe(time.perf_counter() - started)
+
+    async def apply_batch(decoded: list[tuple[ConsumedRecord, DocumentClassifiedV1]]) -> None:
+        """Apply a batch's decisions in one transaction, then publish the routings together.
+
+        If the database refuses one effect (bad data), the batch is applied again one
+        document at a time, so only that one goes to the dead letters.
+        """
+        started = time.perf_counter()
+        thresholds = settings.thresholds or None
+        decided = [
+            (event, domain.decide(event, review_sla=review_sla, thresholds=thresholds))
+            for _, event in decoded
+        ]
+        routed = {
+            event.document_id: routed_event(event, decision)
+            for event, decision in decided
+            if isinstance(decision, domain.RouteTo)
+        }
+        try:
+            results = await store.apply_batch(
+                [
+                    (event, decision, routed[event.document_id].event_id)
+                    if isinstance(decision, domain.RouteTo)
+                    else (event, decision, uuid.uuid4())
+                    for event, decision in decided
+                ]
+            )
+        except (OperationalError, InterfaceError):
+            raise
+        except SQLAlchemyError:
+            log.warning("the database refused a batch; applying its documents one at a time")
+            for record, event in decoded:
+                await apply_one(record, event)
+            return
+        publish: dict[str, tuple[str, DocumentRoutedV1]] = {}
+        for (event, decision), result in zip(decided, results, strict=True):
+            if isinstance(result, StoredRoute):
+                if result.in_review:
+                    _kept_first_outcome(event, "review")
+                elif result.published_at is not None or event.document_id in publish:
+                    DUPLICATES.inc()  # the second of one document in a batch, too
+                else:
+                    publish[event.document_id] = to_publish(routed[event.document_id], result)
+            elif isinstance(decision, domain.SendToReview):
+                was_reviewed(event, decision, opened=bool(result))
+        await publish_many(broker, list(publish.values()))
+        await store.mark_published_many(list(publish))
+        for _, published in publish.values():
+            was_routed(published, published.queue)
+        elapsed = (time.perf_counter() - started) / max(1, len(decided))
+        for _, decision in decided:
+            EVENTS_CONSUMED.labels(SERVICE, topics.CLASSIFIED, "ok").inc()
+            outcome = "routed" if isinstance(decision, domain.RouteTo) else "review"
+            PROCESS_SECONDS.labels(outcome).observe(elapsed)
+
+    @broker.subscriber(
+        settings.topic(topics.CLASSIFIED),
+        group_id=settings.group_id,
+        batch=True,
+        max_records=settings.batch_max_records,
+        batch_timeout_ms=settings.batch_timeout_ms,
+        auto_offset_reset="earliest",
+        ack_policy=AckPolicy.NACK_ON_ERROR,
+    )
+    async def on_classified(message: KafkaMessage) -> None:
+        """Apply a batch of routing decisions; offsets commit only after their effects are
+        durable and their routed events published."""
+        decoded: list[tuple[ConsumedRecord, DocumentClassifiedV1]] = []
+        for record in message.raw_message:
+            try:
+                decoded.append((record, decode_event(record.value, DocumentClassifiedV1)))
+            except UnprocessableError as exc:
+                await dead_letters.send(record, exc, consumed_topic=topics.CLASSIFIED)
+        try:
+            await apply_batch(decoded)
+        except (OperationalError, InterfaceError):
+            # The database is unreachable: every message would fail alike, so pause, then let
+            # the batch be redelivered (NACK seeks back) rather than skip ahead.
+            log.exception("database unavailable; the batch will be redelivered")
+            EVENTS_CONSUMED.labels(SERVICE, topics.CLASSIFIED, "retried").inc(len(decoded))
+            await asyncio.sleep(settings.storage_retry_seconds)
+            raise
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import enum
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -97,12 +97,24 @@ class CorrectionStore:
         dry_run: bool = False,
     ) -> Change:
         """Bring the document's outcome in line with ``decision``; with ``dry_run``, only say."""
-        async with self._sessions() as session:
-            async with session.begin():
-                change = await self._apply(session, event, decision, replay_id=replay_id)
-                if dry_run:
-                    await session.rollback()
-            return change
+        [change] = await self.apply_many([(event, decision)], replay_id=replay_id, dry_run=dry_run)
+        return change
+
+    async def apply_many(
+        self,
+        decided: Sequence[tuple[DocumentClassifiedV1, Decision]],
+        *,
+        replay_id: str,
+        dry_run: bool = False,
+    ) -> list[Change]:
+        """``apply`` for a batch in one transaction: all of it lands, or none of it."""
+        changes: list[Change] = []
+        async with self._sessions() as session, session.begin():
+            for event, decision in decided:
+                changes.append(await self._apply(session, event, decision, replay_id=replay_id))
+            if dry_run:
+                await session.rollback()
+        return changes
 
     async def _apply(
         self,

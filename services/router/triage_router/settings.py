@@ -21,6 +21,12 @@ class Settings(CommonSettings):
         default_factory=dict,
         description="Per-label thresholds that override the model's (JSON object).",
     )
+    batch_max_records: int = Field(
+        default=100, gt=0, le=1000, description="Classified events applied per transaction."
+    )
+    batch_timeout_ms: int = Field(
+        default=5, ge=1, le=10_000, description="Longest wait for a batch to fill."
+    )
     storage_retry_seconds: float = Field(
         default=1.0, ge=0, description="Pause before a message is redelivered after a DB error."
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -44,42 +45,38 @@ class RouterStore:
         again, this time confidently (another model may serve it by then), keeps its first
         outcome (``in_review``). Only a human decision or a replay moves it on.
         """
-        model = event.model
         async with self._sessions.begin() as session:
-            in_review = await _has_review_item(session, event.document_id)
-            if not in_review:
-                await session.execute(
-                    insert(RoutingDecision)
-                    .values(
-                        document_id=event.document_id,
-                        queue=decision.queue,
-                        event_id=event_id,
-                        decided_by=decision.decided_by.value,
-                        model_version=model.version,
-                        model_role=model.role.value,
-                        confidence=decision.confidence,
-                    )
-                    .on_conflict_do_nothing(index_elements=["document_id"])
-                )
-            row = (
-                await session.execute(
-                    select(RoutingDecision).where(RoutingDecision.document_id == event.document_id)
-                )
-            ).scalar_one_or_none()
-            if row is None:
-                return StoredRoute(event_id, decision.queue, None, in_review=True)
-            if row.withdrawn_at is None:
-                await _set_status(session, event, status="routed", queue=row.queue)
-            # A withdrawn routing (a replay moved the document to review) is never re-applied:
-            # it counts as published, so a redelivered score changes nothing.
-            return StoredRoute(row.event_id, row.queue, row.published_at or row.withdrawn_at)
+            return await _record_route(session, event, decision, event_id=event_id)
+
+    async def apply_batch(
+        self, items: Sequence[tuple[DocumentClassifiedV1, RouteTo | SendToReview, uuid.UUID]]
+    ) -> list[StoredRoute | bool]:
+        """``record_route`` or ``open_review`` for each (event, decision, routed event id), in
+        order and in one transaction: all of the batch's effects land, or none.
+
+        One result per item: the StoredRoute of a routing, the bool of a review.
+        """
+        results: list[StoredRoute | bool] = []
+        async with self._sessions.begin() as session:
+            for event, decision, event_id in items:
+                if isinstance(decision, RouteTo):
+                    results.append(await _record_route(session, event, decision, event_id=event_id))
+                else:
+                    results.append(await _open_review(session, event, decision))
+        return results
 
     async def mark_published(self, document_id: str) -> None:
         """Note that the routed event for ``document_id`` is on its topic."""
+        await self.mark_published_many([document_id])
+
+    async def mark_published_many(self, document_ids: Sequence[str]) -> None:
+        """Note that the routed events of these documents are on their topics."""
+        if not document_ids:
+            return
         async with self._sessions.begin() as session:
             await session.execute(
                 update(RoutingDecision)
-                .where(RoutingDecision.document_id == document_id)
+                .where(RoutingDecision.document_id.in_(list(document_ids)))
                 .values(published_at=utcnow())
             )
 
@@ -90,18 +87,59 @@ class RouterStore:
         again, this time below its threshold, stays where it was routed.
         """
         async with self._sessions.begin() as session:
-            if await _has_routing_decision(session, event.document_id):
-                return False
-            result = await session.execute(
-                insert(ReviewItem)
-                .values(document_id=event.document_id, **review_item_values(event, decision))
-                .on_conflict_do_nothing(index_elements=["document_id"])
-                .returning(ReviewItem.id)
+            return await _open_review(session, event, decision)
+
+
+async def _record_route(
+    session: AsyncSession, event: DocumentClassifiedV1, decision: RouteTo, *, event_id: uuid.UUID
+) -> StoredRoute:
+    """``RouterStore.record_route`` inside the caller's transaction."""
+    model = event.model
+    in_review = await _has_review_item(session, event.document_id)
+    if not in_review:
+        await session.execute(
+            insert(RoutingDecision)
+            .values(
+                document_id=event.document_id,
+                queue=decision.queue,
+                event_id=event_id,
+                decided_by=decision.decided_by.value,
+                model_version=model.version,
+                model_role=model.role.value,
+                confidence=decision.confidence,
             )
-            opened = result.first() is not None
-            if opened:
-                await _set_status(session, event, status="in_review", queue=None)
-            return opened
+            .on_conflict_do_nothing(index_elements=["document_id"])
+        )
+    row = (
+        await session.execute(
+            select(RoutingDecision).where(RoutingDecision.document_id == event.document_id)
+        )
+    ).scalar_one_or_none()
+    if row is None:
+        return StoredRoute(event_id, decision.queue, None, in_review=True)
+    if row.withdrawn_at is None:
+        await _set_status(session, event, status="routed", queue=row.queue)
+    # A withdrawn routing (a replay moved the document to review) is never re-applied:
+    # it counts as published, so a redelivered score changes nothing.
+    return StoredRoute(row.event_id, row.queue, row.published_at or row.withdrawn_at)
+
+
+async def _open_review(
+    session: AsyncSession, event: DocumentClassifiedV1, decision: SendToReview
+) -> bool:
+    """``RouterStore.open_review`` inside the caller's transaction."""
+    if await _has_routing_decision(session, event.document_id):
+        return False
+    result = await session.execute(
+        insert(ReviewItem)
+        .values(document_id=event.document_id, **review_item_values(event, decision))
+        .on_conflict_do_nothing(index_elements=["document_id"])
+        .returning(ReviewItem.id)
+    )
+    opened = result.first() is not None
+    if opened:
+        await _set_status(session, event, status="in_review", queue=None)
+    return opened
 
 
 def review_item_values(event: DocumentClassifiedV1, decision: SendToReview) -> dict[str, Any]:
