@@ -67,3 +67,23 @@ def test_metrics_want_the_bearer_token_when_one_is_configured() -> None:
     assert allowed.status_code == 200 and "triage_events_consumed_total" in allowed.text
     assert client.get("/healthz").status_code == 200  # health stays open
     assert client.get("/readyz").status_code == 200
+
+
+def test_the_scoring_thread_uses_the_configured_torch_threads() -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    import torch
+    from pydantic import ValidationError
+
+    from triage_classifier.app import _scoring_thread
+
+    before = torch.get_num_threads()
+    try:
+        with ThreadPoolExecutor(1, initializer=_scoring_thread, initargs=(1,)) as one:
+            assert one.submit(torch.get_num_threads).result() == 1
+    finally:
+        torch.set_num_threads(before)
+    with ThreadPoolExecutor(1, initializer=_scoring_thread, initargs=(None,)) as default:
+        assert default.submit(torch.get_num_threads).result() == before
+    with pytest.raises(ValidationError, match="torch_threads"):
+        ClassifierSettings(torch_threads=0)

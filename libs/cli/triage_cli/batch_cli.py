@@ -7,6 +7,7 @@ import csv
 import json
 import secrets
 import time
+from functools import partial
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -81,7 +82,7 @@ def _topic_rows(
     """Score a time window of the documents topic; return rows and skipped counts."""
     from triage_classifier.settings import Settings as ClassifierSettings
     from triage_cli.replay_cli import parse_window, progress_bar
-    from triage_cli.rescore import rescore
+    from triage_cli.rescore import rescore, scored_ahead
     from triage_contracts import ModelRef, ModelRole, topics
     from triage_ml.extraction_pool import ExtractionLimits, ExtractionPool
     from triage_runtime.service import producer_for
@@ -115,16 +116,16 @@ def _topic_rows(
         ):
             with progress_bar() as progress:
                 task = progress.add_task("scoring", total=window.total)
-                async for batch in window.batches():
-                    done = await rescore(
-                        batch,
-                        blobs=blobs,
-                        pool=pool,
-                        model=model,
-                        model_ref=model_ref,
-                        producer=producer,
-                        max_bytes=settings.max_document_bytes,
-                    )
+                score = partial(
+                    rescore,
+                    blobs=blobs,
+                    pool=pool,
+                    model=model,
+                    model_ref=model_ref,
+                    producer=producer,
+                    max_bytes=settings.max_document_bytes,
+                )
+                async for batch, done in scored_ahead(window.batches(), score):
                     for reason, count in done.skipped.items():
                         skipped[reason] = skipped.get(reason, 0) + count
                     for event in done.events:

@@ -17,6 +17,7 @@ import secrets
 import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -159,7 +160,7 @@ async def _run(
     batch_size: int,
 ) -> tuple[list[Any], Counter[str], int]:
     from triage_classifier.settings import Settings as ClassifierSettings
-    from triage_cli.rescore import rescore
+    from triage_cli.rescore import rescore, scored_ahead
     from triage_contracts import Event, ModelRef, topics
     from triage_ml.extraction_pool import ExtractionLimits, ExtractionPool
     from triage_router import domain
@@ -211,16 +212,16 @@ async def _run(
         ):
             with progress_bar() as progress:
                 task = progress.add_task("re-scoring", total=window.total)
-                async for batch in window.batches():
-                    rescored = await rescore(
-                        batch,
-                        blobs=blobs,
-                        pool=pool,
-                        model=model,
-                        model_ref=model_ref,
-                        producer=producer,
-                        max_bytes=classifier.max_document_bytes,
-                    )
+                score = partial(
+                    rescore,
+                    blobs=blobs,
+                    pool=pool,
+                    model=model,
+                    model_ref=model_ref,
+                    producer=producer,
+                    max_bytes=classifier.max_document_bytes,
+                )
+                async for batch, rescored in scored_ahead(window.batches(), score):
                     skipped.update(rescored.skipped)
                     # One transaction per batch: a row lock and a commit per document
                     # would cost as much as the model on a fast backend.

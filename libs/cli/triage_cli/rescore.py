@@ -8,8 +8,9 @@ score is the score the classifier would give.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,6 +35,33 @@ class Rescored:
 
     events: list[DocumentClassifiedV1] = field(default_factory=list)
     skipped: Counter[str] = field(default_factory=Counter)
+
+
+async def scored_ahead(
+    batches: AsyncIterator[list[Any]],
+    score: Callable[[list[Any]], Coroutine[Any, Any, Rescored]],
+) -> AsyncIterator[tuple[list[Any], Rescored]]:
+    """Each batch with its new scores, the next batch scored while the caller handles this one.
+
+    The model is the slow part; with one batch scored ahead it keeps working while the
+    caller writes to PostgreSQL, publishes and commits. Batches come out in order.
+    """
+    tasks: list[asyncio.Task[Rescored]] = []  # every task made, so none outlives this
+    ahead: tuple[list[Any], asyncio.Task[Rescored]] | None = None
+    try:
+        async for batch in batches:
+            tasks.append(asyncio.create_task(score(batch)))
+            previous, ahead = ahead, (batch, tasks[-1])
+            if previous is not None:
+                yield previous[0], await previous[1]
+        if ahead is not None:
+            yield ahead[0], await ahead[1]
+    finally:
+        for task in tasks:
+            if not task.done():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
 
 
 async def rescore(

@@ -16,9 +16,11 @@ import contextlib
 import logging
 import math
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import AsyncExitStack, asynccontextmanager
-from typing import Annotated, Any
+from functools import partial
+from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, FastAPI, HTTPException, Request, status
 from fastapi.security import APIKeyHeader
@@ -83,6 +85,7 @@ SERVICE = "classifier"
 API_KEY_HEADER = APIKeyHeader(name="X-API-Key", auto_error=False, description="An API key")
 DRIFT_ROLES = frozenset({ModelRole.CHAMPION, ModelRole.CANARY})
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 def _gauge_value(signal: drift.Signal) -> float:
@@ -130,6 +133,14 @@ async def current_caller(
 Caller = Annotated[KeyHolder | None, Depends(current_caller)]
 
 
+def _scoring_thread(torch_threads: int | None) -> None:
+    """Set up the thread that runs every model call (the first thing it runs)."""
+    if torch_threads is not None:
+        import torch
+
+        torch.set_num_threads(torch_threads)
+
+
 def create_app(settings: Settings | None = None, *, blobs: BlobStore | None = None) -> FastAPI:
     """Build the classifier app; the model loads and Kafka connects only when it starts.
 
@@ -161,6 +172,27 @@ def create_app(settings: Settings | None = None, *, blobs: BlobStore | None = No
         if settings.drift_window
         else None
     )
+    # Every model call runs on this one thread: torch keeps its thread pool and kernel caches
+    # per calling thread, and calls are serialised by the embedder anyway.
+    # (Made on first use and shut down with the app, so an app can start again.)
+    scoring: list[ThreadPoolExecutor] = []
+
+    async def in_scoring_thread(call: Callable[[], T]) -> T:
+        if not scoring:
+            scoring.append(
+                ThreadPoolExecutor(
+                    max_workers=1,
+                    thread_name_prefix="scoring",
+                    initializer=_scoring_thread,
+                    initargs=(settings.torch_threads,),
+                )
+            )
+        return await asyncio.get_running_loop().run_in_executor(scoring[0], call)
+
+    def stop_scoring() -> None:
+        while scoring:
+            scoring.pop().shutdown()
+
     drift_exported: set[tuple[str, str]] = set()
     drift_unavailable_logged: set[str] = set()
     pool = ExtractionPool(
@@ -278,8 +310,8 @@ def create_app(settings: Settings | None = None, *, blobs: BlobStore | None = No
             # The tap reuses the features the model computes to score: no second pass.
             model = model.tapped(_drift_observer(window, model_ref))
         started = time.perf_counter()
-        events = await asyncio.to_thread(
-            domain.classify, items, model=model, model_ref=model_ref, producer=producer
+        events = await in_scoring_thread(
+            partial(domain.classify, items, model=model, model_ref=model_ref, producer=producer)
         )
         SCORE_SECONDS.labels(model_ref.version).observe(time.perf_counter() - started)
         if monitor is not None and window is not None and window.documents:
@@ -477,6 +509,7 @@ def create_app(settings: Settings | None = None, *, blobs: BlobStore | None = No
                 task = asyncio.create_task(drift_loop(monitor), name="drift-export")
                 stack.push_async_callback(stop_drift, task)
             stack.callback(pool.close)
+            stack.callback(stop_scoring)
             stack.push_async_callback(engine.dispose)
             await broker.start()
             stack.push_async_callback(broker.stop)
@@ -544,7 +577,7 @@ def create_app(settings: Settings | None = None, *, blobs: BlobStore | None = No
                     }
                 ],
             )
-        [prediction] = await asyncio.to_thread(serving.model.predict, [text.text])
+        [prediction] = await in_scoring_thread(partial(serving.model.predict, [text.text]))
         elapsed = time.perf_counter() - started
         CLASSIFY_SECONDS.observe(elapsed)
         CLASSIFY_REQUESTS.labels("200").inc()

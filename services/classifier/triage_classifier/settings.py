@@ -81,6 +81,15 @@ class Settings(CommonSettings):
     group_id: str = "triage-classifier"
     batch_max_records: int = Field(default=32, gt=0, le=1000)
     batch_timeout_ms: int = Field(default=50, ge=1, le=10_000)
+    torch_threads: int | None = Field(
+        default=None,
+        gt=0,
+        le=256,
+        description=(
+            "Intra-op threads torch may use for scoring (default: torch's, one per core). "
+            "With N classifier processes on a host, cores / N; see docs/performance.md."
+        ),
+    )
     max_document_bytes: int = Field(default=25 * 1024 * 1024, gt=0)
     extraction_workers: int | None = Field(
         default=None, gt=0, description="Processes for PDF extraction (default: CPU count)."

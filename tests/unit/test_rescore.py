@@ -1,0 +1,96 @@
+"""Re-scoring one batch ahead: order kept, the model busy while the caller works, no leaks."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from triage_cli.rescore import Rescored, scored_ahead
+
+
+async def _batches(count: int) -> AsyncIterator[list[Any]]:
+    for i in range(count):
+        yield [i]
+
+
+def test_batches_come_out_in_order_with_the_next_one_scored_meanwhile() -> None:
+    started: list[int] = []
+
+    async def score(batch: list[Any]) -> Rescored:
+        started.append(batch[0])
+        await asyncio.sleep(0.01)
+        return Rescored(skipped={f"batch {batch[0]}": 1})  # type: ignore[arg-type]
+
+    async def run() -> list[tuple[int, list[str]]]:
+        out = []
+        async for batch, rescored in scored_ahead(_batches(4), score):
+            # While the caller handles batch N, batch N+1 is already being scored.
+            await asyncio.sleep(0)
+            if batch[0] < 3:
+                assert batch[0] + 1 in started
+            out.append((batch[0], list(rescored.skipped)))
+        return out
+
+    assert asyncio.run(run()) == [(i, [f"batch {i}"]) for i in range(4)]
+
+
+def test_leaving_early_cancels_the_batch_scored_ahead() -> None:
+    cancelled: list[int] = []
+
+    async def score(batch: list[Any]) -> Rescored:
+        try:
+            await asyncio.sleep(0 if batch[0] == 0 else 10)
+        except asyncio.CancelledError:
+            cancelled.append(batch[0])
+            raise
+        return Rescored()
+
+    async def run() -> None:
+        stream = scored_ahead(_batches(3), score)
+        async for batch, _ in stream:
+            assert batch == [0]
+            break
+        await stream.aclose()  # type: ignore[attr-defined]
+
+    asyncio.run(run())
+    assert cancelled == [1]
+
+
+def test_a_scoring_failure_reaches_the_caller() -> None:
+    async def score(batch: list[Any]) -> Rescored:
+        if batch[0] == 1:
+            raise RuntimeError("model failed")
+        return Rescored()
+
+    async def run() -> None:
+        async for _ in scored_ahead(_batches(3), score):
+            pass
+
+    with pytest.raises(RuntimeError, match="model failed"):
+        asyncio.run(run())
+
+
+def test_a_failure_cancels_the_batch_scored_behind_it() -> None:
+    cancelled: list[int] = []
+
+    async def score(batch: list[Any]) -> Rescored:
+        if batch[0] == 1:
+            await asyncio.sleep(0.01)
+            raise RuntimeError("model failed")
+        try:
+            await asyncio.sleep(0 if batch[0] == 0 else 10)
+        except asyncio.CancelledError:
+            cancelled.append(batch[0])
+            raise
+        return Rescored()
+
+    async def run() -> None:
+        async for _ in scored_ahead(_batches(3), score):
+            pass
+
+    with pytest.raises(RuntimeError, match="model failed"):
+        asyncio.run(run())
+    assert cancelled == [2]
