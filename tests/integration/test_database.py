@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from typing import Any
 
 from sqlalchemy import create_engine, inspect, text
 
 from tests.helpers import classified
 from tests.stack import Stack
-from triage_contracts import DecidedBy
+from triage_contracts import DecidedBy, DocumentClassifiedV1
 from triage_router.domain import ReviewReason, RouteTo, SendToReview
 from triage_router.store import RouterStore
 from triage_runtime.db.engine import make_async_engine, upgrade
@@ -67,3 +68,139 @@ def test_review_item_is_opened_once(clean_db: str) -> None:
 
     rows = asyncio.run(scenario())
     assert rows == [(classified().document_id, "low_confidence")]
+
+
+def test_a_batch_of_distinct_documents_ends_as_if_applied_one_by_one(clean_db: str) -> None:
+    """apply_batch's set-wise statements give the outcome of record_route / open_review."""
+    import hashlib
+
+    from sqlalchemy import bindparam
+
+    from triage_contracts import Producer, Source, SourceKind, utcnow
+    from triage_ingest import domain as ingest_domain
+    from triage_ingest.store import IngestStore
+
+    due = utcnow()
+    route = RouteTo("billing", DecidedBy.MODEL, 0.97)
+    review = SendToReview(ReviewReason.LOW_CONFIDENCE, 50, due)
+
+    def sha(tag: str, n: int) -> str:
+        return hashlib.sha256(f"{tag}-{n}".encode()).hexdigest()
+
+    async def scenario(tag: str, *, batched: bool) -> tuple[list[Any], list[Any]]:
+        engine = make_async_engine(clean_db)
+        store = RouterStore(engine)
+        events = [classified(sha256=sha(tag, n)) for n in range(7)]
+        await IngestStore(engine).record_documents(
+            [
+                ingest_domain.document_received(
+                    source=Source(kind=SourceKind.UPLOAD, name="http-upload"),
+                    sha256=sha(tag, n),
+                    size_bytes=10,
+                    media_type="text/plain",
+                    filename=None,
+                    received_at=utcnow(),
+                    producer=Producer(service="ingest", version="test"),
+                )
+                for n in range(7)
+            ]
+        )
+        ids = [e.document_id for e in events]
+        # The state before: 2 is in review, 3 and 4 are routed (published), 5 was withdrawn
+        # by a replay, 6 was decided by a human.
+        await store.open_review(events[2], review)
+        for n in (3, 4, 5):
+            await store.record_route(events[n], route, event_id=uuid.uuid4())
+            await store.mark_published(ids[n])
+        sync = create_engine(clean_db)
+        with sync.begin() as conn:
+            conn.execute(
+                text("UPDATE routing_decision SET withdrawn_at = now() WHERE document_id = :d"),
+                {"d": ids[5]},
+            )
+            conn.execute(
+                text("UPDATE document SET status = 'decided' WHERE document_id = :d"),
+                {"d": ids[6]},
+            )
+        given = [uuid.uuid4() for _ in ids]
+        items: list[tuple[DocumentClassifiedV1, RouteTo | SendToReview, uuid.UUID]] = [
+            (events[0], route, given[0]),  # new: routed
+            (events[1], review, given[1]),  # new: to review
+            (events[2], route, given[2]),  # in review: stays there
+            (events[3], review, given[3]),  # routed: stays routed
+            (events[4], route, given[4]),  # routed and published: a duplicate
+            (events[5], route, given[5]),  # withdrawn: never re-applied
+            (events[6], route, given[6]),  # decided by a human: status stays
+        ]
+        if batched:
+            results = await store.apply_batch(items)
+        else:
+            results = []
+            for e, d, i in items:
+                if isinstance(d, RouteTo):
+                    results.append(await store.record_route(e, d, event_id=i))
+                else:
+                    results.append(await store.open_review(e, d))
+        await engine.dispose()
+        shown: list[Any] = []
+        for (_, _, event_id), result in zip(items, results, strict=True):
+            if isinstance(result, bool):
+                shown.append(result)
+            else:
+                shown.append(
+                    (
+                        result.queue,
+                        result.published_at is not None,
+                        result.in_review,
+                        result.event_id == event_id,
+                    )
+                )
+        with sync.connect() as conn:
+            rows = conn.execute(
+                text(
+                    "SELECT d.document_id, d.status, d.queue, r.queue, r.published_at IS NULL,"
+                    " i.status FROM document d"
+                    " LEFT JOIN routing_decision r USING (document_id)"
+                    " LEFT JOIN review_item i USING (document_id)"
+                    " WHERE d.document_id IN :ids"
+                ).bindparams(bindparam("ids", expanding=True)),
+                {"ids": ids},
+            ).all()
+        sync.dispose()
+        by_id = {row[0]: tuple(row[1:]) for row in rows}
+        return shown, [by_id[i] for i in ids]
+
+    one_by_one = asyncio.run(scenario("single", batched=False))
+    batched = asyncio.run(scenario("batch", batched=True))
+    assert batched == one_by_one
+    results, state = batched
+    assert results[0] == ("billing", False, False, True)  # routed now, to be published
+    assert results[1] is True  # a review item opened
+    assert results[2] == ("billing", False, True, True)  # kept in review
+    assert results[3] is False  # kept routed
+    assert results[4][1] is True  # already published: nothing to do
+    assert results[5][1] is True  # withdrawn counts as published
+    assert state[0][:2] == ("routed", "billing")
+    assert state[1][0] == "in_review" and state[1][4] == "pending"
+    assert state[6][0] == "decided"
+
+
+def test_a_document_twice_in_one_batch_keeps_its_first_outcome(clean_db: str) -> None:
+    from triage_contracts import utcnow
+
+    async def scenario() -> list[Any]:
+        engine = make_async_engine(clean_db)
+        event = classified(sha256="e7" * 32)
+        review = SendToReview(ReviewReason.LOW_CONFIDENCE, 50, utcnow())
+        results = await RouterStore(engine).apply_batch(
+            [
+                (event, RouteTo("billing", DecidedBy.MODEL, 0.97), uuid.uuid4()),
+                (event, review, uuid.uuid4()),  # a redelivery, scored differently
+            ]
+        )
+        await engine.dispose()
+        return results
+
+    routed, reviewed = asyncio.run(scenario())
+    assert not isinstance(routed, bool) and routed.queue == "billing"
+    assert reviewed is False

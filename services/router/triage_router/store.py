@@ -6,9 +6,9 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import exists, select, update
+from sqlalchemy import Table, bindparam, exists, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -58,7 +58,10 @@ class RouterStore:
         """
         results: list[StoredRoute | bool] = []
         async with self._sessions.begin() as session:
-            for event, decision, event_id in items:
+            if len({event.document_id for event, _, _ in items}) == len(items):
+                # Distinct documents do not affect one another: a few set-wise statements.
+                return await _apply_distinct(session, items)
+            for event, decision, event_id in items:  # a document twice: in order, one by one
                 if isinstance(decision, RouteTo):
                     results.append(await _record_route(session, event, decision, event_id=event_id))
                 else:
@@ -140,6 +143,106 @@ async def _open_review(
     if opened:
         await _set_status(session, event, status="in_review", queue=None)
     return opened
+
+
+async def _apply_distinct(
+    session: AsyncSession,
+    items: Sequence[tuple[DocumentClassifiedV1, RouteTo | SendToReview, uuid.UUID]],
+) -> list[StoredRoute | bool]:
+    """``apply_batch`` for items of distinct documents: the same outcome as applying them one
+    by one (``_record_route``, ``_open_review``), in a handful of statements."""
+    to_route = {e.document_id: (e, d, i) for e, d, i in items if isinstance(d, RouteTo)}
+    to_review = {e.document_id: (e, d) for e, d, _ in items if isinstance(d, SendToReview)}
+    in_review: set[str] = set()
+    if to_route:
+        in_review = set(
+            await session.scalars(
+                select(ReviewItem.document_id).where(ReviewItem.document_id.in_(list(to_route)))
+            )
+        )
+    routable = [doc for doc in to_route if doc not in in_review]
+    if routable:
+        await session.execute(
+            insert(RoutingDecision)
+            .values(
+                [
+                    {
+                        "document_id": doc,
+                        "queue": decision.queue,
+                        "event_id": event_id,
+                        "decided_by": decision.decided_by.value,
+                        "model_version": event.model.version,
+                        "model_role": event.model.role.value,
+                        "confidence": decision.confidence,
+                    }
+                    for doc in routable
+                    for event, decision, event_id in [to_route[doc]]
+                    if isinstance(decision, RouteTo)
+                ]
+            )
+            .on_conflict_do_nothing(index_elements=["document_id"])
+        )
+    # Documents to review that have a routing decision keep it (read after the insert
+    # above, so a batch never both routes and reviews one document: ids are distinct).
+    stored = {
+        row.document_id: row
+        for row in await session.scalars(
+            select(RoutingDecision).where(
+                RoutingDecision.document_id.in_(routable + list(to_review))
+            )
+        )
+    }
+    reviewable = [doc for doc in to_review if doc not in stored]
+    opened: set[str] = set()
+    if reviewable:
+        opened = set(
+            await session.scalars(
+                insert(ReviewItem)
+                .values(
+                    [
+                        {"document_id": doc, **review_item_values(*to_review[doc])}
+                        for doc in reviewable
+                    ]
+                )
+                .on_conflict_do_nothing(index_elements=["document_id"])
+                .returning(ReviewItem.document_id)
+            )
+        )
+    statuses: list[tuple[str, str, str | None]] = [
+        (doc, "routed", row.queue)
+        for doc in routable
+        if (row := stored.get(doc)) is not None and row.withdrawn_at is None
+    ] + [(doc, "in_review", None) for doc in opened]
+    if statuses:
+        versions = {e.document_id: e.model.version for e, _, _ in items}
+        table = cast(Table, Document.__table__)
+        await session.execute(
+            update(table)
+            .where(table.c.document_id == bindparam("b_id"), table.c.status != "decided")
+            .values(
+                status=bindparam("b_status"),
+                queue=bindparam("b_queue"),
+                model_version=bindparam("b_version"),
+                updated_at=utcnow(),
+            ),
+            [
+                {"b_id": doc, "b_status": status, "b_queue": queue, "b_version": versions[doc]}
+                for doc, status, queue in statuses
+            ],
+        )
+    results: list[StoredRoute | bool] = []
+    for event, decision, event_id in items:
+        doc = event.document_id
+        if isinstance(decision, SendToReview):
+            results.append(doc in opened)
+        elif doc in in_review or doc not in stored:
+            results.append(StoredRoute(event_id, decision.queue, None, in_review=True))
+        else:
+            row = stored[doc]
+            results.append(
+                StoredRoute(row.event_id, row.queue, row.published_at or row.withdrawn_at)
+            )
+    return results
 
 
 def review_item_values(event: DocumentClassifiedV1, decision: SendToReview) -> dict[str, Any]:
