@@ -130,3 +130,28 @@ def test_a_backend_is_refused_where_it_does_not_apply() -> None:
         model_lib.embedding_backend("tfidf-lr", "torch-bf16")
     with pytest.raises(ValueError, match="unknown backend 'int4'"):
         model_lib.embedding_backend("embed-lr", "int4")
+
+
+def test_an_embed_lr_artifact_loads_its_embedder_when_loaded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import shutil
+
+    from triage_ml import embeddings as emb
+
+    pipeline, metadata, *_ = model_lib.train(small_examples(), kind="embed-lr")
+    artifact = model_lib.save(pipeline, metadata, out_dir=tmp_path / "models")
+    emb.clear_cache()
+    model = model_lib.load(artifact)  # the embedding model is loaded and run once here ...
+    assert emb.cache_info().currsize == 0  # ... without filling the cache
+    assert model.predict(["the invoice is overdue"])[0].label in model.labels
+
+    changed = tmp_path / "other-embedder"
+    shutil.copytree(emb.default_model_path(), changed)
+    (changed / "README.md").write_text("another model\n")
+    monkeypatch.setenv(emb.DEFAULT_MODEL_ENV, str(changed))
+    with pytest.raises(model_lib.ModelLoadError, match=r"cannot embed.*fitted with"):
+        model_lib.load(artifact)
+    monkeypatch.setenv(emb.DEFAULT_MODEL_ENV, str(tmp_path / "absent"))
+    with pytest.raises(model_lib.ModelLoadError, match=r"cannot embed.*does not exist"):
+        model_lib.load(artifact)

@@ -308,6 +308,19 @@ class SentenceEmbedder(TransformerMixin, BaseEstimator):  # type: ignore[misc]
         self.dimension_ = loaded.dimension
         return self
 
+    def prepare(self) -> None:
+        """Load the embedding model now (checking its fingerprint) and run it once.
+
+        Otherwise the first ``transform`` pays for importing torch, reading the weights and
+        building the kernels, and a mismatched model is only found then.
+        """
+        from sklearn.utils.validation import check_is_fitted
+
+        check_is_fitted(self, "fingerprint_")
+        loaded = self._model()
+        with loaded.encode_lock, self._precision():
+            loaded.model.encode(["warm up"], batch_size=1, show_progress_bar=False)
+
     def transform(self, X: Iterable[str]) -> np.ndarray:  # noqa: N803
         """Return one float32 embedding row per text; repeated texts are served from the cache."""
         from sklearn.utils.validation import check_is_fitted

@@ -531,6 +531,14 @@ def load(path: Path) -> LoadedModel:
     labels = tuple(str(x) for x in pipeline.classes_)
     if list(labels) != meta["labels"]:
         raise ModelLoadError("artifact labels disagree with the fitted model's classes")
+    # An embedder loads its model now, so that a missing or different embedding model is
+    # a load error, and the first documents do not wait for torch to start.
+    prepare = getattr(getattr(pipeline, "named_steps", {}).get("features"), "prepare", None)
+    if prepare is not None:
+        try:
+            prepare()
+        except (OSError, RuntimeError) as exc:  # EmbedderMismatchError is a RuntimeError
+            raise ModelLoadError(f"the model at {path} cannot embed: {exc}") from exc
     return LoadedModel(
         version=str(meta["version"]),
         labels=labels,
