@@ -4,10 +4,12 @@ On this machine, in one run, on the same documents (the golden set's texts, each
 so no cache helps):
 
 - the model alone, in process: torch-fp32 and the chosen backend, one document at a time
-  (the single-document latency) and in batches of 32 (the ceiling);
-- end to end: upload to ingest (several files per request), classifier, router, until
-  every document is routed or in review, with real Kafka and PostgreSQL; the CPU each
-  process spent on it (the profile) and each service's peak resident memory;
+  (the single-document latency) and in batches of 32; and in as many processes side by
+  side as the pipeline runs classifiers (the ceiling is the better of the two);
+- end to end: upload to ingest (several files per request), N classifier processes in one
+  consumer group, router, until every document is routed or in review, with real Kafka and
+  PostgreSQL; the CPU each process spent on it (the profile), the median time of each hop,
+  and each service's peak resident memory;
 - the latency from receipt to routing at half of that capacity (one file per request,
   paced);
 - the naive design: an HTTP service that embeds one document per request, torch-fp32
