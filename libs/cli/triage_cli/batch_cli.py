@@ -7,7 +7,6 @@ import csv
 import json
 import secrets
 import time
-from functools import partial
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -80,52 +79,28 @@ def _topic_rows(
     since: str, until: str | None, model: Any, batch_size: int
 ) -> tuple[list[dict[str, Any]], dict[str, int]]:
     """Score a time window of the documents topic; return rows and skipped counts."""
-    from triage_classifier.settings import Settings as ClassifierSettings
     from triage_cli.replay_cli import parse_window, progress_bar
-    from triage_cli.rescore import rescore, scored_ahead
-    from triage_contracts import ModelRef, ModelRole, topics
-    from triage_ml.extraction_pool import ExtractionLimits, ExtractionPool
+    from triage_cli.rescore import scored_ahead, topic_rescorer
+    from triage_contracts import ModelRef, ModelRole
     from triage_runtime.service import producer_for
-    from triage_runtime.topic_window import TopicWindow
 
     start, end = parse_window(since, until)
-    settings = ClassifierSettings()
-    blobs = settings.open_blob_store()
-    producer = producer_for("batch", "triage-cli")
-    model_ref = ModelRef(version=model.version, role=ModelRole.CHAMPION)
     rows: list[dict[str, Any]] = []
     skipped: dict[str, int] = {}
-    limits = ExtractionLimits(
-        timeout_seconds=settings.extraction_timeout_seconds,
-        memory_bytes=settings.extraction_memory_bytes,
-        max_bytes=settings.max_document_bytes,
-    )
 
     async def run() -> None:
-        window = TopicWindow(
-            settings.kafka_bootstrap,
-            settings.topic(topics.DOCUMENTS),
+        async with topic_rescorer(
             since=start,
             until=end,
             group_id=f"triage-batch-{secrets.token_hex(4)}",
             batch_size=batch_size,
-        )
-        async with (
-            ExtractionPool(workers=settings.extraction_workers, limits=limits) as pool,
-            window,
-        ):
+            model=model,
+            model_ref=ModelRef(version=model.version, role=ModelRole.CHAMPION),
+            producer=producer_for("batch", "triage-cli"),
+        ) as rescorer:
             with progress_bar() as progress:
-                task = progress.add_task("scoring", total=window.total)
-                score = partial(
-                    rescore,
-                    blobs=blobs,
-                    pool=pool,
-                    model=model,
-                    model_ref=model_ref,
-                    producer=producer,
-                    max_bytes=settings.max_document_bytes,
-                )
-                async for batch, done in scored_ahead(window.batches(), score):
+                task = progress.add_task("scoring", total=rescorer.window.total)
+                async for batch, done in scored_ahead(rescorer.window.batches(), rescorer.score):
                     for reason, count in done.skipped.items():
                         skipped[reason] = skipped.get(reason, 0) + count
                     for event in done.events:

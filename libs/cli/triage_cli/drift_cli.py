@@ -145,60 +145,35 @@ async def _observe(
     batch_size: int,
 ) -> tuple[int, Counter[str], int]:
     """Re-score a sample of the window into ``window``; return records read, skips, no-text."""
-    from triage_classifier.settings import Settings as ClassifierSettings
-    from triage_cli.rescore import rescore
-    from triage_contracts import ModelRef, topics
-    from triage_ml.extraction_pool import ExtractionLimits, ExtractionPool
+    from triage_cli.rescore import topic_rescorer
+    from triage_contracts import ModelRef
     from triage_runtime.service import producer_for
-    from triage_runtime.settings import CommonSettings
-    from triage_runtime.topic_window import TopicWindow
 
-    settings = CommonSettings()
-    classifier = ClassifierSettings()
-    blobs = settings.open_blob_store()
-    producer = producer_for("drift-report", "triage-cli")
-    model_ref = ModelRef(version=model.version, role=role)
     # Counted from the features the model computes to score, in the scoring thread.
     tapped = model.tapped(
         lambda texts, features, probabilities: window.observe_scores(texts, probabilities, features)
     )
     skipped: Counter[str] = Counter()
     unscored = 0
-    topic_window = TopicWindow(
-        settings.kafka_bootstrap,
-        settings.topic(topics.DOCUMENTS),
+    async with topic_rescorer(
         since=start,
         until=end,
         group_id=f"triage-drift-report-{secrets.token_hex(4)}",
         batch_size=batch_size,
-    )
-    limits = ExtractionLimits(
-        timeout_seconds=classifier.extraction_timeout_seconds,
-        memory_bytes=classifier.extraction_memory_bytes,
-        max_bytes=classifier.max_document_bytes,
-    )
-    async with (
-        ExtractionPool(workers=classifier.extraction_workers, limits=limits) as pool,
-        topic_window,
-    ):
-        total = topic_window.total
+        model=tapped,
+        model_ref=ModelRef(version=model.version, role=role),
+        producer=producer_for("drift-report", "triage-cli"),
+    ) as rescorer:
+        total = rescorer.window.total
         share = min(1.0, sample / total) if total else 1.0
         taken = 0
         with progress_bar() as progress:
             task = progress.add_task("re-scoring", total=total)
-            async for batch in topic_window.batches():
+            async for batch in rescorer.window.batches():
                 chosen = [r for r in batch if in_sample(r, share)][: sample - taken]
                 taken += len(chosen)
                 if chosen:
-                    rescored = await rescore(
-                        chosen,
-                        blobs=blobs,
-                        pool=pool,
-                        model=tapped,
-                        model_ref=model_ref,
-                        producer=producer,
-                        max_bytes=classifier.max_document_bytes,
-                    )
+                    rescored = await rescorer.score(chosen)
                     skipped.update(rescored.skipped)
                     unscored += sum(1 for e in rescored.events if e.prediction is None)
                 progress.advance(task, len(batch))

@@ -17,7 +17,6 @@ import secrets
 import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta
-from functools import partial
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -159,27 +158,21 @@ async def _run(
     dry_run: bool,
     batch_size: int,
 ) -> tuple[list[Any], Counter[str], int]:
-    from triage_classifier.settings import Settings as ClassifierSettings
-    from triage_cli.rescore import rescore, scored_ahead
+    from triage_cli.rescore import scored_ahead, topic_rescorer
     from triage_contracts import Event, ModelRef, topics
-    from triage_ml.extraction_pool import ExtractionLimits, ExtractionPool
     from triage_router import domain
     from triage_router.corrections import CorrectionStore
     from triage_router.settings import Settings as RouterSettings
     from triage_runtime.db.engine import make_async_engine
     from triage_runtime.kafka import make_broker, publish_event
     from triage_runtime.service import producer_for
-    from triage_runtime.topic_window import TopicWindow
 
     settings = RouterSettings()
-    classifier = ClassifierSettings()
     producer = producer_for("replay", "triage-cli")
     review_sla = timedelta(hours=settings.review_sla_hours)
     engine = make_async_engine(settings.database_url, pool_size=2)
     store = CorrectionStore(engine, producer=producer, review_sla=review_sla)
     broker = make_broker(settings.kafka_bootstrap, client_id="triage-replay")
-    blobs = settings.open_blob_store()
-    model_ref = ModelRef(version=model.version, role=role)
     changes: list[Any] = []
     skipped: Counter[str] = Counter()
 
@@ -189,39 +182,23 @@ async def _run(
     def topic_for(queue: str) -> str:
         return settings.topic(topics.routed_topic(queue))
 
-    window = TopicWindow(
-        settings.kafka_bootstrap,
-        settings.topic(topics.DOCUMENTS),
-        since=start,
-        until=end,
-        group_id=f"triage-{replay_id}",
-        batch_size=batch_size,
-    )
-    limits = ExtractionLimits(
-        timeout_seconds=classifier.extraction_timeout_seconds,
-        memory_bytes=classifier.extraction_memory_bytes,
-        max_bytes=classifier.max_document_bytes,
-    )
     try:
         if not dry_run:
             await broker.start()
             await store.publish_pending(publish, topic_for=topic_for)  # left by a crash
-        async with (
-            ExtractionPool(workers=classifier.extraction_workers, limits=limits) as pool,
-            window,
-        ):
+        async with topic_rescorer(
+            since=start,
+            until=end,
+            group_id=f"triage-{replay_id}",
+            batch_size=batch_size,
+            model=model,
+            model_ref=ModelRef(version=model.version, role=role),
+            producer=producer,
+        ) as rescorer:
+            window = rescorer.window
             with progress_bar() as progress:
                 task = progress.add_task("re-scoring", total=window.total)
-                score = partial(
-                    rescore,
-                    blobs=blobs,
-                    pool=pool,
-                    model=model,
-                    model_ref=model_ref,
-                    producer=producer,
-                    max_bytes=classifier.max_document_bytes,
-                )
-                async for batch, rescored in scored_ahead(window.batches(), score):
+                async for batch, rescored in scored_ahead(window.batches(), rescorer.score):
                     skipped.update(rescored.skipped)
                     # One transaction per batch: a row lock and a commit per document
                     # would cost as much as the model on a fast backend.

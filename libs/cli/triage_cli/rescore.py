@@ -1,8 +1,9 @@
 """Re-scoring documents read back from the documents topic, with the serving code.
 
-``triage replay`` and ``triage batch score --topic-range`` both go through here: the
-classifier's own extraction pool and ``triage_classifier.domain.classify``, so an offline
-score is the score the classifier would give.
+``triage replay``, ``triage batch score --topic-range`` and ``triage drift report`` all go
+through here (``topic_rescorer``): the classifier's own settings, extraction pool and
+``triage_classifier.domain.classify``, so an offline score is the score the classifier
+would give.
 """
 
 from __future__ import annotations
@@ -11,7 +12,10 @@ import asyncio
 import contextlib
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from datetime import datetime
+from functools import partial
 from typing import Any
 
 from triage_classifier import domain
@@ -27,6 +31,7 @@ from triage_ml.features import ExtractedText
 from triage_ml.model import LoadedModel
 from triage_runtime.blobstore import BlobNotFoundError, BlobStore
 from triage_runtime.kafka import UnprocessableError, decode_event
+from triage_runtime.topic_window import TopicWindow
 
 
 @dataclass
@@ -37,9 +42,63 @@ class Rescored:
     skipped: Counter[str] = field(default_factory=Counter)
 
 
+@dataclass(frozen=True)
+class TopicRescorer:
+    """A window of the documents topic and the function that re-scores its batches."""
+
+    window: TopicWindow
+    score: Callable[[Sequence[Any]], Coroutine[Any, Any, Rescored]]
+
+
+@asynccontextmanager
+async def topic_rescorer(
+    *,
+    since: datetime,
+    until: datetime | None,
+    group_id: str,
+    batch_size: int,
+    model: LoadedModel,
+    model_ref: ModelRef,
+    producer: Producer,
+) -> AsyncIterator[TopicRescorer]:
+    """Open the documents topic between two times and an extraction pool, both configured as
+    the classifier's (``TRIAGE_CLASSIFIER_*``); close both after."""
+    from triage_classifier.settings import Settings as ClassifierSettings
+    from triage_contracts import topics
+    from triage_ml.extraction_pool import ExtractionLimits
+
+    settings = ClassifierSettings()
+    window = TopicWindow(
+        settings.kafka_bootstrap,
+        settings.topic(topics.DOCUMENTS),
+        since=since,
+        until=until,
+        group_id=group_id,
+        batch_size=batch_size,
+    )
+    limits = ExtractionLimits(
+        timeout_seconds=settings.extraction_timeout_seconds,
+        memory_bytes=settings.extraction_memory_bytes,
+        max_bytes=settings.max_document_bytes,
+    )
+    async with ExtractionPool(workers=settings.extraction_workers, limits=limits) as pool, window:
+        yield TopicRescorer(
+            window,
+            partial(
+                rescore,
+                blobs=settings.open_blob_store(),
+                pool=pool,
+                model=model,
+                model_ref=model_ref,
+                producer=producer,
+                max_bytes=settings.max_document_bytes,
+            ),
+        )
+
+
 async def scored_ahead(
     batches: AsyncIterator[list[Any]],
-    score: Callable[[list[Any]], Coroutine[Any, Any, Rescored]],
+    score: Callable[[Sequence[Any]], Coroutine[Any, Any, Rescored]],
 ) -> AsyncIterator[tuple[list[Any], Rescored]]:
     """Each batch with its new scores, the next batch scored while the caller handles this one.
 
