@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import pytest
@@ -19,7 +19,7 @@ async def _batches(count: int) -> AsyncIterator[list[Any]]:
 def test_batches_come_out_in_order_with_the_next_one_scored_meanwhile() -> None:
     started: list[int] = []
 
-    async def score(batch: list[Any]) -> Rescored:
+    async def score(batch: Sequence[Any]) -> Rescored:
         started.append(batch[0])
         await asyncio.sleep(0.01)
         return Rescored(skipped={f"batch {batch[0]}": 1})  # type: ignore[arg-type]
@@ -40,7 +40,7 @@ def test_batches_come_out_in_order_with_the_next_one_scored_meanwhile() -> None:
 def test_leaving_early_cancels_the_batch_scored_ahead() -> None:
     cancelled: list[int] = []
 
-    async def score(batch: list[Any]) -> Rescored:
+    async def score(batch: Sequence[Any]) -> Rescored:
         try:
             await asyncio.sleep(0 if batch[0] == 0 else 10)
         except asyncio.CancelledError:
@@ -60,7 +60,7 @@ def test_leaving_early_cancels_the_batch_scored_ahead() -> None:
 
 
 def test_a_scoring_failure_reaches_the_caller() -> None:
-    async def score(batch: list[Any]) -> Rescored:
+    async def score(batch: Sequence[Any]) -> Rescored:
         if batch[0] == 1:
             raise RuntimeError("model failed")
         return Rescored()
@@ -76,7 +76,7 @@ def test_a_scoring_failure_reaches_the_caller() -> None:
 def test_a_failure_cancels_the_batch_scored_behind_it() -> None:
     cancelled: list[int] = []
 
-    async def score(batch: list[Any]) -> Rescored:
+    async def score(batch: Sequence[Any]) -> Rescored:
         if batch[0] == 1:
             await asyncio.sleep(0.01)
             raise RuntimeError("model failed")
