@@ -311,8 +311,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     UPLOADS.labels("too_large").inc()
                     raise
                 spooled.append((filename, media_type, path, size))
-            # Each file is fsynced into the blob store; the syncs overlap in threads.
-            hashes = await asyncio.gather(*(intake.store_file(path) for _, _, path, _ in spooled))
+            hashes = await intake.store_files([path for _, _, path, _ in spooled])
             stored = [
                 (filename, media_type, sha256, size)
                 for (filename, media_type, _, size), sha256 in zip(spooled, hashes, strict=True)

@@ -102,6 +102,22 @@ class Intake:
         """Put a file in the blob store, streamed, and return its hash."""
         return await asyncio.to_thread(self._blobs.put_file, path)
 
+    async def store_files(self, paths: Sequence[Path]) -> list[str]:
+        """``store_file`` for several files, their writes and fsyncs overlapping in threads.
+
+        Every write has finished before a failure is raised, so the caller may remove the
+        files as soon as this returns or raises.
+        """
+        results = await asyncio.gather(
+            *(self.store_file(path) for path in paths), return_exceptions=True
+        )
+        hashes: list[str] = []
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+            hashes.append(result)
+        return hashes
+
     async def accept(
         self,
         *,
