@@ -47,18 +47,13 @@ import httpx
 from sqlalchemy import create_engine, text
 
 from bench._common import ROOT, free_port, scratch_database, stack_env, wait_ready
+from triage_ml.evaluation import percentile_ms
 
 SAMPLE = ROOT / "data" / "sample"
 MODELS = ROOT / ".stack" / "models"
 SERVICES = ("ingest", "classifier", "router")
 TICKS = os.sysconf("SC_CLK_TCK")
 PAGE = os.sysconf("SC_PAGE_SIZE")
-
-
-def pct(values: list[float], q: float) -> float:
-    """The q-quantile (0..1) of values, nearest rank."""
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 def golden() -> list[tuple[str, str, bytes]]:
@@ -99,24 +94,26 @@ def model_alone(artifact: Path, docs: list[bytes]) -> dict[str, float]:
     return {
         "docs_per_s": len(texts) / (time.perf_counter() - started),
         "single_docs_per_s": 1 / (sum(latencies) / len(latencies)),
-        "p50_ms": pct(latencies, 0.5) * 1000,
-        "p95_ms": pct(latencies, 0.95) * 1000,
+        "p50_ms": percentile_ms(latencies, 50),
+        "p95_ms": percentile_ms(latencies, 95),
     }
 
 
 def golden_f1(artifact: Path) -> float:
-    """Macro-F1 of the artifact on the golden set."""
-    from sklearn.metrics import f1_score
-
+    """Macro-F1 of the artifact on the golden set, as `triage model eval` computes it."""
     from triage_ml import model as model_lib
+    from triage_ml.evaluation import evaluate
     from triage_ml.features import extract_text
 
     model = model_lib.load(artifact)
     rows = golden()
-    predicted = [
-        p.label for p in model.predict([extract_text(d, "text/plain").text for *_, d in rows])
-    ]
-    return float(f1_score([label for label, *_ in rows], predicted, average="macro"))
+    report = evaluate(
+        truth=[label for label, *_ in rows],
+        probabilities=model.predict_proba([extract_text(d, "text/plain").text for *_, d in rows]),
+        labels=model.labels,
+        thresholds=model.thresholds,
+    )
+    return report.macro_f1
 
 
 # --- processes: CPU and memory from /proc ------------------------------------------------
@@ -268,8 +265,8 @@ def end_to_end(
     return {
         "docs_per_s": len(docs) / elapsed,
         "upload_docs_per_s": len(docs) / uploaded,
-        "p50_ms": pct(latencies, 0.5) * 1000,
-        "p95_ms": pct(latencies, 0.95) * 1000,
+        "p50_ms": percentile_ms(latencies, 50),
+        "p95_ms": percentile_ms(latencies, 95),
     }
 
 
@@ -284,8 +281,8 @@ def paced(
     latencies = _wait_done(database_url, since, len(docs))
     return {
         "docs_per_s": len(docs) / sent,
-        "p50_ms": pct(latencies, 0.5) * 1000,
-        "p95_ms": pct(latencies, 0.95) * 1000,
+        "p50_ms": percentile_ms(latencies, 50),
+        "p95_ms": percentile_ms(latencies, 95),
     }
 
 
@@ -342,7 +339,7 @@ def stage_latencies(
             hops["ingest: receipt -> documents topic"].append(at[1] - at[0])
             hops["classifier: documents -> classified topic"].append(at[2] - at[1])
             hops["router: classified topic -> routed"].append(routed.timestamp() - at[2])
-    return {name: pct(values, 0.5) * 1000 for name, values in hops.items()}
+    return {name: percentile_ms(values, 50) for name, values in hops.items()}
 
 
 def http_classify(url: str, key: str, docs: list[bytes], in_flight: int) -> dict[str, float]:
@@ -368,8 +365,8 @@ def http_classify(url: str, key: str, docs: list[bytes], in_flight: int) -> dict
     elapsed = asyncio.run(run())
     return {
         "docs_per_s": len(docs) / elapsed,
-        "p50_ms": pct(latencies, 0.5) * 1000,
-        "p95_ms": pct(latencies, 0.95) * 1000,
+        "p50_ms": percentile_ms(latencies, 50),
+        "p95_ms": percentile_ms(latencies, 95),
     }
 
 
