@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 
 from tests.helpers import RECEIVED_AT, classified
 from tests.stack import Stack
-from triage_contracts import EmailInfo, ExtractionStatus
+from triage_contracts import EmailInfo, ExtractionStatus, utcnow
 from triage_review_ui.app import create_app
 from triage_review_ui.auth_store import AuthStore
 from triage_review_ui.settings import Settings
@@ -51,8 +51,10 @@ def _setup(database_url: str, blob_dir: Path) -> None:
             }
         )
         soon = classified(sha256="b2" * 32, status=ExtractionStatus.CORRUPT)
+        # Due in the future whatever day the tests run (RECEIVED_AT is a fixed date), so
+        # exactly one item, the other, is overdue.
         await store.open_review(
-            late, SendToReview(ReviewReason.LOW_CONFIDENCE, 2, RECEIVED_AT + timedelta(hours=8))
+            late, SendToReview(ReviewReason.LOW_CONFIDENCE, 2, utcnow() + timedelta(days=365))
         )
         await store.open_review(
             soon, SendToReview(ReviewReason.EXTRACTION_FAILED, 1, RECEIVED_AT + timedelta(hours=1))
