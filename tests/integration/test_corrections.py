@@ -115,6 +115,16 @@ def test_review_items_are_updated_in_place_and_human_decisions_are_never_touched
         assert change.outcome is Outcome.REVIEW_UPDATED
         again = await store.apply(rescored, decide(rescored, review_sla=SLA), replay_id="r2")
         assert again.outcome is Outcome.UNCHANGED
+        # bfloat16 scores move in the last digits with the batch: not a change ...
+        jitter = classified(
+            label="technical", confidence=0.553, sha256="c1" * 32, model_version="v2"
+        )
+        same = await store.apply(jitter, decide(jitter, review_sla=SLA), replay_id="r2b")
+        assert same.outcome is Outcome.UNCHANGED
+        # ... but a score that moved is.
+        moved = classified(label="technical", confidence=0.57, sha256="c1" * 32, model_version="v2")
+        updated = await store.apply(moved, decide(moved, review_sla=SLA), replay_id="r2c")
+        assert updated.outcome is Outcome.REVIEW_UPDATED
 
         flow = ReviewWorkflow(
             engine, labels=["billing", "legal", "technical"], lease=SLA, producer=PRODUCER

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
@@ -69,21 +70,16 @@ def test_metrics_want_the_bearer_token_when_one_is_configured() -> None:
     assert client.get("/readyz").status_code == 200
 
 
-def test_the_scoring_thread_uses_the_configured_torch_threads() -> None:
-    from concurrent.futures import ThreadPoolExecutor
-
+def test_torch_threads_left_unset_keep_torchs_default_and_zero_is_refused() -> None:
     import torch
     from pydantic import ValidationError
 
-    from triage_classifier.app import _scoring_thread
+    from triage_ml.model_thread import ModelThread
 
-    before = torch.get_num_threads()
+    thread = ModelThread(torch_threads=ClassifierSettings().torch_threads)
     try:
-        with ThreadPoolExecutor(1, initializer=_scoring_thread, initargs=(1,)) as one:
-            assert one.submit(torch.get_num_threads).result() == 1
+        assert asyncio.run(thread.run(torch.get_num_threads)) == torch.get_num_threads()
     finally:
-        torch.set_num_threads(before)
-    with ThreadPoolExecutor(1, initializer=_scoring_thread, initargs=(None,)) as default:
-        assert default.submit(torch.get_num_threads).result() == before
+        thread.close()
     with pytest.raises(ValidationError, match="torch_threads"):
         ClassifierSettings(torch_threads=0)

@@ -29,6 +29,7 @@ from triage_contracts import (
 from triage_ml.extraction_pool import ExtractionPool
 from triage_ml.features import ExtractedText
 from triage_ml.model import LoadedModel
+from triage_ml.model_thread import ModelThread
 from triage_runtime.blobstore import BlobNotFoundError, BlobStore
 from triage_runtime.kafka import UnprocessableError, decode_event
 from triage_runtime.topic_window import TopicWindow
@@ -61,8 +62,8 @@ async def topic_rescorer(
     model_ref: ModelRef,
     producer: Producer,
 ) -> AsyncIterator[TopicRescorer]:
-    """Open the documents topic between two times and an extraction pool, both configured as
-    the classifier's (``TRIAGE_CLASSIFIER_*``); close both after."""
+    """Open the documents topic between two times, an extraction pool and a model thread, all
+    configured as the classifier's (``TRIAGE_CLASSIFIER_*``); close them after."""
     from triage_classifier.settings import Settings as ClassifierSettings
     from triage_contracts import topics
     from triage_ml.extraction_pool import ExtractionLimits
@@ -81,19 +82,24 @@ async def topic_rescorer(
         memory_bytes=settings.extraction_memory_bytes,
         max_bytes=settings.max_document_bytes,
     )
+    scoring = ModelThread(torch_threads=settings.torch_threads, name="rescoring")
     async with ExtractionPool(workers=settings.extraction_workers, limits=limits) as pool, window:
-        yield TopicRescorer(
-            window,
-            partial(
-                rescore,
-                blobs=settings.open_blob_store(),
-                pool=pool,
-                model=model,
-                model_ref=model_ref,
-                producer=producer,
-                max_bytes=settings.max_document_bytes,
-            ),
-        )
+        try:
+            yield TopicRescorer(
+                window,
+                partial(
+                    rescore,
+                    blobs=settings.open_blob_store(),
+                    pool=pool,
+                    scoring=scoring,
+                    model=model,
+                    model_ref=model_ref,
+                    producer=producer,
+                    max_bytes=settings.max_document_bytes,
+                ),
+            )
+        finally:
+            scoring.close()
 
 
 async def scored_ahead(
@@ -128,6 +134,7 @@ async def rescore(
     *,
     blobs: BlobStore,
     pool: ExtractionPool,
+    scoring: ModelThread,
     model: LoadedModel,
     model_ref: ModelRef,
     producer: Producer,
@@ -164,7 +171,7 @@ async def rescore(
         )
         for event, data in received
     ]
-    out.events = await asyncio.to_thread(
-        domain.classify, batch, model=model, model_ref=model_ref, producer=producer
+    out.events = await scoring.run(
+        partial(domain.classify, batch, model=model, model_ref=model_ref, producer=producer)
     )
     return out

@@ -16,11 +16,10 @@ import contextlib
 import logging
 import math
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import AsyncIterator, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from functools import partial
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, HTTPException, Request, status
 from fastapi.security import APIKeyHeader
@@ -61,6 +60,7 @@ from triage_ml import drift
 from triage_ml.extraction_pool import ExtractionLimits, ExtractionPool
 from triage_ml.features import ExtractedText, extract_text
 from triage_ml.model import FeatureTap
+from triage_ml.model_thread import ModelThread
 from triage_runtime.apikeys import ApiKeys, KeyHolder
 from triage_runtime.blobstore import BlobNotFoundError, BlobStore
 from triage_runtime.db.engine import make_async_engine
@@ -85,7 +85,6 @@ SERVICE = "classifier"
 API_KEY_HEADER = APIKeyHeader(name="X-API-Key", auto_error=False, description="An API key")
 DRIFT_ROLES = frozenset({ModelRole.CHAMPION, ModelRole.CANARY})
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 
 
 def _gauge_value(signal: drift.Signal) -> float:
@@ -133,14 +132,6 @@ async def current_caller(
 Caller = Annotated[KeyHolder | None, Depends(current_caller)]
 
 
-def _scoring_thread(torch_threads: int | None) -> None:
-    """Set up the thread that runs every model call (the first thing it runs)."""
-    if torch_threads is not None:
-        import torch
-
-        torch.set_num_threads(torch_threads)
-
-
 def create_app(settings: Settings | None = None, *, blobs: BlobStore | None = None) -> FastAPI:
     """Build the classifier app; the model loads and Kafka connects only when it starts.
 
@@ -172,26 +163,8 @@ def create_app(settings: Settings | None = None, *, blobs: BlobStore | None = No
         if settings.drift_window
         else None
     )
-    # Every model call runs on this one thread: torch keeps its thread pool and kernel caches
-    # per calling thread, and calls are serialised by the embedder anyway.
-    # (Made on first use and shut down with the app, so an app can start again.)
-    scoring: list[ThreadPoolExecutor] = []
-
-    async def in_scoring_thread(call: Callable[[], T]) -> T:
-        if not scoring:
-            scoring.append(
-                ThreadPoolExecutor(
-                    max_workers=1,
-                    thread_name_prefix="scoring",
-                    initializer=_scoring_thread,
-                    initargs=(settings.torch_threads,),
-                )
-            )
-        return await asyncio.get_running_loop().run_in_executor(scoring[0], call)
-
-    def stop_scoring() -> None:
-        while scoring:
-            scoring.pop().shutdown()
+    # Every model call runs on this one thread (see triage_ml.model_thread).
+    scoring = ModelThread(torch_threads=settings.torch_threads, name="scoring")
 
     drift_exported: set[tuple[str, str]] = set()
     drift_unavailable_logged: set[str] = set()
@@ -310,7 +283,7 @@ def create_app(settings: Settings | None = None, *, blobs: BlobStore | None = No
             # The tap reuses the features the model computes to score: no second pass.
             model = model.tapped(_drift_observer(window, model_ref))
         started = time.perf_counter()
-        events = await in_scoring_thread(
+        events = await scoring.run(
             partial(domain.classify, items, model=model, model_ref=model_ref, producer=producer)
         )
         SCORE_SECONDS.labels(model_ref.version).observe(time.perf_counter() - started)
@@ -509,7 +482,7 @@ def create_app(settings: Settings | None = None, *, blobs: BlobStore | None = No
                 task = asyncio.create_task(drift_loop(monitor), name="drift-export")
                 stack.push_async_callback(stop_drift, task)
             stack.callback(pool.close)
-            stack.callback(stop_scoring)
+            stack.callback(scoring.close)
             stack.push_async_callback(engine.dispose)
             await broker.start()
             stack.push_async_callback(broker.stop)
@@ -577,7 +550,7 @@ def create_app(settings: Settings | None = None, *, blobs: BlobStore | None = No
                     }
                 ],
             )
-        [prediction] = await in_scoring_thread(partial(serving.model.predict, [text.text]))
+        [prediction] = await scoring.run(partial(serving.model.predict, [text.text]))
         elapsed = time.perf_counter() - started
         CLASSIFY_SECONDS.observe(elapsed)
         CLASSIFY_REQUESTS.labels("200").inc()

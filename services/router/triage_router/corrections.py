@@ -319,7 +319,7 @@ class CorrectionStore:
             "model_role": event.model.role.value,
             "extraction_status": event.extraction.status.value,
         }
-        if all(getattr(item, name) == value for name, value in wanted.items()):
+        if all(_same(getattr(item, name), value) for name, value in wanted.items()):
             return False
         for name, value in wanted.items():
             setattr(item, name, value)
@@ -393,3 +393,22 @@ class CorrectionStore:
                     .values(published_at=utcnow())
                 )
         return len(rows)
+
+
+# Scores closer than this (one percentage point) are the same score: a model in bfloat16
+# gives a document probabilities that move by up to about 0.003 with the torch thread count
+# of the process scoring it, and a replay that "updated" a review item for that would never
+# be idempotent.
+SCORE_TOLERANCE = 0.01
+
+
+def _same(stored: Any, wanted: Any) -> bool:
+    """Whether a review item's stored value already says what ``wanted`` says (scores and
+    per-label probabilities within SCORE_TOLERANCE)."""
+    if isinstance(stored, float) and isinstance(wanted, float):
+        return abs(stored - wanted) < SCORE_TOLERANCE
+    if isinstance(stored, dict) and isinstance(wanted, dict):
+        return stored.keys() == wanted.keys() and all(
+            _same(float(stored[k]), float(wanted[k])) for k in wanted
+        )
+    return bool(stored == wanted)
