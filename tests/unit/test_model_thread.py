@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from functools import partial
 
 import torch
 
@@ -28,7 +29,7 @@ def test_calls_run_on_one_thread_one_at_a_time_in_order() -> None:
     async def scenario() -> list[int]:
         thread = ModelThread()
         try:
-            return await asyncio.gather(*(thread.run(lambda n=n: call(n)) for n in range(6)))
+            return await asyncio.gather(*(thread.run(partial(call, n)) for n in range(6)))
         finally:
             thread.close()
 
