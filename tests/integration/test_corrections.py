@@ -152,3 +152,104 @@ def test_review_items_are_updated_in_place_and_human_decisions_are_never_touched
     )
     assert tuple(decided) == ("decided", "legal")
     assert _one(clean_db, "SELECT count(*) FROM routing_correction")[0] == 0
+
+
+def test_a_batch_applies_as_one_document_at_a_time_would_even_with_a_document_twice(
+    clean_db: str,
+) -> None:
+    """apply_many locks and reads a batch's rows in two statements when every document is
+    in it once, and goes one by one when one repeats; either way, the outcomes and rows are
+    those of applying each score by itself."""
+
+    async def scenario(prefix: str, batched: bool) -> list[tuple[Outcome, str, str]]:
+        engine = make_async_engine(clean_db)
+        router = RouterStore(engine)
+        store = CorrectionStore(engine, producer=PRODUCER, review_sla=SLA)
+        sha = [f"{prefix}{n}" * 32 for n in "1234"]
+        for queue, digest in (("billing", sha[0]), ("legal", sha[1])):
+            seeded = classified(label=queue, confidence=0.97, sha256=digest)
+            await router.record_route(
+                seeded, RouteTo(queue, DecidedBy.MODEL, 0.97), event_id=seeded.event_id
+            )
+            await router.mark_published(seeded.document_id)
+        unsure = classified(label="legal", confidence=0.5, sha256=sha[2])
+        decision = decide(unsure, review_sla=SLA)
+        assert isinstance(decision, SendToReview)
+        await router.open_review(unsure, decision)
+
+        def rescored(n: int, label: str, confidence: float) -> Any:
+            event = classified(
+                label=label, confidence=confidence, sha256=sha[n], model_version="v2"
+            )
+            return event, decide(event, review_sla=SLA)
+
+        distinct = [
+            rescored(0, "legal", 0.95),  # billing -> legal
+            rescored(1, "legal", 0.96),  # unchanged
+            rescored(2, "technical", 0.99),  # review -> technical
+            rescored(3, "billing", 0.99),  # never routed
+        ]
+        repeated = [
+            rescored(0, "legal", 0.5),
+            rescored(0, "legal", 0.99),
+        ]  # legal -> review -> legal
+        changes = []
+        for batch in (distinct, repeated):
+            if batched:
+                changes += await store.apply_many(batch, replay_id=f"r-{prefix}")
+            else:
+                for event, decision in batch:
+                    changes.append(await store.apply(event, decision, replay_id=f"r-{prefix}"))
+        await engine.dispose()
+        return [(c.outcome, c.old, c.new) for c in changes]
+
+    one_by_one = asyncio.run(scenario("a", batched=False))
+    batched = asyncio.run(scenario("b", batched=True))
+    assert (
+        batched
+        == one_by_one
+        == [
+            (Outcome.CHANGED, "billing", "legal"),
+            (Outcome.UNCHANGED, "legal", "legal"),
+            (Outcome.CHANGED, "review", "technical"),
+            (Outcome.NOT_YET_ROUTED, "-", "billing"),
+            (Outcome.CHANGED, "legal", "review"),
+            (Outcome.CHANGED, "review", "legal"),
+        ]
+    )
+
+    def rows(prefix: str) -> list[Any]:
+        """Each document's routing (queue, live) and review item status, then the
+        number of corrections recorded."""
+        engine = create_engine(clean_db)
+        with engine.connect() as conn:
+            found = [
+                conn.execute(
+                    text(
+                        "SELECT (SELECT queue FROM routing_decision WHERE document_id = :d),"
+                        " (SELECT withdrawn_at IS NULL FROM routing_decision"
+                        "  WHERE document_id = :d),"
+                        " (SELECT status FROM review_item WHERE document_id = :d)"
+                    ),
+                    {"d": classified(sha256=f"{prefix}{n}" * 32).document_id},
+                ).one()
+                for n in "1234"
+            ]
+            corrections = conn.execute(
+                text("SELECT count(*) FROM routing_correction WHERE replay_id = :r"),
+                {"r": f"r-{prefix}"},
+            ).scalar_one()
+        engine.dispose()
+        return [tuple(row) for row in found] + [corrections]
+
+    assert (
+        rows("a")
+        == rows("b")
+        == [
+            ("legal", True, "closed"),  # legal -> review -> legal: its item closed
+            ("legal", True, None),
+            ("technical", True, "closed"),
+            (None, None, None),
+            4,
+        ]
+    )

@@ -109,34 +109,71 @@ class CorrectionStore:
     ) -> list[Change]:
         """``apply`` for a batch in one transaction: all of it lands, or none of it."""
         changes: list[Change] = []
+        # Every document once: lock and read all their rows in two statements. A document
+        # twice: one at a time, so each application sees the one before it.
+        distinct = len({event.document_id for event, _ in decided}) == len(decided)
+        chunks = [decided] if distinct else [[one] for one in decided]
         async with self._sessions() as session, session.begin():
-            for event, decision in decided:
-                changes.append(await self._apply(session, event, decision, replay_id=replay_id))
+            for chunk in chunks:
+                routings, items = await self._lock_rows(
+                    session, [event.document_id for event, _ in chunk]
+                )
+                for event, decision in chunk:
+                    doc_id = event.document_id
+                    changes.append(
+                        await self._apply(
+                            session,
+                            event,
+                            decision,
+                            routings.get(doc_id),
+                            items.get(doc_id),
+                            replay_id=replay_id,
+                        )
+                    )
             if dry_run:
                 await session.rollback()
         return changes
+
+    @staticmethod
+    async def _lock_rows(
+        session: AsyncSession, ids: Sequence[str]
+    ) -> tuple[dict[str, RoutingDecision], dict[str, ReviewItem]]:
+        """The routing and review rows of these documents, locked in document order (so two
+        replays cannot deadlock), read afresh even if the session holds them already."""
+        routings = (
+            await session.execute(
+                select(RoutingDecision)
+                .where(RoutingDecision.document_id.in_(ids))
+                .order_by(RoutingDecision.document_id)
+                .with_for_update()
+                .execution_options(populate_existing=True)
+            )
+        ).scalars()
+        items = (
+            await session.execute(
+                select(ReviewItem)
+                .where(ReviewItem.document_id.in_(ids))
+                .order_by(ReviewItem.document_id)
+                .with_for_update()
+                .execution_options(populate_existing=True)
+            )
+        ).scalars()
+        return (
+            {row.document_id: row for row in routings},
+            {row.document_id: row for row in items},
+        )
 
     async def _apply(
         self,
         session: AsyncSession,
         event: DocumentClassifiedV1,
         decision: Decision,
+        routing: RoutingDecision | None,
+        item: ReviewItem | None,
         *,
         replay_id: str,
     ) -> Change:
         doc_id = event.document_id
-        routing = (
-            await session.execute(
-                select(RoutingDecision)
-                .where(RoutingDecision.document_id == doc_id)
-                .with_for_update()
-            )
-        ).scalar_one_or_none()
-        item = (
-            await session.execute(
-                select(ReviewItem).where(ReviewItem.document_id == doc_id).with_for_update()
-            )
-        ).scalar_one_or_none()
         new = decision.queue if isinstance(decision, RouteTo) else REVIEW
         confidence = event.prediction.confidence if event.prediction else None
 
