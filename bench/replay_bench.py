@@ -3,8 +3,9 @@
 Publishes N documents (the golden set's texts, each made unique) to a fresh documents topic,
 seeds the routing tables as if a bad model had sent every tenth routed document to a wrong
 queue, then runs `triage replay` twice with the champion: the first run corrects those
-documents, the second must change nothing. Prints one table with docs/s next to the model
-alone (extraction excluded, as in bench/throughput_bench.py) on the same documents.
+documents, the second must change nothing. Prints one table with docs/s (from the first
+record on; "wall s" counts start-up) next to the model alone (extraction excluded, as in
+bench/throughput_bench.py) on the same documents.
 
     uv run python -m bench.replay_bench [--documents 2000]
 """
@@ -169,7 +170,8 @@ def main() -> None:
             shutil.rmtree(work, ignore_errors=True)
 
     def rate(output: str) -> float:
-        found = re.search(r"\(([\d.]+) docs/s\)", output)
+        """The rate from the first record on (as `triage replay` prints it)."""
+        found = re.search(r"then ([\d.]+) docs/s", output)
         return float(found.group(1)) if found else float("nan")
 
     def changed(output: str) -> str:

@@ -370,13 +370,17 @@ def http_classify(url: str, key: str, docs: list[bytes], in_flight: int) -> dict
     }
 
 
-def cli_rate(triage: str, env: dict[str, str], args: list[str]) -> float:
-    """Run a triage command that prints "(N docs/s)" and return N."""
+def cli_rate(triage: str, env: dict[str, str], args: list[str]) -> dict[str, float]:
+    """Run a triage command that prints "(R docs/s); S s to start, then N docs/s"; return
+    N (docs_per_s), R (with_start_up) and S (start_up_s)."""
     done = subprocess.run([triage, *args], env=env, check=True, capture_output=True, text=True)
-    found = re.search(r"\(([\d.]+) docs/s\)", done.stdout)
+    found = re.search(
+        r"\(([\d.]+) docs/s\); ([\d.]+) s to start, then ([\d.]+) docs/s", done.stdout
+    )
     if not found:
         raise RuntimeError(f"no rate in the output of triage {' '.join(args)}:\n{done.stdout}")
-    return float(found.group(1))
+    overall, start_up, after = (float(g) for g in found.groups())
+    return {"docs_per_s": after, "with_start_up": overall, "start_up_s": start_up}
 
 
 # --- running it ---------------------------------------------------------------------------
@@ -711,19 +715,19 @@ def main() -> None:
         f"p95 {at_half['p95_ms'] / alone['p50_ms']:.1f} x (c) p50",
         verdict(at_half["p95_ms"] <= 2 * alone["p50_ms"]),
     )
-    row(
-        "(h) triage replay",
-        {"docs_per_s": replay},
-        f"{replay / ceiling:.2f} x ceiling",
-        verdict(replay >= 0.9 * ceiling),
+    for name, rescored in (
+        ("(h) triage replay", replay),
+        ("(i) triage batch score --topic-range", batch),
+    ):
+        rate = rescored["docs_per_s"]
+        row(name, rescored, f"{rate / ceiling:.2f} x ceiling", verdict(rate >= 0.9 * ceiling))
+    print(
+        f"(replay and batch read back all {scored} documents the runs above sent; their rates "
+        "are from the first record on, as the commands print them; counting start-up, "
+        f"replay {replay['with_start_up'] / ceiling:.2f} x ceiling after "
+        f"{replay['start_up_s']:.1f} s, batch {batch['with_start_up'] / ceiling:.2f} x after "
+        f"{batch['start_up_s']:.1f} s)"
     )
-    row(
-        "(i) triage batch score --topic-range",
-        {"docs_per_s": batch},
-        f"{batch / ceiling:.2f} x ceiling",
-        verdict(batch >= 0.9 * ceiling),
-    )
-    print(f"(replay and batch read back all {scored} documents the runs above sent)")
 
     print()
     total = sum(cpu.values())

@@ -1,14 +1,16 @@
-"""Re-scoring one batch ahead: order kept, the model busy while the caller works, no leaks."""
+"""Re-scoring one batch ahead: order kept, the model busy while the caller works, no leaks;
+the rate printed with and without start-up."""
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import pytest
 
-from triage_cli.rescore import Rescored, scored_ahead
+from triage_cli.rescore import Pace, Rescored, scored_ahead
 
 
 async def _batches(count: int) -> AsyncIterator[list[Any]]:
@@ -94,3 +96,19 @@ def test_a_failure_cancels_the_batch_scored_behind_it() -> None:
     with pytest.raises(RuntimeError, match="model failed"):
         asyncio.run(run())
     assert cancelled == [2]
+
+
+def test_the_pace_gives_the_rate_after_start_up_from_the_first_batch_on() -> None:
+    async def read(pace: Pace) -> list[list[Any]]:
+        return [batch async for batch in pace.watch(_batches(3))]
+
+    pace = Pace()
+    assert asyncio.run(read(pace)) == [[0], [1], [2]]
+    assert pace.first_batch is not None and pace.first_batch >= pace.started
+
+    now = time.perf_counter()
+    pace = Pace(started=now - 10, first_batch=now - 8)
+    assert pace.summary(800) == (
+        "800 documents in 10.0 s (80.0 docs/s); 2.0 s to start, then 100.0 docs/s"
+    )
+    assert Pace(started=now - 4).summary(100) == "100 documents in 4.0 s (25.0 docs/s)"

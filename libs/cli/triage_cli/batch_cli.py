@@ -6,7 +6,6 @@ import asyncio
 import csv
 import json
 import secrets
-import time
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -76,7 +75,7 @@ def _rows(files: list[Path], model: Any, progress: Progress) -> list[dict[str, A
 
 
 def _topic_rows(
-    since: str, until: str | None, model: Any, batch_size: int
+    since: str, until: str | None, model: Any, batch_size: int, pace: Any
 ) -> tuple[list[dict[str, Any]], dict[str, int]]:
     """Score a time window of the documents topic; return rows and skipped counts."""
     from triage_cli.replay_cli import parse_window, progress_bar
@@ -100,7 +99,9 @@ def _topic_rows(
         ) as rescorer:
             with progress_bar() as progress:
                 task = progress.add_task("scoring", total=rescorer.window.total)
-                async for batch, done in scored_ahead(rescorer.window.batches(), rescorer.score):
+                async for batch, done in scored_ahead(
+                    pace.watch(rescorer.window.batches()), rescorer.score
+                ):
                     for reason, count in done.skipped.items():
                         skipped[reason] = skipped.get(reason, 0) + count
                     for event in done.events:
@@ -156,6 +157,7 @@ def batch_score(
     Extraction and model are the classifier's, so a score here is the score online.
     """
     from triage_cli.registry_support import load_model
+    from triage_cli.rescore import Pace
 
     if (input_dir is None) == (topic_range is None):
         console.print("[red]give one of --input DIR or --topic-range SINCE..UNTIL[/red]")
@@ -172,7 +174,7 @@ def batch_score(
             console.print(f"[red]no files under {input_dir}[/red]")
             raise typer.Exit(2)
         loaded = load_model(model)
-        started = time.perf_counter()
+        pace = Pace()
         with Progress(
             TextColumn("{task.description}"),
             BarColumn(),
@@ -185,8 +187,8 @@ def batch_score(
         assert topic_range is not None
         since, _, until = topic_range.partition("..")
         loaded = load_model(model)
-        started = time.perf_counter()
-        rows, skipped = _topic_rows(since, until or None, loaded, batch_size)
+        pace = Pace()
+        rows, skipped = _topic_rows(since, until or None, loaded, batch_size, pace)
     output.parent.mkdir(parents=True, exist_ok=True)
     if output.suffix.lower() == ".csv":
         with output.open("w", newline="") as handle:
@@ -195,12 +197,11 @@ def batch_score(
             writer.writerows(rows)
     else:
         output.write_text("".join(json.dumps(row) + "\n" for row in rows))
-    elapsed = time.perf_counter() - started
     routed = sum(1 for r in rows if r["action"] == "route")
     stdout.print(
         f"scored {len(rows)} documents with {loaded.version}: {routed} would be routed, "
         f"{len(rows) - routed} would go to review; results in {output}"
     )
-    stdout.print(f"{len(rows)} documents in {elapsed:.1f} s ({len(rows) / elapsed:.1f} docs/s)")
+    stdout.print(pace.summary(len(rows)))
     for reason, count in sorted(skipped.items()):
         stdout.print(f"skipped {count} record(s): {reason}")

@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import csv
 import secrets
-import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -122,10 +121,13 @@ def replay(
         f"{loaded.version} ({role.value}){' — dry run, nothing changes' if dry_run else ''}",
         highlight=False,
     )
-    started = time.perf_counter()
+    from triage_cli.rescore import Pace
+
+    pace = Pace()
     changes, skipped, total = asyncio.run(
         _run(
             replay_id,
+            pace=pace,
             start=start,
             end=end,
             model=loaded,
@@ -134,8 +136,7 @@ def replay(
             batch_size=batch_size,
         )
     )
-    elapsed = time.perf_counter() - started
-    _print_summary(changes, skipped, total=total, elapsed=elapsed, dry_run=dry_run)
+    _print_summary(changes, skipped, total=total, pace=pace, dry_run=dry_run)
     changed = [c for c in changes if c.outcome.value in {"changed", "review_updated"}]
     with report.open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=CSV_FIELDS)
@@ -151,6 +152,7 @@ def replay(
 async def _run(
     replay_id: str,
     *,
+    pace: Any,
     start: datetime,
     end: datetime | None,
     model: Any,
@@ -198,7 +200,9 @@ async def _run(
             window = rescorer.window
             with progress_bar() as progress:
                 task = progress.add_task("re-scoring", total=window.total)
-                async for batch, rescored in scored_ahead(window.batches(), rescorer.score):
+                async for batch, rescored in scored_ahead(
+                    pace.watch(window.batches()), rescorer.score
+                ):
                     skipped.update(rescored.skipped)
                     # One transaction per batch: a row lock and a commit per document
                     # would cost as much as the model on a fast backend.
@@ -225,7 +229,7 @@ async def _run(
 
 
 def _print_summary(
-    changes: list[Any], skipped: Counter[str], *, total: int, elapsed: float, dry_run: bool
+    changes: list[Any], skipped: Counter[str], *, total: int, pace: Any, dry_run: bool
 ) -> None:
     outcomes = Counter(c.outcome.value for c in changes)
     verb = "would change" if dry_run else "changed"
@@ -246,5 +250,4 @@ def _print_summary(
         for (old, new), count in sorted(moves.items()):
             diff.add_row(old, new, str(count))
         stdout.print(diff)
-    rate = len(changes) / elapsed if elapsed > 0 else 0.0
-    stdout.print(f"{len(changes)} documents in {elapsed:.1f} s ({rate:.1f} docs/s)")
+    stdout.print(pace.summary(len(changes)))

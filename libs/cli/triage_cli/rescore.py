@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from contextlib import asynccontextmanager
@@ -41,6 +42,38 @@ class Rescored:
 
     events: list[DocumentClassifiedV1] = field(default_factory=list)
     skipped: Counter[str] = field(default_factory=Counter)
+
+
+@dataclass
+class Pace:
+    """The rate of a topic read: overall, and once the first batch arrived.
+
+    Opening the topic window, starting the extraction workers and connecting take a second
+    or two before the first document; over a long window that is nothing, over a short one
+    it hides the rate the re-scoring keeps up.
+    """
+
+    started: float = field(default_factory=time.perf_counter)
+    first_batch: float | None = None
+
+    async def watch(self, batches: AsyncIterator[list[Any]]) -> AsyncIterator[list[Any]]:
+        """``batches`` unchanged, noting when the first one came."""
+        async for batch in batches:
+            if self.first_batch is None:
+                self.first_batch = time.perf_counter()
+            yield batch
+
+    def summary(self, documents: int) -> str:
+        """ "N documents in S s (R docs/s)", and the rate after start-up when there was one."""
+        now = time.perf_counter()
+        elapsed = now - self.started
+        text = f"{documents} documents in {elapsed:.1f} s ({documents / elapsed:.1f} docs/s)"
+        if self.first_batch is not None and now > self.first_batch:
+            text += (
+                f"; {self.first_batch - self.started:.1f} s to start, then "
+                f"{documents / (now - self.first_batch):.1f} docs/s"
+            )
+        return text
 
 
 @dataclass(frozen=True)
