@@ -4,8 +4,9 @@ On this machine, in one run, on the same documents (the golden set's texts, each
 so no cache helps):
 
 - the model alone, in process: torch-fp32 and the chosen backend, one document at a time
-  (the single-document latency) and in batches of 32; and in as many processes side by
-  side as the pipeline runs classifiers (the ceiling is the better of the two);
+  (the single-document latency) and in batches of 32; in as many processes side by side
+  as the pipeline runs classifiers; and in process once more, just before replay and batch
+  scoring (the ceiling is the best of the three: the shared vCPUs of a small host vary);
 - end to end: upload to ingest (several files per request), N classifier processes in one
   consumer group, router, until every document is routed or in review, with real Kafka and
   PostgreSQL; the CPU each process spent on it (the profile), the median time of each hop,
@@ -638,6 +639,11 @@ def main() -> None:
             with services(triage, naive_env, ["classifier"], processes) as urls:
                 naive = http_classify(urls["classifier"], key, unique(texts, 160), in_flight=4)
             say("naive", naive)
+            # The vCPUs of a small cloud host are shared: measure the model alone again next
+            # to (h) and (i), and take the best of every measurement as the ceiling.
+            print("the model alone, again ...", file=sys.stderr)
+            alone_again = model_alone(model, texts * 2)
+            say(f"model alone {args.backend}, again", alone_again)
             print("replay and batch scoring ...", file=sys.stderr)
             since = started_at.isoformat()
             replay = cli_rate(triage, env, ["replay", "--since", since, "--model", str(model)])
@@ -653,7 +659,7 @@ def main() -> None:
         finally:
             shutil.rmtree(work, ignore_errors=True)
 
-    ceiling = max(alone["docs_per_s"], parallel)
+    ceiling = max(alone["docs_per_s"], parallel, alone_again["docs_per_s"])
     print(
         f"{args.documents} documents end to end ({args.files_per_request} files per upload "
         f"request), the golden set's texts made unique; {os.cpu_count()} CPUs; "
@@ -685,7 +691,12 @@ def main() -> None:
     row(
         f"(b2) as (b), {args.classifiers} processes x {threads} threads at once",
         {"docs_per_s": parallel},
-        "the ceiling: best of (b), (b2)" if parallel >= alone["docs_per_s"] else "",
+        "the ceiling" if ceiling == parallel else "",
+    )
+    row(
+        "(b3) as (b), again, just before (h) and (i)",
+        {"docs_per_s": alone_again["docs_per_s"]},
+        "the ceiling" if ceiling == alone_again["docs_per_s"] else "",
     )
     row(
         f"(c) model alone, {args.backend}, one document",
