@@ -243,7 +243,10 @@ def test_bad_canary_is_detected_rolled_back_and_replay_restores_champion_routing
         )
 
     first = tmp_path / "replay1.csv"
-    out = _cli(env, "replay", "--since", since, "--model", "champion", "--report", str(first))
+    out = _cli(
+        *(env, "replay", "--since", since, "--model", "champion", "--report", str(first)),
+        *("--processes", "2"),  # scored in two processes; the same replay again in this one
+    )
     assert f"{len(events)} documents in" in out
     changed = list(csv.DictReader(first.open()))
     assert {row["document_id"] for row in changed if row["outcome"] == "changed"} >= misrouted
@@ -324,6 +327,12 @@ def test_bad_canary_is_detected_rolled_back_and_replay_restores_champion_routing
     )
     rows = {row["document_id"]: row for row in map(json.loads, scores.read_text().splitlines())}
     assert len(rows) == len(events)
+    in_processes = tmp_path / "scores-2.jsonl"
+    _cli(
+        *(env, "batch", "score", "--topic-range", f"{since}..", "--model", "champion"),
+        *("--output", str(in_processes), "--processes", "2"),
+    )
+    assert in_processes.read_text() == scores.read_text()
     for event in scored:
         assert event.prediction is not None
         row = rows[event.document_id]

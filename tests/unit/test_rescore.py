@@ -18,25 +18,32 @@ async def _batches(count: int) -> AsyncIterator[list[Any]]:
         yield [i]
 
 
-def test_batches_come_out_in_order_with_the_next_one_scored_meanwhile() -> None:
+@pytest.mark.parametrize("ahead", [1, 3])
+def test_batches_come_out_in_order_with_the_next_ones_scored_meanwhile(ahead: int) -> None:
     started: list[int] = []
+    most_in_flight = 0
 
     async def score(batch: Sequence[Any]) -> Rescored:
+        nonlocal most_in_flight
         started.append(batch[0])
+        most_in_flight = max(most_in_flight, len(started) - len(out))
         await asyncio.sleep(0.01)
         return Rescored(skipped={f"batch {batch[0]}": 1})  # type: ignore[arg-type]
 
-    async def run() -> list[tuple[int, list[str]]]:
-        out = []
-        async for batch, rescored in scored_ahead(_batches(4), score):
-            # While the caller handles batch N, batch N+1 is already being scored.
-            await asyncio.sleep(0)
-            if batch[0] < 3:
-                assert batch[0] + 1 in started
-            out.append((batch[0], list(rescored.skipped)))
-        return out
+    out: list[tuple[int, list[str]]] = []
 
-    assert asyncio.run(run()) == [(i, [f"batch {i}"]) for i in range(4)]
+    async def run() -> None:
+        async for batch, rescored in scored_ahead(_batches(6), score, ahead=ahead):
+            # While the caller handles batch N, batches N+1 .. N+ahead are being scored.
+            await asyncio.sleep(0)
+            for later in range(batch[0] + 1, min(batch[0] + ahead, 5) + 1):
+                assert later in started
+            assert batch[0] + ahead + 1 not in started
+            out.append((batch[0], list(rescored.skipped)))
+
+    asyncio.run(run())
+    assert out == [(i, [f"batch {i}"]) for i in range(6)]
+    assert most_in_flight == ahead + 1
 
 
 def test_leaving_early_cancels_the_batch_scored_ahead() -> None:

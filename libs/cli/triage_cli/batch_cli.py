@@ -13,6 +13,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from triage_cli.console import console, stdout
+from triage_cli.replay_cli import PROCESSES_HELP
 
 batch_app = typer.Typer(
     help="Offline scoring (nightly backfills, re-scoring).", no_args_is_help=True
@@ -75,7 +76,7 @@ def _rows(files: list[Path], model: Any, progress: Progress) -> list[dict[str, A
 
 
 def _topic_rows(
-    since: str, until: str | None, model: Any, batch_size: int, pace: Any
+    since: str, until: str | None, model: Any, batch_size: int, pace: Any, processes: int
 ) -> tuple[list[dict[str, Any]], dict[str, int]]:
     """Score a time window of the documents topic; return rows and skipped counts."""
     from triage_cli.replay_cli import parse_window, progress_bar
@@ -96,11 +97,12 @@ def _topic_rows(
             model=model,
             model_ref=ModelRef(version=model.version, role=ModelRole.CHAMPION),
             producer=producer_for("batch", "triage-cli"),
+            processes=processes,
         ) as rescorer:
             with progress_bar() as progress:
                 task = progress.add_task("scoring", total=rescorer.window.total)
                 async for batch, done in scored_ahead(
-                    pace.watch(rescorer.window.batches()), rescorer.score
+                    pace.watch(rescorer.window.batches()), rescorer.score, ahead=rescorer.ahead
                 ):
                     for reason, count in done.skipped.items():
                         skipped[reason] = skipped.get(reason, 0) + count
@@ -151,6 +153,9 @@ def batch_score(
     batch_size: Annotated[
         int, typer.Option(min=1, max=1000, help="Documents per batch (--topic-range).")
     ] = CHUNK,
+    processes: Annotated[
+        int, typer.Option(min=1, max=64, help=f"With --topic-range: {PROCESSES_HELP}")
+    ] = 1,
 ) -> None:
     """Score a folder, or a time range of the documents topic, with the serving code.
 
@@ -188,7 +193,7 @@ def batch_score(
         since, _, until = topic_range.partition("..")
         loaded = load_model(model)
         pace = Pace()
-        rows, skipped = _topic_rows(since, until or None, loaded, batch_size, pace)
+        rows, skipped = _topic_rows(since, until or None, loaded, batch_size, pace, processes)
     output.parent.mkdir(parents=True, exist_ok=True)
     if output.suffix.lower() == ".csv":
         with output.open("w", newline="") as handle:

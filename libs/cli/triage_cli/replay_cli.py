@@ -42,6 +42,12 @@ CSV_FIELDS = (
     "confidence",
 )
 
+PROCESSES_HELP = (
+    "Score in N processes, each with its own copy of the model and "
+    "TRIAGE_CLASSIFIER_TORCH_THREADS torch threads (default 1); on a host of its own, one per "
+    "core is fastest (docs/performance.md). 1: in this process, with torch's threads."
+)
+
 SinceOption = Annotated[
     str,
     typer.Option(
@@ -101,6 +107,7 @@ def replay(
         typer.Option(help="CSV of changed documents (default: replay-<id>.csv here)."),
     ] = None,
     batch_size: Annotated[int, typer.Option(min=1, max=1000, help="Documents per batch.")] = 64,
+    processes: Annotated[int, typer.Option(min=1, max=64, help=PROCESSES_HELP)] = 1,
 ) -> None:
     """Re-score a window of the documents topic and correct routing to match (after a rollback).
 
@@ -134,6 +141,7 @@ def replay(
             role=role,
             dry_run=dry_run,
             batch_size=batch_size,
+            processes=processes,
         )
     )
     _print_summary(changes, skipped, total=total, pace=pace, dry_run=dry_run)
@@ -159,6 +167,7 @@ async def _run(
     role: Any,
     dry_run: bool,
     batch_size: int,
+    processes: int,
 ) -> tuple[list[Any], Counter[str], int]:
     from triage_cli.rescore import scored_ahead, topic_rescorer
     from triage_contracts import Event, ModelRef, topics
@@ -196,12 +205,13 @@ async def _run(
             model=model,
             model_ref=ModelRef(version=model.version, role=role),
             producer=producer,
+            processes=processes,
         ) as rescorer:
             window = rescorer.window
             with progress_bar() as progress:
                 task = progress.add_task("re-scoring", total=window.total)
                 async for batch, rescored in scored_ahead(
-                    pace.watch(window.batches()), rescorer.score
+                    pace.watch(window.batches()), rescorer.score, ahead=rescorer.ahead
                 ):
                     skipped.update(rescored.skipped)
                     # One transaction per batch: a row lock and a commit per document

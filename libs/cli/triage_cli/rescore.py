@@ -11,8 +11,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections import Counter
-from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
+from collections import Counter, deque
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -31,6 +31,7 @@ from triage_ml.extraction_pool import ExtractionPool
 from triage_ml.features import ExtractedText
 from triage_ml.model import LoadedModel
 from triage_ml.model_thread import ModelThread
+from triage_ml.scoring_processes import ScoringProcesses
 from triage_runtime.blobstore import BlobNotFoundError, BlobStore
 from triage_runtime.kafka import UnprocessableError, decode_event
 from triage_runtime.topic_window import TopicWindow
@@ -76,12 +77,27 @@ class Pace:
         return text
 
 
+Classify = Callable[[list[domain.Extracted]], Awaitable[list[DocumentClassifiedV1]]]
+
+
 @dataclass(frozen=True)
 class TopicRescorer:
-    """A window of the documents topic and the function that re-scores its batches."""
+    """A window of the documents topic, the function that re-scores its batches, and how
+    many batches may be scored at once (one per scoring process)."""
 
     window: TopicWindow
     score: Callable[[Sequence[Any]], Coroutine[Any, Any, Rescored]]
+    ahead: int = 1
+
+
+def _classify_in_process(
+    model: LoadedModel,
+    batch: list[domain.Extracted],
+    model_ref: ModelRef,
+    producer: Producer,
+) -> list[DocumentClassifiedV1]:
+    """``domain.classify`` in a scoring process, with the model loaded there."""
+    return domain.classify(batch, model=model, model_ref=model_ref, producer=producer)
 
 
 @asynccontextmanager
@@ -94,9 +110,15 @@ async def topic_rescorer(
     model: LoadedModel,
     model_ref: ModelRef,
     producer: Producer,
+    processes: int = 1,
 ) -> AsyncIterator[TopicRescorer]:
-    """Open the documents topic between two times, an extraction pool and a model thread, all
-    configured as the classifier's (``TRIAGE_CLASSIFIER_*``); close them after."""
+    """Open the documents topic between two times, an extraction pool and the model's thread
+    (or ``processes`` scoring processes), configured as the classifier's
+    (``TRIAGE_CLASSIFIER_*``); close them all after.
+
+    With more than one process, each has ``TRIAGE_CLASSIFIER_TORCH_THREADS`` torch threads
+    (default one) and they are all loaded before the first record is read.
+    """
     from triage_classifier.settings import Settings as ClassifierSettings
     from triage_contracts import topics
     from triage_ml.extraction_pool import ExtractionLimits
@@ -115,47 +137,74 @@ async def topic_rescorer(
         memory_bytes=settings.extraction_memory_bytes,
         max_bytes=settings.max_document_bytes,
     )
-    scoring = ModelThread(torch_threads=settings.torch_threads, name="rescoring")
-    async with ExtractionPool(workers=settings.extraction_workers, limits=limits) as pool, window:
-        try:
-            yield TopicRescorer(
-                window,
-                partial(
-                    rescore,
-                    blobs=settings.open_blob_store(),
-                    pool=pool,
-                    scoring=scoring,
-                    model=model,
-                    model_ref=model_ref,
-                    producer=producer,
-                    max_bytes=settings.max_document_bytes,
-                ),
+    async with contextlib.AsyncExitStack() as stack:
+        classify: Classify
+        if processes > 1:
+            scorers = await stack.enter_async_context(
+                ScoringProcesses(
+                    model, processes=processes, torch_threads=settings.torch_threads or 1
+                )
             )
-        finally:
-            scoring.close()
+
+            async def classify(batch: list[domain.Extracted]) -> list[DocumentClassifiedV1]:
+                events: list[DocumentClassifiedV1] = await scorers.call(
+                    _classify_in_process, batch, model_ref, producer
+                )
+                return events
+
+        else:
+            thread = ModelThread(torch_threads=settings.torch_threads, name="rescoring")
+            stack.callback(thread.close)
+
+            async def classify(batch: list[domain.Extracted]) -> list[DocumentClassifiedV1]:
+                return await thread.run(
+                    partial(
+                        domain.classify, batch, model=model, model_ref=model_ref, producer=producer
+                    )
+                )
+
+        pool = await stack.enter_async_context(
+            ExtractionPool(workers=settings.extraction_workers, limits=limits)
+        )
+        await stack.enter_async_context(window)
+        yield TopicRescorer(
+            window,
+            partial(
+                rescore,
+                blobs=settings.open_blob_store(),
+                pool=pool,
+                classify=classify,
+                max_bytes=settings.max_document_bytes,
+            ),
+            ahead=processes,
+        )
 
 
 async def scored_ahead(
     batches: AsyncIterator[list[Any]],
     score: Callable[[Sequence[Any]], Coroutine[Any, Any, Rescored]],
+    *,
+    ahead: int = 1,
 ) -> AsyncIterator[tuple[list[Any], Rescored]]:
-    """Each batch with its new scores, the next batch scored while the caller handles this one.
+    """Each batch with its new scores, ``ahead`` more batches scored while the caller handles
+    this one.
 
-    The model is the slow part; with one batch scored ahead it keeps working while the
-    caller writes to PostgreSQL, publishes and commits. Batches come out in order.
+    The model is the slow part; with batches scored ahead it keeps working while the caller
+    writes to PostgreSQL, publishes and commits (and with N scoring processes, N batches are
+    in them at once). Batches come out in order.
     """
-    tasks: list[asyncio.Task[Rescored]] = []  # every task made, so none outlives this
-    ahead: tuple[list[Any], asyncio.Task[Rescored]] | None = None
+    pending: deque[tuple[list[Any], asyncio.Task[Rescored]]] = deque()
     try:
         async for batch in batches:
-            tasks.append(asyncio.create_task(score(batch)))
-            previous, ahead = ahead, (batch, tasks[-1])
-            if previous is not None:
-                yield previous[0], await previous[1]
-        if ahead is not None:
-            yield ahead[0], await ahead[1]
+            pending.append((batch, asyncio.create_task(score(batch))))
+            if len(pending) > ahead:
+                done, task = pending.popleft()
+                yield done, await task
+        while pending:
+            done, task = pending.popleft()
+            yield done, await task
     finally:
-        for task in tasks:
+        for _, task in pending:  # none outlives this
             if not task.done():
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -167,10 +216,7 @@ async def rescore(
     *,
     blobs: BlobStore,
     pool: ExtractionPool,
-    scoring: ModelThread,
-    model: LoadedModel,
-    model_ref: ModelRef,
-    producer: Producer,
+    classify: Classify,
     max_bytes: int,
 ) -> Rescored:
     """Decode, fetch, extract and score a batch of DocumentReceived records."""
@@ -204,7 +250,5 @@ async def rescore(
         )
         for event, data in received
     ]
-    out.events = await scoring.run(
-        partial(domain.classify, batch, model=model, model_ref=model_ref, producer=producer)
-    )
+    out.events = await classify(batch)
     return out

@@ -109,6 +109,18 @@ class LoadedModel:
             raise TypeError(f"a {self.kind} model has no feature vectors")
         return self._pipeline[:-1].transform(list(texts))
 
+    def prepare(self, *, where: str | None = None) -> None:
+        """Load what scoring needs (an embedder's model) now; a missing or different embedding
+        model is a ModelLoadError. ``load`` does this; a model unpickled in another process
+        (which never carries the torch weights) needs it again."""
+        step = getattr(self._pipeline, "named_steps", {}).get("features")
+        prepare = getattr(step, "prepare", None)
+        if prepare is not None:
+            try:
+                prepare()
+            except (OSError, RuntimeError) as exc:  # EmbedderMismatchError is a RuntimeError
+                raise ModelLoadError(f"{where or self.version} cannot embed: {exc}") from exc
+
     def tapped(self, tap: FeatureTap) -> LoadedModel:
         """Return this model scoring exactly as before, handing each scoring call to ``tap``.
 
@@ -531,18 +543,14 @@ def load(path: Path) -> LoadedModel:
     labels = tuple(str(x) for x in pipeline.classes_)
     if list(labels) != meta["labels"]:
         raise ModelLoadError("artifact labels disagree with the fitted model's classes")
-    # An embedder loads its model now, so that a missing or different embedding model is
-    # a load error, and the first documents do not wait for torch to start.
-    prepare = getattr(getattr(pipeline, "named_steps", {}).get("features"), "prepare", None)
-    if prepare is not None:
-        try:
-            prepare()
-        except (OSError, RuntimeError) as exc:  # EmbedderMismatchError is a RuntimeError
-            raise ModelLoadError(f"the model at {path} cannot embed: {exc}") from exc
-    return LoadedModel(
+    loaded = LoadedModel(
         version=str(meta["version"]),
         labels=labels,
         thresholds={k: float(v) for k, v in meta["thresholds"].items()},
         metadata=meta,
         _pipeline=pipeline,
     )
+    # An embedder loads its model now, so that a missing or different embedding model is
+    # a load error, and the first documents do not wait for torch to start.
+    loaded.prepare(where=f"the model at {path}")
+    return loaded
