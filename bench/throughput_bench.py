@@ -5,8 +5,8 @@ so no cache helps):
 
 - the model alone, in process: torch-fp32 and the chosen backend, one document at a time
   (the single-document latency) and in batches of 32; in as many processes side by side
-  as the pipeline runs classifiers; and in process once more, just before replay and batch
-  scoring (the ceiling is the best of the three: the shared vCPUs of a small host vary);
+  as the pipeline runs classifiers, and so once more just before replay and batch scoring
+  (the ceiling is the best of the three: the shared vCPUs of a small host vary);
 - end to end: upload to ingest (several files per request), N classifier processes in one
   consumer group, router, until every document is routed or in review, with real Kafka and
   PostgreSQL; the CPU each process spent on it (the profile), the median time of each hop,
@@ -15,7 +15,8 @@ so no cache helps):
   paced);
 - the naive design: an HTTP service that embeds one document per request, torch-fp32
   (`triage serve classifier`'s POST /v1/classify), 4 requests in flight;
-- `triage replay` and `triage batch score --topic-range` over the documents just sent.
+- `triage replay` and `triage batch score --topic-range` over the documents just sent, with
+  as many scoring processes (`--processes`) and torch threads as the classifiers.
 
 Prints one table of ratios and targets, then the profile and the memory. Linux only (it
 reads /proc for CPU and memory).
@@ -642,24 +643,31 @@ def main() -> None:
             # The vCPUs of a small cloud host are shared: measure the model alone again next
             # to (h) and (i), and take the best of every measurement as the ceiling.
             print("the model alone, again ...", file=sys.stderr)
-            alone_again = model_alone(model, texts * 2)
-            say(f"model alone {args.backend}, again", alone_again)
+            again = alone_in_parallel(model, texts * 2, args.classifiers, threads)
+            say(f"model alone, {args.classifiers} x {threads}, again", {"docs_per_s": again})
             print("replay and batch scoring ...", file=sys.stderr)
             since = started_at.isoformat()
-            replay = cli_rate(triage, env, ["replay", "--since", since, "--model", str(model)])
+            # As many scoring processes as the pipeline runs classifiers, as many threads each.
+            rescoring = env | {"TRIAGE_CLASSIFIER_TORCH_THREADS": str(threads)}
+            in_processes = ["--processes", str(args.classifiers)]
+            replay = cli_rate(
+                triage,
+                rescoring,
+                ["replay", "--since", since, "--model", str(model), *in_processes],
+            )
             batch = cli_rate(
                 triage,
-                env,
+                rescoring,
                 [
                     *("batch", "score", "--topic-range", f"{since}..", "--model", str(model)),
-                    *("--output", str(work / "scores.jsonl")),
+                    *("--output", str(work / "scores.jsonl"), *in_processes),
                 ],
             )
             scored = args.documents + 32 + count
         finally:
             shutil.rmtree(work, ignore_errors=True)
 
-    ceiling = max(alone["docs_per_s"], parallel, alone_again["docs_per_s"])
+    ceiling = max(alone["docs_per_s"], parallel, again)
     print(
         f"{args.documents} documents end to end ({args.files_per_request} files per upload "
         f"request), the golden set's texts made unique; {os.cpu_count()} CPUs; "
@@ -694,9 +702,9 @@ def main() -> None:
         "the ceiling" if ceiling == parallel else "",
     )
     row(
-        "(b3) as (b), again, just before (h) and (i)",
-        {"docs_per_s": alone_again["docs_per_s"]},
-        "the ceiling" if ceiling == alone_again["docs_per_s"] else "",
+        "(b3) as (b2), again, just before (h) and (i)",
+        {"docs_per_s": again},
+        "the ceiling" if ceiling == again else "",
     )
     row(
         f"(c) model alone, {args.backend}, one document",
