@@ -83,7 +83,7 @@ Classify = Callable[[list[domain.Extracted]], Awaitable[list[DocumentClassifiedV
 @dataclass(frozen=True)
 class TopicRescorer:
     """A window of the documents topic, the function that re-scores its batches, and how
-    many batches may be scored at once (one per scoring process)."""
+    many batches to have in hand ahead of the one being handled."""
 
     window: TopicWindow
     score: Callable[[Sequence[Any]], Coroutine[Any, Any, Rescored]]
@@ -176,7 +176,9 @@ async def topic_rescorer(
                 classify=classify,
                 max_bytes=settings.max_document_bytes,
             ),
-            ahead=processes,
+            # One batch more than there are processes, so that each process finds the next
+            # batch fetched and extracted when it finishes one.
+            ahead=processes + 1 if processes > 1 else 1,
         )
 
 
