@@ -372,6 +372,26 @@ def http_classify(url: str, key: str, docs: list[bytes], in_flight: int) -> dict
     }
 
 
+def classifier_counts(urls: list[str]) -> dict[str, float]:
+    """Micro-batches, their documents and the seconds of model calls, summed over the
+    classifiers' /metrics."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    wanted = {
+        "triage_classifier_batch_documents_count": "batches",
+        "triage_classifier_batch_documents_sum": "documents",
+        "triage_classifier_score_seconds_sum": "model_seconds",
+    }
+    counts = dict.fromkeys(wanted.values(), 0.0)
+    for url in urls:
+        page = httpx.get(f"{url}/metrics", timeout=10).text
+        for family in text_string_to_metric_families(page):
+            for sample in family.samples:
+                if sample.name in wanted:
+                    counts[wanted[sample.name]] += sample.value
+    return counts
+
+
 def cli_rate(triage: str, env: dict[str, str], args: list[str]) -> dict[str, float]:
     """Run a triage command that prints "(R docs/s); S s to start, then N docs/s"; return
     N (docs_per_s), R (with_start_up) and S (start_up_s)."""
@@ -406,9 +426,9 @@ def train(triage: str, env: dict[str, str], backend: str) -> Path:
 @contextmanager
 def services(
     triage: str, env: dict[str, str], names: list[str], processes: Processes
-) -> Iterator[dict[str, str]]:
+) -> Iterator[dict[str, list[str]]]:
     """Start ``triage serve NAME`` for each name (a name may repeat: several processes in
-    one consumer group); yield the first URL of each name; stop them all after."""
+    one consumer group); yield the URLs of each name; stop them all after."""
     ports = [free_port() for _ in names]
     running = []
     for name, port in zip(names, ports, strict=True):
@@ -423,10 +443,10 @@ def services(
     try:
         urls = [f"http://127.0.0.1:{port}" for port in ports]
         wait_ready(urls, seconds=300)
-        first: dict[str, str] = {}
+        by_name: dict[str, list[str]] = defaultdict(list)
         for name, url in zip(names, urls, strict=True):
-            first.setdefault(name, url)
-        yield first
+            by_name[name].append(url)
+        yield by_name
     finally:
         for process in running:
             process.terminate()
@@ -604,22 +624,26 @@ def main() -> None:
                 peak_memory(processes) as memory,
             ):
                 # A first small run warms every path (connections, topics, the model).
-                end_to_end(urls["ingest"], key, database_url, unique(texts, 32), 16)
+                end_to_end(urls["ingest"][0], key, database_url, unique(texts, 32), 16)
                 print("end to end ...", file=sys.stderr)
                 docs = unique(texts, args.documents)
+                counted = classifier_counts(urls["classifier"])
                 stream, cpu = measure_cpu(
                     processes,
                     lambda: end_to_end(
-                        urls["ingest"], key, database_url, docs, args.files_per_request
+                        urls["ingest"][0], key, database_url, docs, args.files_per_request
                     ),
                 )
                 say("end to end", stream)
                 say("CPU", cpu)
+                after = classifier_counts(urls["classifier"])
+                batching = {name: after[name] - counted[name] for name in after}
+                say("classifier micro-batches", batching)
                 half = stream["docs_per_s"] / 2
                 print(f"latency at {half:.0f} docs/s ...", file=sys.stderr)
                 count = max(60, min(args.documents, int(half * 20)))
                 paced_since = datetime.now(UTC)
-                at_half = paced(urls["ingest"], key, database_url, unique(texts, count), half)
+                at_half = paced(urls["ingest"][0], key, database_url, unique(texts, count), half)
                 say("at half capacity", at_half)
                 hops = stage_latencies(
                     database_url,
@@ -629,7 +653,7 @@ def main() -> None:
                 )
                 say("hops (median ms)", hops)
                 same_backend = http_classify(
-                    urls["classifier"], key, unique(texts, 160), in_flight=4
+                    urls["classifier"][0], key, unique(texts, 160), in_flight=4
                 )
                 say("POST /v1/classify", same_backend)
             print("the naive design ...", file=sys.stderr)
@@ -638,7 +662,7 @@ def main() -> None:
                 "TRIAGE_TOPIC_PREFIX": f"bench-naive-{secrets.token_hex(3)}.",
             }
             with services(triage, naive_env, ["classifier"], processes) as urls:
-                naive = http_classify(urls["classifier"], key, unique(texts, 160), in_flight=4)
+                naive = http_classify(urls["classifier"][0], key, unique(texts, 160), in_flight=4)
             say("naive", naive)
             # The vCPUs of a small cloud host are shared: measure the model alone again next
             # to (h) and (i), and take the best of every measurement as the ceiling.
@@ -758,6 +782,14 @@ def main() -> None:
         print(
             f"{name:<20} {seconds:>7.1f} {seconds / total:>6.1%} "
             f"{seconds / args.documents * 1000:>16.1f}"
+        )
+    batches, scored_docs = batching["batches"], batching["documents"]
+    if batches and scored_docs:
+        print(
+            f"the classifiers during (d): {batches:.0f} micro-batches of "
+            f"{scored_docs / batches:.1f} documents on average; model calls took "
+            f"{batching['model_seconds'] / scored_docs * 1000:.1f} ms per document of wall time "
+            f"in each process (the model alone: {args.classifiers / ceiling * 1000:.1f})"
         )
     print()
     print(f"where the latency went at half capacity ({half:.0f} docs/s), median per hop")
