@@ -9,8 +9,9 @@ so no cache helps):
   (the ceiling is the best of the three: the shared vCPUs of a small host vary);
 - end to end: upload to ingest (several files per request), N classifier processes in one
   consumer group, router, until every document is routed or in review, with real Kafka and
-  PostgreSQL; the CPU each process spent on it (the profile), the median time of each hop,
-  and each service's peak resident memory;
+  PostgreSQL; the CPU each process spent on it (the profile), the classifiers' micro-batch
+  size and model time per document (from their /metrics), the median time of each hop, and
+  each service's peak resident memory;
 - the latency from receipt to routing at half of that capacity (one file per request,
   paced);
 - the naive design: an HTTP service that embeds one document per request, torch-fp32
