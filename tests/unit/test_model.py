@@ -155,3 +155,7 @@ def test_an_embed_lr_artifact_loads_its_embedder_when_loaded(
     monkeypatch.setenv(emb.DEFAULT_MODEL_ENV, str(tmp_path / "absent"))
     with pytest.raises(model_lib.ModelLoadError, match=r"cannot embed.*does not exist"):
         model_lib.load(artifact)
+    # Loaded for scoring elsewhere: the embedder is checked where it is prepared.
+    unprepared = model_lib.load(artifact, prepare=False)
+    with pytest.raises(model_lib.ModelLoadError, match=r"cannot embed.*does not exist"):
+        unprepared.prepare()

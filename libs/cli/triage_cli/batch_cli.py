@@ -191,7 +191,7 @@ def batch_score(
     else:
         assert topic_range is not None
         since, _, until = topic_range.partition("..")
-        loaded = load_model(model)
+        loaded = load_model(model, prepare=processes == 1)
         pace = Pace()
         rows, skipped = _topic_rows(since, until or None, loaded, batch_size, pace, processes)
     output.parent.mkdir(parents=True, exist_ok=True)

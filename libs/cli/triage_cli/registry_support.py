@@ -38,13 +38,16 @@ def locate(reference: str) -> Path:
     return result
 
 
-def load_model(reference: str) -> Any:
-    """Load a model (integrity-checked) by path, version or alias, or exit with the reason."""
+def load_model(reference: str, *, prepare: bool = True) -> Any:
+    """Load a model (integrity-checked) by path, version or alias, or exit with the reason.
+
+    ``prepare=False`` leaves an embedder's model unloaded, for commands that score in other
+    processes (each loads it there)."""
     from triage_ml import model as model_lib
 
     path = locate(reference)
     try:
-        return model_lib.load(path)
+        return model_lib.load(path, prepare=prepare)
     except model_lib.ModelLoadError as exc:
         console.print(f"[red]{exc}[/red]")
         raise typer.Exit(1) from exc

@@ -118,7 +118,7 @@ def replay(
     from triage_runtime.registry import ALIASES
 
     start, end = parse_window(since, until)
-    loaded = load_model(model)
+    loaded = load_model(model, prepare=processes == 1)
     role = ModelRole(model) if model in ALIASES else ModelRole.CHAMPION
     replay_id = f"replay-{datetime.now(UTC):%Y%m%d%H%M%S}-{secrets.token_hex(2)}"
     report = report or Path(f"{replay_id}.csv")

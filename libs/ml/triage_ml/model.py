@@ -525,8 +525,12 @@ def save(
     return target
 
 
-def load(path: Path) -> LoadedModel:
-    """Load an artifact directory, refusing one whose model file does not match its hash."""
+def load(path: Path, *, prepare: bool = True) -> LoadedModel:
+    """Load an artifact directory, refusing one whose model file does not match its hash.
+
+    With ``prepare`` (the default) an embedder's model is loaded and run too; without, it is
+    left for ``LoadedModel.prepare`` (or the first scoring) in whichever process scores.
+    """
     import joblib
 
     try:
@@ -552,5 +556,6 @@ def load(path: Path) -> LoadedModel:
     )
     # An embedder loads its model now, so that a missing or different embedding model is
     # a load error, and the first documents do not wait for torch to start.
-    loaded.prepare(where=f"the model at {path}")
+    if prepare:
+        loaded.prepare(where=f"the model at {path}")
     return loaded
