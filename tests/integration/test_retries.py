@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import re
+import threading
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -123,3 +125,87 @@ def _first_retries(metrics: str) -> float:
         r'^triage_classifier_retries_total\{attempt="1"\} (\S+)$', metrics, re.MULTILINE
     )
     return float(found.group(1)) if found else 0.0
+
+
+class SlowBlobs(LocalBlobStore):
+    """A real blob store whose every read takes a while, like an object store's round trip;
+    it records the most reads that were in progress at once."""
+
+    def __init__(self, root: Path) -> None:
+        super().__init__(root)
+        self._lock = threading.Lock()
+        self._in_flight = 0
+        self.most_at_once = 0
+
+    def get(self, sha256: str) -> bytes:
+        """Read after a pause, counting the reads in progress."""
+        with self._lock:
+            self._in_flight += 1
+            self.most_at_once = max(self.most_at_once, self._in_flight)
+        try:
+            time.sleep(0.3)
+            return super().get(sha256)
+        finally:
+            with self._lock:
+                self._in_flight -= 1
+
+
+def test_a_micro_batch_fetches_its_blobs_at_once_and_each_failure_goes_its_own_way(
+    isolated: Stack, tmp_path: Path, small_model: Path
+) -> None:
+    root = tmp_path / "blobs"
+    blobs = SlowBlobs(root)
+    readable = [
+        received(blobs.put(text))
+        for text in (b"invoice refund overdue", b"server outage login error", b"contract clause")
+    ]
+    missing = received("cd" * 32)  # never stored: a dead letter, not a retry
+    in_order = [readable[0], missing, readable[1], readable[2]]
+
+    async def send_all() -> None:
+        producer = AIOKafkaProducer(bootstrap_servers=isolated.kafka_bootstrap, acks="all")
+        await producer.start()
+        try:
+            for event in in_order:  # one partition, so one micro-batch reads them all
+                await producer.send_and_wait(
+                    isolated.topic(topics.DOCUMENTS),
+                    encode_event(event),
+                    key=event.document_id.encode(),
+                    partition=0,
+                )
+        finally:
+            await producer.stop()
+
+    # Everything is on the topic before the classifier starts: its first poll gets all four.
+    asyncio.run(send_all())
+    settings = Settings.model_validate(
+        {
+            "kafka_bootstrap": isolated.kafka_bootstrap,
+            "topic_prefix": isolated.topic_prefix,
+            "blob_dir": root,
+            "model_path": small_model,
+            "group_id": "it-fetch-at-once",
+            "extraction_workers": 1,
+        }
+    )
+    wanted = {event.document_id for event in readable}
+    with TestClient(create_app(settings, blobs=blobs)):
+        out = asyncio.run(
+            collect(
+                isolated.kafka_bootstrap,
+                [isolated.topic(t) for t in (topics.CLASSIFIED, topics.DEADLETTER)],
+                until=lambda ms: (
+                    wanted <= {m["key"] for m in ms if m["topic"].endswith("classified.v1")}
+                    and any(m["topic"].endswith("deadletter.v1") for m in ms)
+                ),
+            )
+        )
+
+    classified = [m for m in out if m["topic"].endswith("classified.v1")]
+    # Published in the order read, each once, all with a prediction.
+    assert [m["key"] for m in classified] == [event.document_id for event in readable]
+    assert all(m["value"]["prediction"] is not None for m in classified)
+    [letter] = [m["value"] for m in out if m["topic"].endswith("deadletter.v1")]
+    assert (letter["document_id"], letter["error_class"]) == (missing.document_id, "blob_missing")
+    # The four reads (the missing blob's too) overlapped; one after another, one at a time.
+    assert blobs.most_at_once == len(in_order)

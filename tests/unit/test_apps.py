@@ -83,3 +83,20 @@ def test_torch_threads_left_unset_keep_torchs_default_and_zero_is_refused() -> N
         thread.close()
     with pytest.raises(ValidationError, match="torch_threads"):
         ClassifierSettings(torch_threads=0)
+
+
+@pytest.mark.parametrize(
+    ("settings", "expected_ms"),
+    [
+        ({}, 500),  # a 2 s first retry delay: poll every half second, not every 5 ms
+        ({"retry_backoff_seconds": 0.3}, 75),
+        ({"retry_backoff_seconds": 0.001}, 5),  # never below the documents topic's poll wait
+        ({"retry_backoff_seconds": 0.001, "batch_timeout_ms": 40}, 40),
+    ],
+)
+def test_the_retry_topic_is_polled_at_a_quarter_of_the_first_retry_delay(
+    settings: dict[str, float], expected_ms: int
+) -> None:
+    from triage_classifier.app import retry_poll_ms
+
+    assert retry_poll_ms(ClassifierSettings.model_validate(settings)) == expected_ms

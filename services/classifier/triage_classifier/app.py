@@ -94,6 +94,17 @@ def _gauge_value(signal: drift.Signal) -> float:
     return signal.value
 
 
+def retry_poll_ms(settings: Settings) -> int:
+    """How long a poll of the retry topic waits: a quarter of the first retry delay, between
+    the documents topic's poll wait and half a second.
+
+    A set-aside document is due no sooner than that delay, so polling the (usually empty)
+    retry topic as often as the documents topic would only cost CPU.
+    """
+    quarter = int(settings.retry_backoff_seconds * 250)
+    return max(settings.batch_timeout_ms, min(quarter, 500))
+
+
 def _drift_observer(window: drift.Window, model_ref: ModelRef) -> FeatureTap:
     """Count each scoring call into ``window``; a failure is logged and scoring goes on."""
 
@@ -246,18 +257,28 @@ def create_app(settings: Settings | None = None, *, blobs: BlobStore | None = No
 
         Returns each extracted document with the documents-topic partition it came from.
         """
+
+        async def receive(record: ConsumedRecord) -> tuple[int, DocumentReceivedV1, bytes | None]:
+            event = decode_event(record.value, DocumentReceivedV1)
+            partition = int(
+                header_dict(record.headers).get(header_names.SOURCE_PARTITION, record.partition)
+            )
+            return partition, event, await fetch(event)
+
+        # The blobs are fetched at once: from an object store each is a round trip.
+        outcomes = await asyncio.gather(
+            *(receive(record) for record in records), return_exceptions=True
+        )
         received: list[tuple[int, DocumentReceivedV1, bytes | None]] = []
-        for record in records:
-            try:
-                event = decode_event(record.value, DocumentReceivedV1)
-                partition = int(
-                    header_dict(record.headers).get(header_names.SOURCE_PARTITION, record.partition)
-                )
-                received.append((partition, event, await fetch(event)))
-            except UnprocessableError as exc:
-                await dead_letters.send(record, exc, consumed_topic=consumed)
-            except RetryableError as exc:
-                await set_aside(record, exc, consumed)
+        for record, outcome in zip(records, outcomes, strict=True):
+            if isinstance(outcome, UnprocessableError):
+                await dead_letters.send(record, outcome, consumed_topic=consumed)
+            elif isinstance(outcome, RetryableError):
+                await set_aside(record, outcome, consumed)
+            elif isinstance(outcome, BaseException):
+                raise outcome
+            else:
+                received.append(outcome)
         readable = [
             (data, ev.document.blob.media_type) for _, ev, data in received if data is not None
         ]
@@ -397,7 +418,7 @@ def create_app(settings: Settings | None = None, *, blobs: BlobStore | None = No
         group_id=f"{settings.group_id}.retry",
         batch=True,
         max_records=settings.batch_max_records,
-        batch_timeout_ms=settings.batch_timeout_ms,
+        batch_timeout_ms=retry_poll_ms(settings),
         auto_offset_reset="earliest",
         ack_policy=AckPolicy.NACK_ON_ERROR,
     )

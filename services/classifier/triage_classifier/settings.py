@@ -80,7 +80,17 @@ class Settings(CommonSettings):
     )
     group_id: str = "triage-classifier"
     batch_max_records: int = Field(default=32, gt=0, le=1000)
-    batch_timeout_ms: int = Field(default=50, ge=1, le=10_000)
+    batch_timeout_ms: int = Field(
+        default=5,
+        ge=1,
+        le=10_000,
+        description=(
+            "How long a poll of an empty documents topic waits for a record; the consumer then "
+            "pauses as long before polling again, so on a quiet topic a document can wait up "
+            "to twice this. Nothing waits for a batch to fill: a busy topic's micro-batch is "
+            "what has arrived, up to batch_max_records."
+        ),
+    )
     torch_threads: int | None = Field(
         default=None,
         gt=0,
