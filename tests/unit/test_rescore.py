@@ -4,13 +4,21 @@ the rate printed with and without start-up."""
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
-from triage_cli.rescore import Pace, Rescored, scored_ahead
+from tests.helpers import received
+from triage_cli.rescore import Pace, Rescored, rescore, scored_ahead
+from triage_contracts import ExtractionStatus
+from triage_ml.extraction_pool import ExtractionPool
+from triage_runtime.blobstore import LocalBlobStore
+from triage_runtime.kafka import encode_event
 
 
 async def _batches(count: int) -> AsyncIterator[list[Any]]:
@@ -119,3 +127,71 @@ def test_the_pace_gives_the_rate_after_start_up_from_the_first_batch_on() -> Non
         "800 documents in 10.0 s (80.0 docs/s); 2.0 s to start, then 100.0 docs/s"
     )
     assert Pace(started=now - 4).summary(100) == "100 documents in 4.0 s (25.0 docs/s)"
+
+
+class _SlowBlobs(LocalBlobStore):
+    """A real local blob store whose reads take a while, like an object store's round trip;
+    it records the most reads in progress at once."""
+
+    def __init__(self, root: Path) -> None:
+        super().__init__(root)
+        self._lock = threading.Lock()
+        self._in_flight = 0
+        self.most_at_once = 0
+
+    def get(self, sha256: str) -> bytes:
+        with self._lock:
+            self._in_flight += 1
+            self.most_at_once = max(self.most_at_once, self._in_flight)
+        try:
+            time.sleep(0.2)
+            return super().get(sha256)
+        finally:
+            with self._lock:
+                self._in_flight -= 1
+
+
+def test_a_batch_fetches_its_blobs_at_once_and_counts_what_it_cannot_rescore(
+    tmp_path: Path,
+) -> None:
+    blobs = _SlowBlobs(tmp_path)
+    readable = [received(blobs.put(text)) for text in (b"invoice refund", b"server outage")]
+    missing = received("cd" * 32)
+    stored = received(blobs.put(b"x" * 64))
+    blob = stored.document.blob.model_copy(update={"size_bytes": 64})
+    too_large = stored.model_copy(
+        update={"document": stored.document.model_copy(update={"blob": blob})}
+    )
+    records = [
+        SimpleNamespace(value=encode_event(readable[0])),
+        SimpleNamespace(value=b"{not json"),
+        SimpleNamespace(value=encode_event(missing)),
+        SimpleNamespace(value=encode_event(too_large)),
+        SimpleNamespace(value=encode_event(readable[1])),
+    ]
+    batches: list[list[Any]] = []
+
+    async def classify(batch: list[Any]) -> list[Any]:
+        batches.append(batch)
+        return []
+
+    async def run() -> Rescored:
+        async with ExtractionPool(workers=1) as pool:
+            return await rescore(records, blobs=blobs, pool=pool, classify=classify, max_bytes=32)
+
+    out = asyncio.run(run())
+
+    [batch] = batches
+    assert [item.received.document_id for item in batch] == [
+        readable[0].document_id,
+        too_large.document_id,
+        readable[1].document_id,
+    ]
+    assert [item.text.status for item in batch] == [
+        ExtractionStatus.OK,
+        ExtractionStatus.TOO_LARGE,
+        ExtractionStatus.OK,
+    ]
+    assert out.skipped == {"undecodable": 1, "blob_missing": 1}
+    # Three reads (the oversized blob is never read) overlapped: one after another, one.
+    assert blobs.most_at_once == 3

@@ -223,23 +223,29 @@ async def rescore(
 ) -> Rescored:
     """Decode, fetch, extract and score a batch of DocumentReceived records."""
     out = Rescored()
-    received: list[tuple[DocumentReceivedV1, bytes | None]] = []
+    events: list[DocumentReceivedV1] = []
     for record in records:
         try:
-            event = decode_event(record.value, DocumentReceivedV1)
+            events.append(decode_event(record.value, DocumentReceivedV1))
         except UnprocessableError as exc:
             out.skipped[exc.error_class.value] += 1  # the classifier dead-lettered it already
-            continue
+
+    async def fetch(event: DocumentReceivedV1) -> bytes | None:
         blob = event.document.blob
         if blob.size_bytes > max_bytes:
-            received.append((event, None))
-            continue
-        try:
-            data = await asyncio.to_thread(blobs.get, blob.sha256)
-        except BlobNotFoundError:
+            return None
+        return await asyncio.to_thread(blobs.get, blob.sha256)
+
+    # The blobs are fetched at once: from an object store each is a round trip.
+    fetched = await asyncio.gather(*(fetch(event) for event in events), return_exceptions=True)
+    received: list[tuple[DocumentReceivedV1, bytes | None]] = []
+    for event, data in zip(events, fetched, strict=True):
+        if isinstance(data, BlobNotFoundError):
             out.skipped["blob_missing"] += 1
-            continue
-        received.append((event, data))
+        elif isinstance(data, BaseException):
+            raise data
+        else:
+            received.append((event, data))
     texts = iter(
         await pool.extract_many(
             [(data, ev.document.blob.media_type) for ev, data in received if data is not None]
