@@ -13,7 +13,7 @@ so no cache helps):
   size and model time per document (from their /metrics), the median time of each hop, and
   each service's peak resident memory;
 - the latency from receipt to routing at half of that capacity (one file per request,
-  paced);
+  paced), and at 2 docs/s, where no queue forms (the floor);
 - the naive design: an HTTP service that embeds one document per request, torch-fp32
   (`triage serve classifier`'s POST /v1/classify), 4 requests in flight;
 - `triage replay` and `triage batch score --topic-range` over the documents just sent, with
@@ -43,6 +43,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +56,8 @@ from triage_ml.evaluation import percentile_ms
 SAMPLE = ROOT / "data" / "sample"
 MODELS = ROOT / ".stack" / "models"
 SERVICES = ("ingest", "classifier", "router")
+RUNS = 2  # runs of (d), (h) and (i) each; the table gives the faster
+TRICKLE = 2.0  # docs/s of (g0): the receipt-to-routing path with no queue
 TICKS = os.sysconf("SC_CLK_TCK")
 PAGE = os.sysconf("SC_PAGE_SIZE")
 
@@ -627,18 +630,27 @@ def main() -> None:
                 # A first small run warms every path (connections, topics, the model).
                 end_to_end(urls["ingest"][0], key, database_url, unique(texts, 32), 16)
                 print("end to end ...", file=sys.stderr)
-                docs = unique(texts, args.documents)
-                counted = classifier_counts(urls["classifier"])
-                stream, cpu = measure_cpu(
-                    processes,
-                    lambda: end_to_end(
-                        urls["ingest"][0], key, database_url, docs, args.files_per_request
-                    ),
-                )
-                say("end to end", stream)
+                # Twice, keeping the faster run (the ceiling is the best of three, too).
+                runs: list[tuple[dict[str, float], dict[str, float], dict[str, float]]] = []
+                for _ in range(RUNS):
+                    docs = unique(texts, args.documents)
+                    counted = classifier_counts(urls["classifier"])
+                    result, spent = measure_cpu(
+                        processes,
+                        partial(
+                            end_to_end,
+                            urls["ingest"][0],
+                            key,
+                            database_url,
+                            docs,
+                            args.files_per_request,
+                        ),
+                    )
+                    after = classifier_counts(urls["classifier"])
+                    say("end to end", result)
+                    runs.append((result, spent, {n: after[n] - counted[n] for n in after}))
+                stream, cpu, batching = max(runs, key=lambda run: run[0]["docs_per_s"])
                 say("CPU", cpu)
-                after = classifier_counts(urls["classifier"])
-                batching = {name: after[name] - counted[name] for name in after}
                 say("classifier micro-batches", batching)
                 half = stream["docs_per_s"] / 2
                 print(f"latency at {half:.0f} docs/s ...", file=sys.stderr)
@@ -653,6 +665,18 @@ def main() -> None:
                     paced_since,
                 )
                 say("hops (median ms)", hops)
+                # The floor: the same path nearly idle, where no queue forms.
+                print(f"latency at {TRICKLE:.0f} docs/s ...", file=sys.stderr)
+                trickle_since = datetime.now(UTC)
+                trickle = paced(urls["ingest"][0], key, database_url, unique(texts, 40), TRICKLE)
+                say("nearly idle", trickle)
+                trickle_hops = stage_latencies(
+                    database_url,
+                    stack["TRIAGE_KAFKA_BOOTSTRAP"],
+                    env["TRIAGE_TOPIC_PREFIX"],
+                    trickle_since,
+                )
+                say("hops (median ms)", trickle_hops)
                 same_backend = http_classify(
                     urls["classifier"][0], key, unique(texts, 160), in_flight=4
                 )
@@ -675,20 +699,31 @@ def main() -> None:
             # As many scoring processes as the pipeline runs classifiers, as many threads each.
             rescoring = env | {"TRIAGE_CLASSIFIER_TORCH_THREADS": str(threads)}
             in_processes = ["--processes", str(args.classifiers)]
-            replay = cli_rate(
-                triage,
-                rescoring,
-                ["replay", "--since", since, "--model", str(model), *in_processes],
-            )
-            batch = cli_rate(
-                triage,
-                rescoring,
-                [
-                    *("batch", "score", "--topic-range", f"{since}..", "--model", str(model)),
-                    *("--output", str(work / "scores.jsonl"), *in_processes),
-                ],
-            )
-            scored = args.documents + 32 + count
+            replays: list[dict[str, float]] = []
+            batches: list[dict[str, float]] = []
+            for _ in range(RUNS):  # taking turns, keeping the faster run of each
+                replays.append(
+                    cli_rate(
+                        triage,
+                        rescoring,
+                        ["replay", "--since", since, "--model", str(model), *in_processes],
+                    )
+                )
+                say("replay", replays[-1])
+                batches.append(
+                    cli_rate(
+                        triage,
+                        rescoring,
+                        [
+                            *("batch", "score", "--topic-range", f"{since}..", "--model"),
+                            *(str(model), "--output", str(work / "scores.jsonl"), *in_processes),
+                        ],
+                    )
+                )
+                say("batch score", batches[-1])
+            replay = max(replays, key=lambda run: run["docs_per_s"])
+            batch = max(batches, key=lambda run: run["docs_per_s"])
+            scored = RUNS * args.documents + 32 + count + 40
         finally:
             shutil.rmtree(work, ignore_errors=True)
 
@@ -759,6 +794,11 @@ def main() -> None:
         f"p95 {at_half['p95_ms'] / alone['p50_ms']:.1f} x (c) p50",
         verdict(at_half["p95_ms"] <= 2 * alone["p50_ms"]),
     )
+    row(
+        f"(g0) as (g), nearly idle ({TRICKLE:.0f} docs/s)",
+        trickle,
+        f"p95 {trickle['p95_ms'] / alone['p50_ms']:.1f} x (c) p50",
+    )
     for name, rescored in (
         ("(h) triage replay", replay),
         ("(i) triage batch score --topic-range", batch),
@@ -766,7 +806,8 @@ def main() -> None:
         rate = rescored["docs_per_s"]
         row(name, rescored, f"{rate / ceiling:.2f} x ceiling", verdict(rate >= 0.9 * ceiling))
     print(
-        f"(replay and batch read back all {scored} documents the runs above sent; their rates "
+        f"((d), (h) and (i) are the faster of {RUNS} runs each. Replay and batch read back all "
+        f"{scored} documents the runs above sent; their rates "
         "are from the first record on, as the commands print them; counting start-up, "
         f"replay {replay['with_start_up'] / ceiling:.2f} x ceiling after "
         f"{replay['start_up_s']:.1f} s, batch {batch['with_start_up'] / ceiling:.2f} x after "
@@ -784,18 +825,32 @@ def main() -> None:
             f"{name:<20} {seconds:>7.1f} {seconds / total:>6.1%} "
             f"{seconds / args.documents * 1000:>16.1f}"
         )
-    batches, scored_docs = batching["batches"], batching["documents"]
-    if batches and scored_docs:
+    # An upper bound for (d) here: the model needs at least its CPU per document alone (all
+    # vCPUs at the ceiling's rate), and what is not the project's code ran on the same vCPUs.
+    model_ms = cores / ceiling * 1000
+    outside = ("kafka broker", "postgresql", "benchmark client")
+    outside_ms = sum(cpu.get(name, 0.0) for name in outside) / args.documents * 1000
+    print(
+        f"so (d) cannot pass {model_ms / (model_ms + outside_ms):.2f} x ceiling on this host: "
+        f"the model needs {model_ms:.1f} ms of CPU per document ({cores} vCPUs at the "
+        f"ceiling's rate) and Kafka, PostgreSQL and the client took {outside_ms:.1f} ms of "
+        "the same vCPUs, even if ingest, the router and the classifier's own work cost nothing"
+    )
+    micro, scored_docs = batching["batches"], batching["documents"]
+    if micro and scored_docs:
         print(
-            f"the classifiers during (d): {batches:.0f} micro-batches of "
-            f"{scored_docs / batches:.1f} documents on average; model calls took "
+            f"the classifiers during (d): {micro:.0f} micro-batches of "
+            f"{scored_docs / micro:.1f} documents on average; model calls took "
             f"{batching['model_seconds'] / scored_docs * 1000:.1f} ms per document of wall time "
             f"in each process (the model alone: {args.classifiers / ceiling * 1000:.1f})"
         )
     print()
-    print(f"where the latency went at half capacity ({half:.0f} docs/s), median per hop")
+    print(
+        f"where the latency went, median per hop: at half capacity ({half:.0f} docs/s) "
+        f"and nearly idle ({TRICKLE:.0f} docs/s)"
+    )
     for name, ms in hops.items():
-        print(f"  {name:<44} {ms:>7.1f} ms")
+        print(f"  {name:<44} {ms:>7.1f} ms {trickle_hops.get(name, float('nan')):>7.1f} ms")
     print()
     print("peak resident memory while serving (each with its child processes)")
     for name in SERVICES:
