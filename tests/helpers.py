@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -21,6 +23,7 @@ from triage_contracts import (
     derive_document_id,
 )
 from triage_ml.model import Example
+from triage_runtime.blobstore import LocalBlobStore
 
 PRODUCER = Producer(service="tests", version="0")
 RECEIVED_AT = datetime(2026, 11, 26, 9, 0, tzinfo=UTC)
@@ -92,3 +95,27 @@ def classified(
 
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+class SlowBlobs(LocalBlobStore):
+    """A real local blob store whose every read takes ``pause`` seconds, like an object
+    store's round trip; it records the most reads that were in progress at once."""
+
+    def __init__(self, root: Path, *, pause: float) -> None:
+        super().__init__(root)
+        self._pause = pause
+        self._lock = threading.Lock()
+        self._in_flight = 0
+        self.most_at_once = 0
+
+    def get(self, sha256: str) -> bytes:
+        """Read after the pause, counting the reads in progress."""
+        with self._lock:
+            self._in_flight += 1
+            self.most_at_once = max(self.most_at_once, self._in_flight)
+        try:
+            time.sleep(self._pause)
+            return super().get(sha256)
+        finally:
+            with self._lock:
+                self._in_flight -= 1

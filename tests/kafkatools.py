@@ -5,10 +5,13 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from triage_contracts import DocumentClassifiedV1, DocumentReceivedV1
+from triage_runtime.kafka import encode_event
 
 
 async def produce(
@@ -42,6 +45,23 @@ async def produce_many(
     try:
         sent = [await producer.send(topic, value, key=key) for key, value in messages]
         return [(await future).partition for future in sent]
+    finally:
+        await producer.stop()
+
+
+async def produce_on_one_partition(
+    bootstrap: str, topic: str, events: Iterable[DocumentReceivedV1 | DocumentClassifiedV1]
+) -> None:
+    """Publish events in this order on partition 0, keyed by document id, each acknowledged
+    before the next: a consumer reads them in this order, in one batch if they are there
+    before it starts."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    await producer.start()
+    try:
+        for event in events:
+            await producer.send_and_wait(
+                topic, encode_event(event), key=event.document_id.encode(), partition=0
+            )
     finally:
         await producer.stop()
 

@@ -4,22 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import re
-import threading
-import time
 from collections import Counter
 from pathlib import Path
 
-from aiokafka import AIOKafkaProducer
 from fastapi.testclient import TestClient
 
-from tests.helpers import received
-from tests.kafkatools import collect
+from tests.helpers import SlowBlobs, received
+from tests.kafkatools import collect, produce_on_one_partition
 from tests.stack import Stack
 from triage_classifier.app import create_app
 from triage_classifier.settings import Settings
 from triage_contracts import topics
 from triage_runtime.blobstore import LocalBlobStore
-from triage_runtime.kafka import encode_event
 
 
 class FlakyBlobs(LocalBlobStore):
@@ -65,24 +61,16 @@ def test_transient_failures_are_retried_with_backoff_without_blocking_the_partit
         }
     )
 
-    async def send_in_order() -> None:
-        producer = AIOKafkaProducer(bootstrap_servers=isolated.kafka_bootstrap, acks="all")
-        await producer.start()
-        try:
-            for event in (flaky_doc, broken_doc, fine_doc):  # one partition, in this order
-                await producer.send_and_wait(
-                    isolated.topic(topics.DOCUMENTS),
-                    encode_event(event),
-                    key=event.document_id.encode(),
-                    partition=0,
-                )
-        finally:
-            await producer.stop()
-
     wanted = {flaky_doc.document_id, fine_doc.document_id}
     with TestClient(create_app(settings, blobs=blobs)) as client:
         before = _first_retries(client.get("/metrics").text)
-        asyncio.run(send_in_order())
+        asyncio.run(  # one partition, in this order
+            produce_on_one_partition(
+                isolated.kafka_bootstrap,
+                isolated.topic(topics.DOCUMENTS),
+                (flaky_doc, broken_doc, fine_doc),
+            )
+        )
         out = asyncio.run(
             collect(
                 isolated.kafka_bootstrap,
@@ -127,34 +115,11 @@ def _first_retries(metrics: str) -> float:
     return float(found.group(1)) if found else 0.0
 
 
-class SlowBlobs(LocalBlobStore):
-    """A real blob store whose every read takes a while, like an object store's round trip;
-    it records the most reads that were in progress at once."""
-
-    def __init__(self, root: Path) -> None:
-        super().__init__(root)
-        self._lock = threading.Lock()
-        self._in_flight = 0
-        self.most_at_once = 0
-
-    def get(self, sha256: str) -> bytes:
-        """Read after a pause, counting the reads in progress."""
-        with self._lock:
-            self._in_flight += 1
-            self.most_at_once = max(self.most_at_once, self._in_flight)
-        try:
-            time.sleep(0.3)
-            return super().get(sha256)
-        finally:
-            with self._lock:
-                self._in_flight -= 1
-
-
 def test_a_micro_batch_fetches_its_blobs_at_once_and_each_failure_goes_its_own_way(
     isolated: Stack, tmp_path: Path, small_model: Path
 ) -> None:
     root = tmp_path / "blobs"
-    blobs = SlowBlobs(root)
+    blobs = SlowBlobs(root, pause=0.3)
     readable = [
         received(blobs.put(text))
         for text in (b"invoice refund overdue", b"server outage login error", b"contract clause")
@@ -162,22 +127,13 @@ def test_a_micro_batch_fetches_its_blobs_at_once_and_each_failure_goes_its_own_w
     missing = received("cd" * 32)  # never stored: a dead letter, not a retry
     in_order = [readable[0], missing, readable[1], readable[2]]
 
-    async def send_all() -> None:
-        producer = AIOKafkaProducer(bootstrap_servers=isolated.kafka_bootstrap, acks="all")
-        await producer.start()
-        try:
-            for event in in_order:  # one partition, so one micro-batch reads them all
-                await producer.send_and_wait(
-                    isolated.topic(topics.DOCUMENTS),
-                    encode_event(event),
-                    key=event.document_id.encode(),
-                    partition=0,
-                )
-        finally:
-            await producer.stop()
-
-    # Everything is on the topic before the classifier starts: its first poll gets all four.
-    asyncio.run(send_all())
+    # Everything is on one partition before the classifier starts: its first poll gets all
+    # four, in this order.
+    asyncio.run(
+        produce_on_one_partition(
+            isolated.kafka_bootstrap, isolated.topic(topics.DOCUMENTS), in_order
+        )
+    )
     settings = Settings.model_validate(
         {
             "kafka_bootstrap": isolated.kafka_bootstrap,

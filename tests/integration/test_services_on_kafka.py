@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, text
 
 from tests.helpers import classified, received
-from tests.kafkatools import collect, produce
+from tests.kafkatools import collect, produce, produce_on_one_partition
 from tests.stack import Stack
 from triage_classifier.app import create_app as classifier_app
 from triage_classifier.settings import Settings as ClassifierSettings
@@ -195,26 +195,14 @@ def test_a_message_the_database_refuses_is_dead_lettered_and_the_partition_goes_
         group_id="it-router-refused",
     )
 
-    async def send_on_one_partition() -> None:
-        from aiokafka import AIOKafkaProducer
-
-        producer = AIOKafkaProducer(bootstrap_servers=stack.kafka_bootstrap, acks="all")
-        await producer.start()
-        try:
-            for event in (refused, after):
-                await producer.send_and_wait(
-                    stack.topic(topics.CLASSIFIED),
-                    encode_event(event),
-                    key=event.document_id.encode(),
-                    partition=0,
-                )
-        finally:
-            await producer.stop()
-
     try:
         # Both are on the topic before the router starts, so they arrive in one batch: the
         # batch's transaction fails, and the router applies its documents one at a time.
-        asyncio.run(send_on_one_partition())
+        asyncio.run(
+            produce_on_one_partition(
+                stack.kafka_bootstrap, stack.topic(topics.CLASSIFIED), (refused, after)
+            )
+        )
         with TestClient(router_app(settings)):
             out = asyncio.run(
                 collect(

@@ -4,7 +4,6 @@ the rate printed with and without start-up."""
 from __future__ import annotations
 
 import asyncio
-import threading
 import time
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
@@ -13,11 +12,10 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import received
+from tests.helpers import SlowBlobs, received
 from triage_cli.rescore import Pace, Rescored, rescore, scored_ahead
 from triage_contracts import ExtractionStatus
 from triage_ml.extraction_pool import ExtractionPool
-from triage_runtime.blobstore import LocalBlobStore
 from triage_runtime.kafka import encode_event
 
 
@@ -129,32 +127,10 @@ def test_the_pace_gives_the_rate_after_start_up_from_the_first_batch_on() -> Non
     assert Pace(started=now - 4).summary(100) == "100 documents in 4.0 s (25.0 docs/s)"
 
 
-class _SlowBlobs(LocalBlobStore):
-    """A real local blob store whose reads take a while, like an object store's round trip;
-    it records the most reads in progress at once."""
-
-    def __init__(self, root: Path) -> None:
-        super().__init__(root)
-        self._lock = threading.Lock()
-        self._in_flight = 0
-        self.most_at_once = 0
-
-    def get(self, sha256: str) -> bytes:
-        with self._lock:
-            self._in_flight += 1
-            self.most_at_once = max(self.most_at_once, self._in_flight)
-        try:
-            time.sleep(0.2)
-            return super().get(sha256)
-        finally:
-            with self._lock:
-                self._in_flight -= 1
-
-
 def test_a_batch_fetches_its_blobs_at_once_and_counts_what_it_cannot_rescore(
     tmp_path: Path,
 ) -> None:
-    blobs = _SlowBlobs(tmp_path)
+    blobs = SlowBlobs(tmp_path, pause=0.2)
     readable = [received(blobs.put(text)) for text in (b"invoice refund", b"server outage")]
     missing = received("cd" * 32)
     stored = received(blobs.put(b"x" * 64))
