@@ -158,8 +158,9 @@ def test_a_micro_batch_fetches_its_blobs_at_once_and_each_failure_goes_its_own_w
         )
 
     classified = [m for m in out if m["topic"].endswith("classified.v1")]
-    # Published in the order read, each once, all with a prediction.
-    assert [m["key"] for m in classified] == [event.document_id for event in readable]
+    # Each published once, all with a prediction. (Keyed by document id, they land on
+    # different partitions of the classified topic, so their order there says nothing.)
+    assert sorted(m["key"] for m in classified) == sorted(wanted)
     assert all(m["value"]["prediction"] is not None for m in classified)
     [letter] = [m["value"] for m in out if m["topic"].endswith("deadletter.v1")]
     assert (letter["document_id"], letter["error_class"]) == (missing.document_id, "blob_missing")
