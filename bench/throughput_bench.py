@@ -710,7 +710,10 @@ def main() -> None:
             beside = [again]
             rescored: dict[str, list[dict[str, float]]] = {"replay": [], "batch score": []}
             command = {
-                "replay": ["replay", "--since", since, "--model", str(model), *in_processes],
+                "replay": [
+                    *("replay", "--since", since, "--model", str(model)),
+                    *("--report", str(work / "replay.csv"), *in_processes),
+                ],
                 "batch score": [
                     *("batch", "score", "--topic-range", f"{since}..", "--model", str(model)),
                     *("--output", str(work / "scores.jsonl"), *in_processes),
