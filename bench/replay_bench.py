@@ -51,12 +51,12 @@ async def _fill(env: dict[str, str], docs: list[bytes], artifact: Path) -> int:
         utcnow,
     )
     from triage_ml import model as model_lib
-    from triage_ml.features import extract_text
     from triage_router import domain as router_domain
     from triage_router.store import RouterStore
     from triage_runtime.blobstore import LocalBlobStore
     from triage_runtime.db.engine import make_async_engine
     from triage_runtime.kafka import encode_event
+    from triage_text.extract import extract_text
 
     producer = Producer(service="bench", version="0")
     blobs = LocalBlobStore(Path(env["TRIAGE_BLOB_DIR"]))

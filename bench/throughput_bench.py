@@ -86,7 +86,7 @@ def unique(docs: list[bytes], count: int) -> list[bytes]:
 def model_alone(artifact: Path, docs: list[bytes]) -> dict[str, float]:
     """Score ``docs`` in this process: one at a time (latency), then in batches of 32."""
     from triage_ml import model as model_lib
-    from triage_ml.features import extract_text
+    from triage_text.extract import extract_text
 
     model = model_lib.load(artifact)
     texts = [extract_text(d, "text/plain").text for d in unique(docs, len(docs))]
@@ -112,7 +112,7 @@ def golden_f1(artifact: Path) -> float:
     """Macro-F1 of the artifact on the golden set, as `triage model eval` computes it."""
     from triage_ml import model as model_lib
     from triage_ml.evaluation import evaluate
-    from triage_ml.features import extract_text
+    from triage_text.extract import extract_text
 
     model = model_lib.load(artifact)
     rows = golden()
@@ -510,7 +510,7 @@ def alone_worker(artifact: str, source: str, threads: str, go_at: str) -> None:
     import torch
 
     from triage_ml import model as model_lib
-    from triage_ml.features import extract_text
+    from triage_text.extract import extract_text
 
     torch.set_num_threads(int(threads))
     model = model_lib.load(Path(artifact))

@@ -29,7 +29,6 @@ from triage_classifier.settings import Settings as ClassifierSettings
 from triage_cli.main import app as cli
 from triage_contracts import DocumentReceivedV1, ModelRef, ModelRole, topics, utcnow
 from triage_ml import model as model_lib
-from triage_ml.features import extract_text
 from triage_ml.model import Example
 from triage_review_ui.workflow import ReviewWorkflow
 from triage_router import domain as router_domain
@@ -39,6 +38,7 @@ from triage_runtime.blobstore import LocalBlobStore
 from triage_runtime.db.engine import make_async_engine
 from triage_runtime.kafka import encode_event
 from triage_runtime.registry import LocalArtifactStore, ModelRegistry
+from triage_text.extract import extract_text
 
 PER_LABEL = 30
 VAGUE = 12

@@ -13,7 +13,7 @@ from scripts.pdfgen import make_pdf
 from tests.helpers import small_examples
 from triage_cli.main import app
 from triage_ml import model as model_lib
-from triage_ml.features import extract_text
+from triage_text.extract import extract_text
 
 
 @pytest.fixture(scope="module")

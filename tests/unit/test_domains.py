@@ -20,8 +20,8 @@ from triage_contracts import (
 )
 from triage_ingest import domain as ingest_domain
 from triage_ml import model as model_lib
-from triage_ml.features import ExtractedText
 from triage_router import domain as router_domain
+from triage_text.extract import ExtractedText
 
 SLA = timedelta(hours=4)
 

@@ -19,8 +19,8 @@ import pytest
 
 from scripts.pdfgen import make_image_pdf, make_pdf, make_pdf_pages
 from triage_contracts import ExtractionStatus
-from triage_ml.extraction_pool import ExtractionLimits, ExtractionPool, PoolClosedError
-from triage_ml.features import ExtractedText, extract_text
+from triage_text.extract import ExtractedText, extract_text
+from triage_text.pool import ExtractionLimits, ExtractionPool, PoolClosedError
 
 PDF = "application/pdf"
 MIB = 1024**2

@@ -12,7 +12,7 @@ from scripts.pdfgen import make_pdf
 from tests.helpers import REPO_ROOT, small_examples
 from triage_ml import model as model_lib
 from triage_ml.dataset import load_example, media_type_of
-from triage_ml.extraction_pool import ExtractionLimits, ExtractionPool
+from triage_text.pool import ExtractionLimits, ExtractionPool
 
 INBOX = REPO_ROOT / "data" / "sample" / "inbox"
 

@@ -6,7 +6,8 @@ import pytest
 
 from scripts.pdfgen import make_pdf
 from triage_contracts import ExtractionStatus
-from triage_ml.features import decode_text, extract_text, html_to_text, normalise
+from triage_text.extract import decode_text, extract_text, normalise
+from triage_text.markup import html_to_text
 
 
 def test_normalise_tidies_whitespace_and_unicode() -> None:

@@ -28,8 +28,9 @@ from tests.hostile import MIB, PDF, Tally, record
 from triage_contracts import ExtractionStatus, Producer, Source, SourceKind
 from triage_ingest import domain
 from triage_ingest.email_parse import MAX_HEADER_CHARS, parse_email
-from triage_ml.extraction_pool import IN_PROCESS_MAX_BYTES, ExtractionLimits, ExtractionPool
-from triage_ml.features import extract_text, html_to_text, parser_would_crawl
+from triage_text.extract import extract_text
+from triage_text.markup import html_to_text, parser_would_crawl
+from triage_text.pool import IN_PROCESS_MAX_BYTES, ExtractionLimits, ExtractionPool
 
 # Short limits, as the test settings of a service would have them.
 LIMITS = ExtractionLimits(timeout_seconds=3.0, memory_bytes=256 * MIB)

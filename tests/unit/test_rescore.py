@@ -15,8 +15,8 @@ import pytest
 from tests.helpers import SlowBlobs, received
 from triage_cli.rescore import Pace, Rescored, rescore, scored_ahead
 from triage_contracts import ExtractionStatus
-from triage_ml.extraction_pool import ExtractionPool
 from triage_runtime.kafka import encode_event
+from triage_text.pool import ExtractionPool
 
 
 async def _batches(count: int) -> AsyncIterator[list[Any]]:

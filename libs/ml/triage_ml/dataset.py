@@ -7,8 +7,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from triage_contracts import ExtractionStatus
-from triage_ml.features import extract_text
 from triage_ml.model import Example
+from triage_text.extract import extract_text
 
 
 def media_type_of(path: Path) -> str:

@@ -31,8 +31,8 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from triage_contracts import Action, Prediction
-from triage_ml.features import FEATURE_CODE_VERSION
 from triage_ml.rules import KIND_RULES, RulesModel
+from triage_text.extract import FEATURE_CODE_VERSION
 
 FORMAT_VERSION = 1
 MODEL_FILE = "model.joblib"

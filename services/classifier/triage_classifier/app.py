@@ -57,8 +57,6 @@ from triage_contracts import (
 from triage_contracts import headers as header_names
 from triage_contracts.inference import ClassifyRequestV1, ClassifyResponseV1
 from triage_ml import drift
-from triage_ml.extraction_pool import ExtractionLimits, ExtractionPool
-from triage_ml.features import ExtractedText, extract_text
 from triage_ml.model import FeatureTap
 from triage_ml.model_thread import ModelThread
 from triage_runtime.apikeys import ApiKeys, KeyHolder
@@ -80,6 +78,8 @@ from triage_runtime.metrics import EVENTS_CONSUMED, EVENTS_PRODUCED
 from triage_runtime.ops import ops_router
 from triage_runtime.s3blobs import BlobIntegrityError
 from triage_runtime.service import producer_for
+from triage_text.extract import ExtractedText, extract_text
+from triage_text.pool import ExtractionLimits, ExtractionPool
 
 SERVICE = "classifier"
 API_KEY_HEADER = APIKeyHeader(name="X-API-Key", auto_error=False, description="An API key")

@@ -15,8 +15,8 @@ from triage_contracts import (
     Prediction,
     Producer,
 )
-from triage_ml.features import ExtractedText
 from triage_ml.model import LoadedModel
+from triage_text.extract import ExtractedText
 
 
 @dataclass(frozen=True, slots=True)

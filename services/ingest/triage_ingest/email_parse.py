@@ -46,7 +46,7 @@ from email.parser import BytesParser
 from email.policy import EmailPolicy
 from typing import Final, Literal
 
-from triage_ml.features import html_to_text, strip_markup
+from triage_text.markup import html_to_text, strip_markup
 
 __all__ = [
     "BOUNDARY_LINES_PER_PART",

@@ -435,7 +435,7 @@ def _local_path(target: str) -> bool:
 
 async def _document_text(blobs: BlobStore, item: Any) -> str | None:
     """The document's extracted text for the item page (shown escaped), or None."""
-    from triage_ml.features import extract_text
+    from triage_text.extract import extract_text
 
     # Only documents the classifier could read: re-extracting one that failed (a PDF over
     # its time or memory limit, say) would tie up this web process for nothing.

@@ -7,7 +7,7 @@ larger text and HTML) goes to a small pool of worker processes, each capped in a
 25 MB of U+FDFA (which NFKC expands eighteen-fold) took 45 s and 3.5 GB to normalise, and
 html.parser needs about 3 s per MB of ``<<<<``; in a worker that is ``too_large`` or
 ``timeout`` instead of a stalled, swollen service. Both paths call
-:func:`triage_ml.features.extract_text`, the function training uses, so training and serving
+:func:`triage_text.extract.extract_text`, the function training uses, so training and serving
 see the same text.
 
 Design: the pool owns its worker processes directly instead of using a
@@ -65,7 +65,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
 from triage_contracts import ExtractionStatus
-from triage_ml.features import (
+from triage_text.extract import (
     HTML_MEDIA_TYPES,
     SUPPORTED_MEDIA_TYPES,
     TEXT_MEDIA_TYPES,
@@ -107,7 +107,7 @@ hostile HTML); larger documents go to a worker, under its time and memory limits
 # Imported once by the fork server, so that a worker does not import them again: it then
 # starts in ~20 ms, plus whatever importing the main module costs (every forkserver child
 # imports it unless it was run with -m; pytest's costs ~0.25 s).
-_PRELOAD: Final = ["triage_ml.extraction_pool", "pdfminer.high_level"]
+_PRELOAD: Final = ["triage_text.pool", "pdfminer.high_level"]
 
 # The worker's reply: status value, text, page count, and whether it now retires (memory).
 _Reply = tuple[str, str, int | None, bool]

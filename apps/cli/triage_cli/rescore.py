@@ -27,14 +27,14 @@ from triage_contracts import (
     ModelRef,
     Producer,
 )
-from triage_ml.extraction_pool import ExtractionPool
-from triage_ml.features import ExtractedText
 from triage_ml.model import LoadedModel
 from triage_ml.model_thread import ModelThread
 from triage_ml.scoring_processes import ScoringProcesses
 from triage_runtime.blobstore import BlobNotFoundError, BlobStore
 from triage_runtime.kafka import UnprocessableError, decode_event
 from triage_runtime.topic_window import TopicWindow
+from triage_text.extract import ExtractedText
+from triage_text.pool import ExtractionPool
 
 
 @dataclass
@@ -121,7 +121,7 @@ async def topic_rescorer(
     """
     from triage_classifier.settings import Settings as ClassifierSettings
     from triage_contracts import topics
-    from triage_ml.extraction_pool import ExtractionLimits
+    from triage_text.pool import ExtractionLimits
 
     settings = ClassifierSettings()
     window = TopicWindow(

@@ -12,8 +12,8 @@ from triage_ml.dataset import (
     load_example,
     text_example,
 )
-from triage_ml.features import extract_text
 from triage_ml.model import Example
+from triage_text.extract import extract_text
 
 
 def count_items(path: Path) -> int:

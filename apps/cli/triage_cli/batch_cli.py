@@ -36,7 +36,7 @@ CHUNK = 64
 def _rows(files: list[Path], model: Any, progress: Progress) -> list[dict[str, Any]]:
     from triage_contracts import ExtractionStatus
     from triage_ml.dataset import media_type_of
-    from triage_ml.extraction_pool import ExtractionPool
+    from triage_text.pool import ExtractionPool
 
     task = progress.add_task("scoring", total=len(files))
     rows: list[dict[str, Any]] = []
