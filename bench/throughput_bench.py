@@ -15,7 +15,7 @@ so no cache helps):
 - the latency from receipt to routing at half of that capacity (one file per request,
   paced), and at 2 docs/s, where no queue forms (the floor);
 - the naive design: an HTTP service that embeds one document per request, torch-fp32
-  (`triage serve classifier`'s POST /v1/classify), 4 requests in flight;
+  (`triage-classifier`'s POST /v1/classify), 4 requests in flight;
 - `triage replay` and `triage batch score --topic-range` over the documents just sent, with
   as many scoring processes (`--processes`) and torch threads as the classifiers, twice
   each, taking turns; each run between two measurements of the model alone as the
@@ -434,13 +434,13 @@ def train(triage: str, env: dict[str, str], backend: str) -> Path:
 def services(
     triage: str, env: dict[str, str], names: list[str], processes: Processes
 ) -> Iterator[dict[str, list[str]]]:
-    """Start ``triage serve NAME`` for each name (a name may repeat: several processes in
+    """Start ``triage-NAME`` for each name (a name may repeat: several processes in
     one consumer group); yield the URLs of each name; stop them all after."""
     ports = [free_port() for _ in names]
     running = []
     for name, port in zip(names, ports, strict=True):
         process = subprocess.Popen(
-            [triage, "serve", name],
+            [f"{triage}-{name}"],
             env=env | {f"TRIAGE_{name.upper()}_PORT": str(port)},
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

@@ -1,7 +1,7 @@
 """Upload benchmark: small-file throughput, and ingest's memory while a file at the limit streams.
 
 Starts the local stack (or uses TRIAGE_KAFKA_BOOTSTRAP / TRIAGE_DATABASE_URL), runs
-`triage serve ingest` as a separate process on a free port, and prints one table.
+`triage-ingest` as a separate process on a free port, and prints one table.
 
     uv run python -m bench.upload_bench [--requests 400] [--concurrency 8]
 """
@@ -95,7 +95,7 @@ def main() -> None:
             capture_output=True,
             text=True,
         ).stdout.strip()
-        server = subprocess.Popen([triage, "serve", "ingest"], env=env, stderr=subprocess.DEVNULL)
+        server = subprocess.Popen([f"{triage}-ingest"], env=env, stderr=subprocess.DEVNULL)
         url = f"http://127.0.0.1:{port}"
         try:
             wait_ready([url])

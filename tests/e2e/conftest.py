@@ -72,7 +72,7 @@ def sample_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def pipeline(
     stack: Stack, sample_model: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Pipeline]:
-    """All four services running as `triage serve` processes against the real stack."""
+    """All four services running as `triage-<service>` processes against the real stack."""
     work = tmp_path_factory.mktemp("pipeline")
     triage = shutil.which("triage", path=str(Path(sys.executable).parent))
     assert triage, "the triage console script is not installed in this environment"
@@ -120,7 +120,7 @@ def pipeline(
     for name in SERVICES:
         with running.logs[name].open("wb") as log:
             running.processes[name] = subprocess.Popen(
-                [triage, "serve", name], env=env, stdout=log, stderr=subprocess.STDOUT
+                [f"{triage}-{name}"], env=env, stdout=log, stderr=subprocess.STDOUT
             )
     try:
         deadline = time.monotonic() + 90

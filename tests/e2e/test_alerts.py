@@ -59,7 +59,7 @@ def classifier(stack: Stack, sample_model: Path, tmp_path: Path) -> Iterator[dic
     }
     log = (tmp_path / "classifier.log").open("wb")
     process = subprocess.Popen(
-        [triage, "serve", "classifier"], env=env, stdout=log, stderr=subprocess.STDOUT
+        [f"{triage}-classifier"], env=env, stdout=log, stderr=subprocess.STDOUT
     )
     try:
         _wait(

@@ -102,7 +102,7 @@ def review_ui(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     }
     triage = shutil.which("triage", path=str(Path(sys.executable).parent)) or "triage"
     with (work / "review-ui.log").open("wb") as log:
-        process = subprocess.Popen([triage, "serve", "review-ui"], env=env, stdout=log, stderr=log)
+        process = subprocess.Popen([f"{triage}-review-ui"], env=env, stdout=log, stderr=log)
     url = f"http://127.0.0.1:{port}"
     try:
         for _ in range(120):

@@ -1,6 +1,6 @@
 """Fault-test harness: service processes, a stream of documents, faults, and the audit.
 
-A fault test starts the services it needs as ``triage serve`` processes on the real stack,
+A fault test starts the services it needs as ``triage-<service>`` processes on the real stack,
 streams a few thousand documents into the pipeline, injects one kind of fault at seeded
 random moments, repairs it, waits until the pipeline has drained, and then audits what
 PostgreSQL and the Kafka topics say happened to every accepted document.
@@ -161,7 +161,7 @@ WORK_LOGGED = {
 
 @dataclass
 class Service:
-    """One ``triage serve`` process: which service, its port, log file and process."""
+    """One service process (``triage-KIND``): which service, its port, log file and process."""
 
     name: str
     kind: str
@@ -195,7 +195,7 @@ class Services:
         self.running: dict[str, Service] = {}
 
     def start(self, kind: str, *, name: str | None = None) -> Service:
-        """Start ``triage serve KIND`` (as ``name``) in its own process group."""
+        """Start ``triage-KIND`` (as ``name``) in its own process group."""
         name = name or kind
         service = self.running.get(name)
         if service is None:
@@ -209,7 +209,7 @@ class Services:
             out.flush()
             service.log_offset = out.tell()
             service.process = subprocess.Popen(
-                [self._triage, "serve", kind],
+                [f"{self._triage}-{kind}"],
                 env=env,
                 stdout=out,
                 stderr=subprocess.STDOUT,

@@ -1,4 +1,8 @@
-"""The ``triage`` command: run services, manage the database and models, send documents."""
+"""The ``triage`` command: manage the database, models and users, send documents.
+
+The services are not run from here: each has a command of its own (``triage-ingest``,
+``triage-classifier``, ``triage-router``, ``triage-review-ui``).
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,6 @@ import asyncio
 import mimetypes
 import sys
 import time
-from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -46,44 +49,6 @@ app.add_typer(canary_app, name="canary")
 app.add_typer(drift_app, name="drift")
 app.add_typer(retention_app, name="retention")
 app.command("replay")(replay)
-
-
-class ServiceName(StrEnum):
-    """The services ``triage serve`` can run."""
-
-    INGEST = "ingest"
-    CLASSIFIER = "classifier"
-    ROUTER = "router"
-    REVIEW_UI = "review-ui"
-
-
-@app.command()
-def serve(
-    service: Annotated[ServiceName, typer.Argument(help="Which service to run.")],
-    host: Annotated[
-        str | None, typer.Option(help="Listen address (default from settings).")
-    ] = None,
-    port: Annotated[int | None, typer.Option(help="Listen port (default from settings).")] = None,
-) -> None:
-    """Run one service in the foreground until SIGTERM or Ctrl-C (settings from TRIAGE_* env)."""
-    from importlib import import_module
-
-    import uvicorn
-
-    from triage_runtime.logs import configure_logging
-
-    package = "triage_" + service.value.replace("-", "_")
-    settings = import_module(f"{package}.settings").Settings()
-    application = import_module(f"{package}.app").create_app(settings)
-    configure_logging(service=service.value, level=settings.log_level, json_lines=settings.log_json)
-    uvicorn.run(
-        application,
-        host=host or settings.host,
-        port=port or settings.port,
-        log_config=None,
-        access_log=False,
-        timeout_graceful_shutdown=20,
-    )
 
 
 @db_app.command("upgrade")

@@ -1,0 +1,60 @@
+"""The one way a service process starts: settings from the environment, JSON logs, uvicorn."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol, TypeVar
+
+
+class ServiceSettings(Protocol):
+    """What serving needs of a service's settings."""
+
+    host: str
+    port: int
+    log_level: str
+    log_json: bool
+
+
+S = TypeVar("S", bound=ServiceSettings)
+
+
+def serve(
+    *,
+    service: str,
+    settings_class: Callable[[], S],
+    create_app: Callable[[S], Any],
+    argv: Sequence[str] | None = None,
+) -> None:
+    """Parse ``--host``/``--port``, build the app and run it until SIGTERM or Ctrl-C."""
+    args = arguments(service).parse_args(argv)
+
+    import uvicorn
+
+    from triage_runtime.logs import configure_logging
+
+    settings = settings_class()
+    application = create_app(settings)
+    configure_logging(service=service, level=settings.log_level, json_lines=settings.log_json)
+    uvicorn.run(
+        application,
+        host=args.host or settings.host,
+        port=args.port or settings.port,
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=20,
+    )
+
+
+def arguments(service: str) -> argparse.ArgumentParser:
+    """The command line of ``triage-<service>``."""
+    parser = argparse.ArgumentParser(
+        prog=f"triage-{service}",
+        description=(
+            f"Run the Triage {service} service in the foreground until SIGTERM or Ctrl-C. "
+            "Settings come from TRIAGE_* environment variables (see README.md, Configuration)."
+        ),
+    )
+    parser.add_argument("--host", help="listen address (default: the service's settings)")
+    parser.add_argument("--port", type=int, help="listen port (default: the service's settings)")
+    return parser
