@@ -35,7 +35,6 @@ async def _fill(env: dict[str, str], docs: list[bytes], artifact: Path) -> int:
     """Publish the documents and seed the router's tables; return how many were misrouted."""
     from aiokafka import AIOKafkaProducer
 
-    from triage_classifier import domain as classifier_domain
     from triage_contracts import (
         BlobRef,
         DecidedBy,
@@ -51,8 +50,9 @@ async def _fill(env: dict[str, str], docs: list[bytes], artifact: Path) -> int:
         utcnow,
     )
     from triage_ml import model as model_lib
-    from triage_router import domain as router_domain
-    from triage_router.store import RouterStore
+    from triage_ml import scoring
+    from triage_runtime import routing as router_domain
+    from triage_runtime.outcomes.store import OutcomeStore
     from triage_runtime.blobstore import LocalBlobStore
     from triage_runtime.db.engine import make_async_engine
     from triage_runtime.kafka import encode_event
@@ -89,21 +89,22 @@ async def _fill(env: dict[str, str], docs: list[bytes], artifact: Path) -> int:
 
     model = model_lib.load(artifact)
     ref = ModelRef(version="bad-model-1", role=ModelRole.CANARY)
-    scored = classifier_domain.classify(
+    scored = scoring.classify(
         [
-            classifier_domain.Extracted(e, extract_text(d, "text/plain"))
+            scoring.Extracted(e, extract_text(d, "text/plain"))
             for e, d in zip(events, docs, strict=True)
         ],
         model=model,
         model_ref=ref,
         producer=producer,
+        policy=router_domain.DEFAULT_POLICY,
     )
     engine = make_async_engine(env["TRIAGE_DATABASE_URL"])
-    store = RouterStore(engine)
+    store = OutcomeStore(engine)
     labels = sorted(model.labels)
     misrouted = 0
     for i, event in enumerate(scored):
-        decision = router_domain.decide(event, review_sla=timedelta(hours=4))
+        decision = router_domain.decide(event, router_domain.DEFAULT_POLICY)
         if isinstance(decision, router_domain.RouteTo):
             queue = decision.queue
             if i % 10 == 0:  # what the bad model did

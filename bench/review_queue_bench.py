@@ -21,8 +21,8 @@ from sqlalchemy import create_engine, text
 
 from bench._common import scratch_database, stack_env
 from triage_review_ui.app import create_app
-from triage_review_ui.auth_store import AuthStore
 from triage_review_ui.settings import Settings
+from triage_runtime.accounts.store import AuthStore
 from triage_runtime.db.engine import make_async_engine, upgrade
 
 PASSWORD = "benchmark password"  # noqa: S105 - a throwaway user in a throwaway database

@@ -23,11 +23,11 @@ from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from tests.helpers import RECEIVED_AT, REPO_ROOT, classified
 from tests.stack import Stack
-from triage_review_ui.auth_store import AuthStore
-from triage_router.domain import ReviewReason, SendToReview
-from triage_router.store import RouterStore
+from triage_runtime.accounts.store import AuthStore
 from triage_runtime.blobstore import LocalBlobStore
 from triage_runtime.db.engine import make_async_engine
+from triage_runtime.outcomes.store import OutcomeStore
+from triage_runtime.routing import ReviewReason, SendToReview
 
 PASSWORD = "browser test password"
 ARTIFACTS = REPO_ROOT / "test-artifacts"
@@ -55,7 +55,7 @@ def _seed(database_url: str, blob_dir: Path) -> None:
         auth = AuthStore(engine)
         for name, role in (("alice", "reviewer"), ("bob", "reviewer"), ("root", "admin")):
             await auth.create_user(name, PASSWORD, role)
-        store = RouterStore(engine)
+        store = OutcomeStore(engine)
         blobs = LocalBlobStore(blob_dir)
         for n in range(6):
             text = f"Hello, question {n} about our invoice and the login page. Regards"

@@ -23,27 +23,29 @@ from typer.testing import CliRunner
 from tests.helpers import PRODUCER, TOPIC_WORDS, received, small_examples
 from tests.kafkatools import collect, produce_many
 from tests.stack import Stack
-from triage_classifier import domain as classifier_domain
 from triage_classifier.app import create_app as classifier_app
 from triage_classifier.settings import Settings as ClassifierSettings
 from triage_cli.main import app as cli
 from triage_contracts import DocumentReceivedV1, ModelRef, ModelRole, topics, utcnow
 from triage_ml import model as model_lib
+from triage_ml import scoring
 from triage_ml.model import Example
 from triage_review_ui.workflow import ReviewWorkflow
-from triage_router import domain as router_domain
 from triage_router.app import create_app as router_app
 from triage_router.settings import Settings as RouterSettings
+from triage_runtime import routing as router_domain
 from triage_runtime.blobstore import LocalBlobStore
 from triage_runtime.db.engine import make_async_engine
 from triage_runtime.kafka import encode_event
 from triage_runtime.registry import LocalArtifactStore, ModelRegistry
+from triage_runtime.routing import RoutingPolicy
 from triage_text.extract import extract_text
 
 PER_LABEL = 30
 VAGUE = 12
 # The toy models are too small for their own thresholds to route anything (they stay at 1.0):
-# the router's configured thresholds decide, in the service and in the replay alike.
+# the routing policy's thresholds decide, in the classifier, the router, the canary report and
+# the replay alike.
 THRESHOLDS = {"billing": 0.8, "legal": 0.8, "technical": 0.8}
 
 
@@ -112,6 +114,30 @@ def test_bad_canary_is_detected_rolled_back_and_replay_restores_champion_routing
 
     asyncio.run(registry_setup())
     blob_dir = tmp_path / "blobs"
+    env = {
+        "TRIAGE_KAFKA_BOOTSTRAP": isolated.kafka_bootstrap,
+        "TRIAGE_DATABASE_URL": clean_db,
+        "TRIAGE_TOPIC_PREFIX": isolated.topic_prefix,
+        "TRIAGE_BLOB_DIR": str(blob_dir),
+        "TRIAGE_MODEL_STORE_URL": str(store),
+        "TRIAGE_MODEL_CACHE_DIR": str(tmp_path / "cli-cache"),
+    }
+    thresholds = [
+        f"{model.name}:{label}={value}"
+        for model in (small_model, bad_model)
+        for label, value in THRESHOLDS.items()
+    ]
+    _cli(
+        env,
+        *("policy", "set", "--canary-partitions", "0", "--reason", "toy models, canary on 0"),
+        *(arg for threshold in thresholds for arg in ("--threshold", threshold)),
+    )
+    [(policy_version, audited)] = _rows(
+        clean_db,
+        "SELECT max(version), (SELECT count(*) FROM audit_log WHERE action = 'routing_policy')"
+        " FROM routing_policy",
+    )
+    assert (policy_version, audited) == (1, 1)
     common: dict[str, Any] = {
         "kafka_bootstrap": isolated.kafka_bootstrap,
         "database_url": clean_db,
@@ -124,15 +150,12 @@ def test_bad_canary_is_detected_rolled_back_and_replay_restores_champion_routing
             "model_alias": "champion",
             "model_store_url": str(store),
             "model_cache_dir": tmp_path / "cache",
-            "canary_partitions": "0",
             "model_refresh_seconds": 0.5,
             "group_id": "it-canary-classifier",
             "extraction_workers": 1,
         }
     )
-    router = RouterSettings.model_validate(
-        common | {"group_id": "it-canary-router", "thresholds": THRESHOLDS}
-    )
+    router = RouterSettings.model_validate(common | {"group_id": "it-canary-router"})
     blobs = LocalBlobStore(blob_dir)
     docs = _texts()
     events = [_now(received(blobs.put(body.encode()))) for body, _ in docs]
@@ -186,15 +209,6 @@ def test_bad_canary_is_detected_rolled_back_and_replay_restores_champion_routing
     asyncio.run(decide())
     human = {doc_id for _, doc_id in pending}
 
-    env = {
-        "TRIAGE_KAFKA_BOOTSTRAP": isolated.kafka_bootstrap,
-        "TRIAGE_DATABASE_URL": clean_db,
-        "TRIAGE_TOPIC_PREFIX": isolated.topic_prefix,
-        "TRIAGE_BLOB_DIR": str(blob_dir),
-        "TRIAGE_MODEL_STORE_URL": str(store),
-        "TRIAGE_MODEL_CACHE_DIR": str(tmp_path / "cli-cache"),
-        "TRIAGE_ROUTER_THRESHOLDS": json.dumps(THRESHOLDS),
-    }
     since = started.isoformat()
     report = _cli(
         env,
@@ -226,18 +240,20 @@ def test_bad_canary_is_detected_rolled_back_and_replay_restores_champion_routing
     # What the champion decides for each document, computed here from the artifact.
     champion = model_lib.load(small_model)
     ref = ModelRef(version=champion.version, role=ModelRole.CHAMPION)
-    scored = classifier_domain.classify(
+    policy = RoutingPolicy(version=1, thresholds={champion.version: THRESHOLDS})
+    scored = scoring.classify(
         [
-            classifier_domain.Extracted(e, extract_text(body.encode(), "text/plain"))
+            scoring.Extracted(e, extract_text(body.encode(), "text/plain"))
             for e, (body, _) in zip(events, docs, strict=True)
         ],
         model=champion,
         model_ref=ref,
         producer=PRODUCER,
+        policy=policy,
     )
     expected: dict[str, str] = {}
     for event in scored:
-        decision = router_domain.decide(event, review_sla=timedelta(hours=4), thresholds=THRESHOLDS)
+        decision = router_domain.decide(event, policy)
         expected[event.document_id] = (
             decision.queue if isinstance(decision, router_domain.RouteTo) else "review"
         )

@@ -1,4 +1,5 @@
-"""Canary by partition and shadow scoring in a running classifier, on the real broker."""
+"""Canary by partition and shadow scoring in a running classifier, on the real broker, as the
+routing policy in the registry says (and changes, without a restart)."""
 
 from __future__ import annotations
 
@@ -9,23 +10,27 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
+from typer.testing import CliRunner
 
-from tests.helpers import received, small_examples
+from tests.helpers import REPO_ROOT, received, small_examples
 from tests.kafkatools import collect, produce_many
 from tests.stack import Stack
 from triage_classifier.app import create_app
-from triage_classifier.domain import in_shadow_sample
 from triage_classifier.settings import Settings
+from triage_cli.main import app as cli
 from triage_contracts import topics
 from triage_ml import model as model_lib
 from triage_runtime.blobstore import LocalBlobStore
 from triage_runtime.db.engine import make_async_engine
 from triage_runtime.kafka import encode_event
+from triage_runtime.policy_store import PolicyChange
 from triage_runtime.registry import LocalArtifactStore, ModelRegistry
+from triage_runtime.routing import RoutingPolicy
 
 DOCUMENTS = 150
 CANARY_PARTITIONS = frozenset({1})
 SHADOW_SHARE = 0.5
+GOLDEN = REPO_ROOT / "data" / "sample" / "golden"
 
 
 def _model(tmp_path_factory: pytest.TempPathFactory, seed: int, per_label: int) -> Path:
@@ -41,6 +46,12 @@ def three_models(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, 
         _model(tmp_path_factory, 5, 24),
         _model(tmp_path_factory, 7, 18),
     )
+
+
+def _cli(env: dict[str, str], *args: str) -> str:
+    result = CliRunner().invoke(cli, list(args), env=env)
+    assert result.exit_code == 0, result.output
+    return result.output
 
 
 def _wait_for(client: TestClient, needle: str) -> None:
@@ -60,9 +71,16 @@ def test_canary_scores_exactly_its_partitions_and_shadow_its_sample(
         engine = make_async_engine(clean_db)
         registry = ModelRegistry(engine, LocalArtifactStore(store))
         try:
+            traffic = {
+                "champion": None,
+                "canary": PolicyChange(canary_partitions=CANARY_PARTITIONS),
+                "shadow": PolicyChange(shadow_sample=SHADOW_SHARE),
+            }
             for alias, artifact in (("champion", champion), ("canary", canary), ("shadow", shadow)):
                 await registry.register(artifact, actor="test")
-                await registry.move_alias(alias, artifact.name, actor="test", action="promote")
+                await registry.move_alias(
+                    alias, artifact.name, actor="test", action="promote", policy=traffic[alias]
+                )
         finally:
             await engine.dispose()
 
@@ -76,8 +94,6 @@ def test_canary_scores_exactly_its_partitions_and_shadow_its_sample(
             "model_alias": "champion",
             "model_store_url": str(store),
             "model_cache_dir": tmp_path / "cache",
-            "canary_partitions": "1",
-            "shadow_sample": SHADOW_SHARE,
             "group_id": "it-canary",
             "extraction_workers": 1,
         }
@@ -98,9 +114,8 @@ def test_canary_scores_exactly_its_partitions_and_shadow_its_sample(
                 [(e.document_id.encode(), encode_event(e)) for e in events],
             )
         )
-        expected_shadow = {
-            e.document_id for e in events if in_shadow_sample(e.document_id, SHADOW_SHARE)
-        }
+        sample = RoutingPolicy(shadow_sample=SHADOW_SHARE)
+        expected_shadow = {e.document_id for e in events if sample.in_shadow_sample(e.document_id)}
         out = asyncio.run(
             collect(
                 isolated.kafka_bootstrap,
@@ -133,3 +148,94 @@ def test_canary_scores_exactly_its_partitions_and_shadow_its_sample(
     assert all(m["headers"]["triage-model-role"] == "shadow" for m in shadowed)
     # The sample is chosen by id: about the configured share, never all or none.
     assert 0.3 < len(expected_shadow) / DOCUMENTS < 0.7
+    # Every event names the policy it was scored under: the second change (the shadow's).
+    assert {v["policy_version"] for v in scored.values()} == {2}
+
+
+def test_one_promote_command_puts_a_canary_on_a_partition_of_running_classifiers(
+    isolated: Stack, clean_db: str, tmp_path: Path, three_models: tuple[Path, Path, Path]
+) -> None:
+    """``triage model promote --to canary --partitions 1``, and the running classifier (no
+    restart) scores partition 1 with the canary: shown in /readyz, the metrics and the events."""
+    champion, canary, _ = three_models
+    store = tmp_path / "store"
+    env = {
+        "TRIAGE_DATABASE_URL": clean_db,
+        "TRIAGE_MODEL_STORE_URL": str(store),
+        "TRIAGE_MODEL_CACHE_DIR": str(tmp_path / "cli-cache"),
+    }
+    for artifact in (champion, canary):
+        _cli(env, "model", "register", str(artifact))
+    _cli(env, "model", "set-alias", "champion", champion.name, "--reason", "start")
+    settings = Settings.model_validate(
+        {
+            "kafka_bootstrap": isolated.kafka_bootstrap,
+            "database_url": clean_db,
+            "topic_prefix": isolated.topic_prefix,
+            "blob_dir": tmp_path / "blobs",
+            "model_alias": "champion",
+            "model_store_url": str(store),
+            "model_cache_dir": tmp_path / "cache",
+            "model_refresh_seconds": 0.5,
+            "group_id": "it-canary-live",
+            "extraction_workers": 1,
+        }
+    )
+    blobs = LocalBlobStore(settings.blob_dir)
+
+    def send(count: int, start: int) -> list[tuple[str, int]]:
+        events = [
+            received(blobs.put(f"dear team, invoice refund number {start + i}".encode()))
+            for i in range(count)
+        ]
+        partitions = asyncio.run(
+            produce_many(
+                isolated.kafka_bootstrap,
+                isolated.topic(topics.DOCUMENTS),
+                [(e.document_id.encode(), encode_event(e)) for e in events],
+            )
+        )
+        return [(e.document_id, p) for e, p in zip(events, partitions, strict=True)]
+
+    with TestClient(create_app(settings)) as client:
+        assert client.get("/readyz").json()["serving"]["canary_partitions"] == []
+        before = send(30, 0)
+        output = _cli(
+            env,
+            "model",
+            "promote",
+            canary.name,
+            "--to",
+            "canary",
+            "--partitions",
+            "1",
+            "--golden",
+            str(GOLDEN),
+            "--force",
+            "--reason",
+            "try the canary on partition 1",
+        )
+        assert "the canary scores partitions 1" in output
+        deadline = time.monotonic() + 20
+        while client.get("/readyz").json()["serving"]["canary_partitions"] != [1]:
+            assert time.monotonic() < deadline, client.get("/readyz").json()
+            time.sleep(0.2)
+        serving = client.get("/readyz").json()["serving"]
+        assert serving["models"] == {"champion": champion.name, "canary": canary.name}
+        _wait_for(client, 'triage_classifier_canary_partition{partition="1"} 1.0')
+        after = send(60, 100)
+        out = asyncio.run(
+            collect(
+                isolated.kafka_bootstrap,
+                [isolated.topic(topics.CLASSIFIED)],
+                until=lambda ms: len(ms) >= len(before) + len(after),
+            )
+        )
+    scored = {m["key"]: m["value"] for m in out}
+    assert all(scored[doc]["model"]["role"] == "champion" for doc, _ in before)
+    for doc, partition in after:
+        assert scored[doc]["model"]["role"] == ("canary" if partition == 1 else "champion")
+        assert scored[doc]["policy_version"] == 1
+    assert any(partition == 1 for _, partition in after)
+    history = _cli(env, "policy", "history")
+    assert "try the canary on partition 1" in history

@@ -238,15 +238,15 @@ def test_a_promotion_and_a_rollback_reach_the_running_classifier(
 def test_classify_wants_a_live_api_key(
     isolated: Stack, clean_db: str, tmp_path: Path, small_model: Path
 ) -> None:
-    from triage_ingest.store import IngestStore
+    from triage_runtime.apikeys import ApiKeys
     from triage_runtime.db.engine import make_async_engine
 
     async def keys() -> tuple[str, str]:
         engine = make_async_engine(clean_db)
-        store = IngestStore(engine)
-        live = str(await store.create_api_key("caller"))
-        revoked = str(await store.create_api_key("gone"))
-        await store.revoke_api_key("gone")
+        store = ApiKeys(engine)
+        live = str(await store.create("caller"))
+        revoked = str(await store.create("gone"))
+        await store.revoke("gone")
         await engine.dispose()
         return live, revoked
 

@@ -11,12 +11,13 @@ from sqlalchemy import create_engine, text
 from tests.helpers import PRODUCER, classified
 from triage_contracts import DecidedBy, Event
 from triage_review_ui.workflow import ReviewWorkflow
-from triage_router.corrections import CorrectionStore, Outcome
-from triage_router.domain import ReviewReason, RouteTo, SendToReview, decide
-from triage_router.store import RouterStore
 from triage_runtime.db.engine import make_async_engine
+from triage_runtime.outcomes.corrections import CorrectionStore, Outcome
+from triage_runtime.outcomes.store import OutcomeStore
+from triage_runtime.routing import ReviewReason, RouteTo, RoutingPolicy, SendToReview, decide
 
 SLA = timedelta(hours=4)
+POLICY = RoutingPolicy(review_sla_hours=4)
 
 
 def _one(url: str, sql: str) -> Any:
@@ -32,7 +33,7 @@ def test_a_document_moves_queue_to_review_to_queue_and_each_move_is_announced(
 ) -> None:
     async def scenario() -> list[tuple[str, Event]]:
         engine = make_async_engine(clean_db)
-        router = RouterStore(engine)
+        router = OutcomeStore(engine)
         store = CorrectionStore(engine, producer=PRODUCER, review_sla=SLA)
         sent: list[tuple[str, Event]] = []
 
@@ -47,7 +48,7 @@ def test_a_document_moves_queue_to_review_to_queue_and_each_move_is_announced(
 
         # Re-scored as legal: withdrawn from billing, routed to legal.
         legal = classified(label="legal", confidence=0.95, sha256="b1" * 32, model_version="v2")
-        change = await store.apply(legal, decide(legal, review_sla=SLA), replay_id="r1")
+        change = await store.apply(legal, decide(legal, POLICY), replay_id="r1")
         assert (change.outcome, change.old, change.new) == (Outcome.CHANGED, "billing", "legal")
         assert await store.publish_pending(publish, topic_for=lambda q: f"routed.{q}") == 1
         (t1, withdrawn), (t2, routed) = sent
@@ -56,18 +57,16 @@ def test_a_document_moves_queue_to_review_to_queue_and_each_move_is_announced(
         assert routed.supersedes_event_id == stored.event_id  # type: ignore[attr-defined]
 
         # The same score again: nothing changes, nothing is sent.
-        again = await store.apply(legal, decide(legal, review_sla=SLA), replay_id="r2")
+        again = await store.apply(legal, decide(legal, POLICY), replay_id="r2")
         assert again.outcome is Outcome.UNCHANGED
         assert await store.publish_pending(publish, topic_for=lambda q: f"routed.{q}") == 0
 
         # Re-scored unsure: withdrawn from legal, a review item opened.
         unsure = classified(label="legal", confidence=0.5, sha256="b1" * 32, model_version="v3")
-        dry = await store.apply(
-            unsure, decide(unsure, review_sla=SLA), replay_id="r3", dry_run=True
-        )
+        dry = await store.apply(unsure, decide(unsure, POLICY), replay_id="r3", dry_run=True)
         assert dry.outcome is Outcome.CHANGED
         assert _one(clean_db, "SELECT count(*) FROM review_item")[0] == 0, "a dry run changed data"
-        change = await store.apply(unsure, decide(unsure, review_sla=SLA), replay_id="r3")
+        change = await store.apply(unsure, decide(unsure, POLICY), replay_id="r3")
         assert (change.old, change.new) == ("legal", "review")
         await store.publish_pending(publish, topic_for=lambda q: f"routed.{q}")
         topic, withdrawn_legal = sent[-1]
@@ -82,7 +81,7 @@ def test_a_document_moves_queue_to_review_to_queue_and_each_move_is_announced(
 
         # Confident again: the review item is closed and the document routed.
         sure = classified(label="legal", confidence=0.99, sha256="b1" * 32, model_version="v4")
-        change = await store.apply(sure, decide(sure, review_sla=SLA), replay_id="r4")
+        change = await store.apply(sure, decide(sure, POLICY), replay_id="r4")
         assert (change.old, change.new) == ("review", "legal")
         await engine.dispose()
         return sent
@@ -99,31 +98,31 @@ def test_review_items_are_updated_in_place_and_human_decisions_are_never_touched
 ) -> None:
     async def scenario() -> None:
         engine = make_async_engine(clean_db)
-        router = RouterStore(engine)
+        router = OutcomeStore(engine)
         store = CorrectionStore(engine, producer=PRODUCER, review_sla=SLA)
         first = classified(label="billing", confidence=0.5, sha256="c1" * 32)
         second = classified(label="legal", confidence=0.6, sha256="c2" * 32)
         for event in (first, second):
-            decision = decide(event, review_sla=SLA)
+            decision = decide(event, POLICY)
             assert isinstance(decision, SendToReview)
             assert await router.open_review(event, decision)
 
         rescored = classified(
             label="technical", confidence=0.55, sha256="c1" * 32, model_version="v2"
         )
-        change = await store.apply(rescored, decide(rescored, review_sla=SLA), replay_id="r1")
+        change = await store.apply(rescored, decide(rescored, POLICY), replay_id="r1")
         assert change.outcome is Outcome.REVIEW_UPDATED
-        again = await store.apply(rescored, decide(rescored, review_sla=SLA), replay_id="r2")
+        again = await store.apply(rescored, decide(rescored, POLICY), replay_id="r2")
         assert again.outcome is Outcome.UNCHANGED
         # bfloat16 scores move in the last digits with the batch: not a change ...
         jitter = classified(
             label="technical", confidence=0.553, sha256="c1" * 32, model_version="v2"
         )
-        same = await store.apply(jitter, decide(jitter, review_sla=SLA), replay_id="r2b")
+        same = await store.apply(jitter, decide(jitter, POLICY), replay_id="r2b")
         assert same.outcome is Outcome.UNCHANGED
         # ... but a score that moved is.
         moved = classified(label="technical", confidence=0.57, sha256="c1" * 32, model_version="v2")
-        updated = await store.apply(moved, decide(moved, review_sla=SLA), replay_id="r2c")
+        updated = await store.apply(moved, decide(moved, POLICY), replay_id="r2c")
         assert updated.outcome is Outcome.REVIEW_UPDATED
 
         flow = ReviewWorkflow(
@@ -135,7 +134,7 @@ def test_review_items_are_updated_in_place_and_human_decisions_are_never_touched
         confident = classified(
             label="billing", confidence=0.99, sha256="c2" * 32, model_version="v2"
         )
-        kept = await store.apply(confident, decide(confident, review_sla=SLA), replay_id="r3")
+        kept = await store.apply(confident, decide(confident, POLICY), replay_id="r3")
         assert kept.outcome is Outcome.KEPT_HUMAN and kept.old == kept.new == "legal"
         await engine.dispose()
 
@@ -163,7 +162,7 @@ def test_a_batch_applies_as_one_document_at_a_time_would_even_with_a_document_tw
 
     async def scenario(prefix: str, batched: bool) -> list[tuple[Outcome, str, str]]:
         engine = make_async_engine(clean_db)
-        router = RouterStore(engine)
+        router = OutcomeStore(engine)
         store = CorrectionStore(engine, producer=PRODUCER, review_sla=SLA)
         sha = [f"{prefix}{n}" * 32 for n in "1234"]
         for queue, digest in (("billing", sha[0]), ("legal", sha[1])):
@@ -173,7 +172,7 @@ def test_a_batch_applies_as_one_document_at_a_time_would_even_with_a_document_tw
             )
             await router.mark_published(seeded.document_id)
         unsure = classified(label="legal", confidence=0.5, sha256=sha[2])
-        decision = decide(unsure, review_sla=SLA)
+        decision = decide(unsure, POLICY)
         assert isinstance(decision, SendToReview)
         await router.open_review(unsure, decision)
 
@@ -181,7 +180,7 @@ def test_a_batch_applies_as_one_document_at_a_time_would_even_with_a_document_tw
             event = classified(
                 label=label, confidence=confidence, sha256=sha[n], model_version="v2"
             )
-            return event, decide(event, review_sla=SLA)
+            return event, decide(event, POLICY)
 
         distinct = [
             rescored(0, "legal", 0.95),  # billing -> legal

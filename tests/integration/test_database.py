@@ -11,9 +11,9 @@ from sqlalchemy import create_engine, inspect, text
 from tests.helpers import classified
 from tests.stack import Stack
 from triage_contracts import DecidedBy, DocumentClassifiedV1
-from triage_router.domain import ReviewReason, RouteTo, SendToReview
-from triage_router.store import RouterStore
 from triage_runtime.db.engine import make_async_engine, upgrade
+from triage_runtime.outcomes.store import OutcomeStore
+from triage_runtime.routing import ReviewReason, RouteTo, SendToReview
 
 
 def test_migrations_create_the_review_queue_and_repeat_safely(stack: Stack) -> None:
@@ -36,7 +36,7 @@ def test_migrations_create_the_review_queue_and_repeat_safely(stack: Stack) -> N
 def test_route_is_recorded_once_whatever_is_redelivered(clean_db: str) -> None:
     async def scenario() -> None:
         engine = make_async_engine(clean_db)
-        store = RouterStore(engine)
+        store = OutcomeStore(engine)
         event = classified()
         decision = RouteTo("billing", DecidedBy.MODEL, 0.97)
         first_id, second_id = uuid.uuid4(), uuid.uuid4()
@@ -54,7 +54,7 @@ def test_route_is_recorded_once_whatever_is_redelivered(clean_db: str) -> None:
 def test_review_item_is_opened_once(clean_db: str) -> None:
     async def scenario() -> list[tuple[str, str]]:
         engine = make_async_engine(clean_db)
-        store = RouterStore(engine)
+        store = OutcomeStore(engine)
         event = classified(confidence=0.55, threshold=0.9)
         decision = SendToReview(ReviewReason.LOW_CONFIDENCE, 2, event.document.received_at)
         assert await store.open_review(event, decision) is True
@@ -89,7 +89,7 @@ def test_a_batch_of_distinct_documents_ends_as_if_applied_one_by_one(clean_db: s
 
     async def scenario(tag: str, *, batched: bool) -> tuple[list[Any], list[Any]]:
         engine = make_async_engine(clean_db)
-        store = RouterStore(engine)
+        store = OutcomeStore(engine)
         events = [classified(sha256=sha(tag, n)) for n in range(7)]
         await IngestStore(engine).record_documents(
             [
@@ -192,7 +192,7 @@ def test_a_document_twice_in_one_batch_keeps_its_first_outcome(clean_db: str) ->
         engine = make_async_engine(clean_db)
         event = classified(sha256="e7" * 32)
         review = SendToReview(ReviewReason.LOW_CONFIDENCE, 50, utcnow())
-        results = await RouterStore(engine).apply_batch(
+        results = await OutcomeStore(engine).apply_batch(
             [
                 (event, RouteTo("billing", DecidedBy.MODEL, 0.97), uuid.uuid4()),
                 (event, review, uuid.uuid4()),  # a redelivery, scored differently

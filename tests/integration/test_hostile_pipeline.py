@@ -43,12 +43,12 @@ from triage_classifier.settings import Settings as ClassifierSettings
 from triage_contracts import topics
 from triage_ingest.app import create_app as ingest_app
 from triage_ingest.settings import Settings as IngestSettings
-from triage_ingest.store import IngestStore
 from triage_review_ui.app import create_app as review_app
-from triage_review_ui.auth_store import AuthStore
 from triage_review_ui.settings import Settings as ReviewSettings
 from triage_router.app import create_app as router_app
 from triage_router.settings import Settings as RouterSettings
+from triage_runtime.accounts.store import AuthStore
+from triage_runtime.apikeys import ApiKeys
 from triage_runtime.db.engine import make_async_engine
 
 PASSWORD = "correct horse battery"
@@ -78,7 +78,7 @@ def _setup_db(database_url: str) -> str:
         engine = make_async_engine(database_url)
         try:
             await AuthStore(engine).create_user("rita", PASSWORD, "reviewer")
-            return await IngestStore(engine).create_api_key("portal")
+            return await ApiKeys(engine).create("portal")
         finally:
             await engine.dispose()
 

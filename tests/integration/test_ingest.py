@@ -24,6 +24,7 @@ from triage_contracts import topics
 from triage_ingest.app import create_app
 from triage_ingest.settings import Settings
 from triage_ingest.store import IngestStore
+from triage_runtime.apikeys import ApiKeys
 from triage_runtime.blobstore import LocalBlobStore
 from triage_runtime.db.engine import make_async_engine
 
@@ -38,7 +39,7 @@ def _new_key(database_url: str, name: str) -> str:
     async def run() -> str:
         engine = make_async_engine(database_url)
         try:
-            return await IngestStore(engine).create_api_key(name)
+            return await ApiKeys(engine).create(name)
         finally:
             await engine.dispose()
 
@@ -90,7 +91,7 @@ def test_uploads_need_a_live_api_key(client: TestClient, settings: Settings) -> 
 
     async def revoke() -> None:
         engine = make_async_engine(settings.database_url)
-        assert await IngestStore(engine).revoke_api_key("portal")
+        assert await ApiKeys(engine).revoke("portal")
         await engine.dispose()
 
     asyncio.run(revoke())
@@ -375,9 +376,9 @@ def test_a_key_can_be_rotated_under_the_same_name(client: TestClient, settings: 
 
     async def rotate() -> str:
         engine = make_async_engine(settings.database_url)
-        store = IngestStore(engine)
-        assert await store.revoke_api_key("portal")
-        new = await store.create_api_key("portal")
+        store = ApiKeys(engine)
+        assert await store.revoke("portal")
+        new = await store.create("portal")
         await engine.dispose()
         return new
 

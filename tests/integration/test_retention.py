@@ -14,10 +14,10 @@ from typer.testing import CliRunner
 
 from tests.helpers import classified
 from triage_cli.main import app as cli
-from triage_router.domain import ReviewReason, SendToReview
-from triage_router.store import RouterStore
 from triage_runtime.blobstore import LocalBlobStore
 from triage_runtime.db.engine import make_async_engine
+from triage_runtime.outcomes.store import OutcomeStore
+from triage_runtime.routing import ReviewReason, SendToReview
 
 NOW = datetime.now(UTC)
 
@@ -60,7 +60,7 @@ def test_retention_removes_what_is_past_its_period_and_nothing_else(
 
     async def reviews() -> None:
         engine = make_async_engine(clean_db)
-        store = RouterStore(engine)
+        store = OutcomeStore(engine)
         for n in range(4):
             event = classified(sha256=f"{n + 1:064x}", confidence=0.5)
             await store.open_review(

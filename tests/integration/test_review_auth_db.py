@@ -18,9 +18,9 @@ from typer.testing import CliRunner
 
 from tests.stack import Stack
 from triage_cli.user_cli import user_app
-from triage_review_ui import auth
-from triage_review_ui.auth import PasswordPolicyError, Role, token_sha256
-from triage_review_ui.auth_store import (
+from triage_runtime.accounts import credentials as auth
+from triage_runtime.accounts.credentials import PasswordPolicyError, Role, token_sha256
+from triage_runtime.accounts.store import (
     AuthStore,
     RateLimitedError,
     UnknownUserError,

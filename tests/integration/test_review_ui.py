@@ -15,12 +15,12 @@ from tests.helpers import RECEIVED_AT, classified
 from tests.stack import Stack
 from triage_contracts import EmailInfo, ExtractionStatus, utcnow
 from triage_review_ui.app import create_app
-from triage_review_ui.auth_store import AuthStore
 from triage_review_ui.settings import Settings
-from triage_router.domain import ReviewReason, SendToReview
-from triage_router.store import RouterStore
+from triage_runtime.accounts.store import AuthStore
 from triage_runtime.blobstore import LocalBlobStore
 from triage_runtime.db.engine import make_async_engine
+from triage_runtime.outcomes.store import OutcomeStore
+from triage_runtime.routing import ReviewReason, SendToReview
 
 PASSWORD = "correct horse battery"
 
@@ -32,7 +32,7 @@ def _setup(database_url: str, blob_dir: Path) -> None:
         await auth.create_user("alice", PASSWORD, "reviewer")
         await auth.create_user("bob", PASSWORD, "reviewer")
         await auth.create_user("root", PASSWORD, "admin")
-        store = RouterStore(engine)
+        store = OutcomeStore(engine)
         blobs = LocalBlobStore(blob_dir)
         hostile = "<script>alert('x')</script> Please check invoice 77, is this billing?"
         late = classified(sha256=blobs.put(hostile.encode()), confidence=0.6, threshold=0.9)

@@ -14,17 +14,17 @@ from tests.kafkatools import collect
 from tests.stack import Stack
 from triage_contracts import DecidedBy, topics
 from triage_review_ui.workflow import ClaimConflictError, ReviewWorkflow, WorkflowError
-from triage_router.domain import ReviewReason, RouteTo, SendToReview
-from triage_router.store import RouterStore
 from triage_runtime.db.engine import make_async_engine
 from triage_runtime.kafka import make_broker, publish_event
+from triage_runtime.outcomes.store import OutcomeStore
+from triage_runtime.routing import ReviewReason, RouteTo, SendToReview
 
 LABELS = ("billing", "legal", "other", "technical")
 
 
 async def _open_items(database_url: str, count: int) -> list[int]:
     engine = make_async_engine(database_url)
-    store = RouterStore(engine)
+    store = OutcomeStore(engine)
     for n in range(count):
         event = classified(sha256=f"{n:064x}", confidence=0.55, threshold=0.9)
         await store.open_review(
@@ -129,7 +129,7 @@ def test_a_decision_is_published_once_and_never_overwritten(isolated: Stack, cle
             routed_topic=lambda q: isolated.topic(topics.routed_topic(q)),
         )
         # A later confident score for the same document (a replay, say) changes nothing.
-        router = RouterStore(engine)  # type: ignore[arg-type]
+        router = OutcomeStore(engine)  # type: ignore[arg-type]
         rescored = event.model_copy(update={"document_id": document_id})
         stored = await router.record_route(
             rescored, RouteTo("billing", DecidedBy.MODEL, 0.99), event_id=event.event_id
@@ -182,7 +182,7 @@ def test_decisions_become_training_examples(clean_db: str, tmp_path: Path) -> No
     async def scenario() -> None:
         engine = make_async_engine(clean_db)
         event = classified(sha256=blobs.put(text_of.encode()), confidence=0.5, threshold=0.9)
-        await RouterStore(engine).open_review(
+        await OutcomeStore(engine).open_review(
             event, SendToReview(ReviewReason.LOW_CONFIDENCE, 2, RECEIVED_AT)
         )
         flow = ReviewWorkflow(engine, labels=LABELS, lease=timedelta(minutes=5), producer=PRODUCER)

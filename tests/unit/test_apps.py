@@ -97,6 +97,13 @@ def test_torch_threads_left_unset_keep_torchs_default_and_zero_is_refused() -> N
 def test_the_retry_topic_is_polled_at_a_quarter_of_the_first_retry_delay(
     settings: dict[str, float], expected_ms: int
 ) -> None:
-    from triage_classifier.app import retry_poll_ms
+    from triage_classifier.domain import retry_poll_ms
 
-    assert retry_poll_ms(ClassifierSettings.model_validate(settings)) == expected_ms
+    chosen = ClassifierSettings.model_validate(settings)
+    assert (
+        retry_poll_ms(
+            backoff_seconds=chosen.retry_backoff_seconds,
+            documents_poll_ms=chosen.batch_timeout_ms,
+        )
+        == expected_ms
+    )

@@ -1,4 +1,4 @@
-"""The services' pure decisions."""
+"""The pure decisions: ingest's, the routing policy's, the scoring pipeline's, the classifier's."""
 
 from __future__ import annotations
 
@@ -20,10 +20,13 @@ from triage_contracts import (
 )
 from triage_ingest import domain as ingest_domain
 from triage_ml import model as model_lib
-from triage_router import domain as router_domain
+from triage_ml import scoring
+from triage_runtime import routing as router_domain
+from triage_runtime.routing import RoutingPolicy
 from triage_text.extract import ExtractedText
 
 SLA = timedelta(hours=4)
+POLICY = RoutingPolicy(version=3, review_sla_hours=4)
 
 
 @pytest.mark.parametrize(
@@ -117,12 +120,12 @@ def test_bad_upload_metadata_is_refused(raw: str) -> None:
 
 
 def test_router_routes_confident_scores_to_their_queue() -> None:
-    decision = router_domain.decide(classified(confidence=0.97, threshold=0.9), review_sla=SLA)
+    decision = router_domain.decide(classified(confidence=0.97, threshold=0.9), POLICY)
     assert decision == router_domain.RouteTo("billing", DecidedBy.MODEL, 0.97)
 
 
 def test_router_sends_low_confidence_to_review_with_a_due_time() -> None:
-    decision = router_domain.decide(classified(confidence=0.6, threshold=0.9), review_sla=SLA)
+    decision = router_domain.decide(classified(confidence=0.6, threshold=0.9), POLICY)
     assert isinstance(decision, router_domain.SendToReview)
     assert decision.reason is router_domain.ReviewReason.LOW_CONFIDENCE
     assert decision.due_at == RECEIVED_AT + SLA
@@ -139,71 +142,129 @@ def test_router_sends_low_confidence_to_review_with_a_due_time() -> None:
 def test_router_sends_unreadable_documents_to_review_first(
     status: ExtractionStatus, reason: router_domain.ReviewReason
 ) -> None:
-    decision = router_domain.decide(classified(status=status), review_sla=SLA)
+    decision = router_domain.decide(classified(status=status), POLICY)
     assert isinstance(decision, router_domain.SendToReview)
     assert decision.reason is reason
     assert decision.priority == router_domain.PRIORITY_HIGH
 
 
-def test_classifier_scores_only_documents_with_text() -> None:
+def _small_model() -> model_lib.LoadedModel:
     pipeline, metadata, *_ = model_lib.train(small_examples(), seed=0)
-    model = model_lib.LoadedModel(
+    return model_lib.LoadedModel(
         version=metadata["version"],
         labels=tuple(metadata["labels"]),
         thresholds=metadata["thresholds"],
         metadata=metadata,
         _pipeline=pipeline,
     )
+
+
+def test_the_scoring_pipeline_scores_only_documents_with_text_and_names_the_policy() -> None:
+    model = _small_model()
     ref = ModelRef(version=model.version, role=ModelRole.CHAMPION)
     batch = [
-        classifier_domain.Extracted(
+        scoring.Extracted(
             received("01" * 32), ExtractedText(ExtractionStatus.OK, "invoice payment overdue")
         ),
-        classifier_domain.Extracted(received("02" * 32), ExtractedText(ExtractionStatus.ENCRYPTED)),
+        scoring.Extracted(received("02" * 32), ExtractedText(ExtractionStatus.ENCRYPTED)),
     ]
-    scored, unreadable = classifier_domain.classify(
-        batch, model=model, model_ref=ref, producer=PRODUCER
+    scored, unreadable = scoring.classify(
+        batch, model=model, model_ref=ref, producer=PRODUCER, policy=POLICY
     )
     assert scored.prediction is not None and scored.prediction.label == "billing"
     assert scored.model == ref and scored.trace_id == batch[0].received.trace_id
+    assert scored.policy_version == 3 and unreadable.policy_version == 3
     assert unreadable.prediction is None
     assert unreadable.extraction.status is ExtractionStatus.ENCRYPTED
     assert unreadable.model == ref
 
 
-def test_router_thresholds_in_config_override_the_model() -> None:
+def test_a_policy_threshold_overrides_the_model_for_that_model_version_only() -> None:
+    model = _small_model()
+    ref = ModelRef(version=model.version, role=ModelRole.CHAMPION)
+    batch = [
+        scoring.Extracted(
+            received("01" * 32), ExtractedText(ExtractionStatus.OK, "invoice payment overdue")
+        )
+    ]
+
+    def score(policy: RoutingPolicy) -> tuple[float, str]:
+        [event] = scoring.classify(
+            batch, model=model, model_ref=ref, producer=PRODUCER, policy=policy
+        )
+        assert event.prediction is not None
+        return event.prediction.threshold, event.prediction.action.value
+
+    own_threshold, _ = score(RoutingPolicy())
+    assert score(RoutingPolicy(version=4, thresholds={model.version: {"billing": 1.0}})) == (
+        1.0,
+        "review",
+    )
+    assert score(RoutingPolicy(version=5, thresholds={model.version: {"billing": 0.0}})) == (
+        0.0,
+        "route",
+    )
+    # A threshold set for another model version leaves this one's own.
+    other = RoutingPolicy(version=6, thresholds={"tfidf-lr-other": {"billing": 1.0}})
+    assert score(other)[0] == own_threshold
+
+
+def test_the_router_decides_by_the_action_the_event_carries_and_dates_by_the_policy() -> None:
     event = classified(confidence=0.93, threshold=0.9)
-    assert isinstance(router_domain.decide(event, review_sla=SLA), router_domain.RouteTo)
-    stricter = router_domain.decide(event, review_sla=SLA, thresholds={"billing": 0.97})
-    assert isinstance(stricter, router_domain.SendToReview)
-    assert stricter.reason is router_domain.ReviewReason.LOW_CONFIDENCE
+    assert isinstance(router_domain.decide(event, POLICY), router_domain.RouteTo)
+    stricter = RoutingPolicy(version=2, thresholds={"tfidf-lr-test": {"billing": 0.97}})
+    assert event.prediction is not None
+    reviewed = event.model_copy(
+        update={"prediction": stricter.apply("tfidf-lr-test", event.prediction)}
+    )
+    decision = router_domain.decide(reviewed, RoutingPolicy(review_sla_hours=1))
+    assert isinstance(decision, router_domain.SendToReview)
+    assert decision.reason is router_domain.ReviewReason.LOW_CONFIDENCE
+    assert decision.due_at == RECEIVED_AT + timedelta(hours=1)
 
 
 def test_rules_scores_route_only_when_sure_and_otherwise_say_model_unavailable() -> None:
     sure = classified(confidence=0.95, threshold=0.9)
     unsure = classified(confidence=0.6, threshold=0.9)
     rules = ModelRef(version="rules-default-1", role=ModelRole.RULES)
-    routed = router_domain.decide(sure.model_copy(update={"model": rules}), review_sla=SLA)
+    routed = router_domain.decide(sure.model_copy(update={"model": rules}), POLICY)
     assert routed == router_domain.RouteTo("billing", DecidedBy.RULES, 0.95)
-    review = router_domain.decide(unsure.model_copy(update={"model": rules}), review_sla=SLA)
+    review = router_domain.decide(unsure.model_copy(update={"model": rules}), POLICY)
     assert isinstance(review, router_domain.SendToReview)
     assert review.reason is router_domain.ReviewReason.MODEL_UNAVAILABLE
 
 
 def test_canary_scores_only_its_partitions_and_only_when_it_serves() -> None:
+    policy = RoutingPolicy(canary_partitions=frozenset({1, 3}))
     partitions = [0, 1, 2, 1, 3]
-    roles = classifier_domain.by_role(partitions, frozenset({1, 3}), has_canary=True)
+    roles = [policy.role_for(p, has_canary=True) for p in partitions]
     assert [r.value for r in roles] == ["champion", "canary", "champion", "canary", "canary"]
-    without = classifier_domain.by_role(partitions, frozenset({1, 3}), has_canary=False)
+    without = {policy.role_for(p, has_canary=False) for p in partitions}
     assert {r.value for r in without} == {"champion"}
 
 
 def test_shadow_sample_is_a_stable_share_chosen_by_document_id() -> None:
+    def sampled(share: float) -> list[str]:
+        policy = RoutingPolicy(shadow_sample=share)
+        return [i for i in ids if policy.in_shadow_sample(i)]
+
     ids = [derive_document_id("upload", "t", str(i)) for i in range(4000)]
-    half = [i for i in ids if classifier_domain.in_shadow_sample(i, 0.5)]
+    half = sampled(0.5)
     assert 0.46 < len(half) / len(ids) < 0.54
-    assert half == [i for i in ids if classifier_domain.in_shadow_sample(i, 0.5)]
-    tenth = {i for i in ids if classifier_domain.in_shadow_sample(i, 0.1)}
-    assert tenth <= set(half)  # a smaller share is a subset: raising it only adds documents
-    assert all(classifier_domain.in_shadow_sample(i, 1.0) for i in ids[:50])
-    assert not any(classifier_domain.in_shadow_sample(i, 0.0) for i in ids[:50])
+    assert half == sampled(0.5)
+    assert set(sampled(0.1)) <= set(half)  # a smaller share is a subset: raising it only adds
+    assert sampled(1.0) == ids
+    assert sampled(0.0) == []
+
+
+@pytest.mark.parametrize(
+    ("attempts", "expected"),
+    [(0, (1, 2.0)), (1, (2, 4.0)), (3, (4, 10.0)), (4, (5, 10.0)), (5, None)],
+)
+def test_a_retry_waits_twice_as_long_each_time_up_to_its_limit_then_gives_up(
+    attempts: int, expected: tuple[int, float] | None
+) -> None:
+    plan = classifier_domain.next_retry(
+        attempts, max_attempts=5, backoff_seconds=2.0, backoff_max_seconds=10.0
+    )
+    assert (None if plan is None else (plan.attempt, plan.delay_seconds)) == expected

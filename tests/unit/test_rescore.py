@@ -15,6 +15,7 @@ import pytest
 from tests.helpers import SlowBlobs, received
 from triage_cli.rescore import Pace, Rescored, rescore, scored_ahead
 from triage_contracts import ExtractionStatus
+from triage_ml.scoring import DocumentReader
 from triage_runtime.kafka import encode_event
 from triage_text.pool import ExtractionPool
 
@@ -139,11 +140,11 @@ def test_a_batch_fetches_its_blobs_at_once_and_counts_what_it_cannot_rescore(
         update={"document": stored.document.model_copy(update={"blob": blob})}
     )
     records = [
-        SimpleNamespace(value=encode_event(readable[0])),
-        SimpleNamespace(value=b"{not json"),
-        SimpleNamespace(value=encode_event(missing)),
-        SimpleNamespace(value=encode_event(too_large)),
-        SimpleNamespace(value=encode_event(readable[1])),
+        SimpleNamespace(value=encode_event(readable[0]), headers=[], partition=0),
+        SimpleNamespace(value=b"{not json", headers=[], partition=0),
+        SimpleNamespace(value=encode_event(missing), headers=[], partition=0),
+        SimpleNamespace(value=encode_event(too_large), headers=[], partition=0),
+        SimpleNamespace(value=encode_event(readable[1]), headers=[], partition=0),
     ]
     batches: list[list[Any]] = []
 
@@ -153,7 +154,8 @@ def test_a_batch_fetches_its_blobs_at_once_and_counts_what_it_cannot_rescore(
 
     async def run() -> Rescored:
         async with ExtractionPool(workers=1) as pool:
-            return await rescore(records, blobs=blobs, pool=pool, classify=classify, max_bytes=32)
+            reader = DocumentReader(blobs=blobs, pool=pool, max_bytes=32)
+            return await rescore(records, reader=reader, classify=classify)
 
     out = asyncio.run(run())
 

@@ -8,8 +8,8 @@ import re
 
 import pytest
 
-from triage_review_ui import auth
-from triage_review_ui.auth import (
+from triage_runtime.accounts import credentials as auth
+from triage_runtime.accounts.credentials import (
     Action,
     InvalidUsernameError,
     PasswordPolicyError,

@@ -33,7 +33,7 @@ FIELDS = (
 CHUNK = 64
 
 
-def _rows(files: list[Path], model: Any, progress: Progress) -> list[dict[str, Any]]:
+def _rows(files: list[Path], model: Any, policy: Any, progress: Progress) -> list[dict[str, Any]]:
     from triage_contracts import ExtractionStatus
     from triage_ml.dataset import media_type_of
     from triage_text.pool import ExtractionPool
@@ -61,7 +61,7 @@ def _rows(files: list[Path], model: Any, progress: Progress) -> list[dict[str, A
                         "action": "review",
                     }
                     if result.status is ExtractionStatus.OK:
-                        prediction = next(predictions)
+                        prediction = policy.apply(model.version, next(predictions))
                         row |= {
                             "label": prediction.label,
                             "confidence": prediction.confidence,
@@ -76,7 +76,14 @@ def _rows(files: list[Path], model: Any, progress: Progress) -> list[dict[str, A
 
 
 def _topic_rows(
-    since: str, until: str | None, model: Any, batch_size: int, pace: Any, processes: int
+    since: str,
+    until: str | None,
+    model: Any,
+    policy: Any,
+    *,
+    batch_size: int,
+    pace: Any,
+    processes: int,
 ) -> tuple[list[dict[str, Any]], dict[str, int]]:
     """Score a time window of the documents topic; return rows and skipped counts."""
     from triage_cli.replay_cli import parse_window, progress_bar
@@ -97,6 +104,7 @@ def _topic_rows(
             model=model,
             model_ref=ModelRef(version=model.version, role=ModelRole.CHAMPION),
             producer=producer_for("batch", "triage-cli"),
+            policy=policy,
             processes=processes,
         ) as rescorer:
             with progress_bar() as progress:
@@ -159,8 +167,10 @@ def batch_score(
 ) -> None:
     """Score a folder, or a time range of the documents topic, with the serving code.
 
-    Extraction and model are the classifier's, so a score here is the score online.
+    Extraction, model and routing policy are the classifier's, so a score here is the score
+    online.
     """
+    from triage_cli.policy_cli import current_policy
     from triage_cli.registry_support import load_model
     from triage_cli.rescore import Pace
 
@@ -187,13 +197,21 @@ def batch_score(
             TimeElapsedColumn(),
             console=console,
         ) as progress:
-            rows = _rows(files, loaded, progress)
+            rows = _rows(files, loaded, current_policy(required=False), progress)
     else:
         assert topic_range is not None
         since, _, until = topic_range.partition("..")
         loaded = load_model(model, prepare=processes == 1)
         pace = Pace()
-        rows, skipped = _topic_rows(since, until or None, loaded, batch_size, pace, processes)
+        rows, skipped = _topic_rows(
+            since,
+            until or None,
+            loaded,
+            current_policy(),
+            batch_size=batch_size,
+            pace=pace,
+            processes=processes,
+        )
     output.parent.mkdir(parents=True, exist_ok=True)
     if output.suffix.lower() == ".csv":
         with output.open("w", newline="") as handle:

@@ -13,18 +13,16 @@ applied or not, and alias moves to the registry's history.
 from __future__ import annotations
 
 import asyncio
-import getpass
 import json
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
 from triage_cli.console import console, stdout
+from triage_cli.registry_cli import default_actor
 from triage_cli.replay_cli import SinceOption, UntilOption, parse_window, progress_bar
-
-SLA = timedelta(hours=1)  # decide() needs one; the report does not use due times
 
 canary_app = typer.Typer(
     help="Canary analysis: compare the canary with the champion, then promote or roll back.",
@@ -107,7 +105,7 @@ def canary_report(
         "report": report.to_dict(),
         "applied": None,
     }
-    who = actor or _default_actor()
+    who = actor or default_actor()
     if apply:
         detail["applied"] = asyncio.run(_apply(report, actor=who))
     if json_out is not None:
@@ -115,51 +113,59 @@ def canary_report(
     asyncio.run(_audit(who, detail))
 
 
-def _default_actor() -> str:
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):
-        return "unknown"
-
-
 async def _observations(start: datetime, end: datetime | None) -> tuple[list[Any], list[Any]]:
     """What each arm scored (classified topic) and which of its reviews were overridden."""
-    from sqlalchemy import select
-
-    from triage_contracts import DocumentClassifiedV1, topics
-    from triage_ml.canary import Reviewed, Scored
-    from triage_router import domain
-    from triage_router.settings import Settings as RouterSettings
     from triage_runtime.db.engine import make_async_engine
-    from triage_runtime.db.models import ReviewItem
-    from triage_runtime.kafka import UnprocessableError, decode_event
     from triage_runtime.settings import CommonSettings
-    from triage_runtime.topic_window import TopicWindow
 
     settings = CommonSettings()
-    # Routed or not as the router decides it: with the router's threshold overrides, if any.
-    thresholds = RouterSettings().thresholds or None
-    roles = ("champion", "canary")
+    engine = make_async_engine(settings.database_url, pool_size=1)
+    try:
+        return await _scored(settings, engine, start, end), await _reviewed(engine, start, end)
+    finally:
+        await engine.dispose()
+
+
+ROLES = ("champion", "canary")
+
+
+async def _scored(settings: Any, engine: Any, start: datetime, end: datetime | None) -> list[Any]:
+    """Each arm's scores in the window, routed or not as the router decided them: under the
+    routing policy each event names."""
+    from triage_contracts import DocumentClassifiedV1, topics
+    from triage_ml.canary import Scored
+    from triage_runtime import routing
+    from triage_runtime.kafka import UnprocessableError, decode_event
+    from triage_runtime.policy_store import PolicyCache, PolicyStore
+    from triage_runtime.topic_window import TopicWindow
+
+    policies = PolicyCache(PolicyStore(engine))
     scored: list[Scored] = []
     window = TopicWindow(
         settings.kafka_bootstrap,
         settings.topic(topics.CLASSIFIED),
         since=start,
         until=end,
-        group_id=f"triage-canary-report-{_default_actor()}",
+        group_id=f"triage-canary-report-{default_actor()}",
         batch_size=500,
     )
     async with window:
         with progress_bar() as progress:
             task = progress.add_task("reading scores", total=window.total)
             async for batch in window.batches():
+                events = []
                 for record in batch:
                     try:
                         event = decode_event(record.value, DocumentClassifiedV1)
                     except UnprocessableError:
                         continue
-                    if event.model.role.value not in roles:
-                        continue
+                    if event.model.role.value in ROLES:
+                        events.append(event)
+                named = await policies.named({event.policy_version for event in events})
+                for event in events:
+                    policy = named.get(event.policy_version)
+                    if policy is None:
+                        continue  # the router dead-letters it too
                     prediction = event.prediction
                     latency = (event.occurred_at - event.document.received_at).total_seconds()
                     scored.append(
@@ -167,39 +173,40 @@ async def _observations(start: datetime, end: datetime | None) -> tuple[list[Any
                             role=event.model.role.value,
                             version=event.model.version,
                             label=prediction.label if prediction else None,
-                            routed=isinstance(
-                                domain.decide(event, review_sla=SLA, thresholds=thresholds),
-                                domain.RouteTo,
-                            ),
+                            routed=isinstance(routing.decide(event, policy), routing.RouteTo),
                             latency_seconds=max(0.0, latency),
                         )
                     )
                 progress.advance(task, len(batch))
+    return scored
 
-    engine = make_async_engine(settings.database_url, pool_size=1)
-    try:
-        async with engine.connect() as conn:
-            query = select(
-                ReviewItem.model_role,
-                ReviewItem.model_version,
-                ReviewItem.predicted_label,
-                ReviewItem.decided_label,
-            ).where(
-                ReviewItem.status == "decided",
-                ReviewItem.model_role.in_(roles),
-                ReviewItem.received_at >= start,
-            )
-            if end is not None:
-                query = query.where(ReviewItem.received_at < end)
-            rows = (await conn.execute(query)).all()
-    finally:
-        await engine.dispose()
-    reviewed = [
+
+async def _reviewed(engine: Any, start: datetime, end: datetime | None) -> list[Any]:
+    """Each arm's decided review items in the window (the reviewer's label beside the model's)."""
+    from sqlalchemy import select
+
+    from triage_ml.canary import Reviewed
+    from triage_runtime.db.models import ReviewItem
+
+    async with engine.connect() as conn:
+        query = select(
+            ReviewItem.model_role,
+            ReviewItem.model_version,
+            ReviewItem.predicted_label,
+            ReviewItem.decided_label,
+        ).where(
+            ReviewItem.status == "decided",
+            ReviewItem.model_role.in_(ROLES),
+            ReviewItem.received_at >= start,
+        )
+        if end is not None:
+            query = query.where(ReviewItem.received_at < end)
+        rows = (await conn.execute(query)).all()
+    return [
         Reviewed(role=r[0] or "", version=r[1] or "", predicted_label=r[2], decided_label=r[3])
         for r in rows
         if r[3] is not None
     ]
-    return scored, reviewed
 
 
 async def _apply(report: Any, *, actor: str) -> dict[str, Any] | None:

@@ -147,6 +147,7 @@ async def _observe(
     """Re-score a sample of the window into ``window``; return records read, skips, no-text."""
     from triage_cli.rescore import topic_rescorer
     from triage_contracts import ModelRef
+    from triage_runtime.routing import DEFAULT_POLICY
     from triage_runtime.service import producer_for
 
     # Counted from the features the model computes to score, in the scoring thread.
@@ -163,6 +164,8 @@ async def _observe(
         model=tapped,
         model_ref=ModelRef(version=model.version, role=role),
         producer=producer_for("drift-report", "triage-cli"),
+        # Drift is measured on scores and features; thresholds and actions play no part.
+        policy=DEFAULT_POLICY,
     ) as rescorer:
         total = rescorer.window.total
         share = min(1.0, sample / total) if total else 1.0

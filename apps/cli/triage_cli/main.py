@@ -23,6 +23,7 @@ from triage_cli.console import console, stdout
 from triage_cli.dlq_cli import dlq_app
 from triage_cli.drift_cli import drift_app
 from triage_cli.model_cli import model_app
+from triage_cli.policy_cli import policy_app
 from triage_cli.replay_cli import replay
 from triage_cli.retention_cli import retention_app
 from triage_cli.user_cli import user_app
@@ -40,6 +41,7 @@ apikey_app = typer.Typer(
 )
 app.add_typer(db_app, name="db")
 app.add_typer(model_app, name="model")
+app.add_typer(policy_app, name="policy")
 app.add_typer(contracts_app, name="contracts")
 app.add_typer(apikey_app, name="apikey")
 app.add_typer(batch_app, name="batch")
@@ -90,13 +92,13 @@ def contracts_asyncapi(
     console.print(f"wrote {out_file}")
 
 
-def _ingest_store() -> tuple[Any, Any]:
-    from triage_ingest.store import IngestStore
+def _api_keys() -> tuple[Any, Any]:
+    from triage_runtime.apikeys import ApiKeys
     from triage_runtime.db.engine import make_async_engine
     from triage_runtime.settings import CommonSettings
 
     engine = make_async_engine(CommonSettings().database_url, pool_size=1)
-    return engine, IngestStore(engine)
+    return engine, ApiKeys(engine)
 
 
 @apikey_app.command("create")
@@ -114,11 +116,11 @@ def apikey_create(
         raise typer.Exit(2)
 
     async def run() -> str:
-        engine, store = _ingest_store()
+        engine, keys = _api_keys()
         try:
             if rotate:
-                await store.revoke_api_key(name)
-            return str(await store.create_api_key(name))
+                await keys.revoke(name)
+            return str(await keys.create(name))
         finally:
             await engine.dispose()
 
@@ -136,9 +138,9 @@ def apikey_revoke(name: Annotated[str, typer.Argument(help="The key's name.")]) 
     """Revoke a key at once; uploads with it get 401."""
 
     async def run() -> bool:
-        engine, store = _ingest_store()
+        engine, keys = _api_keys()
         try:
-            return bool(await store.revoke_api_key(name))
+            return bool(await keys.revoke(name))
         finally:
             await engine.dispose()
 
@@ -153,9 +155,9 @@ def apikey_list() -> None:
     """List keys with when they were created and revoked."""
 
     async def run() -> list[tuple[str, Any, Any]]:
-        engine, store = _ingest_store()
+        engine, keys = _api_keys()
         try:
-            return list(await store.list_api_keys())
+            return list(await keys.list())
         finally:
             await engine.dispose()
 

@@ -288,6 +288,21 @@ def model_promote(
         list[Path], typer.Option(help="The golden set the gates are checked on.", exists=True)
     ],
     to: Annotated[str, typer.Option("--to", help="champion, canary or shadow.")] = "champion",
+    partitions: Annotated[
+        str | None,
+        typer.Option(
+            help="With --to canary: the documents-topic partitions it scores, e.g. 0,3 "
+            "(set in the routing policy with the promotion)."
+        ),
+    ] = None,
+    sample: Annotated[
+        float | None,
+        typer.Option(
+            min=0.0,
+            max=1.0,
+            help="With --to shadow: the share of documents it also scores (routing policy).",
+        ),
+    ] = None,
     force: Annotated[
         bool, typer.Option(help="Promote even if gates fail (needs --reason; audited).")
     ] = False,
@@ -303,16 +318,21 @@ def model_promote(
     ] = 0.01,
     actor: Annotated[str | None, typer.Option(help="Who is acting (default: OS user).")] = None,
 ) -> None:
-    """Move an alias to VERSION if it passes the golden-set gates (or with --force and a reason)."""
-    import getpass
+    """Move an alias to VERSION if it passes the golden-set gates (or with --force and a reason).
 
-    from triage_cli.registry_cli import run_with_registry
+    A canary takes traffic on the partitions given with --partitions, a shadow on the sample
+    given with --sample: both are set in the routing policy, in the same transaction as the
+    move, and running classifiers take them without a restart.
+    """
+    from triage_cli.policy_cli import change_for, current_policy
+    from triage_cli.registry_cli import default_actor, run_with_registry
     from triage_cli.registry_support import load_model, resolve_alias
     from triage_ml.evaluation import GateConfig, check_gates, render_table
 
     if force and not reason:
         console.print("[red]--force needs --reason: a forced promotion is audited[/red]")
         raise typer.Exit(2)
+    traffic = change_for(to, partitions=partitions, sample=sample)
     texts, truth = _golden(golden)
     candidate_model = load_model(version)
     candidate = evaluate_model(candidate_model, texts, truth)
@@ -351,19 +371,36 @@ def model_promote(
         return await registry.move_alias(
             to,
             candidate_model.version,
-            actor=actor or getpass.getuser(),
+            actor=actor or default_actor(),
             action="promote",
             reason=reason,
             forced=not result.passed,
             gate_report=gate_report,
+            policy=traffic,
         )
 
     moved = run_with_registry(move)
     if not moved.changed:
         console.print(f"{to} already points at {candidate_model.version}; nothing changed")
-        return
-    note = " (FORCED past failing gates)" if not result.passed else " (gates passed)"
-    stdout.print(f"{to}: {current_version or '(none)'} → {candidate_model.version}{note}")
+    else:
+        note = " (FORCED past failing gates)" if not result.passed else " (gates passed)"
+        stdout.print(f"{to}: {current_version or '(none)'} → {candidate_model.version}{note}")
+    policy = current_policy()
+    if to == "canary":
+        shown = ", ".join(str(p) for p in sorted(policy.canary_partitions))
+        console.print(
+            f"the canary scores partitions {shown} (routing policy v{policy.version})"
+            if shown
+            else "[yellow]the canary takes no traffic: no partitions in the routing policy "
+            "(promote with --partitions, or `triage policy set --canary-partitions`)[/yellow]"
+        )
+    elif to == "shadow":
+        console.print(
+            f"the shadow also scores {policy.shadow_sample:.0%} of documents"
+            if policy.shadow_sample
+            else "[yellow]the shadow scores nothing: its sample is 0 (promote with --sample, "
+            "or `triage policy set --shadow-sample`)[/yellow]"
+        )
 
 
 def _mount_registry_commands() -> None:

@@ -41,7 +41,8 @@ class AliasName(StrEnum):
     SHADOW = "shadow"
 
 
-def _default_actor() -> str:
+def default_actor() -> str:
+    """Who acts when no --actor is given: the OS user."""
     try:
         return getpass.getuser()
     except (KeyError, OSError):
@@ -140,6 +141,30 @@ def registry_list() -> None:
     if not infos:
         console.print("no model versions are registered")
     stdout.print(table)
+    _print_traffic({alias for info in infos for alias in info.aliases})
+
+
+def _print_traffic(aliases: set[str]) -> None:
+    """What the routing policy gives the canary and the shadow, and where that is idle."""
+    from triage_cli.policy_cli import current_policy
+
+    policy = current_policy()
+    partitions = ", ".join(str(p) for p in sorted(policy.canary_partitions))
+    version = f"v{policy.version}" if policy.version is not None else "default"
+    if "canary" in aliases:
+        stdout.print(
+            f"canary scores partitions {partitions} (routing policy {version})"
+            if partitions
+            else f"canary scores nothing: routing policy {version} gives it no partitions"
+        )
+    elif partitions:
+        stdout.print(f"partitions {partitions} are the canary's, but no canary is set")
+    if "shadow" in aliases:
+        stdout.print(
+            f"shadow also scores {policy.shadow_sample:.0%} of documents (routing policy {version})"
+            if policy.shadow_sample
+            else f"shadow scores nothing: routing policy {version} samples no documents for it"
+        )
 
 
 @registry_app.command("show")
@@ -217,7 +242,7 @@ def registry_register(
             known = False
         else:
             known = True
-        return await registry.register(path, actor=actor or _default_actor()), known
+        return await registry.register(path, actor=actor or default_actor()), known
 
     version, known = run_with_registry(run, create_bucket=True)
     console.print(f"{version} {'was already registered' if known else 'registered'}")
@@ -233,7 +258,7 @@ def registry_rollback(
     """Move an alias back to the version it held before its latest promotion."""
 
     async def run(registry: ModelRegistry) -> tuple[str | None, str]:
-        after = await registry.rollback(alias.value, actor=actor or _default_actor(), reason=reason)
+        after = await registry.rollback(alias.value, actor=actor or default_actor(), reason=reason)
         [entry] = await registry.history(alias.value, limit=1)
         return entry.from_version, after
 
@@ -254,7 +279,7 @@ def registry_set_alias(
         move = await registry.move_alias(
             alias.value,
             version,
-            actor=actor or _default_actor(),
+            actor=actor or default_actor(),
             action="promote",
             reason=reason,
             forced=True,
@@ -276,7 +301,7 @@ def registry_clear(
     """Point ALIAS at no version (e.g. end a canary); recorded in the history."""
 
     async def run(registry: ModelRegistry) -> str | None:
-        move = await registry.clear(alias.value, actor=actor or _default_actor(), reason=reason)
+        move = await registry.clear(alias.value, actor=actor or default_actor(), reason=reason)
         return move.from_version
 
     before = run_with_registry(run)

@@ -3,7 +3,7 @@
 After a rollback, the documents a bad model scored are read back from the documents topic
 (from the offsets for ``--since``, in a consumer group of the replay's own), re-scored in
 batches with the serving extraction and model code, and their outcomes corrected
-(``triage_router.corrections``): a document whose queue changes is withdrawn from the old
+(``triage_runtime.outcomes.corrections``): a document whose queue changes is withdrawn from the old
 queue's topic and routed to the new one, review items are opened, updated or closed to
 match, and a human decision is never touched. The same replay run twice changes nothing
 the second time. It ends with a table of old → new outcomes and a CSV of every change.
@@ -15,7 +15,7 @@ import asyncio
 import csv
 import secrets
 from collections import Counter
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -171,18 +171,20 @@ async def _run(
 ) -> tuple[list[Any], Counter[str], int]:
     from triage_cli.rescore import scored_ahead, topic_rescorer
     from triage_contracts import Event, ModelRef, topics
-    from triage_router import domain
-    from triage_router.corrections import CorrectionStore
-    from triage_router.settings import Settings as RouterSettings
+    from triage_runtime import routing
     from triage_runtime.db.engine import make_async_engine
     from triage_runtime.kafka import make_broker, publish_event
+    from triage_runtime.outcomes.corrections import CorrectionStore
+    from triage_runtime.policy_store import PolicyStore
     from triage_runtime.service import producer_for
+    from triage_runtime.settings import CommonSettings
 
-    settings = RouterSettings()
+    settings = CommonSettings()
     producer = producer_for("replay", "triage-cli")
-    review_sla = timedelta(hours=settings.review_sla_hours)
     engine = make_async_engine(settings.database_url, pool_size=2)
-    store = CorrectionStore(engine, producer=producer, review_sla=review_sla)
+    # The policy in force: re-scores are decided as the classifier decides them now.
+    policy = await PolicyStore(engine).current()
+    store = CorrectionStore(engine, producer=producer, review_sla=policy.review_sla)
     broker = make_broker(settings.kafka_bootstrap, client_id="triage-replay")
     changes: list[Any] = []
     skipped: Counter[str] = Counter()
@@ -205,6 +207,7 @@ async def _run(
             model=model,
             model_ref=ModelRef(version=model.version, role=role),
             producer=producer,
+            policy=policy,
             processes=processes,
         ) as rescorer:
             window = rescorer.window
@@ -216,15 +219,7 @@ async def _run(
                     skipped.update(rescored.skipped)
                     # One transaction per batch: a row lock and a commit per document
                     # would cost as much as the model on a fast backend.
-                    decided = [
-                        (
-                            event,
-                            domain.decide(
-                                event, review_sla=review_sla, thresholds=settings.thresholds or None
-                            ),
-                        )
-                        for event in rescored.events
-                    ]
+                    decided = [(event, routing.decide(event, policy)) for event in rescored.events]
                     changes += await store.apply_many(decided, replay_id=replay_id, dry_run=dry_run)
                     if not dry_run:
                         await store.publish_pending(publish, topic_for=topic_for)

@@ -1,9 +1,9 @@
-"""Re-scoring documents read back from the documents topic, with the serving code.
+"""Re-scoring documents read back from the documents topic, with the serving pipeline.
 
 ``triage replay``, ``triage batch score --topic-range`` and ``triage drift report`` all go
-through here (``topic_rescorer``): the classifier's own settings, extraction pool and
-``triage_classifier.domain.classify``, so an offline score is the score the classifier
-would give.
+through here (``topic_rescorer``): the classifier's settings and ``triage_ml.scoring``, the
+pipeline the classifier itself runs, so an offline score is the score the classifier gives
+and a document it cannot read fails here as it fails there.
 """
 
 from __future__ import annotations
@@ -19,22 +19,20 @@ from datetime import datetime
 from functools import partial
 from typing import Any
 
-from triage_classifier import domain
 from triage_contracts import (
     DocumentClassifiedV1,
-    DocumentReceivedV1,
-    ExtractionStatus,
     ModelRef,
     Producer,
 )
+from triage_ml import scoring
 from triage_ml.model import LoadedModel
 from triage_ml.model_thread import ModelThread
 from triage_ml.scoring_processes import ScoringProcesses
-from triage_runtime.blobstore import BlobNotFoundError, BlobStore
-from triage_runtime.kafka import UnprocessableError, decode_event
+from triage_runtime.routing import RoutingPolicy
 from triage_runtime.topic_window import TopicWindow
-from triage_text.extract import ExtractedText
-from triage_text.pool import ExtractionPool
+
+RETRY_LATER = "retry_later"
+"""Skipped: the blob store failed in a way that may pass (the classifier would retry)."""
 
 
 @dataclass
@@ -77,7 +75,7 @@ class Pace:
         return text
 
 
-Classify = Callable[[list[domain.Extracted]], Awaitable[list[DocumentClassifiedV1]]]
+Classify = Callable[[list[scoring.Extracted]], Awaitable[list[DocumentClassifiedV1]]]
 
 
 @dataclass(frozen=True)
@@ -92,12 +90,15 @@ class TopicRescorer:
 
 def _classify_in_process(
     model: LoadedModel,
-    batch: list[domain.Extracted],
+    batch: list[scoring.Extracted],
     model_ref: ModelRef,
     producer: Producer,
+    policy: RoutingPolicy,
 ) -> list[DocumentClassifiedV1]:
-    """``domain.classify`` in a scoring process, with the model loaded there."""
-    return domain.classify(batch, model=model, model_ref=model_ref, producer=producer)
+    """``scoring.classify`` in a scoring process, with the model loaded there."""
+    return scoring.classify(
+        batch, model=model, model_ref=model_ref, producer=producer, policy=policy
+    )
 
 
 @asynccontextmanager
@@ -110,20 +111,19 @@ async def topic_rescorer(
     model: LoadedModel,
     model_ref: ModelRef,
     producer: Producer,
+    policy: RoutingPolicy,
     processes: int = 1,
 ) -> AsyncIterator[TopicRescorer]:
     """Open the documents topic between two times, an extraction pool and the model's thread
     (or ``processes`` scoring processes), configured as the classifier's
-    (``TRIAGE_CLASSIFIER_*``); close them all after.
+    (``TRIAGE_CLASSIFIER_*``), scoring under ``policy``; close them all after.
 
     With more than one process, each has ``TRIAGE_CLASSIFIER_TORCH_THREADS`` torch threads
     (default one) and they are all loaded before the first record is read.
     """
-    from triage_classifier.settings import Settings as ClassifierSettings
     from triage_contracts import topics
-    from triage_text.pool import ExtractionLimits
 
-    settings = ClassifierSettings()
+    settings = scoring.ScoringSettings()
     window = TopicWindow(
         settings.kafka_bootstrap,
         settings.topic(topics.DOCUMENTS),
@@ -131,11 +131,6 @@ async def topic_rescorer(
         until=until,
         group_id=group_id,
         batch_size=batch_size,
-    )
-    limits = ExtractionLimits(
-        timeout_seconds=settings.extraction_timeout_seconds,
-        memory_bytes=settings.extraction_memory_bytes,
-        max_bytes=settings.max_document_bytes,
     )
     async with contextlib.AsyncExitStack() as stack:
         classify: Classify
@@ -146,9 +141,9 @@ async def topic_rescorer(
                 )
             )
 
-            async def classify(batch: list[domain.Extracted]) -> list[DocumentClassifiedV1]:
+            async def classify(batch: list[scoring.Extracted]) -> list[DocumentClassifiedV1]:
                 events: list[DocumentClassifiedV1] = await scorers.call(
-                    _classify_in_process, batch, model_ref, producer
+                    _classify_in_process, batch, model_ref, producer, policy
                 )
                 return events
 
@@ -156,26 +151,26 @@ async def topic_rescorer(
             thread = ModelThread(torch_threads=settings.torch_threads, name="rescoring")
             stack.callback(thread.close)
 
-            async def classify(batch: list[domain.Extracted]) -> list[DocumentClassifiedV1]:
+            async def classify(batch: list[scoring.Extracted]) -> list[DocumentClassifiedV1]:
                 return await thread.run(
                     partial(
-                        domain.classify, batch, model=model, model_ref=model_ref, producer=producer
+                        scoring.classify,
+                        batch,
+                        model=model,
+                        model_ref=model_ref,
+                        producer=producer,
+                        policy=policy,
                     )
                 )
 
-        pool = await stack.enter_async_context(
-            ExtractionPool(workers=settings.extraction_workers, limits=limits)
-        )
+        pool = await stack.enter_async_context(settings.extraction_pool())
         await stack.enter_async_context(window)
+        reader = scoring.DocumentReader(
+            blobs=settings.open_blob_store(), pool=pool, max_bytes=settings.max_document_bytes
+        )
         yield TopicRescorer(
             window,
-            partial(
-                rescore,
-                blobs=settings.open_blob_store(),
-                pool=pool,
-                classify=classify,
-                max_bytes=settings.max_document_bytes,
-            ),
+            partial(rescore, reader=reader, classify=classify),
             # One batch more than there are processes, so that each process finds the next
             # batch fetched and extracted when it finishes one.
             ahead=processes + 1 if processes > 1 else 1,
@@ -214,49 +209,19 @@ async def scored_ahead(
 
 
 async def rescore(
-    records: Sequence[Any],
-    *,
-    blobs: BlobStore,
-    pool: ExtractionPool,
-    classify: Classify,
-    max_bytes: int,
+    records: Sequence[Any], *, reader: scoring.DocumentReader, classify: Classify
 ) -> Rescored:
-    """Decode, fetch, extract and score a batch of DocumentReceived records."""
+    """Read and score a batch of DocumentReceived records as the classifier does.
+
+    What the classifier would dead-letter is skipped under its error class, what it would
+    retry later under ``retry_later``; the rest is re-scored.
+    """
     out = Rescored()
-    events: list[DocumentReceivedV1] = []
-    for record in records:
-        try:
-            events.append(decode_event(record.value, DocumentReceivedV1))
-        except UnprocessableError as exc:
-            out.skipped[exc.error_class.value] += 1  # the classifier dead-lettered it already
-
-    async def fetch(event: DocumentReceivedV1) -> bytes | None:
-        blob = event.document.blob
-        if blob.size_bytes > max_bytes:
-            return None
-        return await asyncio.to_thread(blobs.get, blob.sha256)
-
-    # The blobs are fetched at once: from an object store each is a round trip.
-    fetched = await asyncio.gather(*(fetch(event) for event in events), return_exceptions=True)
-    received: list[tuple[DocumentReceivedV1, bytes | None]] = []
-    for event, data in zip(events, fetched, strict=True):
-        if isinstance(data, BlobNotFoundError):
-            out.skipped["blob_missing"] += 1
-        elif isinstance(data, BaseException):
-            raise data
-        else:
-            received.append((event, data))
-    texts = iter(
-        await pool.extract_many(
-            [(data, ev.document.blob.media_type) for ev, data in received if data is not None]
-        )
-    )
-    batch = [
-        domain.Extracted(
-            event,
-            next(texts) if data is not None else ExtractedText(ExtractionStatus.TOO_LARGE),
-        )
-        for event, data in received
-    ]
-    out.events = await classify(batch)
+    read = await reader.read(records)
+    for _, error in read.dead:
+        out.skipped[error.error_class.value] += 1
+    out.skipped[RETRY_LATER] += len(read.retry)
+    if not out.skipped[RETRY_LATER]:
+        del out.skipped[RETRY_LATER]
+    out.events = await classify(read.extracted)
     return out

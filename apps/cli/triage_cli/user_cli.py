@@ -22,7 +22,7 @@ from rich.table import Table
 from triage_cli.console import console, stdout
 
 if TYPE_CHECKING:
-    from triage_review_ui.auth_store import AuthStore
+    from triage_runtime.accounts.store import AuthStore
 
 user_app = typer.Typer(
     help="Review UI users (only scrypt hashes of their passwords are stored).",
@@ -73,8 +73,8 @@ def _read_password(from_stdin: bool) -> str:
 
 def _run(action: Callable[[AuthStore], Awaitable[T]]) -> T:
     """Run ``action`` against the store on TRIAGE_DATABASE_URL; store errors exit with 1."""
-    from triage_review_ui.auth import InvalidUsernameError, PasswordPolicyError
-    from triage_review_ui.auth_store import AuthStore, AuthStoreError
+    from triage_runtime.accounts.credentials import InvalidUsernameError, PasswordPolicyError
+    from triage_runtime.accounts.store import AuthStore, AuthStoreError
     from triage_runtime.db.engine import make_async_engine
     from triage_runtime.settings import CommonSettings
 
@@ -100,7 +100,7 @@ def user_add(
     password_stdin: PasswordStdinOption = False,
 ) -> None:
     """Add a user; the password is prompted for (twice) or read from stdin."""
-    from triage_review_ui.auth import (
+    from triage_runtime.accounts.credentials import (
         InvalidUsernameError,
         PasswordPolicyError,
         check_password_policy,
@@ -128,7 +128,7 @@ def user_add(
 @user_app.command("passwd")
 def user_passwd(username: UsernameArgument, password_stdin: PasswordStdinOption = False) -> None:
     """Set a user's password (their sessions end); prompted for or read from stdin."""
-    from triage_review_ui.auth import PasswordPolicyError, check_password_policy
+    from triage_runtime.accounts.credentials import PasswordPolicyError, check_password_policy
 
     password = _read_password(password_stdin)
     try:
@@ -171,7 +171,7 @@ def user_enable(username: UsernameArgument) -> None:
 @user_app.command("list")
 def user_list() -> None:
     """List users with their role, state, creation and last sign-in."""
-    from triage_review_ui.auth_store import User
+    from triage_runtime.accounts.store import User
 
     async def everyone(store: AuthStore) -> list[User]:
         return await store.list_users()

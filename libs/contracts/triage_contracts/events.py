@@ -202,6 +202,8 @@ class DocumentClassifiedV1(DocumentEvent):
     schema_name: Literal["DocumentClassified"] = "DocumentClassified"
     schema_version: Literal[1] = 1
     model: ModelRef
+    policy_version: Annotated[int, Field(ge=1)] | None = None
+    """The routing policy whose thresholds set the prediction's action; None: the model's own."""
     document: DocumentRef
     extraction: Extraction
     prediction: Prediction | None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
@@ -28,14 +29,17 @@ def ops_router(
     service: str,
     checks: Mapping[str, ReadinessCheck],
     metrics_token: SecretStr | None = None,
+    detail: Callable[[], Mapping[str, Any]] | None = None,
 ) -> APIRouter:
     """Return a router with liveness, readiness (running ``checks``) and Prometheus metrics.
 
     Health and readiness are open (load balancers and orchestrators call them). With a
     ``metrics_token`` (``TRIAGE_METRICS_TOKEN``), ``/metrics`` wants it as a bearer token, as
     Prometheus sends it with ``authorization: {credentials: ...}`` in a scrape job.
+    ``detail`` adds what the service serves to the readiness answer (under ``serving``).
     """
     router = APIRouter(tags=["operations"])
+    serving = detail
     expected = f"Bearer {metrics_token.get_secret_value()}".encode() if metrics_token else None
 
     @router.get("/healthz", summary="Liveness: the process is up")
@@ -48,10 +52,14 @@ def ops_router(
         results = await asyncio.gather(*(_run(checks[n]) for n in names))
         detail = {n: ("ok" if ok else "failing") for n, ok in zip(names, results, strict=True)}
         ready = all(results)
-        return JSONResponse(
-            {"status": "ready" if ready else "not ready", "service": service, "checks": detail},
-            status_code=200 if ready else 503,
-        )
+        body: dict[str, Any] = {
+            "status": "ready" if ready else "not ready",
+            "service": service,
+            "checks": detail,
+        }
+        if serving is not None:
+            body["serving"] = dict(serving())
+        return JSONResponse(body, status_code=200 if ready else 503)
 
     @router.get(
         "/metrics",

@@ -35,6 +35,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from triage_runtime.db.models import ModelAlias, ModelAliasHistory, ModelVersion
+from triage_runtime.policy_store import PolicyChange, change_in
 from triage_runtime.s3blobs import S3BlobStore, S3Options, parse_store_url
 
 MODEL_FILE: Final = "model.joblib"
@@ -747,8 +748,11 @@ class ModelRegistry:
         reason: str | None = None,
         forced: bool = False,
         gate_report: Mapping[str, Any] | None = None,
+        policy: PolicyChange | None = None,
     ) -> AliasMove:
-        """Point ``alias`` at ``version`` (None to clear) and append the move to its history."""
+        """Point ``alias`` at ``version`` (None to clear) and append the move to its history;
+        with ``policy``, change the routing policy in the same transaction (the canary's
+        partitions with its promotion, say)."""
         # The alias row is locked for the transaction, so concurrent moves queue and each
         # history entry starts where the previous one ended. Moving an alias to the version it
         # already points at changes and records nothing. Gates are the caller's business:
@@ -761,7 +765,7 @@ class ModelRegistry:
             raise ValueError("a clear moves an alias to no version; other actions need one")
         async with self._sessions.begin() as session:
             current = await self._lock_alias(session, alias, actor)
-            return await self._apply(
+            move = await self._apply(
                 session,
                 alias=alias,
                 current=current,
@@ -772,6 +776,10 @@ class ModelRegistry:
                 forced=forced,
                 gate_report=gate_report,
             )
+            if policy is not None:
+                why = reason or f"{action} {version or '(none)'} to {alias}"
+                await change_in(session, policy, actor=actor, reason=why)
+            return move
 
     async def rollback(self, alias: str, *, actor: str, reason: str) -> str:
         """Move ``alias`` back to where it pointed before its latest promotion; return that."""

@@ -46,7 +46,6 @@ from triage_classifier.model_source import ModelSource, Serving
 from triage_classifier.settings import Settings
 from triage_contracts import (
     DocumentClassifiedV1,
-    DocumentReceivedV1,
     ErrorClass,
     Extraction,
     ExtractionStatus,
@@ -56,11 +55,11 @@ from triage_contracts import (
 )
 from triage_contracts import headers as header_names
 from triage_contracts.inference import ClassifyRequestV1, ClassifyResponseV1
-from triage_ml import drift
+from triage_ml import drift, scoring
 from triage_ml.model import FeatureTap
 from triage_ml.model_thread import ModelThread
 from triage_runtime.apikeys import ApiKeys, KeyHolder
-from triage_runtime.blobstore import BlobNotFoundError, BlobStore
+from triage_runtime.blobstore import BlobStore
 from triage_runtime.db.engine import make_async_engine
 from triage_runtime.http import RequestBodyLimit
 from triage_runtime.kafka import (
@@ -68,7 +67,6 @@ from triage_runtime.kafka import (
     DeadLetters,
     RetryableError,
     UnprocessableError,
-    decode_event,
     header_dict,
     make_broker,
     publish_events,
@@ -76,10 +74,8 @@ from triage_runtime.kafka import (
 from triage_runtime.lag import LagMonitor
 from triage_runtime.metrics import EVENTS_CONSUMED, EVENTS_PRODUCED
 from triage_runtime.ops import ops_router
-from triage_runtime.s3blobs import BlobIntegrityError
 from triage_runtime.service import producer_for
-from triage_text.extract import ExtractedText, extract_text
-from triage_text.pool import ExtractionLimits, ExtractionPool
+from triage_text.extract import extract_text
 
 SERVICE = "classifier"
 API_KEY_HEADER = APIKeyHeader(name="X-API-Key", auto_error=False, description="An API key")
@@ -92,17 +88,6 @@ def _gauge_value(signal: drift.Signal) -> float:
     if signal.value is None or signal.status not in {drift.Status.OK, drift.Status.DRIFT}:
         return math.nan
     return signal.value
-
-
-def retry_poll_ms(settings: Settings) -> int:
-    """How long a poll of the retry topic waits: a quarter of the first retry delay, between
-    the documents topic's poll wait and half a second.
-
-    A set-aside document is due no sooner than that delay, so polling the (usually empty)
-    retry topic as often as the documents topic would only cost CPU.
-    """
-    quarter = int(settings.retry_backoff_seconds * 250)
-    return max(settings.batch_timeout_ms, min(quarter, 500))
 
 
 def _drift_observer(window: drift.Window, model_ref: ModelRef) -> FeatureTap:
@@ -175,60 +160,31 @@ def create_app(settings: Settings | None = None, *, blobs: BlobStore | None = No
         else None
     )
     # Every model call runs on this one thread (see triage_ml.model_thread).
-    scoring = ModelThread(torch_threads=settings.torch_threads, name="scoring")
+    model_thread = ModelThread(torch_threads=settings.torch_threads, name="scoring")
 
     drift_exported: set[tuple[str, str]] = set()
     drift_unavailable_logged: set[str] = set()
-    pool = ExtractionPool(
-        workers=settings.extraction_workers,
-        limits=ExtractionLimits(
-            timeout_seconds=settings.extraction_timeout_seconds,
-            memory_bytes=settings.extraction_memory_bytes,
-            max_bytes=settings.max_document_bytes,
-        ),
+    pool = settings.extraction_pool()
+    reader = scoring.DocumentReader(
+        blobs=blob_store, pool=pool, max_bytes=settings.max_document_bytes
     )
-
-    async def fetch(received: DocumentReceivedV1) -> bytes | None:
-        """The document's bytes, or None when it is over the size limit.
-
-        A missing or corrupt blob will never be fixed by waiting (a dead letter); any other
-        failure of the blob store is taken as transient (a retry later).
-        """
-        blob = received.document.blob
-        if blob.size_bytes > settings.max_document_bytes:
-            return None
-        try:
-            return await asyncio.to_thread(blob_store.get, blob.sha256)
-        except BlobNotFoundError as exc:
-            raise UnprocessableError(
-                ErrorClass.BLOB_MISSING,
-                f"blob {blob.sha256} is not in the blob store",
-                received.document_id,
-            ) from exc
-        except BlobIntegrityError as exc:
-            raise UnprocessableError(
-                ErrorClass.STORAGE_ERROR,
-                f"blob {blob.sha256} does not match its hash",
-                received.document_id,
-            ) from exc
-        except Exception as exc:
-            raise RetryableError(
-                f"blob store failed: {type(exc).__name__}", received.document_id
-            ) from exc
 
     async def set_aside(record: ConsumedRecord, error: RetryableError, consumed: str) -> None:
         """Put a record on the retry topic with its next attempt's time, or give up on it."""
         headers = header_dict(record.headers)
-        attempt = int(headers.get(header_names.ATTEMPT, "0")) + 1
-        if attempt > settings.retry_max_attempts:
-            reason = f"gave up after {attempt - 1} attempt(s): {error.reason}"
+        attempts = int(headers.get(header_names.ATTEMPT, "0"))
+        plan = domain.next_retry(
+            attempts,
+            max_attempts=settings.retry_max_attempts,
+            backoff_seconds=settings.retry_backoff_seconds,
+            backoff_max_seconds=settings.retry_backoff_max_seconds,
+        )
+        if plan is None:
+            reason = f"gave up after {attempts} attempt(s): {error.reason}"
             giving_up = UnprocessableError(ErrorClass.STORAGE_ERROR, reason, error.document_id)
             await dead_letters.send(record, giving_up, consumed_topic=consumed)
             return
-        delay = min(
-            settings.retry_backoff_max_seconds,
-            settings.retry_backoff_seconds * 2 ** (attempt - 1),
-        )
+        attempt, delay = plan.attempt, plan.delay_seconds
         headers |= {
             header_names.ATTEMPT: str(attempt),
             header_names.RETRY_AT: str(int((time.time() + delay) * 1000)),
@@ -251,47 +207,20 @@ def create_app(settings: Settings | None = None, *, blobs: BlobStore | None = No
 
     async def extract_batch(
         records: tuple[ConsumedRecord, ...], consumed: str
-    ) -> list[tuple[int, domain.Extracted]]:
-        """Decode and extract a batch; what cannot be processed goes to the dead letters,
-        what failed for a transient reason to the retry topic.
+    ) -> list[scoring.Extracted]:
+        """Read a batch (scoring.DocumentReader): what cannot be processed goes to the dead
+        letters, what failed for a transient reason to the retry topic."""
+        read = await reader.read(records)
+        for record, error in read.dead:
+            await dead_letters.send(record, error, consumed_topic=consumed)
+        for record, retryable in read.retry:
+            await set_aside(record, retryable, consumed)
+        for item in read.extracted:
+            if item.text.status is not ExtractionStatus.OK:
+                EXTRACTION_FAILURES.labels(item.text.status.value).inc()
+        return read.extracted
 
-        Returns each extracted document with the documents-topic partition it came from.
-        """
-
-        async def receive(record: ConsumedRecord) -> tuple[int, DocumentReceivedV1, bytes | None]:
-            event = decode_event(record.value, DocumentReceivedV1)
-            partition = int(
-                header_dict(record.headers).get(header_names.SOURCE_PARTITION, record.partition)
-            )
-            return partition, event, await fetch(event)
-
-        # The blobs are fetched at once: from an object store each is a round trip.
-        outcomes = await asyncio.gather(
-            *(receive(record) for record in records), return_exceptions=True
-        )
-        received: list[tuple[int, DocumentReceivedV1, bytes | None]] = []
-        for record, outcome in zip(records, outcomes, strict=True):
-            if isinstance(outcome, UnprocessableError):
-                await dead_letters.send(record, outcome, consumed_topic=consumed)
-            elif isinstance(outcome, RetryableError):
-                await set_aside(record, outcome, consumed)
-            elif isinstance(outcome, BaseException):
-                raise outcome
-            else:
-                received.append(outcome)
-        readable = [
-            (data, ev.document.blob.media_type) for _, ev, data in received if data is not None
-        ]
-        texts = iter(await pool.extract_many(readable))
-        batch = []
-        for partition, event, data in received:
-            text = next(texts) if data is not None else ExtractedText(ExtractionStatus.TOO_LARGE)
-            if text.status is not ExtractionStatus.OK:
-                EXTRACTION_FAILURES.labels(text.status.value).inc()
-            batch.append((partition, domain.Extracted(event, text)))
-        return batch
-
-    async def score(items: list[domain.Extracted], serving: Serving) -> list[DocumentClassifiedV1]:
+    async def score(items: list[scoring.Extracted], serving: Serving) -> list[DocumentClassifiedV1]:
         """One model call for ``items``, timed under the model's version."""
         if not items:
             return []
@@ -304,15 +233,22 @@ def create_app(settings: Settings | None = None, *, blobs: BlobStore | None = No
             # The tap reuses the features the model computes to score: no second pass.
             model = model.tapped(_drift_observer(window, model_ref))
         started = time.perf_counter()
-        events = await scoring.run(
-            partial(domain.classify, items, model=model, model_ref=model_ref, producer=producer)
+        events = await model_thread.run(
+            partial(
+                scoring.classify,
+                items,
+                model=model,
+                model_ref=model_ref,
+                producer=producer,
+                policy=source.policy,
+            )
         )
         SCORE_SECONDS.labels(model_ref.version).observe(time.perf_counter() - started)
         if monitor is not None and window is not None and window.documents:
             monitor.add(model_ref.version, model_ref.role.value, window)
         return events
 
-    async def publish_shadow(batch: list[domain.Extracted]) -> None:
+    async def publish_shadow(batch: list[scoring.Extracted]) -> None:
         """Score the sampled documents with the shadow model; a failure never blocks routing."""
         shadow = source.shadow
         if shadow is None:
@@ -321,7 +257,7 @@ def create_app(settings: Settings | None = None, *, blobs: BlobStore | None = No
             item
             for item in batch
             if item.text.status is ExtractionStatus.OK
-            and domain.in_shadow_sample(item.received.document_id, settings.shadow_sample)
+            and source.policy.in_shadow_sample(item.received.document_id)
         ]
         try:
             events = await score(sampled, shadow)
@@ -350,7 +286,8 @@ def create_app(settings: Settings | None = None, *, blobs: BlobStore | None = No
         """Extract, score and publish a micro-batch; offsets commit after every publish.
 
         Records from the canary's partitions are scored by the canary (when one serves), the
-        rest by the champion; sampled documents are also scored by the shadow model.
+        rest by the champion; sampled documents are also scored by the shadow model (all as
+        the routing policy in force says).
         """
         champion = source.serving
         if champion is None:
@@ -359,17 +296,13 @@ def create_app(settings: Settings | None = None, *, blobs: BlobStore | None = No
         BATCH_SIZE.observe(len(records))
 
         started = time.perf_counter()
-        extracted = await extract_batch(records, consumed)
+        batch = await extract_batch(records, consumed)
         EXTRACT_SECONDS.observe(time.perf_counter() - started)
 
-        roles = domain.by_role(
-            [partition for partition, _ in extracted],
-            settings.canary_partitions,
-            has_canary=canary is not None,
-        )
-        batch = [item for _, item in extracted]
-        groups: dict[ModelRole, list[domain.Extracted]] = {}
-        for role, item in zip(roles, batch, strict=True):
+        policy = source.policy
+        groups: dict[ModelRole, list[scoring.Extracted]] = {}
+        for item in batch:
+            role = policy.role_for(item.partition, has_canary=canary is not None)
             groups.setdefault(role, []).append(item)
         scored: dict[str, DocumentClassifiedV1] = {}
         for role, items in groups.items():
@@ -418,7 +351,10 @@ def create_app(settings: Settings | None = None, *, blobs: BlobStore | None = No
         group_id=f"{settings.group_id}.retry",
         batch=True,
         max_records=settings.batch_max_records,
-        batch_timeout_ms=retry_poll_ms(settings),
+        batch_timeout_ms=domain.retry_poll_ms(
+            backoff_seconds=settings.retry_backoff_seconds,
+            documents_poll_ms=settings.batch_timeout_ms,
+        ),
         auto_offset_reset="earliest",
         ack_policy=AckPolicy.NACK_ON_ERROR,
     )
@@ -503,7 +439,7 @@ def create_app(settings: Settings | None = None, *, blobs: BlobStore | None = No
                 task = asyncio.create_task(drift_loop(monitor), name="drift-export")
                 stack.push_async_callback(stop_drift, task)
             stack.callback(pool.close)
-            stack.callback(scoring.close)
+            stack.callback(model_thread.close)
             stack.push_async_callback(engine.dispose)
             await broker.start()
             stack.push_async_callback(broker.stop)
@@ -530,6 +466,7 @@ def create_app(settings: Settings | None = None, *, blobs: BlobStore | None = No
         ops_router(
             service=SERVICE,
             checks={"kafka": kafka_ready, "model": model_ready},
+            detail=source.describe,
             metrics_token=settings.metrics_token,
         )
     )
@@ -571,7 +508,8 @@ def create_app(settings: Settings | None = None, *, blobs: BlobStore | None = No
                     }
                 ],
             )
-        [prediction] = await scoring.run(partial(serving.model.predict, [text.text]))
+        [prediction] = await model_thread.run(partial(serving.model.predict, [text.text]))
+        prediction = source.policy.apply(serving.model.version, prediction)
         elapsed = time.perf_counter() - started
         CLASSIFY_SECONDS.observe(elapsed)
         CLASSIFY_REQUESTS.labels("200").inc()

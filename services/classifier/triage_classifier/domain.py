@@ -1,78 +1,44 @@
-"""What the classifier decides: the DocumentClassified event for each extracted document."""
+"""What the classifier decides itself: when a set-aside document is tried again.
+
+Scoring is the shared pipeline's (``triage_ml.scoring``); which model scores which partition
+is the routing policy's (``triage_runtime.routing``).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
-
-from triage_contracts import (
-    DocumentClassifiedV1,
-    DocumentReceivedV1,
-    Extraction,
-    ExtractionStatus,
-    ModelRef,
-    ModelRole,
-    Prediction,
-    Producer,
-)
-from triage_ml.model import LoadedModel
-from triage_text.extract import ExtractedText
 
 
 @dataclass(frozen=True, slots=True)
-class Extracted:
-    """A received document and what extraction made of it."""
+class RetryPlan:
+    """The next attempt of a set-aside document and how long to wait for it."""
 
-    received: DocumentReceivedV1
-    text: ExtractedText
+    attempt: int
+    delay_seconds: float
 
 
-def classify(
-    batch: Sequence[Extracted],
+def next_retry(
+    attempts_so_far: int,
     *,
-    model: LoadedModel,
-    model_ref: ModelRef,
-    producer: Producer,
-) -> list[DocumentClassifiedV1]:
-    """Score every document with text in one model call; the others carry no prediction."""
-    scorable = [item for item in batch if item.text.status is ExtractionStatus.OK]
-    predictions: dict[int, Prediction] = {}
-    if scorable:
-        scored = model.predict([item.text.text for item in scorable])
-        predictions = {id(item): p for item, p in zip(scorable, scored, strict=True)}
-    return [
-        DocumentClassifiedV1(
-            producer=producer,
-            document_id=item.received.document_id,
-            trace_id=item.received.trace_id,
-            model=model_ref,
-            document=item.received.document,
-            extraction=Extraction(
-                status=item.text.status, chars=len(item.text.text), pages=item.text.pages
-            ),
-            prediction=predictions.get(id(item)),
-        )
-        for item in batch
-    ]
+    max_attempts: int,
+    backoff_seconds: float,
+    backoff_max_seconds: float,
+) -> RetryPlan | None:
+    """The next attempt after ``attempts_so_far``, the delay doubling each time up to its
+    limit; None once ``max_attempts`` are used up (the document is then a dead letter)."""
+    attempt = attempts_so_far + 1
+    if attempt > max_attempts:
+        return None
+    delay = min(backoff_max_seconds, backoff_seconds * 2 ** (attempt - 1))
+    return RetryPlan(attempt, delay)
 
 
-def in_shadow_sample(document_id: str, share: float) -> bool:
-    """Whether a document is in the shadow sample; the same id always gets the same answer.
+def retry_poll_ms(*, backoff_seconds: float, documents_poll_ms: int) -> int:
+    """How long a poll of the retry topic waits: a quarter of the first retry delay, between
+    the documents topic's poll wait and half a second.
 
-    The id's hex digits are uniform, so the chosen share of documents is ``share``.
+    A set-aside document is due no sooner than that delay, so polling the (usually empty)
+    retry topic as often as the documents topic would only cost CPU.
     """
-    if share >= 1.0:
-        return True
-    if share <= 0.0:
-        return False
-    return int(document_id[4:12], 16) < share * 16**8
-
-
-def by_role(
-    partitions: Sequence[int], canary_partitions: frozenset[int], *, has_canary: bool
-) -> list[ModelRole]:
-    """The role that scores each record: canary on its partitions when a canary serves."""
-    return [
-        ModelRole.CANARY if has_canary and partition in canary_partitions else ModelRole.CHAMPION
-        for partition in partitions
-    ]
+    quarter = int(backoff_seconds * 250)
+    return max(documents_poll_ms, min(quarter, 500))

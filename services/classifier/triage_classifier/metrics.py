@@ -84,3 +84,16 @@ DRIFT_WINDOW_DOCUMENTS = Gauge(
     "Documents in the rolling drift window of a serving model.",
     ["model_version", "model_role"],
 )
+POLICY_VERSION = Gauge(
+    "triage_classifier_policy_version",
+    "The routing policy version this instance scores under (0: the default, none stored).",
+)
+CANARY_PARTITION = Gauge(
+    "triage_classifier_canary_partition",
+    "1 for each documents-topic partition the canary scores on this instance.",
+    ["partition"],
+)
+SHADOW_SAMPLE_RATIO = Gauge(
+    "triage_classifier_shadow_sample_ratio",
+    "Share of documents the shadow model also scores on this instance (0: none).",
+)

@@ -11,9 +11,10 @@ the swap is atomic: a micro-batch is scored by one model from start to end. When
 model can be loaded, the rules model serves (degraded mode) until one can.
 
 Beside the champion, the registry aliases ``canary`` and ``shadow`` are followed the same way
-when the classifier is configured to use them (``canary_partitions``, ``shadow_sample``). An
-alias that points at nothing, or a version that fails to load, leaves that role empty: the
-champion scores the canary's partitions, and nothing is shadow-scored.
+while the routing policy gives them traffic (canary partitions, a shadow sample). The policy
+itself is read from the registry every refresh too. An alias that points at nothing, or a
+version that fails to load, leaves that role empty: the champion scores the canary's
+partitions, and nothing is shadow-scored.
 """
 
 from __future__ import annotations
@@ -27,13 +28,22 @@ from pathlib import Path
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from triage_classifier.metrics import MODEL_INFO, MODEL_LOAD_SECONDS, MODEL_LOADS
+from triage_classifier.metrics import (
+    CANARY_PARTITION,
+    MODEL_INFO,
+    MODEL_LOAD_SECONDS,
+    MODEL_LOADS,
+    POLICY_VERSION,
+    SHADOW_SAMPLE_RATIO,
+)
 from triage_classifier.settings import Settings
 from triage_contracts import ModelRole
 from triage_ml import model as model_lib
 from triage_ml.rules import RulesError, load_rules
 from triage_runtime.db.engine import make_async_engine
+from triage_runtime.policy_store import PolicyStore
 from triage_runtime.registry import ModelRegistry, artifact_store_from_url
+from triage_runtime.routing import DEFAULT_POLICY, RoutingPolicy
 
 log = logging.getLogger(__name__)
 
@@ -67,10 +77,9 @@ class ModelSource:
         self._engine: AsyncEngine | None = None
         self._extra: dict[ModelRole, Serving | None] = {}
         self._extra_versions: dict[ModelRole, str | None] = {}
-        if settings.canary_partitions:
-            self._extra[ModelRole.CANARY] = None
-        if settings.shadow_sample > 0:
-            self._extra[ModelRole.SHADOW] = None
+        self._policy = DEFAULT_POLICY
+        self._policies: PolicyStore | None = None
+        self._policy_unread = False
 
     @property
     def serving(self) -> Serving | None:
@@ -79,13 +88,33 @@ class ModelSource:
 
     @property
     def canary(self) -> Serving | None:
-        """The canary model, when canary partitions are configured and the alias is set."""
+        """The canary model, when the policy gives it partitions and the alias is set."""
         return self._extra.get(ModelRole.CANARY)
 
     @property
     def shadow(self) -> Serving | None:
-        """The shadow model, when shadow scoring is on and the alias is set."""
+        """The shadow model, when the policy samples for it and the alias is set."""
         return self._extra.get(ModelRole.SHADOW)
+
+    @property
+    def policy(self) -> RoutingPolicy:
+        """The routing policy in force (the default until one is read)."""
+        return self._policy
+
+    def describe(self) -> dict[str, object]:
+        """What this instance serves, for /readyz: models by role, the policy's traffic."""
+        models = {
+            s.role.value: s.model.version
+            for s in (self._serving, self.canary, self.shadow)
+            if s is not None
+        }
+        policy = self._policy
+        return {
+            "models": models,
+            "policy_version": policy.version,
+            "canary_partitions": sorted(policy.canary_partitions) if self.canary else [],
+            "shadow_sample": policy.shadow_sample if self.shadow else 0.0,
+        }
 
     async def start(self) -> None:
         """Load once (falling back to rules if allowed), then keep refreshing."""
@@ -152,12 +181,69 @@ class ModelSource:
 
     async def refresh(self) -> bool:
         """Load the configured models if they changed; return whether a trained champion serves."""
+        try:
+            await self._refresh_policy()
+            self._policy_unread = False
+        except Exception:
+            if not self._policy_unread:  # once per outage, not once per refresh
+                log.exception("could not read the routing policy; keeping the current one")
+            self._policy_unread = True
         for role in self._extra:
             try:
                 await self._refresh_extra(role)
             except Exception:
                 log.exception("could not refresh a model", extra={"model_role": role.value})
-        return await self._refresh_champion()
+        champion = await self._refresh_champion()
+        self._export_traffic()
+        return champion
+
+    async def _refresh_policy(self) -> None:
+        """Read the policy in force; give the canary and shadow roles traffic as it says."""
+        if self._policies is None:
+            self._registry_client()
+            assert self._engine is not None
+            self._policies = PolicyStore(self._engine)
+        policy = await self._policies.current()
+        wanted = {
+            ModelRole.CANARY: bool(policy.canary_partitions),
+            ModelRole.SHADOW: policy.shadow_sample > 0,
+        }
+        for role, on in wanted.items():
+            if on:
+                self._extra.setdefault(role, None)
+            elif role in self._extra:
+                self._retire(role)
+        if policy != self._policy:
+            self._policy = policy
+            log.info(
+                "routing policy in force",
+                extra={
+                    "policy_version": policy.version,
+                    "canary_partitions": sorted(policy.canary_partitions),
+                    "shadow_sample": policy.shadow_sample,
+                },
+            )
+
+    def _retire(self, role: ModelRole) -> None:
+        """Stop serving ``role`` (the policy gives it no traffic)."""
+        previous = self._extra.pop(role, None)
+        self._extra_versions.pop(role, None)
+        if previous is not None:
+            MODEL_INFO.labels(previous.model.version, role.value).set(0)
+            log.info(
+                "model out of service: the policy gives its role no traffic",
+                extra={"model_version": previous.model.version, "model_role": role.value},
+            )
+
+    def _export_traffic(self) -> None:
+        """The policy version and the traffic each extra role takes, as gauges."""
+        policy = self._policy
+        POLICY_VERSION.set(policy.version or 0)
+        CANARY_PARTITION.clear()
+        if self.canary is not None:
+            for partition in policy.canary_partitions:
+                CANARY_PARTITION.labels(str(partition)).set(1)
+        SHADOW_SAMPLE_RATIO.set(policy.shadow_sample if self.shadow is not None else 0.0)
 
     async def _refresh_extra(self, role: ModelRole) -> None:
         """Follow the registry alias named after ``role``; empty the role when it points nowhere."""

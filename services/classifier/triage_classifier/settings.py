@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
 
-from pydantic import Field, field_validator
-from pydantic_settings import NoDecode, SettingsConfigDict
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
 
-from triage_runtime.settings import CommonSettings
+from triage_ml.scoring import ScoringSettings
 
 
-class Settings(CommonSettings):
-    """Settings for the classifier service."""
+class Settings(ScoringSettings):
+    """Settings for the classifier service (with how documents are read and scored)."""
 
     model_config = SettingsConfigDict(env_prefix="TRIAGE_CLASSIFIER_", extra="ignore")
 
@@ -44,23 +43,6 @@ class Settings(CommonSettings):
     rules_path: Path | None = Field(
         default=None, description="Rules file for the fallback (default: the shipped rules)."
     )
-    canary_partitions: Annotated[frozenset[int], NoDecode] = Field(
-        default=frozenset(),
-        description=(
-            "Partitions of the documents topic scored by the registry alias `canary` "
-            "(comma-separated, e.g. `0,3`); empty: no canary. Documents are keyed by id, so "
-            "the canary's share of traffic is the share of these partitions."
-        ),
-    )
-    shadow_sample: float = Field(
-        default=0.0,
-        ge=0.0,
-        le=1.0,
-        description=(
-            "Share of documents also scored by the registry alias `shadow` onto the shadow "
-            "topic (0: off, 1: all); chosen by document id, so a redelivery is sampled alike."
-        ),
-    )
     drift_window: int = Field(
         default=1000,
         ge=0,
@@ -91,21 +73,6 @@ class Settings(CommonSettings):
             "what has arrived, up to batch_max_records."
         ),
     )
-    torch_threads: int | None = Field(
-        default=None,
-        gt=0,
-        le=256,
-        description=(
-            "Intra-op threads torch may use for scoring (default: torch's, one per core). "
-            "With N classifier processes on a host, cores / N; see docs/performance.md."
-        ),
-    )
-    max_document_bytes: int = Field(default=25 * 1024 * 1024, gt=0)
-    extraction_workers: int | None = Field(
-        default=None, gt=0, description="Processes for PDF extraction (default: CPU count)."
-    )
-    extraction_timeout_seconds: float = Field(default=20.0, gt=0)
-    extraction_memory_bytes: int = Field(default=1024**3, gt=0)
     require_api_key: bool = Field(
         default=True,
         description="POST /v1/classify wants an X-API-Key made by `triage apikey create`.",
@@ -122,22 +89,3 @@ class Settings(CommonSettings):
     max_classify_request_bytes: int = Field(
         default=1024 * 1024, gt=0, description="Largest POST /v1/classify body (413 above)."
     )
-
-    @field_validator("canary_partitions", mode="before")
-    @classmethod
-    def _partitions(cls, value: Any) -> Any:
-        """Accept ``"0,3"`` (as the environment gives it) as well as a collection of ints."""
-        if isinstance(value, str):
-            parts = [part.strip() for part in value.split(",") if part.strip()]
-            try:
-                return frozenset(int(part) for part in parts)
-            except ValueError as exc:
-                raise ValueError("canary_partitions is a comma-separated list of numbers") from exc
-        return value
-
-    @field_validator("canary_partitions")
-    @classmethod
-    def _non_negative(cls, value: frozenset[int]) -> frozenset[int]:
-        if any(partition < 0 for partition in value):
-            raise ValueError("partition numbers start at 0")
-        return value

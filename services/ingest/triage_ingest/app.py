@@ -44,7 +44,7 @@ from triage_ingest.metrics import UPLOAD_BYTES, UPLOADS
 from triage_ingest.settings import Settings
 from triage_ingest.smtp import SmtpReceiver
 from triage_ingest.store import IngestStore
-from triage_runtime.apikeys import KeyHolder
+from triage_runtime.apikeys import ApiKeys, KeyHolder
 from triage_runtime.db.engine import database_reachable, make_async_engine
 from triage_runtime.http import ConcurrencyLimit, RateLimiter, RequestBodyLimit
 from triage_runtime.kafka import make_broker
@@ -132,8 +132,8 @@ async def current_caller(
     settings: Settings = request.app.state.settings
     if not settings.require_api_key:
         return KeyHolder(0, settings.source_name)
-    store: IngestStore = request.app.state.store
-    holder = await store.key_holder(key) if key else None
+    api_keys: ApiKeys = request.app.state.api_keys
+    holder = await api_keys.holder(key) if key else None
     if holder is None:
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED,
@@ -205,6 +205,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.store = store
+    app.state.api_keys = ApiKeys(engine)
     app.add_middleware(RequestBodyLimit, limit=lambda: settings.max_request_bytes)
     # Added last, so it runs first: an overloaded ingest refuses before reading any body.
     app.add_middleware(

@@ -1,8 +1,7 @@
-"""Ingest's PostgreSQL tables: documents (outbox and status), API keys, idempotency, cursors."""
+"""Ingest's PostgreSQL tables: documents (outbox and status), idempotency, IMAP cursors."""
 
 from __future__ import annotations
 
-import secrets
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -14,10 +13,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
 from triage_contracts import DocumentReceivedV1, utcnow
-from triage_runtime.apikeys import ApiKeys, KeyHolder, hash_api_key
-from triage_runtime.db.models import ApiKey, Document, IdempotencyRecord, ImapCursor, ReviewItem
-
-API_KEY_PREFIX = "tri_"
+from triage_runtime.db.models import Document, IdempotencyRecord, ImapCursor, ReviewItem
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,7 +30,6 @@ class IngestStore:
 
     def __init__(self, engine: AsyncEngine) -> None:
         self._sessions = async_sessionmaker(engine, expire_on_commit=False)
-        self._keys = ApiKeys(engine)
 
     async def record_document(self, event: DocumentReceivedV1) -> StoredDocument:
         """Store the document unless it exists; return the stored event identity."""
@@ -123,36 +118,6 @@ class IngestStore:
                 "due_at": review.due_at,
             },
         }
-
-    async def create_api_key(self, name: str) -> str:
-        """Create a key for ``name`` and return it; only its hash is kept."""
-        key = API_KEY_PREFIX + secrets.token_urlsafe(32)
-        async with self._sessions.begin() as session:
-            session.add(ApiKey(name=name, key_sha256=hash_api_key(key)))
-        return key
-
-    async def revoke_api_key(self, name: str) -> bool:
-        """Revoke the key named ``name``; False if there is no live key by that name."""
-        async with self._sessions.begin() as session:
-            result = await session.execute(
-                update(ApiKey)
-                .where(ApiKey.name == name, ApiKey.revoked_at.is_(None))
-                .values(revoked_at=utcnow())
-                .returning(ApiKey.id)
-            )
-            return result.first() is not None
-
-    async def list_api_keys(self) -> list[tuple[str, datetime, datetime | None]]:
-        """Return (name, created, revoked) for every key."""
-        async with self._sessions() as session:
-            rows = await session.execute(
-                select(ApiKey.name, ApiKey.created_at, ApiKey.revoked_at).order_by(ApiKey.name)
-            )
-            return [(r.name, r.created_at, r.revoked_at) for r in rows]
-
-    async def key_holder(self, key: str) -> KeyHolder | None:
-        """Return who holds a live key, or None."""
-        return await self._keys.holder(key)
 
     async def idempotent_response(
         self, api_key_id: int, key: str

@@ -22,18 +22,19 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
 from triage_contracts import DocumentRoutedV1, ReviewDecisionV1, topics, utcnow
-from triage_review_ui.auth import Action, can, verify_csrf
-from triage_review_ui.auth_store import AuthStore, RateLimitedError, SessionInfo
 from triage_review_ui.metrics import OLDEST_AGE_SECONDS, OPEN_ITEMS, OVERDUE_ITEMS
 from triage_review_ui.queries import QueueFilter, ReviewQueries
 from triage_review_ui.settings import Settings
 from triage_review_ui.workflow import ReviewWorkflow, WorkflowError
+from triage_runtime.accounts.credentials import Action, can, verify_csrf
+from triage_runtime.accounts.store import AuthStore, RateLimitedError, SessionInfo
 from triage_runtime.blobstore import BlobStore
 from triage_runtime.db.engine import database_reachable, make_async_engine
 from triage_runtime.kafka import make_broker, publish_event
 from triage_runtime.metrics import EVENTS_PRODUCED, topic_family
 from triage_runtime.ops import ops_router
 from triage_runtime.service import producer_for
+from triage_text.pool import ExtractionLimits, ExtractionPool
 
 SERVICE = "review-ui"
 # Bounded label values for the queue gauges (the router's review reasons).
@@ -93,6 +94,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     queries = ReviewQueries(engine)
     auth = AuthStore(engine)
     blobs = settings.open_blob_store()
+    # Documents are shown re-extracted, with limits: a hostile one costs a killed worker.
+    pool = ExtractionPool(
+        workers=1,
+        limits=ExtractionLimits(
+            timeout_seconds=settings.extraction_timeout_seconds,
+            memory_bytes=settings.extraction_memory_bytes,
+            max_bytes=settings.max_document_bytes,
+        ),
+    )
     workflow = ReviewWorkflow(
         engine,
         labels=settings.labels,
@@ -136,6 +146,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:
             stack.push_async_callback(engine.dispose)
+            await stack.enter_async_context(pool)
             await broker.start()
             stack.push_async_callback(broker.stop)
             tasks = [
@@ -294,7 +305,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 item = await queries.item(item_id) or item
             except WorkflowError as exc:
                 claim_error = str(exc)
-        text = await _document_text(blobs, item)
+        text = await _document_text(blobs, pool, item)
         probabilities = sorted(
             (item.probabilities or {}).items(), key=lambda kv: kv[1], reverse=True
         )[:5]
@@ -433,10 +444,8 @@ def _local_path(target: str) -> bool:
     return target.startswith("/") and not target.startswith(("//", "/\\")) and "\\" not in target
 
 
-async def _document_text(blobs: BlobStore, item: Any) -> str | None:
+async def _document_text(blobs: BlobStore, pool: ExtractionPool, item: Any) -> str | None:
     """The document's extracted text for the item page (shown escaped), or None."""
-    from triage_text.extract import extract_text
-
     # Only documents the classifier could read: re-extracting one that failed (a PDF over
     # its time or memory limit, say) would tie up this web process for nothing.
     if item.extraction_status != "ok":
@@ -445,5 +454,5 @@ async def _document_text(blobs: BlobStore, item: Any) -> str | None:
         data = await asyncio.to_thread(blobs.get, item.blob_sha256)
     except Exception:  # noqa: BLE001 - a missing blob must not break the page
         return None
-    extracted = await asyncio.to_thread(extract_text, data, item.media_type)
+    extracted = await pool.extract(data, item.media_type)
     return extracted.text[:50_000] if extracted.text else None

@@ -32,3 +32,12 @@ class Settings(CommonSettings):
     publish_interval_seconds: float = Field(
         default=1.0, gt=0, description="How often decided items' events are published."
     )
+    max_document_bytes: int = Field(
+        default=25 * 1024 * 1024, gt=0, description="Larger documents are not shown as text."
+    )
+    extraction_timeout_seconds: float = Field(
+        default=10.0, gt=0, description="Longest extraction of a document shown as text."
+    )
+    extraction_memory_bytes: int = Field(
+        default=512 * 1024**2, gt=0, description="Memory cap of the extraction worker."
+    )

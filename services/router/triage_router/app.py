@@ -8,7 +8,6 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import timedelta
 
 from fastapi import FastAPI
 from faststream import AckPolicy
@@ -22,10 +21,9 @@ from triage_contracts import (
     topics,
     utcnow,
 )
-from triage_router import domain
 from triage_router.metrics import DECISIONS, DUPLICATES, END_TO_END_SECONDS, PROCESS_SECONDS
 from triage_router.settings import Settings
-from triage_router.store import RouterStore, StoredRoute
+from triage_runtime import routing
 from triage_runtime.db.engine import database_reachable, make_async_engine
 from triage_runtime.kafka import (
     ConsumedRecord,
@@ -39,6 +37,9 @@ from triage_runtime.kafka import (
 from triage_runtime.lag import LagMonitor
 from triage_runtime.metrics import EVENTS_CONSUMED, EVENTS_PRODUCED, topic_family
 from triage_runtime.ops import ops_router
+from triage_runtime.outcomes.store import OutcomeStore, StoredRoute
+from triage_runtime.policy_store import PolicyCache, PolicyStore
+from triage_runtime.routing import RoutingPolicy
 from triage_runtime.service import producer_for
 
 SERVICE = "router"
@@ -51,11 +52,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     producer = producer_for(SERVICE, "triage-router")
     broker = make_broker(settings.kafka_bootstrap, client_id="triage-router")
     engine = make_async_engine(settings.database_url)
-    store = RouterStore(engine)
+    store = OutcomeStore(engine)
     dead_letters = DeadLetters(
         broker, topic=settings.topic(topics.DEADLETTER), service=SERVICE, producer=producer
     )
-    review_sla = timedelta(hours=settings.review_sla_hours)
+    policies = PolicyCache(PolicyStore(engine))
     lag = LagMonitor(
         settings.kafka_bootstrap,
         service=SERVICE,
@@ -65,7 +66,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         interval=settings.lag_interval_seconds,
     )
 
-    async def route(event: DocumentClassifiedV1, decision: domain.RouteTo) -> None:
+    async def route(event: DocumentClassifiedV1, decision: routing.RouteTo) -> None:
         routed = routed_event(event, decision)
         stored = await store.record_route(event, decision, event_id=routed.event_id)
         if stored.in_review:
@@ -79,7 +80,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await store.mark_published(event.document_id)
         was_routed(event, stored.queue)
 
-    def routed_event(event: DocumentClassifiedV1, decision: domain.RouteTo) -> DocumentRoutedV1:
+    def routed_event(event: DocumentClassifiedV1, decision: routing.RouteTo) -> DocumentRoutedV1:
         return DocumentRoutedV1(
             producer=producer,
             document_id=event.document_id,
@@ -128,11 +129,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             },
         )
 
-    async def review(event: DocumentClassifiedV1, decision: domain.SendToReview) -> None:
+    async def review(event: DocumentClassifiedV1, decision: routing.SendToReview) -> None:
         was_reviewed(event, decision, opened=await store.open_review(event, decision))
 
     def was_reviewed(
-        event: DocumentClassifiedV1, decision: domain.SendToReview, *, opened: bool
+        event: DocumentClassifiedV1, decision: routing.SendToReview, *, opened: bool
     ) -> None:
         """Count and log a review item opened (or not: the document had an outcome)."""
         if not opened:
@@ -152,14 +153,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             },
         )
 
-    async def apply_one(record: ConsumedRecord, event: DocumentClassifiedV1) -> None:
+    async def apply_one(
+        record: ConsumedRecord, event: DocumentClassifiedV1, policy: RoutingPolicy
+    ) -> None:
         """Apply one routing decision in a transaction of its own."""
         started = time.perf_counter()
-        decision = domain.decide(
-            event, review_sla=review_sla, thresholds=settings.thresholds or None
-        )
+        decision = routing.decide(event, policy)
         try:
-            if isinstance(decision, domain.RouteTo):
+            if isinstance(decision, routing.RouteTo):
                 await route(event, decision)
             else:
                 await review(event, decision)
@@ -177,31 +178,29 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await dead_letters.send(record, error, consumed_topic=topics.CLASSIFIED)
             return
         EVENTS_CONSUMED.labels(SERVICE, topics.CLASSIFIED, "ok").inc()
-        outcome = "routed" if isinstance(decision, domain.RouteTo) else "review"
+        outcome = "routed" if isinstance(decision, routing.RouteTo) else "review"
         PROCESS_SECONDS.labels(outcome).observe(time.perf_counter() - started)
 
-    async def apply_batch(decoded: list[tuple[ConsumedRecord, DocumentClassifiedV1]]) -> None:
+    async def apply_batch(
+        decoded: list[tuple[ConsumedRecord, DocumentClassifiedV1, RoutingPolicy]],
+    ) -> None:
         """Apply a batch's decisions in one transaction, then publish the routings together.
 
         If the database refuses one effect (bad data), the batch is applied again one
         document at a time, so only that one goes to the dead letters.
         """
         started = time.perf_counter()
-        thresholds = settings.thresholds or None
-        decided = [
-            (event, domain.decide(event, review_sla=review_sla, thresholds=thresholds))
-            for _, event in decoded
-        ]
+        decided = [(event, routing.decide(event, policy)) for _, event, policy in decoded]
         routed = {
             event.document_id: routed_event(event, decision)
             for event, decision in decided
-            if isinstance(decision, domain.RouteTo)
+            if isinstance(decision, routing.RouteTo)
         }
         try:
             results = await store.apply_batch(
                 [
                     (event, decision, routed[event.document_id].event_id)
-                    if isinstance(decision, domain.RouteTo)
+                    if isinstance(decision, routing.RouteTo)
                     else (event, decision, uuid.uuid4())
                     for event, decision in decided
                 ]
@@ -210,8 +209,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             raise
         except SQLAlchemyError:
             log.warning("the database refused a batch; applying its documents one at a time")
-            for record, event in decoded:
-                await apply_one(record, event)
+            for record, event, policy in decoded:
+                await apply_one(record, event, policy)
             return
         publish: dict[str, tuple[str, DocumentRoutedV1]] = {}
         for (event, decision), result in zip(decided, results, strict=True):
@@ -222,7 +221,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     DUPLICATES.inc()  # the second of one document in a batch, too
                 else:
                     publish[event.document_id] = to_publish(routed[event.document_id], result)
-            elif isinstance(decision, domain.SendToReview):
+            elif isinstance(decision, routing.SendToReview):
                 was_reviewed(event, decision, opened=bool(result))
         await publish_many(broker, list(publish.values()))
         await store.mark_published_many(list(publish))
@@ -231,8 +230,28 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         elapsed = (time.perf_counter() - started) / max(1, len(decided))
         for _, decision in decided:
             EVENTS_CONSUMED.labels(SERVICE, topics.CLASSIFIED, "ok").inc()
-            outcome = "routed" if isinstance(decision, domain.RouteTo) else "review"
+            outcome = "routed" if isinstance(decision, routing.RouteTo) else "review"
             PROCESS_SECONDS.labels(outcome).observe(elapsed)
+
+    async def with_policies(
+        decoded: list[tuple[ConsumedRecord, DocumentClassifiedV1]],
+    ) -> list[tuple[ConsumedRecord, DocumentClassifiedV1, RoutingPolicy]]:
+        """Each event with the routing policy it names; an event naming a version the registry
+        does not hold is a dead letter (no retry will make it appear)."""
+        named = await policies.named({event.policy_version for _, event in decoded})
+        ready = []
+        for record, event in decoded:
+            policy = named.get(event.policy_version)
+            if policy is None:
+                error = UnprocessableError(
+                    ErrorClass.SCHEMA_INVALID,
+                    f"names routing policy version {event.policy_version}, which is not stored",
+                    event.document_id,
+                )
+                await dead_letters.send(record, error, consumed_topic=topics.CLASSIFIED)
+            else:
+                ready.append((record, event, policy))
+        return ready
 
     @broker.subscriber(
         settings.topic(topics.CLASSIFIED),
@@ -253,7 +272,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             except UnprocessableError as exc:
                 await dead_letters.send(record, exc, consumed_topic=topics.CLASSIFIED)
         try:
-            await apply_batch(decoded)
+            await apply_batch(await with_policies(decoded))
         except (OperationalError, InterfaceError):
             # The database is unreachable: every message would fail alike, so pause, then let
             # the batch be redelivered (NACK seeks back) rather than skip ahead.

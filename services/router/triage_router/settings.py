@@ -16,11 +16,6 @@ class Settings(CommonSettings):
     host: str = "127.0.0.1"
     port: int = 8003
     group_id: str = "triage-router"
-    review_sla_hours: float = Field(default=4.0, gt=0, description="Time allowed for a review.")
-    thresholds: dict[str, float] = Field(
-        default_factory=dict,
-        description="Per-label thresholds that override the model's (JSON object).",
-    )
     batch_max_records: int = Field(
         default=100, gt=0, le=1000, description="Classified events applied per transaction."
     )

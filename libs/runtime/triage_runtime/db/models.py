@@ -220,6 +220,27 @@ class ModelAliasHistory(Base):
     __table_args__ = (Index("ix_model_alias_history_alias_id", "alias", "id"),)
 
 
+class RoutingPolicyRow(Base):
+    """One version of the routing policy; the table is append-only (a trigger refuses changes).
+
+    The newest row is the policy in force; each row names who changed it and why.
+    """
+
+    __tablename__ = "routing_policy"
+
+    version: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    thresholds: Mapped[dict[str, dict[str, float]]] = mapped_column(JSONB)
+    """Per-label thresholds by model version: ``{model_version: {label: threshold}}``."""
+    canary_partitions: Mapped[list[int]] = mapped_column(JSONB)
+    shadow_sample: Mapped[float] = mapped_column(Float)
+    review_sla_hours: Mapped[float] = mapped_column(Float)
+    actor: Mapped[str] = mapped_column(String(80))
+    reason: Mapped[str] = mapped_column(Text)
+    at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.clock_timestamp()
+    )
+
+
 class AppUser(Base):
     """A person who signs in to the review UI; only a scrypt hash of the password is kept."""
 

@@ -20,7 +20,7 @@ from sqlalchemy import delete, func, insert, or_, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from triage_review_ui.auth import (
+from triage_runtime.accounts.credentials import (
     PasswordPolicyError,
     Role,
     burn_verification_time,

@@ -1,4 +1,4 @@
-"""The router's durable effects in PostgreSQL; every write is idempotent per document."""
+"""The router's effects in PostgreSQL (routing decisions, review items); each idempotent."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from triage_contracts import DocumentClassifiedV1, utcnow
-from triage_router.domain import RouteTo, SendToReview
 from triage_runtime.db.models import Document, ReviewItem, RoutingDecision
+from triage_runtime.routing import RouteTo, SendToReview
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,8 +30,8 @@ class StoredRoute:
     in_review: bool = False
 
 
-class RouterStore:
-    """Reads and writes the routing_decision and review_item tables."""
+class OutcomeStore:
+    """Records a document's first outcome: a routing decision or a review item."""
 
     def __init__(self, engine: AsyncEngine) -> None:
         self._sessions = async_sessionmaker(engine, expire_on_commit=False)
@@ -96,7 +96,7 @@ class RouterStore:
 async def _record_route(
     session: AsyncSession, event: DocumentClassifiedV1, decision: RouteTo, *, event_id: uuid.UUID
 ) -> StoredRoute:
-    """``RouterStore.record_route`` inside the caller's transaction."""
+    """``OutcomeStore.record_route`` inside the caller's transaction."""
     model = event.model
     in_review = await _has_review_item(session, event.document_id)
     if not in_review:
@@ -130,7 +130,7 @@ async def _record_route(
 async def _open_review(
     session: AsyncSession, event: DocumentClassifiedV1, decision: SendToReview
 ) -> bool:
-    """``RouterStore.open_review`` inside the caller's transaction."""
+    """``OutcomeStore.open_review`` inside the caller's transaction."""
     if await _has_routing_decision(session, event.document_id):
         return False
     result = await session.execute(

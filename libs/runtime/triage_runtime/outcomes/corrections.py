@@ -39,9 +39,9 @@ from triage_contracts import (
     Producer,
     utcnow,
 )
-from triage_router.domain import Decision, RouteTo, SendToReview
-from triage_router.store import review_item_values
+from triage_runtime.outcomes.store import review_item_values
 from triage_runtime.db.models import Document, ReviewItem, RoutingCorrection, RoutingDecision
+from triage_runtime.routing import Decision, RouteTo, SendToReview
 
 REVIEW = "review"
 """How the review queue is named in outcomes and reports."""

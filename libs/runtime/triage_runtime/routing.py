@@ -1,0 +1,137 @@
+"""The routing policy and the decision it implies: one place, pure, for every caller.
+
+The classifier applies a policy's thresholds when it scores (and names the policy version in
+the event), and says which model scores which partition; the router, the canary report and
+replay turn a classified event into a decision with ``decide``. docs/model-operations.md.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from triage_contracts import (
+    Action,
+    DecidedBy,
+    DocumentClassifiedV1,
+    ExtractionStatus,
+    ModelRole,
+    Prediction,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class RoutingPolicy:
+    """Per-label thresholds by model version, the canary's partitions, the shadow's sample,
+    and the time a review item is due in.
+
+    ``version`` is None for the default policy (nothing stored yet): the models' own
+    thresholds, no canary traffic, no shadow scoring, reviews due in four hours.
+    """
+
+    version: int | None = None
+    thresholds: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
+    canary_partitions: frozenset[int] = frozenset()
+    shadow_sample: float = 0.0
+    review_sla_hours: float = 4.0
+
+    @property
+    def review_sla(self) -> timedelta:
+        """How long after receipt a review item is due."""
+        return timedelta(hours=self.review_sla_hours)
+
+    def threshold(self, model_version: str, label: str) -> float | None:
+        """The policy's threshold for ``label`` under ``model_version``; None: the model's."""
+        return self.thresholds.get(model_version, {}).get(label)
+
+    def apply(self, model_version: str, prediction: Prediction) -> Prediction:
+        """``prediction`` with this policy's threshold for its label, and the action it implies."""
+        threshold = self.threshold(model_version, prediction.label)
+        if threshold is None or threshold == prediction.threshold:
+            return prediction
+        action = Action.ROUTE if prediction.confidence >= threshold else Action.REVIEW
+        return prediction.model_copy(update={"threshold": threshold, "action": action})
+
+    def role_for(self, partition: int, *, has_canary: bool) -> ModelRole:
+        """Which model scores a documents-topic partition: the canary on its partitions."""
+        if has_canary and partition in self.canary_partitions:
+            return ModelRole.CANARY
+        return ModelRole.CHAMPION
+
+    def in_shadow_sample(self, document_id: str) -> bool:
+        """Whether the shadow also scores a document; the same id always gets the same answer.
+
+        A document id's hex digits are uniform, so the share sampled is ``shadow_sample``.
+        """
+        if self.shadow_sample >= 1.0:
+            return True
+        if self.shadow_sample <= 0.0:
+            return False
+        return int(document_id[4:12], 16) < self.shadow_sample * 16**8
+
+
+DEFAULT_POLICY = RoutingPolicy()
+
+
+class ReviewReason(enum.StrEnum):
+    """Why a document needs a human."""
+
+    LOW_CONFIDENCE = "low_confidence"
+    EXTRACTION_FAILED = "extraction_failed"
+    ENCRYPTED = "encrypted"
+    MODEL_UNAVAILABLE = "model_unavailable"
+
+
+@dataclass(frozen=True, slots=True)
+class RouteTo:
+    """Send the document to ``queue`` without a human."""
+
+    queue: str
+    decided_by: DecidedBy
+    confidence: float
+
+
+@dataclass(frozen=True, slots=True)
+class SendToReview:
+    """Open a review item for the document."""
+
+    reason: ReviewReason
+    priority: int
+    due_at: datetime
+
+
+Decision = RouteTo | SendToReview
+
+PRIORITY_HIGH = 1
+PRIORITY_NORMAL = 2
+
+
+def decide(event: DocumentClassifiedV1, policy: RoutingPolicy) -> Decision:
+    """Where a classified document goes under ``policy`` (the one the event names); the same
+    event always gets the same answer.
+
+    The prediction's threshold and action were set under that policy when it was scored,
+    so every reader of the event decides alike, whenever it reads it.
+    """
+    due_at = event.document.received_at + policy.review_sla
+    prediction = event.prediction
+    if prediction is None:
+        reason = (
+            ReviewReason.ENCRYPTED
+            if event.extraction.status is ExtractionStatus.ENCRYPTED
+            else ReviewReason.EXTRACTION_FAILED
+        )
+        # Nothing can route these automatically, so a human should see them first.
+        return SendToReview(reason=reason, priority=PRIORITY_HIGH, due_at=due_at)
+    by_rules = event.model.role is ModelRole.RULES
+    if prediction.action is Action.ROUTE:
+        return RouteTo(
+            queue=prediction.label,
+            decided_by=DecidedBy.RULES if by_rules else DecidedBy.MODEL,
+            confidence=prediction.confidence,
+        )
+    # A rules score below its threshold means no trained model was available.
+    reason = ReviewReason.MODEL_UNAVAILABLE if by_rules else ReviewReason.LOW_CONFIDENCE
+    return SendToReview(reason=reason, priority=PRIORITY_NORMAL, due_at=due_at)
