@@ -6,13 +6,17 @@ import asyncio
 import uuid
 from typing import Any
 
+import pytest
+from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine, inspect, text
+from sqlalchemy.exc import DBAPIError
 
 from tests.helpers import classified
 from tests.stack import Stack
 from triage_contracts import DecidedBy, DocumentClassifiedV1
-from triage_runtime.db.engine import make_async_engine, upgrade
+from triage_runtime.db.engine import alembic_config, make_async_engine, upgrade
 from triage_runtime.outcomes.store import OutcomeStore
+from triage_runtime.policy_store import PolicyChange, PolicyStore
 from triage_runtime.routing import ReviewReason, RouteTo, SendToReview
 
 
@@ -25,10 +29,38 @@ def test_migrations_create_the_review_queue_and_repeat_safely(stack: Stack) -> N
             "review_item",
             "routing_decision",
             "routing_correction",
+            "routing_policy",
             "alembic_version",
         } <= tables
+        head = ScriptDirectory.from_config(alembic_config(stack.database_url)).get_current_head()
         with engine.connect() as conn:
-            assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0008"
+            assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == head
+    finally:
+        engine.dispose()
+
+
+def test_the_routing_policy_history_cannot_be_rewritten(clean_db: str) -> None:
+    async def change() -> int | None:
+        engine = make_async_engine(clean_db)
+        try:
+            policy = await PolicyStore(engine).change(
+                PolicyChange(shadow_sample=0.25), actor="test", reason="sample a quarter"
+            )
+        finally:
+            await engine.dispose()
+        return policy.version
+
+    assert asyncio.run(change()) == 1
+    engine = create_engine(clean_db)
+    try:
+        for statement in (
+            "UPDATE routing_policy SET shadow_sample = 1",
+            "DELETE FROM routing_policy",
+        ):
+            with pytest.raises(DBAPIError, match="append-only"), engine.begin() as conn:
+                conn.execute(text(statement))
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT shadow_sample FROM routing_policy")).scalar() == 0.25
     finally:
         engine.dispose()
 
