@@ -1,0 +1,1 @@
+"""Raw email bytes to one body document per message plus its attachments (``parse.py``)."""
