@@ -26,7 +26,8 @@ from triage_contracts import (
     utcnow,
 )
 from triage_ingest import domain
-from triage_ingest.email.parse import ParsedMessage, parse_email
+from triage_ingest.email.parse import parse_email
+from triage_ingest.email.result import ParsedMessage
 from triage_ingest.metrics import DOCUMENTS_ACCEPTED
 from triage_ingest.store import IngestStore
 from triage_runtime.blobstore import BlobStore
