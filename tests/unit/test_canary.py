@@ -1,9 +1,8 @@
-"""Canary statistics: published interval values, PSI, the verdict rules, and the report outputs."""
+"""Canary statistics: published interval values, the verdict rules, and the report outputs."""
 
 from __future__ import annotations
 
 import json
-import math
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
@@ -24,7 +23,6 @@ from triage_ml.canary import (
     analyse,
     canary_png,
     newcombe_difference,
-    psi,
     render_table,
     wilson_interval,
 )
@@ -151,34 +149,6 @@ def test_newcombe_difference_swapping_the_arms_mirrors_the_interval() -> None:
     assert newcombe_difference(56, 70, 48, 80) == pytest.approx((-high, -low))
     assert low < 56 / 70 - 48 / 80 < high
     assert newcombe_difference(0, 0, 3, 10) == (-1.0, 1.0)
-
-
-# --- population stability index -------------------------------------------------------------
-
-
-def test_psi_of_identical_shares_is_zero() -> None:
-    assert psi(LABELS, LABELS) == 0.0
-    assert psi(LABELS, scale(LABELS, 3.0)) == pytest.approx(0.0, abs=1e-12)
-
-
-def test_psi_known_value() -> None:
-    # (0.75 - 0.5) ln 1.5 + (0.25 - 0.5) ln 0.5 = 0.25 ln 3
-    assert psi({"a": 50, "b": 50}, {"a": 75, "b": 25}) == pytest.approx(0.25 * math.log(3))
-
-
-def test_psi_grows_with_the_shift() -> None:
-    values = [psi({"a": 50, "b": 50}, {"a": 50 + d, "b": 50 - d}) for d in (0, 5, 10, 20, 40)]
-    assert values == sorted(values)
-    assert len(set(values)) == len(values)
-
-
-def test_psi_smooths_a_label_one_side_never_produced() -> None:
-    epsilon = 1e-4
-    value = psi({"a": 10}, {"a": 5, "b": 5}, epsilon=epsilon)
-    expected = (0.5 - 1.0) * math.log(0.5) + (0.5 - epsilon) * math.log(0.5 / epsilon)
-    assert value == pytest.approx(expected)
-    with pytest.raises(ValueError, match="at least one count"):
-        psi({}, {"a": 1})
 
 
 # --- analyse --------------------------------------------------------------------------------

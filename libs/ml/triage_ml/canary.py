@@ -8,8 +8,9 @@ module compares the two arms with four checks and turns them into a verdict:
     champion is compared with ``max_low_confidence_increase``.
   * ``override_rate``: share of human-reviewed items whose decided label differs from the
     predicted one, compared the same way with ``max_override_increase``.
-  * ``label_psi``: population stability index of the predicted-label counts, champion as the
-    expected distribution, compared with ``max_label_psi``.
+  * ``label_psi``: population stability index (``stats.psi_by_key``, the same as drift's) of
+    the predicted-label counts, champion as the expected distribution, compared with
+    ``max_label_psi``.
   * ``latency_p95``: canary p95 over champion p95 of receipt-to-scored latency (linear
     interpolation between order statistics, as ``numpy.percentile`` does by default),
     compared with ``max_latency_ratio``.
@@ -24,7 +25,7 @@ from __future__ import annotations
 import enum
 import math
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from statistics import NormalDist
@@ -35,6 +36,7 @@ import numpy as np
 from triage_contracts import ModelRole
 from triage_ml.evaluation import _grid
 from triage_ml.plots import _new_figure, _save
+from triage_ml.stats import psi_by_key
 
 LOW_CONFIDENCE_RATE = "low_confidence_rate"
 OVERRIDE_RATE = "override_rate"
@@ -263,28 +265,6 @@ def newcombe_difference(
     return max(-1.0, low), min(1.0, high)
 
 
-def psi(expected: Mapping[str, int], actual: Mapping[str, int], epsilon: float = 1e-4) -> float:
-    """Return the population stability index sum((a - e) * ln(a / e)) over the union of keys.
-
-    Shares are counts over each mapping's total; a share below ``epsilon`` (a label one side
-    never produced) is raised to ``epsilon`` so the logarithm stays finite.
-    """
-    if not 0.0 < epsilon < 1.0:
-        raise ValueError(f"epsilon must be in (0, 1), got {epsilon}")
-    if any(count < 0 for count in (*expected.values(), *actual.values())):
-        raise ValueError("counts must not be negative")
-    expected_total = sum(expected.values())
-    actual_total = sum(actual.values())
-    if expected_total == 0 or actual_total == 0:
-        raise ValueError("both distributions need at least one count")
-    index = 0.0
-    for key in sorted(set(expected) | set(actual)):
-        e = max(expected.get(key, 0) / expected_total, epsilon)
-        a = max(actual.get(key, 0) / actual_total, epsilon)
-        index += (a - e) * math.log(a / e)
-    return index
-
-
 # --- analysis -------------------------------------------------------------------------------
 
 
@@ -408,7 +388,7 @@ def _psi_check(champion: Arm, canary: Arm, thresholds: CanaryThresholds) -> Chec
     )
     value = None
     if champion.scored and canary.scored:
-        value = psi(champion.label_counts, canary.label_counts)
+        value = psi_by_key(champion.label_counts, canary.label_counts)
     if short or value is None:
         outcome, detail = Outcome.INSUFFICIENT, short
     elif value > limit:

@@ -9,7 +9,7 @@ the sentence embedding for ``embed-lr``) with the spread of the training documen
 Live documents are counted into a ``Window`` (counts and a running vector sum, never the
 texts), and ``compare`` turns a window into a ``DriftReport``, one signal each:
 
-  * ``confidence``, ``label``, ``length``: population stability index (``psi``) of the live
+  * ``confidence``, ``label``, ``length``: population stability index (``stats.psi``) of the live
     histogram against the baseline's; drift above ``max_psi`` (0.2).
   * ``centroid``: cosine distance between the live centroid and the baseline's; drift above
     ``distance_factor`` (0.25) times the baseline spread, plus ``noise_allowance`` (3) times
@@ -40,6 +40,7 @@ import numpy as np
 
 from triage_ml.evaluation import _grid
 from triage_ml.plots import _new_figure, _save
+from triage_ml.stats import psi
 
 BASELINE_FORMAT = 1
 METADATA_KEY = "drift_baseline"
@@ -49,9 +50,6 @@ LENGTH_EDGES: tuple[float, ...] = (0.0, *(float(2**k) for k in range(5, 18)))
 # A TF-IDF vocabulary can run to hundreds of thousands of terms; the centroid keeps the
 # components that carry most of the mean vector, so metadata.json and each window stay small.
 MAX_CENTROID_COMPONENTS = 1024
-# Added to every bin either side has a document in, so a bin the other side never saw
-# gives a finite PSI; bins empty on both sides are left out.
-PSI_PSEUDOCOUNT = 0.5
 
 CONFIDENCE = "confidence"
 LABEL = "label"
@@ -661,33 +659,6 @@ class RollingWindow:
 
 
 # --- comparison -------------------------------------------------------------------------------
-
-
-def psi(
-    expected: Sequence[float] | np.ndarray,
-    actual: Sequence[float] | np.ndarray,
-    *,
-    pseudocount: float = PSI_PSEUDOCOUNT,
-) -> float:
-    """Return the population stability index sum((a - e) * ln(a / e)) of two histograms.
-
-    Only bins where either side has a count take part, each raised by ``pseudocount`` so a
-    bin one side never saw stays finite; identical histograms give exactly 0.
-    """
-    e = np.asarray(expected, dtype=np.float64)
-    a = np.asarray(actual, dtype=np.float64)
-    if e.shape != a.shape or e.ndim != 1:
-        raise ValueError("both histograms need the same bins")
-    if (e < 0).any() or (a < 0).any():
-        raise ValueError("counts must not be negative")
-    if e.sum() == 0 or a.sum() == 0:
-        raise ValueError("both histograms need at least one count")
-    if pseudocount <= 0:
-        raise ValueError(f"pseudocount must be positive, got {pseudocount}")
-    used = (e + a) > 0
-    p = (e[used] + pseudocount) / (e[used] + pseudocount).sum()
-    q = (a[used] + pseudocount) / (a[used] + pseudocount).sum()
-    return float(np.sum((q - p) * np.log(q / p)))
 
 
 @dataclass(frozen=True, slots=True)
