@@ -95,12 +95,6 @@ def test_a_few_lucky_predictions_do_not_set_a_threshold() -> None:
     assert thresholds["b"] == 0.5  # 300 right of 300: the floor is enough
 
 
-def test_wilson_lower_bound_matches_known_values() -> None:
-    assert model_lib.wilson_lower_bound(0, 0) == 0.0
-    assert model_lib.wilson_lower_bound(10, 10) == pytest.approx(0.787, abs=1e-3)
-    assert model_lib.wilson_lower_bound(95, 100) == pytest.approx(0.9004, abs=1e-3)
-
-
 def test_the_embedding_backend_is_recorded_and_part_of_the_version() -> None:
     examples = small_examples()
     fp32 = model_lib.version_for(examples, kind="embed-lr", embedding_fingerprint="f")

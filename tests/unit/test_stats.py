@@ -10,9 +10,101 @@ import pytest
 
 from triage_ml import drift
 from triage_ml.canary import LABEL_PSI, Scored, analyse
-from triage_ml.stats import psi, psi_by_key
+from triage_ml.stats import newcombe_difference, psi, psi_by_key, wilson_interval
 
 LABELS = {"invoice": 400, "contract": 300, "receipt": 200, "letter": 100}
+
+
+# --- Wilson and Newcombe intervals ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("successes", "n", "expected"),
+    [
+        # Newcombe RG (1998). Two-sided confidence intervals for the single proportion:
+        # comparison of seven methods. Stat Med 17:857-872; worked examples, method 3
+        # (Wilson score interval without continuity correction), 95%.
+        (81, 263, (0.2553, 0.3662)),
+        (15, 148, (0.0624, 0.1605)),
+        (0, 20, (0.0, 0.1611)),
+        (1, 29, (0.0061, 0.1718)),
+    ],
+)
+def test_wilson_interval_matches_published_values(
+    successes: int, n: int, expected: tuple[float, float]
+) -> None:
+    assert wilson_interval(successes, n) == pytest.approx(expected, abs=5e-5)
+
+
+def test_wilson_interval_of_8_of_10() -> None:
+    # p = 0.8, z^2 = 3.8415: centre 0.8 + 0.19207 = 0.99207, margin z * sqrt(0.016 + 0.0096) =
+    # 0.31362, over 1.38415: 0.4902 to 0.9433 (the textbook 95 % Wilson interval of 8/10).
+    assert wilson_interval(8, 10) == pytest.approx((0.4902, 0.9433), abs=5e-5)
+
+
+def test_wilson_interval_at_zero_successes_has_the_closed_form_upper_bound() -> None:
+    z = 1.959963984540054
+    low, high = wilson_interval(0, 20)
+    assert low == 0.0
+    assert high == pytest.approx(z * z / (20 + z * z), rel=1e-12)
+    assert wilson_interval(20, 20)[1] == 1.0
+
+
+def test_wilson_interval_widens_with_confidence_and_knows_nothing_without_trials() -> None:
+    narrow = wilson_interval(30, 100, 0.80)
+    wide = wilson_interval(30, 100, 0.99)
+    assert wide[0] < narrow[0] < 0.3 < narrow[1] < wide[1]
+    assert wilson_interval(0, 0) == (0.0, 1.0)
+    with pytest.raises(ValueError, match="successes"):
+        wilson_interval(5, 4)
+    with pytest.raises(ValueError, match="confidence"):
+        wilson_interval(1, 4, 1.0)
+
+
+@pytest.mark.parametrize(
+    ("x1", "n1", "x2", "n2", "expected"),
+    [
+        # Newcombe RG (1998). Interval estimation for the difference between independent
+        # proportions: comparison of eleven methods. Stat Med 17:873-890; examples (a)-(h),
+        # method 10 (hybrid score, no continuity correction), 95%, for p1 - p2.
+        (56, 70, 48, 80, (0.0524, 0.3339)),
+        (9, 10, 3, 10, (0.1705, 0.8090)),
+        (6, 7, 2, 7, (0.0582, 0.8062)),
+        (5, 56, 0, 29, (-0.0381, 0.1926)),
+        (0, 10, 0, 20, (-0.1611, 0.2775)),
+        (0, 10, 0, 10, (-0.2775, 0.2775)),
+        (10, 10, 0, 20, (0.6791, 1.0)),
+        (10, 10, 0, 10, (0.6075, 1.0)),
+    ],
+)
+def test_newcombe_difference_matches_newcombe_1998_method_10(
+    x1: int, n1: int, x2: int, n2: int, expected: tuple[float, float]
+) -> None:
+    # newcombe_difference bounds its second proportion minus its first, so pass p2's counts
+    # first to get the paper's p1 - p2 (e.g. 56/70 - 48/80 = 0.2, CI 0.0524 to 0.3339).
+    assert newcombe_difference(x2, n2, x1, n1) == pytest.approx(expected, abs=5e-5)
+
+
+def test_newcombe_difference_swapping_the_arms_mirrors_the_interval() -> None:
+    low, high = newcombe_difference(48, 80, 56, 70)
+    assert newcombe_difference(56, 70, 48, 80) == pytest.approx((-high, -low))
+    assert low < 56 / 70 - 48 / 80 < high
+    assert newcombe_difference(0, 0, 3, 10) == (-1.0, 1.0)
+
+
+def test_the_threshold_bound_is_the_interval_lower_end_at_z_1_645() -> None:
+    # With every trial a success the lower end is n / (n + z^2): 10 / 12.706 = 0.787, so 10
+    # right out of 10 is no evidence of 95 % precision; 95 of 100 gives 0.9008.
+    assert wilson_interval(10, 10, z=1.645)[0] == pytest.approx(10 / (10 + 1.645**2), rel=1e-12)
+    assert wilson_interval(95, 100, z=1.645)[0] == pytest.approx(0.9008, abs=5e-5)
+    assert wilson_interval(0, 0, z=1.645)[0] == 0.0
+    # The one-sided 95 % bound is the lower end of the two-sided 90 % interval; 1.645 is the
+    # quantile rounded to three decimals.
+    for successes, n in ((10, 10), (95, 100), (3, 3), (481, 500)):
+        low = wilson_interval(successes, n, 0.90)[0]
+        assert wilson_interval(successes, n, z=1.645)[0] == pytest.approx(low, abs=5e-5)
+    with pytest.raises(ValueError, match="z must be positive"):
+        wilson_interval(1, 2, z=0.0)
 
 
 # --- population stability index -------------------------------------------------------------

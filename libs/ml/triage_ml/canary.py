@@ -23,12 +23,10 @@ tell. Everything here is pure apart from ``canary_png``, which writes a picture.
 from __future__ import annotations
 
 import enum
-import math
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from statistics import NormalDist
 from typing import Any
 
 import numpy as np
@@ -36,7 +34,7 @@ import numpy as np
 from triage_contracts import ModelRole
 from triage_ml.evaluation import _grid
 from triage_ml.plots import _new_figure, _save
-from triage_ml.stats import psi_by_key
+from triage_ml.stats import newcombe_difference, psi_by_key, wilson_interval
 
 LOW_CONFIDENCE_RATE = "low_confidence_rate"
 OVERRIDE_RATE = "override_rate"
@@ -212,57 +210,6 @@ class CanaryReport:
             if c.name == name:
                 return c
         raise KeyError(name)
-
-
-# --- interval estimates ---------------------------------------------------------------------
-
-
-def _z(confidence: float) -> float:
-    """Return the two-sided standard normal quantile for ``confidence`` (1.96 for 0.95)."""
-    if not 0.0 < confidence < 1.0:
-        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
-    return NormalDist().inv_cdf(0.5 + confidence / 2.0)
-
-
-def wilson_interval(successes: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
-    """Return the Wilson score interval (no continuity correction) of ``successes / n``.
-
-    With no trials nothing is known, so the interval is (0, 1).
-    """
-    if n < 0 or not 0 <= successes <= n:
-        raise ValueError(f"need 0 <= successes <= n, got {successes} of {n}")
-    z = _z(confidence)
-    if n == 0:
-        return 0.0, 1.0
-    p = successes / n
-    z2 = z * z
-    denominator = 1.0 + z2 / n
-    centre = (p + z2 / (2.0 * n)) / denominator
-    half = z * math.sqrt(p * (1.0 - p) / n + z2 / (4.0 * n * n)) / denominator
-    # At 0 and n the bound is exactly the end of [0, 1]; skip the float noise.
-    low = 0.0 if successes == 0 else max(0.0, centre - half)
-    high = 1.0 if successes == n else min(1.0, centre + half)
-    return low, high
-
-
-def newcombe_difference(
-    k1: int, n1: int, k2: int, n2: int, confidence: float = 0.95
-) -> tuple[float, float]:
-    """Return the interval of ``k2/n2 - k1/n1`` by Newcombe's hybrid score method (method 10).
-
-    Each proportion gets a Wilson interval, and the distances from each estimate to its
-    bounds combine in quadrature. With no trials in either arm the interval is (-1, 1).
-    """
-    l1, u1 = wilson_interval(k1, n1, confidence)
-    l2, u2 = wilson_interval(k2, n2, confidence)
-    if n1 == 0 or n2 == 0:
-        return -1.0, 1.0
-    p1 = k1 / n1
-    p2 = k2 / n2
-    difference = p2 - p1
-    low = difference - math.sqrt((p2 - l2) ** 2 + (u1 - p1) ** 2)
-    high = difference + math.sqrt((u2 - p2) ** 2 + (p1 - l1) ** 2)
-    return max(-1.0, low), min(1.0, high)
 
 
 # --- analysis -------------------------------------------------------------------------------

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import platform
 import shutil
 import tempfile
@@ -32,6 +31,7 @@ import numpy as np
 
 from triage_contracts import Action, Prediction
 from triage_ml.rules import KIND_RULES, RulesModel
+from triage_ml.stats import wilson_interval
 from triage_text.extract import FEATURE_CODE_VERSION
 
 FORMAT_VERSION = 1
@@ -43,6 +43,11 @@ KIND_TFIDF_LR = "tfidf-lr"
 KIND_EMBED_LR = "embed-lr"
 KINDS = (KIND_TFIDF_LR, KIND_EMBED_LR)
 DEFAULT_HOLDOUT_PERCENT = 10
+# Thresholds use the one-sided 95 % Wilson lower bound, the lower end of the Wilson interval at
+# this z: the one-sided 95 % normal quantile, rounded as thresholds have always been computed.
+# The exact 1.64485... moves the bound by up to 4e-5 and could change a threshold of a model
+# retrained on the same data, under the same version id.
+THRESHOLD_Z = 1.645
 
 FeatureTap = Callable[[Sequence[str], Any, np.ndarray], None]
 """Called by a tapped model with each scoring call's texts, feature vectors and probabilities."""
@@ -223,17 +228,6 @@ def split_of(example: Example, *, holdout_percent: int = DEFAULT_HOLDOUT_PERCENT
     return "holdout" if bucket < holdout_percent else "train"
 
 
-def wilson_lower_bound(successes: int, trials: int, *, z: float = 1.645) -> float:
-    """One-sided lower confidence bound of a proportion (Wilson score; z=1.645 is 95%)."""
-    if trials == 0:
-        return 0.0
-    p = successes / trials
-    denominator = 1 + z * z / trials
-    centre = p + z * z / (2 * trials)
-    margin = z * math.sqrt(p * (1 - p) / trials + z * z / (4 * trials * trials))
-    return (centre - margin) / denominator
-
-
 def choose_thresholds(
     probabilities: np.ndarray,
     truth: Sequence[str],
@@ -263,10 +257,8 @@ def choose_thresholds(
             routed = conf >= candidate
             if routed.sum() == 0:
                 break
-            if (
-                wilson_lower_bound(int(correct[routed].sum()), int(routed.sum()))
-                >= target_precision
-            ):
+            hits, n = int(correct[routed].sum()), int(routed.sum())
+            if wilson_interval(hits, n, z=THRESHOLD_Z)[0] >= target_precision:
                 chosen = float(candidate)
                 break
         thresholds[label] = round(chosen, 4)

@@ -5,7 +5,9 @@ Pure numpy and math, no I/O.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
+from statistics import NormalDist
 
 import numpy as np
 
@@ -34,3 +36,58 @@ def psi_by_key(expected: Mapping[str, int], actual: Mapping[str, int]) -> float:
     """``psi`` of two count mappings (e.g. per label), their keys aligned; a missing key is 0."""
     keys = sorted(set(expected) | set(actual))
     return psi([expected.get(k, 0) for k in keys], [actual.get(k, 0) for k in keys])
+
+
+def two_sided_z(confidence: float) -> float:
+    """Return the standard normal quantile for a two-sided ``confidence`` (1.96 for 0.95)."""
+    if not 0.0 < confidence < 1.0:
+        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
+    return NormalDist().inv_cdf(0.5 + confidence / 2.0)
+
+
+def wilson_interval(
+    successes: int, n: int, confidence: float = 0.95, *, z: float | None = None
+) -> tuple[float, float]:
+    """Return the Wilson score interval (no continuity correction) of ``successes / n``.
+
+    ``z``, when given, replaces the quantile of ``confidence``. The lower end alone is a
+    one-sided bound at (1 + confidence) / 2: the two-sided 90 % interval's is the one-sided 95 %
+    lower bound. With no trials nothing is known, so the interval is (0, 1).
+    """
+    if n < 0 or not 0 <= successes <= n:
+        raise ValueError(f"need 0 <= successes <= n, got {successes} of {n}")
+    if z is None:
+        z = two_sided_z(confidence)
+    elif not z > 0.0:
+        raise ValueError(f"z must be positive, got {z}")
+    if n == 0:
+        return 0.0, 1.0
+    p = successes / n
+    z2 = z * z
+    denominator = 1.0 + z2 / n
+    centre = p + z2 / (2.0 * n)
+    margin = z * math.sqrt(p * (1.0 - p) / n + z2 / (4.0 * n * n))
+    # At 0 and n the bound is exactly the end of [0, 1]; skip the float noise.
+    low = 0.0 if successes == 0 else max(0.0, (centre - margin) / denominator)
+    high = 1.0 if successes == n else min(1.0, (centre + margin) / denominator)
+    return low, high
+
+
+def newcombe_difference(
+    k1: int, n1: int, k2: int, n2: int, confidence: float = 0.95
+) -> tuple[float, float]:
+    """Return the interval of ``k2/n2 - k1/n1`` by Newcombe's hybrid score method (method 10).
+
+    Each proportion gets a Wilson interval, and the distances from each estimate to its
+    bounds combine in quadrature. With no trials in either arm the interval is (-1, 1).
+    """
+    l1, u1 = wilson_interval(k1, n1, confidence)
+    l2, u2 = wilson_interval(k2, n2, confidence)
+    if n1 == 0 or n2 == 0:
+        return -1.0, 1.0
+    p1 = k1 / n1
+    p2 = k2 / n2
+    difference = p2 - p1
+    low = difference - math.sqrt((p2 - l2) ** 2 + (u1 - p1) ** 2)
+    high = difference + math.sqrt((u2 - p2) ** 2 + (p1 - l1) ** 2)
+    return max(-1.0, low), min(1.0, high)
