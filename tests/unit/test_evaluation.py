@@ -16,10 +16,8 @@ from triage_contracts import Action
 from triage_ml.evaluation import (
     EvalReport,
     GateConfig,
-    calibration_bins,
     check_gates,
     evaluate,
-    expected_calibration_error,
     percentile_ms,
     render_table,
 )
@@ -166,18 +164,6 @@ def test_inputs_are_checked() -> None:
 # --- calibration ---------------------------------------------------------------------------
 
 
-def test_ece_on_a_constructed_example() -> None:
-    # Bin (14/15, 1]: four at 0.95, three right -> |0.75 - 0.95| = 0.2, weight 0.4.
-    # Bin (9/15, 10/15]: three at 0.61 and three at 0.63 (mean 0.62), five right ->
-    # |5/6 - 0.62| = 0.21333.., weight 0.6. ECE = 0.08 + 0.128 = 0.208.
-    confidence = np.array([0.95] * 4 + [0.61, 0.63] * 3)
-    correct = np.array([True, True, True, False] + [True] * 5 + [False])
-    assert expected_calibration_error(confidence, correct) == pytest.approx(0.208)
-    # One bin pools everything: |0.8 - 0.752| = 0.048.
-    assert expected_calibration_error(confidence, correct, bins=1) == pytest.approx(0.048)
-    assert expected_calibration_error(np.array([]), np.array([], dtype=bool)) == 0.0
-
-
 def test_ece_in_the_report_is_of_the_top_class_confidence() -> None:
     confidence = [0.95] * 4 + [0.61, 0.63] * 3
     correct = [True, True, True, False] + [True] * 5 + [False]
@@ -186,15 +172,6 @@ def test_ece_in_the_report_is_of_the_top_class_confidence() -> None:
         truth=truth, probabilities=probabilities, labels=["a", "b"], thresholds={"a": 1, "b": 1}
     )
     assert report.ece == pytest.approx(0.208)
-
-
-def test_bins_are_closed_on_the_right() -> None:
-    counts, mean_conf, accuracy = calibration_bins(
-        np.array([0.0, 0.25, 0.5, 0.75, 1.0]), np.array([1, 0, 1, 0, 1]), bins=2
-    )
-    assert counts.tolist() == [3, 2]  # 0.5 closes the first bin, 0.0 belongs to it too
-    assert mean_conf.tolist() == pytest.approx([0.25, 0.875])
-    assert accuracy.tolist() == pytest.approx([2 / 3, 0.5])
 
 
 # --- routing -------------------------------------------------------------------------------

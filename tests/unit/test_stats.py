@@ -10,7 +10,14 @@ import pytest
 
 from triage_ml import drift
 from triage_ml.canary import LABEL_PSI, Scored, analyse
-from triage_ml.stats import newcombe_difference, psi, psi_by_key, wilson_interval
+from triage_ml.stats import (
+    calibration_bins,
+    expected_calibration_error,
+    newcombe_difference,
+    psi,
+    psi_by_key,
+    wilson_interval,
+)
 
 LABELS = {"invoice": 400, "contract": 300, "receipt": 200, "letter": 100}
 
@@ -212,3 +219,31 @@ def test_canary_and_drift_give_the_same_label_psi_for_the_same_counts(
     canary = _canary_label_psi(expected, actual)
     assert canary == pytest.approx(_drift_label_psi(expected, actual), rel=1e-12)
     assert canary == pytest.approx(psi_by_key(expected, actual), rel=1e-12)
+
+
+# --- calibration ----------------------------------------------------------------------------
+
+
+def test_ece_on_a_constructed_example() -> None:
+    # Bin (14/15, 1]: four at 0.95, three right -> |0.75 - 0.95| = 0.2, weight 0.4.
+    # Bin (9/15, 10/15]: three at 0.61 and three at 0.63 (mean 0.62), five right ->
+    # |5/6 - 0.62| = 0.21333.., weight 0.6. ECE = 0.08 + 0.128 = 0.208.
+    confidence = np.array([0.95] * 4 + [0.61, 0.63] * 3)
+    correct = np.array([True, True, True, False] + [True] * 5 + [False])
+    assert expected_calibration_error(confidence, correct) == pytest.approx(0.208)
+    # One bin pools everything: |0.8 - 0.752| = 0.048.
+    assert expected_calibration_error(confidence, correct, bins=1) == pytest.approx(0.048)
+    assert expected_calibration_error(np.array([]), np.array([], dtype=bool)) == 0.0
+
+
+def test_bins_are_closed_on_the_right() -> None:
+    counts, mean_conf, accuracy = calibration_bins(
+        np.array([0.0, 0.25, 0.5, 0.75, 1.0]), np.array([1, 0, 1, 0, 1]), bins=2
+    )
+    assert counts.tolist() == [3, 2]  # 0.5 closes the first bin, 0.0 belongs to it too
+    assert mean_conf.tolist() == pytest.approx([0.25, 0.875])
+    assert accuracy.tolist() == pytest.approx([2 / 3, 0.5])
+    with pytest.raises(ValueError, match="at least 1"):
+        calibration_bins(np.array([0.5]), np.array([1]), bins=0)
+    with pytest.raises(ValueError, match="same length"):
+        calibration_bins(np.array([0.5, 0.6]), np.array([1]))

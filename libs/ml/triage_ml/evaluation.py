@@ -22,7 +22,8 @@ from typing import Any
 
 import numpy as np
 
-ECE_BINS = 15
+from triage_ml.stats import ECE_BINS, expected_calibration_error
+
 # Float noise allowance when comparing metrics with gate limits.
 _EPSILON = 1e-9
 
@@ -117,47 +118,6 @@ class EvalReport:
             confusion=tuple(tuple(int(x) for x in row) for row in data["confusion"]),
             labels=tuple(str(x) for x in data["labels"]),
         )
-
-
-def _bin_index(confidence: np.ndarray, bins: int) -> np.ndarray:
-    """Map confidences to equal-width bins over [0, 1]: bin i is (i/bins, (i+1)/bins]."""
-    edges = np.linspace(0.0, 1.0, bins + 1)
-    index = np.searchsorted(edges, confidence, side="left") - 1
-    return np.clip(index, 0, bins - 1)
-
-
-def calibration_bins(
-    confidence: np.ndarray, correct: np.ndarray, *, bins: int = ECE_BINS
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per equal-width bin: document count, mean confidence and accuracy (0 where empty)."""
-    if bins < 1:
-        raise ValueError("bins must be at least 1")
-    conf = np.asarray(confidence, dtype=np.float64)
-    hits = np.asarray(correct, dtype=np.float64)
-    if conf.shape != hits.shape or conf.ndim != 1:
-        raise ValueError("confidence and correct must be 1-D arrays of the same length")
-    index = _bin_index(conf, bins)
-    counts = np.bincount(index, minlength=bins).astype(np.int64)
-    conf_sum = np.bincount(index, weights=conf, minlength=bins)
-    hit_sum = np.bincount(index, weights=hits, minlength=bins)
-    safe = np.maximum(counts, 1)
-    return counts, conf_sum / safe, hit_sum / safe
-
-
-def expected_calibration_error(
-    confidence: np.ndarray, correct: np.ndarray, *, bins: int = ECE_BINS
-) -> float:
-    """Return the count-weighted mean |accuracy - confidence| over equal-width bins (i/b, (i+1)/b].
-
-    Bins split [0, 1] into ``bins`` equal intervals, each open on the left and closed on the
-    right (a confidence of exactly 0 goes into the first); empty bins contribute nothing. An
-    empty input gives 0.0.
-    """
-    counts, mean_conf, accuracy = calibration_bins(confidence, correct, bins=bins)
-    total = int(counts.sum())
-    if total == 0:
-        return 0.0
-    return float(np.sum(counts * np.abs(accuracy - mean_conf)) / total)
 
 
 def percentile_ms(latencies_s: Sequence[float], q: float) -> float:

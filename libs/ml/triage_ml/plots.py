@@ -13,12 +13,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from triage_ml.evaluation import (
-    EvalReport,
-    calibration_bins,
-    expected_calibration_error,
-    top_class_outcomes,
-)
+from triage_ml.evaluation import EvalReport, top_class_outcomes
+from triage_ml.stats import calibration_bins, expected_calibration_error
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
