@@ -32,9 +32,9 @@ from typing import Any
 import numpy as np
 
 from triage_contracts import ModelRole
-from triage_ml.evaluation import _grid
-from triage_ml.plots import _new_figure, _save
+from triage_ml.plots import new_figure, save_png
 from triage_ml.stats import newcombe_difference, psi_by_key, wilson_interval
+from triage_ml.tables import grid
 
 LOW_CONFIDENCE_RATE = "low_confidence_rate"
 OVERRIDE_RATE = "override_rate"
@@ -526,7 +526,7 @@ def render_table(report: CanaryReport) -> str:
         for arm in (report.champion, report.canary)
     ]
     verdict = f"verdict: {report.verdict.value} — {'; '.join(report.reasons)}"
-    return "\n".join([*_grid(checks), "", *_grid(arms), "", verdict]) + "\n"
+    return "\n".join([*grid(checks), "", *grid(arms), "", verdict]) + "\n"
 
 
 def canary_png(report: CanaryReport, path: Path, *, title: str | None = None) -> Path:
@@ -547,7 +547,7 @@ def canary_png(report: CanaryReport, path: Path, *, title: str | None = None) ->
         )
 
     with style.context("default"):
-        figure = _new_figure()
+        figure = new_figure()
         shares_axes, rates_axes = figure.subplots(1, 2, width_ratios=(3, 2))
         offsets = (-width / 2, width / 2)
 
@@ -612,4 +612,4 @@ def canary_png(report: CanaryReport, path: Path, *, title: str | None = None) ->
             ncols=2,
         )
         figure.suptitle(title)
-        return _save(figure, path)
+        return save_png(figure, path)

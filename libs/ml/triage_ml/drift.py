@@ -38,9 +38,9 @@ from typing import Any
 
 import numpy as np
 
-from triage_ml.evaluation import _grid
-from triage_ml.plots import _new_figure, _save
+from triage_ml.plots import new_figure, save_png
 from triage_ml.stats import psi
+from triage_ml.tables import grid
 
 BASELINE_FORMAT = 1
 METADATA_KEY = "drift_baseline"
@@ -972,7 +972,7 @@ def render_table(report: DriftReport) -> str:
     status = f"status: {report.status.value}"
     if drifted:
         status += f" — {', '.join(drifted)}"
-    return "\n".join([*_grid(rows), "", *details, "", window, status]) + "\n"
+    return "\n".join([*grid(rows), "", *details, "", window, status]) + "\n"
 
 
 def _length_label(low: float, high: float | None) -> str:
@@ -1009,7 +1009,7 @@ def _overlaid(
 
     positions = np.arange(len(categories))
     with style.context("default"):
-        figure = _new_figure()
+        figure = new_figure()
         axes = figure.add_subplot()
         if side_by_side:
             width = 0.4
@@ -1038,7 +1038,7 @@ def _overlaid(
         axes.set_ylabel("share of documents")
         axes.set_xlabel(xlabel)
         axes.set_title(title)
-        return _save(figure, path)
+        return save_png(figure, path)
 
 
 def _centroid_png(path: Path, baseline: Baseline, report: DriftReport, title: str) -> Path:
@@ -1048,7 +1048,7 @@ def _centroid_png(path: Path, baseline: Baseline, report: DriftReport, title: st
     signal = report.signal(CENTROID)
     centroid = baseline.centroid
     with style.context("default"):
-        figure = _new_figure()
+        figure = new_figure()
         axes = figure.add_subplot()
         if centroid is None or signal.value is None or signal.limit is None:
             axes.text(0.5, 0.5, signal.detail, ha="center", va="center", wrap=True)
@@ -1092,7 +1092,7 @@ def _centroid_png(path: Path, baseline: Baseline, report: DriftReport, title: st
             axes.set_yticks([0], labels=[f"live\n({signal.documents} documents)"])
             axes.set_xlabel("cosine distance to the baseline centroid")
         axes.set_title(title)
-        return _save(figure, path)
+        return save_png(figure, path)
 
 
 def drift_pngs(

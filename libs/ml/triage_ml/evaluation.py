@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from triage_ml.stats import ECE_BINS, expected_calibration_error
+from triage_ml.tables import grid
 
 # Float noise allowance when comparing metrics with gate limits.
 _EPSILON = 1e-9
@@ -338,20 +339,6 @@ def _format_delta(new: float | None, old: float | None, digits: int) -> str:
     return f"{new - old:+.{digits}f}"
 
 
-def _grid(rows: Sequence[Sequence[str]]) -> list[str]:
-    """Lay rows out in columns: the first left-aligned, the rest right-aligned."""
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    lines = []
-    for r, row in enumerate(rows):
-        cells = [
-            cell.ljust(widths[i]) if i == 0 else cell.rjust(widths[i]) for i, cell in enumerate(row)
-        ]
-        lines.append("  ".join(cells).rstrip())
-        if r == 0:
-            lines.append("  ".join("-" * w for w in widths))
-    return lines
-
-
 def render_table(report: EvalReport, *, champion: EvalReport | None = None) -> str:
     """Return a plain-text table: overall metrics (champion and delta if given), then per class."""
     overall: list[list[str]] = [
@@ -386,4 +373,4 @@ def render_table(report: EvalReport, *, champion: EvalReport | None = None) -> s
         [c.label, f"{c.precision:.3f}", f"{c.recall:.3f}", f"{c.f1:.3f}", str(c.support)]
         for c in report.per_class
     ]
-    return "\n".join([*_grid(overall), "", *_grid(per_class)]) + "\n"
+    return "\n".join([*grid(overall), "", *grid(per_class)]) + "\n"

@@ -1,4 +1,4 @@
-"""PNG pictures of an evaluation: a confusion matrix and a reliability diagram.
+"""PNG pictures of an evaluation, and the figure helpers the canary and drift pictures use too.
 
 matplotlib is imported inside the functions, so importing this module stays cheap. Figures are
 drawn on the Agg canvas with matplotlib's default style (a user's matplotlibrc is ignored) and
@@ -23,7 +23,7 @@ FIGSIZE_IN = (8.0, 6.0)
 DPI = 100
 
 
-def _new_figure() -> Figure:
+def new_figure() -> Figure:
     """Return an 800x600 figure attached to an Agg canvas, independent of pyplot's state."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -33,7 +33,7 @@ def _new_figure() -> Figure:
     return figure
 
 
-def _save(figure: Figure, path: Path) -> Path:
+def save_png(figure: Figure, path: Path) -> Path:
     """Write the figure as a PNG with no metadata that varies between runs or versions."""
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, format="png", dpi=DPI, metadata={"Software": None})
@@ -53,7 +53,7 @@ def confusion_matrix_png(report: EvalReport, path: Path, *, title: str) -> Path:
     unknown = report.n - int(counts.sum())
 
     with style.context("default"):
-        figure = _new_figure()
+        figure = new_figure()
         axes = figure.add_subplot()
         image = axes.imshow(share, cmap="Blues", vmin=0.0, vmax=1.0, aspect="auto")
         colorbar = figure.colorbar(image, ax=axes)
@@ -92,7 +92,7 @@ def confusion_matrix_png(report: EvalReport, path: Path, *, title: str) -> Path:
         axes.set_xlabel(xlabel)
         axes.set_ylabel("true label (documents)")
         axes.set_title(f"{title}\nn={report.n}, accuracy {report.accuracy:.3f}")
-        return _save(figure, path)
+        return save_png(figure, path)
 
 
 def calibration_png(
@@ -115,7 +115,7 @@ def calibration_png(
     filled = counts > 0
 
     with style.context("default"):
-        figure = _new_figure()
+        figure = new_figure()
         grid = figure.add_gridspec(2, 1, height_ratios=(3, 1))
         axes = figure.add_subplot(grid[0])
         below = figure.add_subplot(grid[1], sharex=axes)
@@ -168,4 +168,4 @@ def calibration_png(
         below.set_ylim(0.0, max(1.0, float(counts.max()) * 1.25))
         below.set_xlabel("top-class confidence")
         below.set_ylabel("documents")
-        return _save(figure, path)
+        return save_png(figure, path)
