@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import random
+import subprocess
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -375,3 +377,8 @@ def test_table_and_pictures_show_every_signal(
     # The same window draws the same bytes.
     again = drift.drift_pngs(baseline, window, tmp_path / "b", report=report, title="t")
     assert [p.read_bytes() for p in again] == [p.read_bytes() for p in paths]
+
+
+def test_importing_drift_does_not_import_matplotlib() -> None:
+    code = "import sys, triage_ml.drift; sys.exit('matplotlib' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
