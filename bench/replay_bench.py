@@ -22,7 +22,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import timedelta
 from pathlib import Path
 
 from bench._common import ROOT, scratch_database, stack_env
@@ -52,10 +51,10 @@ async def _fill(env: dict[str, str], docs: list[bytes], artifact: Path) -> int:
     from triage_ml import model as model_lib
     from triage_ml import scoring
     from triage_runtime import routing as router_domain
-    from triage_runtime.outcomes.store import OutcomeStore
     from triage_runtime.blobstore import LocalBlobStore
     from triage_runtime.db.engine import make_async_engine
     from triage_runtime.kafka import encode_event
+    from triage_runtime.outcomes.store import OutcomeStore
     from triage_text.extract import extract_text
 
     producer = Producer(service="bench", version="0")
