@@ -39,8 +39,8 @@ from triage_contracts import (
     Producer,
     utcnow,
 )
-from triage_runtime.outcomes.store import review_item_values
 from triage_runtime.db.models import Document, ReviewItem, RoutingCorrection, RoutingDecision
+from triage_runtime.outcomes.store import review_item_values
 from triage_runtime.routing import Decision, RouteTo, SendToReview
 
 REVIEW = "review"
