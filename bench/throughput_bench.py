@@ -244,7 +244,7 @@ def _wait_done(database_url: str, since: datetime, count: int) -> list[float]:
     """
     engine = create_engine(database_url)
     query = text(
-        "SELECT extract(epoch FROM updated_at - received_at) FROM document "
+        "SELECT extract(epoch FROM outcome_at - received_at) FROM document_status "
         "WHERE received_at >= :since AND status IN ('routed', 'in_review')"
     )
     rows: list[float] = []
@@ -311,7 +311,7 @@ def stage_latencies(
     with engine.connect() as conn:
         rows = conn.execute(
             text(
-                "SELECT document_id, received_at, updated_at FROM document "
+                "SELECT document_id, received_at, outcome_at FROM document_status "
                 "WHERE received_at >= :since AND status IN ('routed', 'in_review')"
             ),
             {"since": since},

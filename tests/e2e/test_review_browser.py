@@ -85,7 +85,7 @@ def review_ui(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         conn.execute(
             text(
                 "TRUNCATE review_item, routing_decision, document, web_session, login_attempt,"
-                " audit_log, app_user RESTART IDENTITY CASCADE"
+                " audit_log, app_user, document_outcome RESTART IDENTITY CASCADE"
             )
         )
     engine.dispose()

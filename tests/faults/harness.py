@@ -723,7 +723,7 @@ def _stored(database_url: str, ids: list[str]) -> Stored:
                 r.document_id: (r.status, r.published)
                 for r in rows(
                     "SELECT document_id, status, published_at IS NOT NULL AS published"
-                    " FROM document WHERE document_id = ANY(:ids)"
+                    " FROM document_status WHERE document_id = ANY(:ids)"
                 )
             }
         return Stored(routes, reviews, documents)

@@ -30,13 +30,13 @@ from triage_contracts import DocumentReceivedV1, ModelRef, ModelRole, topics, ut
 from triage_ml import model as model_lib
 from triage_ml import scoring
 from triage_ml.model import Example
-from triage_review_ui.workflow import ReviewWorkflow
 from triage_router.app import create_app as router_app
 from triage_router.settings import Settings as RouterSettings
 from triage_runtime import routing as router_domain
 from triage_runtime.blobstore import LocalBlobStore
 from triage_runtime.db.engine import make_async_engine
 from triage_runtime.kafka import encode_event
+from triage_runtime.outcomes.review import ReviewWorkflow
 from triage_runtime.registry import LocalArtifactStore, ModelRegistry
 from triage_runtime.routing import RoutingPolicy
 from triage_text.extract import extract_text

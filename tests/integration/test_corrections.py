@@ -10,9 +10,9 @@ from sqlalchemy import create_engine, text
 
 from tests.helpers import PRODUCER, classified
 from triage_contracts import DecidedBy, Event
-from triage_review_ui.workflow import ReviewWorkflow
 from triage_runtime.db.engine import make_async_engine
 from triage_runtime.outcomes.corrections import CorrectionStore, Outcome
+from triage_runtime.outcomes.review import ReviewWorkflow
 from triage_runtime.outcomes.store import OutcomeStore
 from triage_runtime.routing import ReviewReason, RouteTo, RoutingPolicy, SendToReview, decide
 

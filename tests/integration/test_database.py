@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine, inspect, text
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from tests.helpers import classified
 from tests.stack import Stack
@@ -141,6 +141,7 @@ def test_a_batch_of_distinct_documents_ends_as_if_applied_one_by_one(clean_db: s
         # The state before: 2 is in review, 3 and 4 are routed (published), 5 was withdrawn
         # by a replay, 6 was decided by a human.
         await store.open_review(events[2], review)
+        await store.open_review(events[6], review)
         for n in (3, 4, 5):
             await store.record_route(events[n], route, event_id=uuid.uuid4())
             await store.mark_published(ids[n])
@@ -150,8 +151,11 @@ def test_a_batch_of_distinct_documents_ends_as_if_applied_one_by_one(clean_db: s
                 text("UPDATE routing_decision SET withdrawn_at = now() WHERE document_id = :d"),
                 {"d": ids[5]},
             )
-            conn.execute(
-                text("UPDATE document SET status = 'decided' WHERE document_id = :d"),
+            conn.execute(  # what a reviewer's decision does to the outcome
+                text(
+                    "UPDATE document_outcome SET kind = 'routed', queue = 'legal',"
+                    " decided_by = 'human' WHERE document_id = :d"
+                ),
                 {"d": ids[6]},
             )
         given = [uuid.uuid4() for _ in ids]
@@ -191,7 +195,7 @@ def test_a_batch_of_distinct_documents_ends_as_if_applied_one_by_one(clean_db: s
             rows = conn.execute(
                 text(
                     "SELECT d.document_id, d.status, d.queue, r.queue, r.published_at IS NULL,"
-                    " i.status FROM document d"
+                    " i.status FROM document_status d"
                     " LEFT JOIN routing_decision r USING (document_id)"
                     " LEFT JOIN review_item i USING (document_id)"
                     " WHERE d.document_id IN :ids"
@@ -236,3 +240,88 @@ def test_a_document_twice_in_one_batch_keeps_its_first_outcome(clean_db: str) ->
     routed, reviewed = asyncio.run(scenario())
     assert not isinstance(routed, bool) and routed.queue == "billing"
     assert reviewed is False
+
+
+def test_the_database_refuses_a_second_outcome_for_one_document(clean_db: str) -> None:
+    event = classified(sha256="f1" * 32)
+
+    async def first() -> None:
+        engine = make_async_engine(clean_db)
+        await OutcomeStore(engine).record_route(
+            event, RouteTo("billing", DecidedBy.MODEL, 0.97), event_id=uuid.uuid4()
+        )
+        await engine.dispose()
+
+    asyncio.run(first())
+    engine = create_engine(clean_db)
+    refused = [
+        # a second outcome of any kind
+        "INSERT INTO document_outcome (document_id, kind) VALUES (:d, 'review')",
+        # a routed outcome without a queue
+        "INSERT INTO document_outcome (document_id, kind) VALUES ('doc_x', 'routed')",
+        # a kind that is not an outcome
+        "INSERT INTO document_outcome (document_id, kind, queue) VALUES ('doc_y', 'lost', 'a')",
+        # a review item for a document whose outcome was never claimed
+        "INSERT INTO review_item (document_id, reason, priority, due_at, extraction_status,"
+        " source_kind, source_name, media_type, blob_sha256, received_at, trace_id,"
+        " classified_event_id) VALUES ('doc_z', 'low_confidence', 2, now(), 'ok', 'upload',"
+        " 'x', 'text/plain', 'ab', now(), 't', gen_random_uuid())",
+    ]
+    try:
+        for statement in refused:
+            with pytest.raises(IntegrityError), engine.begin() as conn:
+                conn.execute(text(statement), {"d": event.document_id})
+        with engine.connect() as conn:
+            rows = conn.execute(text("SELECT document_id, kind FROM document_outcome")).all()
+        assert [tuple(r) for r in rows] == [(event.document_id, "routed")]
+    finally:
+        engine.dispose()
+
+
+def test_concurrent_decisions_for_one_document_give_it_exactly_one_outcome(
+    clean_db: str,
+) -> None:
+    """Twenty routers at once (a rebalance, redeliveries), half routing and half reviewing the
+    same document: one decision wins, and the document has one outcome and one detail row."""
+    from triage_contracts import utcnow
+
+    event = classified(sha256="f2" * 32)
+    route = RouteTo("billing", DecidedBy.MODEL, 0.97)
+    review = SendToReview(ReviewReason.LOW_CONFIDENCE, 2, utcnow())
+
+    async def race() -> list[Any]:
+        engine = make_async_engine(clean_db, pool_size=20)
+        store = OutcomeStore(engine)
+
+        async def one(n: int) -> Any:
+            if n % 2:
+                return await store.open_review(event, review)
+            return await store.record_route(event, route, event_id=uuid.uuid4())
+
+        try:
+            return list(await asyncio.gather(*(one(n) for n in range(20))))
+        finally:
+            await engine.dispose()
+
+    results = asyncio.run(race())
+    engine = create_engine(clean_db)
+    try:
+        with engine.connect() as conn:
+            [(kind, outcomes, routings, reviews)] = conn.execute(
+                text(
+                    "SELECT max(kind), count(*),"
+                    " (SELECT count(*) FROM routing_decision),"
+                    " (SELECT count(*) FROM review_item) FROM document_outcome"
+                )
+            ).all()
+    finally:
+        engine.dispose()
+    assert outcomes == 1
+    assert (routings, reviews) == ((1, 0) if kind == "routed" else (0, 1))
+    opened = [r for r in results if r is True]
+    routed_first = [r for r in results if not isinstance(r, bool) and not r.in_review]
+    if kind == "routed":
+        # Every router that tried to route sees the one stored routing (the same event id).
+        assert not opened and len({r.event_id for r in routed_first}) == 1
+    else:
+        assert len(opened) == 1 and not routed_first

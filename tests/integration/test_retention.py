@@ -31,19 +31,38 @@ def _sql(url: str, statement: str, **params: Any) -> list[Any]:
     return rows
 
 
+# The outcome that gives a document each status (document_status derives it).
+OUTCOMES = {
+    "routed": ("routed", "billing", "model"),
+    "decided": ("routed", "billing", "human"),
+    "in_review": ("review", None, None),
+}
+
+
 def _document(url: str, doc: str, sha: str, *, days_ago: float, status: str) -> None:
     _sql(
         url,
         "INSERT INTO document (document_id, source_kind, source_name, media_type, blob_sha256,"
-        " size_bytes, received_at, event_id, trace_id, status)"
-        " VALUES (:d, 'upload', 'test', 'text/plain', :s, 3, :at, :e, :t, :status)",
+        " size_bytes, received_at, event_id, trace_id)"
+        " VALUES (:d, 'upload', 'test', 'text/plain', :s, 3, :at, :e, :t)",
         d=doc,
         s=sha,
         at=NOW - timedelta(days=days_ago),
         e=uuid.uuid4(),
         t="ab" * 16,
-        status=status,
     )
+    kind, queue, decided_by = OUTCOMES[status]
+    _sql(
+        url,
+        "INSERT INTO document_outcome (document_id, kind, queue, decided_by)"
+        " VALUES (:d, :kind, :queue, :by)",
+        d=doc,
+        kind=kind,
+        queue=queue,
+        by=decided_by,
+    )
+    [(derived,)] = _sql(url, "SELECT status FROM document_status WHERE document_id = :d", d=doc)
+    assert derived == status
 
 
 def test_retention_removes_what_is_past_its_period_and_nothing_else(
@@ -108,9 +127,7 @@ def test_retention_removes_what_is_past_its_period_and_nothing_else(
     out = run()
     assert not blobs.exists(sha["a"]) and not blobs.exists(sha["b"])
     assert all(blobs.exists(sha[k]) for k in "cde")
-    purged = {
-        r[0] for r in _sql(clean_db, "SELECT document_id FROM document WHERE purged_at IS NOT NULL")
-    }
+    purged = {r[0] for r in _sql(clean_db, "SELECT document_id FROM document_purge")}
     assert purged == {"doc_a", "doc_b"}
     assert len(_sql(clean_db, "SELECT 1 FROM document")) == 6, "document rows stay"
     remaining = {r[0] for r in _sql(clean_db, "SELECT id FROM review_item")}

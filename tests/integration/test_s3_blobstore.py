@@ -22,8 +22,13 @@ from typing import Any
 import pytest
 
 from tests.stack import Stack, empty_and_delete_bucket
-from triage_runtime.blobstore import BlobNotFoundError, BlobStore, LocalBlobStore
-from triage_runtime.s3blobs import BlobIntegrityError, S3BlobStore, blob_store_from_url
+from triage_runtime.blobstore import (
+    BlobIntegrityError,
+    BlobNotFoundError,
+    BlobStore,
+    LocalBlobStore,
+)
+from triage_runtime.s3blobs import S3BlobStore, blob_store_from_url
 
 MIB = 1024 * 1024
 MALFORMED = [

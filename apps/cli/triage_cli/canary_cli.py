@@ -257,13 +257,13 @@ async def _apply(report: Any, *, actor: str) -> dict[str, Any] | None:
 async def _audit(actor: str, detail: dict[str, Any]) -> None:
     from sqlalchemy.ext.asyncio import async_sessionmaker
 
+    from triage_runtime import audit
     from triage_runtime.db.engine import make_async_engine
-    from triage_runtime.db.models import AuditLog
     from triage_runtime.settings import CommonSettings
 
     engine = make_async_engine(CommonSettings().database_url, pool_size=1)
     try:
         async with async_sessionmaker(engine).begin() as session:
-            session.add(AuditLog(actor=actor[:80], action="canary_verdict", detail=detail))
+            await audit.record(session, actor=actor, action="canary_verdict", detail=detail)
     finally:
         await engine.dispose()

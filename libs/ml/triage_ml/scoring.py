@@ -26,7 +26,7 @@ from triage_contracts import (
 )
 from triage_contracts import headers as header_names
 from triage_ml.model import LoadedModel
-from triage_runtime.blobstore import BlobNotFoundError, BlobStore
+from triage_runtime.blobstore import BlobIntegrityError, BlobNotFoundError, BlobStore
 from triage_runtime.kafka import (
     ConsumedRecord,
     RetryableError,
@@ -35,7 +35,6 @@ from triage_runtime.kafka import (
     header_dict,
 )
 from triage_runtime.routing import RoutingPolicy
-from triage_runtime.s3blobs import BlobIntegrityError
 from triage_runtime.settings import CommonSettings
 from triage_text.extract import ExtractedText
 from triage_text.pool import ExtractionLimits, ExtractionPool

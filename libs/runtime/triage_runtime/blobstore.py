@@ -15,6 +15,10 @@ class BlobNotFoundError(LookupError):
     """No blob is stored under that hash."""
 
 
+class BlobIntegrityError(RuntimeError):
+    """Stored bytes do not match the SHA-256 they are stored under."""
+
+
 class BlobStore(Protocol):
     """Where raw bytes are kept, addressed by their SHA-256."""
 
@@ -95,11 +99,15 @@ class LocalBlobStore:
         return digest.hexdigest()
 
     def get(self, sha256: str) -> bytes:
-        """Return the bytes stored under ``sha256`` or raise BlobNotFoundError."""
+        """Return the bytes stored under ``sha256``: BlobNotFoundError when there are none,
+        BlobIntegrityError when they changed on disk (as the S3 store checks too)."""
         try:
-            return self._path(sha256).read_bytes()
+            data = self._path(sha256).read_bytes()
         except FileNotFoundError as exc:
             raise BlobNotFoundError(sha256) from exc
+        if hashlib.sha256(data).hexdigest() != sha256:
+            raise BlobIntegrityError(f"the blob stored under {sha256} does not match its hash")
+        return data
 
     def exists(self, sha256: str) -> bool:
         """Say whether a blob is stored under ``sha256``."""

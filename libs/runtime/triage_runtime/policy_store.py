@@ -14,7 +14,8 @@ from datetime import datetime
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from triage_runtime.db.models import AuditLog, RoutingPolicyRow
+from triage_runtime import audit
+from triage_runtime.db.models import RoutingPolicyRow
 from triage_runtime.routing import DEFAULT_POLICY, RoutingPolicy
 
 MAX_ACTOR_CHARS = 80
@@ -172,19 +173,18 @@ async def change_in(
     )
     session.add(row)
     await session.flush()
-    session.add(
-        AuditLog(
-            actor=actor,
-            action="routing_policy",
-            detail={
-                "version": row.version,
-                "reason": reason,
-                "thresholds": row.thresholds,
-                "canary_partitions": row.canary_partitions,
-                "shadow_sample": row.shadow_sample,
-                "review_sla_hours": row.review_sla_hours,
-            },
-        )
+    await audit.record(
+        session,
+        actor=actor,
+        action="routing_policy",
+        detail={
+            "version": row.version,
+            "reason": reason,
+            "thresholds": row.thresholds,
+            "canary_partitions": row.canary_partitions,
+            "shadow_sample": row.shadow_sample,
+            "review_sla_hours": row.review_sla_hours,
+        },
     )
     return _policy(row)
 

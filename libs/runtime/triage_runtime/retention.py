@@ -5,7 +5,7 @@ What goes, and when (periods from ``RetentionPolicy``, set by ``TRIAGE_RETENTION
 - raw bytes in the blob store, ``document_days`` after the *last* document that shares them
   was received, once every such document has a final outcome (routed or decided by a
   human). A document still in review keeps its bytes, whatever its age. The ``document`` row
-  stays (its id, status, queue and model version), marked ``purged_at``;
+  and its outcome stay; ``document_purge`` says when the bytes went;
 - decided and closed review items, ``review_days`` after their decision: the row goes, with
   the email sender, subject and reviewer's note it held. The audit log (who decided what,
   when) is append-only and stays;
@@ -23,12 +23,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, delete, func, or_, select, update
+from sqlalchemy import DateTime, and_, delete, func, insert, literal, or_, select
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
 from triage_runtime.blobstore import BlobStore
 from triage_runtime.db.models import (
     Document,
+    DocumentPurge,
+    DocumentStatus,
     IdempotencyRecord,
     LoginAttempt,
     ReviewItem,
@@ -78,14 +80,20 @@ async def run_retention(
     # Blobs whose every document is final and older than the cutoff, not yet purged.
     candidates = (
         select(Document.blob_sha256)
+        .join(DocumentStatus, DocumentStatus.document_id == Document.document_id)
         .group_by(Document.blob_sha256)
         .having(
             and_(
                 func.max(Document.received_at) < document_cutoff,
-                func.bool_and(Document.status.in_(FINAL_STATUSES)),
-                func.bool_or(Document.purged_at.is_(None)),
+                func.bool_and(DocumentStatus.status.in_(FINAL_STATUSES)),
+                func.bool_or(DocumentStatus.purged_at.is_(None)),
             )
         )
+    )
+    unpurged = (
+        select(Document.document_id)
+        .outerjoin(DocumentPurge, DocumentPurge.document_id == Document.document_id)
+        .where(DocumentPurge.document_id.is_(None))
     )
     open_review = select(ReviewItem.blob_sha256).where(
         ReviewItem.status.in_(("pending", "claimed"))
@@ -102,25 +110,25 @@ async def run_retention(
         chunk = shas[start : start + batch]
         if dry_run:
             async with sessions() as session:
-                purged += int(
-                    await session.scalar(
-                        select(func.count())
-                        .select_from(Document)
-                        .where(Document.blob_sha256.in_(chunk), Document.purged_at.is_(None))
-                    )
-                    or 0
+                purged += len(
+                    (await session.execute(unpurged.where(Document.blob_sha256.in_(chunk)))).all()
                 )
             removed_blobs += len(chunk)
             continue
         for sha in chunk:  # bytes first: a crash leaves rows to purge again, never lost bytes
             removed_blobs += int(blobs.delete(sha))
         async with sessions.begin() as session:
-            result = await session.execute(
-                update(Document)
-                .where(Document.blob_sha256.in_(chunk), Document.purged_at.is_(None))
-                .values(purged_at=now)
+            marked = await session.scalars(
+                insert(DocumentPurge)
+                .from_select(
+                    ["document_id", "purged_at"],
+                    unpurged.add_columns(literal(now, DateTime(timezone=True))).where(
+                        Document.blob_sha256.in_(chunk)
+                    ),
+                )
+                .returning(DocumentPurge.document_id)
             )
-            purged += _rowcount(result)
+            purged += len(marked.all())
 
     old_reviews = and_(
         ReviewItem.status.in_(("decided", "closed")),

@@ -37,7 +37,13 @@ from urllib.parse import unquote, urlsplit
 
 from pydantic import SecretStr
 
-from triage_runtime.blobstore import CHUNK_BYTES, BlobNotFoundError, BlobStore, LocalBlobStore
+from triage_runtime.blobstore import (
+    CHUNK_BYTES,
+    BlobIntegrityError,
+    BlobNotFoundError,
+    BlobStore,
+    LocalBlobStore,
+)
 
 DEFAULT_PREFIX = "blobs/"
 METADATA_KEY = "sha256"
@@ -48,10 +54,6 @@ _NOT_FOUND_CODES = frozenset({"404", "NoSuchKey", "NotFound"})
 _NO_BUCKET_CODES = frozenset({"404", "NoSuchBucket", "NotFound"})
 
 AddressingStyle = Literal["auto", "path", "virtual"]
-
-
-class BlobIntegrityError(RuntimeError):
-    """Stored bytes do not match the SHA-256 they are stored under."""
 
 
 class S3Options(TypedDict, total=False):

@@ -13,7 +13,13 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
 from triage_contracts import DocumentReceivedV1, utcnow
-from triage_runtime.db.models import Document, IdempotencyRecord, ImapCursor, ReviewItem
+from triage_runtime.db.models import (
+    Document,
+    DocumentStatus,
+    IdempotencyRecord,
+    ImapCursor,
+    ReviewItem,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,7 +59,6 @@ class IngestStore:
                 "received_at": event.document.received_at,
                 "event_id": event.event_id,
                 "trace_id": event.trace_id,
-                "status": "received",
             }
             for event in events
         ]
@@ -80,11 +85,10 @@ class IngestStore:
         if not document_ids:
             return
         async with self._sessions.begin() as session:
-            now = utcnow()
             await session.execute(
                 update(Document)
                 .where(Document.document_id.in_(list(document_ids)))
-                .values(published_at=now, updated_at=now)
+                .values(published_at=utcnow())
             )
 
     async def status(self, document_id: str) -> dict[str, Any] | None:
@@ -93,6 +97,8 @@ class IngestStore:
             doc = await session.get(Document, document_id)
             if doc is None:
                 return None
+            # The status is derived from the document's outcome (the view document_status).
+            derived = await session.get(DocumentStatus, document_id)
             review = (
                 await session.execute(
                     select(ReviewItem).where(ReviewItem.document_id == document_id)
@@ -100,15 +106,15 @@ class IngestStore:
             ).scalar_one_or_none()
         return {
             "document_id": doc.document_id,
-            "status": doc.status,
+            "status": derived.status if derived else "received",
             "source": {"kind": doc.source_kind, "name": doc.source_name},
             "filename": doc.filename,
             "media_type": doc.media_type,
             "size_bytes": doc.size_bytes,
             "parent_document_id": doc.parent_document_id,
             "received_at": doc.received_at,
-            "queue": doc.queue,
-            "model_version": doc.model_version or (review.model_version if review else None),
+            "queue": derived.queue if derived else None,
+            "model_version": derived.model_version if derived else None,
             "review": None
             if review is None
             else {

@@ -22,10 +22,9 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
 from triage_contracts import DocumentRoutedV1, ReviewDecisionV1, topics, utcnow
-from triage_review_ui.metrics import OLDEST_AGE_SECONDS, OPEN_ITEMS, OVERDUE_ITEMS
+from triage_review_ui.metrics import DECISIONS, OLDEST_AGE_SECONDS, OPEN_ITEMS, OVERDUE_ITEMS
 from triage_review_ui.queries import QueueFilter, ReviewQueries
 from triage_review_ui.settings import Settings
-from triage_review_ui.workflow import ReviewWorkflow, WorkflowError
 from triage_runtime.accounts.credentials import Action, can, verify_csrf
 from triage_runtime.accounts.store import AuthStore, RateLimitedError, SessionInfo
 from triage_runtime.blobstore import BlobStore
@@ -33,6 +32,7 @@ from triage_runtime.db.engine import database_reachable, make_async_engine
 from triage_runtime.kafka import make_broker, publish_event
 from triage_runtime.metrics import EVENTS_PRODUCED, topic_family
 from triage_runtime.ops import ops_router
+from triage_runtime.outcomes.review import ReviewWorkflow, WorkflowError
 from triage_runtime.service import producer_for
 from triage_text.pool import ExtractionLimits, ExtractionPool
 
@@ -85,6 +85,11 @@ def check_csrf(session: SessionInfo, presented: str | None) -> None:
         raise HTTPException(status.HTTP_403_FORBIDDEN, "the form's CSRF token is missing or stale")
 
 
+def count_decision(model_version: str, model_role: str, agreed: bool) -> None:
+    """Count a reviewer's decision on a scored item: did they agree with the model?"""
+    DECISIONS.labels(model_version, model_role, "agreed" if agreed else "overridden").inc()
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the review UI; the database and Kafka connect only when it starts."""
     settings = settings or Settings()
@@ -108,6 +113,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         labels=settings.labels,
         lease=timedelta(minutes=settings.lease_minutes),
         producer=producer,
+        on_decided=count_decision,
     )
     templates = Jinja2Templates(directory=HERE / "templates")
     templates.env.filters["due_in"] = _due_in

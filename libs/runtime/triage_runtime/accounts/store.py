@@ -20,6 +20,7 @@ from sqlalchemy import delete, func, insert, or_, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from triage_runtime import audit
 from triage_runtime.accounts.credentials import (
     PasswordPolicyError,
     Role,
@@ -339,18 +340,14 @@ class AuthStore:
     ) -> int:
         """Append a row to the audit log; return its id."""
         async with self._sessions() as session, session.begin():
-            values: dict[str, Any] = {
-                "actor": actor[:80],
-                "action": action,
-                "document_id": document_id,
-                "review_item_id": review_item_id,
-            }
-            if detail is not None:  # omitted, not JSON null: SQL NULL when there is none
-                values["detail"] = detail
-            audit_id = await session.scalar(
-                insert(AuditLog).values(**values).returning(AuditLog.id)
+            return await audit.record(
+                session,
+                actor=actor,
+                action=action,
+                document_id=document_id,
+                review_item_id=review_item_id,
+                detail=detail,
             )
-        return int(audit_id) if audit_id is not None else 0
 
     async def audit_trail(
         self, *, document_id: str | None = None, limit: int = 100

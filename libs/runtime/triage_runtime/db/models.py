@@ -111,7 +111,7 @@ class RoutingCorrection(Base):
 
 
 class Document(Base):
-    """Every accepted document and how far it has got; the status API reads this."""
+    """Every accepted document, as ingest received it (ingest's outbox: ``published_at``)."""
 
     __tablename__ = "document"
 
@@ -127,12 +127,53 @@ class Document(Base):
     event_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True))
     trace_id: Mapped[str] = mapped_column(String(32))
     published_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    status: Mapped[str] = mapped_column(String(16), default="received")
+
+
+class DocumentOutcome(Base):
+    """A document's one outcome: routed, in review, or dead-lettered (the primary key keeps
+    it one). routing_decision and review_item rows need it; a replay or a human moves it."""
+
+    __tablename__ = "document_outcome"
+
+    document_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    queue: Mapped[str | None] = mapped_column(String(40))
+    decided_by: Mapped[str | None] = mapped_column(String(16))
+    model_version: Mapped[str | None] = mapped_column(String(80))
+    policy_version: Mapped[int | None] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.clock_timestamp()
+    )
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.clock_timestamp()
+    )
+
+
+class DocumentPurge(Base):
+    """When retention removed a document's raw bytes (the document and its outcome stay)."""
+
+    __tablename__ = "document_purge"
+
+    document_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    purged_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class DocumentStatus(Base):
+    """The view ``document_status``: what a user sees of a document, derived (never written)."""
+
+    __tablename__ = "document_status"
+
+    document_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    published_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    status: Mapped[str] = mapped_column(String(16))
+    """received, routed, in_review, decided (by a human) or dead_lettered."""
     queue: Mapped[str | None] = mapped_column(String(40))
     model_version: Mapped[str | None] = mapped_column(String(80))
-    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    policy_version: Mapped[int | None] = mapped_column(BigInteger)
+    outcome_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    outcome_updated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     purged_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    """When retention removed the raw bytes (the row and its outcome stay)."""
 
 
 class ApiKey(Base):

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -39,7 +39,12 @@ from triage_contracts import (
     Producer,
     utcnow,
 )
-from triage_runtime.db.models import Document, ReviewItem, RoutingCorrection, RoutingDecision
+from triage_runtime.db.models import (
+    DocumentOutcome,
+    ReviewItem,
+    RoutingCorrection,
+    RoutingDecision,
+)
 from triage_runtime.outcomes.store import review_item_values
 from triage_runtime.routing import Decision, RouteTo, SendToReview
 
@@ -260,6 +265,7 @@ class CorrectionStore:
             supersedes_event_id=superseded,
         )
         events.append((decision.queue, routed))
+        await self._set_outcome(session, event, decision)
         values = {
             "queue": decision.queue,
             "event_id": routed.event_id,
@@ -282,7 +288,6 @@ class CorrectionStore:
             item.note = (
                 f"closed by replay {replay_id}: routed to {decision.queue} by {event.model.version}"
             )
-        await self._set_document(session, event, status="routed", queue=decision.queue)
         await self._record(
             session,
             event,
@@ -307,6 +312,7 @@ class CorrectionStore:
         now = utcnow()
         withdrawal = self._withdrawal(event, routing, replay_id)
         routing.withdrawn_at = now
+        await self._set_outcome(session, event, decision)
         values = review_item_values(event, decision)
         values["due_at"] = max(decision.due_at, now + self._review_sla)
         values |= {
@@ -326,7 +332,6 @@ class CorrectionStore:
                 where=ReviewItem.status == "closed",
             )
         )
-        await self._set_document(session, event, status="in_review", queue=None)
         await self._record(
             session,
             event,
@@ -361,17 +366,30 @@ class CorrectionStore:
         for name, value in wanted.items():
             setattr(item, name, value)
         item.classified_event_id = event.event_id
-        await self._set_document(session, event, status="in_review", queue=None)
+        await self._set_outcome(session, event, decision)
         return True
 
-    async def _set_document(
-        self, session: AsyncSession, event: DocumentClassifiedV1, *, status: str, queue: str | None
+    @staticmethod
+    async def _set_outcome(
+        session: AsyncSession, event: DocumentClassifiedV1, decision: Decision
     ) -> None:
+        """Move the document's outcome to ``decision`` (never one a human decided)."""
+        routed = isinstance(decision, RouteTo)
+        values = {
+            "kind": "routed" if routed else "review",
+            "queue": decision.queue if isinstance(decision, RouteTo) else None,
+            "decided_by": decision.decided_by.value if isinstance(decision, RouteTo) else None,
+            "model_version": event.model.version,
+            "policy_version": event.policy_version,
+            "updated_at": func.clock_timestamp(),
+        }
         await session.execute(
-            update(Document)
-            .where(Document.document_id == event.document_id, Document.status != "decided")
-            .values(
-                status=status, queue=queue, model_version=event.model.version, updated_at=utcnow()
+            insert(DocumentOutcome)
+            .values(document_id=event.document_id, **values)
+            .on_conflict_do_update(
+                index_elements=["document_id"],
+                set_=values,
+                where=DocumentOutcome.decided_by.is_distinct_from("human"),
             )
         )
 

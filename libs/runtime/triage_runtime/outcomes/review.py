@@ -1,8 +1,8 @@
 """The review workflow: claim with a lease, decide, bulk-decide, and the decision outbox.
 
 Claims are one conditional UPDATE, so when two reviewers claim the same item at once exactly
-one wins. A decision is written (review item, document status, routing decision, audit row)
-in one transaction; its events (ReviewDecision, and DocumentRouted decided by a human) are
+one wins. A decision is written (review item, the document's outcome, routing decision, audit
+row) in one transaction; its events (ReviewDecision, and DocumentRouted decided by a human) are
 published afterwards by ``publish_pending``, which retries anything a crash left unpublished,
 so no decision is lost and none is applied twice. Human decisions are final: nothing here,
 and nothing in the router, overwrites a decided item.
@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -32,10 +32,17 @@ from triage_contracts import (
     SourceKind,
     utcnow,
 )
-from triage_review_ui.metrics import DECISIONS
-from triage_runtime.db.models import AuditLog, Document, ReviewItem, RoutingDecision
+from triage_runtime import audit
+from triage_runtime.db.models import (
+    Document,
+    DocumentOutcome,
+    ReviewItem,
+    RoutingDecision,
+)
 
 Publish = Callable[[str, ReviewDecisionV1 | DocumentRoutedV1], Awaitable[None]]
+Decided = Callable[[str, str, bool], None]
+"""Told of each committed decision of a scored item: model version, role, agreed or not."""
 
 
 class WorkflowError(RuntimeError):
@@ -73,11 +80,13 @@ class ReviewWorkflow:
         labels: Sequence[str],
         lease: timedelta,
         producer: Producer,
+        on_decided: Decided | None = None,
     ) -> None:
         self._sessions = async_sessionmaker(engine, expire_on_commit=False)
         self._labels = frozenset(labels)
         self._lease = lease
         self._producer = producer
+        self._on_decided = on_decided
 
     async def claim(self, item_id: int, *, reviewer: str) -> Claim:
         """Claim an item for ``reviewer`` (renewing their own claim); raise if someone holds it."""
@@ -102,8 +111,12 @@ class ReviewWorkflow:
             ).first()
             if row is None:
                 raise ClaimConflictError(await self._why_not(session, item_id))
-            session.add(
-                AuditLog(actor=reviewer, action="claim", document_id=row[0], review_item_id=item_id)
+            await audit.record(
+                session,
+                actor=reviewer,
+                action="claim",
+                document_id=row[0],
+                review_item_id=item_id,
             )
         return Claim(item_id, reviewer, until)
 
@@ -166,9 +179,14 @@ class ReviewWorkflow:
             item.note = (note or "")[:2000] or None
             item.claimed_until = None
             await session.execute(
-                update(Document)
-                .where(Document.document_id == item.document_id)
-                .values(status="decided", queue=label, updated_at=now)
+                update(DocumentOutcome)
+                .where(DocumentOutcome.document_id == item.document_id)
+                .values(
+                    kind="routed",
+                    queue=label,
+                    decided_by=DecidedBy.HUMAN.value,
+                    updated_at=func.clock_timestamp(),
+                )
             )
             human = {
                 "queue": label,
@@ -190,22 +208,19 @@ class ReviewWorkflow:
                     where=RoutingDecision.withdrawn_at.is_not(None),
                 )
             )
-            session.add(
-                AuditLog(
-                    actor=reviewer,
-                    action="decide",
-                    document_id=item.document_id,
-                    review_item_id=item_id,
-                    detail={"label": label, "predicted_label": item.predicted_label},
-                )
+            await audit.record(
+                session,
+                actor=reviewer,
+                action="decide",
+                document_id=item.document_id,
+                review_item_id=item_id,
+                detail={"label": label, "predicted_label": item.predicted_label},
             )
-        # Counted once the decision is committed; unscored items (no model) are not counted.
-        if item.model_version:
-            DECISIONS.labels(
-                item.model_version,
-                item.model_role or "",
-                "agreed" if label == item.predicted_label else "overridden",
-            ).inc()
+        # Told once the decision is committed; unscored items (no model) are not told.
+        if item.model_version and self._on_decided is not None:
+            self._on_decided(
+                item.model_version, item.model_role or "", label == item.predicted_label
+            )
 
     async def bulk_decide(
         self, item_ids: Sequence[int], *, reviewer: str, label: str
