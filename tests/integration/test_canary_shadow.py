@@ -231,11 +231,38 @@ def test_one_promote_command_puts_a_canary_on_a_partition_of_running_classifiers
                 until=lambda ms: len(ms) >= len(before) + len(after),
             )
         )
+        # A threshold change reaches the running classifier the same way: the next events
+        # carry the new threshold, the action it implies and the new policy version.
+        _cli(
+            env,
+            *("policy", "set", "--threshold", f"{champion.name}:billing=1.0"),
+            *("--reason", "nothing routes to billing while we look"),
+        )
+        while client.get("/readyz").json()["serving"]["policy_version"] != 2:
+            assert time.monotonic() < deadline + 20, client.get("/readyz").json()
+            time.sleep(0.2)
+        strict = send(20, 200)
+        late = asyncio.run(
+            collect(
+                isolated.kafka_bootstrap,
+                [isolated.topic(topics.CLASSIFIED)],
+                until=lambda ms: len(ms) >= len(before) + len(after) + len(strict),
+            )
+        )
     scored = {m["key"]: m["value"] for m in out}
     assert all(scored[doc]["model"]["role"] == "champion" for doc, _ in before)
     for doc, partition in after:
         assert scored[doc]["model"]["role"] == ("canary" if partition == 1 else "champion")
         assert scored[doc]["policy_version"] == 1
     assert any(partition == 1 for _, partition in after)
+    scored_late = {m["key"]: m["value"] for m in late}
+    by_champion = [scored_late[doc] for doc, p in strict if p != 1]
+    assert by_champion, "some documents should land on the champion's partitions"
+    for value in by_champion:
+        prediction = value["prediction"]
+        assert value["policy_version"] == 2
+        assert prediction["label"] == "billing"
+        assert (prediction["threshold"], prediction["action"]) == (1.0, "review")
     history = _cli(env, "policy", "history")
     assert "try the canary on partition 1" in history
+    assert "nothing routes to billing while we look" in history

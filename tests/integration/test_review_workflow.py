@@ -13,6 +13,7 @@ from tests.helpers import PRODUCER, RECEIVED_AT, classified
 from tests.kafkatools import collect
 from tests.stack import Stack
 from triage_contracts import DecidedBy, topics
+from triage_review_ui.app import count_decision
 from triage_runtime.db.engine import make_async_engine
 from triage_runtime.kafka import make_broker, publish_event
 from triage_runtime.outcomes.review import ClaimConflictError, ReviewWorkflow, WorkflowError
@@ -40,7 +41,13 @@ async def _open_items(database_url: str, count: int) -> list[int]:
 
 def _workflow(database_url: str, lease: float = 60.0) -> tuple[ReviewWorkflow, object]:
     engine = make_async_engine(database_url)
-    flow = ReviewWorkflow(engine, labels=LABELS, lease=timedelta(seconds=lease), producer=PRODUCER)
+    flow = ReviewWorkflow(
+        engine,
+        labels=LABELS,
+        lease=timedelta(seconds=lease),
+        producer=PRODUCER,
+        on_decided=count_decision,  # as the review UI counts them
+    )
     return flow, engine
 
 
