@@ -7,6 +7,7 @@ import asyncio
 import time
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -48,6 +49,23 @@ def three_models(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, 
     )
 
 
+def _settings(isolated: Stack, database_url: str, tmp_path: Path, **extra: Any) -> Settings:
+    """A classifier following the registry's champion alias in ``tmp_path / "store"``."""
+    return Settings.model_validate(
+        {
+            "kafka_bootstrap": isolated.kafka_bootstrap,
+            "database_url": database_url,
+            "topic_prefix": isolated.topic_prefix,
+            "blob_dir": tmp_path / "blobs",
+            "model_alias": "champion",
+            "model_store_url": str(tmp_path / "store"),
+            "model_cache_dir": tmp_path / "cache",
+            "extraction_workers": 1,
+        }
+        | extra
+    )
+
+
 def _cli(env: dict[str, str], *args: str) -> str:
     result = CliRunner().invoke(cli, list(args), env=env)
     assert result.exit_code == 0, result.output
@@ -85,19 +103,7 @@ def test_canary_scores_exactly_its_partitions_and_shadow_its_sample(
             await engine.dispose()
 
     asyncio.run(set_aliases())
-    settings = Settings.model_validate(
-        {
-            "kafka_bootstrap": isolated.kafka_bootstrap,
-            "database_url": clean_db,
-            "topic_prefix": isolated.topic_prefix,
-            "blob_dir": tmp_path / "blobs",
-            "model_alias": "champion",
-            "model_store_url": str(store),
-            "model_cache_dir": tmp_path / "cache",
-            "group_id": "it-canary",
-            "extraction_workers": 1,
-        }
-    )
+    settings = _settings(isolated, clean_db, tmp_path, group_id="it-canary")
     blobs = LocalBlobStore(settings.blob_dir)
     words = ["invoice refund overdue", "server outage login error", "contract clause breach nda"]
     events = [
@@ -167,19 +173,8 @@ def test_one_promote_command_puts_a_canary_on_a_partition_of_running_classifiers
     for artifact in (champion, canary):
         _cli(env, "model", "register", str(artifact))
     _cli(env, "model", "set-alias", "champion", champion.name, "--reason", "start")
-    settings = Settings.model_validate(
-        {
-            "kafka_bootstrap": isolated.kafka_bootstrap,
-            "database_url": clean_db,
-            "topic_prefix": isolated.topic_prefix,
-            "blob_dir": tmp_path / "blobs",
-            "model_alias": "champion",
-            "model_store_url": str(store),
-            "model_cache_dir": tmp_path / "cache",
-            "model_refresh_seconds": 0.5,
-            "group_id": "it-canary-live",
-            "extraction_workers": 1,
-        }
+    settings = _settings(
+        isolated, clean_db, tmp_path, group_id="it-canary-live", model_refresh_seconds=0.5
     )
     blobs = LocalBlobStore(settings.blob_dir)
 

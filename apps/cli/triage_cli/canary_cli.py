@@ -21,7 +21,7 @@ from typing import Annotated, Any
 import typer
 
 from triage_cli.console import console, stdout
-from triage_cli.registry_cli import default_actor
+from triage_cli.database import default_actor
 from triage_cli.replay_cli import SinceOption, UntilOption, parse_window, progress_bar
 
 canary_app = typer.Typer(

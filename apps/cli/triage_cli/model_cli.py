@@ -324,8 +324,9 @@ def model_promote(
     given with --sample: both are set in the routing policy, in the same transaction as the
     move, and running classifiers take them without a restart.
     """
+    from triage_cli.database import default_actor
     from triage_cli.policy_cli import change_for, current_policy
-    from triage_cli.registry_cli import default_actor, run_with_registry
+    from triage_cli.registry_cli import run_with_registry
     from triage_cli.registry_support import load_model, resolve_alias
     from triage_ml.evaluation import GateConfig, check_gates, render_table
 

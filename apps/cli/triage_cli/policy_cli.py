@@ -7,15 +7,14 @@ within TRIAGE_CLASSIFIER_MODEL_REFRESH_SECONDS, without a restart. docs/model-op
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
-from rich.markup import escape
 from rich.table import Table
 
 from triage_cli.console import console, stdout
+from triage_cli.database import default_actor, run_on_database
 
 if TYPE_CHECKING:
     from triage_runtime.policy_store import PolicyChange, PolicyRecord, PolicyStore
@@ -32,22 +31,9 @@ T = TypeVar("T")
 
 def run_with_policies(action: Callable[[PolicyStore], Awaitable[T]]) -> T:
     """Run ``action`` against the policy store of TRIAGE_DATABASE_URL; errors exit 1."""
-    from triage_runtime.db.engine import make_async_engine
     from triage_runtime.policy_store import PolicyError, PolicyStore
-    from triage_runtime.settings import CommonSettings
 
-    async def run() -> T:
-        engine = make_async_engine(CommonSettings().database_url, pool_size=1)
-        try:
-            return await action(PolicyStore(engine))
-        finally:
-            await engine.dispose()
-
-    try:
-        return asyncio.run(run())
-    except PolicyError as exc:
-        console.print(f"[red]{escape(str(exc))}[/red]", highlight=False)
-        raise typer.Exit(1) from exc
+    return run_on_database(PolicyStore, action, refused=(PolicyError,))
 
 
 def current_policy(*, required: bool = True) -> RoutingPolicy:
@@ -175,7 +161,6 @@ def policy_set(
     actor: Annotated[str | None, typer.Option(help="Who acts (default: your OS user).")] = None,
 ) -> None:
     """Change the policy: a new version, audited; parts not given stay as they are."""
-    from triage_cli.registry_cli import default_actor
     from triage_runtime.policy_store import PolicyChange
 
     change = PolicyChange(

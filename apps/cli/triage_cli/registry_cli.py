@@ -7,8 +7,6 @@ settings from TRIAGE_S3_*. Results go to stdout, messages to stderr.
 
 from __future__ import annotations
 
-import asyncio
-import getpass
 import json
 import os
 from collections.abc import Awaitable, Callable
@@ -20,8 +18,11 @@ import typer
 from rich.table import Table
 
 from triage_cli.console import console, stdout
+from triage_cli.database import default_actor, run_on_database
 
 if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncEngine
+
     from triage_runtime.registry import ArtifactStore, ModelRegistry, VersionInfo
 
 registry_app = typer.Typer(
@@ -39,14 +40,6 @@ class AliasName(StrEnum):
     CHAMPION = "champion"
     CANARY = "canary"
     SHADOW = "shadow"
-
-
-def default_actor() -> str:
-    """Who acts when no --actor is given: the OS user."""
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):
-        return "unknown"
 
 
 ActorOption = Annotated[
@@ -80,23 +73,12 @@ def run_with_registry(
     action: Callable[[ModelRegistry], Awaitable[T]], *, create_bucket: bool = False
 ) -> T:
     """Run ``action`` against the configured registry; registry errors exit with status 1."""
-    from triage_runtime.db.engine import make_async_engine
     from triage_runtime.registry import ModelRegistry, RegistryError
-    from triage_runtime.settings import CommonSettings
 
-    async def run() -> T:
-        engine = make_async_engine(CommonSettings().database_url, pool_size=1)
-        try:
-            registry = ModelRegistry(engine, open_store(create_bucket=create_bucket))
-            return await action(registry)
-        finally:
-            await engine.dispose()
+    def build(engine: AsyncEngine) -> ModelRegistry:
+        return ModelRegistry(engine, open_store(create_bucket=create_bucket))
 
-    try:
-        return asyncio.run(run())
-    except RegistryError as exc:
-        console.print(f"[red]{exc}[/red]", highlight=False)
-        raise typer.Exit(1) from exc
+    return run_on_database(build, action, refused=(RegistryError,))
 
 
 def _when(value: Any) -> str:

@@ -8,7 +8,6 @@ audit log with the actor ``cli:<OS user>``.
 
 from __future__ import annotations
 
-import asyncio
 import getpass
 import sys
 from collections.abc import Awaitable, Callable
@@ -20,6 +19,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from triage_cli.console import console, stdout
+from triage_cli.database import run_on_database
 
 if TYPE_CHECKING:
     from triage_runtime.accounts.store import AuthStore
@@ -72,23 +72,15 @@ def _read_password(from_stdin: bool) -> str:
 
 
 def _run(action: Callable[[AuthStore], Awaitable[T]]) -> T:
-    """Run ``action`` against the store on TRIAGE_DATABASE_URL; store errors exit with 1."""
+    """Run ``action`` against the store on TRIAGE_DATABASE_URL; a refused name or password
+    exits with 2, any other store error with 1."""
     from triage_runtime.accounts.credentials import InvalidUsernameError, PasswordPolicyError
     from triage_runtime.accounts.store import AuthStore, AuthStoreError
-    from triage_runtime.db.engine import make_async_engine
-    from triage_runtime.settings import CommonSettings
-
-    async def run() -> T:
-        engine = make_async_engine(CommonSettings().database_url, pool_size=1)
-        try:
-            return await action(AuthStore(engine))
-        finally:
-            await engine.dispose()
 
     try:
-        return asyncio.run(run())
-    except (InvalidUsernameError, PasswordPolicyError) as exc:
-        raise _fail(str(exc), 2) from exc
+        return run_on_database(
+            AuthStore, action, refused=(InvalidUsernameError, PasswordPolicyError), code=2
+        )
     except AuthStoreError as exc:
         raise _fail(str(exc)) from exc
 
