@@ -181,3 +181,26 @@ def test_rate_limiter_allows_a_burst_then_says_how_long_to_wait() -> None:
     now[0] = 1.0
     assert limiter.take("a") == 0.0
     assert limiter.take("a") > 0
+
+
+async def test_publish_many_delivers_in_order_through_the_in_memory_broker() -> None:
+    """FastStream's TestKafkaBroker hands back no future for ``no_confirm``; handler tests
+    publish through it, so ``publish_many`` must not wait on one."""
+    from aiokafka.structs import ConsumerRecord
+    from faststream.kafka import TestKafkaBroker
+    from faststream.kafka.annotations import KafkaMessage
+
+    from triage_runtime.kafka import make_broker, publish_many
+
+    broker = make_broker("127.0.0.1:1", client_id="test")
+    seen: list[tuple[str, bytes | None]] = []
+
+    @broker.subscriber("out")
+    async def collect(message: KafkaMessage) -> None:
+        record: ConsumerRecord[bytes, bytes] = message.raw_message  # one: not a batch subscriber
+        seen.append((record.topic, record.key))
+
+    events = [received("01" * 32), received("02" * 32)]
+    async with TestKafkaBroker(broker):
+        await publish_many(broker, [("out", event) for event in events])
+    assert seen == [("out", event.document_id.encode()) for event in events]

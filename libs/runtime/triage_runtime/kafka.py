@@ -122,15 +122,16 @@ async def publish_many(broker: KafkaBroker, items: Sequence[tuple[str, Event]]) 
     pending = []
     for topic, event in items:
         document_id: str | None = getattr(event, "document_id", None)
-        pending.append(
-            await broker.publish(
-                encode_event(event),
-                topic,
-                key=document_id.encode() if document_id else None,
-                headers=headers_for(event),
-                no_confirm=True,
-            )
+        sent = await broker.publish(
+            encode_event(event),
+            topic,
+            key=document_id.encode() if document_id else None,
+            headers=headers_for(event),
+            no_confirm=True,
         )
+        # FastStream's in-memory TestKafkaBroker delivers at once and hands back no future.
+        if sent is not None:
+            pending.append(sent)
     results = await asyncio.gather(*pending, return_exceptions=True)
     for result in results:
         if isinstance(result, BaseException):
