@@ -1,4 +1,5 @@
-"""What the classifier decides itself: when a set-aside document is tried again.
+"""What the classifier decides itself: when a set-aside document is tried again, and which
+models' scores are watched for drift.
 
 Scoring is the shared pipeline's (``triage_ml.scoring``); which model scores which partition
 is the routing policy's (``triage_runtime.routing``).
@@ -6,7 +7,13 @@ is the routing policy's (``triage_runtime.routing``).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
+
+from triage_contracts import ModelRole
+
+DRIFT_ROLES = frozenset({ModelRole.CHAMPION, ModelRole.CANARY})
+"""The roles whose scores count into a drift window: the trained models whose scores route."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +38,13 @@ def next_retry(
         return None
     delay = min(backoff_max_seconds, backoff_seconds * 2 ** (attempt - 1))
     return RetryPlan(attempt, delay)
+
+
+def retry_wait(retry_at_ms: Iterable[int], *, now: float, longest_seconds: float) -> float:
+    """Seconds until the last of a retry batch's documents is due (their ``retry-at`` headers,
+    epoch milliseconds), never more than ``longest_seconds``; zero or less when all are due."""
+    due = max(retry_at_ms, default=0)
+    return min(due / 1000 - now, longest_seconds)
 
 
 def retry_poll_ms(*, backoff_seconds: float, documents_poll_ms: int) -> int:

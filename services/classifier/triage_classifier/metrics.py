@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Gauge, Histogram
 
+SERVICE = "classifier"
+"""The ``service`` label of the shared metrics (``triage_runtime.metrics``)."""
+
 BATCH_SIZE = Histogram(
     "triage_classifier_batch_documents",
     "Documents per micro-batch.",

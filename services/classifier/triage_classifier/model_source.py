@@ -25,6 +25,7 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -59,6 +60,30 @@ class Serving:
     def degraded(self) -> bool:
         """True when only the rules fallback is serving."""
         return self.role is ModelRole.RULES
+
+
+class Models(Protocol):
+    """What serves now, as the handlers read it: ``ModelSource``, or a fixed set in tests."""
+
+    @property
+    def serving(self) -> Serving | None:
+        """The champion (or the rules fallback); None before the first load."""
+        ...
+
+    @property
+    def canary(self) -> Serving | None:
+        """The canary, when it has partitions and a model."""
+        ...
+
+    @property
+    def shadow(self) -> Serving | None:
+        """The shadow, when it has a sample and a model."""
+        ...
+
+    @property
+    def policy(self) -> RoutingPolicy:
+        """The routing policy in force."""
+        ...
 
 
 class AliasClearedError(LookupError):
