@@ -1,0 +1,113 @@
+"""In-memory stand-ins for the handlers' dependencies: Kafka records, topics read back from
+FastStream's TestKafkaBroker, and a blob store in a dict."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from pathlib import Path
+from typing import TypeVar
+
+from aiokafka.structs import ConsumerRecord
+from faststream.kafka import KafkaBroker
+from faststream.kafka.annotations import KafkaMessage
+
+from triage_contracts import Event
+from triage_runtime.blobstore import BlobNotFoundError
+from triage_runtime.kafka import decode_event, header_dict, make_broker
+
+E = TypeVar("E", bound=Event)
+
+
+def in_memory_broker() -> KafkaBroker:
+    """A broker as the services make it; enter ``TestKafkaBroker(broker)`` to use it."""
+    return make_broker("127.0.0.1:1", client_id="unit-test")
+
+
+def consumer_record(
+    topic: str,
+    value: bytes | None,
+    *,
+    key: bytes | None = None,
+    partition: int = 0,
+    offset: int = 0,
+    headers: Mapping[str, str] | None = None,
+) -> ConsumerRecord[bytes, bytes]:
+    """A record as aiokafka's consumer hands it over."""
+    return ConsumerRecord(
+        topic=topic,
+        partition=partition,
+        offset=offset,
+        timestamp=int(time.time() * 1000),
+        timestamp_type=0,
+        key=key,
+        value=value,
+        checksum=None,
+        serialized_key_size=len(key or b""),
+        serialized_value_size=len(value or b""),
+        headers=[(name, v.encode()) for name, v in (headers or {}).items()],
+    )
+
+
+class Topics:
+    """What is published to some topics, kept in order; register before the broker starts."""
+
+    def __init__(self, broker: KafkaBroker, names: Iterable[str]) -> None:
+        self.records: dict[str, list[ConsumerRecord[bytes, bytes]]] = {}
+        for name in names:
+            self.records[name] = []
+            broker.subscriber(name)(self._keeper(name))
+
+    def _keeper(self, name: str) -> Callable[[KafkaMessage], Awaitable[None]]:
+        kept = self.records[name]
+
+        async def keep(message: KafkaMessage) -> None:
+            kept.append(message.raw_message)
+
+        return keep
+
+    def events(self, topic: str, event_type: type[E]) -> list[E]:
+        """The events published to ``topic``, decoded."""
+        return [decode_event(r.value, event_type) for r in self.records[topic]]
+
+    def headers(self, topic: str) -> list[dict[str, str]]:
+        """The headers of each record published to ``topic``."""
+        return [header_dict(r.headers) for r in self.records[topic]]
+
+
+class MemoryBlobs:
+    """A blob store in a dict; ``failing`` makes every read fail as an unreachable store."""
+
+    def __init__(self) -> None:
+        self.blobs: dict[str, bytes] = {}
+        self.failing = False
+        self.reads = 0
+
+    def put(self, data: bytes) -> str:
+        """Store ``data`` under its SHA-256."""
+        digest = hashlib.sha256(data).hexdigest()
+        self.blobs[digest] = data
+        return digest
+
+    def put_file(self, path: Path) -> str:
+        """Store a file's bytes."""
+        return self.put(path.read_bytes())
+
+    def get(self, sha256: str) -> bytes:
+        """The bytes under ``sha256``; ConnectionError while ``failing``."""
+        self.reads += 1
+        if self.failing:
+            raise ConnectionError("blob store unreachable")
+        try:
+            return self.blobs[sha256]
+        except KeyError:
+            raise BlobNotFoundError(sha256) from None
+
+    def exists(self, sha256: str) -> bool:
+        """Whether a blob is stored under ``sha256``."""
+        return sha256 in self.blobs
+
+    def delete(self, sha256: str) -> bool:
+        """Remove the blob under ``sha256``."""
+        return self.blobs.pop(sha256, None) is not None
