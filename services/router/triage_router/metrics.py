@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Histogram
 
+SERVICE = "router"
+"""The ``service`` label of the shared metrics (``triage_runtime.metrics``)."""
+
 DECISIONS = Counter(
     "triage_router_decisions_total",
     "Routing outcomes: a queue, or review with its reason.",

@@ -1,0 +1,324 @@
+"""Applies routing decisions (``triage_runtime.routing.decide``) to batches of classified
+events: store each document's first outcome, then publish its routing; count and log both.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import Collection, Sequence
+from typing import Protocol
+
+from faststream.kafka import KafkaBroker
+from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
+
+from triage_contracts import (
+    DocumentClassifiedV1,
+    DocumentRoutedV1,
+    ErrorClass,
+    Producer,
+    topics,
+    utcnow,
+)
+from triage_router.metrics import (
+    DECISIONS,
+    DUPLICATES,
+    END_TO_END_SECONDS,
+    PROCESS_SECONDS,
+    SERVICE,
+)
+from triage_router.settings import Settings
+from triage_runtime import routing
+from triage_runtime.kafka import (
+    ConsumedRecord,
+    DeadLetters,
+    UnprocessableError,
+    decode_event,
+    publish_event,
+    publish_many,
+)
+from triage_runtime.metrics import EVENTS_CONSUMED, EVENTS_PRODUCED, topic_family
+from triage_runtime.outcomes.store import StoredRoute
+from triage_runtime.routing import RoutingPolicy
+
+log = logging.getLogger(__name__)
+
+Decoded = tuple[ConsumedRecord, DocumentClassifiedV1]
+Ready = tuple[ConsumedRecord, DocumentClassifiedV1, RoutingPolicy]
+
+
+class Outcomes(Protocol):
+    """Where documents' first outcomes are stored (``triage_runtime.outcomes.OutcomeStore``)."""
+
+    async def record_route(
+        self, event: DocumentClassifiedV1, decision: routing.RouteTo, *, event_id: uuid.UUID
+    ) -> StoredRoute:
+        """Store a routing unless the document has an outcome; return what is stored."""
+        ...
+
+    async def apply_batch(
+        self,
+        items: Sequence[tuple[DocumentClassifiedV1, routing.Decision, uuid.UUID]],
+    ) -> list[StoredRoute | bool]:
+        """Store each decision in one transaction; a StoredRoute or an opened-review bool each."""
+        ...
+
+    async def mark_published(self, document_id: str) -> None:
+        """Note that a document's routed event is on its topic."""
+        ...
+
+    async def mark_published_many(self, document_ids: Sequence[str]) -> None:
+        """Note that these documents' routed events are on their topics."""
+        ...
+
+    async def open_review(
+        self, event: DocumentClassifiedV1, decision: routing.SendToReview
+    ) -> bool:
+        """Open a review item; False when the document already has an outcome."""
+        ...
+
+
+class Policies(Protocol):
+    """The routing policies events name (``triage_runtime.policy_store.PolicyCache``)."""
+
+    async def named(self, versions: Collection[int | None]) -> dict[int | None, RoutingPolicy]:
+        """The policy of each version (None: the default); unknown versions are left out."""
+        ...
+
+
+class RoutingHandler:
+    """Turns batches of DocumentClassified into stored outcomes and published routings.
+
+    Offsets commit after ``handle`` returns, so a batch's effects are durable and its routed
+    events published before they do; a database outage raises, and the batch is redelivered.
+    """
+
+    def __init__(
+        self,
+        *,
+        broker: KafkaBroker,
+        settings: Settings,
+        outcomes: Outcomes,
+        policies: Policies,
+        dead_letters: DeadLetters,
+        producer: Producer,
+    ) -> None:
+        self._broker = broker
+        self._settings = settings
+        self._outcomes = outcomes
+        self._policies = policies
+        self._dead_letters = dead_letters
+        self._producer = producer
+
+    async def handle(self, records: Sequence[ConsumedRecord]) -> None:
+        """Apply a batch of routing decisions; what cannot be decoded is a dead letter."""
+        decoded: list[Decoded] = []
+        for record in records:
+            try:
+                decoded.append((record, decode_event(record.value, DocumentClassifiedV1)))
+            except UnprocessableError as exc:
+                await self._dead_letters.send(record, exc, consumed_topic=topics.CLASSIFIED)
+        try:
+            await self.apply_batch(await self.with_policies(decoded))
+        except (OperationalError, InterfaceError):
+            # The database is unreachable: every message would fail alike, so pause, then let
+            # the batch be redelivered (NACK seeks back) rather than skip ahead.
+            log.exception("database unavailable; the batch will be redelivered")
+            EVENTS_CONSUMED.labels(SERVICE, topics.CLASSIFIED, "retried").inc(len(decoded))
+            await asyncio.sleep(self._settings.storage_retry_seconds)
+            raise
+
+    async def with_policies(self, decoded: Sequence[Decoded]) -> list[Ready]:
+        """Each event with the routing policy it names; an event naming a version the registry
+        does not hold is a dead letter (no retry will make it appear)."""
+        named = await self._policies.named({event.policy_version for _, event in decoded})
+        ready = []
+        for record, event in decoded:
+            policy = named.get(event.policy_version)
+            if policy is None:
+                error = UnprocessableError(
+                    ErrorClass.SCHEMA_INVALID,
+                    f"names routing policy version {event.policy_version}, which is not stored",
+                    event.document_id,
+                )
+                await self._dead_letters.send(record, error, consumed_topic=topics.CLASSIFIED)
+            else:
+                ready.append((record, event, policy))
+        return ready
+
+    async def apply_batch(self, decoded: Sequence[Ready]) -> None:
+        """Apply a batch's decisions in one transaction, then publish the routings together.
+
+        If the database refuses one effect (bad data), the batch is applied again one
+        document at a time, so only that one goes to the dead letters.
+        """
+        started = time.perf_counter()
+        decided = [(event, routing.decide(event, policy)) for _, event, policy in decoded]
+        routed = {
+            event.document_id: self.routed_event(event, decision)
+            for event, decision in decided
+            if isinstance(decision, routing.RouteTo)
+        }
+        try:
+            results = await self._outcomes.apply_batch(
+                [
+                    (event, decision, routed[event.document_id].event_id)
+                    if isinstance(decision, routing.RouteTo)
+                    else (event, decision, uuid.uuid4())
+                    for event, decision in decided
+                ]
+            )
+        except (OperationalError, InterfaceError):
+            raise
+        except SQLAlchemyError:
+            log.warning("the database refused a batch; applying its documents one at a time")
+            for record, event, policy in decoded:
+                await self.apply_one(record, event, policy)
+            return
+        publish: dict[str, tuple[str, DocumentRoutedV1]] = {}
+        for (event, decision), result in zip(decided, results, strict=True):
+            if isinstance(result, StoredRoute):
+                if result.in_review:
+                    kept_first_outcome(event, "review")
+                elif result.published_at is not None or event.document_id in publish:
+                    DUPLICATES.inc()  # the second of one document in a batch, too
+                else:
+                    publish[event.document_id] = self.to_publish(routed[event.document_id], result)
+            elif isinstance(decision, routing.SendToReview):
+                was_reviewed(event, decision, opened=bool(result))
+        await publish_many(self._broker, list(publish.values()))
+        await self._outcomes.mark_published_many(list(publish))
+        for _, published in publish.values():
+            was_routed(published, published.queue)
+        elapsed = (time.perf_counter() - started) / max(1, len(decided))
+        for _, decision in decided:
+            EVENTS_CONSUMED.labels(SERVICE, topics.CLASSIFIED, "ok").inc()
+            outcome = "routed" if isinstance(decision, routing.RouteTo) else "review"
+            PROCESS_SECONDS.labels(outcome).observe(elapsed)
+
+    async def apply_one(
+        self, record: ConsumedRecord, event: DocumentClassifiedV1, policy: RoutingPolicy
+    ) -> None:
+        """Apply one routing decision in a transaction of its own."""
+        started = time.perf_counter()
+        decision = routing.decide(event, policy)
+        try:
+            if isinstance(decision, routing.RouteTo):
+                await self.route(event, decision)
+            else:
+                await self.review(event, decision)
+        except (OperationalError, InterfaceError):
+            raise
+        except SQLAlchemyError as exc:
+            # The database refused this message's effect (bad data): no retry will fix it,
+            # and it must not hold up the partition.
+            cause = getattr(exc, "orig", None) or exc
+            error = UnprocessableError(
+                ErrorClass.STORAGE_ERROR,
+                f"the database refused the effect: {type(cause).__name__}",
+                event.document_id,
+            )
+            await self._dead_letters.send(record, error, consumed_topic=topics.CLASSIFIED)
+            return
+        EVENTS_CONSUMED.labels(SERVICE, topics.CLASSIFIED, "ok").inc()
+        outcome = "routed" if isinstance(decision, routing.RouteTo) else "review"
+        PROCESS_SECONDS.labels(outcome).observe(time.perf_counter() - started)
+
+    async def route(self, event: DocumentClassifiedV1, decision: routing.RouteTo) -> None:
+        """Store a routing, publish it (unless that was done before), and mark it published."""
+        routed = self.routed_event(event, decision)
+        stored = await self._outcomes.record_route(event, decision, event_id=routed.event_id)
+        if stored.in_review:
+            kept_first_outcome(event, "review")
+            return
+        if stored.published_at is not None:
+            DUPLICATES.inc()
+            return
+        topic, routed = self.to_publish(routed, stored)
+        await publish_event(self._broker, topic, routed)
+        await self._outcomes.mark_published(event.document_id)
+        was_routed(event, stored.queue)
+
+    async def review(self, event: DocumentClassifiedV1, decision: routing.SendToReview) -> None:
+        """Open a review item, unless the document has an outcome already."""
+        was_reviewed(event, decision, opened=await self._outcomes.open_review(event, decision))
+
+    def routed_event(
+        self, event: DocumentClassifiedV1, decision: routing.RouteTo
+    ) -> DocumentRoutedV1:
+        """The DocumentRouted a routing decision publishes."""
+        return DocumentRoutedV1(
+            producer=self._producer,
+            document_id=event.document_id,
+            trace_id=event.trace_id,
+            model=event.model,
+            queue=decision.queue,
+            decided_by=decision.decided_by,
+            confidence=decision.confidence,
+            document=event.document,
+        )
+
+    def to_publish(
+        self, routed: DocumentRoutedV1, stored: StoredRoute
+    ) -> tuple[str, DocumentRoutedV1]:
+        """The topic and event to publish for a stored routing."""
+        # Re-publishing after a crash reuses the stored event id and queue, so consumers
+        # that deduplicate on event id see one routing, whatever was redelivered.
+        routed = routed.model_copy(update={"event_id": stored.event_id, "queue": stored.queue})
+        return self._settings.topic(topics.routed_topic(stored.queue)), routed
+
+
+def was_routed(event: DocumentClassifiedV1 | DocumentRoutedV1, queue: str) -> None:
+    """Count and log a routing that is now published."""
+    EVENTS_PRODUCED.labels(SERVICE, topic_family(topics.routed_topic(queue))).inc()
+    DECISIONS.labels("routed", "").inc()
+    END_TO_END_SECONDS.labels("routed").observe(
+        (utcnow() - event.document.received_at).total_seconds()
+    )
+    log.info(
+        "document routed",
+        extra={
+            "document_id": event.document_id,
+            "trace_id": event.trace_id,
+            "queue": queue,
+            "model_version": event.model.version if event.model else None,
+        },
+    )
+
+
+def was_reviewed(
+    event: DocumentClassifiedV1, decision: routing.SendToReview, *, opened: bool
+) -> None:
+    """Count and log a review item opened (or not: the document had an outcome)."""
+    if not opened:
+        DUPLICATES.inc()
+        return
+    DECISIONS.labels("review", decision.reason.value).inc()
+    END_TO_END_SECONDS.labels("review").observe(
+        (utcnow() - event.document.received_at).total_seconds()
+    )
+    log.info(
+        "document sent to review",
+        extra={
+            "document_id": event.document_id,
+            "trace_id": event.trace_id,
+            "reason": decision.reason.value,
+            "model_version": event.model.version,
+        },
+    )
+
+
+def kept_first_outcome(event: DocumentClassifiedV1, outcome: str) -> None:
+    """A redelivered document scored differently keeps the outcome it already has."""
+    DUPLICATES.inc()
+    log.info(
+        "document already has an outcome; the new score changes nothing",
+        extra={
+            "document_id": event.document_id,
+            "trace_id": event.trace_id,
+            "outcome": outcome,
+            "model_version": event.model.version,
+        },
+    )
