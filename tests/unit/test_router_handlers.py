@@ -1,0 +1,384 @@
+"""The router's RoutingHandler without Kafka or PostgreSQL: batches handed to it and through
+its subscriber on FastStream's in-memory TestKafkaBroker, with the outcome store and the
+policy registry in memory."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Collection, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import pytest
+from aiokafka.structs import ConsumerRecord
+from faststream.kafka import KafkaBroker, TestKafkaBroker
+from prometheus_client import REGISTRY
+from sqlalchemy.exc import DataError, OperationalError
+
+from tests.helpers import classified
+from tests.unit.inmemory import Topics, consumer_record, in_memory_broker
+from triage_contracts import (
+    DeadLetterV1,
+    DecidedBy,
+    DocumentClassifiedV1,
+    DocumentRoutedV1,
+    ErrorClass,
+    ExtractionStatus,
+    ModelRef,
+    ModelRole,
+    Producer,
+    topics,
+    utcnow,
+)
+from triage_router.app import subscribe
+from triage_router.metrics import SERVICE
+from triage_router.routing_handler import RoutingHandler
+from triage_router.settings import Settings
+from triage_runtime.kafka import DeadLetters, encode_event
+from triage_runtime.outcomes.store import StoredRoute
+from triage_runtime.routing import (
+    DEFAULT_POLICY,
+    PRIORITY_HIGH,
+    Decision,
+    ReviewReason,
+    RouteTo,
+    RoutingPolicy,
+    SendToReview,
+)
+
+PRODUCER = Producer(service=SERVICE, version="test")
+QUEUES = ("billing", "technical", "legal")
+
+
+@dataclass
+class Route:
+    """A stored routing decision."""
+
+    event_id: uuid.UUID
+    queue: str
+    published_at: datetime | None = None
+
+
+@dataclass
+class MemoryOutcomes:
+    """Each document's first outcome, in dicts; batches land whole or not at all.
+
+    ``refused`` documents make a batch fail as PostgreSQL refusing bad data would; ``down``
+    makes every call fail as an unreachable database.
+    """
+
+    kinds: dict[str, str] = field(default_factory=dict)
+    routes: dict[str, Route] = field(default_factory=dict)
+    reviews: dict[str, SendToReview] = field(default_factory=dict)
+    refused: set[str] = field(default_factory=set)
+    down: bool = False
+    transactions: int = 0
+
+    def _check(self, document_ids: Collection[str]) -> None:
+        if self.down:
+            raise OperationalError("SELECT 1", {}, ConnectionRefusedError("127.0.0.1:1"))
+        if self.refused & set(document_ids):
+            raise DataError("INSERT INTO review_item ...", {}, ValueError("bad data"))
+
+    async def apply_batch(
+        self, items: Sequence[tuple[DocumentClassifiedV1, Decision, uuid.UUID]]
+    ) -> list[StoredRoute | bool]:
+        """Store each first outcome, in order, in one transaction."""
+        self._check([event.document_id for event, _, _ in items])
+        self.transactions += 1
+        results: list[StoredRoute | bool] = []
+        for event, decision, event_id in items:
+            doc = event.document_id
+            claimed = doc not in self.kinds
+            if isinstance(decision, SendToReview):
+                if claimed:
+                    self.kinds[doc] = "review"
+                    self.reviews[doc] = decision
+                results.append(claimed)
+            elif claimed:
+                self.kinds[doc] = "routed"
+                self.routes[doc] = Route(event_id, decision.queue)
+                results.append(StoredRoute(event_id, decision.queue, None))
+            elif (route := self.routes.get(doc)) is not None:
+                results.append(StoredRoute(route.event_id, route.queue, route.published_at))
+            else:
+                results.append(StoredRoute(event_id, decision.queue, None, in_review=True))
+        return results
+
+    async def record_route(
+        self, event: DocumentClassifiedV1, decision: RouteTo, *, event_id: uuid.UUID
+    ) -> StoredRoute:
+        """One routing in a transaction of its own."""
+        [result] = await self.apply_batch([(event, decision, event_id)])
+        assert isinstance(result, StoredRoute)
+        return result
+
+    async def open_review(self, event: DocumentClassifiedV1, decision: SendToReview) -> bool:
+        """One review item in a transaction of its own."""
+        [result] = await self.apply_batch([(event, decision, uuid.uuid4())])
+        return bool(result)
+
+    async def mark_published(self, document_id: str) -> None:
+        """Mark one routing published."""
+        await self.mark_published_many([document_id])
+
+    async def mark_published_many(self, document_ids: Sequence[str]) -> None:
+        """Mark routings published."""
+        self._check([])
+        for doc in document_ids:
+            self.routes[doc].published_at = utcnow()
+
+
+@dataclass
+class MemoryPolicies:
+    """Stored routing policies by version."""
+
+    stored: dict[int, RoutingPolicy] = field(default_factory=dict)
+
+    async def named(self, versions: Collection[int | None]) -> dict[int | None, RoutingPolicy]:
+        """The policies named that are stored; None is the default."""
+        found: dict[int | None, RoutingPolicy] = {
+            v: self.stored[v] for v in versions if v is not None and v in self.stored
+        }
+        if None in versions:
+            found[None] = DEFAULT_POLICY
+        return found
+
+
+@dataclass
+class Rig:
+    """A RoutingHandler on in-memory dependencies, and what it published."""
+
+    handler: RoutingHandler
+    outcomes: MemoryOutcomes
+    policies: MemoryPolicies
+    out: Topics
+    broker: KafkaBroker
+    settings: Settings
+
+    def routed(self, queue: str) -> list[DocumentRoutedV1]:
+        """The routings published to ``queue``'s topic."""
+        return self.out.events(self.settings.topic(topics.routed_topic(queue)), DocumentRoutedV1)
+
+    def all_routed(self) -> list[DocumentRoutedV1]:
+        """Every routing published, whatever its queue."""
+        return [event for queue in QUEUES for event in self.routed(queue)]
+
+    def letters(self) -> list[DeadLetterV1]:
+        """The dead letters published."""
+        return self.out.events(self.settings.topic(topics.DEADLETTER), DeadLetterV1)
+
+    def record(self, event: DocumentClassifiedV1, offset: int = 0) -> ConsumerRecord[bytes, bytes]:
+        """``event`` as read from the classified topic."""
+        return consumer_record(
+            self.settings.topic(topics.CLASSIFIED),
+            encode_event(event),
+            key=event.document_id.encode(),
+            offset=offset,
+        )
+
+
+def _rig(*, with_subscriber: bool = False) -> Rig:
+    settings = Settings(topic_prefix="unit.", storage_retry_seconds=0)
+    broker = in_memory_broker()
+    outcomes, policies = MemoryOutcomes(), MemoryPolicies()
+    handler = RoutingHandler(
+        broker=broker,
+        settings=settings,
+        outcomes=outcomes,
+        policies=policies,
+        dead_letters=DeadLetters(
+            broker, topic=settings.topic(topics.DEADLETTER), service=SERVICE, producer=PRODUCER
+        ),
+        producer=PRODUCER,
+    )
+    out = Topics(
+        broker,
+        [settings.topic(topics.DEADLETTER)]
+        + [settings.topic(topics.routed_topic(queue)) for queue in QUEUES],
+    )
+    if with_subscriber:
+        subscribe(broker, settings, handler)
+    return Rig(handler, outcomes, policies, out, broker, settings)
+
+
+@pytest.fixture
+async def rig() -> AsyncIterator[Rig]:
+    """A RoutingHandler on an in-memory broker, without its subscriber."""
+    rig = _rig()
+    async with TestKafkaBroker(rig.broker):
+        yield rig
+
+
+def _value(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+def _consumed(outcome: str) -> float:
+    return _value(
+        "triage_events_consumed_total", service=SERVICE, topic=topics.CLASSIFIED, outcome=outcome
+    )
+
+
+async def test_a_batch_routes_the_confident_and_sends_the_rest_to_review(rig: Rig) -> None:
+    confident = classified(label="legal", confidence=0.97, sha256="01" * 32)
+    unsure = classified(label="billing", confidence=0.5, sha256="02" * 32)
+    unreadable = classified(status=ExtractionStatus.ENCRYPTED, sha256="03" * 32)
+    routed_before = _value("triage_router_decisions_total", outcome="routed", reason="")
+    ok_before = _consumed("ok")
+
+    await rig.handler.handle([rig.record(e) for e in (confident, unsure, unreadable)])
+
+    [routed] = rig.routed("legal")
+    assert routed.document_id == confident.document_id
+    assert routed.decided_by is DecidedBy.MODEL and routed.confidence == 0.97
+    assert routed.trace_id == confident.trace_id and routed.model == confident.model
+    stored = rig.outcomes.routes[confident.document_id]
+    assert stored.event_id == routed.event_id and stored.published_at is not None
+    assert rig.outcomes.reviews[unsure.document_id].reason is ReviewReason.LOW_CONFIDENCE
+    assert rig.outcomes.reviews[unreadable.document_id].reason is ReviewReason.ENCRYPTED
+    assert rig.outcomes.reviews[unreadable.document_id].priority == PRIORITY_HIGH
+    assert rig.outcomes.transactions == 1  # the batch in one transaction
+    assert rig.all_routed() == [routed] and rig.letters() == []
+    assert _value("triage_router_decisions_total", outcome="routed", reason="") == (
+        routed_before + 1
+    )
+    assert _consumed("ok") == ok_before + 3
+
+
+async def test_a_redelivered_batch_changes_nothing(rig: Rig) -> None:
+    batch = [
+        rig.record(classified(label="billing", sha256="11" * 32)),
+        rig.record(classified(label="billing", confidence=0.4, sha256="12" * 32)),
+    ]
+    await rig.handler.handle(batch)
+    duplicates = _value("triage_router_duplicates_total")
+
+    await rig.handler.handle(batch)
+
+    assert len(rig.routed("billing")) == 1
+    assert _value("triage_router_duplicates_total") == duplicates + 2
+
+
+async def test_a_routing_stored_but_not_published_is_published_with_its_stored_id(
+    rig: Rig,
+) -> None:
+    event = classified(label="technical", sha256="21" * 32)
+    # A crash between the commit and the publish: the decision is stored, not published.
+    earlier = uuid.uuid4()
+    rig.outcomes.kinds[event.document_id] = "routed"
+    rig.outcomes.routes[event.document_id] = Route(earlier, "technical")
+    assert event.prediction is not None
+    rescored = event.model_copy(
+        update={"prediction": event.prediction.model_copy(update={"label": "legal"})}
+    )
+
+    await rig.handler.handle([rig.record(rescored)])
+
+    [routed] = rig.routed("technical")  # the stored queue, not the new score's
+    assert routed.event_id == earlier
+    assert rig.routed("legal") == []
+    assert rig.outcomes.routes[event.document_id].published_at is not None
+
+
+async def test_a_document_in_review_keeps_its_first_outcome(rig: Rig) -> None:
+    unsure = classified(label="legal", confidence=0.5, sha256="31" * 32)
+    await rig.handler.handle([rig.record(unsure)])
+    confident = classified(label="legal", confidence=0.99, sha256="31" * 32)
+    duplicates = _value("triage_router_duplicates_total")
+
+    await rig.handler.handle([rig.record(confident)])
+
+    assert rig.all_routed() == []
+    assert rig.outcomes.kinds[unsure.document_id] == "review"
+    assert _value("triage_router_duplicates_total") == duplicates + 1
+
+
+async def test_one_document_twice_in_a_batch_is_published_once(rig: Rig) -> None:
+    event = classified(label="billing", sha256="41" * 32)
+    duplicates = _value("triage_router_duplicates_total")
+
+    await rig.handler.handle([rig.record(event, 1), rig.record(event, 2)])
+
+    assert len(rig.routed("billing")) == 1
+    assert _value("triage_router_duplicates_total") == duplicates + 1
+
+
+async def test_undecodable_events_and_unknown_policies_are_dead_letters(rig: Rig) -> None:
+    rig.policies.stored[2] = RoutingPolicy(version=2)
+    known = classified(label="billing", sha256="51" * 32).model_copy(update={"policy_version": 2})
+    unknown = classified(label="legal", sha256="52" * 32).model_copy(update={"policy_version": 9})
+    garbage = consumer_record(rig.settings.topic(topics.CLASSIFIED), b"\x00not json", offset=3)
+
+    await rig.handler.handle([garbage, rig.record(unknown, 4), rig.record(known, 5)])
+
+    letters = rig.letters()
+    assert [(d.error_class, d.source_offset) for d in letters] == [
+        (ErrorClass.UNDECODABLE, 3),
+        (ErrorClass.SCHEMA_INVALID, 4),
+    ]
+    assert "routing policy version 9" in letters[1].reason
+    assert [e.document_id for e in rig.routed("billing")] == [known.document_id]
+    assert unknown.document_id not in rig.outcomes.kinds
+
+
+async def test_a_refused_document_is_a_dead_letter_and_the_rest_of_its_batch_lands(
+    rig: Rig,
+) -> None:
+    good = classified(label="billing", sha256="61" * 32)
+    bad = classified(label="legal", confidence=0.3, sha256="62" * 32)
+    rig.outcomes.refused.add(bad.document_id)
+
+    await rig.handler.handle([rig.record(good, 1), rig.record(bad, 2)])
+
+    [letter] = rig.letters()
+    assert letter.error_class is ErrorClass.STORAGE_ERROR
+    assert letter.reason == "the database refused the effect: ValueError"
+    assert (letter.document_id, letter.source_offset) == (bad.document_id, 2)
+    assert [e.document_id for e in rig.routed("billing")] == [good.document_id]
+    assert rig.outcomes.routes[good.document_id].published_at is not None
+
+
+async def test_a_database_outage_leaves_the_batch_for_redelivery(rig: Rig) -> None:
+    batch = [rig.record(classified(label="legal", sha256=f"7{n}" * 32)) for n in range(3)]
+    rig.outcomes.down = True
+    retried = _consumed("retried")
+
+    with pytest.raises(OperationalError):
+        await rig.handler.handle(batch)
+
+    assert rig.all_routed() == [] and rig.letters() == []
+    assert _consumed("retried") == retried + 3
+    rig.outcomes.down = False
+    await rig.handler.handle(batch)  # the redelivery
+    assert len(rig.routed("legal")) == 3
+
+
+async def test_rules_scores_route_as_decided_by_rules(rig: Rig) -> None:
+    event = classified(label="billing", sha256="81" * 32).model_copy(
+        update={"model": ModelRef(version="rules-1", role=ModelRole.RULES)}
+    )
+    await rig.handler.handle([rig.record(event)])
+    [routed] = rig.routed("billing")
+    assert routed.decided_by is DecidedBy.RULES
+
+
+async def test_the_subscriber_routes_what_is_published_to_the_classified_topic() -> None:
+    rig = _rig(with_subscriber=True)
+    events = [
+        classified(label="technical", sha256="91" * 32),
+        classified(label="legal", confidence=0.2, sha256="92" * 32),
+    ]
+    topic = rig.settings.topic(topics.CLASSIFIED)
+    async with TestKafkaBroker(rig.broker) as broker:
+        for event in events:
+            await broker.publish(encode_event(event), topic, key=event.document_id.encode())
+        rig.outcomes.down = True
+        outage = classified(label="billing", sha256="93" * 32)
+        with pytest.raises(OperationalError):  # NACK: the batch is read again
+            await broker.publish(encode_event(outage), topic, key=outage.document_id.encode())
+
+    assert [e.document_id for e in rig.routed("technical")] == [events[0].document_id]
+    assert events[1].document_id in rig.outcomes.reviews
+    assert outage.document_id not in rig.outcomes.kinds
+    assert rig.routed("billing") == []
