@@ -12,6 +12,7 @@ from functools import cache
 from pathlib import Path
 
 import pytest
+from sqlalchemy import Table
 
 from tests.helpers import REPO_ROOT
 from triage_runtime.db.models import Base
@@ -38,7 +39,11 @@ OWNERS = {
 }
 PURGER = "triage_runtime.retention"
 SOURCES = ("libs", "services", "apps")
-TABLES = {mapper.class_.__name__: mapper.local_table.name for mapper in Base.registry.mappers}
+TABLES = {
+    m.class_.__name__: m.local_table.name
+    for m in Base.registry.mappers
+    if isinstance(m.local_table, Table)
+}
 
 
 def writes(tree: ast.AST) -> Iterator[tuple[str, str, int]]:
