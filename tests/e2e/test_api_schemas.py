@@ -91,11 +91,13 @@ def _routes(service: str) -> list[tuple[str, str]]:
     """(method, path) of every route the service's app has, documented or not."""
     from importlib import import_module
 
+    from fastapi.routing import iter_route_contexts
+
     package = "triage_" + service.replace("-", "_")
     settings = import_module(f"{package}.settings").Settings()
     app = import_module(f"{package}.app").create_app(settings)
     found: list[tuple[str, str]] = []
-    for route in app.routes:
+    for route in iter_route_contexts(app.routes):  # included routers too
         path = getattr(route, "path", "")
         if not path:
             continue
