@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import mimetypes
 import re
 import unicodedata
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from pathlib import PurePosixPath, PureWindowsPath
 
@@ -19,6 +20,7 @@ from triage_contracts import (
     EmailInfo,
     Producer,
     Source,
+    SourceKind,
     derive_document_id,
 )
 from triage_contracts.events import MAX_METADATA_ITEMS, MetadataKey, MetadataValue
@@ -28,6 +30,7 @@ ACCEPTED_MEDIA_TYPES = frozenset(
     {"application/pdf", "text/plain", "text/html", "text/markdown", EMAIL_MEDIA_TYPE}
 )
 
+DOCUMENT_ID = re.compile(r"doc_[0-9a-f]{32}")
 _UNSAFE = re.compile(r"[^\w.\- ()]+")
 # The event contract's rules for metadata, checked here so that a bad key is a 422, not an
 # event that fails to validate after the upload was stored.
@@ -118,3 +121,25 @@ def parse_metadata(raw: str | None) -> dict[str, str]:
             "metadata keys are 1-64 characters of A-Z, a-z, 0-9, '_', '.', '-'; "
             "values at most 500 characters"
         ) from exc
+
+
+def is_document_id(text: str) -> bool:
+    """Whether ``text`` has the shape of a document id (anything else is never looked up)."""
+    return DOCUMENT_ID.fullmatch(text) is not None
+
+
+def visible_to(source: Mapping[str, str], caller: str, *, keys_required: bool) -> bool:
+    """Whether a caller may see a document: with API keys, only its own uploads exist for it."""
+    if not keys_required:
+        return True
+    return source["kind"] == SourceKind.UPLOAD and source["name"] == caller
+
+
+def request_sha256(
+    files: Sequence[tuple[str | None, str, str, int]], metadata: Mapping[str, str]
+) -> str:
+    """Fingerprint an upload for its Idempotency-Key: each file's name, type, hash and size,
+    and the metadata. Stored with the answer, so it must never change for the same request.
+    """
+    request = [[list(file) for file in files], sorted(metadata.items())]
+    return hashlib.sha256(json.dumps(request, sort_keys=True).encode()).hexdigest()

@@ -1,0 +1,1 @@
+"""The ingest service's HTTP routes, one ``APIRouter`` per module."""

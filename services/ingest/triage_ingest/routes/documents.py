@@ -1,0 +1,90 @@
+"""The upload API: send documents in (``POST /v1/documents``) and follow one (``GET``)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, File, Form, Header, HTTPException, UploadFile, status
+
+from triage_contracts import Source, SourceKind
+from triage_ingest import domain, uploads
+from triage_ingest.deps import BlobsDep, Caller, IntakeDep, LimiterDep, SettingsDep, StoreDep
+from triage_ingest.schemas import DocumentStatus, UploadAccepted
+
+router = APIRouter()
+
+
+@router.post(
+    "/v1/documents",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=UploadAccepted,
+    summary="Upload documents: PDF, text, HTML, Markdown, or saved emails (.eml)",
+    responses={
+        401: {"description": "No valid API key"},
+        413: {"description": "A file or the request is over the size limit"},
+        415: {"description": "A file's type is not accepted"},
+        422: {"description": "Invalid metadata, or an Idempotency-Key reused differently"},
+        429: {"description": "Over this API key's upload rate; retry after Retry-After"},
+        503: {"description": "Overloaded or a dependency is down; retry after Retry-After"},
+    },
+)
+async def upload(
+    *,
+    who: Caller,
+    settings: SettingsDep,
+    limiter: LimiterDep,
+    intake: IntakeDep,
+    blobs: BlobsDep,
+    store: StoreDep,
+    files: Annotated[list[UploadFile], File(description="The documents to triage")],
+    metadata: Annotated[
+        str | None, Form(description="Optional JSON object of strings kept with each document")
+    ] = None,
+    idempotency_key: Annotated[
+        str | None,
+        Header(max_length=200, description="Retries with the same key get the same answer"),
+    ] = None,
+) -> UploadAccepted:
+    if settings.uploads_per_minute_per_key > 0:
+        uploads.refuse_over_rate(limiter, who.id)
+    meta = uploads.checked_metadata(metadata)
+    checked = uploads.checked_files(files, max_files=settings.max_files_per_request)
+    stored = await uploads.store_files(
+        intake, checked, limit=settings.max_upload_bytes, directory=settings.blob_dir / ".spool"
+    )
+    request_sha = domain.request_sha256(stored, meta)
+    if idempotency_key:
+        previous = await uploads.replayed(store, who.id, idempotency_key, request_sha)
+        if previous is not None:
+            return previous
+    source = Source(kind=SourceKind.UPLOAD, name=who.name)
+    accepted = await uploads.accept_files(intake, blobs, stored, source=source, metadata=meta)
+    answer = uploads.upload_accepted(accepted)
+    if idempotency_key:
+        await store.remember_response(
+            who.id,
+            idempotency_key,
+            request_sha256=request_sha,
+            response=answer.model_dump(mode="json"),
+        )
+    return answer
+
+
+@router.get(
+    "/v1/documents/{document_id}",
+    response_model=DocumentStatus,
+    summary="A document's status: received, routed (to which queue), in_review or decided",
+    responses={404: {"description": "No such document for this API key"}},
+)
+async def document_status(
+    who: Caller, settings: SettingsDep, store: StoreDep, document_id: str
+) -> DocumentStatus:
+    if not domain.is_document_id(document_id):  # never a database question
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "no such document")
+    found = await store.status(document_id)
+    # A key sees only its own uploads; other documents do not exist for it.
+    if found is None or not domain.visible_to(
+        found["source"], who.name, keys_required=settings.require_api_key
+    ):
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "no such document")
+    return DocumentStatus.model_validate(found)

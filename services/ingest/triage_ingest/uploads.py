@@ -1,0 +1,201 @@
+"""An upload's steps: check the request, spool and store its files, accept them in order.
+
+Each refusal is an HTTPException, counted in ``triage_ingest_uploads_total`` by outcome.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import NamedTuple
+
+from fastapi import HTTPException, UploadFile, status
+
+from triage_contracts import Source
+from triage_ingest import domain
+from triage_ingest.intake import Accepted, Arrival, Intake
+from triage_ingest.metrics import UPLOAD_BYTES, UPLOADS
+from triage_ingest.schemas import DocumentAccepted, UploadAccepted
+from triage_ingest.store import IngestStore
+from triage_runtime.blobstore import BlobStore
+from triage_runtime.http import RateLimiter
+
+CHUNK = 1024 * 1024
+
+
+class CheckedFile(NamedTuple):
+    """An uploaded file whose name and media type are acceptable."""
+
+    filename: str | None
+    media_type: str
+    upload: UploadFile
+
+
+class StoredFile(NamedTuple):
+    """An uploaded file in the blob store (a tuple: the request fingerprint hashes it)."""
+
+    filename: str | None
+    media_type: str
+    sha256: str
+    size_bytes: int
+
+
+def refuse_over_rate(limiter: RateLimiter, caller: object) -> None:
+    """Refuse (429, with Retry-After) an upload over its API key's rate."""
+    wait = limiter.take(caller)
+    if wait > 0:
+        UPLOADS.labels("rate_limited").inc()
+        raise HTTPException(
+            status.HTTP_429_TOO_MANY_REQUESTS,
+            "too many uploads for this API key; slow down",
+            headers={"Retry-After": str(max(1, math.ceil(wait)))},
+        )
+
+
+def checked_metadata(metadata: str | None) -> dict[str, str]:
+    """The upload's metadata as a dict of strings (422 when it is not one)."""
+    try:
+        return domain.parse_metadata(metadata)
+    except ValueError as exc:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from exc
+
+
+def checked_files(files: Sequence[UploadFile], *, max_files: int) -> list[CheckedFile]:
+    """Check every file before accepting any, so a request is all or nothing (413, 415)."""
+    if len(files) > max_files:
+        raise HTTPException(
+            status.HTTP_413_CONTENT_TOO_LARGE, f"at most {max_files} files per request"
+        )
+    checked = []
+    for item in files:
+        filename = domain.safe_filename(item.filename)
+        try:
+            media_type = domain.media_type_for(item.content_type, filename)
+        except domain.UnsupportedMediaTypeError as exc:
+            UPLOADS.labels("unsupported_type").inc()
+            raise HTTPException(status.HTTP_415_UNSUPPORTED_MEDIA_TYPE, str(exc)) from exc
+        checked.append(CheckedFile(filename, media_type, item))
+    return checked
+
+
+def spool(upload: UploadFile, limit: int, directory: Path) -> tuple[Path, int]:
+    """Copy an upload to a temporary file in chunks (413 when it goes over ``limit``)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=directory, prefix=".upload-", delete=False) as handle:
+        size = 0
+        upload.file.seek(0)
+        while chunk := upload.file.read(CHUNK):
+            size += len(chunk)
+            if size > limit:
+                break
+            handle.write(chunk)
+    path = Path(handle.name)
+    if size > limit:
+        path.unlink(missing_ok=True)
+        raise HTTPException(
+            status.HTTP_413_CONTENT_TOO_LARGE,
+            f"{upload.filename or 'file'} is larger than the {limit}-byte limit",
+        )
+    return path, size
+
+
+def _remove(paths: list[Path]) -> None:
+    for path in paths:
+        path.unlink(missing_ok=True)
+
+
+async def store_files(
+    intake: Intake, checked: Sequence[CheckedFile], *, limit: int, directory: Path
+) -> list[StoredFile]:
+    """Spool each file to ``directory``, then store them all; no spool file outlives this."""
+    spooled: list[tuple[CheckedFile, Path, int]] = []
+    try:
+        for item in checked:
+            try:
+                path, size = await asyncio.to_thread(spool, item.upload, limit, directory)
+            except HTTPException:
+                UPLOADS.labels("too_large").inc()
+                raise
+            spooled.append((item, path, size))
+        hashes = await intake.store_files([path for _, path, _ in spooled])
+    finally:
+        await asyncio.to_thread(_remove, [path for _, path, _ in spooled])
+    return [
+        StoredFile(item.filename, item.media_type, sha256, size)
+        for (item, _, size), sha256 in zip(spooled, hashes, strict=True)
+    ]
+
+
+async def replayed(
+    store: IngestStore, caller_id: int, key: str, request_sha256: str
+) -> UploadAccepted | None:
+    """The answer already given to this Idempotency-Key; 422 if it was another request."""
+    previous = await store.idempotent_response(caller_id, key)
+    if previous is None:
+        return None
+    if previous[0] != request_sha256:
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT,
+            "this Idempotency-Key was used for a different request",
+        )
+    return UploadAccepted.model_validate(previous[1])
+
+
+async def accept_files(
+    intake: Intake,
+    blobs: BlobStore,
+    stored: Sequence[StoredFile],
+    *,
+    source: Source,
+    metadata: dict[str, str],
+) -> list[Accepted]:
+    """Accept the stored files, answering in the order they came."""
+    # Plain files are accepted together (one transaction, one round trip to Kafka);
+    # a saved email (.eml) becomes its body and attachments, as if mailed in.
+    plain = await intake.accept_many(
+        [
+            Arrival(
+                source=source,
+                sha256=file.sha256,
+                size_bytes=file.size_bytes,
+                media_type=file.media_type,
+                filename=file.filename,
+                metadata=metadata,
+            )
+            for file in stored
+            if file.media_type != domain.EMAIL_MEDIA_TYPE
+        ]
+    )
+    # Each accepted file observes the size of the request's last file, as the handler did
+    # before it moved here (kept unchanged in that move; a fix is a change of its own).
+    observed_size = stored[-1].size_bytes if stored else 0
+    accepted: list[Accepted] = []
+    for file in stored:
+        if file.media_type == domain.EMAIL_MEDIA_TYPE:
+            raw = await asyncio.to_thread(blobs.get, file.sha256)
+            accepted.extend((await intake.accept_email(raw, source=source)).documents)
+        else:
+            accepted.append(plain.pop(0))
+        UPLOADS.labels("accepted").inc()
+        UPLOAD_BYTES.observe(observed_size)
+    return accepted
+
+
+def upload_accepted(accepted: Sequence[Accepted]) -> UploadAccepted:
+    """The 202 answer: each document with where to follow it."""
+    return UploadAccepted(
+        documents=[
+            DocumentAccepted(
+                document_id=a.document_id,
+                status_url=f"/v1/documents/{a.document_id}",
+                filename=a.filename,
+                media_type=a.media_type,
+                size_bytes=a.size_bytes,
+                sha256=a.sha256,
+            )
+            for a in accepted
+        ]
+    )
