@@ -13,7 +13,7 @@ from tests.helpers import PRODUCER, RECEIVED_AT, classified
 from tests.kafkatools import collect
 from tests.stack import Stack
 from triage_contracts import DecidedBy, topics
-from triage_review_ui.app import count_decision
+from triage_review_ui.metrics import count_decision
 from triage_runtime.db.engine import make_async_engine
 from triage_runtime.kafka import make_broker, publish_event
 from triage_runtime.outcomes.review import ClaimConflictError, ReviewWorkflow, WorkflowError

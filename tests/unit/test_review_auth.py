@@ -161,6 +161,6 @@ def test_can() -> None:
     ],
 )
 def test_post_login_redirects_stay_on_the_site(target: str, local: bool) -> None:
-    from triage_review_ui.app import _local_path
+    from triage_review_ui.domain import is_local_path
 
-    assert _local_path(target) is local
+    assert is_local_path(target) is local

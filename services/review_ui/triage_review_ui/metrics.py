@@ -23,3 +23,8 @@ DECISIONS = Counter(
     "reviewer agreed with its label or overrode it (override rate = overridden / all).",
     ["model_version", "model_role", "outcome"],
 )
+
+
+def count_decision(model_version: str, model_role: str, agreed: bool) -> None:
+    """Count a reviewer's decision on a scored item: did they agree with the model?"""
+    DECISIONS.labels(model_version, model_role, "agreed" if agreed else "overridden").inc()

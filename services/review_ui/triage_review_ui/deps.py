@@ -1,0 +1,97 @@
+"""Request dependencies: the signed-in session, the checks on it, and what ``create_app`` built."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Request, status
+from fastapi.responses import RedirectResponse, Response
+
+from triage_review_ui.documents import ItemDocuments
+from triage_review_ui.pages import Pages
+from triage_review_ui.queries import ReviewQueries
+from triage_review_ui.settings import Settings
+from triage_runtime.accounts.credentials import Action, can, verify_csrf
+from triage_runtime.accounts.store import AuthStore, SessionInfo
+from triage_runtime.outcomes.review import ReviewWorkflow
+
+COOKIE = "triage_session"
+
+
+async def get_settings(request: Request) -> Settings:
+    """The service's settings."""
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+async def get_auth(request: Request) -> AuthStore:
+    """Users, sessions and the audit log."""
+    auth: AuthStore = request.app.state.auth
+    return auth
+
+
+async def get_queries(request: Request) -> ReviewQueries:
+    """The read side: the queue, items, audit and dashboard."""
+    queries: ReviewQueries = request.app.state.queries
+    return queries
+
+
+async def get_workflow(request: Request) -> ReviewWorkflow:
+    """Claims and decisions."""
+    workflow: ReviewWorkflow = request.app.state.workflow
+    return workflow
+
+
+async def get_documents(request: Request) -> ItemDocuments:
+    """Items' documents: text and bytes."""
+    documents: ItemDocuments = request.app.state.documents
+    return documents
+
+
+async def get_pages(request: Request) -> Pages:
+    """The page renderer."""
+    pages: Pages = request.app.state.pages
+    return pages
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+AuthDep = Annotated[AuthStore, Depends(get_auth)]
+QueriesDep = Annotated[ReviewQueries, Depends(get_queries)]
+WorkflowDep = Annotated[ReviewWorkflow, Depends(get_workflow)]
+DocumentsDep = Annotated[ItemDocuments, Depends(get_documents)]
+PagesDep = Annotated[Pages, Depends(get_pages)]
+
+
+class LoginRequiredError(Exception):
+    """The request needs a signed-in user."""
+
+
+async def current_session(request: Request, auth: AuthDep) -> SessionInfo:
+    """The signed-in user's session, or a redirect to the login page."""
+    token = request.cookies.get(COOKIE)
+    found = await auth.session_user(token) if token else None
+    if found is None:
+        raise LoginRequiredError
+    return found
+
+
+SessionDep = Annotated[SessionInfo, Depends(current_session)]
+
+
+async def to_login(request: Request, _exc: Exception) -> Response:
+    """Answer a request without a session: 401 from the JSON API, else the login page."""
+    if request.url.path.startswith("/api/"):
+        return Response(status_code=status.HTTP_401_UNAUTHORIZED)
+    return RedirectResponse(f"/login?next={request.url.path}", status.HTTP_303_SEE_OTHER)
+
+
+def require(session: SessionInfo, action: Action) -> None:
+    """Refuse (403) an action the user's role does not allow."""
+    if not can(session.user.role, action):
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "your role does not allow this")
+
+
+def check_csrf(session: SessionInfo, presented: str | None) -> None:
+    """Refuse (403) a form whose CSRF token is not this session's."""
+    if not verify_csrf(session.csrf_token, presented):
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "the form's CSRF token is missing or stale")

@@ -1,0 +1,33 @@
+"""Server-rendered pages: the Jinja2 templates (autoescaped) and the context every page gets."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from fastapi import Request, Response
+from fastapi.templating import Jinja2Templates
+
+from triage_review_ui.domain import due_in
+from triage_review_ui.settings import Settings
+from triage_runtime.accounts.store import SessionInfo
+
+TEMPLATES = Path(__file__).parent / "templates"
+
+
+class Pages:
+    """Renders a template with the session, the settings and the queues (``labels``)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self.templates = Jinja2Templates(directory=TEMPLATES)
+        self.templates.env.filters["due_in"] = due_in
+        self.templates.env.globals["labels"] = settings.labels
+
+    def render(
+        self, request: Request, name: str, session: SessionInfo | None, **context: Any
+    ) -> Response:
+        """The page ``name`` for ``session`` (None before sign-in)."""
+        return self.templates.TemplateResponse(
+            request, name, {"session": session, "settings": self._settings, **context}
+        )

@@ -1,0 +1,1 @@
+"""The review UI's HTTP routes, one ``APIRouter`` per module."""

@@ -1,0 +1,28 @@
+"""What ops staff watch: the dashboard and the audit trail."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, Response
+
+from triage_review_ui.deps import PagesDep, QueriesDep, SessionDep, require
+from triage_runtime.accounts.credentials import Action
+
+router = APIRouter()
+
+
+@router.get("/audit", response_class=HTMLResponse, include_in_schema=False)
+async def audit_page(
+    request: Request, session: SessionDep, queries: QueriesDep, pages: PagesDep
+) -> Response:
+    require(session, Action.REVIEW)
+    rows, per_reviewer = await queries.audit()
+    return pages.render(request, "audit.html", session, rows=rows, per_reviewer=per_reviewer)
+
+
+@router.get("/dashboard", response_class=HTMLResponse, include_in_schema=False)
+async def dashboard(
+    request: Request, session: SessionDep, queries: QueriesDep, pages: PagesDep
+) -> Response:
+    require(session, Action.REVIEW)
+    return pages.render(request, "dashboard.html", session, stats=await queries.dashboard())
