@@ -1,0 +1,381 @@
+"""The ingest app's upload API and connector lifecycle, with PostgreSQL and Kafka in memory.
+
+``create_app`` builds the real app; its store, Intake and API keys are swapped for in-memory
+fakes on ``app.state`` (what the routes read), and no test starts the lifespan.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, cast
+
+import pytest
+from aiokafka.errors import KafkaConnectionError
+from fastapi import FastAPI, HTTPException, UploadFile
+from fastapi.testclient import TestClient
+from faststream.kafka import KafkaBroker
+
+from triage_contracts import DocumentReceivedV1, Producer, topics
+from triage_ingest import domain, uploads
+from triage_ingest.app import create_app
+from triage_ingest.connectors import Connector, connectors_for, running
+from triage_ingest.dropfolder import DropFolder
+from triage_ingest.imap import ImapConnector
+from triage_ingest.intake import Intake
+from triage_ingest.settings import ImapAccount, Settings
+from triage_ingest.smtp import SmtpReceiver
+from triage_ingest.store import IngestStore, StoredDocument
+from triage_runtime.apikeys import ApiKeys, KeyHolder
+from triage_runtime.blobstore import LocalBlobStore
+
+KEY_A = {"X-API-Key": "key-a"}
+KEY_B = {"X-API-Key": "key-b"}
+NOW = datetime(2026, 11, 26, 9, 0, tzinfo=UTC)
+
+
+class MemoryStore(IngestStore):
+    """Ingest's document and idempotency tables, in memory."""
+
+    def __init__(self) -> None:  # no engine: nothing here reaches PostgreSQL
+        self.documents: dict[str, DocumentReceivedV1] = {}
+        self.published: set[str] = set()
+        self.responses: dict[tuple[int, str], tuple[str, dict[str, Any]]] = {}
+        self.status_lookups = 0
+
+    async def record_documents(self, events: Sequence[DocumentReceivedV1]) -> list[StoredDocument]:
+        for event in events:
+            self.documents.setdefault(event.document_id, event)
+        return [
+            StoredDocument(
+                self.documents[e.document_id].event_id,
+                self.documents[e.document_id].trace_id,
+                NOW if e.document_id in self.published else None,
+            )
+            for e in events
+        ]
+
+    async def mark_published(self, document_ids: Sequence[str]) -> None:
+        self.published.update(document_ids)
+
+    async def status(self, document_id: str) -> dict[str, Any] | None:
+        self.status_lookups += 1
+        event = self.documents.get(document_id)
+        if event is None:
+            return None
+        document = event.document
+        return {
+            "document_id": document_id,
+            "status": "received",
+            "source": {"kind": document.source.kind.value, "name": document.source.name},
+            "filename": document.filename,
+            "media_type": document.blob.media_type,
+            "size_bytes": document.blob.size_bytes,
+            "parent_document_id": document.parent_document_id,
+            "received_at": document.received_at,
+            "queue": None,
+            "model_version": None,
+            "review": None,
+        }
+
+    async def idempotent_response(
+        self, api_key_id: int, key: str
+    ) -> tuple[str, dict[str, Any]] | None:
+        return self.responses.get((api_key_id, key))
+
+    async def remember_response(
+        self, api_key_id: int, key: str, *, request_sha256: str, response: dict[str, Any]
+    ) -> None:
+        self.responses.setdefault((api_key_id, key), (request_sha256, response))
+
+
+class MemoryBroker:
+    """The publishing half of a KafkaBroker, in memory; ``down`` fails as Kafka would."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, DocumentReceivedV1]] = []
+        self.down = False
+
+    async def publish(
+        self,
+        message: bytes,
+        topic: str,
+        *,
+        key: bytes | None = None,
+        headers: dict[str, str] | None = None,
+        no_confirm: bool = False,
+    ) -> asyncio.Future[None] | None:
+        if self.down:
+            raise KafkaConnectionError("no broker at 127.0.0.1:1")
+        self.sent.append((topic, DocumentReceivedV1.model_validate_json(message)))
+        if not no_confirm:
+            return None
+        acked: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        acked.set_result(None)
+        return acked
+
+
+class MemoryApiKeys(ApiKeys):
+    """Two live keys: key-a of "alpha" and key-b of "beta"."""
+
+    def __init__(self) -> None:
+        self.holders = {"key-a": KeyHolder(1, "alpha"), "key-b": KeyHolder(2, "beta")}
+
+    async def holder(self, key: str) -> KeyHolder | None:
+        return self.holders.get(key)
+
+
+class Ingest:
+    """The app under test and its fakes."""
+
+    def __init__(self, tmp_path: Path, **overrides: Any) -> None:
+        self.settings = Settings(blob_dir=tmp_path / "blobs", topic_prefix="t.", **overrides)
+        self.app: FastAPI = create_app(self.settings)
+        self.store, self.broker = MemoryStore(), MemoryBroker()
+        self.blobs = LocalBlobStore(self.settings.blob_dir)
+        self.app.state.store = self.store
+        self.app.state.blobs = self.blobs
+        self.app.state.api_keys = MemoryApiKeys()
+        self.app.state.intake = Intake(
+            blobs=self.blobs,
+            broker=cast(KafkaBroker, self.broker),
+            store=self.store,
+            producer=Producer(service="ingest", version="test"),
+            documents_topic=self.settings.topic(topics.DOCUMENTS),
+            deadletter_topic=self.settings.topic(topics.DEADLETTER),
+        )
+        self.client = TestClient(self.app)  # no lifespan: Kafka and PostgreSQL stay unused
+
+    def upload(self, *files: tuple[str, bytes, str], **kwargs: Any) -> Any:
+        parts = [("files", (name, data, kind)) for name, data, kind in files]
+        return self.client.post("/v1/documents", files=parts, **kwargs)
+
+    def spooled(self) -> list[Path]:
+        return list((self.settings.blob_dir / ".spool").glob("*"))
+
+
+def test_an_upload_is_stored_recorded_and_published_once(tmp_path: Path) -> None:
+    ingest = Ingest(tmp_path)
+    answer = ingest.upload(
+        ("../letter.txt", b"dear team", "text/plain"),
+        ("notes.md", b"# notes", "application/octet-stream"),
+        headers=KEY_A,
+        data={"metadata": '{"case": "7"}'},
+    )
+    assert answer.status_code == 202
+    documents = answer.json()["documents"]
+    assert [(d["filename"], d["media_type"], d["size_bytes"]) for d in documents] == [
+        ("letter.txt", "text/plain", 9),
+        ("notes.md", "text/markdown", 7),
+    ]
+    assert all(d["status_url"] == f"/v1/documents/{d['document_id']}" for d in documents)
+    assert ingest.blobs.get(documents[0]["sha256"]) == b"dear team"
+    sent = [(topic, event.document_id) for topic, event in ingest.broker.sent]
+    assert sent == [("t.triage.documents.v1", d["document_id"]) for d in documents]
+    event = ingest.broker.sent[0][1]
+    assert (event.document.source.kind, event.document.source.name) == ("upload", "alpha")
+    assert event.document.metadata == {"case": "7"}
+    assert ingest.store.published == {d["document_id"] for d in documents}
+    assert ingest.spooled() == []
+
+
+def test_a_retry_with_the_same_idempotency_key_gets_the_same_answer(tmp_path: Path) -> None:
+    ingest = Ingest(tmp_path)
+    file = ("a.txt", b"once", "text/plain")
+    first = ingest.upload(file, headers={**KEY_A, "Idempotency-Key": "k1"})
+    again = ingest.upload(file, headers={**KEY_A, "Idempotency-Key": "k1"})
+    assert first.status_code == again.status_code == 202
+    assert again.json() == first.json()
+    assert len(ingest.broker.sent) == 1
+    changed = ingest.upload(
+        ("a.txt", b"twice", "text/plain"), headers={**KEY_A, "Idempotency-Key": "k1"}
+    )
+    assert changed.status_code == 422
+    assert changed.json()["detail"] == "this Idempotency-Key was used for a different request"
+    # Keys are per API key: another key's k1 is a request of its own.
+    assert ingest.upload(file, headers={**KEY_B, "Idempotency-Key": "k1"}).status_code == 202
+
+
+@pytest.mark.parametrize(
+    ("files", "data", "status", "detail"),
+    [
+        ([("x.exe", b"MZ", "application/x-msdownload")], {}, 415, "is not accepted"),
+        ([("a.txt", b"a", "text/plain")], {"metadata": "[1]"}, 422, "must be a JSON object"),
+        ([("a.txt", b"a", "text/plain")] * 4, {}, 413, "at most 3 files per request"),
+        (
+            [("small.txt", b"s", "text/plain"), ("big.txt", b"b" * 101, "text/plain")],
+            {},
+            413,
+            "big.txt is larger than the 100-byte limit",
+        ),
+    ],
+)
+def test_a_refused_request_stores_and_publishes_nothing(
+    tmp_path: Path,
+    files: list[tuple[str, bytes, str]],
+    data: dict[str, str],
+    status: int,
+    detail: str,
+) -> None:
+    ingest = Ingest(tmp_path, max_files_per_request=3, max_upload_bytes=100)
+    refused = ingest.upload(*files, headers=KEY_A, data=data)
+    assert refused.status_code == status
+    assert detail in refused.json()["detail"]
+    assert ingest.broker.sent == [] and ingest.store.documents == {}
+    assert ingest.spooled() == []
+    assert not any(path.is_file() for path in ingest.settings.blob_dir.rglob("*"))
+
+
+def test_a_key_over_its_rate_gets_429_with_retry_after_and_others_carry_on(
+    tmp_path: Path,
+) -> None:
+    ingest = Ingest(tmp_path, uploads_per_minute_per_key=1.0, upload_burst_per_key=2)
+    file = ("a.txt", b"a", "text/plain")
+    assert [ingest.upload(file, headers=KEY_A).status_code for _ in range(2)] == [202, 202]
+    over = ingest.upload(file, headers=KEY_A)
+    assert over.status_code == 429
+    assert 1 <= int(over.headers["Retry-After"]) <= 60
+    assert ingest.upload(file, headers=KEY_B).status_code == 202
+
+
+def test_a_key_sees_only_its_own_documents(tmp_path: Path) -> None:
+    ingest = Ingest(tmp_path)
+    answer = ingest.upload(("a.txt", b"mine", "text/plain"), headers=KEY_A)
+    document_id = answer.json()["documents"][0]["document_id"]
+    mine = ingest.client.get(f"/v1/documents/{document_id}", headers=KEY_A)
+    assert mine.status_code == 200
+    assert mine.json()["source"] == {"kind": "upload", "name": "alpha"}
+    assert ingest.client.get(f"/v1/documents/{document_id}", headers=KEY_B).status_code == 404
+    assert ingest.client.get(f"/v1/documents/{document_id}").status_code == 401
+    lookups = ingest.store.status_lookups
+    assert ingest.client.get("/v1/documents/not-an-id", headers=KEY_A).status_code == 404
+    assert ingest.store.status_lookups == lookups  # never a database question
+
+
+def test_without_api_keys_uploads_come_from_the_configured_source(tmp_path: Path) -> None:
+    ingest = Ingest(tmp_path, require_api_key=False, source_name="scanner")
+    answer = ingest.upload(("a.txt", b"open", "text/plain"))
+    assert answer.status_code == 202
+    assert ingest.broker.sent[0][1].document.source.name == "scanner"
+    ignored = ingest.upload(("b.txt", b"open", "text/plain"), headers={"X-API-Key": "nonsense"})
+    assert ignored.status_code == 202
+
+
+def test_kafka_down_is_503_with_retry_after_and_nothing_is_marked_published(
+    tmp_path: Path,
+) -> None:
+    ingest = Ingest(tmp_path)
+    ingest.broker.down = True
+    refused = ingest.upload(("a.txt", b"a", "text/plain"), headers=KEY_A)
+    assert refused.status_code == 503
+    assert refused.headers["Retry-After"] == "5"
+    assert "nothing was accepted" in refused.json()["detail"]
+    assert ingest.store.published == set()
+
+
+def test_a_saved_email_becomes_its_body_and_attachments_in_file_order(tmp_path: Path) -> None:
+    ingest = Ingest(tmp_path)
+    email = (
+        b"From: a@example.com\r\nTo: b@example.com\r\nSubject: hi\r\nMIME-Version: 1.0\r\n"
+        b"Content-Type: multipart/mixed; boundary=XX\r\n\r\n"
+        b"--XX\r\nContent-Type: text/plain\r\n\r\nthe body\r\n"
+        b'--XX\r\nContent-Type: text/plain\r\nContent-Disposition: attachment; filename="att.txt"'
+        b"\r\n\r\nattached\r\n--XX--\r\n"
+    )
+    answer = ingest.upload(
+        ("first.txt", b"first", "text/plain"),
+        ("saved.eml", email, "message/rfc822"),
+        ("last.txt", b"last", "text/plain"),
+        headers=KEY_A,
+    )
+    assert answer.status_code == 202
+    names = [d["filename"] for d in answer.json()["documents"]]
+    assert names[0] == "first.txt" and names[-1] == "last.txt"
+    assert "att.txt" in names and len(names) == 4
+    by_id = {event.document_id: event for _, event in ingest.broker.sent}
+    attachment = next(e for e in by_id.values() if e.document.filename == "att.txt")
+    assert attachment.document.parent_document_id in by_id
+
+
+def test_the_request_fingerprint_is_unchanged() -> None:
+    # Stored with each Idempotency-Key's answer: a new hash would turn retries into 422s.
+    files = [("a.txt", "text/plain", "ab" * 32, 5), (None, "application/pdf", "cd" * 32, 1234)]
+    assert domain.request_sha256(files, {"case": "7", "a": "b"}) == (
+        "dd83e16ada2135f547cbc3ccd38e94013baaca0159f0eb8ac3d44dcb3cb41c1c"
+    )
+    stored = [uploads.StoredFile(*file) for file in files]
+    assert domain.request_sha256(stored, {"a": "b", "case": "7"}) == domain.request_sha256(
+        files, {"case": "7", "a": "b"}
+    )
+
+
+def test_spooling_refuses_a_file_over_the_limit_and_leaves_nothing(tmp_path: Path) -> None:
+    fits = UploadFile(io.BytesIO(b"x" * 10), filename="fits.txt")
+    path, size = uploads.spool(fits, 10, tmp_path / "spool")
+    assert (path.read_bytes(), size) == (b"x" * 10, 10)
+    too_big = UploadFile(io.BytesIO(b"x" * 11), filename="big.txt")
+    with pytest.raises(HTTPException) as refused:
+        uploads.spool(too_big, 10, tmp_path / "spool")
+    assert refused.value.status_code == 413
+    assert list((tmp_path / "spool").iterdir()) == [path]
+
+
+def test_who_may_see_a_document() -> None:
+    upload = {"kind": "upload", "name": "alpha"}
+    assert domain.visible_to(upload, "alpha", keys_required=True)
+    assert not domain.visible_to(upload, "beta", keys_required=True)
+    assert not domain.visible_to({"kind": "imap", "name": "alpha"}, "alpha", keys_required=True)
+    assert domain.visible_to({"kind": "imap", "name": "support"}, "x", keys_required=False)
+    assert domain.is_document_id("doc_" + "0f" * 16)
+    assert not domain.is_document_id("doc_" + "0F" * 16)
+    assert not domain.is_document_id("doc_" + "0" * 32 + "\x00")
+
+
+def _account(name: str) -> ImapAccount:
+    return ImapAccount(name=name, host="imap.example.com", username="u", password="p")
+
+
+def test_connectors_follow_the_settings_in_start_order(tmp_path: Path) -> None:
+    intake, store = cast(Intake, None), MemoryStore()
+    assert connectors_for(Settings(), intake, store) == []
+    settings = Settings(
+        smtp_enabled=True,
+        imap_accounts=[_account("support"), _account("billing")],
+        drop_dir=tmp_path / "drop",
+    )
+    found = connectors_for(settings, intake, store)
+    assert [type(c) for c in found] == [SmtpReceiver, ImapConnector, ImapConnector, DropFolder]
+    assert not (tmp_path / "drop").exists()  # nothing happens before start
+
+
+class Recorded:
+    """A connector that notes its start and stop; ``broken`` fails to start."""
+
+    def __init__(self, name: str, log: list[str], *, broken: bool = False) -> None:
+        self.name, self.log, self.broken = name, log, broken
+
+    async def start(self) -> None:
+        self.log.append(f"start {self.name}")
+        if self.broken:
+            raise OSError(f"{self.name} cannot start")
+
+    async def stop(self) -> None:
+        self.log.append(f"stop {self.name}")
+
+
+async def test_connectors_stop_last_first_and_a_failed_start_stops_those_started() -> None:
+    log: list[str] = []
+    connectors: list[Connector] = [Recorded("smtp", log), Recorded("imap", log)]
+    async with running(connectors):
+        log.append("serving")
+    assert log == ["start smtp", "start imap", "serving", "stop imap", "stop smtp"]
+
+    log.clear()
+    connectors = [Recorded("smtp", log), Recorded("imap", log, broken=True), Recorded("drop", log)]
+    with pytest.raises(OSError, match="imap cannot start"):
+        async with running(connectors):
+            log.append("serving")
+    assert log == ["start smtp", "start imap", "stop smtp"]
