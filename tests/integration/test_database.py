@@ -325,3 +325,63 @@ def test_concurrent_decisions_for_one_document_give_it_exactly_one_outcome(
         assert not opened and len({r.event_id for r in routed_first}) == 1
     else:
         assert len(opened) == 1 and not routed_first
+
+
+def test_a_dead_letter_is_a_documents_outcome_until_it_is_scored_after_all(clean_db: str) -> None:
+    from triage_contracts import DeadLetterV1, ErrorClass, Producer, Source, SourceKind, utcnow
+    from triage_ingest import domain as ingest_domain
+    from triage_ingest.store import IngestStore
+
+    lost, routed = classified(sha256="d1" * 32), classified(sha256="d2" * 32)
+
+    def letter(document_id: str) -> DeadLetterV1:
+        return DeadLetterV1(
+            producer=Producer(service="classifier", version="test"),
+            document_id=document_id,
+            stage="classifier",
+            error_class=ErrorClass.BLOB_MISSING,
+            reason="blob is not in the blob store",
+            source_topic="triage.documents.v1",
+            source_partition=0,
+            source_offset=1,
+            original_value_b64="e30=",
+        )
+
+    async def scenario() -> tuple[list[str], list[str], dict[str, Any] | None]:
+        engine = make_async_engine(clean_db)
+        store, ingest = OutcomeStore(engine), IngestStore(engine)
+        await ingest.record_documents(
+            [
+                ingest_domain.document_received(
+                    source=Source(kind=SourceKind.UPLOAD, name="http-upload"),
+                    sha256=sha,
+                    size_bytes=10,
+                    media_type="text/plain",
+                    filename=None,
+                    received_at=utcnow(),
+                    producer=Producer(service="ingest", version="test"),
+                )
+                for sha in ("d1" * 32, "d2" * 32)
+            ]
+        )
+        await store.record_route(
+            routed, RouteTo("billing", DecidedBy.MODEL, 0.97), event_id=uuid.uuid4()
+        )
+        first = await store.record_dead_letters(
+            [letter(lost.document_id), letter(routed.document_id)]
+        )
+        again = await store.record_dead_letters([letter(lost.document_id)])
+        status = await ingest.status(lost.document_id)
+        # A re-driven record scored after all: the dead letter gives way to the routing.
+        await store.record_route(
+            lost, RouteTo("legal", DecidedBy.MODEL, 0.9), event_id=uuid.uuid4()
+        )
+        after = await ingest.status(lost.document_id)
+        await engine.dispose()
+        assert after is not None and (after["status"], after["queue"]) == ("routed", "legal")
+        return first, again, status
+
+    first, again, status = asyncio.run(scenario())
+    assert first == [lost.document_id]  # the routed document keeps its outcome
+    assert again == []
+    assert status is not None and status["status"] == "dead_lettered"

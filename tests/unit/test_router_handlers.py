@@ -89,7 +89,7 @@ class MemoryOutcomes:
         results: list[StoredRoute | bool] = []
         for event, decision, event_id in items:
             doc = event.document_id
-            claimed = doc not in self.kinds
+            claimed = self.kinds.get(doc, "dead_letter") == "dead_letter"
             if isinstance(decision, SendToReview):
                 if claimed:
                     self.kinds[doc] = "review"
@@ -117,6 +117,16 @@ class MemoryOutcomes:
         """One review item in a transaction of its own."""
         [result] = await self.apply_batch([(event, decision, uuid.uuid4())])
         return bool(result)
+
+    async def record_dead_letters(self, letters: Sequence[DeadLetterV1]) -> list[str]:
+        """Dead letter as the outcome of named documents that have none."""
+        self._check([])
+        recorded = []
+        for letter in letters:
+            if letter.document_id is not None and letter.document_id not in self.kinds:
+                self.kinds[letter.document_id] = "dead_letter"
+                recorded.append(letter.document_id)
+        return recorded
 
     async def mark_published(self, document_id: str) -> None:
         """Mark one routing published."""
@@ -382,3 +392,53 @@ async def test_the_subscriber_routes_what_is_published_to_the_classified_topic()
     assert events[1].document_id in rig.outcomes.reviews
     assert outage.document_id not in rig.outcomes.kinds
     assert rig.routed("billing") == []
+
+
+def _letter(document_id: str | None, error: ErrorClass = ErrorClass.BLOB_MISSING) -> DeadLetterV1:
+    return DeadLetterV1(
+        producer=PRODUCER,
+        document_id=document_id,
+        stage="classifier",
+        error_class=error,
+        reason="blob ab… is not in the blob store",
+        source_topic=topics.DOCUMENTS,
+        source_partition=0,
+        source_offset=7,
+        original_value_b64="e30=",
+    )
+
+
+async def test_a_dead_letter_is_the_outcome_of_a_document_that_has_none(rig: Rig) -> None:
+    routed = classified(label="legal", sha256="a1" * 32)
+    await rig.handler.handle([rig.record(routed)])
+    lost = classified(label="billing", sha256="a2" * 32)
+    before = _value("triage_router_decisions_total", outcome="dead_letter", reason="blob_missing")
+    topic = rig.settings.topic(topics.DEADLETTER)
+    letters = [_letter(routed.document_id), _letter(lost.document_id), _letter(None)]
+    records = [
+        consumer_record(topic, encode_event(letter), offset=n) for n, letter in enumerate(letters)
+    ]
+    records.append(consumer_record(topic, b"{not a dead letter", offset=3))
+
+    await rig.handler.handle_dead_letters(records + records[:2])  # a redelivery too
+
+    assert rig.outcomes.kinds == {routed.document_id: "routed", lost.document_id: "dead_letter"}
+    assert _value(
+        "triage_router_decisions_total", outcome="dead_letter", reason="blob_missing"
+    ) == (before + 1)
+    assert rig.letters() == []  # a dead letter is never dead-lettered again
+
+    # Re-driven and scored after all, the document is routed: the dead letter gives way.
+    await rig.handler.handle([rig.record(lost)])
+    assert rig.outcomes.kinds[lost.document_id] == "routed"
+    assert [e.document_id for e in rig.routed("billing")] == [lost.document_id]
+
+
+async def test_the_subscriber_records_what_reaches_the_dead_letter_topic() -> None:
+    rig = _rig(with_subscriber=True)
+    lost = classified(sha256="b1" * 32)
+    async with TestKafkaBroker(rig.broker) as broker:
+        await broker.publish(
+            encode_event(_letter(lost.document_id)), rig.settings.topic(topics.DEADLETTER)
+        )
+    assert rig.outcomes.kinds == {lost.document_id: "dead_letter"}

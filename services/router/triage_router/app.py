@@ -86,7 +86,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
 def subscribe(broker: KafkaBroker, settings: Settings, handler: RoutingHandler) -> None:
     """What the router listens to: the classified topic, in batches whose offsets commit only
-    after ``handler`` has made their effects durable and published their routings."""
+    after ``handler`` has made their effects durable and published their routings; and the
+    dead-letter topic, to record the outcome of documents that went no further."""
 
     @broker.subscriber(
         settings.topic(topics.CLASSIFIED),
@@ -100,3 +101,17 @@ def subscribe(broker: KafkaBroker, settings: Settings, handler: RoutingHandler) 
     async def on_classified(message: KafkaMessage) -> None:
         """A batch of classified events (NACK on error: redelivered)."""
         await handler.handle(message.raw_message)
+
+    @broker.subscriber(
+        settings.topic(topics.DEADLETTER),
+        # A group of its own: joining the classified group would rebalance it.
+        group_id=f"{settings.group_id}.deadletters",
+        batch=True,
+        max_records=settings.batch_max_records,
+        batch_timeout_ms=100,
+        auto_offset_reset="earliest",
+        ack_policy=AckPolicy.NACK_ON_ERROR,
+    )
+    async def on_dead_letters(message: KafkaMessage) -> None:
+        """A batch of dead letters: their documents' outcome (NACK on error: redelivered)."""
+        await handler.handle_dead_letters(message.raw_message)

@@ -15,6 +15,7 @@ from faststream.kafka import KafkaBroker
 from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
 
 from triage_contracts import (
+    DeadLetterV1,
     DocumentClassifiedV1,
     DocumentRoutedV1,
     ErrorClass,
@@ -79,6 +80,10 @@ class Outcomes(Protocol):
         """Open a review item; False when the document already has an outcome."""
         ...
 
+    async def record_dead_letters(self, letters: Sequence[DeadLetterV1]) -> list[str]:
+        """Make dead_letter the outcome of the named documents that have none; return them."""
+        ...
+
 
 class Policies(Protocol):
     """The routing policies events name (``triage_runtime.policy_store.PolicyCache``)."""
@@ -129,6 +134,39 @@ class RoutingHandler:
             EVENTS_CONSUMED.labels(SERVICE, topics.CLASSIFIED, "retried").inc(len(decoded))
             await asyncio.sleep(self._settings.storage_retry_seconds)
             raise
+
+    async def handle_dead_letters(self, records: Sequence[ConsumedRecord]) -> None:
+        """Record ``dead_letter`` as the outcome of each document a dead letter names and that
+        has no outcome, so its status says so; a dead letter that cannot be read is logged
+        (never dead-lettered again). A database outage raises: the batch is redelivered."""
+        letters: list[DeadLetterV1] = []
+        for record in records:
+            try:
+                letters.append(decode_event(record.value, DeadLetterV1))
+            except UnprocessableError as exc:
+                log.warning(
+                    "a dead letter could not be read; no outcome recorded for it",
+                    extra={
+                        "partition": record.partition,
+                        "offset": record.offset,
+                        "why": exc.reason,
+                    },
+                )
+        recorded = set(await self._outcomes.record_dead_letters(letters))
+        for letter in letters:
+            if letter.document_id in recorded:
+                recorded.discard(letter.document_id)  # counted once per document
+                DECISIONS.labels("dead_letter", letter.error_class.value).inc()
+                log.info(
+                    "document dead-lettered",
+                    extra={
+                        "document_id": letter.document_id,
+                        "trace_id": letter.trace_id,
+                        "stage": letter.stage,
+                        "error_class": letter.error_class.value,
+                    },
+                )
+        EVENTS_CONSUMED.labels(SERVICE, topics.DEADLETTER, "ok").inc(len(records))
 
     async def with_policies(self, decoded: Sequence[Decoded]) -> list[Ready]:
         """Each event with the routing policy it names; an event naming a version the registry

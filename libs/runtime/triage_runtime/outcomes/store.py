@@ -8,11 +8,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from triage_contracts import DocumentClassifiedV1, utcnow
+from triage_contracts import DeadLetterV1, DocumentClassifiedV1, utcnow
 from triage_runtime.db.models import DocumentOutcome, ReviewItem, RoutingDecision
 from triage_runtime.routing import RouteTo, SendToReview
 
@@ -81,6 +81,30 @@ class OutcomeStore:
                 .values(published_at=utcnow())
             )
 
+    async def record_dead_letters(self, letters: Sequence[DeadLetterV1]) -> list[str]:
+        """Make ``dead_letter`` the outcome of each document a dead letter names that has no
+        outcome; return those documents. A document with an outcome keeps it, and a later
+        decision (a re-driven record scored after all) replaces the dead letter."""
+        rows = {
+            letter.document_id: {
+                "document_id": letter.document_id,
+                "kind": "dead_letter",
+                "model_version": letter.model.version if letter.model else None,
+            }
+            for letter in letters
+            if letter.document_id is not None
+        }
+        if not rows:
+            return []
+        async with self._sessions.begin() as session:
+            recorded = await session.scalars(
+                insert(DocumentOutcome)
+                .values(list(rows.values()))
+                .on_conflict_do_nothing(index_elements=["document_id"])
+                .returning(DocumentOutcome.document_id)
+            )
+            return list(recorded)
+
     async def open_review(self, event: DocumentClassifiedV1, decision: SendToReview) -> bool:
         """Open a review item for the document; False when it already has an outcome.
 
@@ -114,14 +138,23 @@ async def _apply_distinct(
 
     The outcome row is claimed first: PostgreSQL's primary key lets exactly one decision per
     document in, whoever else tries at the same time; only a claimed outcome gets its
-    routing decision or review item. A document that had an outcome keeps it.
+    routing decision or review item. A document that had an outcome keeps it, unless that
+    outcome was a dead letter (the record was re-driven and scored after all).
     """
+    claim = insert(DocumentOutcome).values(
+        [_outcome_values(event, decision) for event, decision, _ in items]
+    )
     claimed = set(
         await session.scalars(
-            insert(DocumentOutcome)
-            .values([_outcome_values(event, decision) for event, decision, _ in items])
-            .on_conflict_do_nothing(index_elements=["document_id"])
-            .returning(DocumentOutcome.document_id)
+            claim.on_conflict_do_update(
+                index_elements=["document_id"],
+                set_={
+                    name: claim.excluded[name]
+                    for name in ("kind", "queue", "decided_by", "model_version", "policy_version")
+                }
+                | {"updated_at": func.clock_timestamp()},
+                where=DocumentOutcome.kind == "dead_letter",
+            ).returning(DocumentOutcome.document_id)
         )
     )
     routes = [
