@@ -75,7 +75,8 @@ async def collect(
     timeout: float = 60.0,
 ) -> list[dict[str, Any]]:
     """Read from the beginning until ``until(messages)`` holds; each message is a dict with
-    topic, partition, offset, key, headers and the decoded JSON value."""
+    topic, partition, offset, key, headers and the decoded JSON value, once: a pattern
+    subscription that finds a new topic reassigns and may read a record again."""
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap,
         auto_offset_reset="earliest",
@@ -89,22 +90,26 @@ async def collect(
     else:
         consumer.subscribe(topics or [])
     seen: list[dict[str, Any]] = []
+    read: set[tuple[str, int, int]] = set()
     deadline = time.monotonic() + timeout
     try:
         while time.monotonic() < deadline:
             batches = await consumer.getmany(timeout_ms=500)
-            seen.extend(
-                {
-                    "topic": r.topic,
-                    "partition": r.partition,
-                    "offset": r.offset,
-                    "key": r.key.decode() if r.key else None,
-                    "headers": {k: v.decode() for k, v in r.headers},
-                    "value": json.loads(r.value) if r.value else None,
-                }
-                for records in batches.values()
-                for r in records
-            )
+            for records in batches.values():
+                for r in records:
+                    if (r.topic, r.partition, r.offset) in read:
+                        continue
+                    read.add((r.topic, r.partition, r.offset))
+                    seen.append(
+                        {
+                            "topic": r.topic,
+                            "partition": r.partition,
+                            "offset": r.offset,
+                            "key": r.key.decode() if r.key else None,
+                            "headers": {k: v.decode() for k, v in r.headers},
+                            "value": json.loads(r.value) if r.value else None,
+                        }
+                    )
             if until(seen):
                 return seen
             await asyncio.sleep(0)

@@ -141,6 +141,8 @@ async def _apply_distinct(
     routing decision or review item. A document that had an outcome keeps it, unless that
     outcome was a dead letter (the record was re-driven and scored after all).
     """
+    if not items:
+        return []
     claim = insert(DocumentOutcome).values(
         [_outcome_values(event, decision) for event, decision, _ in items]
     )
