@@ -8,7 +8,9 @@ import logging
 from collections.abc import Sequence
 from typing import Any, Protocol, TypeVar
 
+from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
+from faststream.kafka.subscriber.usecase import BatchSubscriber
 from pydantic import ValidationError
 
 from triage_contracts import DeadLetterV1, ErrorClass, Event, Producer
@@ -68,6 +70,23 @@ def make_broker(bootstrap: str, *, client_id: str) -> KafkaBroker:
         acks="all",
         graceful_timeout=15.0,
         log_level=logging.DEBUG,
+    )
+
+
+def batch_subscriber(
+    broker: KafkaBroker, topic: str, *, group_id: str, max_records: int, poll_ms: int
+) -> BatchSubscriber:
+    """The subscriber decorator every consumer uses: batches from the earliest offset a new
+    group sees, committed only after the handler returns; an exception seeks back, so the
+    batch is read again (at least once, with idempotent effects)."""
+    return broker.subscriber(
+        topic,
+        group_id=group_id,
+        batch=True,
+        max_records=max_records,
+        batch_timeout_ms=poll_ms,
+        auto_offset_reset="earliest",
+        ack_policy=AckPolicy.NACK_ON_ERROR,
     )
 
 

@@ -8,6 +8,7 @@ replay turn a classified event into a decision with ``decide``. docs/model-opera
 from __future__ import annotations
 
 import enum
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -16,9 +17,11 @@ from triage_contracts import (
     Action,
     DecidedBy,
     DocumentClassifiedV1,
+    DocumentRoutedV1,
     ExtractionStatus,
     ModelRole,
     Prediction,
+    Producer,
 )
 
 
@@ -135,3 +138,25 @@ def decide(event: DocumentClassifiedV1, policy: RoutingPolicy) -> Decision:
     # A rules score below its threshold means no trained model was available.
     reason = ReviewReason.MODEL_UNAVAILABLE if by_rules else ReviewReason.LOW_CONFIDENCE
     return SendToReview(reason=reason, priority=PRIORITY_NORMAL, due_at=due_at)
+
+
+def routed_event(
+    event: DocumentClassifiedV1,
+    decision: RouteTo,
+    *,
+    producer: Producer,
+    supersedes: uuid.UUID | None = None,
+) -> DocumentRoutedV1:
+    """The DocumentRouted that announces ``decision`` for a classified document (replacing
+    the routing ``supersedes`` names, when a replay moves it)."""
+    return DocumentRoutedV1(
+        producer=producer,
+        document_id=event.document_id,
+        trace_id=event.trace_id,
+        model=event.model,
+        queue=decision.queue,
+        decided_by=decision.decided_by,
+        confidence=decision.confidence,
+        document=event.document,
+        supersedes_event_id=supersedes,
+    )

@@ -11,7 +11,6 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from functools import partial
 
 from fastapi import FastAPI
-from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
 
@@ -28,7 +27,7 @@ from triage_runtime.apikeys import ApiKeys
 from triage_runtime.blobstore import BlobStore
 from triage_runtime.db.engine import make_async_engine
 from triage_runtime.http import RequestBodyLimit
-from triage_runtime.kafka import DeadLetters, make_broker
+from triage_runtime.kafka import DeadLetters, batch_subscriber, make_broker
 from triage_runtime.lag import LagMonitor
 from triage_runtime.ops import ops_router
 from triage_runtime.service import producer_for
@@ -136,31 +135,27 @@ def subscribe(broker: KafkaBroker, settings: Settings, scorer: MicroBatchScorer)
     """What the classifier listens to: the documents topic, and the retry topic in a group of
     its own; each micro-batch's offsets commit once ``scorer`` has handled it (NACK on error)."""
 
-    @broker.subscriber(
+    @batch_subscriber(
+        broker,
         settings.topic(topics.DOCUMENTS),
         group_id=settings.group_id,
-        batch=True,
         max_records=settings.batch_max_records,
-        batch_timeout_ms=settings.batch_timeout_ms,
-        auto_offset_reset="earliest",
-        ack_policy=AckPolicy.NACK_ON_ERROR,
+        poll_ms=settings.batch_timeout_ms,
     )
     async def on_documents(message: KafkaMessage) -> None:
         """A micro-batch from the documents topic."""
         await scorer.process(message.raw_message, topics.DOCUMENTS)
 
-    @broker.subscriber(
+    @batch_subscriber(
+        broker,
         settings.topic(topics.DOCUMENTS_RETRY),
         # A group of its own: joining the documents group would rebalance it (and redeliver).
         group_id=f"{settings.group_id}.retry",
-        batch=True,
         max_records=settings.batch_max_records,
-        batch_timeout_ms=domain.retry_poll_ms(
+        poll_ms=domain.retry_poll_ms(
             backoff_seconds=settings.retry_backoff_seconds,
             documents_poll_ms=settings.batch_timeout_ms,
         ),
-        auto_offset_reset="earliest",
-        ack_policy=AckPolicy.NACK_ON_ERROR,
     )
     async def on_retries(message: KafkaMessage) -> None:
         """Set-aside documents, processed once they are due."""

@@ -9,7 +9,6 @@ from contextlib import asynccontextmanager
 from functools import partial
 
 from fastapi import FastAPI
-from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
 
@@ -18,7 +17,7 @@ from triage_router.metrics import SERVICE
 from triage_router.routing_handler import RoutingHandler
 from triage_router.settings import Settings
 from triage_runtime.db.engine import database_reachable, make_async_engine
-from triage_runtime.kafka import DeadLetters, make_broker
+from triage_runtime.kafka import DeadLetters, batch_subscriber, make_broker
 from triage_runtime.lag import LagMonitor
 from triage_runtime.ops import ops_router
 from triage_runtime.outcomes.store import OutcomeStore
@@ -89,28 +88,24 @@ def subscribe(broker: KafkaBroker, settings: Settings, handler: RoutingHandler) 
     after ``handler`` has made their effects durable and published their routings; and the
     dead-letter topic, to record the outcome of documents that went no further."""
 
-    @broker.subscriber(
+    @batch_subscriber(
+        broker,
         settings.topic(topics.CLASSIFIED),
         group_id=settings.group_id,
-        batch=True,
         max_records=settings.batch_max_records,
-        batch_timeout_ms=settings.batch_timeout_ms,
-        auto_offset_reset="earliest",
-        ack_policy=AckPolicy.NACK_ON_ERROR,
+        poll_ms=settings.batch_timeout_ms,
     )
     async def on_classified(message: KafkaMessage) -> None:
         """A batch of classified events (NACK on error: redelivered)."""
         await handler.handle(message.raw_message)
 
-    @broker.subscriber(
+    @batch_subscriber(
+        broker,
         settings.topic(topics.DEADLETTER),
         # A group of its own: joining the classified group would rebalance it.
         group_id=f"{settings.group_id}.deadletters",
-        batch=True,
         max_records=settings.batch_max_records,
-        batch_timeout_ms=100,
-        auto_offset_reset="earliest",
-        ack_policy=AckPolicy.NACK_ON_ERROR,
+        poll_ms=100,
     )
     async def on_dead_letters(message: KafkaMessage) -> None:
         """A batch of dead letters: their documents' outcome (NACK on error: redelivered)."""

@@ -287,16 +287,7 @@ class RoutingHandler:
         self, event: DocumentClassifiedV1, decision: routing.RouteTo
     ) -> DocumentRoutedV1:
         """The DocumentRouted a routing decision publishes."""
-        return DocumentRoutedV1(
-            producer=self._producer,
-            document_id=event.document_id,
-            trace_id=event.trace_id,
-            model=event.model,
-            queue=decision.queue,
-            decided_by=decision.decided_by,
-            confidence=decision.confidence,
-            document=event.document,
-        )
+        return routing.routed_event(event, decision, producer=self._producer)
 
     def to_publish(
         self, routed: DocumentRoutedV1, stored: StoredRoute

@@ -46,7 +46,7 @@ from triage_runtime.db.models import (
     RoutingDecision,
 )
 from triage_runtime.outcomes.store import review_item_values
-from triage_runtime.routing import Decision, RouteTo, SendToReview
+from triage_runtime.routing import Decision, RouteTo, SendToReview, routed_event
 
 REVIEW = "review"
 """How the review queue is named in outcomes and reports."""
@@ -253,17 +253,7 @@ class CorrectionStore:
         if routing is not None and routing.withdrawn_at is None:
             events.append((routing.queue, self._withdrawal(event, routing, replay_id)))
             superseded = routing.event_id
-        routed = DocumentRoutedV1(
-            producer=self._producer,
-            document_id=event.document_id,
-            trace_id=event.trace_id,
-            model=event.model,
-            queue=decision.queue,
-            decided_by=decision.decided_by,
-            confidence=decision.confidence,
-            document=event.document,
-            supersedes_event_id=superseded,
-        )
+        routed = routed_event(event, decision, producer=self._producer, supersedes=superseded)
         events.append((decision.queue, routed))
         await self._set_outcome(session, event, decision)
         values = {
