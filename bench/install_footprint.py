@@ -11,8 +11,9 @@ as built wheels), then:
 - whether torch, scikit-learn, matplotlib, sentence-transformers and numpy are installed;
 - whether every installed version is the one in uv.lock and `uv pip check` passes;
 - whether the console script answers --help (exit 0);
-- whether `import triage_<name>.app` works in that environment, and which of torch,
-  sklearn, matplotlib and sentence_transformers are in sys.modules after it.
+- whether `import triage_<name>.app` and `create_app()` work in that environment (nothing
+  connects yet), and which of torch, sklearn, matplotlib and sentence_transformers are in
+  sys.modules after them.
 
 Prints one table, a progress line per target on stderr. Exits 1 if ingest, the router or the
 review UI has torch, scikit-learn or matplotlib installed (or imports one), or if any
@@ -51,7 +52,9 @@ HEAVY_MODULES = ("torch", "sklearn", "matplotlib", "sentence_transformers")
 # Run inside the target environment with -I (no PYTHON* variables, no cwd on sys.path).
 PROBE = """
 import importlib, json, sys
-importlib.import_module(sys.argv[1])
+module = importlib.import_module(sys.argv[1])
+if hasattr(module, "create_app"):
+    module.create_app()  # routes are registered here: a missing dependency shows now
 print(json.dumps(sorted({name.split(".")[0] for name in sys.modules} & set(sys.argv[2:]))))
 """
 
