@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from typing import Any
 
-from fastapi import HTTPException, status
+from fastapi import Depends, HTTPException, Request, status
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 
@@ -127,3 +128,14 @@ class RateLimiter:
             return 0.0
         self._buckets[caller] = (tokens, now)
         return (1.0 - tokens) / self._rate if self._rate > 0 else float("inf")
+
+
+def app_state(name: str) -> Any:
+    """A FastAPI dependency giving ``request.app.state.<name>``, as ``create_app`` set it:
+    ``StoreDep = Annotated[IngestStore, app_state("store")]``."""
+
+    async def read(request: Request) -> Any:
+        return getattr(request.app.state, name)
+
+    read.__name__ = f"app_state_{name}"
+    return Depends(read)

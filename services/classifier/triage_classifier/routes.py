@@ -19,6 +19,7 @@ from triage_contracts import Extraction, ExtractionStatus, ModelRef
 from triage_contracts.inference import ClassifyRequestV1, ClassifyResponseV1
 from triage_ml.model_thread import ModelThread
 from triage_runtime.apikeys import KeyHolder
+from triage_runtime.http import app_state
 from triage_text.extract import extract_text
 
 API_KEY_HEADER = APIKeyHeader(name="X-API-Key", auto_error=False, description="An API key")
@@ -48,24 +49,9 @@ def use(
     app.include_router(router)
 
 
-def _settings(request: Request) -> Settings:
-    settings: Settings = request.app.state.settings
-    return settings
-
-
-def _models(request: Request) -> Models:
-    models: Models = request.app.state.models
-    return models
-
-
-def _model_thread(request: Request) -> ModelThread:
-    thread: ModelThread = request.app.state.model_thread
-    return thread
-
-
-SettingsDep = Annotated[Settings, Depends(_settings)]
-ModelsDep = Annotated[Models, Depends(_models)]
-ModelThreadDep = Annotated[ModelThread, Depends(_model_thread)]
+SettingsDep = Annotated[Settings, app_state("settings")]
+ModelsDep = Annotated[Models, app_state("models")]
+ModelThreadDep = Annotated[ModelThread, app_state("model_thread")]
 
 
 async def current_caller(

@@ -13,53 +13,18 @@ from triage_review_ui.queries import ReviewQueries
 from triage_review_ui.settings import Settings
 from triage_runtime.accounts.credentials import Action, can, verify_csrf
 from triage_runtime.accounts.store import AuthStore, SessionInfo
+from triage_runtime.http import app_state
 from triage_runtime.outcomes.review import ReviewWorkflow
 
 COOKIE = "triage_session"
 
 
-async def get_settings(request: Request) -> Settings:
-    """The service's settings."""
-    settings: Settings = request.app.state.settings
-    return settings
-
-
-async def get_auth(request: Request) -> AuthStore:
-    """Users, sessions and the audit log."""
-    auth: AuthStore = request.app.state.auth
-    return auth
-
-
-async def get_queries(request: Request) -> ReviewQueries:
-    """The read side: the queue, items, audit and dashboard."""
-    queries: ReviewQueries = request.app.state.queries
-    return queries
-
-
-async def get_workflow(request: Request) -> ReviewWorkflow:
-    """Claims and decisions."""
-    workflow: ReviewWorkflow = request.app.state.workflow
-    return workflow
-
-
-async def get_documents(request: Request) -> ItemDocuments:
-    """Items' documents: text and bytes."""
-    documents: ItemDocuments = request.app.state.documents
-    return documents
-
-
-async def get_pages(request: Request) -> Pages:
-    """The page renderer."""
-    pages: Pages = request.app.state.pages
-    return pages
-
-
-SettingsDep = Annotated[Settings, Depends(get_settings)]
-AuthDep = Annotated[AuthStore, Depends(get_auth)]
-QueriesDep = Annotated[ReviewQueries, Depends(get_queries)]
-WorkflowDep = Annotated[ReviewWorkflow, Depends(get_workflow)]
-DocumentsDep = Annotated[ItemDocuments, Depends(get_documents)]
-PagesDep = Annotated[Pages, Depends(get_pages)]
+SettingsDep = Annotated[Settings, app_state("settings")]
+AuthDep = Annotated[AuthStore, app_state("auth")]
+QueriesDep = Annotated[ReviewQueries, app_state("queries")]
+WorkflowDep = Annotated[ReviewWorkflow, app_state("workflow")]
+DocumentsDep = Annotated[ItemDocuments, app_state("documents")]
+PagesDep = Annotated[Pages, app_state("pages")]
 
 
 class LoginRequiredError(Exception):
