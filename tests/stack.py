@@ -162,7 +162,7 @@ def clean_db(stack: Stack) -> str:
                 "TRUNCATE review_item, routing_decision, document, api_key, idempotency_record,"
                 " imap_cursor, model_alias_history, model_alias, model_version, web_session,"
                 " login_attempt, audit_log, app_user, routing_correction, routing_policy,"
-                " document_outcome, document_purge"
+                " document_outcome, document_purge, outbox"
                 " RESTART IDENTITY CASCADE"
             )
         )

@@ -1,11 +1,12 @@
 """In-memory stand-ins for the handlers' dependencies: Kafka records, topics read back from
-FastStream's TestKafkaBroker, and a blob store in a dict."""
+FastStream's TestKafkaBroker, a blob store in a dict, and the outbox."""
 
 from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+import uuid
+from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TypeVar
 
@@ -15,7 +16,7 @@ from faststream.kafka.annotations import KafkaMessage
 
 from triage_contracts import Event
 from triage_runtime.blobstore import BlobNotFoundError
-from triage_runtime.kafka import decode_event, header_dict, make_broker
+from triage_runtime.kafka import decode_event, header_dict, make_broker, publish_many
 
 E = TypeVar("E", bound=Event)
 
@@ -111,3 +112,39 @@ class MemoryBlobs:
     def delete(self, sha256: str) -> bool:
         """Remove the blob under ``sha256``."""
         return self.blobs.pop(sha256, None) is not None
+
+
+class MemoryOutbox:
+    """The outbox (``triage_runtime.outbox``) in memory: a fake store adds rows in its
+    "transaction"; ``publish`` (by event id) and ``relay`` (everything) publish them in the
+    order added, and a broker failure leaves them pending, as the real one does."""
+
+    def __init__(self, broker: KafkaBroker) -> None:
+        self.broker = broker
+        self.pending: dict[uuid.UUID, tuple[str, Event]] = {}
+        self.published: list[uuid.UUID] = []
+
+    def add(self, items: Sequence[tuple[str, Event]]) -> None:
+        """Write rows (one per event id, as the table's unique key keeps it)."""
+        for topic, event in items:
+            assert event.event_id not in self.pending and event.event_id not in self.published
+            self.pending[event.event_id] = (topic, event)
+
+    async def publish(self, event_ids: Collection[uuid.UUID]) -> int:
+        """Publish these events if still pending; a failure leaves them for ``relay``."""
+        wanted = set(event_ids)
+        return await self._publish([i for i in self.pending if i in wanted])
+
+    async def relay(self) -> int:
+        """Publish everything pending."""
+        return await self._publish(list(self.pending))
+
+    async def _publish(self, ids: list[uuid.UUID]) -> int:
+        try:
+            await publish_many(self.broker, [self.pending[i] for i in ids])
+        except Exception:  # noqa: BLE001 - as Outbox.publish: the rows wait for the relay
+            return 0
+        for i in ids:
+            del self.pending[i]
+            self.published.append(i)
+        return len(ids)

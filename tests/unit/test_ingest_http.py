@@ -18,7 +18,9 @@ from aiokafka.errors import KafkaConnectionError
 from fastapi import FastAPI, HTTPException, UploadFile
 from fastapi.testclient import TestClient
 from faststream.kafka import KafkaBroker
+from sqlalchemy.exc import OperationalError
 
+from tests.unit.inmemory import MemoryOutbox
 from triage_contracts import DocumentReceivedV1, Producer, topics
 from triage_ingest import domain, uploads
 from triage_ingest.app import create_app
@@ -40,26 +42,24 @@ NOW = datetime(2026, 11, 26, 9, 0, tzinfo=UTC)
 class MemoryStore(IngestStore):
     """Ingest's document and idempotency tables, in memory."""
 
-    def __init__(self) -> None:  # no engine: nothing here reaches PostgreSQL
+    def __init__(self, outbox: MemoryOutbox) -> None:  # no engine: nothing reaches PostgreSQL
+        self.outbox = outbox
         self.documents: dict[str, DocumentReceivedV1] = {}
-        self.published: set[str] = set()
         self.responses: dict[tuple[int, str], tuple[str, dict[str, Any]]] = {}
         self.status_lookups = 0
 
-    async def record_documents(self, events: Sequence[DocumentReceivedV1]) -> list[StoredDocument]:
+    async def record_documents(
+        self, events: Sequence[DocumentReceivedV1], *, topic: str
+    ) -> list[StoredDocument]:
+        results = []
         for event in events:
-            self.documents.setdefault(event.document_id, event)
-        return [
-            StoredDocument(
-                self.documents[e.document_id].event_id,
-                self.documents[e.document_id].trace_id,
-                NOW if e.document_id in self.published else None,
-            )
-            for e in events
-        ]
-
-    async def mark_published(self, document_ids: Sequence[str]) -> None:
-        self.published.update(document_ids)
+            created = event.document_id not in self.documents
+            if created:
+                self.documents[event.document_id] = event
+                self.outbox.add([(topic, event)])
+            stored = self.documents[event.document_id]
+            results.append(StoredDocument(stored.event_id, stored.trace_id, created))
+        return results
 
     async def status(self, document_id: str) -> dict[str, Any] | None:
         self.status_lookups += 1
@@ -134,7 +134,9 @@ class Ingest:
     def __init__(self, tmp_path: Path, **overrides: Any) -> None:
         self.settings = Settings(blob_dir=tmp_path / "blobs", topic_prefix="t.", **overrides)
         self.app: FastAPI = create_app(self.settings)
-        self.store, self.broker = MemoryStore(), MemoryBroker()
+        self.broker = MemoryBroker()
+        self.outbox = MemoryOutbox(cast(KafkaBroker, self.broker))
+        self.store = MemoryStore(self.outbox)
         self.blobs = LocalBlobStore(self.settings.blob_dir)
         self.app.state.store = self.store
         self.app.state.blobs = self.blobs
@@ -143,6 +145,7 @@ class Ingest:
             blobs=self.blobs,
             broker=cast(KafkaBroker, self.broker),
             store=self.store,
+            outbox=self.outbox,
             producer=Producer(service="ingest", version="test"),
             documents_topic=self.settings.topic(topics.DOCUMENTS),
             deadletter_topic=self.settings.topic(topics.DEADLETTER),
@@ -178,7 +181,7 @@ def test_an_upload_is_stored_recorded_and_published_once(tmp_path: Path) -> None
     event = ingest.broker.sent[0][1]
     assert (event.document.source.kind, event.document.source.name) == ("upload", "alpha")
     assert event.document.metadata == {"case": "7"}
-    assert ingest.store.published == {d["document_id"] for d in documents}
+    assert ingest.outbox.pending == {}
     assert ingest.spooled() == []
 
 
@@ -264,16 +267,35 @@ def test_without_api_keys_uploads_come_from_the_configured_source(tmp_path: Path
     assert ignored.status_code == 202
 
 
-def test_kafka_down_is_503_with_retry_after_and_nothing_is_marked_published(
+def test_kafka_down_still_accepts_and_the_relay_publishes_the_event_once_it_is_back(
     tmp_path: Path,
 ) -> None:
     ingest = Ingest(tmp_path)
     ingest.broker.down = True
+    accepted = ingest.upload(("a.txt", b"a", "text/plain"), headers=KEY_A)
+    assert accepted.status_code == 202
+    [document] = accepted.json()["documents"]
+    assert ingest.broker.sent == []
+    assert [e.document_id for _, e in ingest.outbox.pending.values()] == [document["document_id"]]
+    # The client retries anyway: still one document, one event.
+    assert ingest.upload(("a.txt", b"a", "text/plain"), headers=KEY_A).status_code == 202
+    ingest.broker.down = False
+    assert asyncio.run(ingest.outbox.relay()) == 1
+    assert [e.document_id for _, e in ingest.broker.sent] == [document["document_id"]]
+
+
+def test_postgres_down_is_503_with_retry_after_and_nothing_is_accepted(tmp_path: Path) -> None:
+    ingest = Ingest(tmp_path)
+
+    async def refuse(events: Sequence[DocumentReceivedV1], *, topic: str) -> list[StoredDocument]:
+        raise OperationalError("INSERT INTO document", {}, ConnectionRefusedError("127.0.0.1:1"))
+
+    ingest.store.record_documents = refuse  # type: ignore[method-assign]
     refused = ingest.upload(("a.txt", b"a", "text/plain"), headers=KEY_A)
     assert refused.status_code == 503
     assert refused.headers["Retry-After"] == "5"
     assert "nothing was accepted" in refused.json()["detail"]
-    assert ingest.store.published == set()
+    assert ingest.broker.sent == [] and ingest.outbox.pending == {}
 
 
 def test_a_saved_email_becomes_its_body_and_attachments_in_file_order(tmp_path: Path) -> None:
@@ -339,7 +361,7 @@ def _account(name: str) -> ImapAccount:
 
 
 def test_connectors_follow_the_settings_in_start_order(tmp_path: Path) -> None:
-    intake, store = cast(Intake, None), MemoryStore()
+    intake, store = cast(Intake, None), MemoryStore(cast(MemoryOutbox, None))
     assert connectors_for(Settings(), intake, store) == []
     settings = Settings(
         smtp_enabled=True,

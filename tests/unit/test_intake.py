@@ -40,6 +40,7 @@ def _intake(blobs: LocalBlobStore) -> Intake:
         blobs=blobs,
         broker=unused,
         store=unused,
+        outbox=unused,
         producer=Producer(service="ingest", version="test"),
         documents_topic="documents",
         deadletter_topic="deadletter",

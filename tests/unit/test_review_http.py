@@ -12,15 +12,13 @@ import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from faststream.kafka import KafkaBroker
 from prometheus_client import REGISTRY
 
-from tests.helpers import document_ref
-from triage_contracts import DecidedBy, DocumentRoutedV1, Producer, ReviewDecisionV1, utcnow
+from triage_contracts import utcnow
 from triage_review_ui import background, domain
 from triage_review_ui.app import create_app
 from triage_review_ui.documents import ItemDocuments
@@ -36,7 +34,7 @@ from triage_runtime.accounts.store import (
 )
 from triage_runtime.blobstore import LocalBlobStore
 from triage_runtime.db.models import AuditLog, ReviewItem
-from triage_runtime.outcomes.review import BulkResult, Claim, Publish, ReviewWorkflow, WorkflowError
+from triage_runtime.outcomes.review import BulkResult, Claim, ReviewWorkflow, WorkflowError
 from triage_text.pool import ExtractionPool
 
 PASSWORD = "correct horse battery"
@@ -182,7 +180,6 @@ class MemoryWorkflow(ReviewWorkflow):
     def __init__(self, queries: MemoryQueries) -> None:
         self.queries = queries
         self.claims: dict[int, str] = {}
-        self.events: list[tuple[str, ReviewDecisionV1 | DocumentRoutedV1]] = []
 
     async def claim(self, item_id: int, *, reviewer: str) -> Claim:
         holder = self.claims.setdefault(item_id, reviewer)
@@ -215,14 +212,6 @@ class MemoryWorkflow(ReviewWorkflow):
             else:
                 decided.append(item_id)
         return BulkResult(decided, skipped)
-
-    async def publish_pending(
-        self, publish: Publish, *, decisions_topic: str, routed_topic: Any
-    ) -> int:
-        for topic, event in self.events:
-            target = decisions_topic if topic == "decisions" else routed_topic(topic)
-            await publish(target, event)
-        return len(self.events)
 
 
 class Review:
@@ -461,61 +450,8 @@ async def test_item_text_is_read_only_for_extractable_documents_and_is_capped(
         pool.close()
 
 
-class MemoryBroker:
-    """The publishing half of a KafkaBroker, in memory."""
-
-    def __init__(self) -> None:
-        self.sent: list[tuple[str, bytes | None]] = []
-
-    async def publish(
-        self, message: bytes, topic: str, *, key: bytes | None = None, **_: Any
-    ) -> None:
-        self.sent.append((topic, key))
-
-
 def _sample(name: str, **labels: str) -> float | None:
     return REGISTRY.get_sample_value(name, labels)
-
-
-def _counted(family: str) -> float:
-    return _sample("triage_events_produced_total", service="review-ui", topic=family) or 0.0
-
-
-async def test_the_relay_publishes_to_the_prefixed_topics_and_counts_each_family(
-    tmp_path: Path,
-) -> None:
-    settings = Settings(blob_dir=tmp_path, topic_prefix="staging.")
-    workflow = MemoryWorkflow(MemoryQueries())
-    producer = Producer(service="review-ui", version="test")
-    decision = ReviewDecisionV1(
-        producer=producer,
-        document_id="doc_" + "1" * 32,
-        trace_id="a" * 32,
-        review_item_id=1,
-        label="legal",
-        reviewer="rita",
-    )
-    routed = DocumentRoutedV1(
-        producer=producer,
-        document_id="doc_" + "1" * 32,
-        trace_id="a" * 32,
-        document=document_ref(),
-        queue="legal",
-        decided_by=DecidedBy.HUMAN,
-    )
-    workflow.events = [("decisions", decision), ("legal", routed)]
-    broker = MemoryBroker()
-    relay = background.DecisionRelay(
-        workflow, cast(KafkaBroker, broker), settings, service="review-ui"
-    )
-    before = _counted("triage.review.decisions.v1"), _counted("triage.routed.*")
-    await relay.publish_pending()
-    assert broker.sent == [
-        ("staging.triage.review.decisions.v1", b"doc_" + b"1" * 32),
-        ("staging.triage.routed.legal.v1", b"doc_" + b"1" * 32),
-    ]
-    after = _counted("triage.review.decisions.v1"), _counted("triage.routed.*")
-    assert (after[0] - before[0], after[1] - before[1]) == (1, 1)
 
 
 async def test_the_gauges_show_every_reason_and_the_oldest_age_in_seconds() -> None:

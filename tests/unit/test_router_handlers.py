@@ -7,7 +7,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator, Collection, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from typing import cast
 
 import pytest
 from aiokafka.structs import ConsumerRecord
@@ -16,7 +16,7 @@ from prometheus_client import REGISTRY
 from sqlalchemy.exc import DataError, OperationalError
 
 from tests.helpers import classified
-from tests.unit.inmemory import Topics, consumer_record, in_memory_broker
+from tests.unit.inmemory import MemoryOutbox, Topics, consumer_record, in_memory_broker
 from triage_contracts import (
     DeadLetterV1,
     DecidedBy,
@@ -28,18 +28,16 @@ from triage_contracts import (
     ModelRole,
     Producer,
     topics,
-    utcnow,
 )
 from triage_router.app import subscribe
 from triage_router.metrics import SERVICE
 from triage_router.routing_handler import RoutingHandler
 from triage_router.settings import Settings
 from triage_runtime.kafka import DeadLetters, encode_event
-from triage_runtime.outcomes.store import StoredRoute
+from triage_runtime.outcomes.store import Item, Routed, StoredRoute
 from triage_runtime.routing import (
     DEFAULT_POLICY,
     PRIORITY_HIGH,
-    Decision,
     ReviewReason,
     RouteTo,
     RoutingPolicy,
@@ -56,17 +54,18 @@ class Route:
 
     event_id: uuid.UUID
     queue: str
-    published_at: datetime | None = None
 
 
 @dataclass
 class MemoryOutcomes:
-    """Each document's first outcome, in dicts; batches land whole or not at all.
+    """Each document's first outcome, in dicts, with routings' events in ``outbox``;
+    batches land whole or not at all.
 
     ``refused`` documents make a batch fail as PostgreSQL refusing bad data would; ``down``
     makes every call fail as an unreachable database.
     """
 
+    outbox: MemoryOutbox
     kinds: dict[str, str] = field(default_factory=dict)
     routes: dict[str, Route] = field(default_factory=dict)
     reviews: dict[str, SendToReview] = field(default_factory=dict)
@@ -80,42 +79,43 @@ class MemoryOutcomes:
         if self.refused & set(document_ids):
             raise DataError("INSERT INTO review_item ...", {}, ValueError("bad data"))
 
-    async def apply_batch(
-        self, items: Sequence[tuple[DocumentClassifiedV1, Decision, uuid.UUID]]
-    ) -> list[StoredRoute | bool]:
+    async def apply_batch(self, items: Sequence[Item]) -> list[StoredRoute | bool]:
         """Store each first outcome, in order, in one transaction."""
         self._check([event.document_id for event, _, _ in items])
         self.transactions += 1
         results: list[StoredRoute | bool] = []
-        for event, decision, event_id in items:
+        for event, decision, routed in items:
             doc = event.document_id
             claimed = self.kinds.get(doc, "dead_letter") == "dead_letter"
-            if isinstance(decision, SendToReview):
+            if isinstance(decision, SendToReview) or routed is None:
                 if claimed:
                     self.kinds[doc] = "review"
-                    self.reviews[doc] = decision
+                    self.reviews[doc] = cast(SendToReview, decision)
                 results.append(claimed)
             elif claimed:
                 self.kinds[doc] = "routed"
-                self.routes[doc] = Route(event_id, decision.queue)
-                results.append(StoredRoute(event_id, decision.queue, None))
+                self.routes[doc] = Route(routed[1].event_id, decision.queue)
+                self.outbox.add([routed])
+                results.append(StoredRoute(routed[1].event_id, decision.queue, created=True))
             elif (route := self.routes.get(doc)) is not None:
-                results.append(StoredRoute(route.event_id, route.queue, route.published_at))
+                results.append(StoredRoute(route.event_id, route.queue, created=False))
             else:
-                results.append(StoredRoute(event_id, decision.queue, None, in_review=True))
+                results.append(
+                    StoredRoute(routed[1].event_id, decision.queue, created=False, in_review=True)
+                )
         return results
 
     async def record_route(
-        self, event: DocumentClassifiedV1, decision: RouteTo, *, event_id: uuid.UUID
+        self, event: DocumentClassifiedV1, decision: RouteTo, *, routed: Routed
     ) -> StoredRoute:
         """One routing in a transaction of its own."""
-        [result] = await self.apply_batch([(event, decision, event_id)])
+        [result] = await self.apply_batch([(event, decision, routed)])
         assert isinstance(result, StoredRoute)
         return result
 
     async def open_review(self, event: DocumentClassifiedV1, decision: SendToReview) -> bool:
         """One review item in a transaction of its own."""
-        [result] = await self.apply_batch([(event, decision, uuid.uuid4())])
+        [result] = await self.apply_batch([(event, decision, None)])
         return bool(result)
 
     async def record_dead_letters(self, letters: Sequence[DeadLetterV1]) -> list[str]:
@@ -127,16 +127,6 @@ class MemoryOutcomes:
                 self.kinds[letter.document_id] = "dead_letter"
                 recorded.append(letter.document_id)
         return recorded
-
-    async def mark_published(self, document_id: str) -> None:
-        """Mark one routing published."""
-        await self.mark_published_many([document_id])
-
-    async def mark_published_many(self, document_ids: Sequence[str]) -> None:
-        """Mark routings published."""
-        self._check([])
-        for doc in document_ids:
-            self.routes[doc].published_at = utcnow()
 
 
 @dataclass
@@ -191,11 +181,11 @@ class Rig:
 def _rig(*, with_subscriber: bool = False) -> Rig:
     settings = Settings(topic_prefix="unit.", storage_retry_seconds=0)
     broker = in_memory_broker()
-    outcomes, policies = MemoryOutcomes(), MemoryPolicies()
+    outcomes, policies = MemoryOutcomes(MemoryOutbox(broker)), MemoryPolicies()
     handler = RoutingHandler(
-        broker=broker,
         settings=settings,
         outcomes=outcomes,
+        outbox=outcomes.outbox,
         policies=policies,
         dead_letters=DeadLetters(
             broker, topic=settings.topic(topics.DEADLETTER), service=SERVICE, producer=PRODUCER
@@ -244,7 +234,8 @@ async def test_a_batch_routes_the_confident_and_sends_the_rest_to_review(rig: Ri
     assert routed.decided_by is DecidedBy.MODEL and routed.confidence == 0.97
     assert routed.trace_id == confident.trace_id and routed.model == confident.model
     stored = rig.outcomes.routes[confident.document_id]
-    assert stored.event_id == routed.event_id and stored.published_at is not None
+    assert stored.event_id == routed.event_id
+    assert rig.outcomes.outbox.published == [routed.event_id] and not rig.outcomes.outbox.pending
     assert rig.outcomes.reviews[unsure.document_id].reason is ReviewReason.LOW_CONFIDENCE
     assert rig.outcomes.reviews[unreadable.document_id].reason is ReviewReason.ENCRYPTED
     assert rig.outcomes.reviews[unreadable.document_id].priority == PRIORITY_HIGH
@@ -274,10 +265,12 @@ async def test_a_routing_stored_but_not_published_is_published_with_its_stored_i
     rig: Rig,
 ) -> None:
     event = classified(label="technical", sha256="21" * 32)
-    # A crash between the commit and the publish: the decision is stored, not published.
-    earlier = uuid.uuid4()
+    # A crash between the commit and the publish: the decision and its event are stored
+    # (in the outbox), not published.
+    first = rig.handler.routed(event, RouteTo("technical", DecidedBy.MODEL, 0.97))
     rig.outcomes.kinds[event.document_id] = "routed"
-    rig.outcomes.routes[event.document_id] = Route(earlier, "technical")
+    rig.outcomes.routes[event.document_id] = Route(first[1].event_id, "technical")
+    rig.outcomes.outbox.add([first])
     assert event.prediction is not None
     rescored = event.model_copy(
         update={"prediction": event.prediction.model_copy(update={"label": "legal"})}
@@ -286,9 +279,11 @@ async def test_a_routing_stored_but_not_published_is_published_with_its_stored_i
     await rig.handler.handle([rig.record(rescored)])
 
     [routed] = rig.routed("technical")  # the stored queue, not the new score's
-    assert routed.event_id == earlier
+    assert routed.event_id == first[1].event_id
     assert rig.routed("legal") == []
-    assert rig.outcomes.routes[event.document_id].published_at is not None
+    assert rig.outcomes.outbox.pending == {}
+    await rig.handler.handle([rig.record(rescored)])  # published once, whatever comes again
+    assert len(rig.routed("technical")) == 1
 
 
 async def test_a_document_in_review_keeps_its_first_outcome(rig: Rig) -> None:
@@ -346,7 +341,7 @@ async def test_a_refused_document_is_a_dead_letter_and_the_rest_of_its_batch_lan
     assert letter.reason == "the database refused the effect: ValueError"
     assert (letter.document_id, letter.source_offset) == (bad.document_id, 2)
     assert [e.document_id for e in rig.routed("billing")] == [good.document_id]
-    assert rig.outcomes.routes[good.document_id].published_at is not None
+    assert rig.outcomes.outbox.pending == {}
 
 
 async def test_a_database_outage_leaves_the_batch_for_redelivery(rig: Rig) -> None:

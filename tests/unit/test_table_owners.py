@@ -35,6 +35,7 @@ OWNERS = {
     "web_session": "triage_runtime.accounts",
     "login_attempt": "triage_runtime.accounts",
     "audit_log": "triage_runtime.audit",
+    "outbox": "triage_runtime.outbox",
     "document_status": "",  # a view: nobody writes it
 }
 PURGER = "triage_runtime.retention"

@@ -15,7 +15,7 @@ import asyncio
 import csv
 import secrets
 from collections import Counter
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -170,10 +170,11 @@ async def _run(
     processes: int,
 ) -> tuple[list[Any], Counter[str], int]:
     from triage_cli.rescore import scored_ahead, topic_rescorer
-    from triage_contracts import Event, ModelRef, topics
+    from triage_contracts import ModelRef, topics
     from triage_runtime import routing
     from triage_runtime.db.engine import make_async_engine
-    from triage_runtime.kafka import make_broker, publish_event
+    from triage_runtime.kafka import make_broker
+    from triage_runtime.outbox import Outbox
     from triage_runtime.outcomes.corrections import CorrectionStore
     from triage_runtime.policy_store import PolicyStore
     from triage_runtime.service import producer_for
@@ -184,21 +185,22 @@ async def _run(
     engine = make_async_engine(settings.database_url, pool_size=2)
     # The policy in force: re-scores are decided as the classifier decides them now.
     policy = await PolicyStore(engine).current()
-    store = CorrectionStore(engine, producer=producer, review_sla=policy.review_sla)
+    store = CorrectionStore(
+        engine,
+        producer=producer,
+        review_sla=policy.review_sla,
+        topic_for=lambda queue: settings.topic(topics.routed_topic(queue)),
+    )
     broker = make_broker(settings.kafka_bootstrap, client_id="triage-replay")
+    outbox = Outbox(engine, broker, service="replay", topic_prefix=settings.topic_prefix)
     changes: list[Any] = []
     skipped: Counter[str] = Counter()
-
-    async def publish(topic: str, event: Event) -> None:
-        await publish_event(broker, topic, event)
-
-    def topic_for(queue: str) -> str:
-        return settings.topic(topics.routed_topic(queue))
 
     try:
         if not dry_run:
             await broker.start()
-            await store.publish_pending(publish, topic_for=topic_for)  # left by a crash
+            # Whatever an earlier run (or a service) left unpublished goes out first.
+            await outbox.relay(grace=timedelta(0), wait=True)
         async with topic_rescorer(
             since=start,
             until=end,
@@ -220,9 +222,10 @@ async def _run(
                     # One transaction per batch: a row lock and a commit per document
                     # would cost as much as the model on a fast backend.
                     decided = [(event, routing.decide(event, policy)) for event in rescored.events]
-                    changes += await store.apply_many(decided, replay_id=replay_id, dry_run=dry_run)
+                    applied = await store.apply_many(decided, replay_id=replay_id, dry_run=dry_run)
+                    changes += applied
                     if not dry_run:
-                        await store.publish_pending(publish, topic_for=topic_for)
+                        await outbox.publish([e for change in applied for e in change.event_ids])
                         await window.commit(batch)
                     progress.advance(task, len(batch))
             total = window.total

@@ -31,3 +31,23 @@ CONSUMER_LAG = Gauge(
     "Messages a service's consumer group has yet to commit, per topic partition.",
     ["service", "topic", "partition"],
 )
+OUTBOX_PUBLISHED = Counter(
+    "triage_outbox_published_total",
+    "Outbox events published, by path (direct: right after their commit; relay: later).",
+    ["service", "path"],
+)
+OUTBOX_PUBLISH_FAILURES = Counter(
+    "triage_outbox_publish_failures_total",
+    "Outbox publishes that failed (the events stay pending for the relay), by path.",
+    ["service", "path"],
+)
+OUTBOX_PENDING = Gauge(
+    "triage_outbox_pending",
+    "Outbox events committed and not yet published, as the service's relay last read it.",
+    ["service"],
+)
+OUTBOX_OLDEST_SECONDS = Gauge(
+    "triage_outbox_oldest_pending_seconds",
+    "Age of the oldest outbox event not yet published (0: none), as the relay last read it.",
+    ["service"],
+)

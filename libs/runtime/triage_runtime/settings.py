@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 from pydantic import Field, SecretStr
@@ -62,12 +63,32 @@ class CommonSettings(BaseSettings):
         validation_alias="TRIAGE_LAG_INTERVAL_SECONDS",
         description="How often a consuming service measures its consumer group's lag.",
     )
+    outbox_relay_seconds: float = Field(
+        default=1.0,
+        gt=0,
+        validation_alias="TRIAGE_OUTBOX_RELAY_SECONDS",
+        description=(
+            "How often a writing service's outbox relay looks for events its writers could "
+            "not publish at once (broker down, a crash after the commit)."
+        ),
+    )
+    outbox_keep_hours: float = Field(
+        default=168.0,
+        gt=0,
+        validation_alias="TRIAGE_OUTBOX_KEEP_HOURS",
+        description="How long published outbox rows are kept before the relay deletes them.",
+    )
     log_level: str = Field(default="INFO", validation_alias="TRIAGE_LOG_LEVEL")
     log_json: bool = Field(
         default=True,
         validation_alias="TRIAGE_LOG_JSON",
         description="Structured JSON log lines (true) or plain text (false).",
     )
+
+    @property
+    def outbox_keep(self) -> timedelta:
+        """``outbox_keep_hours`` as a duration."""
+        return timedelta(hours=self.outbox_keep_hours)
 
     def open_blob_store(self) -> BlobStore:
         """Return the configured blob store (nothing is contacted until it is used)."""

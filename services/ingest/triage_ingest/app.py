@@ -28,6 +28,7 @@ from triage_runtime.db.engine import database_reachable, make_async_engine
 from triage_runtime.http import ConcurrencyLimit, RateLimiter, RequestBodyLimit
 from triage_runtime.kafka import make_broker
 from triage_runtime.ops import ops_router
+from triage_runtime.outbox import Outbox
 from triage_runtime.service import producer_for
 
 SERVICE = "ingest"
@@ -54,10 +55,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     engine = make_async_engine(settings.database_url)
     store = IngestStore(engine)
     blobs = settings.open_blob_store()
+    outbox = Outbox(engine, broker, service=SERVICE, topic_prefix=settings.topic_prefix)
     intake = Intake(
         blobs=blobs,
         broker=broker,
         store=store,
+        outbox=outbox,
         producer=producer,
         documents_topic=settings.topic(topics.DOCUMENTS),
         deadletter_topic=settings.topic(topics.DEADLETTER),
@@ -69,6 +72,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await broker.start()
             stack.push_async_callback(broker.stop)
             stack.push_async_callback(engine.dispose)
+            await stack.enter_async_context(
+                outbox.relaying(interval=settings.outbox_relay_seconds, keep=settings.outbox_keep)
+            )
             await stack.enter_async_context(running(connectors_for(settings, intake, store)))
             log.info("ingest ready", extra={"port": settings.port})
             yield

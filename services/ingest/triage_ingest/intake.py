@@ -1,8 +1,9 @@
 """The one way into Triage: store the bytes, record the document, publish it exactly once.
 
 Every connector (upload, SMTP, IMAP, drop folder) hands its input to an Intake. A document
-is recorded in PostgreSQL before its event is published and marked published after, so a
-retry or a crash in between publishes the same event again at most, never a second document.
+and its event (in the outbox, ``triage_runtime.outbox``) are recorded in one transaction and
+the event published after it commits, by the intake at once or by the outbox relay later: a
+retry or a crash publishes the same event again at most, never a second document.
 """
 
 from __future__ import annotations
@@ -31,8 +32,9 @@ from triage_ingest.email.result import ParsedMessage
 from triage_ingest.metrics import DOCUMENTS_ACCEPTED
 from triage_ingest.store import IngestStore
 from triage_runtime.blobstore import BlobStore
-from triage_runtime.kafka import publish_event, publish_events
-from triage_runtime.metrics import DEAD_LETTERS, EVENTS_PRODUCED
+from triage_runtime.kafka import publish_event
+from triage_runtime.metrics import DEAD_LETTERS
+from triage_runtime.outbox import Publisher
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +84,7 @@ class Intake:
         blobs: BlobStore,
         broker: KafkaBroker,
         store: IngestStore,
+        outbox: Publisher,
         producer: Producer,
         documents_topic: str,
         deadletter_topic: str,
@@ -89,6 +92,7 @@ class Intake:
         self._blobs = blobs
         self._broker = broker
         self._store = store
+        self._outbox = outbox
         for error_class in ErrorClass:  # from 0, so alerts see the first one (kafka.py)
             DEAD_LETTERS.labels("ingest", error_class.value)
         self._producer = producer
@@ -151,11 +155,11 @@ class Intake:
         return accepted
 
     async def accept_many(self, arrivals: Sequence[Arrival]) -> list[Accepted]:
-        """``accept`` for several stored blobs at once: one transaction to record them, their
-        events published together, one statement to mark them published.
+        """``accept`` for several stored blobs at once: one transaction records them and their
+        events, which are then published together.
 
-        The order holds in each step, so a crash anywhere leaves each document either
-        unrecorded (the caller's retry records it) or recorded and published at least once.
+        A crash anywhere leaves each document either unrecorded (the caller's retry records
+        it) or recorded with its event, which the outbox publishes at least once.
         """
         now = utcnow()
         events = [
@@ -174,23 +178,13 @@ class Intake:
             )
             for a in arrivals
         ]
-        stored = await self._store.record_documents(events)
-        # After a crash between publish and mark, this publishes the same event again: same
-        # event id and trace id, so consumers see a redelivery, not a new document.
-        unpublished = list(
-            {  # the same bytes twice in one request are one document, published once
-                event.document_id: event.model_copy(
-                    update={"event_id": row.event_id, "trace_id": row.trace_id}
-                )
-                for event, row in zip(events, stored, strict=True)
-                if row.published_at is None
-            }.values()
-        )
-        await publish_events(self._broker, self._documents_topic, unpublished)
-        await self._store.mark_published([event.document_id for event in unpublished])
-        for event in unpublished:
+        stored = await self._store.record_documents(events, topic=self._documents_topic)
+        # The outbox publishes only what this call created: the same bytes again (in this
+        # request, a retry or a concurrent one) are the document already accepted.
+        created = [event for event, row in zip(events, stored, strict=True) if row.created]
+        await self._outbox.publish([event.event_id for event in created])
+        for event in created:
             source = event.document.source
-            EVENTS_PRODUCED.labels("ingest", "triage.documents.v1").inc()
             DOCUMENTS_ACCEPTED.labels(source.kind.value).inc()
             log.info(
                 "document accepted",

@@ -1,18 +1,19 @@
-"""Ingest's PostgreSQL tables: documents (outbox and status), idempotency, IMAP cursors."""
+"""Ingest's PostgreSQL tables: documents (with their events' outbox rows), idempotency, IMAP
+cursors."""
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
 from triage_contracts import DocumentReceivedV1, utcnow
+from triage_runtime import outbox
 from triage_runtime.db.models import (
     Document,
     DocumentStatus,
@@ -24,11 +25,11 @@ from triage_runtime.db.models import (
 
 @dataclass(frozen=True, slots=True)
 class StoredDocument:
-    """A document row as stored: its event identity and whether the event is out."""
+    """A document row as stored: its event identity, and whether this call created it."""
 
     event_id: uuid.UUID
     trace_id: str
-    published_at: datetime | None
+    created: bool
 
 
 class IngestStore:
@@ -37,15 +38,25 @@ class IngestStore:
     def __init__(self, engine: AsyncEngine) -> None:
         self._sessions = async_sessionmaker(engine, expire_on_commit=False)
 
-    async def record_document(self, event: DocumentReceivedV1) -> StoredDocument:
-        """Store the document unless it exists; return the stored event identity."""
-        [stored] = await self.record_documents([event])
+    async def record_document(self, event: DocumentReceivedV1, *, topic: str) -> StoredDocument:
+        """Store the document unless it exists, its event in the outbox for ``topic`` with it;
+        return the stored event identity."""
+        [stored] = await self.record_documents([event], topic=topic)
         return stored
 
-    async def record_documents(self, events: Sequence[DocumentReceivedV1]) -> list[StoredDocument]:
-        """``record_document`` for several, in one transaction; one result per event, in order."""
+    async def record_documents(
+        self, events: Sequence[DocumentReceivedV1], *, topic: str
+    ) -> list[StoredDocument]:
+        """``record_document`` for several, in one transaction; one result per event, in order.
+
+        Only a document this call creates puts its event in the outbox: the same bytes sent
+        twice, at once or not, are one document and one event.
+        """
         if not events:
             return []
+        firsts: dict[str, DocumentReceivedV1] = {}
+        for event in events:
+            firsts.setdefault(event.document_id, event)
         rows = [
             {
                 "document_id": event.document_id,
@@ -60,36 +71,36 @@ class IngestStore:
                 "event_id": event.event_id,
                 "trace_id": event.trace_id,
             }
-            for event in events
+            for event in firsts.values()
         ]
-        ids = [event.document_id for event in events]
+        ids = list(firsts)
         async with self._sessions.begin() as session:
-            await session.execute(
-                insert(Document).values(rows).on_conflict_do_nothing(index_elements=["document_id"])
+            created = set(
+                await session.scalars(
+                    insert(Document)
+                    .values(rows)
+                    .on_conflict_do_nothing(index_elements=["document_id"])
+                    .returning(Document.document_id)
+                )
+            )
+            await outbox.add(
+                session, [(topic, event) for doc, event in firsts.items() if doc in created]
             )
             found = {
-                row.document_id: StoredDocument(row.event_id, row.trace_id, row.published_at)
+                row.document_id: (row.event_id, row.trace_id)
                 for row in await session.execute(
-                    select(
-                        Document.document_id,
-                        Document.event_id,
-                        Document.trace_id,
-                        Document.published_at,
-                    ).where(Document.document_id.in_(ids))
+                    select(Document.document_id, Document.event_id, Document.trace_id).where(
+                        Document.document_id.in_(ids)
+                    )
                 )
             }
-        return [found[document_id] for document_id in ids]
-
-    async def mark_published(self, document_ids: Sequence[str]) -> None:
-        """Note that these documents' DocumentReceived events are on the topic."""
-        if not document_ids:
-            return
-        async with self._sessions.begin() as session:
-            await session.execute(
-                update(Document)
-                .where(Document.document_id.in_(list(document_ids)))
-                .values(published_at=utcnow())
-            )
+        results: list[StoredDocument] = []
+        seen: set[str] = set()
+        for event in events:
+            doc = event.document_id
+            results.append(StoredDocument(*found[doc], created=doc in created and doc not in seen))
+            seen.add(doc)
+        return results
 
     async def status(self, document_id: str) -> dict[str, Any] | None:
         """Return what is known about a document, or None."""

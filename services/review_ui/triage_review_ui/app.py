@@ -16,8 +16,9 @@ from pathlib import Path
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
+from triage_contracts import topics
 from triage_review_ui import background
-from triage_review_ui.background import DecisionRelay, QueueGauges
+from triage_review_ui.background import QueueGauges
 from triage_review_ui.deps import LoginRequiredError, to_login
 from triage_review_ui.documents import ItemDocuments
 from triage_review_ui.metrics import count_decision
@@ -29,7 +30,8 @@ from triage_runtime.accounts.store import AuthStore
 from triage_runtime.db.engine import database_reachable, make_async_engine
 from triage_runtime.kafka import make_broker
 from triage_runtime.ops import ops_router
-from triage_runtime.outcomes.review import ReviewWorkflow
+from triage_runtime.outbox import Outbox
+from triage_runtime.outcomes.review import DecisionTopics, ReviewWorkflow
 from triage_runtime.service import producer_for
 from triage_text.pool import ExtractionLimits, ExtractionPool
 
@@ -54,14 +56,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             max_bytes=settings.max_document_bytes,
         ),
     )
+    outbox = Outbox(engine, broker, service=SERVICE, topic_prefix=settings.topic_prefix)
     workflow = ReviewWorkflow(
         engine,
         labels=settings.labels,
         lease=timedelta(minutes=settings.lease_minutes),
         producer=producer,
+        topics=DecisionTopics(
+            decisions=settings.topic(topics.REVIEW_DECISIONS),
+            routed=lambda queue: settings.topic(topics.routed_topic(queue)),
+        ),
+        publisher=outbox,
         on_decided=count_decision,
     )
-    relay = DecisionRelay(workflow, broker, settings, service=SERVICE)
     gauges = QueueGauges(queries)
 
     @asynccontextmanager
@@ -71,7 +78,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await stack.enter_async_context(pool)
             await broker.start()
             stack.push_async_callback(broker.stop)
-            await stack.enter_async_context(background.running(relay, gauges, settings))
+            await stack.enter_async_context(
+                outbox.relaying(interval=settings.outbox_relay_seconds, keep=settings.outbox_keep)
+            )
+            await stack.enter_async_context(background.running(gauges, settings))
             yield
         log.info("stopped cleanly")
 

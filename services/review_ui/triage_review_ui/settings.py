@@ -29,9 +29,6 @@ class Settings(CommonSettings):
     gauge_interval_seconds: float = Field(
         default=15.0, gt=0, description="How often the review queue gauges are refreshed."
     )
-    publish_interval_seconds: float = Field(
-        default=1.0, gt=0, description="How often decided items' events are published."
-    )
     max_document_bytes: int = Field(
         default=25 * 1024 * 1024, gt=0, description="Larger documents are not shown as text."
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from functools import partial
 
 from fastapi import FastAPI
@@ -20,6 +20,7 @@ from triage_runtime.db.engine import database_reachable, make_async_engine
 from triage_runtime.kafka import DeadLetters, batch_subscriber, make_broker
 from triage_runtime.lag import LagMonitor
 from triage_runtime.ops import ops_router
+from triage_runtime.outbox import Outbox
 from triage_runtime.outcomes.store import OutcomeStore
 from triage_runtime.policy_store import PolicyCache, PolicyStore
 from triage_runtime.service import producer_for
@@ -36,10 +37,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     dead_letters = DeadLetters(
         broker, topic=settings.topic(topics.DEADLETTER), service=SERVICE, producer=producer
     )
+    outbox = Outbox(engine, broker, service=SERVICE, topic_prefix=settings.topic_prefix)
     handler = RoutingHandler(
-        broker=broker,
         settings=settings,
         outcomes=OutcomeStore(engine),
+        outbox=outbox,
         policies=PolicyCache(PolicyStore(engine)),
         dead_letters=dead_letters,
         producer=producer,
@@ -56,12 +58,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        await broker.start()
-        await lag.start()
-        yield
-        await lag.stop()
-        await broker.stop()
-        await engine.dispose()
+        async with AsyncExitStack() as stack:
+            stack.push_async_callback(engine.dispose)
+            await broker.start()
+            stack.push_async_callback(broker.stop)
+            await stack.enter_async_context(
+                outbox.relaying(interval=settings.outbox_relay_seconds, keep=settings.outbox_keep)
+            )
+            await lag.start()
+            stack.push_async_callback(lag.stop)
+            yield
         log.info("stopped cleanly")
 
     app = FastAPI(

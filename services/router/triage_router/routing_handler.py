@@ -1,5 +1,6 @@
 """Applies routing decisions (``triage_runtime.routing.decide``) to batches of classified
-events: store each document's first outcome, then publish its routing; count and log both.
+events: store each document's first outcome with its routing's event in the outbox, then
+publish that event; count and log both.
 """
 
 from __future__ import annotations
@@ -11,13 +12,11 @@ import uuid
 from collections.abc import Collection, Sequence
 from typing import Protocol
 
-from faststream.kafka import KafkaBroker
 from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
 
 from triage_contracts import (
     DeadLetterV1,
     DocumentClassifiedV1,
-    DocumentRoutedV1,
     ErrorClass,
     Producer,
     topics,
@@ -37,11 +36,10 @@ from triage_runtime.kafka import (
     DeadLetters,
     UnprocessableError,
     decode_event,
-    publish_event,
-    publish_many,
 )
-from triage_runtime.metrics import EVENTS_CONSUMED, EVENTS_PRODUCED, topic_family
-from triage_runtime.outcomes.store import StoredRoute
+from triage_runtime.metrics import EVENTS_CONSUMED
+from triage_runtime.outbox import Publisher
+from triage_runtime.outcomes.store import Item, Routed, StoredRoute
 from triage_runtime.routing import RoutingPolicy
 
 log = logging.getLogger(__name__)
@@ -54,24 +52,13 @@ class Outcomes(Protocol):
     """Where documents' first outcomes are stored (``triage_runtime.outcomes.OutcomeStore``)."""
 
     async def record_route(
-        self, event: DocumentClassifiedV1, decision: routing.RouteTo, *, event_id: uuid.UUID
+        self, event: DocumentClassifiedV1, decision: routing.RouteTo, *, routed: Routed
     ) -> StoredRoute:
-        """Store a routing unless the document has an outcome; return what is stored."""
+        """Store a routing (its event in the outbox) unless the document has an outcome."""
         ...
 
-    async def apply_batch(
-        self,
-        items: Sequence[tuple[DocumentClassifiedV1, routing.Decision, uuid.UUID]],
-    ) -> list[StoredRoute | bool]:
+    async def apply_batch(self, items: Sequence[Item]) -> list[StoredRoute | bool]:
         """Store each decision in one transaction; a StoredRoute or an opened-review bool each."""
-        ...
-
-    async def mark_published(self, document_id: str) -> None:
-        """Note that a document's routed event is on its topic."""
-        ...
-
-    async def mark_published_many(self, document_ids: Sequence[str]) -> None:
-        """Note that these documents' routed events are on their topics."""
         ...
 
     async def open_review(
@@ -96,23 +83,24 @@ class Policies(Protocol):
 class RoutingHandler:
     """Turns batches of DocumentClassified into stored outcomes and published routings.
 
-    Offsets commit after ``handle`` returns, so a batch's effects are durable and its routed
-    events published before they do; a database outage raises, and the batch is redelivered.
+    Offsets commit after ``handle`` returns, so a batch's effects, with their routed events
+    in the outbox, are durable before they do; a database outage raises, and the batch is
+    redelivered. The routed events are published after the commit (or by the outbox relay).
     """
 
     def __init__(
         self,
         *,
-        broker: KafkaBroker,
         settings: Settings,
         outcomes: Outcomes,
+        outbox: Publisher,
         policies: Policies,
         dead_letters: DeadLetters,
         producer: Producer,
     ) -> None:
-        self._broker = broker
         self._settings = settings
         self._outcomes = outcomes
+        self._outbox = outbox
         self._policies = policies
         self._dead_letters = dead_letters
         self._producer = producer
@@ -195,18 +183,13 @@ class RoutingHandler:
         started = time.perf_counter()
         decided = [(event, routing.decide(event, policy)) for _, event, policy in decoded]
         routed = {
-            event.document_id: self.routed_event(event, decision)
+            event.document_id: self.routed(event, decision)
             for event, decision in decided
             if isinstance(decision, routing.RouteTo)
         }
         try:
             results = await self._outcomes.apply_batch(
-                [
-                    (event, decision, routed[event.document_id].event_id)
-                    if isinstance(decision, routing.RouteTo)
-                    else (event, decision, uuid.uuid4())
-                    for event, decision in decided
-                ]
+                [(event, decision, routed.get(event.document_id)) for event, decision in decided]
             )
         except (OperationalError, InterfaceError):
             raise
@@ -215,21 +198,13 @@ class RoutingHandler:
             for record, event, policy in decoded:
                 await self.apply_one(record, event, policy)
             return
-        publish: dict[str, tuple[str, DocumentRoutedV1]] = {}
+        publish: list[uuid.UUID] = []
         for (event, decision), result in zip(decided, results, strict=True):
             if isinstance(result, StoredRoute):
-                if result.in_review:
-                    kept_first_outcome(event, "review")
-                elif result.published_at is not None or event.document_id in publish:
-                    DUPLICATES.inc()  # the second of one document in a batch, too
-                else:
-                    publish[event.document_id] = self.to_publish(routed[event.document_id], result)
+                publish.append(self.stored_route(event, result))
             elif isinstance(decision, routing.SendToReview):
                 was_reviewed(event, decision, opened=bool(result))
-        await publish_many(self._broker, list(publish.values()))
-        await self._outcomes.mark_published_many(list(publish))
-        for _, published in publish.values():
-            was_routed(published, published.queue)
+        await self._outbox.publish(publish)
         elapsed = (time.perf_counter() - started) / max(1, len(decided))
         for _, decision in decided:
             EVENTS_CONSUMED.labels(SERVICE, topics.CLASSIFIED, "ok").inc()
@@ -265,43 +240,38 @@ class RoutingHandler:
         PROCESS_SECONDS.labels(outcome).observe(time.perf_counter() - started)
 
     async def route(self, event: DocumentClassifiedV1, decision: routing.RouteTo) -> None:
-        """Store a routing, publish it (unless that was done before), and mark it published."""
-        routed = self.routed_event(event, decision)
-        stored = await self._outcomes.record_route(event, decision, event_id=routed.event_id)
+        """Store a routing with its event in the outbox, then publish that event."""
+        stored = await self._outcomes.record_route(
+            event, decision, routed=self.routed(event, decision)
+        )
+        await self._outbox.publish([self.stored_route(event, stored)])
+
+    def stored_route(self, event: DocumentClassifiedV1, stored: StoredRoute) -> uuid.UUID:
+        """Count and log what storing a routing did; the event id to publish.
+
+        A routing stored earlier (a redelivery) is published again only if it is still
+        pending in the outbox (a crash after the commit): the outbox publishes each once.
+        """
         if stored.in_review:
             kept_first_outcome(event, "review")
-            return
-        if stored.published_at is not None:
+        elif stored.created:
+            was_routed(event, stored.queue)
+        else:
             DUPLICATES.inc()
-            return
-        topic, routed = self.to_publish(routed, stored)
-        await publish_event(self._broker, topic, routed)
-        await self._outcomes.mark_published(event.document_id)
-        was_routed(event, stored.queue)
+        return stored.event_id
 
     async def review(self, event: DocumentClassifiedV1, decision: routing.SendToReview) -> None:
         """Open a review item, unless the document has an outcome already."""
         was_reviewed(event, decision, opened=await self._outcomes.open_review(event, decision))
 
-    def routed_event(
-        self, event: DocumentClassifiedV1, decision: routing.RouteTo
-    ) -> DocumentRoutedV1:
-        """The DocumentRouted a routing decision publishes."""
-        return routing.routed_event(event, decision, producer=self._producer)
-
-    def to_publish(
-        self, routed: DocumentRoutedV1, stored: StoredRoute
-    ) -> tuple[str, DocumentRoutedV1]:
-        """The topic and event to publish for a stored routing."""
-        # Re-publishing after a crash reuses the stored event id and queue, so consumers
-        # that deduplicate on event id see one routing, whatever was redelivered.
-        routed = routed.model_copy(update={"event_id": stored.event_id, "queue": stored.queue})
-        return self._settings.topic(topics.routed_topic(stored.queue)), routed
+    def routed(self, event: DocumentClassifiedV1, decision: routing.RouteTo) -> Routed:
+        """The DocumentRouted a routing decision publishes, and its topic."""
+        routed = routing.routed_event(event, decision, producer=self._producer)
+        return self._settings.topic(topics.routed_topic(decision.queue)), routed
 
 
-def was_routed(event: DocumentClassifiedV1 | DocumentRoutedV1, queue: str) -> None:
-    """Count and log a routing that is now published."""
-    EVENTS_PRODUCED.labels(SERVICE, topic_family(topics.routed_topic(queue))).inc()
+def was_routed(event: DocumentClassifiedV1, queue: str) -> None:
+    """Count and log a routing that is now stored (its event in the outbox)."""
     DECISIONS.labels("routed", "").inc()
     END_TO_END_SECONDS.labels("routed").observe(
         (utcnow() - event.document.received_at).total_seconds()

@@ -78,18 +78,12 @@ class RoutingDecision(Base):
     model_role: Mapped[str | None] = mapped_column(String(16))
     confidence: Mapped[float | None] = mapped_column(Float)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
-    published_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     withdrawn_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     """Set when a replay took the document out of this queue (and into review)."""
 
 
 class RoutingCorrection(Base):
-    """A change a replay made to a document's outcome, and the events that announce it.
-
-    The row is written in the same transaction as the change (an outbox); ``events`` are
-    published in order and ``published_at`` set afterwards, so a crash republishes the same
-    events with the same ids.
-    """
+    """A change a replay made to a document's outcome (its events go through ``outbox``)."""
 
     __tablename__ = "routing_correction"
 
@@ -105,13 +99,11 @@ class RoutingCorrection(Base):
     confidence: Mapped[float | None] = mapped_column(Float)
     withdrawn_event_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
     routed_event_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
-    events: Mapped[list[dict[str, Any]]] = mapped_column(JSONB)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
-    published_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class Document(Base):
-    """Every accepted document, as ingest received it (ingest's outbox: ``published_at``)."""
+    """Every accepted document, as ingest received it."""
 
     __tablename__ = "document"
 
@@ -126,7 +118,6 @@ class Document(Base):
     received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     event_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True))
     trace_id: Mapped[str] = mapped_column(String(32))
-    published_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class DocumentOutcome(Base):
@@ -165,7 +156,6 @@ class DocumentStatus(Base):
 
     document_id: Mapped[str] = mapped_column(String(36), primary_key=True)
     received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    published_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     status: Mapped[str] = mapped_column(String(16))
     """received, routed, in_review, decided (by a human) or dead_lettered."""
     queue: Mapped[str | None] = mapped_column(String(40))
@@ -334,3 +324,21 @@ class AuditLog(Base):
     document_id: Mapped[str | None] = mapped_column(String(36))
     review_item_id: Mapped[int | None] = mapped_column(BigInteger)
     detail: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+
+
+class OutboxRow(Base):
+    """An event a committed change implies, written in that change's transaction and
+    published afterwards (``triage_runtime.outbox``): the one outbox of every service."""
+
+    __tablename__ = "outbox"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    topic: Mapped[str] = mapped_column(String(249))
+    schema: Mapped[str] = mapped_column(String(80))
+    event_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), unique=True)
+    document_id: Mapped[str | None] = mapped_column(String(36))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    created_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.clock_timestamp()
+    )
+    published_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

@@ -12,33 +12,33 @@ document to what a re-score decides, and changes only what differs, in one trans
 - decided by a human: nothing changes, ever;
 - not yet seen by the router: nothing changes (the router will handle it).
 
-Every change writes a ``routing_correction`` row holding the events that announce it (an
-outbox); ``publish_pending`` publishes them and marks them published, so a crash republishes
-the same events with the same ids. Applying the same score twice changes nothing the second
-time.
+Every change writes a ``routing_correction`` row, and the events that announce it go into
+the outbox (``triage_runtime.outbox``) in the same transaction; a ``Change`` names them, for
+the caller to publish after the commit (the outbox relay publishes what it does not). Applying
+the same score twice changes nothing the second time.
 """
 
 from __future__ import annotations
 
 import enum
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from triage_contracts import (
     DocumentClassifiedV1,
-    DocumentRoutedV1,
     DocumentWithdrawnV1,
     Event,
     Producer,
     utcnow,
 )
+from triage_runtime import outbox
 from triage_runtime.db.models import (
     DocumentOutcome,
     ReviewItem,
@@ -75,23 +75,25 @@ class Change:
     old_model_version: str | None
     new_model_version: str
     confidence: float | None
-
-
-Publish = Callable[[str, Event], Awaitable[None]]
-
-_EVENT_TYPES: dict[str, type[Event]] = {
-    "DocumentRouted": DocumentRoutedV1,
-    "DocumentWithdrawn": DocumentWithdrawnV1,
-}
+    event_ids: tuple[uuid.UUID, ...] = ()
+    """The events announcing the change, in the outbox (committed unless a dry run)."""
 
 
 class CorrectionStore:
     """Applies re-scores to the routing and review tables and publishes the corrections."""
 
-    def __init__(self, engine: AsyncEngine, *, producer: Producer, review_sla: timedelta) -> None:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        *,
+        producer: Producer,
+        review_sla: timedelta,
+        topic_for: Callable[[str], str],
+    ) -> None:
         self._sessions = async_sessionmaker(engine, expire_on_commit=False)
         self._producer = producer
         self._review_sla = review_sla
+        self._topic_for = topic_for
 
     async def apply(
         self,
@@ -182,8 +184,12 @@ class CorrectionStore:
         new = decision.queue if isinstance(decision, RouteTo) else REVIEW
         confidence = event.prediction.confidence if event.prediction else None
 
-        def change(outcome: Outcome, old: str, old_version: str | None) -> Change:
-            return Change(doc_id, outcome, old, new, old_version, event.model.version, confidence)
+        def change(
+            outcome: Outcome, old: str, old_version: str | None, events: Sequence[uuid.UUID] = ()
+        ) -> Change:
+            return Change(
+                doc_id, outcome, old, new, old_version, event.model.version, confidence, (*events,)
+            )
 
         if (item is not None and item.status == "decided") or (
             routing is not None and routing.decided_by == "human"
@@ -203,7 +209,7 @@ class CorrectionStore:
         if isinstance(decision, RouteTo):
             if old == decision.queue:
                 return change(Outcome.UNCHANGED, old, old_version)
-            await self._route(
+            events = await self._route(
                 session,
                 event,
                 decision,
@@ -212,15 +218,15 @@ class CorrectionStore:
                 replay_id=replay_id,
                 old_version=old_version,
             )
-            return change(Outcome.CHANGED, old, old_version)
+            return change(Outcome.CHANGED, old, old_version, events)
         if old == REVIEW:
             assert item is not None
             updated = await self._update_review(session, event, decision, item)
             outcome = Outcome.REVIEW_UPDATED if updated else Outcome.UNCHANGED
             return change(outcome, old, old_version)
         assert routing is not None
-        await self._to_review(session, event, decision, routing, replay_id=replay_id)
-        return change(Outcome.CHANGED, old, old_version)
+        events = await self._to_review(session, event, decision, routing, replay_id=replay_id)
+        return change(Outcome.CHANGED, old, old_version, events)
 
     def _withdrawal(
         self, event: DocumentClassifiedV1, routing: RoutingDecision, replay_id: str
@@ -246,8 +252,7 @@ class CorrectionStore:
         *,
         replay_id: str,
         old_version: str | None,
-    ) -> None:
-        now = utcnow()
+    ) -> list[uuid.UUID]:
         events: list[tuple[str, Event]] = []
         superseded = None
         if routing is not None and routing.withdrawn_at is None:
@@ -263,7 +268,6 @@ class CorrectionStore:
             "model_version": event.model.version,
             "model_role": event.model.role.value,
             "confidence": decision.confidence,
-            "published_at": now,  # the correction's outbox row publishes it
             "withdrawn_at": None,
         }
         await session.execute(
@@ -278,7 +282,7 @@ class CorrectionStore:
             item.note = (
                 f"closed by replay {replay_id}: routed to {decision.queue} by {event.model.version}"
             )
-        await self._record(
+        return await self._record(
             session,
             event,
             replay_id=replay_id,
@@ -298,7 +302,7 @@ class CorrectionStore:
         routing: RoutingDecision,
         *,
         replay_id: str,
-    ) -> None:
+    ) -> list[uuid.UUID]:
         now = utcnow()
         withdrawal = self._withdrawal(event, routing, replay_id)
         routing.withdrawn_at = now
@@ -322,7 +326,7 @@ class CorrectionStore:
                 where=ReviewItem.status == "closed",
             )
         )
-        await self._record(
+        return await self._record(
             session,
             event,
             replay_id=replay_id,
@@ -395,7 +399,8 @@ class CorrectionStore:
         withdrawn: uuid.UUID | None,
         routed: uuid.UUID | None,
         events: list[tuple[str, Event]],
-    ) -> None:
+    ) -> list[uuid.UUID]:
+        """Write the correction row, and its events (by queue) to the outbox; their ids."""
         session.add(
             RoutingCorrection(
                 replay_id=replay_id,
@@ -407,37 +412,9 @@ class CorrectionStore:
                 confidence=event.prediction.confidence if event.prediction else None,
                 withdrawn_event_id=withdrawn,
                 routed_event_id=routed,
-                events=[
-                    {"queue": queue, "schema": e.schema_name, "value": e.model_dump(mode="json")}
-                    for queue, e in events
-                ],
             )
         )
-
-    async def publish_pending(
-        self, publish: Publish, *, topic_for: Callable[[str], str], limit: int = 500
-    ) -> int:
-        """Publish corrections not yet published (any replay's), oldest first; return how many."""
-        async with self._sessions() as session:
-            rows = (
-                await session.scalars(
-                    select(RoutingCorrection)
-                    .where(RoutingCorrection.published_at.is_(None))
-                    .order_by(RoutingCorrection.id)
-                    .limit(limit)
-                )
-            ).all()
-        for row in rows:
-            for entry in row.events:
-                event_type = _EVENT_TYPES[entry["schema"]]
-                await publish(topic_for(entry["queue"]), event_type.model_validate(entry["value"]))
-            async with self._sessions.begin() as session:
-                await session.execute(
-                    update(RoutingCorrection)
-                    .where(RoutingCorrection.id == row.id)
-                    .values(published_at=utcnow())
-                )
-        return len(rows)
+        return await outbox.add(session, [(self._topic_for(queue), e) for queue, e in events])
 
 
 # Scores closer than this (one percentage point) are the same score: a model in bfloat16

@@ -1,21 +1,21 @@
-"""The review workflow: claim with a lease, decide, bulk-decide, and the decision outbox.
+"""The review workflow: claim with a lease, decide, bulk-decide.
 
 Claims are one conditional UPDATE, so when two reviewers claim the same item at once exactly
 one wins. A decision is written (review item, the document's outcome, routing decision, audit
-row) in one transaction; its events (ReviewDecision, and DocumentRouted decided by a human) are
-published afterwards by ``publish_pending``, which retries anything a crash left unpublished,
-so no decision is lost and none is applied twice. Human decisions are final: nothing here,
-and nothing in the router, overwrites a decided item.
+row, and its events in the outbox: ReviewDecision, and DocumentRouted decided by a human) in
+one transaction, and the events published once it commits (or by the outbox relay, if that
+fails), so no decision is lost and none is applied twice. Human decisions are final: nothing
+here, and nothing in the router, overwrites a decided item.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -32,7 +32,7 @@ from triage_contracts import (
     SourceKind,
     utcnow,
 )
-from triage_runtime import audit
+from triage_runtime import audit, outbox
 from triage_runtime.db.models import (
     Document,
     DocumentOutcome,
@@ -40,7 +40,6 @@ from triage_runtime.db.models import (
     RoutingDecision,
 )
 
-Publish = Callable[[str, ReviewDecisionV1 | DocumentRoutedV1], Awaitable[None]]
 Decided = Callable[[str, str, bool], None]
 """Told of each committed decision of a scored item: model version, role, agreed or not."""
 
@@ -70,6 +69,14 @@ class BulkResult:
     skipped: dict[int, str]
 
 
+@dataclass(frozen=True, slots=True)
+class DecisionTopics:
+    """Where a decision's events go: the decisions topic, and each queue's routed topic."""
+
+    decisions: str
+    routed: Callable[[str], str]
+
+
 class ReviewWorkflow:
     """Claims and decisions on review items, and publishing their events."""
 
@@ -80,12 +87,16 @@ class ReviewWorkflow:
         labels: Sequence[str],
         lease: timedelta,
         producer: Producer,
+        topics: DecisionTopics,
+        publisher: outbox.Publisher,
         on_decided: Decided | None = None,
     ) -> None:
         self._sessions = async_sessionmaker(engine, expire_on_commit=False)
         self._labels = frozenset(labels)
         self._lease = lease
         self._producer = producer
+        self._topics = topics
+        self._publisher = publisher
         self._on_decided = on_decided
 
     async def claim(self, item_id: int, *, reviewer: str) -> Claim:
@@ -188,14 +199,14 @@ class ReviewWorkflow:
                     updated_at=func.clock_timestamp(),
                 )
             )
+            routed_event_id = uuid.uuid4()
             human = {
                 "queue": label,
-                "event_id": uuid.uuid4(),
+                "event_id": routed_event_id,
                 "decided_by": DecidedBy.HUMAN.value,
                 "model_version": item.model_version,
                 "model_role": item.model_role,
                 "confidence": None,
-                "published_at": None,
                 "withdrawn_at": None,
             }
             # A routing a replay withdrew (it sent the document here) gives way to the human's.
@@ -216,6 +227,11 @@ class ReviewWorkflow:
                 review_item_id=item_id,
                 detail={"label": label, "predicted_label": item.predicted_label},
             )
+            size = await session.scalar(
+                select(Document.size_bytes).where(Document.document_id == item.document_id)
+            )
+            events = await outbox.add(session, self._events(item, routed_event_id, size))
+        await self._publisher.publish(events)
         # Told once the decision is committed; unscored items (no model) are not told.
         if item.model_version and self._on_decided is not None:
             self._on_decided(
@@ -238,73 +254,47 @@ class ReviewWorkflow:
                 decided.append(item_id)
         return BulkResult(decided, skipped)
 
-    async def publish_pending(
-        self, publish: Publish, *, decisions_topic: str, routed_topic: Callable[[str], str]
-    ) -> int:
-        """Publish the events of decisions not yet published; return how many decisions."""
-        async with self._sessions() as session:
-            rows = (
-                await session.execute(
-                    select(RoutingDecision, ReviewItem, Document)
-                    .join(ReviewItem, ReviewItem.document_id == RoutingDecision.document_id)
-                    .outerjoin(Document, Document.document_id == RoutingDecision.document_id)
-                    .where(
-                        and_(
-                            RoutingDecision.decided_by == DecidedBy.HUMAN.value,
-                            RoutingDecision.published_at.is_(None),
-                        )
-                    )
-                    .order_by(RoutingDecision.created_at)
-                    .limit(500)
-                )
-            ).all()
-        for decision, item, document in rows:
-            model = (
-                ModelRef(version=item.model_version, role=ModelRole(item.model_role))
-                if item.model_version and item.model_role
-                else None
-            )
-            # Stable ids: a retry after a crash republishes the same events.
-            await publish(
-                decisions_topic,
-                ReviewDecisionV1(
-                    event_id=uuid.uuid5(decision.event_id, "review-decision"),
-                    producer=self._producer,
-                    document_id=item.document_id,
-                    trace_id=item.trace_id,
-                    model=model,
-                    review_item_id=item.id,
-                    label=decision.queue,
-                    reviewer=item.decided_by or "unknown",
-                    predicted_label=item.predicted_label,
+    def _events(
+        self, item: ReviewItem, routed_event_id: uuid.UUID, size_bytes: int | None
+    ) -> list[tuple[str, ReviewDecisionV1 | DocumentRoutedV1]]:
+        """A human decision's events: ReviewDecision, and the DocumentRouted it makes."""
+        assert item.decided_label is not None
+        model = (
+            ModelRef(version=item.model_version, role=ModelRole(item.model_role))
+            if item.model_version and item.model_role
+            else None
+        )
+        decision = ReviewDecisionV1(
+            event_id=uuid.uuid5(routed_event_id, "review-decision"),
+            producer=self._producer,
+            document_id=item.document_id,
+            trace_id=item.trace_id,
+            model=model,
+            review_item_id=item.id,
+            label=item.decided_label,
+            reviewer=item.decided_by or "unknown",
+            predicted_label=item.predicted_label,
+        )
+        routed = DocumentRoutedV1(
+            event_id=routed_event_id,
+            producer=self._producer,
+            document_id=item.document_id,
+            trace_id=item.trace_id,
+            model=model,
+            queue=item.decided_label,
+            decided_by=DecidedBy.HUMAN,
+            document=DocumentRef(
+                source=Source(kind=SourceKind(item.source_kind), name=item.source_name),
+                blob=BlobRef(
+                    sha256=item.blob_sha256,
+                    size_bytes=size_bytes or 0,
+                    media_type=item.media_type,
                 ),
-            )
-            await publish(
-                routed_topic(decision.queue),
-                DocumentRoutedV1(
-                    event_id=decision.event_id,
-                    producer=self._producer,
-                    document_id=item.document_id,
-                    trace_id=item.trace_id,
-                    model=model,
-                    queue=decision.queue,
-                    decided_by=DecidedBy.HUMAN,
-                    document=DocumentRef(
-                        source=Source(kind=SourceKind(item.source_kind), name=item.source_name),
-                        blob=BlobRef(
-                            sha256=item.blob_sha256,
-                            size_bytes=document.size_bytes if document else 0,
-                            media_type=item.media_type,
-                        ),
-                        filename=item.filename,
-                        received_at=item.received_at,
-                    ),
-                ),
-            )
-            async with self._sessions.begin() as session:
-                await session.execute(
-                    update(RoutingDecision)
-                    .where(RoutingDecision.document_id == item.document_id)
-                    .values(published_at=utcnow())
-                )
-        return len(rows)
+                filename=item.filename,
+                received_at=item.received_at,
+            ),
+        )
+        return [
+            (self._topics.decisions, decision),
+            (self._topics.routed(item.decided_label), routed),
+        ]

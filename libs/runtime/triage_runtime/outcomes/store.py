@@ -1,33 +1,42 @@
-"""A document's first outcome in PostgreSQL (the router's writes); each idempotent."""
+"""A document's first outcome in PostgreSQL (the router's writes); each idempotent.
+
+A routing's DocumentRouted goes into the outbox (``triage_runtime.outbox``) in the same
+transaction; the caller publishes it after the commit."""
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from triage_contracts import DeadLetterV1, DocumentClassifiedV1, utcnow
+from triage_contracts import DeadLetterV1, DocumentClassifiedV1, DocumentRoutedV1
+from triage_runtime import outbox
 from triage_runtime.db.models import DocumentOutcome, ReviewItem, RoutingDecision
 from triage_runtime.routing import RouteTo, SendToReview
 
 
 @dataclass(frozen=True, slots=True)
 class StoredRoute:
-    """The routing decision as stored: its event id and whether it was already published.
+    """The routing decision as stored: its event id, and whether this call created it.
 
     ``in_review`` says there is none because the document is in review: nothing to publish.
     """
 
     event_id: uuid.UUID
     queue: str
-    published_at: datetime | None
+    created: bool
     in_review: bool = False
+
+
+Routed = tuple[str, DocumentRoutedV1]
+"""A routing's event and the topic it goes to."""
+Item = tuple[DocumentClassifiedV1, RouteTo | SendToReview, Routed | None]
+"""A decision to apply: the classified event, the decision, and a routing's event (else None)."""
 
 
 class OutcomeStore:
@@ -37,7 +46,7 @@ class OutcomeStore:
         self._sessions = async_sessionmaker(engine, expire_on_commit=False)
 
     async def record_route(
-        self, event: DocumentClassifiedV1, decision: RouteTo, *, event_id: uuid.UUID
+        self, event: DocumentClassifiedV1, decision: RouteTo, *, routed: Routed
     ) -> StoredRoute:
         """Store the decision unless the document has an outcome; return what is stored.
 
@@ -45,15 +54,13 @@ class OutcomeStore:
         again, this time confidently (another model may serve it by then), keeps its first
         outcome (``in_review``). Only a human decision or a replay moves it on.
         """
-        [result] = await self.apply_batch([(event, decision, event_id)])
+        [result] = await self.apply_batch([(event, decision, routed)])
         assert isinstance(result, StoredRoute)
         return result
 
-    async def apply_batch(
-        self, items: Sequence[tuple[DocumentClassifiedV1, RouteTo | SendToReview, uuid.UUID]]
-    ) -> list[StoredRoute | bool]:
-        """``record_route`` or ``open_review`` for each (event, decision, routed event id), in
-        order and in one transaction: all of the batch's effects land, or none.
+    async def apply_batch(self, items: Sequence[Item]) -> list[StoredRoute | bool]:
+        """``record_route`` or ``open_review`` for each (event, decision, routed), in order
+        and in one transaction: all of the batch's effects land, or none.
 
         One result per item: the StoredRoute of a routing, the bool of a review.
         """
@@ -65,21 +72,6 @@ class OutcomeStore:
             for item in items:  # a document twice: in order, each seeing the one before
                 results += await _apply_distinct(session, [item])
         return results
-
-    async def mark_published(self, document_id: str) -> None:
-        """Note that the routed event for ``document_id`` is on its topic."""
-        await self.mark_published_many([document_id])
-
-    async def mark_published_many(self, document_ids: Sequence[str]) -> None:
-        """Note that the routed events of these documents are on their topics."""
-        if not document_ids:
-            return
-        async with self._sessions.begin() as session:
-            await session.execute(
-                update(RoutingDecision)
-                .where(RoutingDecision.document_id.in_(list(document_ids)))
-                .values(published_at=utcnow())
-            )
 
     async def record_dead_letters(self, letters: Sequence[DeadLetterV1]) -> list[str]:
         """Make ``dead_letter`` the outcome of each document a dead letter names that has no
@@ -111,7 +103,7 @@ class OutcomeStore:
         An outcome is a review item or a routing decision: a redelivered document scored
         again, this time below its threshold, stays where it was routed.
         """
-        [result] = await self.apply_batch([(event, decision, uuid.uuid4())])
+        [result] = await self.apply_batch([(event, decision, None)])
         return bool(result)
 
 
@@ -130,10 +122,7 @@ def _outcome_values(
     }
 
 
-async def _apply_distinct(
-    session: AsyncSession,
-    items: Sequence[tuple[DocumentClassifiedV1, RouteTo | SendToReview, uuid.UUID]],
-) -> list[StoredRoute | bool]:
+async def _apply_distinct(session: AsyncSession, items: Sequence[Item]) -> list[StoredRoute | bool]:
     """``apply_batch`` for items of distinct documents, in a handful of statements.
 
     The outcome row is claimed first: PostgreSQL's primary key lets exactly one decision per
@@ -160,9 +149,9 @@ async def _apply_distinct(
         )
     )
     routes = [
-        (event, decision, event_id)
-        for event, decision, event_id in items
-        if isinstance(decision, RouteTo) and event.document_id in claimed
+        (event, decision, routed)
+        for event, decision, routed in items
+        if isinstance(decision, RouteTo) and routed is not None and event.document_id in claimed
     ]
     if routes:
         await session.execute(
@@ -171,16 +160,17 @@ async def _apply_distinct(
                     {
                         "document_id": event.document_id,
                         "queue": decision.queue,
-                        "event_id": event_id,
+                        "event_id": routed.event_id,
                         "decided_by": decision.decided_by.value,
                         "model_version": event.model.version,
                         "model_role": event.model.role.value,
                         "confidence": decision.confidence,
                     }
-                    for event, decision, event_id in routes
+                    for event, decision, (_, routed) in routes
                 ]
             )
         )
+        await outbox.add(session, [routed for _, _, routed in routes])
     reviews = [
         (event, decision)
         for event, decision, _ in items
@@ -195,9 +185,8 @@ async def _apply_distinct(
                 ]
             )
         )
-    # Documents that had an outcome: a routing they have is re-published if it was not yet
-    # (a crash between commit and publish); a withdrawn one (a replay moved the document to
-    # review) counts as published, so a redelivered score changes nothing.
+    # Documents that had an outcome keep it; a routing they have is reported (not created),
+    # so the caller can publish its event now if a crash left it pending.
     earlier = [e.document_id for e, d, _ in items if isinstance(d, RouteTo)]
     stored = {
         row.document_id: row
@@ -208,18 +197,18 @@ async def _apply_distinct(
         )
     }
     results: list[StoredRoute | bool] = []
-    for event, decision, event_id in items:
+    for event, decision, routed in items:
         doc = event.document_id
-        if isinstance(decision, SendToReview):
+        if isinstance(decision, SendToReview) or routed is None:
             results.append(doc in claimed)
         elif doc in claimed:
-            results.append(StoredRoute(event_id, decision.queue, None))
+            results.append(StoredRoute(routed[1].event_id, decision.queue, created=True))
         elif (row := stored.get(doc)) is not None:
-            results.append(
-                StoredRoute(row.event_id, row.queue, row.published_at or row.withdrawn_at)
-            )
+            results.append(StoredRoute(row.event_id, row.queue, created=False))
         else:
-            results.append(StoredRoute(event_id, decision.queue, None, in_review=True))
+            results.append(
+                StoredRoute(routed[1].event_id, decision.queue, created=False, in_review=True)
+            )
     return results
 
 
