@@ -33,6 +33,7 @@ SAMPLE = ROOT / "data" / "sample"
 async def _fill(env: dict[str, str], docs: list[bytes], artifact: Path) -> int:
     """Publish the documents and seed the router's tables; return how many were misrouted."""
     from aiokafka import AIOKafkaProducer
+    from sqlalchemy import text
 
     from triage_contracts import (
         BlobRef,
@@ -110,10 +111,13 @@ async def _fill(env: dict[str, str], docs: list[bytes], artifact: Path) -> int:
                 queue = labels[(labels.index(queue) + 1) % len(labels)]
                 misrouted += 1
             wrong = router_domain.RouteTo(queue, DecidedBy.MODEL, decision.confidence)
-            await store.record_route(event, wrong, event_id=event.event_id)
-            await store.mark_published(event.document_id)
+            routed = router_domain.routed_event(event, wrong, producer=producer)
+            await store.record_route(event, wrong, routed=(topics.routed_topic(queue), routed))
         else:
             await store.open_review(event, decision)
+    # The bad model's routings went out long ago: nothing is left for the replay to relay.
+    async with engine.begin() as conn:
+        await conn.execute(text("UPDATE outbox SET published_at = now()"))
     await engine.dispose()
     return misrouted
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import threading
 import time
+import uuid
+from collections.abc import Collection
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -12,6 +14,7 @@ from triage_contracts import (
     DocumentClassifiedV1,
     DocumentReceivedV1,
     DocumentRef,
+    DocumentRoutedV1,
     Extraction,
     ExtractionStatus,
     ModelRef,
@@ -24,6 +27,7 @@ from triage_contracts import (
 )
 from triage_ml.model import Example
 from triage_runtime.blobstore import LocalBlobStore
+from triage_runtime.routing import RouteTo, routed_event
 
 PRODUCER = Producer(service="tests", version="0")
 RECEIVED_AT = datetime(2026, 11, 26, 9, 0, tzinfo=UTC)
@@ -119,3 +123,26 @@ class SlowBlobs(LocalBlobStore):
         finally:
             with self._lock:
                 self._in_flight -= 1
+
+
+def routed_item(
+    event: DocumentClassifiedV1,
+    decision: RouteTo,
+    *,
+    event_id: uuid.UUID | None = None,
+    topic: str = "test.triage.routed",
+) -> tuple[str, DocumentRoutedV1]:
+    """The (topic, DocumentRouted) a router stores for ``decision`` (``OutcomeStore``)."""
+    routed = routed_event(event, decision, producer=PRODUCER)
+    if event_id is not None:
+        routed = routed.model_copy(update={"event_id": event_id})
+    return topic, routed
+
+
+class Unpublished:
+    """A publisher (``triage_runtime.outbox.Publisher``) that publishes nothing: committed
+    events stay in the outbox, for tests without Kafka."""
+
+    async def publish(self, event_ids: Collection[uuid.UUID]) -> int:
+        """Leave the events pending."""
+        return 0

@@ -42,8 +42,9 @@ def _outcomes(pipeline: Pipeline, ids: set[str], timeout: float = 90) -> dict[st
             with engine.connect() as conn:
                 routed = conn.execute(
                     text(
-                        "SELECT document_id, 'routed:' || queue FROM routing_decision "
-                        "WHERE published_at IS NOT NULL AND document_id = ANY(:ids)"
+                        "SELECT r.document_id, 'routed:' || r.queue FROM routing_decision r"
+                        " JOIN outbox o USING (event_id)"
+                        " WHERE o.published_at IS NOT NULL AND r.document_id = ANY(:ids)"
                     ),
                     {"ids": list(ids)},
                 ).all()

@@ -518,8 +518,8 @@ def _outcome_counts(engine: Engine, ids: list[str]) -> tuple[int, int]:
     with engine.connect() as conn:
         routed = conn.execute(
             text(
-                "SELECT count(*) FROM routing_decision"
-                " WHERE published_at IS NOT NULL AND document_id = ANY(:ids)"
+                "SELECT count(*) FROM routing_decision r JOIN outbox o USING (event_id)"
+                " WHERE o.published_at IS NOT NULL AND r.document_id = ANY(:ids)"
             ),
             {"ids": ids},
         ).scalar_one()
@@ -706,8 +706,10 @@ def _stored(database_url: str, ids: list[str]) -> Stored:
             routes = {
                 r.document_id: (r.queue, str(r.event_id), r.published)
                 for r in rows(
-                    "SELECT document_id, queue, event_id, published_at IS NOT NULL AS published"
-                    " FROM routing_decision WHERE document_id = ANY(:ids)"
+                    "SELECT r.document_id, r.queue, r.event_id,"
+                    " o.published_at IS NOT NULL AS published"
+                    " FROM routing_decision r LEFT JOIN outbox o USING (event_id)"
+                    " WHERE r.document_id = ANY(:ids)"
                 )
             }
             reviews: Counter[str] = Counter(
@@ -722,8 +724,9 @@ def _stored(database_url: str, ids: list[str]) -> Stored:
             documents = {
                 r.document_id: (r.status, r.published)
                 for r in rows(
-                    "SELECT document_id, status, published_at IS NOT NULL AS published"
-                    " FROM document_status WHERE document_id = ANY(:ids)"
+                    "SELECT s.document_id, s.status, o.published_at IS NOT NULL AS published"
+                    " FROM document_status s JOIN document d USING (document_id)"
+                    " LEFT JOIN outbox o USING (event_id) WHERE s.document_id = ANY(:ids)"
                 )
             }
         return Stored(routes, reviews, documents)

@@ -35,8 +35,9 @@ from triage_router.settings import Settings as RouterSettings
 from triage_runtime import routing as router_domain
 from triage_runtime.blobstore import LocalBlobStore
 from triage_runtime.db.engine import make_async_engine
-from triage_runtime.kafka import encode_event
-from triage_runtime.outcomes.review import ReviewWorkflow
+from triage_runtime.kafka import encode_event, make_broker
+from triage_runtime.outbox import Outbox
+from triage_runtime.outcomes.review import DecisionTopics, ReviewWorkflow
 from triage_runtime.registry import LocalArtifactStore, ModelRegistry
 from triage_runtime.routing import RoutingPolicy
 from triage_text.extract import extract_text
@@ -198,12 +199,26 @@ def test_bad_canary_is_detected_rolled_back_and_replay_restores_champion_routing
 
     async def decide() -> None:
         engine = make_async_engine(clean_db)
+        # As the review UI does: the decisions' events go out (the outbox relay would also).
+        broker = make_broker(isolated.kafka_bootstrap, client_id="test-review")
+        await broker.start()
         flow = ReviewWorkflow(
-            engine, labels=sorted(TOPIC_WORDS), lease=timedelta(minutes=5), producer=PRODUCER
+            engine,
+            labels=sorted(TOPIC_WORDS),
+            lease=timedelta(minutes=5),
+            producer=PRODUCER,
+            topics=DecisionTopics(
+                decisions=isolated.topic(topics.REVIEW_DECISIONS),
+                routed=lambda q: isolated.topic(topics.routed_topic(q)),
+            ),
+            publisher=Outbox(
+                engine, broker, service="review-ui", topic_prefix=isolated.topic_prefix
+            ),
         )
         for item_id, _ in pending:
             await flow.claim(item_id, reviewer="alice")
             await flow.decide(item_id, reviewer="alice", label="technical")
+        await broker.stop()
         await engine.dispose()
 
     asyncio.run(decide())
@@ -292,9 +307,10 @@ def test_bad_canary_is_detected_rolled_back_and_replay_restores_champion_routing
     corrections = _rows(
         clean_db,
         "SELECT document_id, from_queue, to_queue, withdrawn_event_id::text,"
-        " routed_event_id::text, published_at IS NOT NULL FROM routing_correction",
+        " routed_event_id::text FROM routing_correction",
     )
-    assert corrections and all(row[5] for row in corrections)
+    pending = _rows(clean_db, "SELECT count(*) FROM outbox WHERE published_at IS NULL")
+    assert corrections and pending == [(0,)]
     withdrawals = [row for row in corrections if row[1]]
     assert {row[0] for row in withdrawals} >= misrouted
     assert any(row[2] for row in withdrawals), "some document should move queue to queue"
@@ -314,7 +330,7 @@ def test_bad_canary_is_detected_rolled_back_and_replay_restores_champion_routing
         if m["value"]["schema_name"] == "DocumentWithdrawn"
     }
     routed = {m["value"]["event_id"]: m for m in messages}
-    for doc_id, old, new, withdrawn_id, routed_id, _ in corrections:
+    for doc_id, old, new, withdrawn_id, routed_id in corrections:
         if old is not None:
             assert withdrawn[withdrawn_id]["topic"].endswith(f"routed.{old}.v1")
             assert withdrawn[withdrawn_id]["key"] == doc_id

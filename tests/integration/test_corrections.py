@@ -6,18 +6,38 @@ import asyncio
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, select, text
+from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.orm import Session
 
-from tests.helpers import PRODUCER, classified
+from tests.helpers import PRODUCER, Unpublished, classified, routed_item
 from triage_contracts import DecidedBy, Event
 from triage_runtime.db.engine import make_async_engine
+from triage_runtime.db.models import OutboxRow
+from triage_runtime.outbox import event_of
 from triage_runtime.outcomes.corrections import CorrectionStore, Outcome
-from triage_runtime.outcomes.review import ReviewWorkflow
+from triage_runtime.outcomes.review import DecisionTopics, ReviewWorkflow
 from triage_runtime.outcomes.store import OutcomeStore
 from triage_runtime.routing import ReviewReason, RouteTo, RoutingPolicy, SendToReview, decide
 
 SLA = timedelta(hours=4)
 POLICY = RoutingPolicy(review_sla_hours=4)
+
+
+def _outbox(url: str) -> list[tuple[str, Event]]:
+    """Every (topic, event) in the outbox, in the order written."""
+    engine = create_engine(url)
+    with Session(engine) as session:
+        rows = session.scalars(select(OutboxRow).order_by(OutboxRow.id)).all()
+        found = [(row.topic, event_of(row)) for row in rows]
+    engine.dispose()
+    return found
+
+
+def _store(engine: AsyncEngine) -> CorrectionStore:
+    return CorrectionStore(
+        engine, producer=PRODUCER, review_sla=SLA, topic_for=lambda q: f"routed.{q}"
+    )
 
 
 def _one(url: str, sql: str) -> Any:
@@ -31,60 +51,55 @@ def _one(url: str, sql: str) -> Any:
 def test_a_document_moves_queue_to_review_to_queue_and_each_move_is_announced(
     clean_db: str,
 ) -> None:
-    async def scenario() -> list[tuple[str, Event]]:
+    async def scenario() -> None:
         engine = make_async_engine(clean_db)
         router = OutcomeStore(engine)
-        store = CorrectionStore(engine, producer=PRODUCER, review_sla=SLA)
-        sent: list[tuple[str, Event]] = []
-
-        async def publish(topic: str, event: Event) -> None:
-            sent.append((topic, event))
+        store = _store(engine)
 
         original = classified(label="billing", confidence=0.97, sha256="b1" * 32)
+        billing = RouteTo("billing", DecidedBy.MODEL, 0.97)
         stored = await router.record_route(
-            original, RouteTo("billing", DecidedBy.MODEL, 0.97), event_id=original.event_id
+            original, billing, routed=routed_item(original, billing, topic="routed.billing")
         )
-        await router.mark_published(original.document_id)
 
         # Re-scored as legal: withdrawn from billing, routed to legal.
         legal = classified(label="legal", confidence=0.95, sha256="b1" * 32, model_version="v2")
         change = await store.apply(legal, decide(legal, POLICY), replay_id="r1")
         assert (change.outcome, change.old, change.new) == (Outcome.CHANGED, "billing", "legal")
-        assert await store.publish_pending(publish, topic_for=lambda q: f"routed.{q}") == 1
-        (t1, withdrawn), (t2, routed) = sent
+        _, (t1, withdrawn), (t2, routed) = sent = _outbox(clean_db)
         assert (t1, t2) == ("routed.billing", "routed.legal")
+        assert change.event_ids == (withdrawn.event_id, routed.event_id)
         assert withdrawn.withdrawn_event_id == stored.event_id  # type: ignore[attr-defined]
         assert routed.supersedes_event_id == stored.event_id  # type: ignore[attr-defined]
 
-        # The same score again: nothing changes, nothing is sent.
+        # The same score again: nothing changes, nothing is announced.
         again = await store.apply(legal, decide(legal, POLICY), replay_id="r2")
-        assert again.outcome is Outcome.UNCHANGED
-        assert await store.publish_pending(publish, topic_for=lambda q: f"routed.{q}") == 0
+        assert again.outcome is Outcome.UNCHANGED and again.event_ids == ()
+        assert len(_outbox(clean_db)) == len(sent)
 
         # Re-scored unsure: withdrawn from legal, a review item opened.
         unsure = classified(label="legal", confidence=0.5, sha256="b1" * 32, model_version="v3")
         dry = await store.apply(unsure, decide(unsure, POLICY), replay_id="r3", dry_run=True)
         assert dry.outcome is Outcome.CHANGED
         assert _one(clean_db, "SELECT count(*) FROM review_item")[0] == 0, "a dry run changed data"
+        assert len(_outbox(clean_db)) == len(sent), "a dry run wrote events"
         change = await store.apply(unsure, decide(unsure, POLICY), replay_id="r3")
         assert (change.old, change.new) == ("legal", "review")
-        await store.publish_pending(publish, topic_for=lambda q: f"routed.{q}")
-        topic, withdrawn_legal = sent[-1]
+        topic, withdrawn_legal = _outbox(clean_db)[-1]
         assert topic == "routed.legal"
         assert withdrawn_legal.withdrawn_event_id == routed.event_id  # type: ignore[attr-defined]
 
         # A redelivery of the original score must not put it back in billing.
         redelivered = await router.record_route(
-            original, RouteTo("billing", DecidedBy.MODEL, 0.97), event_id=original.event_id
+            original, billing, routed=routed_item(original, billing)
         )
-        assert redelivered.published_at is not None
+        assert not redelivered.created and redelivered.event_id == routed.event_id
 
         # Confident again: the review item is closed and the document routed.
         sure = classified(label="legal", confidence=0.99, sha256="b1" * 32, model_version="v4")
         change = await store.apply(sure, decide(sure, POLICY), replay_id="r4")
         assert (change.old, change.new) == ("review", "legal")
         await engine.dispose()
-        return sent
 
     asyncio.run(scenario())
     status, note = _one(clean_db, "SELECT status, note FROM review_item")
@@ -99,7 +114,7 @@ def test_review_items_are_updated_in_place_and_human_decisions_are_never_touched
     async def scenario() -> None:
         engine = make_async_engine(clean_db)
         router = OutcomeStore(engine)
-        store = CorrectionStore(engine, producer=PRODUCER, review_sla=SLA)
+        store = _store(engine)
         first = classified(label="billing", confidence=0.5, sha256="c1" * 32)
         second = classified(label="legal", confidence=0.6, sha256="c2" * 32)
         for event in (first, second):
@@ -126,7 +141,12 @@ def test_review_items_are_updated_in_place_and_human_decisions_are_never_touched
         assert updated.outcome is Outcome.REVIEW_UPDATED
 
         flow = ReviewWorkflow(
-            engine, labels=["billing", "legal", "technical"], lease=SLA, producer=PRODUCER
+            engine,
+            labels=["billing", "legal", "technical"],
+            lease=SLA,
+            producer=PRODUCER,
+            topics=DecisionTopics(decisions="decisions", routed=lambda q: f"routed.{q}"),
+            publisher=Unpublished(),
         )
         (item_id,) = _one(clean_db, f"SELECT id FROM review_item WHERE blob_sha256 = '{'c2' * 32}'")
         await flow.claim(item_id, reviewer="alice")
@@ -163,14 +183,12 @@ def test_a_batch_applies_as_one_document_at_a_time_would_even_with_a_document_tw
     async def scenario(prefix: str, batched: bool) -> list[tuple[Outcome, str, str]]:
         engine = make_async_engine(clean_db)
         router = OutcomeStore(engine)
-        store = CorrectionStore(engine, producer=PRODUCER, review_sla=SLA)
+        store = _store(engine)
         sha = [f"{prefix}{n}" * 32 for n in "1234"]
         for queue, digest in (("billing", sha[0]), ("legal", sha[1])):
             seeded = classified(label=queue, confidence=0.97, sha256=digest)
-            await router.record_route(
-                seeded, RouteTo(queue, DecidedBy.MODEL, 0.97), event_id=seeded.event_id
-            )
-            await router.mark_published(seeded.document_id)
+            route = RouteTo(queue, DecidedBy.MODEL, 0.97)
+            await router.record_route(seeded, route, routed=routed_item(seeded, route))
         unsure = classified(label="legal", confidence=0.5, sha256=sha[2])
         decision = decide(unsure, POLICY)
         assert isinstance(decision, SendToReview)

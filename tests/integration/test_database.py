@@ -11,11 +11,11 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine, inspect, text
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
-from tests.helpers import classified
+from tests.helpers import classified, routed_item
 from tests.stack import Stack
-from triage_contracts import DecidedBy, DocumentClassifiedV1
+from triage_contracts import DecidedBy, DocumentRoutedV1
 from triage_runtime.db.engine import alembic_config, make_async_engine, upgrade
-from triage_runtime.outcomes.store import OutcomeStore
+from triage_runtime.outcomes.store import Item, OutcomeStore
 from triage_runtime.policy_store import PolicyChange, PolicyStore
 from triage_runtime.routing import ReviewReason, RouteTo, SendToReview
 
@@ -72,12 +72,15 @@ def test_route_is_recorded_once_whatever_is_redelivered(clean_db: str) -> None:
         event = classified()
         decision = RouteTo("billing", DecidedBy.MODEL, 0.97)
         first_id, second_id = uuid.uuid4(), uuid.uuid4()
-        first = await store.record_route(event, decision, event_id=first_id)
-        assert first.event_id == first_id and first.published_at is None
-        await store.mark_published(event.document_id)
-        again = await store.record_route(event, decision, event_id=second_id)
+        first = await store.record_route(
+            event, decision, routed=routed_item(event, decision, event_id=first_id)
+        )
+        assert first.event_id == first_id and first.created
+        again = await store.record_route(
+            event, decision, routed=routed_item(event, decision, event_id=second_id)
+        )
         assert again.event_id == first_id, "a redelivery must reuse the stored event id"
-        assert again.published_at is not None
+        assert not again.created
         await engine.dispose()
 
     asyncio.run(scenario())
@@ -135,7 +138,8 @@ def test_a_batch_of_distinct_documents_ends_as_if_applied_one_by_one(clean_db: s
                     producer=Producer(service="ingest", version="test"),
                 )
                 for n in range(7)
-            ]
+            ],
+            topic="test.triage.documents",
         )
         ids = [e.document_id for e in events]
         # The state before: 2 is in review, 3 and 4 are routed (published), 5 was withdrawn
@@ -143,8 +147,7 @@ def test_a_batch_of_distinct_documents_ends_as_if_applied_one_by_one(clean_db: s
         await store.open_review(events[2], review)
         await store.open_review(events[6], review)
         for n in (3, 4, 5):
-            await store.record_route(events[n], route, event_id=uuid.uuid4())
-            await store.mark_published(ids[n])
+            await store.record_route(events[n], route, routed=routed_item(events[n], route))
         sync = create_engine(clean_db)
         with sync.begin() as conn:
             conn.execute(
@@ -159,43 +162,43 @@ def test_a_batch_of_distinct_documents_ends_as_if_applied_one_by_one(clean_db: s
                 {"d": ids[6]},
             )
         given = [uuid.uuid4() for _ in ids]
-        items: list[tuple[DocumentClassifiedV1, RouteTo | SendToReview, uuid.UUID]] = [
-            (events[0], route, given[0]),  # new: routed
-            (events[1], review, given[1]),  # new: to review
-            (events[2], route, given[2]),  # in review: stays there
-            (events[3], review, given[3]),  # routed: stays routed
-            (events[4], route, given[4]),  # routed and published: a duplicate
-            (events[5], route, given[5]),  # withdrawn: never re-applied
-            (events[6], route, given[6]),  # decided by a human: status stays
+
+        def routed(n: int) -> tuple[str, DocumentRoutedV1]:
+            return routed_item(events[n], route, event_id=given[n])
+
+        items: list[Item] = [
+            (events[0], route, routed(0)),  # new: routed
+            (events[1], review, None),  # new: to review
+            (events[2], route, routed(2)),  # in review: stays there
+            (events[3], review, None),  # routed: stays routed
+            (events[4], route, routed(4)),  # routed: a duplicate
+            (events[5], route, routed(5)),  # withdrawn: never re-applied
+            (events[6], route, routed(6)),  # decided by a human: status stays
         ]
         if batched:
             results = await store.apply_batch(items)
         else:
             results = []
-            for e, d, i in items:
-                if isinstance(d, RouteTo):
-                    results.append(await store.record_route(e, d, event_id=i))
-                else:
+            for e, d, r in items:
+                if isinstance(d, SendToReview):
                     results.append(await store.open_review(e, d))
+                elif r is not None:
+                    results.append(await store.record_route(e, d, routed=r))
         await engine.dispose()
         shown: list[Any] = []
-        for (_, _, event_id), result in zip(items, results, strict=True):
+        for n, result in enumerate(results):
             if isinstance(result, bool):
                 shown.append(result)
             else:
                 shown.append(
-                    (
-                        result.queue,
-                        result.published_at is not None,
-                        result.in_review,
-                        result.event_id == event_id,
-                    )
+                    (result.queue, result.created, result.in_review, result.event_id == given[n])
                 )
         with sync.connect() as conn:
             rows = conn.execute(
                 text(
-                    "SELECT d.document_id, d.status, d.queue, r.queue, r.published_at IS NULL,"
-                    " i.status FROM document_status d"
+                    "SELECT d.document_id, d.status, d.queue, r.queue, i.status,"
+                    " (SELECT count(*) FROM outbox o WHERE o.event_id = r.event_id)"
+                    " FROM document_status d"
                     " LEFT JOIN routing_decision r USING (document_id)"
                     " LEFT JOIN review_item i USING (document_id)"
                     " WHERE d.document_id IN :ids"
@@ -210,14 +213,15 @@ def test_a_batch_of_distinct_documents_ends_as_if_applied_one_by_one(clean_db: s
     batched = asyncio.run(scenario("batch", batched=True))
     assert batched == one_by_one
     results, state = batched
-    assert results[0] == ("billing", False, False, True)  # routed now, to be published
+    assert results[0] == ("billing", True, False, True)  # routed now, its event in the outbox
+    assert state[0][4] == 1
     assert results[1] is True  # a review item opened
     assert results[2] == ("billing", False, True, True)  # kept in review
     assert results[3] is False  # kept routed
-    assert results[4][1] is True  # already published: nothing to do
-    assert results[5][1] is True  # withdrawn counts as published
+    assert results[4][:2] == ("billing", False) and not results[4][3]  # the stored routing
+    assert results[5][:2] == ("billing", False) and not results[5][3]  # withdrawn: as stored
     assert state[0][:2] == ("routed", "billing")
-    assert state[1][0] == "in_review" and state[1][4] == "pending"
+    assert state[1][0] == "in_review" and state[1][3] == "pending"
     assert state[6][0] == "decided"
 
 
@@ -227,11 +231,12 @@ def test_a_document_twice_in_one_batch_keeps_its_first_outcome(clean_db: str) ->
     async def scenario() -> list[Any]:
         engine = make_async_engine(clean_db)
         event = classified(sha256="e7" * 32)
+        route = RouteTo("billing", DecidedBy.MODEL, 0.97)
         review = SendToReview(ReviewReason.LOW_CONFIDENCE, 50, utcnow())
         results = await OutcomeStore(engine).apply_batch(
             [
-                (event, RouteTo("billing", DecidedBy.MODEL, 0.97), uuid.uuid4()),
-                (event, review, uuid.uuid4()),  # a redelivery, scored differently
+                (event, route, routed_item(event, route)),
+                (event, review, None),  # a redelivery, scored differently
             ]
         )
         await engine.dispose()
@@ -247,9 +252,8 @@ def test_the_database_refuses_a_second_outcome_for_one_document(clean_db: str) -
 
     async def first() -> None:
         engine = make_async_engine(clean_db)
-        await OutcomeStore(engine).record_route(
-            event, RouteTo("billing", DecidedBy.MODEL, 0.97), event_id=uuid.uuid4()
-        )
+        route = RouteTo("billing", DecidedBy.MODEL, 0.97)
+        await OutcomeStore(engine).record_route(event, route, routed=routed_item(event, route))
         await engine.dispose()
 
     asyncio.run(first())
@@ -296,7 +300,7 @@ def test_concurrent_decisions_for_one_document_give_it_exactly_one_outcome(
         async def one(n: int) -> Any:
             if n % 2:
                 return await store.open_review(event, review)
-            return await store.record_route(event, route, event_id=uuid.uuid4())
+            return await store.record_route(event, route, routed=routed_item(event, route))
 
         try:
             return list(await asyncio.gather(*(one(n) for n in range(20))))
@@ -307,17 +311,19 @@ def test_concurrent_decisions_for_one_document_give_it_exactly_one_outcome(
     engine = create_engine(clean_db)
     try:
         with engine.connect() as conn:
-            [(kind, outcomes, routings, reviews)] = conn.execute(
+            [(kind, outcomes, routings, reviews, events)] = conn.execute(
                 text(
                     "SELECT max(kind), count(*),"
                     " (SELECT count(*) FROM routing_decision),"
-                    " (SELECT count(*) FROM review_item) FROM document_outcome"
+                    " (SELECT count(*) FROM review_item),"
+                    " (SELECT count(*) FROM outbox) FROM document_outcome"
                 )
             ).all()
     finally:
         engine.dispose()
     assert outcomes == 1
     assert (routings, reviews) == ((1, 0) if kind == "routed" else (0, 1))
+    assert events == routings  # one routed event in the outbox, or none
     opened = [r for r in results if r is True]
     routed_first = [r for r in results if not isinstance(r, bool) and not r.in_review]
     if kind == "routed":
@@ -362,20 +368,19 @@ def test_a_dead_letter_is_a_documents_outcome_until_it_is_scored_after_all(clean
                     producer=Producer(service="ingest", version="test"),
                 )
                 for sha in ("d1" * 32, "d2" * 32)
-            ]
+            ],
+            topic="test.triage.documents",
         )
-        await store.record_route(
-            routed, RouteTo("billing", DecidedBy.MODEL, 0.97), event_id=uuid.uuid4()
-        )
+        billing = RouteTo("billing", DecidedBy.MODEL, 0.97)
+        await store.record_route(routed, billing, routed=routed_item(routed, billing))
         first = await store.record_dead_letters(
             [letter(lost.document_id), letter(routed.document_id)]
         )
         again = await store.record_dead_letters([letter(lost.document_id)])
         status = await ingest.status(lost.document_id)
         # A re-driven record scored after all: the dead letter gives way to the routing.
-        await store.record_route(
-            lost, RouteTo("legal", DecidedBy.MODEL, 0.9), event_id=uuid.uuid4()
-        )
+        legal = RouteTo("legal", DecidedBy.MODEL, 0.9)
+        await store.record_route(lost, legal, routed=routed_item(lost, legal))
         after = await ingest.status(lost.document_id)
         await engine.dispose()
         assert after is not None and (after["status"], after["queue"]) == ("routed", "legal")

@@ -27,6 +27,7 @@ from triage_ingest.store import IngestStore
 from triage_runtime.blobstore import LocalBlobStore
 from triage_runtime.db.engine import make_async_engine
 from triage_runtime.kafka import make_broker
+from triage_runtime.outbox import Outbox
 
 
 def _imap(stack: Stack) -> Imap:
@@ -110,6 +111,7 @@ class Harness:
             blobs=LocalBlobStore(blob_dir),
             broker=self.broker,
             store=self.store,
+            outbox=Outbox(self.engine, self.broker, service="tests", topic_prefix=stack.topic("")),
             producer=Producer(service="tests", version="0"),
             documents_topic=stack.topic(topics.DOCUMENTS),
             deadletter_topic=stack.topic(topics.DEADLETTER),

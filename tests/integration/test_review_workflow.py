@@ -8,15 +8,22 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import create_engine, text
+from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tests.helpers import PRODUCER, RECEIVED_AT, classified
+from tests.helpers import PRODUCER, RECEIVED_AT, Unpublished, classified, routed_item
 from tests.kafkatools import collect
 from tests.stack import Stack
 from triage_contracts import DecidedBy, topics
 from triage_review_ui.metrics import count_decision
 from triage_runtime.db.engine import make_async_engine
-from triage_runtime.kafka import make_broker, publish_event
-from triage_runtime.outcomes.review import ClaimConflictError, ReviewWorkflow, WorkflowError
+from triage_runtime.kafka import make_broker
+from triage_runtime.outbox import Outbox, Publisher
+from triage_runtime.outcomes.review import (
+    ClaimConflictError,
+    DecisionTopics,
+    ReviewWorkflow,
+    WorkflowError,
+)
 from triage_runtime.outcomes.store import OutcomeStore
 from triage_runtime.routing import ReviewReason, RouteTo, SendToReview
 
@@ -39,13 +46,24 @@ async def _open_items(database_url: str, count: int) -> list[int]:
     return ids
 
 
-def _workflow(database_url: str, lease: float = 60.0) -> tuple[ReviewWorkflow, object]:
+TOPICS = DecisionTopics(decisions="test.decisions", routed=lambda queue: f"test.routed.{queue}")
+
+
+def _workflow(
+    database_url: str,
+    lease: float = 60.0,
+    *,
+    topics_: DecisionTopics = TOPICS,
+    publisher: Publisher | None = None,
+) -> tuple[ReviewWorkflow, AsyncEngine]:
     engine = make_async_engine(database_url)
     flow = ReviewWorkflow(
         engine,
         labels=LABELS,
         lease=timedelta(seconds=lease),
         producer=PRODUCER,
+        topics=topics_,
+        publisher=publisher or Unpublished(),
         on_decided=count_decision,  # as the review UI counts them
     )
     return flow, engine
@@ -74,8 +92,8 @@ def test_two_reviewers_claiming_at_once_exactly_one_wins(clean_db: str) -> None:
             for result in results:
                 assert not isinstance(result, Exception) or isinstance(result, ClaimConflictError)
             outcomes.append(tuple(not isinstance(r, Exception) for r in results))
-        await alice_engine.dispose()  # type: ignore[attr-defined]
-        await bob_engine.dispose()  # type: ignore[attr-defined]
+        await alice_engine.dispose()
+        await bob_engine.dispose()
         return outcomes  # type: ignore[return-value]
 
     outcomes = asyncio.run(scenario())
@@ -101,7 +119,7 @@ def test_a_lease_expires_and_only_the_holder_may_decide(clean_db: str) -> None:
         await flow.decide(item, reviewer="bob", label="legal", note="NDA, not an invoice")
         with pytest.raises(ClaimConflictError, match="already decided"):
             await flow.claim(item, reviewer="alice")
-        await engine.dispose()  # type: ignore[attr-defined]
+        await engine.dispose()
 
     asyncio.run(scenario())
     assert _scalar(clean_db, "SELECT decided_label FROM review_item") == "legal"
@@ -116,38 +134,35 @@ def test_a_decision_is_published_once_and_never_overwritten(isolated: Stack, cle
     async def scenario() -> tuple[int, int]:
         [item] = await _open_items(clean_db, 1)
         document_id = classified(sha256=f"{0:064x}").document_id
-        flow, engine = _workflow(clean_db)
-        await flow.claim(item, reviewer="alice")
-        await flow.decide(item, reviewer="alice", label="technical")
         broker = make_broker(isolated.kafka_bootstrap, client_id="test-review")
         await broker.start()
-
-        async def publish(topic: str, message: object) -> None:
-            await publish_event(broker, topic, message)  # type: ignore[arg-type]
-
-        first = await flow.publish_pending(
-            publish,
-            decisions_topic=isolated.topic(topics.REVIEW_DECISIONS),
-            routed_topic=lambda q: isolated.topic(topics.routed_topic(q)),
+        engine = make_async_engine(clean_db)
+        outbox = Outbox(engine, broker, service="review-ui", topic_prefix=isolated.topic_prefix)
+        flow, flow_engine = _workflow(
+            clean_db,
+            topics_=DecisionTopics(
+                decisions=isolated.topic(topics.REVIEW_DECISIONS),
+                routed=lambda q: isolated.topic(topics.routed_topic(q)),
+            ),
+            publisher=outbox,
         )
-        again = await flow.publish_pending(
-            publish,
-            decisions_topic=isolated.topic(topics.REVIEW_DECISIONS),
-            routed_topic=lambda q: isolated.topic(topics.routed_topic(q)),
-        )
+        await flow.claim(item, reviewer="alice")
+        await flow.decide(item, reviewer="alice", label="technical")  # published at once
+        again = await outbox.relay(grace=timedelta(0))  # nothing left for the relay
         # A later confident score for the same document (a replay, say) changes nothing.
-        router = OutcomeStore(engine)  # type: ignore[arg-type]
+        router = OutcomeStore(engine)
         rescored = event.model_copy(update={"document_id": document_id})
-        stored = await router.record_route(
-            rescored, RouteTo("billing", DecidedBy.MODEL, 0.99), event_id=event.event_id
-        )
-        assert stored.queue == "technical" and stored.published_at is not None
+        billing = RouteTo("billing", DecidedBy.MODEL, 0.99)
+        stored = await router.record_route(rescored, billing, routed=routed_item(rescored, billing))
+        assert stored.queue == "technical" and not stored.created
         await broker.stop()
-        await engine.dispose()  # type: ignore[attr-defined]
-        return first, again
+        await flow_engine.dispose()
+        await engine.dispose()
+        published = _scalar(clean_db, "SELECT count(*) FROM outbox WHERE published_at IS NOT NULL")
+        return int(str(published)), again
 
-    first, again = asyncio.run(scenario())
-    assert (first, again) == (1, 0)
+    published, again = asyncio.run(scenario())
+    assert (published, again) == (2, 0)
     messages = asyncio.run(
         collect(
             isolated.kafka_bootstrap,
@@ -171,7 +186,7 @@ def test_bulk_decide_skips_items_others_hold(clean_db: str) -> None:
         flow, engine = _workflow(clean_db)
         await flow.claim(ids[2], reviewer="bob")
         result = await flow.bulk_decide(ids, reviewer="alice", label="other")
-        await engine.dispose()  # type: ignore[attr-defined]
+        await engine.dispose()
         return result.decided, result.skipped, ids
 
     decided, skipped, ids = asyncio.run(scenario())
@@ -192,10 +207,11 @@ def test_decisions_become_training_examples(clean_db: str, tmp_path: Path) -> No
         await OutcomeStore(engine).open_review(
             event, SendToReview(ReviewReason.LOW_CONFIDENCE, 2, RECEIVED_AT)
         )
-        flow = ReviewWorkflow(engine, labels=LABELS, lease=timedelta(minutes=5), producer=PRODUCER)
+        flow, flow_engine = _workflow(clean_db, lease=300.0)
         [item_id] = await _open_ids(clean_db)
         await flow.claim(item_id, reviewer="alice")
         await flow.decide(item_id, reviewer="alice", label="legal")
+        await flow_engine.dispose()
         await engine.dispose()
 
     asyncio.run(scenario())
@@ -229,7 +245,7 @@ def test_each_decision_counts_as_agreed_or_overridden_for_the_model(clean_db: st
             await flow.decide(item_id, reviewer="alice", label=label)
         with pytest.raises(ClaimConflictError):
             await flow.decide(first, reviewer="alice", label="legal")  # refused: not counted
-        await engine.dispose()  # type: ignore[attr-defined]
+        await engine.dispose()
 
     asyncio.run(scenario())
     assert (count("agreed") - before[0], count("overridden") - before[1]) == (1.0, 2.0)

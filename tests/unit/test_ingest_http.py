@@ -276,7 +276,9 @@ def test_kafka_down_still_accepts_and_the_relay_publishes_the_event_once_it_is_b
     assert accepted.status_code == 202
     [document] = accepted.json()["documents"]
     assert ingest.broker.sent == []
-    assert [e.document_id for _, e in ingest.outbox.pending.values()] == [document["document_id"]]
+    assert [e.event_id for _, e in ingest.outbox.pending.values()] == [
+        ingest.store.documents[document["document_id"]].event_id
+    ]
     # The client retries anyway: still one document, one event.
     assert ingest.upload(("a.txt", b"a", "text/plain"), headers=KEY_A).status_code == 202
     ingest.broker.down = False

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import json
 import logging
-from collections.abc import MutableMapping
+import uuid
+from collections.abc import Collection, MutableMapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,6 +20,7 @@ from triage_contracts import DocumentReceivedV1, ErrorClass
 from triage_runtime.blobstore import BlobNotFoundError, LocalBlobStore
 from triage_runtime.kafka import UnprocessableError, dead_letter_for, decode_event, encode_event
 from triage_runtime.logs import JsonFormatter
+from triage_runtime.outbox import InBackground
 from triage_runtime.settings import CommonSettings
 
 
@@ -204,3 +207,24 @@ async def test_publish_many_delivers_in_order_through_the_in_memory_broker() -> 
     async with TestKafkaBroker(broker):
         await publish_many(broker, [("out", event) for event in events])
     assert seen == [("out", event.document_id.encode()) for event in events]
+
+
+async def test_in_background_returns_before_kafka_answers_and_the_events_still_go_out() -> None:
+    class Slow:
+        def __init__(self) -> None:
+            self.answer = asyncio.Event()
+            self.published: list[uuid.UUID] = []
+
+        async def publish(self, event_ids: Collection[uuid.UUID]) -> int:
+            await self.answer.wait()  # Kafka is slow (or down, and the timeout long)
+            self.published += event_ids
+            return len(event_ids)
+
+    slow = Slow()
+    ids = [uuid.uuid4(), uuid.uuid4()]
+    started = await asyncio.wait_for(InBackground(slow).publish(ids), timeout=1.0)
+    assert started == 0 and slow.published == []
+    slow.answer.set()
+    for _ in range(10):
+        await asyncio.sleep(0)
+    assert slow.published == ids

@@ -91,6 +91,23 @@ class Publisher(Protocol):
         ...
 
 
+class InBackground:
+    """A publisher that starts ``publish`` in a task and returns at once, for a writer that
+    answers a person (the review UI): a click must not wait on Kafka. What the task does not
+    publish (Kafka down, the process stopping) the relay does."""
+
+    def __init__(self, publisher: Publisher) -> None:
+        self._publisher = publisher
+        self._tasks: set[asyncio.Task[int]] = set()
+
+    async def publish(self, event_ids: Collection[uuid.UUID]) -> int:
+        """Start publishing these events; 0 (none is published yet)."""
+        task = asyncio.create_task(self._publisher.publish(list(event_ids)))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return 0
+
+
 def event_of(row: OutboxRow) -> Event:
     """The event an outbox row holds."""
     return _TYPES[row.schema].model_validate(row.payload)

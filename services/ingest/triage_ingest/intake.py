@@ -179,10 +179,11 @@ class Intake:
             for a in arrivals
         ]
         stored = await self._store.record_documents(events, topic=self._documents_topic)
-        # The outbox publishes only what this call created: the same bytes again (in this
-        # request, a retry or a concurrent one) are the document already accepted.
+        # Only what this call created is new: the same bytes again (in this request, a retry
+        # or a concurrent one) are the document already accepted, whose event the outbox
+        # publishes once; if a crash left it pending, this publishes it now.
         created = [event for event, row in zip(events, stored, strict=True) if row.created]
-        await self._outbox.publish([event.event_id for event in created])
+        await self._outbox.publish(list(dict.fromkeys(row.event_id for row in stored)))
         for event in created:
             source = event.document.source
             DOCUMENTS_ACCEPTED.labels(source.kind.value).inc()

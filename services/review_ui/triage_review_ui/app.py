@@ -30,7 +30,7 @@ from triage_runtime.accounts.store import AuthStore
 from triage_runtime.db.engine import database_reachable, make_async_engine
 from triage_runtime.kafka import make_broker
 from triage_runtime.ops import ops_router
-from triage_runtime.outbox import Outbox
+from triage_runtime.outbox import InBackground, Outbox
 from triage_runtime.outcomes.review import DecisionTopics, ReviewWorkflow
 from triage_runtime.service import producer_for
 from triage_text.pool import ExtractionLimits, ExtractionPool
@@ -66,7 +66,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             decisions=settings.topic(topics.REVIEW_DECISIONS),
             routed=lambda queue: settings.topic(topics.routed_topic(queue)),
         ),
-        publisher=outbox,
+        publisher=InBackground(outbox),  # a reviewer's click never waits on Kafka
         on_decided=count_decision,
     )
     gauges = QueueGauges(queries)
