@@ -10,11 +10,12 @@ service that writes runs ``Outbox.relaying``, and one pass at a time across all 
 PostgreSQL advisory lock) publishes the rows pending for longer than ``GRACE``, in the order
 they were written.
 
-A row is taken with ``FOR UPDATE SKIP LOCKED`` and marked published in the same transaction
-that publishes it, so two publishers never publish one row; a crash after the broker's
-acknowledgement and before the commit publishes that event again with the same event id
-(at least once; consumers deduplicate on event id). Published rows are deleted after
-``keep``.
+A row is locked (``FOR UPDATE``, in id order) and marked published in the same transaction
+that publishes it, so two publishers never publish one row: the second waits, then finds it
+published. The direct path takes the earlier pending events of the same documents first, so
+a document's events go out in the order written. A crash after the broker's acknowledgement
+and before the commit publishes that event again with the same event id (at least once;
+consumers deduplicate on event id). Published rows are deleted after ``keep``.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from datetime import timedelta
 from typing import Any, Protocol
 
 from faststream.kafka import KafkaBroker
-from sqlalchemy import ColumnElement, delete, func, select, update
+from sqlalchemy import ColumnElement, delete, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -65,7 +66,7 @@ def rows_for(items: Sequence[tuple[str, Event]]) -> list[dict[str, Any]]:
             "schema": event.schema_name,
             "event_id": event.event_id,
             "document_id": getattr(event, "document_id", None),
-            "payload": event.model_dump(mode="json"),
+            "payload": event.model_dump_json(),
         }
         for topic, event in items
     ]
@@ -110,7 +111,7 @@ class InBackground:
 
 def event_of(row: OutboxRow) -> Event:
     """The event an outbox row holds."""
-    return _TYPES[row.schema].model_validate(row.payload)
+    return _TYPES[row.schema].model_validate_json(row.payload)
 
 
 class Outbox:
@@ -136,15 +137,27 @@ class Outbox:
         ids = list(event_ids)
         if not ids:
             return 0
+        # The documents' earlier events still pending (their writer's publish failed) go
+        # first, so a document's events reach its partition in the order written.
+        documents = select(OutboxRow.document_id).where(
+            OutboxRow.event_id.in_(ids), OutboxRow.document_id.is_not(None)
+        )
+        mine = or_(OutboxRow.event_id.in_(ids), OutboxRow.document_id.in_(documents))
+        total = 0
         try:
-            return await self._publish_pending(OutboxRow.event_id.in_(ids), path="direct")
+            while True:
+                async with self._sessions.begin() as session:
+                    published = await self._publish_in(session, mine, path="direct")
+                total += published
+                if published < BATCH:
+                    return total
         except Exception as exc:  # noqa: BLE001 - committed rows wait for the relay
             OUTBOX_PUBLISH_FAILURES.labels(self._service, "direct").inc()
             log.warning(
                 "outbox events not published now; the relay will publish them",
                 extra={"events": len(ids), "error": type(exc).__name__},
             )
-            return 0
+            return total
 
     async def relay(self, *, grace: timedelta = GRACE, wait: bool = False) -> int:
         """Publish every row pending for longer than ``grace``, oldest first; how many.
@@ -167,10 +180,6 @@ class Outbox:
             if published < BATCH:
                 return total
 
-    async def _publish_pending(self, where: ColumnElement[bool], *, path: str) -> int:
-        async with self._sessions.begin() as session:
-            return await self._publish_in(session, where, path=path)
-
     async def _publish_in(
         self, session: AsyncSession, where: ColumnElement[bool], *, path: str
     ) -> int:
@@ -180,7 +189,9 @@ class Outbox:
                 .where(OutboxRow.published_at.is_(None), where)
                 .order_by(OutboxRow.id)
                 .limit(BATCH)
-                .with_for_update(skip_locked=True)
+                # Locked in id order, everywhere: a publisher waits for another's rows (and
+                # then skips them, published) rather than overtake them; no deadlock.
+                .with_for_update()
             )
         ).all()
         if not rows:

@@ -337,7 +337,8 @@ class OutboxRow(Base):
     schema: Mapped[str] = mapped_column(String(80))
     event_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), unique=True)
     document_id: Mapped[str | None] = mapped_column(String(36))
-    payload: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    payload: Mapped[str] = mapped_column(Text)
+    """The event as JSON text (jsonb cannot hold the U+0000 an event may carry, escaped)."""
     created_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.clock_timestamp()
     )

@@ -75,7 +75,9 @@ def upgrade() -> None:
         sa.Column("schema", sa.String(80), nullable=False),
         sa.Column("event_id", postgresql.UUID(as_uuid=True), nullable=False, unique=True),
         sa.Column("document_id", sa.String(36)),
-        sa.Column("payload", postgresql.JSONB(), nullable=False),
+        # The event's JSON as text: jsonb cannot hold U+0000, which a file name or a mail
+        # header may carry (escaped) and the event must keep.
+        sa.Column("payload", sa.Text(), nullable=False),
         sa.Column(
             "created_at",
             sa.DateTime(timezone=True),
@@ -101,11 +103,11 @@ def upgrade() -> None:
     op.execute(
         """
         INSERT INTO outbox (topic, schema, event_id, document_id, payload, created_at)
-        SELECT 'triage.routed.' || (e.entry ->> 'queue'),
+        SELECT 'triage.routed.' || (e.entry ->> 'queue') || '.v1',
                e.entry ->> 'schema',
                (e.entry -> 'value' ->> 'event_id')::uuid,
                c.document_id,
-               e.entry -> 'value',
+               (e.entry -> 'value')::text,
                c.created_at
         FROM routing_correction c,
              LATERAL jsonb_array_elements(c.events) WITH ORDINALITY AS e(entry, n)
