@@ -390,3 +390,80 @@ def test_a_dead_letter_is_a_documents_outcome_until_it_is_scored_after_all(clean
     assert first == [lost.document_id]  # the routed document keeps its outcome
     assert again == []
     assert status is not None and status["status"] == "dead_lettered"
+
+
+def test_the_outbox_migration_keeps_every_pending_event_or_refuses(stack: Stack) -> None:
+    """0011 moves a replay's unpublished events into the outbox and refuses to run while a
+    document's or routing's event is unpublished (it cannot rebuild those); its downgrade
+    refuses while the outbox holds unpublished events."""
+    import json
+    import secrets
+
+    from alembic import command
+    from sqlalchemy.engine import make_url
+
+    from triage_contracts import DocumentWithdrawnV1
+    from triage_runtime.db.models import OutboxRow
+    from triage_runtime.outbox import event_of
+
+    name = f"triage_migrate_{secrets.token_hex(4)}"
+    admin = create_engine(stack.database_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    url = make_url(stack.database_url).set(database=name).render_as_string(hide_password=False)
+    engine = create_engine(url)
+    event = classified(sha256="0b" * 32)
+    _, moved = routed_item(event, RouteTo("legal", DecidedBy.MODEL, 0.9))
+    withdrawal = DocumentWithdrawnV1(
+        producer=moved.producer,
+        document_id=event.document_id,
+        queue="billing",
+        withdrawn_event_id=uuid.uuid4(),
+        reason="re-scored by v2 in replay r1",
+    )
+    try:
+        upgrade(url, "0010")
+        with engine.begin() as conn:
+            conn.execute(
+                text(
+                    "INSERT INTO document (document_id, source_kind, source_name, media_type,"
+                    " blob_sha256, size_bytes, received_at, event_id, trace_id) VALUES"
+                    " (:d, 'upload', 'x', 'text/plain', 'ab', 1, now(), gen_random_uuid(), 't')"
+                ),
+                {"d": event.document_id},
+            )
+        with pytest.raises(RuntimeError, match="1 document event"):
+            upgrade(url)
+        entries = [
+            {"queue": queue, "schema": e.schema_name, "value": e.model_dump(mode="json")}
+            for queue, e in (("billing", withdrawal), ("legal", moved))
+        ]
+        with engine.begin() as conn:
+            conn.execute(text("UPDATE document SET published_at = now()"))  # the old relay ran
+            conn.execute(
+                text(
+                    "INSERT INTO routing_correction (replay_id, document_id, from_queue, to_queue,"
+                    " to_model_version, events) VALUES ('r1', :d, 'billing', 'legal', 'v2',"
+                    " CAST(:events AS jsonb))"
+                ),
+                {"d": event.document_id, "events": json.dumps(entries)},
+            )
+        upgrade(url)
+        with engine.connect() as conn:
+            rows = conn.execute(text("SELECT * FROM outbox ORDER BY id")).all()
+        stored = [event_of(OutboxRow(**row._mapping)) for row in rows]
+        assert [row.topic for row in rows] == ["triage.routed.billing.v1", "triage.routed.legal.v1"]
+        assert stored == [withdrawal, moved]
+        with pytest.raises(RuntimeError, match="2 outbox event"):
+            command.downgrade(alembic_config(url), "0010")
+        with engine.begin() as conn:
+            conn.execute(text("UPDATE outbox SET published_at = now()"))
+        command.downgrade(alembic_config(url), "0010")
+        with engine.connect() as conn:
+            published = conn.execute(text("SELECT published_at FROM document_status")).scalar()
+        assert published is not None
+    finally:
+        engine.dispose()
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
