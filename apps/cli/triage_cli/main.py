@@ -33,6 +33,9 @@ app = typer.Typer(
     help="Triage: classify inbound documents and route them to queues or human review.",
     no_args_is_help=True,
     add_completion=False,
+    # Plain help (click's), which wraps at any width; rich's option tables cut option names
+    # and their help into fragments at 80 columns. Inherited by every sub-command.
+    rich_markup_mode=None,
 )
 db_app = typer.Typer(help="Manage the PostgreSQL schema.", no_args_is_help=True)
 contracts_app = typer.Typer(help="Generated contract documents.", no_args_is_help=True)
