@@ -14,6 +14,7 @@ import pytest
 
 from triage_contracts import Action
 from triage_ml.evaluation import (
+    ClassReport,
     EvalReport,
     GateConfig,
     check_gates,
@@ -94,7 +95,7 @@ def test_known_confusion_matrix_and_per_class_metrics() -> None:
     assert report.macro_f1 == pytest.approx(sklearn_macro)
 
 
-def test_unknown_truth_labels_count_as_wrong() -> None:
+def test_unknown_truth_labels_count_as_wrong_and_as_a_class_with_f1_zero() -> None:
     # The third document's true label "zzz" is not a model label; it is predicted "a".
     report = evaluate(
         truth=["a", "b", "zzz"],
@@ -105,20 +106,40 @@ def test_unknown_truth_labels_count_as_wrong() -> None:
     assert report.n == 3
     assert report.accuracy == pytest.approx(2 / 3)
     assert report.confusion == ((1, 0), (0, 1))  # rows are model labels only
-    a, b = report.per_class
+    a, b, zzz = report.per_class
     assert (a.precision, a.recall, a.support) == (0.5, 1.0, 1)
     assert (b.precision, b.recall, b.support) == (1.0, 1.0, 1)
+    assert zzz == ClassReport(label="zzz", precision=0.0, recall=0.0, f1=0.0, support=1)
+    assert report.macro_f1 == pytest.approx((2 / 3 + 1.0 + 0.0) / 3)
     assert report.routed_precision == pytest.approx(2 / 3)
 
 
-def test_macro_f1_skips_labels_absent_from_truth_and_predictions() -> None:
+def test_macro_f1_counts_a_label_the_model_never_predicts() -> None:
+    # truth a a b c, predicted a a b b: "c" is a model label, never predicted.
+    report = evaluate(
+        truth=["a", "a", "b", "c"],
+        probabilities=one_hot_ish([0, 0, 1, 1], 3),
+        labels=["a", "b", "c"],
+        thresholds=NO_THRESHOLDS,
+    )
+    assert [c.f1 for c in report.per_class] == pytest.approx([1.0, 2 / 3, 0.0])
+    assert report.macro_f1 == pytest.approx((1.0 + 2 / 3 + 0.0) / 3)
+
+    from sklearn.metrics import f1_score
+
+    sklearn_macro = f1_score(["a", "a", "b", "c"], ["a", "a", "b", "b"], average="macro")
+    assert report.macro_f1 == pytest.approx(sklearn_macro)
+
+
+def test_macro_f1_counts_a_model_label_the_test_set_lacks() -> None:
+    # "c" is neither in the truth nor predicted: the test set cannot vouch for it.
     report = evaluate(
         truth=["a", "b"],
         probabilities=one_hot_ish([0, 1], 3),
         labels=["a", "b", "c"],
         thresholds=NO_THRESHOLDS,
     )
-    assert report.macro_f1 == 1.0
+    assert report.macro_f1 == pytest.approx(2 / 3)
     assert report.per_class[2] == dataclasses.replace(report.per_class[2], f1=0.0, support=0)
 
 

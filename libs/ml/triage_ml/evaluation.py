@@ -10,12 +10,18 @@ Conventions:
   * A true label that is not among ``labels`` can never be predicted, so such a document always
     counts as a wrong prediction: it lowers accuracy, counts as a false positive for the label
     that was predicted, and is left out of the confusion matrix (whose rows are ``labels``).
+    The label itself still gets a row in ``per_class`` (F1 0, after the model's labels), and
+    counts in ``macro_f1``.
+  * Every queue counts: ``macro_f1`` averages over every label of the truth and every label
+    of the model, so a model that never predicts a queue of the test set, or lacks it, gets
+    F1 0 for it and cannot pass the gates on the others.
   * A document is auto-routed when its confidence, rounded to six decimals as served
     predictions are, is at least the threshold of its predicted label.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -189,9 +195,10 @@ def evaluate(
 ) -> EvalReport:
     """Score probabilities against the truth and the routing thresholds; see the module docstring.
 
-    ``macro_f1`` averages per-class F1 over the labels that occur in the truth or the
-    predictions (a label absent from both has no meaningful F1; it still gets a zero row in
-    ``per_class``). ``ece`` uses 15 equal-width bins of the top-class confidence.
+    ``macro_f1`` averages per-class F1 over every row of ``per_class``: the model's labels,
+    then the truth's labels the model lacks (sorted). A label never predicted has F1 0, so
+    does a model label the test set lacks (the test set cannot vouch for it).
+    ``ece`` uses 15 equal-width bins of the top-class confidence.
     ``coverage_at_target`` ignores ``thresholds``: it is the largest share of documents one
     global confidence cut could route while their precision stays at least ``target_precision``.
     Latency percentiles are None when no latencies are given.
@@ -215,7 +222,6 @@ def evaluate(
     true_positive = np.diag(confusion)
 
     per_class: list[ClassReport] = []
-    f1_present: list[float] = []
     for i, label in enumerate(label_list):
         tp = int(true_positive[i])
         precision = tp / int(predicted_count[i]) if predicted_count[i] else 0.0
@@ -230,8 +236,12 @@ def evaluate(
                 support=int(support[i]),
             )
         )
-        if support[i] or predicted_count[i]:
-            f1_present.append(f1)
+    # Queues of the truth the model cannot predict: never predicted, so F1 0.
+    lacking = Counter(str(t) for t, i in zip(truth, truth_idx, strict=True) if i < 0)
+    per_class += [
+        ClassReport(label=label, precision=0.0, recall=0.0, f1=0.0, support=lacking[label])
+        for label in sorted(lacking)
+    ]
 
     label_thresholds = np.array([float(thresholds[label]) for label in label_list])
     # Round exactly as LoadedModel.predict does, so the decision matches serving.
@@ -248,7 +258,7 @@ def evaluate(
 
     return EvalReport(
         n=n,
-        macro_f1=float(np.mean(f1_present)) if f1_present else 0.0,
+        macro_f1=float(np.mean([c.f1 for c in per_class])),
         accuracy=float(correct.mean()),
         per_class=tuple(per_class),
         ece=expected_calibration_error(confidence, correct, bins=ECE_BINS),
