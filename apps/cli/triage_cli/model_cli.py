@@ -314,11 +314,20 @@ def model_promote(
         float, typer.Option(help="Gate: lowest precision of auto-routed documents.")
     ] = 0.95,
     max_regression: Annotated[
-        float, typer.Option(help="Gate: largest drop against the alias's current model.")
+        float,
+        typer.Option(
+            help="Gate: largest drop against the champion (on macro-F1, coverage, routed "
+            "precision), whatever the alias."
+        ),
     ] = 0.01,
     actor: Annotated[str | None, typer.Option(help="Who is acting (default: OS user).")] = None,
 ) -> None:
     """Move an alias to VERSION if it passes the golden-set gates (or with --force and a reason).
+
+    The gates count every queue of the golden set and of the model; the regression gate
+    compares with the champion, evaluated on the same golden set, whichever alias is moved
+    (a canary or shadow is judged against what it would replace, not against the last canary).
+    Exit status: 0 moved (or already there), 1 refused by the gates.
 
     A canary takes traffic on the partitions given with --partitions, a shadow on the sample
     given with --sample: both are set in the routing policy, in the same transaction as the
@@ -337,10 +346,12 @@ def model_promote(
     texts, truth = _golden(golden)
     candidate_model = load_model(version)
     candidate = evaluate_model(candidate_model, texts, truth)
-    current_version = resolve_alias(to)
+    # Every candidate is judged against the champion, never against the alias's current
+    # holder: a canary usually has none, and the last canary is no standard.
+    champion_version = resolve_alias("champion")
     champion = None
-    if current_version and current_version != candidate_model.version:
-        champion = evaluate_model(load_model(current_version), texts, truth)
+    if champion_version and champion_version != candidate_model.version:
+        champion = evaluate_model(load_model(champion_version), texts, truth)
     gates = GateConfig(
         min_macro_f1=min_macro_f1,
         max_ece=max_ece,
@@ -354,6 +365,7 @@ def model_promote(
         "golden_documents": len(texts),
         "candidate": candidate.to_dict(),
         "champion": champion.to_dict() if champion else None,
+        "champion_version": champion_version,
         "config": gates.__dict__,
         "passed": result.passed,
         "failures": list(result.failures),
@@ -385,7 +397,7 @@ def model_promote(
         console.print(f"{to} already points at {candidate_model.version}; nothing changed")
     else:
         note = " (FORCED past failing gates)" if not result.passed else " (gates passed)"
-        stdout.print(f"{to}: {current_version or '(none)'} → {candidate_model.version}{note}")
+        stdout.print(f"{to}: {moved.from_version or '(none)'} → {candidate_model.version}{note}")
     policy = current_policy()
     if to == "canary":
         shown = ", ".join(str(p) for p in sorted(policy.canary_partitions))
