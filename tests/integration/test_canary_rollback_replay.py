@@ -25,6 +25,7 @@ from tests.kafkatools import collect, produce_many
 from tests.stack import Stack
 from triage_classifier.app import create_app as classifier_app
 from triage_classifier.settings import Settings as ClassifierSettings
+from triage_cli.exit_codes import ROLLBACK
 from triage_cli.main import app as cli
 from triage_contracts import DocumentReceivedV1, ModelRef, ModelRole, topics, utcnow
 from triage_ml import model as model_lib
@@ -89,9 +90,9 @@ def _rows(url: str, sql: str) -> list[Any]:
     return rows
 
 
-def _cli(env: dict[str, str], *args: str) -> str:
+def _cli(env: dict[str, str], *args: str, exit_code: int = 0) -> str:
     result = CliRunner().invoke(cli, list(args), env=env)
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == exit_code, result.output
     return result.output
 
 
@@ -238,6 +239,7 @@ def test_bad_canary_is_detected_rolled_back_and_replay_restores_champion_routing
         "canary-bot",
         "--plot",
         str(tmp_path / "canary.png"),
+        exit_code=ROLLBACK,  # a rollback verdict exits non-zero, applied or not
     )
     assert "verdict: rollback" in report
     assert f"canary: {bad_model.name} → (none)" in report

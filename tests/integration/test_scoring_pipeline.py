@@ -20,6 +20,7 @@ from tests.kafkatools import collect, produce_many
 from tests.stack import Stack
 from triage_classifier.app import create_app
 from triage_classifier.settings import Settings
+from triage_cli.exit_codes import SKIPPED
 from triage_cli.main import app as cli
 from triage_contracts import topics
 from triage_ml import model as model_lib
@@ -36,9 +37,9 @@ def artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return model_lib.save(pipeline, metadata, out_dir=tmp_path_factory.mktemp("model"))
 
 
-def _cli(env: dict[str, str], *args: str) -> str:
+def _cli(env: dict[str, str], *args: str, exit_code: int = 0) -> str:
     result = CliRunner().invoke(cli, list(args), env=env)
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == exit_code, result.output
     return result.output
 
 
@@ -105,12 +106,13 @@ def test_the_four_failures_get_the_same_outcome_in_classifier_replay_and_batch_s
     }
 
     # Batch scoring of the same window: the same three skipped, by the same classes, and the
-    # same two scored, the PDF as an extraction timeout.
+    # same two scored, the PDF as an extraction timeout; the skips make it exit 4.
     scores = tmp_path / "scores.jsonl"
     output = _cli(
         env,
         *("batch", "score", "--topic-range", f"{since}..", "--model", str(artifact)),
         *("--output", str(scores)),
+        exit_code=SKIPPED,
     )
     skipped = {
         reason: int(count)
@@ -128,11 +130,12 @@ def test_the_four_failures_get_the_same_outcome_in_classifier_replay_and_batch_s
     assert rows[readable.document_id]["label"] == "billing"
 
     # Replay of the same window (a dry run: nothing was routed yet): the same skips, and it
-    # re-scores the two documents instead of stopping at the corrupt blob.
+    # re-scores the two documents instead of stopping at the corrupt blob; exit 4 again.
     output = _cli(
         env,
         *("replay", "--since", since, "--model", str(artifact), "--dry-run"),
         *("--report", str(tmp_path / "replay.csv")),
+        exit_code=SKIPPED,
     )
     table = " ".join(output.split())
     for reason in ("blob_missing", "storage_error", "undecodable"):

@@ -13,6 +13,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from triage_cli.console import console, stdout
+from triage_cli.exit_codes import exit_if_skipped
 from triage_cli.replay_cli import PROCESSES_HELP
 
 batch_app = typer.Typer(
@@ -168,7 +169,9 @@ def batch_score(
     """Score a folder, or a time range of the documents topic, with the serving code.
 
     Extraction, model and routing policy are the classifier's, so a score here is the score
-    online.
+    online. A file that cannot be read gets a row (extraction status, action review), as it
+    would online; a topic record that cannot be read or scored gets none and is counted.
+    Exit status 4 when such records were skipped (the output holds the rest), else 0.
     """
     from triage_cli.policy_cli import current_policy
     from triage_cli.registry_support import load_model
@@ -228,3 +231,4 @@ def batch_score(
     stdout.print(pace.summary(len(rows)))
     for reason, count in sorted(skipped.items()):
         stdout.print(f"skipped {count} record(s): {reason}")
+    exit_if_skipped(skipped)

@@ -7,7 +7,8 @@ confidence intervals (``triage_ml.canary``). The thresholds (options, or ``TRIAG
 decide ``promote``, ``rollback`` or ``wait``; ``--apply`` carries the verdict out (promote
 moves ``champion`` to the canary's version and clears ``canary``; rollback clears
 ``canary``), so the command can run on a schedule. Every verdict is written to the audit log,
-applied or not, and alias moves to the registry's history.
+applied or not, and alias moves to the registry's history. A rollback verdict exits with
+status 3 (``triage_cli.exit_codes.ROLLBACK``), applied or not, so a scheduler sees it.
 """
 
 from __future__ import annotations
@@ -82,8 +83,13 @@ def canary_report(
     ] = 1.5,
     actor: Annotated[str | None, typer.Option(help="Who acts (default: your OS user).")] = None,
 ) -> None:
-    """Compare champion and canary over a window and say: promote, rollback or wait."""
-    from triage_ml.canary import CanaryThresholds, analyse, canary_png, render_table
+    """Compare champion and canary over a window and say: promote, rollback or wait.
+
+    Exit status: 0 for promote or wait; 3 for rollback (with --apply the canary has then been
+    cleared: replay its window with the champion, docs/runbook.md); 1 or 2 on errors.
+    """
+    from triage_cli.exit_codes import ROLLBACK
+    from triage_ml.canary import CanaryThresholds, Verdict, analyse, canary_png, render_table
 
     start, end = parse_window(since, until)
     thresholds = CanaryThresholds(
@@ -111,6 +117,8 @@ def canary_report(
     if json_out is not None:
         json_out.write_text(json.dumps(detail, indent=2) + "\n")
     asyncio.run(_audit(who, detail))
+    if report.verdict is Verdict.ROLLBACK:
+        raise typer.Exit(ROLLBACK)
 
 
 async def _observations(start: datetime, end: datetime | None) -> tuple[list[Any], list[Any]]:

@@ -31,6 +31,7 @@ from rich.progress import (
 from rich.table import Table
 
 from triage_cli.console import console, stdout
+from triage_cli.exit_codes import exit_if_skipped
 
 CSV_FIELDS = (
     "document_id",
@@ -112,6 +113,8 @@ def replay(
     """Re-score a window of the documents topic and correct routing to match (after a rollback).
 
     Human decisions are never overwritten; running the same replay again changes nothing.
+    Exit status 4 when records were skipped (unreadable or unscorable: counted by reason in
+    the table; the rest is corrected and in the CSV), 0 when every record was re-scored.
     """
     from triage_cli.registry_support import load_model
     from triage_contracts import ModelRole
@@ -155,6 +158,7 @@ def replay(
                 | {"outcome": change.outcome.value}
             )
     console.print(f"{len(changed)} changed document(s) listed in {report}")
+    exit_if_skipped(skipped)
 
 
 async def _run(

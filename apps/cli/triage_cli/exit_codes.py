@@ -1,0 +1,33 @@
+"""Exit statuses of ``triage`` commands whose outcome a script or scheduler must act on.
+
+0 is success; 1 a refusal or failure (a gate, the registry, the database); 2 a usage error
+(typer's own, and bad option values). The two below say that the command ran to its end but
+its result says "do not proceed" or is incomplete, so ``set -e`` and cron see it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import typer
+
+from triage_cli.console import console
+
+ROLLBACK = 3
+"""``triage canary report``: the verdict is rollback (applied with ``--apply`` or not)."""
+
+SKIPPED = 4
+"""``triage replay`` and ``triage batch score``: some records could not be read or scored
+(counted by reason in the output); everything else was done."""
+
+
+def exit_if_skipped(skipped: Mapping[str, int]) -> None:
+    """End with ``SKIPPED`` when any record was skipped, saying how many."""
+    count = sum(skipped.values())
+    if count:
+        console.print(
+            f"[yellow]{count} record(s) skipped (see the counts by reason): "
+            f"exit status {SKIPPED}[/yellow]",
+            highlight=False,
+        )
+        raise typer.Exit(SKIPPED)
