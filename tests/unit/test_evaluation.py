@@ -131,16 +131,27 @@ def test_macro_f1_counts_a_label_the_model_never_predicts() -> None:
     assert report.macro_f1 == pytest.approx(sklearn_macro)
 
 
-def test_macro_f1_counts_a_model_label_the_test_set_lacks() -> None:
-    # "c" is neither in the truth nor predicted: the test set cannot vouch for it.
+def test_macro_f1_leaves_out_a_model_label_the_test_set_lacks_unless_predicted() -> None:
+    # "c" is neither in the truth nor predicted: a test set of some queues judges those.
     report = evaluate(
         truth=["a", "b"],
         probabilities=one_hot_ish([0, 1], 3),
         labels=["a", "b", "c"],
         thresholds=NO_THRESHOLDS,
     )
-    assert report.macro_f1 == pytest.approx(2 / 3)
+    assert report.macro_f1 == pytest.approx(1.0)
     assert report.per_class[2] == dataclasses.replace(report.per_class[2], f1=0.0, support=0)
+    # Predicted, "c" is a mistake the test set can see: F1 0, counted (as scikit-learn does).
+    wrong = evaluate(
+        truth=["a", "b"],
+        probabilities=one_hot_ish([0, 2], 3),
+        labels=["a", "b", "c"],
+        thresholds=NO_THRESHOLDS,
+    )
+    from sklearn.metrics import f1_score
+
+    assert wrong.macro_f1 == pytest.approx(f1_score(["a", "b"], ["a", "c"], average="macro"))
+    assert wrong.macro_f1 == pytest.approx(1 / 3)
 
 
 def test_values_are_plain_and_the_report_round_trips_through_json() -> None:

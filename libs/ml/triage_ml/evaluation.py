@@ -195,9 +195,11 @@ def evaluate(
 ) -> EvalReport:
     """Score probabilities against the truth and the routing thresholds; see the module docstring.
 
-    ``macro_f1`` averages per-class F1 over every row of ``per_class``: the model's labels,
-    then the truth's labels the model lacks (sorted). A label never predicted has F1 0, so
-    does a model label the test set lacks (the test set cannot vouch for it).
+    ``per_class`` has a row for each model label, then for each label of the truth the model
+    lacks (sorted). ``macro_f1`` averages F1 over the labels of the truth and the labels
+    predicted (as scikit-learn does): every queue of the test set counts, and one the model
+    lacks or never predicts has F1 0; a model label the test set lacks counts (F1 0) only if
+    the model predicted it, so a test set covering some of the queues judges those.
     ``ece`` uses 15 equal-width bins of the top-class confidence.
     ``coverage_at_target`` ignores ``thresholds``: it is the largest share of documents one
     global confidence cut could route while their precision stays at least ``target_precision``.
@@ -258,7 +260,15 @@ def evaluate(
 
     return EvalReport(
         n=n,
-        macro_f1=float(np.mean([c.f1 for c in per_class])),
+        macro_f1=float(
+            np.mean(
+                [
+                    c.f1
+                    for i, c in enumerate(per_class)
+                    if c.support > 0 or (i < k and predicted_count[i] > 0)
+                ]
+            )
+        ),
         accuracy=float(correct.mean()),
         per_class=tuple(per_class),
         ece=expected_calibration_error(confidence, correct, bins=ECE_BINS),
