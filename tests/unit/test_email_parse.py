@@ -13,8 +13,8 @@ from email.utils import format_datetime
 import pytest
 
 from scripts.pdfgen import make_pdf
-from triage_ingest.email.parse import parse_email
-from triage_ingest.email.result import ParsedMessage, ParsedPart
+from triage_text.email.parse import parse_email
+from triage_text.email.result import ParsedMessage, ParsedPart
 
 DOCX_TYPE = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
 PNG = base64.b64decode(

@@ -27,8 +27,8 @@ from tests import hostile
 from tests.hostile import MIB, PDF, Tally, record
 from triage_contracts import ExtractionStatus, Producer, Source, SourceKind
 from triage_ingest import domain
-from triage_ingest.email.limits import MAX_HEADER_CHARS
-from triage_ingest.email.parse import parse_email
+from triage_text.email.limits import MAX_HEADER_CHARS
+from triage_text.email.parse import parse_email
 from triage_text.extract import extract_text
 from triage_text.markup import html_to_text, parser_would_crawl
 from triage_text.pool import IN_PROCESS_MAX_BYTES, ExtractionLimits, ExtractionPool

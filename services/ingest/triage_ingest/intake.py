@@ -27,14 +27,14 @@ from triage_contracts import (
     utcnow,
 )
 from triage_ingest import domain
-from triage_ingest.email.parse import parse_email
-from triage_ingest.email.result import ParsedMessage
 from triage_ingest.metrics import DOCUMENTS_ACCEPTED
 from triage_ingest.store import IngestStore
 from triage_runtime.blobstore import BlobStore
 from triage_runtime.kafka import publish_event
 from triage_runtime.metrics import DEAD_LETTERS
 from triage_runtime.outbox import Publisher
+from triage_text.email.parse import parse_email
+from triage_text.email.result import ParsedMessage
 
 log = logging.getLogger(__name__)
 

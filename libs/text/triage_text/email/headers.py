@@ -11,8 +11,8 @@ from collections import Counter
 from datetime import UTC, datetime
 from email.message import EmailMessage
 
-from triage_ingest.email.decoding import LINE_BREAK, decode_text, lenient_base64
-from triage_ingest.email.defects import short_label
+from triage_text.email.decoding import LINE_BREAK, decode_text, lenient_base64
+from triage_text.email.defects import short_label
 
 SINGLE_HEADERS = frozenset(
     {

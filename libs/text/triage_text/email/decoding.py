@@ -8,8 +8,8 @@ import binascii
 import codecs
 import re
 
-from triage_ingest.email.defects import short_label
-from triage_ingest.email.limits import MAX_PARSED_HTML_CHARS
+from triage_text.email.defects import short_label
+from triage_text.email.limits import MAX_PARSED_HTML_CHARS
 from triage_text.markup import html_to_text, strip_markup
 
 LINE_BREAK = re.compile(r"\r\n|\r|\n")

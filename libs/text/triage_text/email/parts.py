@@ -9,9 +9,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 
-from triage_ingest.email.decoding import LINE_BREAK
-from triage_ingest.email.defects import defect_names, short_label
-from triage_ingest.email.headers import (
+from triage_text.email.decoding import LINE_BREAK
+from triage_text.email.defects import defect_names, short_label
+from triage_text.email.headers import (
     ENCODED_WORD,
     SINGLE_PART_HEADERS,
     decode_words,

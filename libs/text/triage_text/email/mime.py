@@ -11,19 +11,19 @@ from email.message import EmailMessage
 from email.parser import BytesParser
 from email.policy import EmailPolicy
 
-from triage_ingest.email.decoding import lenient_base64
-from triage_ingest.email.defects import defect_names, snake_case
-from triage_ingest.email.headers import SINGLE_PART_HEADERS, first_raw, header_defects, raw_headers
-from triage_ingest.email.limits import MAX_LINES, MAX_MULTIPARTS, policy_of
-from triage_ingest.email.parts import (
+from triage_text.email.decoding import lenient_base64
+from triage_text.email.defects import defect_names, snake_case
+from triage_text.email.headers import SINGLE_PART_HEADERS, first_raw, header_defects, raw_headers
+from triage_text.email.limits import MAX_LINES, MAX_MULTIPARTS, policy_of
+from triage_text.email.parts import (
     Leaf,
     describe,
     header_params,
     structural_type,
     transfer_encoding,
 )
-from triage_ingest.email.payload import serialise, subparts
-from triage_ingest.email.result import Collector
+from triage_text.email.payload import serialise, subparts
+from triage_text.email.result import Collector
 
 # A boundary parameter (RFC 2231 continuations too), not the word in running text.
 _BOUNDARY_PARAM = re.compile(rb"boundary\s*(?:\*\d*\*?)?\s*=", re.IGNORECASE)

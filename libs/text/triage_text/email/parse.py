@@ -6,9 +6,9 @@ from __future__ import annotations
 
 from email.message import EmailMessage
 
-from triage_ingest.email.decoding import LINE_BREAK, decode_text, html_text
-from triage_ingest.email.defects import defect_names, snake_case, unique
-from triage_ingest.email.headers import (
+from triage_text.email.decoding import LINE_BREAK, decode_text, html_text
+from triage_text.email.defects import defect_names, snake_case, unique
+from triage_text.email.headers import (
     SINGLE_HEADERS,
     SINGLE_PART_HEADERS,
     header_defects,
@@ -18,11 +18,11 @@ from triage_ingest.email.headers import (
     read_sender,
     read_subject,
 )
-from triage_ingest.email.limits import BOUNDARY_LINES_PER_PART, BudgetedHeaders, parse_policy
-from triage_ingest.email.mime import choose_body, leaf_parts, nested_message, read_message
-from triage_ingest.email.parts import Leaf
-from triage_ingest.email.payload import payload_bytes, serialise
-from triage_ingest.email.result import Collector, ParsedMessage, ParsedPart
+from triage_text.email.limits import BOUNDARY_LINES_PER_PART, BudgetedHeaders, parse_policy
+from triage_text.email.mime import choose_body, leaf_parts, nested_message, read_message
+from triage_text.email.parts import Leaf
+from triage_text.email.payload import payload_bytes, serialise
+from triage_text.email.result import Collector, ParsedMessage, ParsedPart
 
 _NESTED_MESSAGE_TYPES = frozenset({"message/rfc822", "message/global"})
 

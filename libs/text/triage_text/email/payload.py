@@ -6,9 +6,9 @@ from __future__ import annotations
 
 from email.message import EmailMessage
 
-from triage_ingest.email.decoding import lenient_base64
-from triage_ingest.email.defects import defect_names
-from triage_ingest.email.limits import SERIAL_POLICY
+from triage_text.email.decoding import lenient_base64
+from triage_text.email.defects import defect_names
+from triage_text.email.limits import SERIAL_POLICY
 
 
 def payload_bytes(obj: EmailMessage) -> tuple[bytes, list[str]]:
