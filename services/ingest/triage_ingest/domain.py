@@ -24,8 +24,8 @@ from triage_contracts import (
     derive_document_id,
 )
 from triage_contracts.events import MAX_METADATA_ITEMS, MetadataKey, MetadataValue
+from triage_text.email.parse import EMAIL_MEDIA_TYPE
 
-EMAIL_MEDIA_TYPE = "message/rfc822"
 ACCEPTED_MEDIA_TYPES = frozenset(
     {"application/pdf", "text/plain", "text/html", "text/markdown", EMAIL_MEDIA_TYPE}
 )

@@ -27,6 +27,7 @@ from triage_ingest import domain
 from triage_ingest.intake import Intake
 from triage_ingest.metrics import CONNECTOR_ITEMS
 from triage_ingest.settings import Settings
+from triage_text.email.parse import EMAIL_MEDIA_TYPE
 
 log = logging.getLogger(__name__)
 
@@ -159,7 +160,7 @@ class DropFolder:
         self, path: Path, name: str, size: int, error_class: ErrorClass, reason: str
     ) -> None:
         sha256 = await self._intake.store_file(path)
-        guessed = domain.EMAIL_MEDIA_TYPE if name.endswith(".eml") else "application/octet-stream"
+        guessed = EMAIL_MEDIA_TYPE if name.endswith(".eml") else "application/octet-stream"
         await self._intake.dead_letter(
             source=self._source,
             raw_sha256=sha256,

@@ -33,7 +33,7 @@ from triage_runtime.blobstore import BlobStore
 from triage_runtime.kafka import publish_event
 from triage_runtime.metrics import DEAD_LETTERS
 from triage_runtime.outbox import Publisher
-from triage_text.email.parse import parse_email
+from triage_text.email.parse import EMAIL_MEDIA_TYPE, parse_email
 from triage_text.email.result import ParsedMessage
 
 log = logging.getLogger(__name__)
@@ -221,7 +221,7 @@ class Intake:
                 source=source,
                 raw_sha256=raw_sha,
                 raw_size=len(raw),
-                media_type=domain.EMAIL_MEDIA_TYPE,
+                media_type=EMAIL_MEDIA_TYPE,
                 error_class=ErrorClass.MALFORMED_INPUT,
                 reason=f"email could not be parsed: {type(exc).__name__}",
             )

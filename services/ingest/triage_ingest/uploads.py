@@ -22,6 +22,7 @@ from triage_ingest.schemas import DocumentAccepted, UploadAccepted
 from triage_ingest.store import IngestStore
 from triage_runtime.blobstore import BlobStore
 from triage_runtime.http import RateLimiter
+from triage_text.email.parse import EMAIL_MEDIA_TYPE
 
 CHUNK = 1024 * 1024
 
@@ -166,7 +167,7 @@ async def accept_files(
                 metadata=metadata,
             )
             for file in stored
-            if file.media_type != domain.EMAIL_MEDIA_TYPE
+            if file.media_type != EMAIL_MEDIA_TYPE
         ]
     )
     # Each accepted file observes the size of the request's last file, as the handler did
@@ -174,7 +175,7 @@ async def accept_files(
     observed_size = stored[-1].size_bytes if stored else 0
     accepted: list[Accepted] = []
     for file in stored:
-        if file.media_type == domain.EMAIL_MEDIA_TYPE:
+        if file.media_type == EMAIL_MEDIA_TYPE:
             raw = await asyncio.to_thread(blobs.get, file.sha256)
             accepted.extend((await intake.accept_email(raw, source=source)).documents)
         else:

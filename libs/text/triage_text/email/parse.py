@@ -24,6 +24,9 @@ from triage_text.email.parts import Leaf
 from triage_text.email.payload import payload_bytes, serialise
 from triage_text.email.result import Collector, ParsedMessage, ParsedPart
 
+EMAIL_MEDIA_TYPE = "message/rfc822"
+"""The media type of a whole email (``.eml``): parsed into documents, never one itself."""
+
 _NESTED_MESSAGE_TYPES = frozenset({"message/rfc822", "message/global"})
 
 
