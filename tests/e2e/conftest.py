@@ -19,7 +19,7 @@ import pytest
 from tests.helpers import REPO_ROOT
 from tests.stack import Stack
 from triage_ml import model as model_lib
-from triage_ml.dataset import iter_folder_dataset, load_example
+from triage_ml.dataset import iter_folder_dataset, load_examples
 
 SERVICES = ("ingest", "classifier", "router", "review-ui")
 REVIEWER_PASSWORD = "e2e reviewer password"
@@ -62,7 +62,7 @@ def sample_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     examples = [
         ex
         for path, label in iter_folder_dataset(REPO_ROOT / "data" / "sample" / "train")
-        if (ex := load_example(path, label)) is not None
+        for ex in load_examples(path, label)
     ]
     pipeline, metadata, *_ = model_lib.train(examples, seed=0)
     return model_lib.save(pipeline, metadata, out_dir=tmp_path_factory.mktemp("models"))

@@ -30,7 +30,7 @@ from triage_cli.main import app as cli
 from triage_contracts import DocumentReceivedV1, topics
 from triage_ml import drift
 from triage_ml import model as model_lib
-from triage_ml.dataset import iter_folder_dataset, load_example
+from triage_ml.dataset import iter_folder_dataset, load_examples
 from triage_runtime.blobstore import LocalBlobStore
 from triage_runtime.kafka import encode_event
 
@@ -60,7 +60,7 @@ def sample_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     examples = [
         example
         for path, label in iter_folder_dataset(REPO_ROOT / "data" / "sample" / "train")
-        if (example := load_example(path, label)) is not None
+        for example in load_examples(path, label)
     ]
     pipeline, metadata, *_ = model_lib.train(examples, seed=0)
     return model_lib.save(pipeline, metadata, out_dir=tmp_path_factory.mktemp("drift-models"))

@@ -11,7 +11,7 @@ import pytest
 from scripts.pdfgen import make_pdf
 from tests.helpers import REPO_ROOT, small_examples
 from triage_ml import model as model_lib
-from triage_ml.dataset import load_example, media_type_of
+from triage_ml.dataset import load_examples, media_type_of
 from triage_text.pool import ExtractionLimits, ExtractionPool
 
 INBOX = REPO_ROOT / "data" / "sample" / "inbox"
@@ -43,8 +43,7 @@ def test_online_extraction_equals_training_extraction(documents: list[Path]) -> 
     served = asyncio.run(online())
     trained = []
     for path in documents:
-        example = load_example(path, "any")
-        assert example is not None, path
+        [example] = load_examples(path, "any")
         trained.append(example.text)
     assert served == trained
 
@@ -52,7 +51,7 @@ def test_online_extraction_equals_training_extraction(documents: list[Path]) -> 
 def test_online_and_training_features_are_identical(documents: list[Path]) -> None:
     pipeline, metadata, *_ = model_lib.train(small_examples(), seed=0)
     features = pipeline.named_steps["features"]
-    texts = [e.text for p in documents if (e := load_example(p, "any")) is not None]
+    texts = [e.text for p in documents for e in load_examples(p, "any")]
 
     async def online() -> list[str]:
         async with ExtractionPool(workers=1) as pool:

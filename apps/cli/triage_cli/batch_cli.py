@@ -6,6 +6,7 @@ import asyncio
 import csv
 import json
 import secrets
+from collections import Counter
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -22,6 +23,7 @@ batch_app = typer.Typer(
 
 FIELDS = (
     "path",
+    "part",
     "document_id",
     "media_type",
     "extraction",
@@ -34,29 +36,42 @@ FIELDS = (
 CHUNK = 64
 
 
-def _rows(files: list[Path], model: Any, policy: Any, progress: Progress) -> list[dict[str, Any]]:
+def _rows(
+    files: list[Path], model: Any, policy: Any, progress: Progress
+) -> tuple[list[dict[str, Any]], Counter[str]]:
+    """Score the documents the files become (an email: its body and each attachment);
+    return one row per document and the documents without text, by reason."""
     from triage_contracts import ExtractionStatus
-    from triage_ml.dataset import media_type_of
+    from triage_ml.dataset import file_documents, skip_reason
+    from triage_text.extract import ExtractedText
     from triage_text.pool import ExtractionPool
 
     task = progress.add_task("scoring", total=len(files))
     rows: list[dict[str, Any]] = []
+    skipped: Counter[str] = Counter()
+
+    async def extract(pool: ExtractionPool, documents: list[Any]) -> list[ExtractedText]:
+        wanted = [d for d in documents if d.refused is None]
+        found = iter(await pool.extract_many([(d.data, d.media_type) for d in wanted]))
+        return [
+            ExtractedText(d.refused) if d.refused is not None else next(found) for d in documents
+        ]
 
     async def run() -> None:
         async with ExtractionPool() as pool:
             for start in range(0, len(files), CHUNK):
                 chunk = files[start : start + CHUNK]
-                types = [media_type_of(p) for p in chunk]
-                extracted = await pool.extract_many(
-                    [(p.read_bytes(), t) for p, t in zip(chunk, types, strict=True)]
-                )
+                documents = [d for path in chunk for d in file_documents(path)]
+                extracted = await extract(pool, documents)
                 readable = [e.text for e in extracted if e.status is ExtractionStatus.OK]
-                predictions = iter(await asyncio.to_thread(model.predict, readable))
-                for path, media_type, result in zip(chunk, types, extracted, strict=True):
+                scored = await asyncio.to_thread(model.predict, readable) if readable else []
+                predictions = iter(scored)
+                for document, result in zip(documents, extracted, strict=True):
                     row: dict[str, Any] = dict.fromkeys(FIELDS)
                     row |= {
-                        "path": str(path),
-                        "media_type": media_type,
+                        "path": str(document.path),
+                        "part": document.part,
+                        "media_type": document.media_type,
                         "extraction": result.status.value,
                         "model_version": model.version,
                         "action": "review",
@@ -69,11 +84,13 @@ def _rows(files: list[Path], model: Any, policy: Any, progress: Progress) -> lis
                             "threshold": prediction.threshold,
                             "action": prediction.action.value,
                         }
+                    else:
+                        skipped[skip_reason(result.status)] += 1
                     rows.append(row)
                 progress.advance(task, len(chunk))
 
     asyncio.run(run())
-    return rows
+    return rows, skipped
 
 
 def _topic_rows(
@@ -121,6 +138,7 @@ def _topic_rows(
                         row |= {
                             "document_id": event.document_id,
                             "path": event.document.filename,
+                            "part": email.part if (email := event.document.email) else None,
                             "media_type": event.document.blob.media_type,
                             "extraction": event.extraction.status.value,
                             "model_version": model.version,
@@ -144,7 +162,12 @@ def batch_score(
     output: Annotated[Path, typer.Option(help="Results: .jsonl or .csv (by extension).")],
     input_dir: Annotated[
         Path | None,
-        typer.Option("--input", help="A folder; every file below it is scored.", exists=True),
+        typer.Option(
+            "--input",
+            help="A folder; every file below it is scored (an .eml: its body and each "
+            "attachment, one row each).",
+            exists=True,
+        ),
     ] = None,
     topic_range: Annotated[
         str | None,
@@ -184,6 +207,7 @@ def batch_score(
         console.print("[red]--output must end in .jsonl or .csv[/red]")
         raise typer.Exit(2)
     skipped: dict[str, int] = {}
+    unread: Counter[str] = Counter()
     if input_dir is not None:
         files = sorted(
             p for p in input_dir.rglob("*") if p.is_file() and not p.name.startswith(".")
@@ -200,7 +224,7 @@ def batch_score(
             TimeElapsedColumn(),
             console=console,
         ) as progress:
-            rows = _rows(files, loaded, current_policy(required=False), progress)
+            rows, unread = _rows(files, loaded, current_policy(required=False), progress)
     else:
         assert topic_range is not None
         since, _, until = topic_range.partition("..")
@@ -231,4 +255,12 @@ def batch_score(
     stdout.print(pace.summary(len(rows)))
     for reason, count in sorted(skipped.items()):
         stdout.print(f"skipped {count} record(s): {reason}")
+    if input_dir is not None:
+        from triage_ml.dataset import describe_skipped
+
+        stdout.print(
+            f"{len(files)} files became {len(rows)} documents; "
+            f"{describe_skipped(unread)} (no text: not scored, action review)",
+            highlight=False,
+        )
     exit_if_skipped(skipped)

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from triage_cli.console import console, stdout
+
+if TYPE_CHECKING:
+    from triage_ml.dataset import LabelledData
 
 model_app = typer.Typer(
     help="Train, evaluate, promote and roll back models (artifacts and registry aliases).",
@@ -71,25 +74,44 @@ def _pictures(result: Any) -> Any:
     return write
 
 
-def read_examples(sources: list[Path], *, description: str) -> tuple[list[Any], int]:
-    """Read every source with a progress bar; return the examples and how many had no text."""
+def read_examples(sources: list[Path], *, description: str) -> LabelledData:
+    """Read every source with a progress bar, then say what emails became and what was
+    skipped (by reason)."""
     from triage_cli.training_data import count_items, read_source
-    from triage_ml.dataset import DatasetError
+    from triage_ml.dataset import DatasetError, LabelledData, describe_skipped
 
-    examples: list[Any] = []
-    skipped = 0
+    data = LabelledData()
     try:
         total = sum(count_items(s) for s in sources)
         with _progress() as progress:
             task = progress.add_task(description, total=total)
             for source in sources:
-                found, missing = read_source(source, advance=lambda: progress.advance(task))
-                examples.extend(found)
-                skipped += missing
+                read_source(source, data, advance=lambda: progress.advance(task))
     except (DatasetError, FileNotFoundError) as exc:
         console.print(f"[red]{exc}[/red]")
         raise typer.Exit(2) from exc
-    return examples, skipped
+    if data.email_documents:
+        console.print(data.describe_emails(), highlight=False, soft_wrap=True)
+    skipped = data.skipped_by_reason
+    console.print(
+        f"{len(data.examples)} documents with text; {describe_skipped(skipped)}",
+        highlight=False,
+        soft_wrap=True,
+    )
+    return data
+
+
+def lost_labels_message(data: LabelledData) -> str | None:
+    """One line naming each queue none of whose documents had text, or None."""
+    from triage_ml.dataset import describe_skipped
+
+    lost = data.lost_labels()
+    if not lost:
+        return None
+    return "; ".join(
+        f"no document with text in queue {label} ({describe_skipped(reasons)})"
+        for label, reasons in lost.items()
+    )
 
 
 @model_app.command("train")
@@ -97,8 +119,9 @@ def model_train(
     data: Annotated[
         list[Path],
         typer.Option(
-            help="Labelled data: a folder of DATA/<label>/<files>, or a .csv / .jsonl with "
-            "text and label. Repeat for several sources.",
+            help="Labelled data: a folder of DATA/<label>/<files> (PDF, text, HTML, .eml: an "
+            "email is its body and each attachment, as ingest makes it), or a .csv / .jsonl "
+            "with text and label. Repeat for several sources.",
             exists=True,
         ),
     ],
@@ -146,7 +169,7 @@ def model_train(
     except ValueError as exc:
         console.print(f"[red]{exc}[/red]")
         raise typer.Exit(2) from None
-    examples, skipped = read_examples(data, description="extracting text")
+    read = read_examples(data, description="extracting text")
     if from_reviews:
         from triage_cli.training_data import review_decisions
         from triage_runtime.settings import CommonSettings
@@ -154,9 +177,14 @@ def model_train(
         settings = CommonSettings()
         reviewed = review_decisions(settings.database_url, settings.open_blob_store)
         console.print(f"added {len(reviewed)} human review decisions")
-        examples.extend(reviewed)
+        read.extend(reviewed)
+    examples = read.examples
     if not examples:
         console.print("[red]no labelled documents with text in the given sources[/red]")
+        raise typer.Exit(2)
+    lost = lost_labels_message(read)
+    if lost is not None:
+        console.print(f"[red]training stopped: {lost}[/red]", highlight=False, soft_wrap=True)
         raise typer.Exit(2)
 
     embedder = str(embedding_model) if embedding_model else None
@@ -196,7 +224,8 @@ def model_train(
     metadata = result.metadata
     path = model_lib.save(result.pipeline, metadata, out_dir=out, extras=_pictures(result))
     _link(out, path, link)
-    _print_trained(metadata, path, f"{len(examples)} ({skipped} without text skipped)")
+    skipped = sum(read.skipped.values())
+    _print_trained(metadata, path, f"{len(examples)} ({skipped} documents without text skipped)")
     stdout.print(str(path))
 
 
@@ -220,8 +249,14 @@ def _print_trained(metadata: dict[str, Any], path: Path, examples: str) -> None:
 
 
 def _golden(golden: list[Path]) -> tuple[list[str], list[str]]:
-    examples, _ = read_examples(golden, description="reading the golden set")
-    return [e.text for e in examples], [e.label for e in examples]
+    read = read_examples(golden, description="reading the golden set")
+    lost = lost_labels_message(read)
+    if lost is not None:
+        console.print(f"[yellow]golden set: {lost}[/yellow]", highlight=False, soft_wrap=True)
+    if not read.examples:
+        console.print("[red]no golden document with text in the given sources[/red]")
+        raise typer.Exit(2)
+    return [e.text for e in read.examples], [e.label for e in read.examples]
 
 
 def evaluate_model(model: Any, texts: list[str], truth: list[str]) -> Any:
@@ -251,7 +286,12 @@ def evaluate_model(model: Any, texts: list[str], truth: list[str]) -> Any:
 @model_app.command("eval")
 def model_eval(
     golden: Annotated[
-        list[Path], typer.Option(help="The golden set: a folder, .csv or .jsonl.", exists=True)
+        list[Path],
+        typer.Option(
+            help="The golden set: a folder of GOLDEN/<label>/<files> (.eml as in training), "
+            ".csv or .jsonl.",
+            exists=True,
+        ),
     ],
     model: Annotated[
         str, typer.Option(help="An artifact directory, a registered version, or an alias.")

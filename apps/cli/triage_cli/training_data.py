@@ -6,12 +6,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from triage_contracts import ExtractionStatus
-from triage_ml.dataset import (
-    iter_folder_dataset,
-    iter_table_dataset,
-    load_example,
-    text_example,
-)
+from triage_ml.dataset import LabelledData, iter_folder_dataset, iter_table_dataset
 from triage_ml.model import Example
 from triage_text.extract import extract_text
 
@@ -23,27 +18,17 @@ def count_items(path: Path) -> int:
     return sum(1 for _ in iter_table_dataset(path))
 
 
-def read_source(path: Path, *, advance: Callable[[], None]) -> tuple[list[Example], int]:
-    """Read one source with the serving feature code; return examples and how many had no text."""
-    examples: list[Example] = []
-    skipped = 0
+def read_source(path: Path, into: LabelledData, *, advance: Callable[[], None]) -> None:
+    """Read one source into ``into`` with the serving parsing and feature code: a folder's
+    files (an email as its body and attachments), or a CSV/JSONL's rows."""
     if path.is_dir():
         for file, label in iter_folder_dataset(path):
-            example = load_example(file, label)
-            if example is None:
-                skipped += 1
-            else:
-                examples.append(example)
+            into.add_file(file, label)
             advance()
     else:
         for text, label in iter_table_dataset(path):
-            example = text_example(text, label)
-            if example is None:
-                skipped += 1
-            else:
-                examples.append(example)
+            into.add_text(text, label)
             advance()
-    return examples, skipped
 
 
 def review_decisions(database_url: str, blob_store_opener: Callable[[], object]) -> list[Example]:

@@ -1,20 +1,91 @@
-"""Read labelled training data: one folder per label, holding documents of any supported type."""
+"""Read labelled training data and folders to score: one folder per label, holding documents
+of any type ingest accepts.
+
+A file becomes the documents ingest would make of it (``file_documents``): a plain file is one
+document; an email (``.eml``) is parsed by the ingest parser (``triage_text.email``) into its
+body and one document per attachment, each with the bytes and media type ingest stores. Their
+text comes from the classifier's extraction (``triage_text.extract``). Training, evaluation
+and batch scoring all read files here, so a model is trained on what it will see served.
+"""
 
 from __future__ import annotations
 
 import mimetypes
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from triage_contracts import ExtractionStatus
 from triage_ml.model import Example
-from triage_text.extract import extract_text
+from triage_text.email.parse import EMAIL_MEDIA_TYPE, parse_email
+from triage_text.extract import ExtractedText, extract_text
+
+MAX_FILE_BYTES = 25 * 1024 * 1024
+"""Largest file read, as ingest's upload limit and the classifier's document limit."""
+
+SKIP_REASONS: dict[ExtractionStatus, str] = {
+    ExtractionStatus.EMPTY: "no text",
+    ExtractionStatus.ENCRYPTED: "encrypted",
+    ExtractionStatus.CORRUPT: "unreadable",
+    ExtractionStatus.UNSUPPORTED: "unsupported type",
+    ExtractionStatus.TOO_LARGE: "too large",
+    ExtractionStatus.TIMEOUT: "timed out",
+}
+"""Why a document gave no text, as train, eval and batch score print it."""
+
+
+def skip_reason(status: ExtractionStatus) -> str:
+    """The reason printed for a document whose extraction ended in ``status``."""
+    return SKIP_REASONS.get(status, status.value)
+
+
+def describe_skipped(skipped: Counter[str]) -> str:
+    """``3 skipped: no text 2, encrypted 1``: documents without text, by reason."""
+    reasons = ", ".join(f"{reason} {count}" for reason, count in sorted(skipped.items()))
+    total = sum(skipped.values())
+    return f"{total} skipped: {reasons}" if total else "0 skipped"
 
 
 def media_type_of(path: Path) -> str:
     """Guess a file's media type from its name; unknown types are treated as plain text."""
     guessed, _ = mimetypes.guess_type(path.name)
     return guessed or "text/plain"
+
+
+@dataclass(frozen=True, slots=True)
+class FileDocument:
+    """One document a file becomes, with the bytes and media type ingest would store."""
+
+    path: Path
+    part: str | None
+    """The email part (``body``, ``2``, ``3/body``); None for a file that is one document."""
+    media_type: str
+    data: bytes
+    refused: ExtractionStatus | None = None
+    """Set when the file itself could not be read or is too large: nothing to extract."""
+
+
+def file_documents(path: Path, *, max_bytes: int = MAX_FILE_BYTES) -> list[FileDocument]:
+    """The documents ingest makes of a file: itself, or an email's body and attachments."""
+    media_type = media_type_of(path)
+    try:
+        if path.stat().st_size > max_bytes:
+            return [FileDocument(path, None, media_type, b"", ExtractionStatus.TOO_LARGE)]
+        data = path.read_bytes()
+    except OSError:
+        return [FileDocument(path, None, media_type, b"", ExtractionStatus.CORRUPT)]
+    if media_type != EMAIL_MEDIA_TYPE:
+        return [FileDocument(path, None, media_type, data)]
+    parsed = parse_email(data)  # as ingest's accept_email: one document per part it returns
+    return [FileDocument(path, part.part, part.media_type, part.data) for part in parsed.parts]
+
+
+def extract_document(document: FileDocument) -> ExtractedText:
+    """The text the classifier would extract from the stored document."""
+    if document.refused is not None:
+        return ExtractedText(document.refused)
+    return extract_text(document.data, document.media_type)
 
 
 def iter_folder_dataset(root: Path) -> Iterator[tuple[Path, str]]:
@@ -27,12 +98,68 @@ def iter_folder_dataset(root: Path) -> Iterator[tuple[Path, str]]:
                 yield path, label_dir.name
 
 
-def load_example(path: Path, label: str) -> Example | None:
-    """Extract a file's text with the serving feature code; None when it has no usable text."""
-    extracted = extract_text(path.read_bytes(), media_type_of(path))
-    if extracted.status is not ExtractionStatus.OK:
-        return None
-    return Example(text=extracted.text, label=label)
+def load_examples(path: Path, label: str) -> list[Example]:
+    """The examples a file gives (an email one per part with text), labelled ``label``."""
+    data = LabelledData()
+    data.add_file(path, label)
+    return data.examples
+
+
+@dataclass(slots=True)
+class LabelledData:
+    """Examples read from labelled sources, and what was skipped, by label and reason."""
+
+    examples: list[Example] = field(default_factory=list)
+    skipped: Counter[tuple[str, str]] = field(default_factory=Counter)
+    """Documents without text, by (label, reason)."""
+    email_documents: Counter[int] = field(default_factory=Counter)
+    """How many emails became how many documents (documents per email → emails)."""
+
+    def add_file(self, path: Path, label: str) -> None:
+        """Add the documents a file becomes, each labelled ``label``."""
+        documents = file_documents(path)
+        if any(document.part is not None for document in documents):
+            self.email_documents[len(documents)] += 1
+        self._add((extract_document(document) for document in documents), label)
+
+    def add_text(self, text: str, label: str) -> None:
+        """Add a text (a CSV or JSONL row), normalised as serving does."""
+        self._add([extract_text(text.encode("utf-8"), "text/plain")], label)
+
+    def extend(self, examples: Iterable[Example]) -> None:
+        """Add examples that are already extracted (human review decisions)."""
+        self.examples.extend(examples)
+
+    def _add(self, extracted: Iterable[ExtractedText], label: str) -> None:
+        for result in extracted:
+            if result.status is ExtractionStatus.OK:
+                self.examples.append(Example(text=result.text, label=label))
+            else:
+                self.skipped[(label, skip_reason(result.status))] += 1
+
+    @property
+    def skipped_by_reason(self) -> Counter[str]:
+        """Documents without text, by reason."""
+        out: Counter[str] = Counter()
+        for (_, reason), count in self.skipped.items():
+            out[reason] += count
+        return out
+
+    def lost_labels(self) -> dict[str, Counter[str]]:
+        """Labels that had documents but none with text, with their skipped reasons."""
+        kept = {example.label for example in self.examples}
+        lost: dict[str, Counter[str]] = {}
+        for (label, reason), count in sorted(self.skipped.items()):
+            if label not in kept:
+                lost.setdefault(label, Counter())[reason] += count
+        return lost
+
+    def describe_emails(self) -> str:
+        """``5 emails became 9 documents: 2 became 1, 2 became 2, 1 became 3``."""
+        emails = sum(self.email_documents.values())
+        documents = sum(n * count for n, count in self.email_documents.items())
+        each = ", ".join(f"{count} became {n}" for n, count in sorted(self.email_documents.items()))
+        return f"{emails} emails became {documents} documents: {each}"
 
 
 class DatasetError(ValueError):
@@ -70,11 +197,3 @@ def iter_table_dataset(path: Path) -> Iterator[tuple[str, str]]:
                 yield text, label.strip()
     else:
         raise DatasetError(f"{path}: expected a directory, a .csv or a .jsonl file")
-
-
-def text_example(text: str, label: str) -> Example | None:
-    """Normalise raw text with the serving feature code; None when nothing is left."""
-    extracted = extract_text(text.encode("utf-8"), "text/plain")
-    if extracted.status is not ExtractionStatus.OK:
-        return None
-    return Example(text=extracted.text, label=label)
