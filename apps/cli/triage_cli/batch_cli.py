@@ -260,7 +260,7 @@ def batch_score(
 
         stdout.print(
             f"{len(files)} files became {len(rows)} documents; "
-            f"{describe_skipped(unread)} (no text: not scored, action review)",
+            f"{describe_skipped(unread)} (not scored: action review)",
             highlight=False,
         )
     exit_if_skipped(skipped)
