@@ -11,9 +11,9 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import Progress
 
-from triage_cli.console import console, stdout
+from triage_cli.console import console, progress_bar, stdout
 from triage_cli.exit_codes import exit_if_skipped
 from triage_cli.replay_cli import PROCESSES_HELP
 
@@ -42,11 +42,16 @@ def _rows(
     """Score the documents the files become (an email: its body and each attachment);
     return one row per document and the documents without text, by reason."""
     from triage_contracts import ExtractionStatus
-    from triage_ml.dataset import file_documents, skip_reason
+    from triage_ml.dataset import document_count, file_documents, skip_reason
     from triage_text.extract import ExtractedText
     from triage_text.pool import ExtractionPool
 
-    task = progress.add_task("scoring", total=len(files))
+    task = progress.add_task("counting documents", total=len(files))
+    total = 0
+    for path in files:
+        total += document_count(path)
+        progress.advance(task)
+    progress.reset(task, total=total, description="scoring documents")
     rows: list[dict[str, Any]] = []
     skipped: Counter[str] = Counter()
 
@@ -87,7 +92,7 @@ def _rows(
                     else:
                         skipped[skip_reason(result.status)] += 1
                     rows.append(row)
-                progress.advance(task, len(chunk))
+                progress.advance(task, len(documents))
 
     asyncio.run(run())
     return rows, skipped
@@ -104,7 +109,7 @@ def _topic_rows(
     processes: int,
 ) -> tuple[list[dict[str, Any]], dict[str, int]]:
     """Score a time window of the documents topic; return rows and skipped counts."""
-    from triage_cli.replay_cli import parse_window, progress_bar
+    from triage_cli.replay_cli import parse_window
     from triage_cli.rescore import scored_ahead, topic_rescorer
     from triage_contracts import ModelRef, ModelRole
     from triage_runtime.service import producer_for
@@ -217,13 +222,7 @@ def batch_score(
             raise typer.Exit(2)
         loaded = load_model(model)
         pace = Pace()
-        with Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=console,
-        ) as progress:
+        with progress_bar() as progress:
             rows, unread = _rows(files, loaded, current_policy(required=False), progress)
     else:
         assert topic_range is not None

@@ -21,9 +21,9 @@ from typing import Annotated, Any
 
 import typer
 
-from triage_cli.console import console, stdout
+from triage_cli.console import console, progress_bar, stdout
 from triage_cli.database import default_actor
-from triage_cli.replay_cli import SinceOption, UntilOption, parse_window, progress_bar
+from triage_cli.replay_cli import SinceOption, UntilOption, parse_window
 
 canary_app = typer.Typer(
     help="Canary analysis: compare the canary with the champion, then promote or roll back.",

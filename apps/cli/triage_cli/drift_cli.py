@@ -22,8 +22,8 @@ from typing import Annotated, Any
 
 import typer
 
-from triage_cli.console import console, stdout
-from triage_cli.replay_cli import SinceOption, UntilOption, parse_window, progress_bar
+from triage_cli.console import console, progress_bar, stdout
+from triage_cli.replay_cli import SinceOption, UntilOption, parse_window
 
 drift_app = typer.Typer(
     help="Input drift: compare live documents with the model's training baseline.",

@@ -20,17 +20,9 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
 from rich.table import Table
 
-from triage_cli.console import console, stdout
+from triage_cli.console import console, progress_bar, stdout
 from triage_cli.exit_codes import exit_if_skipped
 
 CSV_FIELDS = (
@@ -79,18 +71,6 @@ def parse_window(since: str, until: str | None) -> tuple[datetime, datetime | No
         console.print("[red]--until must be after --since[/red]")
         raise typer.Exit(2)
     return start, end
-
-
-def progress_bar() -> Progress:
-    """The progress bar long topic reads show on stderr."""
-    return Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=console,
-    )
 
 
 def replay(

@@ -81,6 +81,13 @@ def file_documents(path: Path, *, max_bytes: int = MAX_FILE_BYTES) -> list[FileD
     return [FileDocument(path, part.part, part.media_type, part.data) for part in parsed.parts]
 
 
+def document_count(path: Path, *, max_bytes: int = MAX_FILE_BYTES) -> int:
+    """How many documents ``file_documents`` makes of a file; only an email is read."""
+    if media_type_of(path) != EMAIL_MEDIA_TYPE:
+        return 1
+    return len(file_documents(path, max_bytes=max_bytes))
+
+
 def extract_document(document: FileDocument) -> ExtractedText:
     """The text the classifier would extract from the stored document."""
     if document.refused is not None:
