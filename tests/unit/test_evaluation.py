@@ -18,8 +18,11 @@ from triage_ml.evaluation import (
     EvalReport,
     GateConfig,
     check_gates,
+    class_ece,
     evaluate,
     percentile_ms,
+    prediction_rows,
+    render_confusion,
     render_table,
 )
 from triage_ml.model import LoadedModel
@@ -206,7 +209,73 @@ def test_ece_in_the_report_is_of_the_top_class_confidence() -> None:
     assert report.ece == pytest.approx(0.208)
 
 
+def test_ece_per_class_is_one_vs_rest_on_each_class_probability() -> None:
+    # Values kept off the bin edges (multiples of 1/15).
+    probabilities = np.array(
+        [
+            [0.70, 0.25, 0.05],  # a
+            [0.70, 0.25, 0.05],  # b
+            [0.05, 0.90, 0.05],  # b
+            [0.05, 0.30, 0.65],  # c
+        ]
+    )
+    truth = ["a", "b", "b", "c"]
+    labels = ["a", "b", "c"]
+    report = evaluate(
+        truth=truth, probabilities=probabilities, labels=labels, thresholds=NO_THRESHOLDS
+    )
+    # a: 0.70 x2 (one is a: |0.5 - 0.7| x2), 0.05 x2 (none is: 0.05 x2) -> 0.5 / 4
+    # b: 0.25 x2 (one is b: 0.25 x2), 0.90 (is b: 0.1), 0.30 (is not: 0.3) -> 0.9 / 4
+    # c: 0.05 x3 (none is c: 0.15), 0.65 (is c: 0.35) -> 0.5 / 4
+    expected = {"a": 0.125, "b": 0.225, "c": 0.125}
+    assert {c.label: c.ece for c in report.per_class} == pytest.approx(expected)
+    for label, value in expected.items():
+        assert class_ece(truth, probabilities, labels, label) == pytest.approx(value)
+    assert report.to_dict()["per_class"][1]["ece"] == pytest.approx(0.225)
+    assert EvalReport.from_dict(report.to_dict()) == report
+    # a report stored before per-class ECE was recorded still loads
+    old = report.to_dict()
+    for entry in old["per_class"]:
+        del entry["ece"]
+    assert all(c.ece is None for c in EvalReport.from_dict(old).per_class)
+
+
 # --- routing -------------------------------------------------------------------------------
+
+
+def test_prediction_rows_decide_as_served() -> None:
+    rows = prediction_rows(
+        truth=["a", "b", "b"],
+        probabilities=np.array([[0.8000004, 0.1999996], [0.6, 0.4], [0.3, 0.7]]),
+        labels=["a", "b"],
+        thresholds={"a": 0.8, "b": 0.75},
+    )
+    assert rows == [
+        {
+            "true_label": "a",
+            "predicted_label": "a",
+            "confidence": 0.8,
+            "threshold": 0.8,
+            "action": "route",
+            "correct": True,
+        },
+        {
+            "true_label": "b",
+            "predicted_label": "a",
+            "confidence": 0.6,
+            "threshold": 0.8,
+            "action": "review",
+            "correct": False,
+        },
+        {
+            "true_label": "b",
+            "predicted_label": "b",
+            "confidence": 0.7,
+            "threshold": 0.75,
+            "action": "review",
+            "correct": True,
+        },
+    ]
 
 
 def test_coverage_and_routed_precision_follow_per_label_thresholds() -> None:
@@ -424,7 +493,8 @@ def test_render_table() -> None:
     assert "macro_f1" in table
     assert "coverage_at_target (0.95)" in table
     assert any(line.split() == ["latency_p50_ms", "12.0"] for line in lines)
-    assert any(line.split() == ["a", "1.000", "0.500", "0.667", "2"] for line in lines)
+    [a_row] = [line.split() for line in lines if line.startswith("a ")]
+    assert a_row == ["a", "1.000", "0.500", "0.667", "2", f"{report.per_class[0].ece:.3f}"]
     assert "champion" not in table
 
     champion = dataclasses.replace(report, macro_f1=report.macro_f1 - 0.02, latency_p50_ms=None)
@@ -436,6 +506,25 @@ def test_render_table() -> None:
     assert latency == ["latency_p50_ms", "12.0", "-", "-"]
     [n] = [line.split() for line in compared if line.startswith("n ")]
     assert n == ["n", "3", "3", "+0"]
+
+
+def test_render_confusion() -> None:
+    # truth a a a b b c zzz, predicted a a b b c c a
+    report = evaluate(
+        truth=["a", "a", "a", "b", "b", "c", "zzz"],
+        probabilities=one_hot_ish([0, 0, 1, 1, 2, 2, 0], 3),
+        labels=["a", "b", "c"],
+        thresholds=NO_THRESHOLDS,
+    )
+    assert render_confusion(report).splitlines() == [
+        "true \\ predicted  a  b  c  total",
+        "----------------  -  -  -  -----",
+        "a                 2  1  0      3",
+        "b                 0  1  1      2",
+        "c                 0  0  1      1",
+        "total             2  2  2      6",
+        "(not shown: 1 document of a queue the model lacks)",
+    ]
 
 
 # --- pictures ------------------------------------------------------------------------------
@@ -454,9 +543,9 @@ def picture_inputs() -> tuple[list[str], np.ndarray, list[str]]:
     return truth, probabilities, labels
 
 
-def draw_both(out: Path) -> tuple[Path, Path]:
-    """Write the confusion matrix and the calibration picture into ``out``."""
-    from triage_ml.plots import calibration_png, confusion_matrix_png
+def draw_both(out: Path) -> tuple[Path, Path, Path]:
+    """Write the confusion matrix, the calibration picture and one label's into ``out``."""
+    from triage_ml.plots import calibration_png, class_calibration_png, confusion_matrix_png
 
     truth, probabilities, labels = picture_inputs()
     report = evaluate(
@@ -469,7 +558,10 @@ def draw_both(out: Path) -> tuple[Path, Path]:
     calibration = calibration_png(
         truth, probabilities, labels, out / "nested" / "calibration.png", title="candidate"
     )
-    return confusion, calibration
+    legal = class_calibration_png(
+        truth, probabilities, labels, "legal", out / "calibration-legal.png", title="candidate"
+    )
+    return confusion, calibration, legal
 
 
 def test_pictures_are_valid_deterministic_pngs(tmp_path: Path) -> None:

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import csv
 import json
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import Progress, TaskID
 from rich.table import Table
 
-from triage_cli.console import console, stdout
+from triage_cli.console import console, progress_bar, stdout
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from triage_ml.dataset import LabelledData
 
 model_app = typer.Typer(
@@ -25,14 +29,31 @@ KindOption = Annotated[
 ]
 
 
-def _progress() -> Progress:
-    return Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=console,
-    )
+PREDICTIONS_FIELDS = (
+    "path",
+    "part",
+    "true_label",
+    "predicted_label",
+    "confidence",
+    "threshold",
+    "action",
+    "correct",
+)
+"""The columns of ``predictions.csv`` that ``model eval --out`` writes."""
+
+
+class PhaseBars:
+    """``model.train``'s progress callback: a bar per phase (one step per fold)."""
+
+    def __init__(self, progress: Progress) -> None:
+        self._progress = progress
+        self._tasks: dict[str, TaskID] = {}
+
+    def __call__(self, phase: str, done: int, total: int) -> None:
+        task = self._tasks.get(phase)
+        if task is None:
+            task = self._tasks[phase] = self._progress.add_task(phase, total=total)
+        self._progress.update(task, completed=done, total=total)
 
 
 def _link(out: Path, artifact: Path, link: str | None) -> None:
@@ -83,7 +104,7 @@ def read_examples(sources: list[Path], *, description: str) -> LabelledData:
     data = LabelledData()
     try:
         total = sum(count_items(s) for s in sources)
-        with _progress() as progress:
+        with progress_bar() as progress:
             task = progress.add_task(description, total=total)
             for source in sources:
                 read_source(source, data, advance=lambda: progress.advance(task))
@@ -207,8 +228,7 @@ def model_train(
         console.print(f"{version} is already trained on exactly this data; nothing to do")
         stdout.print(str(out / version))
         return
-    with _progress() as progress:
-        fit = progress.add_task("training", total=None)
+    with progress_bar() as progress:
         result = model_lib.train(
             examples,
             kind=kind,
@@ -218,15 +238,28 @@ def model_train(
             embedding_model_path=embedder,
             backend=backend,
             changelog=changelog,
-            progress=lambda msg: progress.update(fit, description=msg),
+            progress=PhaseBars(progress),
         )
-        progress.update(fit, total=1, completed=1, description="trained")
     metadata = result.metadata
+    for line in never_routed_warnings(metadata):
+        console.print(f"[yellow]{line}[/yellow]", highlight=False, soft_wrap=True)
     path = model_lib.save(result.pipeline, metadata, out_dir=out, extras=_pictures(result))
     _link(out, path, link)
     skipped = sum(read.skipped.values())
     _print_trained(metadata, path, f"{len(examples)} ({skipped} documents without text skipped)")
     stdout.print(str(path))
+
+
+def never_routed_warnings(metadata: dict[str, Any]) -> list[str]:
+    """A warning line per queue whose threshold stayed at 1.0 (``never_routed``)."""
+    target = float(metadata["target_precision"])
+    return [
+        f"warning: queue {entry['label']} is never routed: its threshold stays at 1.0, "
+        f"as cross-validation never reached {target:.2f} precision on its "
+        f"{entry['train_examples']} training examples; everything predicted as "
+        f"{entry['label']} goes to review"
+        for entry in metadata.get("never_routed", [])
+    ]
 
 
 def _print_trained(metadata: dict[str, Any], path: Path, examples: str) -> None:
@@ -244,11 +277,13 @@ def _print_trained(metadata: dict[str, Any], path: Path, examples: str) -> None:
     for name, value in metadata["metrics"].items():
         table.add_row(name, str(value))
     table.add_row("thresholds", json.dumps(metadata["thresholds"]))
+    never = [entry["label"] for entry in metadata.get("never_routed", [])]
+    table.add_row("never routed", ", ".join(never) if never else "none")
     table.add_row("pictures", "confusion_matrix.png, calibration.png")
     console.print(table)
 
 
-def _golden(golden: list[Path]) -> tuple[list[str], list[str]]:
+def _golden(golden: list[Path]) -> LabelledData:
     read = read_examples(golden, description="reading the golden set")
     lost = lost_labels_message(read)
     if lost is not None:
@@ -256,31 +291,88 @@ def _golden(golden: list[Path]) -> tuple[list[str], list[str]]:
     if not read.examples:
         console.print("[red]no golden document with text in the given sources[/red]")
         raise typer.Exit(2)
-    return [e.text for e in read.examples], [e.label for e in read.examples]
+    return read
 
 
-def evaluate_model(model: Any, texts: list[str], truth: list[str]) -> Any:
-    """Score the golden set one document at a time (for latency), then report."""
+def score_one_by_one(
+    model: Any, texts: list[str], *, description: str = "scoring the golden set"
+) -> tuple[np.ndarray, list[float]]:
+    """Score texts one at a time (for latency) with a progress bar; return the
+    probabilities and each document's seconds."""
     import time
 
     import numpy as np
 
-    from triage_ml.evaluation import evaluate
-
     latencies = []
     rows = []
-    for text in texts:
-        started = time.perf_counter()
-        rows.append(model.predict_proba([text])[0])
-        latencies.append(time.perf_counter() - started)
+    with progress_bar() as progress:
+        task = progress.add_task(description, total=len(texts))
+        for text in texts:
+            started = time.perf_counter()
+            rows.append(model.predict_proba([text])[0])
+            latencies.append(time.perf_counter() - started)
+            progress.advance(task)
+    return np.vstack(rows), latencies
+
+
+def _report(model: Any, truth: list[str], probabilities: np.ndarray, latencies: list[float]) -> Any:
+    from triage_ml.evaluation import evaluate
+
     return evaluate(
         truth=truth,
-        probabilities=np.vstack(rows),
+        probabilities=probabilities,
         labels=list(model.labels),
         thresholds=model.thresholds,
         target_precision=float(model.metadata.get("target_precision", 0.95)),
         latencies_s=latencies,
     )
+
+
+def evaluate_model(model: Any, texts: list[str], truth: list[str]) -> Any:
+    """Score the golden set one document at a time (for latency), then report."""
+    probabilities, latencies = score_one_by_one(model, texts)
+    return _report(model, truth, probabilities, latencies)
+
+
+def class_picture_name(label: str) -> str:
+    """``calibration-<label>.png``, the label made safe for a file name."""
+    return f"calibration-{re.sub(r'[^A-Za-z0-9._-]+', '_', label)}.png"
+
+
+def _write_eval_outputs(
+    out: Path,
+    *,
+    model: Any,
+    report: Any,
+    read: LabelledData,
+    probabilities: np.ndarray,
+) -> list[str]:
+    """Write report.json, the pictures and predictions.csv into ``out``; return their names."""
+    from triage_ml.evaluation import prediction_rows
+    from triage_ml.plots import calibration_png, class_calibration_png, confusion_matrix_png
+
+    truth = [e.label for e in read.examples]
+    labels = list(model.labels)
+    title = f"{model.version} (golden)"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "report.json").write_text(json.dumps(report.to_dict(), indent=2) + "\n")
+    confusion_matrix_png(report, out / "confusion_matrix.png", title=title)
+    calibration_png(truth, probabilities, labels, out / "calibration.png", title=title)
+    written = ["report.json", "confusion_matrix.png", "calibration.png"]
+    for label in labels:
+        name = class_picture_name(label)
+        class_calibration_png(truth, probabilities, labels, label, out / name, title=title)
+        written.append(name)
+    rows = prediction_rows(
+        truth=truth, probabilities=probabilities, labels=labels, thresholds=model.thresholds
+    )
+    with (out / "predictions.csv").open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=PREDICTIONS_FIELDS)
+        writer.writeheader()
+        for (path, part), row in zip(read.origins, rows, strict=True):
+            writer.writerow({"path": path, "part": part, **row})
+    written.append("predictions.csv")
+    return written
 
 
 @model_app.command("eval")
@@ -297,28 +389,35 @@ def model_eval(
         str, typer.Option(help="An artifact directory, a registered version, or an alias.")
     ] = "champion",
     out: Annotated[
-        Path | None, typer.Option(help="Write report.json and the pictures here.")
+        Path | None,
+        typer.Option(
+            help="Write here report.json, confusion_matrix.png, reliability diagrams "
+            "(calibration.png, and calibration-LABEL.png per label) and predictions.csv "
+            "(a row per document scored).",
+        ),
     ] = None,
 ) -> None:
-    """Evaluate a model on the golden set: F1, per-class P/R, ECE, coverage, latency."""
+    """Evaluate a model on the golden set: F1, per-class P/R and ECE, the confusion
+    matrix, coverage, latency."""
     from triage_cli.registry_support import load_model
+    from triage_ml.evaluation import render_confusion, render_table
 
     loaded = load_model(model)
-    texts, truth = _golden(golden)
-    report = evaluate_model(loaded, texts, truth)
-    from triage_ml.evaluation import render_table
+    read = _golden(golden)
+    texts = [e.text for e in read.examples]
+    truth = [e.label for e in read.examples]
+    probabilities, latencies = score_one_by_one(loaded, texts)
+    report = _report(loaded, truth, probabilities, latencies)
 
     stdout.print(f"model {loaded.version} on {len(texts)} golden documents")
     stdout.print(render_table(report), markup=False, highlight=False)
+    stdout.print("confusion matrix (documents; true label down, predicted across)")
+    stdout.print(render_confusion(report), markup=False, highlight=False)
     if out is not None:
-        from triage_ml.plots import confusion_matrix_png
-
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "report.json").write_text(json.dumps(report.to_dict(), indent=2) + "\n")
-        confusion_matrix_png(
-            report, out / "confusion_matrix.png", title=f"{loaded.version} (golden)"
+        written = _write_eval_outputs(
+            out, model=loaded, report=report, read=read, probabilities=probabilities
         )
-        console.print(f"wrote {out}/report.json and confusion_matrix.png")
+        console.print(f"wrote to {out}: {', '.join(written)}", highlight=False, soft_wrap=True)
 
 
 @model_app.command("promote")
@@ -383,7 +482,9 @@ def model_promote(
         console.print("[red]--force needs --reason: a forced promotion is audited[/red]")
         raise typer.Exit(2)
     traffic = change_for(to, partitions=partitions, sample=sample)
-    texts, truth = _golden(golden)
+    read = _golden(golden)
+    texts = [e.text for e in read.examples]
+    truth = [e.label for e in read.examples]
     candidate_model = load_model(version)
     candidate = evaluate_model(candidate_model, texts, truth)
     # Every candidate is judged against the champion, never against the alias's current

@@ -26,8 +26,8 @@ def read_source(path: Path, into: LabelledData, *, advance: Callable[[], None]) 
             into.add_file(file, label)
             advance()
     else:
-        for text, label in iter_table_dataset(path):
-            into.add_text(text, label)
+        for number, (text, label) in enumerate(iter_table_dataset(path), start=1):
+            into.add_text(text, label, origin=f"{path}:{number}")
             advance()
 
 

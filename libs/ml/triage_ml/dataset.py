@@ -121,26 +121,40 @@ class LabelledData:
     """Documents without text, by (label, reason)."""
     email_documents: Counter[int] = field(default_factory=Counter)
     """How many emails became how many documents (documents per email → emails)."""
+    origins: list[tuple[str | None, str | None]] = field(default_factory=list)
+    """Where each example came from, in step with ``examples``: (path, email part). A CSV
+    or JSONL record's path is ``FILE:N`` (its Nth record); a review decision's is None."""
 
     def add_file(self, path: Path, label: str) -> None:
         """Add the documents a file becomes, each labelled ``label``."""
         documents = file_documents(path)
         if any(document.part is not None for document in documents):
             self.email_documents[len(documents)] += 1
-        self._add((extract_document(document) for document in documents), label)
+        self._add(
+            ((extract_document(document), (str(path), document.part)) for document in documents),
+            label,
+        )
 
-    def add_text(self, text: str, label: str) -> None:
-        """Add a text (a CSV or JSONL row), normalised as serving does."""
-        self._add([extract_text(text.encode("utf-8"), "text/plain")], label)
+    def add_text(self, text: str, label: str, *, origin: str | None = None) -> None:
+        """Add a text (a CSV or JSONL row, ``origin`` its ``FILE:N``), normalised as serving
+        does."""
+        self._add([(extract_text(text.encode("utf-8"), "text/plain"), (origin, None))], label)
 
     def extend(self, examples: Iterable[Example]) -> None:
         """Add examples that are already extracted (human review decisions)."""
-        self.examples.extend(examples)
+        for example in examples:
+            self.examples.append(example)
+            self.origins.append((None, None))
 
-    def _add(self, extracted: Iterable[ExtractedText], label: str) -> None:
-        for result in extracted:
+    def _add(
+        self,
+        extracted: Iterable[tuple[ExtractedText, tuple[str | None, str | None]]],
+        label: str,
+    ) -> None:
+        for result, origin in extracted:
             if result.status is ExtractionStatus.OK:
                 self.examples.append(Example(text=result.text, label=label))
+                self.origins.append(origin)
             else:
                 self.skipped[(label, skip_reason(result.status))] += 1
 

@@ -17,6 +17,9 @@ Conventions:
     F1 0 for it and cannot pass the gates on the others.
   * A document is auto-routed when its confidence, rounded to six decimals as served
     predictions are, is at least the threshold of its predicted label.
+  * Calibration error uses ``ECE_BINS`` equal-width bins (``triage_ml.stats``) everywhere:
+    overall over the top-class confidence, and per class one-vs-rest, over the probability
+    given to the class against whether the document is of that class.
 """
 
 from __future__ import annotations
@@ -37,20 +40,25 @@ _EPSILON = 1e-9
 
 @dataclass(frozen=True)
 class ClassReport:
-    """Precision, recall, F1 and support of one label."""
+    """Precision, recall, F1, support and one-vs-rest calibration error of one label.
+
+    ``ece`` is None for a label the model lacks (it gives that label no probability), and
+    in reports stored before it was recorded.
+    """
 
     label: str
     precision: float
     recall: float
     f1: float
     support: int
+    ece: float | None = None
 
 
 @dataclass(frozen=True)
 class EvalReport:
     """The metrics of one model on one labelled test set (built by ``evaluate``).
 
-    ``ece`` is over the top-class confidence in 15 equal-width bins (i/15, (i+1)/15].
+    ``ece`` is over the top-class confidence in ``ECE_BINS`` equal-width bins.
     """
 
     n: int
@@ -80,6 +88,7 @@ class EvalReport:
                     "recall": c.recall,
                     "f1": c.f1,
                     "support": c.support,
+                    "ece": c.ece,
                 }
                 for c in self.per_class
             ],
@@ -112,6 +121,7 @@ class EvalReport:
                     recall=float(c["recall"]),
                     f1=float(c["f1"]),
                     support=int(c["support"]),
+                    ece=optional(c.get("ece")),
                 )
                 for c in data["per_class"]
             ),
@@ -184,6 +194,70 @@ def top_class_outcomes(
     return confidence, truth_idx == pred_idx
 
 
+def class_outcomes(
+    truth: Sequence[str], probabilities: np.ndarray, labels: Sequence[str], label: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """One-vs-rest for ``label``: every document's probability of it, and whether it is it."""
+    label_list = [str(x) for x in labels]
+    if label not in label_list:
+        raise ValueError(f"{label!r} is not one of the model's labels")
+    truth_idx, _, _ = _score(truth, probabilities, label_list)
+    column = label_list.index(label)
+    proba = np.asarray(probabilities, dtype=np.float64)
+    return proba[:, column], truth_idx == column
+
+
+def class_ece(
+    truth: Sequence[str], probabilities: np.ndarray, labels: Sequence[str], label: str
+) -> float:
+    """The one-vs-rest expected calibration error of ``label`` (``ECE_BINS`` bins)."""
+    confidence, outcome = class_outcomes(truth, probabilities, labels, label)
+    return expected_calibration_error(confidence, outcome, bins=ECE_BINS)
+
+
+PREDICTION_FIELDS = (
+    "true_label",
+    "predicted_label",
+    "confidence",
+    "threshold",
+    "action",
+    "correct",
+)
+"""The per-document columns ``prediction_rows`` gives, in order."""
+
+
+def prediction_rows(
+    *,
+    truth: Sequence[str],
+    probabilities: np.ndarray,
+    labels: Sequence[str],
+    thresholds: Mapping[str, float],
+) -> list[dict[str, Any]]:
+    """One row per document: truth, prediction, confidence (rounded as served), the
+    predicted label's threshold, the action (``route`` or ``review``) and whether right.
+
+    The action is decided as ``evaluate`` and serving decide it.
+    """
+    label_list = [str(x) for x in labels]
+    truth_idx, pred_idx, confidence = _score(truth, probabilities, label_list)
+    rows = []
+    for t, i, c, ti in zip(truth, pred_idx, confidence, truth_idx, strict=True):
+        predicted = label_list[int(i)]
+        served = round(float(c), 6)
+        threshold = float(thresholds[predicted])
+        rows.append(
+            {
+                "true_label": str(t),
+                "predicted_label": predicted,
+                "confidence": served,
+                "threshold": threshold,
+                "action": "route" if served >= threshold else "review",
+                "correct": bool(ti == i),
+            }
+        )
+    return rows
+
+
 def evaluate(
     *,
     truth: Sequence[str],
@@ -200,7 +274,8 @@ def evaluate(
     predicted (as scikit-learn does): every queue of the test set counts, and one the model
     lacks or never predicts has F1 0; a model label the test set lacks counts (F1 0) only if
     the model predicted it, so a test set covering some of the queues judges those.
-    ``ece`` uses 15 equal-width bins of the top-class confidence.
+    ``ece`` uses ``ECE_BINS`` equal-width bins of the top-class confidence; each model
+    label's ``per_class`` ECE is one-vs-rest (``class_ece``), in the same bins.
     ``coverage_at_target`` ignores ``thresholds``: it is the largest share of documents one
     global confidence cut could route while their precision stays at least ``target_precision``.
     Latency percentiles are None when no latencies are given.
@@ -223,6 +298,7 @@ def evaluate(
     predicted_count = np.bincount(pred_idx, minlength=k)
     true_positive = np.diag(confusion)
 
+    proba = np.asarray(probabilities, dtype=np.float64)
     per_class: list[ClassReport] = []
     for i, label in enumerate(label_list):
         tp = int(true_positive[i])
@@ -236,6 +312,7 @@ def evaluate(
                 recall=float(recall),
                 f1=float(f1),
                 support=int(support[i]),
+                ece=expected_calibration_error(proba[:, i], truth_idx == i, bins=ECE_BINS),
             )
         )
     # Queues of the truth the model cannot predict: never predicted, so F1 0.
@@ -388,9 +465,35 @@ def render_table(report: EvalReport, *, champion: EvalReport | None = None) -> s
             row += [_format_value(old, digits), _format_delta(new, old, digits)]
         overall.append(row)
 
-    per_class = [["label", "precision", "recall", "f1", "support"]]
+    per_class = [["label", "precision", "recall", "f1", "support", "ece"]]
     per_class += [
-        [c.label, f"{c.precision:.3f}", f"{c.recall:.3f}", f"{c.f1:.3f}", str(c.support)]
+        [
+            c.label,
+            f"{c.precision:.3f}",
+            f"{c.recall:.3f}",
+            f"{c.f1:.3f}",
+            str(c.support),
+            _format_value(c.ece, 3),
+        ]
         for c in report.per_class
     ]
     return "\n".join([*grid(overall), "", *grid(per_class)]) + "\n"
+
+
+def render_confusion(report: EvalReport) -> str:
+    """Return the confusion matrix as a plain-text table: true labels down, predicted across.
+
+    A last line counts documents whose true label the model lacks (not in the matrix).
+    """
+    labels = list(report.labels)
+    rows: list[list[str]] = [["true \\ predicted", *labels, "total"]]
+    for label, counts in zip(labels, report.confusion, strict=True):
+        rows.append([label, *(str(n) for n in counts), str(sum(counts))])
+    columns = [sum(row[j] for row in report.confusion) for j in range(len(labels))]
+    rows.append(["total", *(str(n) for n in columns), str(sum(columns))])
+    lines = grid(rows)
+    unknown = report.n - sum(columns)
+    if unknown:
+        noun = "document" if unknown == 1 else "documents"
+        lines.append(f"(not shown: {unknown} {noun} of a queue the model lacks)")
+    return "\n".join(lines) + "\n"

@@ -52,6 +52,17 @@ THRESHOLD_Z = 1.645
 FeatureTap = Callable[[Sequence[str], Any, np.ndarray], None]
 """Called by a tapped model with each scoring call's texts, feature vectors and probabilities."""
 
+TrainProgress = Callable[[str, int, int], None]
+"""Called by ``train`` as it goes: (phase, steps done, steps in the phase). Each phase is
+reported at 0 when it starts and at its total when it ends; cross-validation once per fold
+(``cross-validation folds``, 0 of 5 … 5 of 5)."""
+
+CV_FOLDS = 5
+PHASE_CROSS_VALIDATION = "cross-validation folds"
+PHASE_FINAL_FIT = "final fit"
+PHASE_DRIFT_BASELINE = "drift baseline"
+PHASE_HOLDOUT = "scoring the holdout split"
+
 
 class ModelLoadError(RuntimeError):
     """An artifact is missing, incomplete, or does not match its recorded hash."""
@@ -265,6 +276,69 @@ def choose_thresholds(
     return thresholds
 
 
+def _cross_validated_proba(
+    make: Callable[[], Any],
+    texts: Sequence[str],
+    truth: Sequence[str],
+    *,
+    labels: Sequence[str],
+    folds: Any,
+    done: Callable[[int], None],
+) -> np.ndarray:
+    """Out-of-fold class probabilities, columns in ``labels`` order, as scikit-learn's
+    ``cross_val_predict(method="predict_proba")`` computes them (labels encoded to their
+    sorted index, a class a fold lacks given 0), reporting each fold done."""
+    from sklearn.base import clone
+    from sklearn.preprocessing import LabelEncoder
+
+    encoded = LabelEncoder().fit(list(labels)).transform(list(truth))
+    proba = np.zeros((len(texts), len(labels)), dtype=np.float64)
+    estimator = make()
+    splits = list(folds.split(list(texts), list(truth)))
+    done(0)
+    for i, (train_idx, test_idx) in enumerate(splits, start=1):
+        fitted = clone(estimator).fit([texts[j] for j in train_idx], encoded[train_idx])
+        fold_proba = fitted.predict_proba([texts[j] for j in test_idx])
+        columns = np.asarray(fitted.classes_, dtype=np.int64)
+        proba[np.ix_(test_idx, columns)] = fold_proba
+        done(i)
+    return proba
+
+
+def never_routed(thresholds: dict[str, float], truth: Sequence[str]) -> list[dict[str, Any]]:
+    """The labels whose threshold stayed at 1.0 (nothing predicted as them is routed), each
+    with its number of training examples: metadata's ``never_routed``."""
+    return [
+        {"label": label, "train_examples": sum(1 for t in truth if t == label)}
+        for label, threshold in sorted(thresholds.items())
+        if threshold >= 1.0
+    ]
+
+
+def _drift_baseline(
+    texts: Sequence[str],
+    cv_proba: np.ndarray,
+    labels: Sequence[str],
+    pipeline: Any,
+    say: TrainProgress,
+) -> Any:
+    """The drift baseline of the training texts and their cross-validated predictions."""
+    from triage_ml.drift import Baseline
+
+    say(PHASE_DRIFT_BASELINE, 0, 1)
+    # Cross-validated predictions are out-of-sample, as live ones are; the final model's
+    # predictions on its own training texts would be over-confident.
+    baseline = Baseline.from_training(
+        list(texts),
+        cv_proba,
+        labels,
+        pipeline[:-1].transform(list(texts)),
+        predictions="5-fold cross-validated predictions on the train split",
+    )
+    say(PHASE_DRIFT_BASELINE, 1, 1)
+    return baseline
+
+
 def _library_versions() -> dict[str, str]:
     out = {"python": platform.python_version()}
     for dist in (
@@ -355,17 +429,20 @@ def train(
     embedding_model_path: str | None = None,
     backend: str | None = None,
     changelog: str = "",
-    progress: Callable[[str], None] | None = None,
+    progress: TrainProgress | None = None,
 ) -> TrainResult:
     """Fit a model on the train split; return the fitted pipeline, metadata and CV predictions.
 
     Thresholds come from 5-fold cross-validated predictions on the train split; the frozen
     holdout split (``split_of``) is scored once, by the final model, for the metadata.
+    ``progress`` hears of each phase and each cross-validation fold (``TrainProgress``).
+    A label whose threshold stays at 1.0 is listed in the metadata's ``never_routed``, with
+    its number of training examples (train split).
     """
     from sklearn.metrics import f1_score
-    from sklearn.model_selection import StratifiedKFold, cross_val_predict
+    from sklearn.model_selection import StratifiedKFold
 
-    say = progress or (lambda _msg: None)
+    say: TrainProgress = progress or (lambda _phase, _done, _total: None)
     train_set = [e for e in examples if split_of(e, holdout_percent=holdout_percent) == "train"]
     holdout = [e for e in examples if split_of(e, holdout_percent=holdout_percent) == "holdout"]
     texts = [e.text for e in train_set]
@@ -392,14 +469,16 @@ def train(
             "backend": backend,
         }
 
-    say("cross-validating to choose thresholds")
-    folds = StratifiedKFold(n_splits=5, shuffle=True, random_state=seed)
-    cv_proba = cross_val_predict(
-        _make_pipeline(kind, seed, embedding_model_path=embedding_model_path, backend=backend),
+    folds = StratifiedKFold(n_splits=CV_FOLDS, shuffle=True, random_state=seed)
+    cv_proba = _cross_validated_proba(
+        lambda: _make_pipeline(
+            kind, seed, embedding_model_path=embedding_model_path, backend=backend
+        ),
         texts,
         truth,
-        cv=folds,
-        method="predict_proba",
+        labels=labels,
+        folds=folds,
+        done=lambda done: say(PHASE_CROSS_VALIDATION, done, CV_FOLDS),
     )
     thresholds = choose_thresholds(cv_proba, truth, labels, target_precision=target_precision)
     cv_pred = np.asarray(labels)[np.argmax(cv_proba, axis=1)]
@@ -408,24 +487,14 @@ def train(
     truth_arr = np.asarray(truth)
     routed_precision = float((cv_pred[routed] == truth_arr[routed]).mean()) if routed.any() else 0.0
 
-    say("fitting the final model")
+    say(PHASE_FINAL_FIT, 0, 1)
     pipeline = _make_pipeline(
         kind, seed, embedding_model_path=embedding_model_path, backend=backend
     )
     pipeline.fit(texts, truth)
+    say(PHASE_FINAL_FIT, 1, 1)
 
-    say("computing the drift baseline")
-    from triage_ml.drift import Baseline
-
-    # Cross-validated predictions are out-of-sample, as live ones are; the final model's
-    # predictions on its own training texts would be over-confident.
-    baseline = Baseline.from_training(
-        texts,
-        cv_proba,
-        labels,
-        pipeline[:-1].transform(texts),
-        predictions="5-fold cross-validated predictions on the train split",
-    )
+    baseline = _drift_baseline(texts, cv_proba, labels, pipeline, say)
 
     metrics: dict[str, Any] = {
         "cv_macro_f1": round(float(f1_score(truth, cv_pred, average="macro")), 4),
@@ -433,11 +502,12 @@ def train(
         "cv_precision_of_routed": round(routed_precision, 4),
     }
     if holdout:
-        say("scoring the holdout split")
+        say(PHASE_HOLDOUT, 0, len(holdout))
         holdout_pred = pipeline.predict([e.text for e in holdout])
         metrics["holdout_macro_f1"] = round(
             float(f1_score([e.label for e in holdout], holdout_pred, average="macro")), 4
         )
+        say(PHASE_HOLDOUT, len(holdout), len(holdout))
 
     params = _params(
         kind=kind,
@@ -461,6 +531,7 @@ def train(
         "kind": kind,
         "labels": list(labels),
         "thresholds": thresholds,
+        "never_routed": never_routed(thresholds, truth),
         "target_precision": target_precision,
         "params": params,
         "training_data_sha256": data_hash(examples),

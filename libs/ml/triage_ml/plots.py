@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from triage_ml.evaluation import EvalReport, top_class_outcomes
-from triage_ml.stats import calibration_bins, expected_calibration_error
+from triage_ml.evaluation import EvalReport, class_outcomes, top_class_outcomes
+from triage_ml.stats import ECE_BINS, calibration_bins, expected_calibration_error
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -102,12 +102,54 @@ def calibration_png(
     path: Path,
     *,
     title: str,
-    bins: int = 10,
 ) -> Path:
     """Draw a reliability diagram of top-class confidence, with per-bin counts underneath."""
+    confidence, correct = top_class_outcomes(truth, probabilities, labels)
+    return _reliability_png(
+        confidence,
+        correct,
+        path,
+        title=title,
+        what="top-class confidence",
+        accuracy_label="accuracy",
+    )
+
+
+def class_calibration_png(
+    truth: Sequence[str],
+    probabilities: np.ndarray,
+    labels: Sequence[str],
+    label: str,
+    path: Path,
+    *,
+    title: str,
+) -> Path:
+    """Draw the one-vs-rest reliability diagram of one label: every document's probability of
+    ``label`` against the share of documents that are of it."""
+    probability, outcome = class_outcomes(truth, probabilities, labels, label)
+    return _reliability_png(
+        probability,
+        outcome,
+        path,
+        title=f"{title}\n{label} against the rest",
+        what=f"probability of {label}",
+        accuracy_label=f"share that is {label}",
+    )
+
+
+def _reliability_png(
+    confidence: np.ndarray,
+    correct: np.ndarray,
+    path: Path,
+    *,
+    title: str,
+    what: str,
+    accuracy_label: str,
+) -> Path:
+    """A reliability diagram in ``ECE_BINS`` bins, the bins' document counts underneath."""
     from matplotlib import style
 
-    confidence, correct = top_class_outcomes(truth, probabilities, labels)
+    bins = ECE_BINS
     counts, mean_conf, accuracy = calibration_bins(confidence, correct, bins=bins)
     ece = expected_calibration_error(confidence, correct, bins=bins)
     edges = np.linspace(0.0, 1.0, bins + 1)
@@ -128,7 +170,7 @@ def calibration_png(
             color="tab:blue",
             alpha=0.85,
             edgecolor="black",
-            label="accuracy",
+            label=accuracy_label,
         )
         axes.hlines(
             mean_conf[filled],
@@ -137,7 +179,7 @@ def calibration_png(
             color="tab:red",
             linewidth=2.5,
             zorder=3,
-            label="mean confidence",
+            label=f"mean {what}",
         )
         axes.plot(
             [0, 1],
@@ -149,12 +191,11 @@ def calibration_png(
         )
         axes.set_xlim(0.0, 1.0)
         axes.set_ylim(0.0, 1.0)
-        axes.set_ylabel("accuracy")
+        axes.set_ylabel(accuracy_label)
         axes.legend(loc="upper left")
         axes.tick_params(labelbottom=False)
         axes.set_title(
-            f"{title}\nECE {ece:.3f} ({bins} equal-width bins of top-class confidence, "
-            f"n={len(confidence)})"
+            f"{title}\nECE {ece:.3f} ({bins} equal-width bins of {what}, n={len(confidence)})"
         )
 
         below.bar(
@@ -166,6 +207,6 @@ def calibration_png(
                     left + width / 2, count, str(int(count)), ha="center", va="bottom", fontsize=8
                 )
         below.set_ylim(0.0, max(1.0, float(counts.max()) * 1.25))
-        below.set_xlabel("top-class confidence")
+        below.set_xlabel(what)
         below.set_ylabel("documents")
         return save_png(figure, path)
