@@ -15,7 +15,7 @@ from scripts.pdfgen import make_pdf
 from tests.helpers import small_examples
 from tests.unit.test_email_training import plain_mail
 from triage_cli.main import app
-from triage_cli.model_cli import PREDICTIONS_FIELDS, class_picture_name
+from triage_cli.model_cli import class_picture_name, predictions_fields
 from triage_ml import model as model_lib
 from triage_ml.dataset import document_count, load_examples
 from triage_ml.model import Example
@@ -91,7 +91,7 @@ def test_eval_writes_a_prediction_row_per_document_scored(
     _, out = evaluated
     with (out / "predictions.csv").open(newline="") as handle:
         reader = csv.DictReader(handle)
-        assert tuple(reader.fieldnames or ()) == PREDICTIONS_FIELDS
+        assert tuple(reader.fieldnames or ()) == predictions_fields()
         rows = list(reader)
     # every .txt and the mail's body; the scan has no text and is not scored
     expected = sorted(

@@ -29,17 +29,12 @@ KindOption = Annotated[
 ]
 
 
-PREDICTIONS_FIELDS = (
-    "path",
-    "part",
-    "true_label",
-    "predicted_label",
-    "confidence",
-    "threshold",
-    "action",
-    "correct",
-)
-"""The columns of ``predictions.csv`` that ``model eval --out`` writes."""
+def predictions_fields() -> tuple[str, ...]:
+    """The columns of ``predictions.csv`` that ``model eval --out`` writes: where the
+    document came from, then evaluation's per-document columns."""
+    from triage_ml.evaluation import PREDICTION_FIELDS
+
+    return ("path", "part", *PREDICTION_FIELDS)
 
 
 class PhaseBars:
@@ -367,7 +362,7 @@ def _write_eval_outputs(
         truth=truth, probabilities=probabilities, labels=labels, thresholds=model.thresholds
     )
     with (out / "predictions.csv").open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=PREDICTIONS_FIELDS)
+        writer = csv.DictWriter(handle, fieldnames=predictions_fields())
         writer.writeheader()
         for (path, part), row in zip(read.origins, rows, strict=True):
             writer.writerow({"path": path, "part": part, **row})
