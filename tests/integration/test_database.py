@@ -467,3 +467,46 @@ def test_the_outbox_migration_keeps_every_pending_event_or_refuses(stack: Stack)
         with admin.connect() as conn:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
+
+
+def test_the_same_bytes_uploaded_at_once_are_one_document_and_one_event(clean_db: str) -> None:
+    """Twenty requests carrying the same bytes at the same moment (each with its own event
+    id, as separate uploads make them): one creates the document, all get its event id, and
+    the outbox holds its one DocumentReceived."""
+    from triage_contracts import Producer, Source, SourceKind, utcnow
+    from triage_ingest import domain as ingest_domain
+    from triage_ingest.store import IngestStore
+
+    def upload() -> Any:
+        return ingest_domain.document_received(
+            source=Source(kind=SourceKind.UPLOAD, name="http-upload"),
+            sha256="c4" * 32,
+            size_bytes=10,
+            media_type="text/plain",
+            filename="same.txt",
+            received_at=utcnow(),
+            producer=Producer(service="ingest", version="test"),
+        )
+
+    async def race() -> list[Any]:
+        engine = make_async_engine(clean_db, pool_size=20)
+        store = IngestStore(engine)
+        try:
+            return list(
+                await asyncio.gather(
+                    *(store.record_documents([upload()], topic="t.documents") for _ in range(20))
+                )
+            )
+        finally:
+            await engine.dispose()
+
+    results = [stored for [stored] in asyncio.run(race())]
+    assert sum(stored.created for stored in results) == 1
+    assert len({stored.event_id for stored in results}) == 1
+    engine = create_engine(clean_db)
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(text("SELECT event_id, topic FROM outbox")).all()
+    finally:
+        engine.dispose()
+    assert [(row[0], row[1]) for row in rows] == [(results[0].event_id, "t.documents")]
