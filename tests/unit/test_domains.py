@@ -22,6 +22,7 @@ from triage_ingest import domain as ingest_domain
 from triage_ml import model as model_lib
 from triage_ml import scoring
 from triage_runtime import routing as router_domain
+from triage_runtime.policy_store import PolicyChange, PolicyError
 from triage_runtime.routing import RoutingPolicy
 from triage_text.extract import ExtractedText
 
@@ -255,6 +256,39 @@ def test_shadow_sample_is_a_stable_share_chosen_by_document_id() -> None:
     assert set(sampled(0.1)) <= set(half)  # a smaller share is a subset: raising it only adds
     assert sampled(1.0) == ids
     assert sampled(0.0) == []
+
+
+def test_quality_sample_is_a_stable_share_independent_of_the_shadow_sample() -> None:
+    ids = [derive_document_id("upload", "q", str(i)) for i in range(4000)]
+    policy = RoutingPolicy(shadow_sample=0.5, quality_sample=0.5)
+    quality = {i for i in ids if policy.in_quality_sample(i)}
+    shadow = {i for i in ids if policy.in_shadow_sample(i)}
+    assert 0.46 < len(quality) / len(ids) < 0.54
+    # Independent digits: about half of the shadow's documents are also quality samples.
+    assert 0.44 < len(quality & shadow) / len(shadow) < 0.56
+    assert not any(RoutingPolicy(quality_sample=0.0).in_quality_sample(i) for i in ids)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (PolicyChange(quality_sample=1.5), "the quality sample is a share from 0 to 1"),
+        (PolicyChange(shadow_sample=-0.1), "the shadow sample is a share from 0 to 1"),
+        (PolicyChange(target_precision=0.0), "the target precision is over 0 and at most 1"),
+    ],
+)
+def test_a_policy_change_out_of_range_is_refused_with_its_reason(
+    change: PolicyChange, message: str
+) -> None:
+    with pytest.raises(PolicyError, match=message):
+        change.applied_to(RoutingPolicy())
+
+
+def test_a_policy_change_sets_the_quality_sample_and_target_and_keeps_the_rest() -> None:
+    before = RoutingPolicy(shadow_sample=0.2, review_sla_hours=8.0)
+    after = PolicyChange(quality_sample=0.02, target_precision=0.9).applied_to(before)
+    assert (after.quality_sample, after.target_precision) == (0.02, 0.9)
+    assert (after.shadow_sample, after.review_sla_hours) == (0.2, 8.0)
 
 
 @pytest.mark.parametrize(

@@ -1,8 +1,9 @@
 """Routing policy commands: show, history and set (every change a new, audited version).
 
 The policy (per-label thresholds by model version, the canary's partitions, the shadow's
-sample, the review SLA) lives in TRIAGE_DATABASE_URL; running classifiers pick a change up
-within TRIAGE_CLASSIFIER_MODEL_REFRESH_SECONDS, without a restart. docs/model-operations.md.
+sample, the review SLA, the quality sample and the target precision) lives in
+TRIAGE_DATABASE_URL; running classifiers pick a change up within
+TRIAGE_CLASSIFIER_MODEL_REFRESH_SECONDS, without a restart. docs/model-operations.md.
 """
 
 from __future__ import annotations
@@ -21,7 +22,10 @@ if TYPE_CHECKING:
     from triage_runtime.routing import RoutingPolicy
 
 policy_app = typer.Typer(
-    help="The routing policy: thresholds, canary partitions, shadow sample, review SLA.",
+    help=(
+        "The routing policy: thresholds, canary partitions, shadow sample, review SLA, "
+        "quality sample, target precision."
+    ),
     no_args_is_help=True,
     add_completion=False,
 )
@@ -94,6 +98,8 @@ def describe(policy: RoutingPolicy) -> Table:
     table.add_row("canary partitions", partitions or "none (the champion scores all)")
     table.add_row("shadow sample", f"{policy.shadow_sample:.0%}")
     table.add_row("review due in", f"{policy.review_sla_hours:g} h")
+    table.add_row("quality sample", f"{policy.quality_sample:.1%} of routed documents")
+    table.add_row("target precision", f"{policy.target_precision:.1%}")
     for model, labels in sorted(policy.thresholds.items()):
         for label, value in sorted(labels.items()):
             table.add_row(f"threshold {model}:{label}", f"{value:.3f}")
@@ -121,7 +127,18 @@ def policy_history(
     async def read(store: PolicyStore) -> list[PolicyRecord]:
         return await store.history(limit)
 
-    table = Table("version", "at", "actor", "canary", "shadow", "SLA", "thresholds", "reason")
+    table = Table(
+        "version",
+        "at",
+        "actor",
+        "canary",
+        "shadow",
+        "SLA",
+        "quality",
+        "target",
+        "thresholds",
+        "reason",
+    )
     for record in run_with_policies(read):
         policy = record.policy
         overrides = sum(len(labels) for labels in policy.thresholds.values())
@@ -132,6 +149,8 @@ def policy_history(
             ",".join(str(p) for p in sorted(policy.canary_partitions)) or "-",
             f"{policy.shadow_sample:.0%}",
             f"{policy.review_sla_hours:g} h",
+            f"{policy.quality_sample:.1%}",
+            f"{policy.target_precision:.1%}",
             str(overrides),
             record.reason,
         )
@@ -158,6 +177,18 @@ def policy_set(
     review_sla_hours: Annotated[
         float | None, typer.Option(help="Hours after receipt a review item is due.")
     ] = None,
+    quality_sample: Annotated[
+        float | None,
+        typer.Option(
+            min=0.0,
+            max=1.0,
+            help="Share of confidently routed documents also sent to blind review (0-1).",
+        ),
+    ] = None,
+    target_precision: Annotated[
+        float | None,
+        typer.Option(min=0.0, max=1.0, help="Precision the live measurement is held to (0-1]."),
+    ] = None,
     actor: Annotated[str | None, typer.Option(help="Who acts (default: your OS user).")] = None,
 ) -> None:
     """Change the policy: a new version, audited; parts not given stay as they are."""
@@ -170,6 +201,8 @@ def policy_set(
         ),
         shadow_sample=shadow_sample,
         review_sla_hours=review_sla_hours,
+        quality_sample=quality_sample,
+        target_precision=target_precision,
     )
     if change == PolicyChange():
         console.print("[red]nothing to change: give at least one part of the policy[/red]")

@@ -38,6 +38,8 @@ class PolicyChange:
     canary_partitions: frozenset[int] | None = None
     shadow_sample: float | None = None
     review_sla_hours: float | None = None
+    quality_sample: float | None = None
+    target_precision: float | None = None
 
     def applied_to(self, policy: RoutingPolicy) -> RoutingPolicy:
         """``policy`` with this change made (its version unchanged)."""
@@ -56,23 +58,34 @@ class PolicyChange:
             if any(p < 0 for p in self.canary_partitions):
                 raise PolicyError("partition numbers start at 0")
             partitions = frozenset(self.canary_partitions)
-        sample = policy.shadow_sample
-        if self.shadow_sample is not None:
-            if not 0.0 <= self.shadow_sample <= 1.0 or math.isnan(self.shadow_sample):
-                raise PolicyError("the shadow sample is a share from 0 to 1")
-            sample = self.shadow_sample
         sla = policy.review_sla_hours
         if self.review_sla_hours is not None:
             if not 0 < self.review_sla_hours <= MAX_REVIEW_SLA_HOURS:
                 raise PolicyError(f"the review SLA is over 0 and at most {MAX_REVIEW_SLA_HOURS} h")
             sla = self.review_sla_hours
+        target = policy.target_precision
+        if self.target_precision is not None:
+            if not 0.0 < self.target_precision <= 1.0 or math.isnan(self.target_precision):
+                raise PolicyError("the target precision is over 0 and at most 1")
+            target = self.target_precision
         return RoutingPolicy(
             version=policy.version,
             thresholds=thresholds,
             canary_partitions=partitions,
-            shadow_sample=sample,
+            shadow_sample=_share("the shadow sample", self.shadow_sample, policy.shadow_sample),
             review_sla_hours=sla,
+            quality_sample=_share("the quality sample", self.quality_sample, policy.quality_sample),
+            target_precision=target,
         )
+
+
+def _share(what: str, value: float | None, current: float) -> float:
+    """A share from 0 to 1 that a change sets (``current`` when it does not)."""
+    if value is None:
+        return current
+    if not 0.0 <= value <= 1.0 or math.isnan(value):
+        raise PolicyError(f"{what} is a share from 0 to 1")
+    return float(value)
 
 
 def _checked_threshold(label: str, value: float) -> float:
@@ -98,6 +111,8 @@ def _policy(row: RoutingPolicyRow) -> RoutingPolicy:
         canary_partitions=frozenset(row.canary_partitions),
         shadow_sample=row.shadow_sample,
         review_sla_hours=row.review_sla_hours,
+        quality_sample=row.quality_sample,
+        target_precision=row.target_precision,
     )
 
 
@@ -168,6 +183,8 @@ async def change_in(
         canary_partitions=sorted(policy.canary_partitions),
         shadow_sample=policy.shadow_sample,
         review_sla_hours=policy.review_sla_hours,
+        quality_sample=policy.quality_sample,
+        target_precision=policy.target_precision,
         actor=actor,
         reason=reason,
     )
@@ -184,6 +201,8 @@ async def change_in(
             "canary_partitions": row.canary_partitions,
             "shadow_sample": row.shadow_sample,
             "review_sla_hours": row.review_sla_hours,
+            "quality_sample": row.quality_sample,
+            "target_precision": row.target_precision,
         },
     )
     return _policy(row)

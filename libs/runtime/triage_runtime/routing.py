@@ -28,10 +28,15 @@ from triage_contracts import (
 @dataclass(frozen=True, slots=True)
 class RoutingPolicy:
     """Per-label thresholds by model version, the canary's partitions, the shadow's sample,
-    and the time a review item is due in.
+    the time a review item is due in, the quality sample and the target precision.
 
     ``version`` is None for the default policy (nothing stored yet): the models' own
-    thresholds, no canary traffic, no shadow scoring, reviews due in four hours.
+    thresholds, no canary traffic, no shadow scoring, reviews due in four hours, no quality
+    sample, a target precision of 95 %.
+
+    ``quality_sample`` is the share of confidently routed documents that also go to blind
+    review; their decisions measure the live precision of each label, held to
+    ``target_precision``.
     """
 
     version: int | None = None
@@ -39,6 +44,8 @@ class RoutingPolicy:
     canary_partitions: frozenset[int] = frozenset()
     shadow_sample: float = 0.0
     review_sla_hours: float = 4.0
+    quality_sample: float = 0.0
+    target_precision: float = 0.95
 
     @property
     def review_sla(self) -> timedelta:
@@ -68,11 +75,21 @@ class RoutingPolicy:
 
         A document id's hex digits are uniform, so the share sampled is ``shadow_sample``.
         """
-        if self.shadow_sample >= 1.0:
-            return True
-        if self.shadow_sample <= 0.0:
-            return False
-        return int(document_id[4:12], 16) < self.shadow_sample * 16**8
+        return _in_share(document_id[4:12], self.shadow_sample)
+
+    def in_quality_sample(self, document_id: str) -> bool:
+        """Whether a confidently routed document also goes to blind review; the same id
+        always gets the same answer, independent of the shadow sample (other digits)."""
+        return _in_share(document_id[12:20], self.quality_sample)
+
+
+def _in_share(hex_digits: str, share: float) -> bool:
+    """Whether eight uniform hex digits fall in the lowest ``share`` of their range."""
+    if share >= 1.0:
+        return True
+    if share <= 0.0:
+        return False
+    return int(hex_digits, 16) < share * float(16 ** len(hex_digits))
 
 
 DEFAULT_POLICY = RoutingPolicy()
@@ -85,6 +102,8 @@ class ReviewReason(enum.StrEnum):
     EXTRACTION_FAILED = "extraction_failed"
     ENCRYPTED = "encrypted"
     MODEL_UNAVAILABLE = "model_unavailable"
+    QUALITY_SAMPLE = "quality_sample"
+    """Routed confidently and also sampled for blind review (live precision)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -265,6 +265,8 @@ class RoutingPolicyRow(Base):
     canary_partitions: Mapped[list[int]] = mapped_column(JSONB)
     shadow_sample: Mapped[float] = mapped_column(Float)
     review_sla_hours: Mapped[float] = mapped_column(Float)
+    quality_sample: Mapped[float] = mapped_column(Float, server_default="0")
+    target_precision: Mapped[float] = mapped_column(Float, server_default="0.95")
     actor: Mapped[str] = mapped_column(String(80))
     reason: Mapped[str] = mapped_column(Text)
     at: Mapped[datetime] = mapped_column(
