@@ -8,6 +8,7 @@ from collections.abc import Mapping
 import numpy as np
 import pytest
 
+from triage_contracts.intervals import wilson_interval
 from triage_ml import drift
 from triage_ml.canary import LABEL_PSI, Scored, analyse
 from triage_ml.stats import (
@@ -16,7 +17,6 @@ from triage_ml.stats import (
     newcombe_difference,
     psi,
     psi_by_key,
-    wilson_interval,
 )
 
 LABELS = {"invoice": 400, "contract": 300, "receipt": 200, "letter": 100}

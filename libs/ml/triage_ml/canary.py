@@ -32,8 +32,9 @@ from typing import Any
 import numpy as np
 
 from triage_contracts import ModelRole
+from triage_contracts.intervals import wilson_interval
 from triage_ml.plots import new_figure, save_png
-from triage_ml.stats import newcombe_difference, psi_by_key, wilson_interval
+from triage_ml.stats import newcombe_difference, psi_by_key
 from triage_ml.tables import grid
 
 LOW_CONFIDENCE_RATE = "low_confidence_rate"

@@ -30,8 +30,8 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from triage_contracts import Action, Prediction
+from triage_contracts.intervals import wilson_interval
 from triage_ml.rules import KIND_RULES, RulesModel
-from triage_ml.stats import wilson_interval
 from triage_text.extract import FEATURE_CODE_VERSION
 
 FORMAT_VERSION = 1
