@@ -131,7 +131,8 @@ def test_open_claim_decide_and_the_audit_trail(client: TestClient) -> None:
     page = client.get(f"/items/{low['id']}").text
     assert "Claimed by you" in page
     assert "&lt;script&gt;alert" in page and "<script>alert" not in page
-    assert "billing" in page and "60%" in page
+    # The model's suggestion, never its confidence (which would tell a quality sample apart).
+    assert "billing" in page and "60%" not in page and "0.6" not in page
     assert "dana@example.com" in page and "mailbox INBOX" in page and "Invoice 77?" in page
     original = client.get(f"/items/{low['id']}/document")
     assert original.headers["content-disposition"].startswith("attachment")

@@ -107,21 +107,26 @@ class ReviewReason(enum.StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
-class RouteTo:
-    """Send the document to ``queue`` without a human."""
-
-    queue: str
-    decided_by: DecidedBy
-    confidence: float
-
-
-@dataclass(frozen=True, slots=True)
 class SendToReview:
     """Open a review item for the document."""
 
     reason: ReviewReason
     priority: int
     due_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class RouteTo:
+    """Send the document to ``queue`` without a human.
+
+    ``quality_sample``, when set, is the blind review item also opened for it: the document
+    is in the policy's quality sample (docs/review.md).
+    """
+
+    queue: str
+    decided_by: DecidedBy
+    confidence: float
+    quality_sample: SendToReview | None = None
 
 
 Decision = RouteTo | SendToReview
@@ -135,7 +140,9 @@ def decide(event: DocumentClassifiedV1, policy: RoutingPolicy) -> Decision:
     event always gets the same answer.
 
     The prediction's threshold and action were set under that policy when it was scored,
-    so every reader of the event decides alike, whenever it reads it.
+    so every reader of the event decides alike, whenever it reads it. A document the model
+    routes that falls in the policy's quality sample is routed and also reviewed, blind:
+    its review item looks like a low-confidence one (same priority, same due time).
     """
     due_at = event.document.received_at + policy.review_sla
     prediction = event.prediction
@@ -149,10 +156,16 @@ def decide(event: DocumentClassifiedV1, policy: RoutingPolicy) -> Decision:
         return SendToReview(reason=reason, priority=PRIORITY_HIGH, due_at=due_at)
     by_rules = event.model.role is ModelRole.RULES
     if prediction.action is Action.ROUTE:
+        sampled = not by_rules and policy.in_quality_sample(event.document_id)
         return RouteTo(
             queue=prediction.label,
             decided_by=DecidedBy.RULES if by_rules else DecidedBy.MODEL,
             confidence=prediction.confidence,
+            quality_sample=(
+                SendToReview(ReviewReason.QUALITY_SAMPLE, priority=PRIORITY_NORMAL, due_at=due_at)
+                if sampled
+                else None
+            ),
         )
     # A rules score below its threshold means no trained model was available.
     reason = ReviewReason.MODEL_UNAVAILABLE if by_rules else ReviewReason.LOW_CONFIDENCE

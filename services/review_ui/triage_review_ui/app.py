@@ -18,7 +18,7 @@ from fastapi.staticfiles import StaticFiles
 
 from triage_contracts import topics
 from triage_review_ui import background
-from triage_review_ui.background import QueueGauges
+from triage_review_ui.background import LiveQuality, QueueGauges
 from triage_review_ui.deps import LoginRequiredError, to_login
 from triage_review_ui.documents import ItemDocuments
 from triage_review_ui.metrics import count_decision
@@ -31,7 +31,9 @@ from triage_runtime.db.engine import database_reachable, make_async_engine
 from triage_runtime.kafka import make_broker
 from triage_runtime.ops import ops_router
 from triage_runtime.outbox import InBackground, Outbox
+from triage_runtime.outcomes.quality import QualitySamples
 from triage_runtime.outcomes.review import DecisionTopics, ReviewWorkflow
+from triage_runtime.policy_store import PolicyStore
 from triage_runtime.service import producer_for
 from triage_text.pool import ExtractionLimits, ExtractionPool
 
@@ -70,6 +72,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         on_decided=count_decision,
     )
     gauges = QueueGauges(queries)
+    quality = LiveQuality(QualitySamples(engine), PolicyStore(engine), settings)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -81,7 +84,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await stack.enter_async_context(
                 outbox.relaying(interval=settings.outbox_relay_seconds, keep=settings.outbox_keep)
             )
-            await stack.enter_async_context(background.running(gauges, settings))
+            await stack.enter_async_context(background.running(gauges, quality, settings))
             yield
         log.info("stopped cleanly")
 
@@ -95,6 +98,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.auth = AuthStore(engine)
     app.state.queries = queries
     app.state.workflow = workflow
+    app.state.quality = quality
     app.state.documents = ItemDocuments(settings.open_blob_store(), pool)
     app.state.pages = Pages(settings)
     app.include_router(

@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.responses import RedirectResponse, Response
 
+from triage_review_ui.background import LiveQuality
 from triage_review_ui.documents import ItemDocuments
 from triage_review_ui.pages import Pages
 from triage_review_ui.queries import ReviewQueries
@@ -25,6 +26,7 @@ QueriesDep = Annotated[ReviewQueries, app_state("queries")]
 WorkflowDep = Annotated[ReviewWorkflow, app_state("workflow")]
 DocumentsDep = Annotated[ItemDocuments, app_state("documents")]
 PagesDep = Annotated[Pages, app_state("pages")]
+QualityDep = Annotated[LiveQuality, app_state("quality")]
 
 
 class LoginRequiredError(Exception):

@@ -25,6 +25,30 @@ DECISIONS = Counter(
 )
 
 
+LIVE_PRECISION = Gauge(
+    "triage_live_precision_ratio",
+    "Live precision of routings to each label: the share of decided blind quality samples "
+    "the reviewer left in the routed queue, over TRIAGE_REVIEW_UI_QUALITY_WINDOW_DAYS "
+    "(NaN before any is decided).",
+    ["label"],
+)
+LIVE_PRECISION_LOWER = Gauge(
+    "triage_live_precision_lower_bound_ratio",
+    "Lower end of live precision's Wilson interval (TRIAGE_REVIEW_UI_QUALITY_CONFIDENCE); "
+    "0 before any sample is decided.",
+    ["label"],
+)
+QUALITY_SAMPLES_DECIDED = Gauge(
+    "triage_quality_samples_decided",
+    "Decided blind quality samples of routings to each label in the live-precision window.",
+    ["label"],
+)
+LIVE_PRECISION_TARGET = Gauge(
+    "triage_live_precision_target_ratio",
+    "The current routing policy's target precision (what live precision is held to).",
+)
+
+
 def count_decision(model_version: str, model_role: str, agreed: bool) -> None:
     """Count a reviewer's decision on a scored item: did they agree with the model?"""
     DECISIONS.labels(model_version, model_role, "agreed" if agreed else "overridden").inc()

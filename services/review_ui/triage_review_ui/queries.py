@@ -3,6 +3,10 @@
 Filters come from query strings, so any text reaches here: values are bound parameters
 (never SQL text), and values PostgreSQL cannot take (text with a NUL character, an item id
 past bigint) match nothing instead of raising a DataError (a 500).
+
+Reviewers work blind: a quality sample is shown, counted, filtered and sorted as the
+low-confidence item it looks like (``SHOWN_REASON``), and no page or API field carries the
+model's confidence, which would tell a confident routing from an uncertain one.
 """
 
 from __future__ import annotations
@@ -17,9 +21,31 @@ from sqlalchemy.orm import InstrumentedAttribute
 
 from triage_contracts import utcnow
 from triage_runtime.db.models import AuditLog, ReviewItem
+from triage_runtime.routing import ReviewReason
 
 OPEN_STATUSES = ("pending", "claimed")
 MAX_BIGINT = 2**63 - 1
+
+_BLIND = {ReviewReason.QUALITY_SAMPLE.value: ReviewReason.LOW_CONFIDENCE.value}
+"""Stored reasons a reviewer sees as another: a quality sample is a low-confidence item."""
+SHOWN_REASON = case(
+    *((ReviewItem.reason == stored, shown) for stored, shown in _BLIND.items()),
+    else_=ReviewItem.reason,
+)
+"""``shown_reason`` in SQL, for filtering and counting as reviewers see it."""
+
+
+def shown_reason(reason: str) -> str:
+    """The reason a reviewer is shown for an item's stored ``reason``."""
+    return _BLIND.get(reason, reason)
+
+
+def shown_counts(by_reason: dict[str, int]) -> dict[str, int]:
+    """Counts by stored reason as a reviewer sees them (by ``shown_reason``)."""
+    shown: dict[str, int] = {}
+    for reason, n in by_reason.items():
+        shown[shown_reason(reason)] = shown.get(shown_reason(reason), 0) + n
+    return shown
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,7 +60,7 @@ class QueueFilter:
 
 @dataclass(frozen=True, slots=True)
 class QueueRow:
-    """One open review item as the queue page shows it."""
+    """One open review item as the queue page (and its JSON) shows it, to a reviewer."""
 
     id: int
     document_id: str
@@ -45,7 +71,6 @@ class QueueRow:
     filename: str | None
     source: str
     predicted_label: str | None
-    confidence: float | None
     model_version: str | None
     status: str
     claimed_by: str | None
@@ -72,20 +97,20 @@ class Dashboard:
     decisions_per_hour: list[tuple[datetime, int]] = field(default_factory=list)
     override_by_model: list[tuple[str, int, int]] = field(default_factory=list)
     by_reason: dict[str, int] = field(default_factory=dict)
+    """Open items by stored reason (the gauges'); pages show ``shown_counts`` of it."""
 
 
 def _row(i: ReviewItem) -> QueueRow:
     return QueueRow(
         id=i.id,
         document_id=i.document_id,
-        reason=i.reason,
+        reason=shown_reason(i.reason),
         priority=i.priority,
         due_at=i.due_at,
         received_at=i.received_at,
         filename=i.filename,
         source=f"{i.source_kind}:{i.source_name}",
         predicted_label=i.predicted_label,
-        confidence=i.confidence,
         model_version=i.model_version,
         status=i.status,
         claimed_by=i.claimed_by,
@@ -93,7 +118,9 @@ def _row(i: ReviewItem) -> QueueRow:
     )
 
 
-def _equals(column: InstrumentedAttribute[Any], value: str) -> ColumnElement[bool]:
+def _equals(
+    column: InstrumentedAttribute[Any] | ColumnElement[Any], value: str
+) -> ColumnElement[bool]:
     """``column = value``, or false for text PostgreSQL cannot hold (it refuses NUL)."""
     return false() if "\x00" in value else column == value
 
@@ -101,7 +128,7 @@ def _equals(column: InstrumentedAttribute[Any], value: str) -> ColumnElement[boo
 def _filtered(query: Select[Any], flt: QueueFilter) -> Select[Any]:
     query = query.where(ReviewItem.status.in_(OPEN_STATUSES))
     if flt.reason:
-        query = query.where(_equals(ReviewItem.reason, flt.reason))
+        query = query.where(_equals(SHOWN_REASON, flt.reason))
     if flt.label:
         query = query.where(_equals(ReviewItem.predicted_label, flt.label))
     if flt.source:
@@ -142,7 +169,7 @@ class ReviewQueries:
                     .group_by(ReviewItem.reason)
                 )
             ).all()
-        by_reason = {str(reason): int(n) for reason, n in counts}
+        by_reason = shown_counts({str(reason): int(n) for reason, n in counts})
         return QueuePage(
             rows=rows, total_open=sum(by_reason.values()), by_reason=by_reason, matching=matching
         )

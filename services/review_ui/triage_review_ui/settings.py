@@ -29,6 +29,22 @@ class Settings(CommonSettings):
     gauge_interval_seconds: float = Field(
         default=15.0, gt=0, description="How often the review queue gauges are refreshed."
     )
+    quality_window_days: float = Field(
+        default=30.0,
+        gt=0,
+        description="Live precision counts the decided quality samples of routings this recent.",
+    )
+    quality_confidence: float = Field(
+        default=0.95,
+        gt=0,
+        lt=1,
+        description="Confidence of live precision's (two-sided) Wilson interval.",
+    )
+    quality_min_samples: int = Field(
+        default=20,
+        ge=1,
+        description="Decided samples a label needs before the dashboard calls it below target.",
+    )
     max_document_bytes: int = Field(
         default=25 * 1024 * 1024, gt=0, description="Larger documents are not shown as text."
     )

@@ -40,7 +40,7 @@ from triage_runtime.kafka import (
 from triage_runtime.metrics import EVENTS_CONSUMED
 from triage_runtime.outbox import Publisher
 from triage_runtime.outcomes.store import Item, Routed, StoredRoute
-from triage_runtime.routing import RoutingPolicy
+from triage_runtime.routing import ReviewReason, RoutingPolicy
 
 log = logging.getLogger(__name__)
 
@@ -255,7 +255,7 @@ class RoutingHandler:
         if stored.in_review:
             kept_first_outcome(event, "review")
         elif stored.created:
-            was_routed(event, stored.queue)
+            was_routed(event, stored.queue, sampled=stored.sampled)
         else:
             DUPLICATES.inc()
         return stored.event_id
@@ -270,9 +270,10 @@ class RoutingHandler:
         return self._settings.topic(topics.routed_topic(decision.queue)), routed
 
 
-def was_routed(event: DocumentClassifiedV1, queue: str) -> None:
-    """Count and log a routing that is now stored (its event in the outbox)."""
-    DECISIONS.labels("routed", "").inc()
+def was_routed(event: DocumentClassifiedV1, queue: str, *, sampled: bool = False) -> None:
+    """Count and log a routing that is now stored (its event in the outbox); ``sampled``:
+    with a blind quality-sample review item."""
+    DECISIONS.labels("routed", ReviewReason.QUALITY_SAMPLE.value if sampled else "").inc()
     END_TO_END_SECONDS.labels("routed").observe(
         (utcnow() - event.document.received_at).total_seconds()
     )
@@ -283,6 +284,7 @@ def was_routed(event: DocumentClassifiedV1, queue: str) -> None:
             "trace_id": event.trace_id,
             "queue": queue,
             "model_version": event.model.version if event.model else None,
+            "quality_sample": sampled,
         },
     )
 

@@ -62,7 +62,15 @@ class ReviewItem(Base):
     decided_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     note: Mapped[str | None] = mapped_column(Text)
 
-    __table_args__ = (Index("ix_review_item_status_due", "status", "due_at"),)
+    __table_args__ = (
+        Index("ix_review_item_status_due", "status", "due_at"),
+        # Live precision reads the quality samples of a recent window (outcomes.quality).
+        Index(
+            "ix_review_item_quality_sample",
+            "created_at",
+            postgresql_where=text("reason = 'quality_sample'"),
+        ),
+    )
 
 
 class RoutingDecision(Base):

@@ -6,7 +6,7 @@ document to what a re-score decides, and changes only what differs, in one trans
 - routed to queue A, now queue B: the routing moves to B; a DocumentWithdrawn goes to A's
   topic and a DocumentRouted (``supersedes_event_id`` = the withdrawn event) to B's;
 - routed to A, now low confidence: the routing is withdrawn and a review item opened
-  (or reopened);
+  (or reopened; an open quality sample of the routing becomes that item);
 - in review, now confident: the review item is closed and the document routed;
 - in review and still in review: the item's score and reason are updated in place;
 - decided by a human: nothing changes, ever;
@@ -46,7 +46,7 @@ from triage_runtime.db.models import (
     RoutingDecision,
 )
 from triage_runtime.outcomes.store import review_item_values
-from triage_runtime.routing import Decision, RouteTo, SendToReview, routed_event
+from triage_runtime.routing import Decision, ReviewReason, RouteTo, SendToReview, routed_event
 
 REVIEW = "review"
 """How the review queue is named in outcomes and reports."""
@@ -323,7 +323,13 @@ class CorrectionStore:
             .on_conflict_do_update(
                 index_elements=["document_id"],
                 set_=values,
-                where=ReviewItem.status == "closed",
+                # An open quality sample becomes the ordinary review item it now is: the
+                # routing it sampled is withdrawn, so it measures nothing any more.
+                where=(ReviewItem.status == "closed")
+                | (
+                    (ReviewItem.reason == ReviewReason.QUALITY_SAMPLE.value)
+                    & ReviewItem.status.in_(OPEN_REVIEW)
+                ),
             )
         )
         return await self._record(

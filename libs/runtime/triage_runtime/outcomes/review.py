@@ -6,6 +6,10 @@ row, and its events in the outbox: ReviewDecision, and DocumentRouted decided by
 one transaction, and the events published once it commits (or by the outbox relay, if that
 fails), so no decision is lost and none is applied twice. Human decisions are final: nothing
 here, and nothing in the router, overwrites a decided item.
+
+A quality sample (a routed document also reviewed, blind) is decided the same way; a
+reviewer who agrees with its queue moves nothing, one who does not withdraws the routing
+(DocumentWithdrawn) and routes the document to their queue (DocumentRouted superseding it).
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import ColumnElement, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -24,6 +28,8 @@ from triage_contracts import (
     DecidedBy,
     DocumentRef,
     DocumentRoutedV1,
+    DocumentWithdrawnV1,
+    Event,
     ModelRef,
     ModelRole,
     Producer,
@@ -39,6 +45,7 @@ from triage_runtime.db.models import (
     ReviewItem,
     RoutingDecision,
 )
+from triage_runtime.routing import ReviewReason
 
 Decided = Callable[[str, str, bool], None]
 """Told of each committed decision of a scored item: model version, role, agreed or not."""
@@ -189,36 +196,11 @@ class ReviewWorkflow:
             item.decided_at = now
             item.note = (note or "")[:2000] or None
             item.claimed_until = None
-            await session.execute(
-                update(DocumentOutcome)
-                .where(DocumentOutcome.document_id == item.document_id)
-                .values(
-                    kind="routed",
-                    queue=label,
-                    decided_by=DecidedBy.HUMAN.value,
-                    updated_at=func.clock_timestamp(),
-                )
-            )
-            routed_event_id = uuid.uuid4()
-            human = {
-                "queue": label,
-                "event_id": routed_event_id,
-                "decided_by": DecidedBy.HUMAN.value,
-                "model_version": item.model_version,
-                "model_role": item.model_role,
-                "confidence": None,
-                "withdrawn_at": None,
-            }
-            # A routing a replay withdrew (it sent the document here) gives way to the human's.
-            await session.execute(
-                insert(RoutingDecision)
-                .values(document_id=item.document_id, **human)
-                .on_conflict_do_update(
-                    index_elements=["document_id"],
-                    set_=human,
-                    where=RoutingDecision.withdrawn_at.is_not(None),
-                )
-            )
+            sampled = await self._sampled_routing(session, item)
+            events: list[tuple[str, Event]] = []
+            if sampled is None or sampled.queue != label:
+                events += await self._route(session, item, label, overruled=sampled)
+            events.insert(0, (self._topics.decisions, self._decision_event(item)))
             await audit.record(
                 session,
                 actor=reviewer,
@@ -227,11 +209,8 @@ class ReviewWorkflow:
                 review_item_id=item_id,
                 detail={"label": label, "predicted_label": item.predicted_label},
             )
-            size = await session.scalar(
-                select(Document.size_bytes).where(Document.document_id == item.document_id)
-            )
-            events = await outbox.add(session, self._events(item, routed_event_id, size))
-        await self._publisher.publish(events)
+            event_ids = await outbox.add(session, events)
+        await self._publisher.publish(event_ids)
         # Told once the decision is committed; unscored items (no model) are not told.
         if item.model_version and self._on_decided is not None:
             self._on_decided(
@@ -254,33 +233,118 @@ class ReviewWorkflow:
                 decided.append(item_id)
         return BulkResult(decided, skipped)
 
-    def _events(
-        self, item: ReviewItem, routed_event_id: uuid.UUID, size_bytes: int | None
-    ) -> list[tuple[str, ReviewDecisionV1 | DocumentRoutedV1]]:
-        """A human decision's events: ReviewDecision, and the DocumentRouted it makes."""
-        assert item.decided_label is not None
-        model = (
-            ModelRef(version=item.model_version, role=ModelRole(item.model_role))
-            if item.model_version and item.model_role
-            else None
+    @staticmethod
+    async def _sampled_routing(session: AsyncSession, item: ReviewItem) -> RoutingDecision | None:
+        """The routing a quality-sample item samples (locked), if it still stands."""
+        if item.reason != ReviewReason.QUALITY_SAMPLE.value:
+            return None
+        return (
+            await session.execute(
+                select(RoutingDecision)
+                .where(
+                    RoutingDecision.document_id == item.document_id,
+                    RoutingDecision.withdrawn_at.is_(None),
+                    RoutingDecision.decided_by != DecidedBy.HUMAN.value,
+                )
+                .with_for_update()
+            )
+        ).scalar_one_or_none()
+
+    async def _route(
+        self,
+        session: AsyncSession,
+        item: ReviewItem,
+        label: str,
+        *,
+        overruled: RoutingDecision | None,
+    ) -> list[tuple[str, Event]]:
+        """Route the document to the reviewer's ``label``: its outcome, its routing row and
+        the DocumentRouted that announces it. A routing the reviewer ``overruled`` (a quality
+        sample's) is withdrawn from its queue and superseded, as a replay's correction is."""
+        await session.execute(
+            update(DocumentOutcome)
+            .where(DocumentOutcome.document_id == item.document_id)
+            .values(
+                kind="routed",
+                queue=label,
+                decided_by=DecidedBy.HUMAN.value,
+                updated_at=func.clock_timestamp(),
+            )
         )
-        decision = ReviewDecisionV1(
-            event_id=uuid.uuid5(routed_event_id, "review-decision"),
+        routed_event_id = uuid.uuid4()
+        human = {
+            "queue": label,
+            "event_id": routed_event_id,
+            "decided_by": DecidedBy.HUMAN.value,
+            "model_version": item.model_version,
+            "model_role": item.model_role,
+            "confidence": None,
+            "withdrawn_at": None,
+        }
+        # A routing a replay withdrew (it sent the document here), or one the reviewer
+        # overruled, gives way to the human's.
+        replaceable: ColumnElement[bool] = RoutingDecision.withdrawn_at.is_not(None)
+        if overruled is not None:
+            replaceable = replaceable | (RoutingDecision.event_id == overruled.event_id)
+        await session.execute(
+            insert(RoutingDecision)
+            .values(document_id=item.document_id, **human)
+            .on_conflict_do_update(index_elements=["document_id"], set_=human, where=replaceable)
+        )
+        size = await session.scalar(
+            select(Document.size_bytes).where(Document.document_id == item.document_id)
+        )
+        routed = self._routed_event(
+            item,
+            routed_event_id,
+            size,
+            supersedes=overruled.event_id if overruled is not None else None,
+        )
+        events: list[tuple[str, Event]] = []
+        if overruled is not None:
+            withdrawn = DocumentWithdrawnV1(
+                producer=self._producer,
+                document_id=item.document_id,
+                trace_id=item.trace_id,
+                model=routed.model,
+                queue=overruled.queue,
+                withdrawn_event_id=overruled.event_id,
+                reason=f"a reviewer chose {label} in review item {item.id}",
+            )
+            events.append((self._topics.routed(overruled.queue), withdrawn))
+        events.append((self._topics.routed(label), routed))
+        return events
+
+    def _decision_event(self, item: ReviewItem) -> ReviewDecisionV1:
+        """The ReviewDecision a decided item announces."""
+        assert item.decided_label is not None
+        return ReviewDecisionV1(
             producer=self._producer,
             document_id=item.document_id,
             trace_id=item.trace_id,
-            model=model,
+            model=_model_ref(item),
             review_item_id=item.id,
             label=item.decided_label,
             reviewer=item.decided_by or "unknown",
             predicted_label=item.predicted_label,
         )
-        routed = DocumentRoutedV1(
+
+    def _routed_event(
+        self,
+        item: ReviewItem,
+        routed_event_id: uuid.UUID,
+        size_bytes: int | None,
+        *,
+        supersedes: uuid.UUID | None,
+    ) -> DocumentRoutedV1:
+        """The DocumentRouted a human decision makes."""
+        assert item.decided_label is not None
+        return DocumentRoutedV1(
             event_id=routed_event_id,
             producer=self._producer,
             document_id=item.document_id,
             trace_id=item.trace_id,
-            model=model,
+            model=_model_ref(item),
             queue=item.decided_label,
             decided_by=DecidedBy.HUMAN,
             document=DocumentRef(
@@ -293,8 +357,12 @@ class ReviewWorkflow:
                 filename=item.filename,
                 received_at=item.received_at,
             ),
+            supersedes_event_id=supersedes,
         )
-        return [
-            (self._topics.decisions, decision),
-            (self._topics.routed(item.decided_label), routed),
-        ]
+
+
+def _model_ref(item: ReviewItem) -> ModelRef | None:
+    """The model that scored an item, if one did."""
+    if item.model_version and item.model_role:
+        return ModelRef(version=item.model_version, role=ModelRole(item.model_role))
+    return None

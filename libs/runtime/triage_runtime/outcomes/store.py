@@ -25,12 +25,14 @@ class StoredRoute:
     """The routing decision as stored: its event id, and whether this call created it.
 
     ``in_review`` says there is none because the document is in review: nothing to publish.
+    ``sampled`` says this call also opened the routing's blind quality-sample review item.
     """
 
     event_id: uuid.UUID
     queue: str
     created: bool
     in_review: bool = False
+    sampled: bool = False
 
 
 Routed = tuple[str, DocumentRoutedV1]
@@ -171,10 +173,16 @@ async def _apply_distinct(session: AsyncSession, items: Sequence[Item]) -> list[
             )
         )
         await outbox.add(session, [routed for _, _, routed in routes])
+    # A routing in the policy's quality sample also opens its (blind) review item, in the
+    # same transaction: claimed once, so routed once and sampled once.
     reviews = [
         (event, decision)
         for event, decision, _ in items
         if isinstance(decision, SendToReview) and event.document_id in claimed
+    ] + [
+        (event, decision.quality_sample)
+        for event, decision, _ in routes
+        if decision.quality_sample is not None
     ]
     if reviews:
         await session.execute(
@@ -202,7 +210,10 @@ async def _apply_distinct(session: AsyncSession, items: Sequence[Item]) -> list[
         if isinstance(decision, SendToReview) or routed is None:
             results.append(doc in claimed)
         elif doc in claimed:
-            results.append(StoredRoute(routed[1].event_id, decision.queue, created=True))
+            sampled = decision.quality_sample is not None
+            results.append(
+                StoredRoute(routed[1].event_id, decision.queue, created=True, sampled=sampled)
+            )
         elif (row := stored.get(doc)) is not None:
             results.append(StoredRoute(row.event_id, row.queue, created=False))
         else:

@@ -5,8 +5,8 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 
-from triage_review_ui.deps import PagesDep, QueriesDep, SessionDep, require
-from triage_runtime.accounts.credentials import Action
+from triage_review_ui.deps import PagesDep, QualityDep, QueriesDep, SessionDep, require
+from triage_runtime.accounts.credentials import Action, can
 
 router = APIRouter()
 
@@ -22,7 +22,21 @@ async def audit_page(
 
 @router.get("/dashboard", response_class=HTMLResponse, include_in_schema=False)
 async def dashboard(
-    request: Request, session: SessionDep, queries: QueriesDep, pages: PagesDep
+    request: Request,
+    session: SessionDep,
+    queries: QueriesDep,
+    pages: PagesDep,
+    quality: QualityDep,
 ) -> Response:
     require(session, Action.REVIEW)
-    return pages.render(request, "dashboard.html", session, stats=await queries.dashboard())
+    # Live precision only for admins: reviewers who watched its counts move as they decide
+    # could tell which of their items were quality samples.
+    live, target = await quality.read() if can(session.user.role, Action.ADMIN) else ([], None)
+    return pages.render(
+        request,
+        "dashboard.html",
+        session,
+        stats=await queries.dashboard(),
+        live=live,
+        target=target,
+    )

@@ -53,7 +53,7 @@ async def item_page(
         session,
         item=item,
         text=text,
-        probabilities=top_probabilities(item.probabilities),
+        ranking=[label for label, _ in top_probabilities(item.probabilities)],
         claim_error=claim_error,
         previous_id=await queries.neighbour(item_id, after=False),
         next_id=await queries.neighbour(item_id, after=True),
