@@ -11,6 +11,7 @@ from tests.helpers import PRODUCER, RECEIVED_AT, classified, received, small_exa
 from triage_classifier import domain as classifier_domain
 from triage_contracts import (
     DecidedBy,
+    DocumentClassifiedV1,
     ExtractionStatus,
     ModelRef,
     ModelRole,
@@ -302,3 +303,49 @@ def test_a_retry_waits_twice_as_long_each_time_up_to_its_limit_then_gives_up(
         attempts, max_attempts=5, backoff_seconds=2.0, backoff_max_seconds=10.0
     )
     assert (None if plan is None else (plan.attempt, plan.delay_seconds)) == expected
+
+
+def test_a_model_routing_in_the_quality_sample_is_routed_and_also_reviewed_blind() -> None:
+    policy = RoutingPolicy(version=3, review_sla_hours=4, quality_sample=0.25)
+    sampled = []
+    for sha in (f"{n:02x}" * 32 for n in range(200)):
+        event = classified(sha256=sha, confidence=0.97, threshold=0.9)
+        decision = router_domain.decide(event, policy)
+        assert isinstance(decision, router_domain.RouteTo)
+        assert (decision.queue, decision.decided_by) == ("billing", DecidedBy.MODEL)
+        assert (decision.quality_sample is not None) == policy.in_quality_sample(event.document_id)
+        if decision.quality_sample is not None:
+            sampled.append(event.document_id)
+            # Exactly what an ordinary low-confidence item gets: priority and due time.
+            low = router_domain.decide(classified(sha256=sha, confidence=0.6), policy)
+            assert isinstance(low, router_domain.SendToReview)
+            assert decision.quality_sample == router_domain.SendToReview(
+                router_domain.ReviewReason.QUALITY_SAMPLE, low.priority, low.due_at
+            )
+    assert 0.15 < len(sampled) / 200 < 0.35
+
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        classified(confidence=0.6, threshold=0.9),  # low confidence: reviewed anyway
+        classified(status=ExtractionStatus.ENCRYPTED),
+        classified(confidence=0.95, threshold=0.9).model_copy(
+            update={"model": ModelRef(version="rules-default-1", role=ModelRole.RULES)}
+        ),
+    ],
+)
+def test_only_the_models_confident_routings_are_quality_sampled(
+    event: DocumentClassifiedV1,
+) -> None:
+    decision = router_domain.decide(event, RoutingPolicy(quality_sample=1.0))
+    assert not isinstance(decision, router_domain.RouteTo) or decision.quality_sample is None
+    assert not (
+        isinstance(decision, router_domain.SendToReview)
+        and decision.reason is router_domain.ReviewReason.QUALITY_SAMPLE
+    )
+
+
+def test_no_quality_sample_by_default() -> None:
+    decision = router_domain.decide(classified(confidence=0.99), RoutingPolicy())
+    assert decision == router_domain.RouteTo("billing", DecidedBy.MODEL, 0.99)
