@@ -307,6 +307,10 @@ def test_rows_come_in_order_and_hold_what_the_issue_asks() -> None:
             "triage_review_queue_oldest_age_seconds",
             "triage_review_queue_overdue_items",
             "triage_review_decisions_total",
+            "triage_live_precision_ratio",
+            "triage_live_precision_lower_bound_ratio",
+            "triage_live_precision_target_ratio",
+            "triage_quality_samples_decided",
         },
     }
     charted: dict[str, set[str]] = {title: set() for title in ROWS}
@@ -408,6 +412,10 @@ SIGNALS: dict[str, tuple[str, frozenset[str]]] = {
     "reviewer override rate": (
         "triage_review_decisions_total",
         frozenset({"model_version"}),
+    ),
+    "live precision's lower bound by label": (
+        "triage_live_precision_lower_bound_ratio",
+        frozenset({"label"}),
     ),
     "dead letters by error class": ("triage_dead_letters_total", frozenset({"error_class"})),
     "consumer lag per partition": ("triage_consumer_lag", frozenset({"partition"})),

@@ -197,10 +197,14 @@ class ReviewWorkflow:
             item.note = (note or "")[:2000] or None
             item.claimed_until = None
             sampled = await self._sampled_routing(session, item)
-            events: list[tuple[str, Event]] = []
+            routed_event_id = uuid.uuid4()
+            events: list[tuple[str, Event]] = [
+                (self._topics.decisions, self._decision_event(item, routed_event_id))
+            ]
             if sampled is None or sampled.queue != label:
-                events += await self._route(session, item, label, overruled=sampled)
-            events.insert(0, (self._topics.decisions, self._decision_event(item)))
+                events += await self._route(
+                    session, item, label, routed_event_id=routed_event_id, overruled=sampled
+                )
             await audit.record(
                 session,
                 actor=reviewer,
@@ -256,6 +260,7 @@ class ReviewWorkflow:
         item: ReviewItem,
         label: str,
         *,
+        routed_event_id: uuid.UUID,
         overruled: RoutingDecision | None,
     ) -> list[tuple[str, Event]]:
         """Route the document to the reviewer's ``label``: its outcome, its routing row and
@@ -271,7 +276,6 @@ class ReviewWorkflow:
                 updated_at=func.clock_timestamp(),
             )
         )
-        routed_event_id = uuid.uuid4()
         human = {
             "queue": label,
             "event_id": routed_event_id,
@@ -315,10 +319,11 @@ class ReviewWorkflow:
         events.append((self._topics.routed(label), routed))
         return events
 
-    def _decision_event(self, item: ReviewItem) -> ReviewDecisionV1:
-        """The ReviewDecision a decided item announces."""
+    def _decision_event(self, item: ReviewItem, routed_event_id: uuid.UUID) -> ReviewDecisionV1:
+        """The ReviewDecision a decided item announces (its id derived from the routing's)."""
         assert item.decided_label is not None
         return ReviewDecisionV1(
+            event_id=uuid.uuid5(routed_event_id, "review-decision"),
             producer=self._producer,
             document_id=item.document_id,
             trace_id=item.trace_id,
