@@ -21,13 +21,13 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
-from tests.helpers import RECEIVED_AT, REPO_ROOT, classified
+from tests.helpers import RECEIVED_AT, REPO_ROOT, classified, routed_item
 from tests.stack import Stack
 from triage_runtime.accounts.store import AuthStore
 from triage_runtime.blobstore import LocalBlobStore
 from triage_runtime.db.engine import make_async_engine
 from triage_runtime.outcomes.store import OutcomeStore
-from triage_runtime.routing import ReviewReason, SendToReview
+from triage_runtime.routing import ReviewReason, RouteTo, RoutingPolicy, SendToReview, decide
 
 PASSWORD = "browser test password"
 ARTIFACTS = REPO_ROOT / "test-artifacts"
@@ -188,3 +188,72 @@ def test_a_reviewer_is_refused_admin_pages(browser: Browser, review_ui: str) -> 
     assert response is not None and response.status == 403
     expect(page.locator("body")).to_contain_text("your role does not allow this")
     page.screenshot(path=ARTIFACTS / "refused.png")
+
+
+def _decided_samples(database_url: str) -> dict[str, tuple[int, int]]:
+    """Route 40 documents with every one in the quality sample, and record reviewers'
+    decisions on them (billing: 18 of 20 kept; legal: 12 of 20); (agreed, decided) by label."""
+
+    async def run() -> None:
+        engine = make_async_engine(database_url)
+        store = OutcomeStore(engine)
+        everything = RoutingPolicy(quality_sample=1.0)
+        batch = []
+        for n in range(40):
+            event = classified(
+                sha256=f"{n + 1000:064x}", label="billing" if n < 20 else "legal", confidence=0.97
+            )
+            decision = decide(event, everything)
+            assert isinstance(decision, RouteTo) and decision.quality_sample is not None
+            batch.append((event, decision, routed_item(event, decision)))
+        await store.apply_batch(batch)
+        await engine.dispose()
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pool.submit(asyncio.run, run()).result()
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(database_url)
+    with engine.begin() as conn:
+        ids = conn.execute(
+            text(
+                "SELECT id, predicted_label FROM review_item WHERE reason = 'quality_sample'"
+                " ORDER BY id"
+            )
+        ).all()
+        overruled = {"billing": 2, "legal": 8}
+        for item_id, label in ids:
+            chosen = "other" if overruled[label] > 0 else label
+            overruled[label] -= 1
+            conn.execute(
+                text(
+                    "UPDATE review_item SET status = 'decided', decided_label = :chosen,"
+                    " decided_by = 'alice', decided_at = now() WHERE id = :id"
+                ),
+                {"chosen": chosen, "id": item_id},
+            )
+    engine.dispose()
+    return {"billing": (18, 20), "legal": (12, 20)}
+
+
+def test_admins_see_live_precision_per_queue_and_reviewers_do_not(
+    browser: Browser, review_ui: str, stack: Stack
+) -> None:
+    counts = _decided_samples(stack.database_url)
+    reviewer = _signed_in(browser, review_ui, "alice")
+    reviewer.goto(review_ui + "/dashboard")
+    expect(reviewer.locator("#dash-open")).to_be_visible()
+    expect(reviewer.locator("#live-precision")).to_have_count(0)
+    admin = _signed_in(browser, review_ui, "root")
+    admin.goto(review_ui + "/dashboard")
+    chart = admin.locator("#live-precision")
+    expect(chart).to_be_visible()
+    for label, (agreed, decided) in counts.items():
+        row = admin.locator(f'#live-precision-table tr[data-label="{label}"]')
+        expect(row).to_contain_text(f"{100 * agreed / decided:.1f}%")
+    # Legal's 60 % on 20 decisions: its whole interval is under the 95 % target.
+    expect(admin.locator('#live-precision-table tr[data-label="legal"]')).to_contain_text(
+        "below target"
+    )
+    chart.scroll_into_view_if_needed()
+    admin.screenshot(path=ARTIFACTS / "live-precision.png", full_page=True)

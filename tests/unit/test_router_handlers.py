@@ -69,6 +69,7 @@ class MemoryOutcomes:
     kinds: dict[str, str] = field(default_factory=dict)
     routes: dict[str, Route] = field(default_factory=dict)
     reviews: dict[str, SendToReview] = field(default_factory=dict)
+    """Review items by document: a quality sample's too (its reason says which)."""
     refused: set[str] = field(default_factory=set)
     down: bool = False
     transactions: int = 0
@@ -96,7 +97,16 @@ class MemoryOutcomes:
                 self.kinds[doc] = "routed"
                 self.routes[doc] = Route(routed[1].event_id, decision.queue)
                 self.outbox.add([routed])
-                results.append(StoredRoute(routed[1].event_id, decision.queue, created=True))
+                if decision.quality_sample is not None:
+                    self.reviews[doc] = decision.quality_sample
+                results.append(
+                    StoredRoute(
+                        routed[1].event_id,
+                        decision.queue,
+                        created=True,
+                        sampled=decision.quality_sample is not None,
+                    )
+                )
             elif (route := self.routes.get(doc)) is not None:
                 results.append(StoredRoute(route.event_id, route.queue, created=False))
             else:
@@ -245,6 +255,32 @@ async def test_a_batch_routes_the_confident_and_sends_the_rest_to_review(rig: Ri
         routed_before + 1
     )
     assert _consumed("ok") == ok_before + 3
+
+
+async def test_a_routing_in_the_quality_sample_is_routed_and_reviewed_once(rig: Rig) -> None:
+    rig.policies.stored[7] = RoutingPolicy(version=7, quality_sample=0.5)
+    policy = rig.policies.stored[7]
+    events = [
+        classified(label="legal", confidence=0.97, sha256=f"{n:02x}" * 32).model_copy(
+            update={"policy_version": 7}
+        )
+        for n in range(20)
+    ]
+    sampled = {e.document_id for e in events if policy.in_quality_sample(e.document_id)}
+    assert 0 < len(sampled) < 20
+    counted = _value("triage_router_decisions_total", outcome="routed", reason="quality_sample")
+
+    await rig.handler.handle([rig.record(e) for e in events])
+    await rig.handler.handle([rig.record(e) for e in events])  # redelivered
+
+    assert sorted(r.document_id for r in rig.routed("legal")) == sorted(
+        e.document_id for e in events
+    )
+    assert set(rig.outcomes.reviews) == sampled
+    assert {r.reason for r in rig.outcomes.reviews.values()} == {ReviewReason.QUALITY_SAMPLE}
+    assert _value(
+        "triage_router_decisions_total", outcome="routed", reason="quality_sample"
+    ) == counted + len(sampled)
 
 
 async def test_a_redelivered_batch_changes_nothing(rig: Rig) -> None:
