@@ -9,7 +9,8 @@ SERVICE = "router"
 
 DECISIONS = Counter(
     "triage_router_decisions_total",
-    "Routing outcomes: a queue, or review with its reason.",
+    "Routing outcomes: routed (reason quality_sample when also sent to blind review), or "
+    "review with its reason.",
     ["outcome", "reason"],
 )
 DUPLICATES = Counter(
