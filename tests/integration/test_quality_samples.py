@@ -386,11 +386,12 @@ def test_quality_samples_are_drawn_decided_in_the_review_ui_and_move_live_precis
             counts[routed_to][0] += choice == routed_to
             counts[routed_to][1] += 1
         assert counts["billing"][0] and counts["legal"][1]
+        # Until a refresh has read every decision (the last one may be either label's).
         after = _wait_for_metrics(
             ui,
-            lambda m: (
-                f'triage_quality_samples_decided{{label="billing"}} {float(counts["billing"][1])}'
-                in m
+            lambda m: all(
+                f'triage_quality_samples_decided{{label="{label}"}} {float(decided)}' in m
+                for label, (_, decided) in counts.items()
             ),
         )
         for label, (agreed, decided) in counts.items():
