@@ -1,4 +1,5 @@
-"""The Grafana dashboard is well formed and charts only metrics the services declare.
+"""The Grafana dashboard is well formed and charts only metrics the services declare (and
+the alert rules name only those).
 
 Metric names and label sets are read from every service's ``metrics.py`` (the one place a
 metric is declared) and cross-checked against prometheus-client's registry; the catalogue in
@@ -538,3 +539,44 @@ def test_the_docs_catalogue_matches_the_code() -> None:
     assert sorted(documented) == sorted(known), "docs/observability.md and the code differ"
     for name, (kind, labels) in known.items():
         assert documented[name] == (kind, labels), f"{name}: docs say {documented[name]}"
+
+
+# ---------------------------------------------------------------- the alert rules
+
+ALERTS = REPO_ROOT / "deploy" / "prometheus" / "alerts.yml"
+
+
+def alert_exprs() -> dict[str, str]:
+    """Each alert's PromQL from alerts.yml: one line after ``expr:``, or its ``|`` block."""
+    found: dict[str, str] = {}
+    name = ""
+    lines = ALERTS.read_text().splitlines()
+    for number, line in enumerate(lines):
+        if match := re.match(r"\s*- alert: (\w+)", line):
+            name = match[1]
+        elif match := re.match(r"(\s*)expr: (.*)", line):
+            if match[2].strip() != "|":
+                found[name] = match[2]
+                continue
+            indent, block = len(match[1]), []
+            for following in lines[number + 1 :]:
+                if following.strip() and len(following) - len(following.lstrip()) <= indent:
+                    break
+                block.append(following.strip())
+            found[name] = " ".join(block)
+    return found
+
+
+def test_every_metric_an_alert_names_is_declared_with_the_labels_it_uses() -> None:
+    exprs_ = alert_exprs()
+    assert "TriageLivePrecisionBelowTarget" in exprs_ and len(exprs_) >= 14
+    for alert, expr in exprs_.items():
+        query = parse(expr)
+        for series in query.series - set(PROMETHEUS_OWN):
+            assert series in by_series(), f"{alert} names {series}, which no service declares"
+        known = set().union(
+            *(by_series()[s].labels for s in query.series if s in by_series()),
+            TARGET_LABELS,
+            {"le"},  # a histogram's buckets
+        )
+        assert query.grouping <= known, f"{alert} groups by {sorted(query.grouping - known)}"
