@@ -45,8 +45,8 @@ async def read_letters(bootstrap: str, topic: str) -> list[Letter]:
     from aiokafka import AIOKafkaConsumer
 
     probe = AIOKafkaConsumer(bootstrap_servers=bootstrap)
-    await probe.start()
     try:
+        await probe.start()
         exists = topic in await probe.topics()
     finally:
         await probe.stop()

@@ -1,8 +1,9 @@
 """Exit statuses of ``triage`` commands whose outcome a script or scheduler must act on.
 
-0 is success; 1 a refusal or failure (a gate, the registry, the database); 2 a usage error
-(typer's own, and bad option values). The two below say that the command ran to its end but
-its result says "do not proceed" or is incomplete, so ``set -e`` and cron see it.
+0 is success; 1 a refusal or failure (a gate, the registry); 2 a usage error (typer's own,
+bad option values, a path that does not exist). ``ROLLBACK`` and ``SKIPPED`` say that the
+command ran to its end but its result says "do not proceed" or is incomplete, so ``set -e``
+and cron see it; ``UNREACHABLE`` that a server it needs could not be reached (try again).
 """
 
 from __future__ import annotations
@@ -19,6 +20,10 @@ ROLLBACK = 3
 SKIPPED = 4
 """``triage replay`` and ``triage batch score``: some records could not be read or scored
 (counted by reason in the output); everything else was done."""
+
+UNREACHABLE = 5
+"""Any command: PostgreSQL (TRIAGE_DATABASE_URL) or Kafka (TRIAGE_KAFKA_BOOTSTRAP) could not
+be reached; one line names the host:port (``triage_cli.services``)."""
 
 
 def exit_if_skipped(skipped: Mapping[str, int]) -> None:

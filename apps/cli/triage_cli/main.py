@@ -26,6 +26,7 @@ from triage_cli.model_cli import model_app
 from triage_cli.policy_cli import policy_app
 from triage_cli.replay_cli import replay
 from triage_cli.retention_cli import retention_app
+from triage_cli.services import TriageGroup
 from triage_cli.user_cli import user_app
 
 app = typer.Typer(
@@ -33,6 +34,7 @@ app = typer.Typer(
     help="Triage: classify inbound documents and route them to queues or human review.",
     no_args_is_help=True,
     add_completion=False,
+    cls=TriageGroup,
     # Plain help (click's), which wraps at any width; rich's option tables cut option names
     # and their help into fragments at 80 columns. Inherited by every sub-command.
     rich_markup_mode=None,

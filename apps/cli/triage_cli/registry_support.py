@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import typer
+from rich.markup import escape
 
 from triage_cli.console import console
 
@@ -16,10 +17,24 @@ def cache_dir() -> Path:
     return Path(os.environ.get("TRIAGE_MODEL_CACHE_DIR", ".stack/model-cache"))
 
 
+def looks_like_path(reference: str) -> bool:
+    """Whether a model reference is meant as a path (versions and aliases have no slash)."""
+    return "/" in reference or os.sep in reference or reference.startswith(".")
+
+
 def locate(reference: str) -> Path:
-    """Return a local artifact directory for a path, a registered version, or an alias."""
+    """Return a local artifact directory for a path, a registered version, or an alias.
+
+    A path that is not a directory is refused (exit 2) before the registry is asked."""
     if Path(reference).is_dir():
         return Path(reference)
+    if looks_like_path(reference):
+        console.print(
+            f"[red]no such model directory: {escape(reference)}[/red]",
+            highlight=False,
+            soft_wrap=True,
+        )
+        raise typer.Exit(2)
     from triage_cli.registry_cli import run_with_registry
     from triage_runtime.registry import ALIASES
 

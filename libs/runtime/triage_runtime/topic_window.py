@@ -92,8 +92,8 @@ class TopicWindow:
         return sum(r.size for r in self.ranges)
 
     async def __aenter__(self) -> TopicWindow:
-        await self._consumer.start()
         try:
+            await self._consumer.start()
             self.ranges = await self._find_ranges()
         except BaseException:
             await self._consumer.stop()

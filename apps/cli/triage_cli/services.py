@@ -1,0 +1,113 @@
+"""One-line errors for what a command cannot reach (PostgreSQL, Kafka) or was given wrong.
+
+Every ``triage`` command runs inside :class:`TriageGroup`, so this is the one place where an
+unreachable server or a bad option value becomes a line on stderr and an exit status instead
+of a traceback, whichever code opened the connection.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+import typer
+from rich.markup import escape
+from typer.core import TyperGroup
+
+from triage_cli.console import console
+from triage_cli.exit_codes import UNREACHABLE
+
+if TYPE_CHECKING:
+    # typer vendors click; its Context is what a group's invoke receives.
+    from typer._click.core import Context
+
+
+def _causes(exc: BaseException) -> Iterator[BaseException]:
+    """The exception, what caused it, and the members of exception groups, once each."""
+    seen: set[int] = set()
+    todo = [exc]
+    while todo:
+        current = todo.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        yield current
+        if isinstance(current, BaseExceptionGroup):
+            todo.extend(current.exceptions)
+        todo.extend(e for e in (current.__cause__, current.__context__) if e is not None)
+
+
+def _reason(text: str, *, secret: str | None) -> str:
+    """The driver's own words, cut to their first line and without the password."""
+    first = text.strip().splitlines()[0] if text.strip() else "no reason given"
+    reason = first.rsplit("failed: ", 1)[-1].strip()
+    return reason.replace(secret, "***") if secret else reason
+
+
+def database_unreachable(exc: BaseException) -> str | None:
+    """The line to print when ``exc`` says TRIAGE_DATABASE_URL could not be connected to."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError, DBAPIError, InterfaceError, OperationalError
+
+    from triage_runtime.settings import CommonSettings
+
+    for cause in _causes(exc):
+        # A failed connect carries no statement; a failed query does, and is not this.
+        if isinstance(cause, OperationalError | InterfaceError) and cause.statement is None:
+            assert isinstance(cause, DBAPIError)
+            try:
+                url = make_url(CommonSettings().database_url)
+                where, secret = f"{url.host or 'localhost'}:{url.port or 5432}", url.password
+            except ArgumentError:
+                where, secret = "(an unparsable URL)", None
+            reason = _reason(str(cause.orig or cause), secret=secret)
+            return f"cannot reach the database at {where} (TRIAGE_DATABASE_URL): {reason}"
+    return None
+
+
+def kafka_unreachable(exc: BaseException) -> str | None:
+    """The line to print when ``exc`` says TRIAGE_KAFKA_BOOTSTRAP could not be reached."""
+    from aiokafka.errors import KafkaConnectionError
+
+    from triage_runtime.settings import CommonSettings
+
+    for cause in _causes(exc):
+        if isinstance(cause, KafkaConnectionError):
+            where = CommonSettings().kafka_bootstrap
+            return f"cannot reach Kafka at {where} (TRIAGE_KAFKA_BOOTSTRAP)"
+    return None
+
+
+def unreachable(exc: BaseException) -> str | None:
+    """The one-line message for a server a command could not reach, or None."""
+    return database_unreachable(exc) or kafka_unreachable(exc)
+
+
+def _not_bootstrap_failure(record: logging.LogRecord) -> bool:
+    return not str(record.msg).startswith('Unable connect to "')
+
+
+class TriageGroup(TyperGroup):
+    """The ``triage`` command group: runs a sub-command and turns an unreachable server into
+    one line and exit status ``UNREACHABLE``, and a bad option value into one line and 2."""
+
+    def invoke(self, ctx: Context) -> Any:
+        """Run the sub-command, translating what it could not reach or was given wrong."""
+        # aiokafka logs a refused bootstrap before raising it; the raised error is said here,
+        # in one line, so that record would only repeat it as noise.
+        logging.getLogger("aiokafka").addFilter(_not_bootstrap_failure)
+        try:
+            return super().invoke(ctx)
+        except typer.BadParameter as exc:
+            message = escape(exc.format_message())
+            console.print(f"[red]error: {message}[/red]", highlight=False, soft_wrap=True)
+            raise typer.Exit(2) from exc
+        except (typer.Exit, typer.Abort, typer.TyperException):
+            raise  # the command has said what went wrong
+        except Exception as exc:
+            line = unreachable(exc)
+            if line is None:
+                raise
+            console.print(f"[red]{escape(line)}[/red]", highlight=False, soft_wrap=True)
+            raise typer.Exit(UNREACHABLE) from exc
