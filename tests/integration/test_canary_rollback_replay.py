@@ -283,6 +283,12 @@ def test_bad_canary_is_detected_rolled_back_and_replay_restores_champion_routing
     assert f"{len(events)} documents in" in out
     changed = list(csv.DictReader(first.open()))
     assert {row["document_id"] for row in changed if row["outcome"] == "changed"} >= misrouted
+    by_id = {e.document_id: e.document for e in events}
+    for row in changed:  # the report says where each document came from, and when
+        document = by_id[row["document_id"]]
+        assert row["path"] == (document.filename or "")
+        assert row["source"] == f"{document.source.kind}:{document.source.name}"
+        assert datetime.fromisoformat(row["time"]) == document.received_at
     assert not {row["document_id"] for row in changed} & human
 
     # Every document now ends where the champion sends it; human decisions stand.

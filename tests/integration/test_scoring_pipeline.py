@@ -128,6 +128,11 @@ def test_the_four_failures_get_the_same_outcome_in_classifier_replay_and_batch_s
         "review",
     )
     assert rows[readable.document_id]["label"] == "billing"
+    for event in (readable, slow):  # each row says where its document came from, and when
+        document = event.document
+        assert rows[event.document_id]["path"] == document.filename
+        assert rows[event.document_id]["source"] == f"{document.source.kind}:{document.source.name}"
+        assert datetime.fromisoformat(rows[event.document_id]["time"]) == document.received_at
 
     # Replay of the same window (a dry run: nothing was routed yet): the same skips, and it
     # re-scores the two documents instead of stopping at the corrupt blob; exit 4 again.

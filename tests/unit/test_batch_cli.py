@@ -4,6 +4,12 @@ from __future__ import annotations
 
 import csv
 import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -11,6 +17,7 @@ from typer.testing import CliRunner
 
 from scripts.pdfgen import make_pdf
 from tests.helpers import small_examples
+from triage_cli.exit_codes import STOPPED
 from triage_cli.main import app
 from triage_ml import model as model_lib
 from triage_text.extract import extract_text
@@ -61,3 +68,53 @@ def test_csv_output_and_refusals(artifact: Path, folder: Path, tmp_path: Path) -
         assert len(list(csv.DictReader(handle))) == 3
     refused = CliRunner().invoke(app, [*args, "--output", str(tmp_path / "scores.xlsx")])
     assert refused.exit_code == 2
+
+
+@pytest.mark.parametrize(
+    ("stop", "suffix"), [(signal.SIGINT, ".csv"), (signal.SIGTERM, ".jsonl")], ids=["int", "term"]
+)
+def test_a_stopped_run_keeps_the_finished_batches(
+    artifact: Path, tmp_path: Path, stop: signal.Signals, suffix: str
+) -> None:
+    """The real command in a process of its own, stopped by a signal once batches are on
+    disk: every finished row is there, whole, and the command says how many."""
+    folder = tmp_path / "many"
+    folder.mkdir()
+    words = ["invoice refund charge payment", "api outage login error", "contract clause term"]
+    for i in range(1500):
+        (folder / f"{i:05d}.txt").write_text(f"{words[i % 3]} number {i}")
+    out = tmp_path / f"scores{suffix}"
+    command = [str(Path(sys.executable).with_name("triage")), "batch", "score"]
+    args = ["--input", str(folder), "--output", str(out), "--model", str(artifact)]
+    process = subprocess.Popen(
+        [*command, *args, "--batch-size", "1"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=os.environ | {"COLUMNS": "200"},
+    )
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and process.poll() is None:
+        if out.exists() and len(out.read_bytes().splitlines()) > 5:
+            break
+        time.sleep(0.02)
+    process.send_signal(stop)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == STOPPED, stderr
+    if suffix == ".csv":
+        with out.open(newline="") as handle:
+            rows = list(csv.DictReader(handle))
+    else:
+        rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert 5 <= len(rows) < 1500, "stopped partway, after some batches"
+    said = re.search(
+        r"stopped \((\w+)\): the (\d+) documents of the finished batches are in", stderr
+    )
+    assert said is not None, stderr
+    assert said[1] == ("SIGTERM" if stop == signal.SIGTERM else "interrupted")
+    assert int(said[2]) == len(rows)
+    # whole rows, in order, each saying which document, where from and when
+    assert [Path(str(r["path"])).name for r in rows] == [f"{i:05d}.txt" for i in range(len(rows))]
+    for row in rows:
+        assert str(row["document_id"]).startswith("doc_") and row["source"] == "folder:drop-folder"
+        assert row["time"] and row["label"] in {"billing", "technical", "legal"}

@@ -4,7 +4,9 @@ never routes, and the progress training reports (real small models, files only).
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +18,7 @@ from tests.helpers import small_examples
 from tests.unit.test_email_training import plain_mail
 from triage_cli.main import app
 from triage_cli.model_cli import class_picture_name, predictions_fields
+from triage_contracts import derive_document_id
 from triage_ml import model as model_lib
 from triage_ml.dataset import document_count, load_examples
 from triage_ml.model import Example
@@ -115,6 +118,38 @@ def test_eval_writes_a_prediction_row_per_document_scored(
     actions = {r["action"] for r in rows}
     assert actions == {"route", "review"}  # legal (threshold 1.0) always goes to review
     assert all(r["action"] == "review" for r in rows if r["predicted_label"] == "legal")
+
+
+def test_eval_and_batch_rows_join_on_document_id_file_source_and_time(
+    evaluated: tuple[Any, Path], golden: Path, uneven_model: Path, tmp_path: Path
+) -> None:
+    """The same files scored by ``batch score`` and ``model eval`` give rows that join: the
+    same document id (the one ingest's drop folder gives), file, part, source and time."""
+    _, out = evaluated
+    scores = tmp_path / "scores.csv"
+    batch = _cli(
+        *("batch", "score", "--input", str(golden), "--model", str(uneven_model)),
+        *("--output", str(scores)),
+    )
+    assert batch.exit_code == 0, batch.output
+    keys = ("document_id", "path", "part", "source", "time")
+    with scores.open(newline="") as handle:
+        scored = {r["document_id"]: r for r in csv.DictReader(handle)}
+    with (out / "predictions.csv").open(newline="") as handle:
+        predicted = list(csv.DictReader(handle))
+    assert len(scored) == len(predicted) + 1  # the scan has a batch row (no text), no eval row
+    for row in predicted:
+        match = scored[row["document_id"]]
+        assert {k: match[k] for k in keys} == {k: row[k] for k in keys}
+        assert match["label"] == row["predicted_label"]
+        assert row["source"] == "folder:drop-folder"
+        assert datetime.fromisoformat(row["time"]).tzinfo is not None
+    mail = next(r for r in predicted if r["path"].endswith("mail.eml"))
+    raw = hashlib.sha256((golden / "billing" / "mail.eml").read_bytes()).hexdigest()
+    assert mail["document_id"] == derive_document_id("folder", "drop-folder", raw, "body")
+    text = next(r for r in predicted if r["path"].endswith("100.txt"))
+    content = hashlib.sha256(Path(text["path"]).read_bytes()).hexdigest()
+    assert text["document_id"] == derive_document_id("folder", "drop-folder", content)
 
 
 def test_eval_prints_the_confusion_matrix_and_per_class_ece(

@@ -105,8 +105,8 @@ def test_canary_report_exits_0_on_promote_and_wait(
 def _replay(
     monkeypatch: pytest.MonkeyPatch, artifact: Path, tmp_path: Path, skipped: Counter[str]
 ) -> tuple[int, str, Path]:
-    async def run(replay_id: str, **_: Any) -> tuple[list[Any], Counter[str], int]:
-        return [], skipped, 5 + sum(skipped.values())
+    async def run(replay_id: str, **_: Any) -> tuple[list[Any], dict[str, Any], Counter[str], int]:
+        return [], {}, skipped, 5 + sum(skipped.values())
 
     monkeypatch.setattr(replay_cli, "_run", run)
     report = tmp_path / "replay.csv"
@@ -134,8 +134,9 @@ def _batch(
 ) -> tuple[int, str, Path]:
     row = dict.fromkeys(batch_cli.FIELDS) | {"document_id": "doc_1", "action": "route"}
 
-    def topic_rows(*_: Any, **__: Any) -> tuple[list[dict[str, Any]], dict[str, int]]:
-        return [row], skipped
+    def topic_rows(*_: Any, sink: Any, **__: Any) -> dict[str, int]:
+        sink([row])
+        return skipped
 
     monkeypatch.setattr(batch_cli, "_topic_rows", topic_rows)
     monkeypatch.setattr(policy_cli, "current_policy", lambda **_: DEFAULT_POLICY)

@@ -3,18 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import csv
 import json
+import os
 import secrets
+import signal
 from collections import Counter
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import typer
+from rich.markup import escape
 from rich.progress import Progress
 
 from triage_cli.console import console, progress_bar, stdout
-from triage_cli.exit_codes import exit_if_skipped
+from triage_cli.exit_codes import STOPPED, exit_if_skipped
 from triage_cli.replay_cli import PROCESSES_HELP
 
 batch_app = typer.Typer(
@@ -22,9 +27,11 @@ batch_app = typer.Typer(
 )
 
 FIELDS = (
+    "document_id",
     "path",
     "part",
-    "document_id",
+    "source",
+    "time",
     "media_type",
     "extraction",
     "label",
@@ -33,16 +40,84 @@ FIELDS = (
     "action",
     "model_version",
 )
+"""The output's columns; the first five say which document and where it came from, as
+``model eval``'s predictions.csv and ``replay``'s report do, so outputs can be joined."""
 CHUNK = 64
+T = TypeVar("T")
+
+
+class RowWriter:
+    """Writes the rows of each finished batch to .csv or .jsonl at once, flushed, so a run
+    that stops keeps every batch it finished."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self.count = 0
+        self.routed = 0
+        self._handle = path.open("w", newline="")
+        self._csv: csv.DictWriter[str] | None = None
+        if path.suffix.lower() == ".csv":
+            self._csv = csv.DictWriter(self._handle, fieldnames=FIELDS)
+            self._csv.writeheader()
+            self._handle.flush()
+
+    def write(self, rows: list[dict[str, Any]]) -> None:
+        """Append a batch's rows and flush them to the file."""
+        if self._csv is not None:
+            self._csv.writerows(rows)
+        else:
+            self._handle.write("".join(json.dumps(row) + "\n" for row in rows))
+        self._handle.flush()
+        os.fsync(self._handle.fileno())
+        self.count += len(rows)
+        self.routed += sum(1 for row in rows if row["action"] == "route")
+
+    def close(self) -> None:
+        """Close the file."""
+        self._handle.close()
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt() -> Iterator[list[int]]:
+    """Within the block, SIGTERM stops the run as Ctrl-C does (the finished batches are
+    kept); the list says which signals came."""
+    received: list[int] = []
+    previous = signal.getsignal(signal.SIGTERM)
+
+    def on_term(signum: int, _frame: object) -> None:
+        received.append(signum)
+        # As Ctrl-C: asyncio's runner cancels the scoring task cleanly; outside it, the
+        # default handler raises KeyboardInterrupt.
+        signal.raise_signal(signal.SIGINT)
+
+    signal.signal(signal.SIGTERM, on_term)
+    try:
+        yield received
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _rows(
-    files: list[Path], model: Any, policy: Any, progress: Progress
-) -> tuple[list[dict[str, Any]], Counter[str]]:
-    """Score the documents the files become (an email: its body and each attachment);
-    return one row per document and the documents without text, by reason."""
+    files: list[Path],
+    model: Any,
+    policy: Any,
+    progress: Progress,
+    *,
+    sink: Callable[[list[dict[str, Any]]], None],
+    batch_size: int,
+) -> Counter[str]:
+    """Score the documents the files become (an email: its body and each attachment), one
+    row per document to ``sink`` batch by batch; return the documents without text, by
+    reason."""
     from triage_contracts import ExtractionStatus
-    from triage_ml.dataset import document_count, file_documents, skip_reason
+    from triage_ml.dataset import (
+        document_count,
+        file_documents,
+        folder_source,
+        modified_at,
+        skip_reason,
+    )
     from triage_text.extract import ExtractedText
     from triage_text.pool import ExtractionPool
 
@@ -52,8 +127,8 @@ def _rows(
         total += document_count(path)
         progress.advance(task)
     progress.reset(task, total=total, description="scoring documents")
-    rows: list[dict[str, Any]] = []
     skipped: Counter[str] = Counter()
+    source = folder_source()
 
     async def extract(pool: ExtractionPool, documents: list[Any]) -> list[ExtractedText]:
         wanted = [d for d in documents if d.refused is None]
@@ -64,18 +139,23 @@ def _rows(
 
     async def run() -> None:
         async with ExtractionPool() as pool:
-            for start in range(0, len(files), CHUNK):
-                chunk = files[start : start + CHUNK]
+            for start in range(0, len(files), batch_size):
+                chunk = files[start : start + batch_size]
                 documents = [d for path in chunk for d in file_documents(path)]
                 extracted = await extract(pool, documents)
                 readable = [e.text for e in extracted if e.status is ExtractionStatus.OK]
                 scored = await asyncio.to_thread(model.predict, readable) if readable else []
                 predictions = iter(scored)
+                rows = []
                 for document, result in zip(documents, extracted, strict=True):
                     row: dict[str, Any] = dict.fromkeys(FIELDS)
+                    modified = modified_at(document.path)
                     row |= {
+                        "document_id": document.document_id(),
                         "path": str(document.path),
                         "part": document.part,
+                        "source": source,
+                        "time": modified.isoformat() if modified else None,
                         "media_type": document.media_type,
                         "extraction": result.status.value,
                         "model_version": model.version,
@@ -92,10 +172,11 @@ def _rows(
                     else:
                         skipped[skip_reason(result.status)] += 1
                     rows.append(row)
+                sink(rows)
                 progress.advance(task, len(documents))
 
     asyncio.run(run())
-    return rows, skipped
+    return skipped
 
 
 def _topic_rows(
@@ -104,18 +185,19 @@ def _topic_rows(
     model: Any,
     policy: Any,
     *,
+    sink: Callable[[list[dict[str, Any]]], None],
     batch_size: int,
     pace: Any,
     processes: int,
-) -> tuple[list[dict[str, Any]], dict[str, int]]:
-    """Score a time window of the documents topic; return rows and skipped counts."""
+) -> dict[str, int]:
+    """Score a time window of the documents topic, rows to ``sink`` batch by batch; return
+    the skipped counts."""
     from triage_cli.replay_cli import parse_window
-    from triage_cli.rescore import scored_ahead, topic_rescorer
+    from triage_cli.rescore import scored_ahead, topic_rescorer, where_columns
     from triage_contracts import ModelRef, ModelRole
     from triage_runtime.service import producer_for
 
     start, end = parse_window(since, until)
-    rows: list[dict[str, Any]] = []
     skipped: dict[str, int] = {}
 
     async def run() -> None:
@@ -137,13 +219,12 @@ def _topic_rows(
                 ):
                     for reason, count in done.skipped.items():
                         skipped[reason] = skipped.get(reason, 0) + count
+                    rows = []
                     for event in done.events:
                         row: dict[str, Any] = dict.fromkeys(FIELDS)
                         prediction = event.prediction
-                        row |= {
+                        row |= where_columns(event.document) | {
                             "document_id": event.document_id,
-                            "path": event.document.filename,
-                            "part": email.part if (email := event.document.email) else None,
                             "media_type": event.document.blob.media_type,
                             "extraction": event.extraction.status.value,
                             "model_version": model.version,
@@ -156,10 +237,39 @@ def _topic_rows(
                                 "threshold": prediction.threshold,
                             }
                         rows.append(row)
+                    sink(rows)
                     progress.advance(task, len(batch))
 
     asyncio.run(run())
-    return rows, skipped
+    return skipped
+
+
+def _kept_on_stop(writer: RowWriter, score: Callable[[], T]) -> T:
+    """Run ``score`` writing to ``writer``; if it stops (an error, Ctrl-C, SIGTERM), say how
+    many documents the finished batches hold and where, and exit ``STOPPED``."""
+    from triage_cli.services import unreachable
+
+    try:
+        with sigterm_as_interrupt() as signals:
+            return score()
+    except typer.Exit:
+        raise
+    except (KeyboardInterrupt, Exception) as exc:
+        if writer.count == 0 and unreachable(exc):
+            raise  # nothing was written: the command group says what was unreachable
+        if isinstance(exc, KeyboardInterrupt):
+            why = "SIGTERM" if signals else "interrupted"
+        else:
+            why = unreachable(exc) or f"{type(exc).__name__}: {exc}"
+        console.print(
+            f"[red]stopped ({escape(why)}): the {writer.count} documents of the finished "
+            f"batches are in {escape(str(writer.path))}; exit status {STOPPED}[/red]",
+            highlight=False,
+            soft_wrap=True,
+        )
+        raise typer.Exit(STOPPED) from exc
+    finally:
+        writer.close()
 
 
 @batch_app.command("score")
@@ -188,7 +298,13 @@ def batch_score(
         str, typer.Option(help="An artifact directory, a registered version, or an alias.")
     ] = "champion",
     batch_size: Annotated[
-        int, typer.Option(min=1, max=1000, help="Documents per batch (--topic-range).")
+        int,
+        typer.Option(
+            min=1,
+            max=1000,
+            help="Files (--input) or documents (--topic-range) per batch; each finished "
+            "batch is written to --output at once.",
+        ),
     ] = CHUNK,
     processes: Annotated[
         int, typer.Option(min=1, max=64, help=f"With --topic-range: {PROCESSES_HELP}")
@@ -199,7 +315,11 @@ def batch_score(
     Extraction, model and routing policy are the classifier's, so a score here is the score
     online. A file that cannot be read gets a row (extraction status, action review), as it
     would online; a topic record that cannot be read or scored gets none and is counted.
-    Exit status 4 when such records were skipped (the output holds the rest), else 0.
+    Every row says which document (document_id: for a file, the id ingest's drop folder
+    gives it), the file, the source and the time (a file's modification, a topic
+    document's arrival). Each batch is written as it finishes: a run stopped by an error,
+    Ctrl-C or SIGTERM keeps the finished batches' rows, says how many, and exits 6.
+    Exit status 4 when records were skipped (the output holds the rest), else 0.
     """
     from triage_cli.policy_cli import current_policy
     from triage_cli.registry_support import load_model
@@ -213,6 +333,7 @@ def batch_score(
         raise typer.Exit(2)
     skipped: dict[str, int] = {}
     unread: Counter[str] = Counter()
+    files: list[Path] = []
     if input_dir is not None:
         files = sorted(
             p for p in input_dir.rglob("*") if p.is_file() and not p.name.startswith(".")
@@ -221,44 +342,51 @@ def batch_score(
             console.print(f"[red]no files under {input_dir}[/red]")
             raise typer.Exit(2)
         loaded = load_model(model)
-        pace = Pace()
-        with progress_bar() as progress:
-            rows, unread = _rows(files, loaded, current_policy(required=False), progress)
+        policy = current_policy(required=False)
+    else:
+        assert topic_range is not None
+        loaded = load_model(model, prepare=processes == 1)
+        policy = current_policy()
+    pace = Pace()
+    writer = RowWriter(output)
+    if input_dir is not None:
+
+        def score_folder() -> Counter[str]:
+            with progress_bar() as progress:
+                return _rows(
+                    files, loaded, policy, progress, sink=writer.write, batch_size=batch_size
+                )
+
+        unread = _kept_on_stop(writer, score_folder)
     else:
         assert topic_range is not None
         since, _, until = topic_range.partition("..")
-        loaded = load_model(model, prepare=processes == 1)
-        pace = Pace()
-        rows, skipped = _topic_rows(
-            since,
-            until or None,
-            loaded,
-            current_policy(),
-            batch_size=batch_size,
-            pace=pace,
-            processes=processes,
+        skipped = _kept_on_stop(
+            writer,
+            lambda: _topic_rows(
+                since,
+                until or None,
+                loaded,
+                policy,
+                sink=writer.write,
+                batch_size=batch_size,
+                pace=pace,
+                processes=processes,
+            ),
         )
-    output.parent.mkdir(parents=True, exist_ok=True)
-    if output.suffix.lower() == ".csv":
-        with output.open("w", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=FIELDS)
-            writer.writeheader()
-            writer.writerows(rows)
-    else:
-        output.write_text("".join(json.dumps(row) + "\n" for row in rows))
-    routed = sum(1 for r in rows if r["action"] == "route")
+    rows = writer.count
     stdout.print(
-        f"scored {len(rows)} documents with {loaded.version}: {routed} would be routed, "
-        f"{len(rows) - routed} would go to review; results in {output}"
+        f"scored {rows} documents with {loaded.version}: {writer.routed} would be routed, "
+        f"{rows - writer.routed} would go to review; results in {output}"
     )
-    stdout.print(pace.summary(len(rows)))
+    stdout.print(pace.summary(rows))
     for reason, count in sorted(skipped.items()):
         stdout.print(f"skipped {count} record(s): {reason}")
     if input_dir is not None:
         from triage_ml.dataset import describe_skipped
 
         stdout.print(
-            f"{len(files)} files became {len(rows)} documents; "
+            f"{len(files)} files became {rows} documents; "
             f"{describe_skipped(unread)} (not scored: action review)",
             highlight=False,
         )

@@ -21,6 +21,10 @@ SKIPPED = 4
 """``triage replay`` and ``triage batch score``: some records could not be read or scored
 (counted by reason in the output); everything else was done."""
 
+STOPPED = 6
+"""``triage batch score``: the run stopped partway (an error, Ctrl-C, SIGTERM); the rows of
+the batches it finished are in the output, and it said how many."""
+
 UNREACHABLE = 5
 """Any command: PostgreSQL (TRIAGE_DATABASE_URL) or Kafka (TRIAGE_KAFKA_BOOTSTRAP) could not
 be reached; one line names the host:port (``triage_cli.services``)."""

@@ -30,11 +30,12 @@ KindOption = Annotated[
 
 
 def predictions_fields() -> tuple[str, ...]:
-    """The columns of ``predictions.csv`` that ``model eval --out`` writes: where the
-    document came from, then evaluation's per-document columns."""
+    """The columns of ``predictions.csv`` that ``model eval --out`` writes: which document
+    and where it came from (as ``batch score`` writes them, to join), its slice, then
+    evaluation's per-document columns."""
     from triage_ml.evaluation import PREDICTION_FIELDS
 
-    return ("path", "part", *PREDICTION_FIELDS)
+    return ("document_id", "path", "part", "source", "time", "slice", *PREDICTION_FIELDS)
 
 
 class PhaseBars:
@@ -343,6 +344,7 @@ def _write_eval_outputs(
     probabilities: np.ndarray,
 ) -> list[str]:
     """Write report.json, the pictures and predictions.csv into ``out``; return their names."""
+    from triage_ml.dataset import folder_source
     from triage_ml.evaluation import prediction_rows
     from triage_ml.plots import calibration_png, class_calibration_png, confusion_matrix_png
 
@@ -364,8 +366,16 @@ def _write_eval_outputs(
     with (out / "predictions.csv").open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=predictions_fields())
         writer.writeheader()
-        for (path, part), row in zip(read.origins, rows, strict=True):
-            writer.writerow({"path": path, "part": part, **row})
+        for origin, row in zip(read.origins, rows, strict=True):
+            where = {
+                "document_id": origin.document_id,
+                "path": origin.path,
+                "part": origin.part,
+                "source": folder_source(),
+                "time": origin.time.isoformat() if origin.time else None,
+                "slice": origin.slice,
+            }
+            writer.writerow(where | row)
     written.append("predictions.csv")
     return written
 
@@ -375,8 +385,9 @@ def model_eval(
     golden: Annotated[
         list[Path],
         typer.Option(
-            help="The golden set: a folder of GOLDEN/<label>/<files> (.eml as in training), "
-            ".csv or .jsonl.",
+            help="The golden set: a folder of GOLDEN/<label>/<files> (.eml as in training; "
+            "GOLDEN/<label>/<slice>/<files> for results per slice), .csv or .jsonl (an "
+            "optional source column: the slice).",
             exists=True,
         ),
     ],
@@ -387,15 +398,27 @@ def model_eval(
         Path | None,
         typer.Option(
             help="Write here report.json, confusion_matrix.png, reliability diagrams "
-            "(calibration.png, and calibration-LABEL.png per label) and predictions.csv "
-            "(a row per document scored).",
+            "(calibration.png, and calibration-LABEL.png per label), predictions.csv "
+            "(a row per document scored) and, when the golden set has slices, slices.csv.",
         ),
     ] = None,
 ) -> None:
     """Evaluate a model on the golden set: F1, per-class P/R and ECE, the confusion
-    matrix, coverage, latency."""
+    matrix, coverage, latency.
+
+    When the golden set has slices (sub-folders below the label folders, GOLDEN/LABEL/
+    SLICE/..., or a source column in a CSV/JSONL), also macro-F1, accuracy, ECE, coverage
+    and count per slice.
+    """
     from triage_cli.registry_support import load_model
-    from triage_ml.evaluation import render_confusion, render_table
+    from triage_ml.evaluation import (
+        SLICE_FIELDS,
+        evaluate_slices,
+        render_confusion,
+        render_slices,
+        render_table,
+        slice_rows,
+    )
 
     loaded = load_model(model)
     read = _golden(golden)
@@ -408,10 +431,27 @@ def model_eval(
     stdout.print(render_table(report), markup=False, highlight=False)
     stdout.print("confusion matrix (documents; true label down, predicted across)")
     stdout.print(render_confusion(report), markup=False, highlight=False)
+    slices = evaluate_slices(
+        slices=[origin.slice for origin in read.origins],
+        truth=truth,
+        probabilities=probabilities,
+        labels=list(loaded.labels),
+        thresholds=loaded.thresholds,
+        target_precision=report.target_precision,
+    )
+    if slices:
+        stdout.print("per slice (sub-folder below the label folder, or the source column)")
+        stdout.print(render_slices(slices), markup=False, highlight=False)
     if out is not None:
         written = _write_eval_outputs(
             out, model=loaded, report=report, read=read, probabilities=probabilities
         )
+        if slices:
+            with (out / "slices.csv").open("w", newline="") as handle:
+                writer = csv.DictWriter(handle, fieldnames=SLICE_FIELDS)
+                writer.writeheader()
+                writer.writerows(slice_rows(slices))
+            written.append("slices.csv")
         console.print(f"wrote to {out}: {', '.join(written)}", highlight=False, soft_wrap=True)
 
 

@@ -27,6 +27,10 @@ from triage_cli.exit_codes import exit_if_skipped
 
 CSV_FIELDS = (
     "document_id",
+    "path",
+    "part",
+    "source",
+    "time",
     "outcome",
     "old",
     "new",
@@ -114,7 +118,7 @@ def replay(
     from triage_cli.rescore import Pace
 
     pace = Pace()
-    changes, skipped, total = asyncio.run(
+    changes, where, skipped, total = asyncio.run(
         _run(
             replay_id,
             pace=pace,
@@ -133,10 +137,8 @@ def replay(
         writer = csv.DictWriter(handle, fieldnames=CSV_FIELDS)
         writer.writeheader()
         for change in changed:
-            writer.writerow(
-                {name: getattr(change, name) for name in CSV_FIELDS}
-                | {"outcome": change.outcome.value}
-            )
+            fields = {name: getattr(change, name, None) for name in CSV_FIELDS}
+            writer.writerow(fields | where[change.document_id] | {"outcome": change.outcome.value})
     console.print(f"{len(changed)} changed document(s) listed in {report}")
     exit_if_skipped(skipped)
 
@@ -152,8 +154,10 @@ async def _run(
     dry_run: bool,
     batch_size: int,
     processes: int,
-) -> tuple[list[Any], Counter[str], int]:
-    from triage_cli.rescore import scored_ahead, topic_rescorer
+) -> tuple[list[Any], dict[str, dict[str, str | None]], Counter[str], int]:
+    """Re-score the window; return the changes, where each re-scored document came from
+    (``where_columns``, by document id), what was skipped and how many records were read."""
+    from triage_cli.rescore import scored_ahead, topic_rescorer, where_columns
     from triage_contracts import ModelRef, topics
     from triage_runtime import routing
     from triage_runtime.db.engine import make_async_engine
@@ -178,6 +182,7 @@ async def _run(
     broker = make_broker(settings.kafka_bootstrap, client_id="triage-replay")
     outbox = Outbox(engine, broker, service="replay", topic_prefix=settings.topic_prefix)
     changes: list[Any] = []
+    where: dict[str, dict[str, str | None]] = {}
     skipped: Counter[str] = Counter()
 
     try:
@@ -203,6 +208,8 @@ async def _run(
                     pace.watch(window.batches()), rescorer.score, ahead=rescorer.ahead
                 ):
                     skipped.update(rescored.skipped)
+                    for event in rescored.events:
+                        where[event.document_id] = where_columns(event.document)
                     # One transaction per batch: a row lock and a commit per document
                     # would cost as much as the model on a fast backend.
                     decided = [(event, routing.decide(event, policy)) for event in rescored.events]
@@ -217,7 +224,7 @@ async def _run(
         if not dry_run:
             await broker.stop()
         await engine.dispose()
-    return changes, skipped, total
+    return changes, where, skipped, total
 
 
 def _print_summary(

@@ -21,6 +21,7 @@ from typing import Any
 
 from triage_contracts import (
     DocumentClassifiedV1,
+    DocumentRef,
     ModelRef,
     Producer,
 )
@@ -33,6 +34,17 @@ from triage_runtime.topic_window import TopicWindow
 
 RETRY_LATER = "retry_later"
 """Skipped: the blob store failed in a way that may pass (the classifier would retry)."""
+
+
+def where_columns(document: DocumentRef) -> dict[str, str | None]:
+    """The columns that say where a topic document came from, as ``batch score`` and
+    ``replay`` write them: its file name, email part, ``kind:name`` source and arrival."""
+    return {
+        "path": document.filename,
+        "part": email.part if (email := document.email) else None,
+        "source": f"{document.source.kind.value}:{document.source.name}",
+        "time": document.received_at.isoformat(),
+    }
 
 
 @dataclass

@@ -6,7 +6,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 from triage_contracts import ExtractionStatus
-from triage_ml.dataset import LabelledData, iter_folder_dataset, iter_table_dataset
+from triage_ml.dataset import (
+    LabelledData,
+    iter_folder_dataset,
+    iter_folder_items,
+    iter_table_dataset,
+    iter_table_records,
+    modified_at,
+)
 from triage_ml.model import Example
 from triage_text.extract import extract_text
 
@@ -22,12 +29,14 @@ def read_source(path: Path, into: LabelledData, *, advance: Callable[[], None]) 
     """Read one source into ``into`` with the serving parsing and feature code: a folder's
     files (an email as its body and attachments), or a CSV/JSONL's rows."""
     if path.is_dir():
-        for file, label in iter_folder_dataset(path):
-            into.add_file(file, label)
+        for file, label, slice_name in iter_folder_items(path):
+            into.add_file(file, label, slice_name=slice_name)
             advance()
     else:
-        for number, (text, label) in enumerate(iter_table_dataset(path), start=1):
-            into.add_text(text, label, origin=f"{path}:{number}")
+        time = modified_at(path)
+        records = enumerate(iter_table_records(path), start=1)
+        for number, (text, label, slice_name) in records:
+            into.add_text(text, label, origin=f"{path}:{number}", time=time, slice_name=slice_name)
             advance()
 
 

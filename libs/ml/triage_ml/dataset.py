@@ -10,13 +10,15 @@ and batch scoring all read files here, so a model is trained on what it will see
 
 from __future__ import annotations
 
+import hashlib
 import mimetypes
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
-from triage_contracts import ExtractionStatus
+from triage_contracts import ExtractionStatus, SourceKind, derive_document_id
 from triage_ml.model import Example
 from triage_text.email.parse import EMAIL_MEDIA_TYPE, parse_email
 from triage_text.extract import ExtractedText, extract_text
@@ -33,6 +35,23 @@ SKIP_REASONS: dict[ExtractionStatus, str] = {
     ExtractionStatus.TIMEOUT: "timed out",
 }
 """Why a document gave no text, as train, eval and batch score print it."""
+
+FOLDER_SOURCE = "drop-folder"
+"""The source name a file read here is given, as ingest's drop folder is named by default
+(TRIAGE_INGEST_DROP_SOURCE_NAME): the same file dropped there gets the same document id."""
+
+
+def folder_source(name: str = FOLDER_SOURCE) -> str:
+    """The ``source`` column of a file read here: ``folder:<name>``, as ``kind:name``."""
+    return f"{SourceKind.FOLDER.value}:{name}"
+
+
+def modified_at(path: Path) -> datetime | None:
+    """When a file was last changed (UTC), or None when it cannot be read."""
+    try:
+        return datetime.fromtimestamp(path.stat().st_mtime, tz=UTC)
+    except OSError:
+        return None
 
 
 def skip_reason(status: ExtractionStatus) -> str:
@@ -64,6 +83,25 @@ class FileDocument:
     data: bytes
     refused: ExtractionStatus | None = None
     """Set when the file itself could not be read or is too large: nothing to extract."""
+    identity: tuple[str, ...] = ()
+    """What identifies the document within its source, as ingest derives ids: the content
+    hash, or an email's raw hash and part; an unreadable file's path."""
+
+    def document_id(self, source_name: str = FOLDER_SOURCE) -> str:
+        """The id ingest's drop folder named ``source_name`` would give this document."""
+        return derive_document_id(SourceKind.FOLDER.value, source_name, *self.identity)
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def file_documents(path: Path, *, max_bytes: int = MAX_FILE_BYTES) -> list[FileDocument]:
@@ -71,14 +109,21 @@ def file_documents(path: Path, *, max_bytes: int = MAX_FILE_BYTES) -> list[FileD
     media_type = media_type_of(path)
     try:
         if path.stat().st_size > max_bytes:
-            return [FileDocument(path, None, media_type, b"", ExtractionStatus.TOO_LARGE)]
+            too_large = ExtractionStatus.TOO_LARGE
+            identity = (_file_sha256(path),)
+            return [FileDocument(path, None, media_type, b"", too_large, identity)]
         data = path.read_bytes()
     except OSError:
-        return [FileDocument(path, None, media_type, b"", ExtractionStatus.CORRUPT)]
+        unreadable = ("unreadable", str(path))
+        return [FileDocument(path, None, media_type, b"", ExtractionStatus.CORRUPT, unreadable)]
     if media_type != EMAIL_MEDIA_TYPE:
-        return [FileDocument(path, None, media_type, data)]
+        return [FileDocument(path, None, media_type, data, identity=(_sha256(data),))]
     parsed = parse_email(data)  # as ingest's accept_email: one document per part it returns
-    return [FileDocument(path, part.part, part.media_type, part.data) for part in parsed.parts]
+    raw = _sha256(data)
+    return [
+        FileDocument(path, part.part, part.media_type, part.data, identity=(raw, part.part))
+        for part in parsed.parts
+    ]
 
 
 def document_count(path: Path, *, max_bytes: int = MAX_FILE_BYTES) -> int:
@@ -97,12 +142,20 @@ def extract_document(document: FileDocument) -> ExtractedText:
 
 def iter_folder_dataset(root: Path) -> Iterator[tuple[Path, str]]:
     """Yield (file, label) for every file under ``root/<label>/``, in a stable order."""
+    for path, label, _ in iter_folder_items(root):
+        yield path, label
+
+
+def iter_folder_items(root: Path) -> Iterator[tuple[Path, str, str | None]]:
+    """Yield (file, label, slice) for every file under ``root/<label>/``, in a stable order;
+    the slice is the sub-folder below the label folder (``root/<label>/<slice>/...``), if any."""
     if not root.is_dir():
         raise FileNotFoundError(f"no dataset directory at {root}")
     for label_dir in sorted(p for p in root.iterdir() if p.is_dir()):
         for path in sorted(p for p in label_dir.rglob("*") if p.is_file()):
             if not path.name.startswith("."):
-                yield path, label_dir.name
+                below = path.relative_to(label_dir).parts
+                yield path, label_dir.name, below[0] if len(below) > 1 else None
 
 
 def load_examples(path: Path, label: str) -> list[Example]:
@@ -110,6 +163,24 @@ def load_examples(path: Path, label: str) -> list[Example]:
     data = LabelledData()
     data.add_file(path, label)
     return data.examples
+
+
+@dataclass(frozen=True, slots=True)
+class Origin:
+    """Where an example came from, so its row can be joined with other outputs."""
+
+    path: str | None
+    """The file; a CSV or JSONL record's is ``FILE:N`` (its Nth record); a review decision's
+    is None."""
+    part: str | None = None
+    """The email part; None for a file that is one document."""
+    document_id: str | None = None
+    """The id ingest's drop folder would give the document (``FileDocument.document_id``)."""
+    time: datetime | None = None
+    """When the file was last changed (a table record: the table's)."""
+    slice: str | None = None
+    """The golden set's slice: the sub-folder below the label folder, or the ``source``
+    column of a CSV/JSONL record."""
 
 
 @dataclass(slots=True)
@@ -121,36 +192,55 @@ class LabelledData:
     """Documents without text, by (label, reason)."""
     email_documents: Counter[int] = field(default_factory=Counter)
     """How many emails became how many documents (documents per email → emails)."""
-    origins: list[tuple[str | None, str | None]] = field(default_factory=list)
-    """Where each example came from, in step with ``examples``: (path, email part). A CSV
-    or JSONL record's path is ``FILE:N`` (its Nth record); a review decision's is None."""
+    origins: list[Origin] = field(default_factory=list)
+    """Where each example came from, in step with ``examples``."""
 
-    def add_file(self, path: Path, label: str) -> None:
+    def add_file(self, path: Path, label: str, *, slice_name: str | None = None) -> None:
         """Add the documents a file becomes, each labelled ``label``."""
         documents = file_documents(path)
         if any(document.part is not None for document in documents):
             self.email_documents[len(documents)] += 1
+        time = modified_at(path)
         self._add(
-            ((extract_document(document), (str(path), document.part)) for document in documents),
+            (
+                (
+                    extract_document(document),
+                    Origin(
+                        str(path),
+                        document.part,
+                        document.document_id(),
+                        time,
+                        slice_name,
+                    ),
+                )
+                for document in documents
+            ),
             label,
         )
 
-    def add_text(self, text: str, label: str, *, origin: str | None = None) -> None:
+    def add_text(
+        self,
+        text: str,
+        label: str,
+        *,
+        origin: str | None = None,
+        time: datetime | None = None,
+        slice_name: str | None = None,
+    ) -> None:
         """Add a text (a CSV or JSONL row, ``origin`` its ``FILE:N``), normalised as serving
-        does."""
-        self._add([(extract_text(text.encode("utf-8"), "text/plain"), (origin, None))], label)
+        does; its document id is that of a file holding exactly the text."""
+        data = text.encode("utf-8")
+        document_id = derive_document_id(SourceKind.FOLDER.value, FOLDER_SOURCE, _sha256(data))
+        where = Origin(origin, None, document_id, time, slice_name)
+        self._add([(extract_text(data, "text/plain"), where)], label)
 
     def extend(self, examples: Iterable[Example]) -> None:
         """Add examples that are already extracted (human review decisions)."""
         for example in examples:
             self.examples.append(example)
-            self.origins.append((None, None))
+            self.origins.append(Origin(None))
 
-    def _add(
-        self,
-        extracted: Iterable[tuple[ExtractedText, tuple[str | None, str | None]]],
-        label: str,
-    ) -> None:
+    def _add(self, extracted: Iterable[tuple[ExtractedText, Origin]], label: str) -> None:
         for result, origin in extracted:
             if result.status is ExtractionStatus.OK:
                 self.examples.append(Example(text=result.text, label=label))
@@ -189,6 +279,13 @@ class DatasetError(ValueError):
 
 def iter_table_dataset(path: Path) -> Iterator[tuple[str, str]]:
     """Yield (text, label) from a CSV (header ``text,label``) or JSONL (``{"text", "label"}``)."""
+    for text, label, _ in iter_table_records(path):
+        yield text, label
+
+
+def iter_table_records(path: Path) -> Iterator[tuple[str, str, str | None]]:
+    """Yield (text, label, slice) from a CSV or JSONL; the slice is its optional ``source``
+    column (empty: none)."""
     import csv
     import json
 
@@ -202,7 +299,7 @@ def iter_table_dataset(path: Path) -> Iterator[tuple[str, str]]:
                 text, label = row.get("text"), row.get("label")
                 if not text or not label:
                     raise DatasetError(f"{path}:{row_number}: empty text or label")
-                yield text, label.strip()
+                yield text, label.strip(), (row.get("source") or "").strip() or None
     elif suffix in {".jsonl", ".ndjson"}:
         with path.open(encoding="utf-8") as handle:
             for line_number, line in enumerate(handle, start=1):
@@ -215,6 +312,8 @@ def iter_table_dataset(path: Path) -> Iterator[tuple[str, str]]:
                 text, label = record.get("text"), record.get("label")
                 if not isinstance(text, str) or not isinstance(label, str) or not text or not label:
                     raise DatasetError(f"{path}:{line_number}: needs non-empty 'text' and 'label'")
-                yield text, label.strip()
+                source = record.get("source")
+                slice_name = source.strip() or None if isinstance(source, str) else None
+                yield text, label.strip(), slice_name
     else:
         raise DatasetError(f"{path}: expected a directory, a .csv or a .jsonl file")

@@ -497,3 +497,69 @@ def render_confusion(report: EvalReport) -> str:
         noun = "document" if unknown == 1 else "documents"
         lines.append(f"(not shown: {unknown} {noun} of a queue the model lacks)")
     return "\n".join(lines) + "\n"
+
+
+NO_SLICE = "(none)"
+"""The slice of the documents that have none, when others do."""
+
+
+def evaluate_slices(
+    *,
+    slices: Sequence[str | None],
+    truth: Sequence[str],
+    probabilities: np.ndarray,
+    labels: Sequence[str],
+    thresholds: Mapping[str, float],
+    target_precision: float = 0.95,
+) -> dict[str, EvalReport]:
+    """``evaluate`` on each slice's documents alone, by slice name (sorted; documents with no
+    slice under ``NO_SLICE``); empty when no document has a slice.
+
+    Each slice's macro-F1 counts the queues of that slice's truth and those predicted in it,
+    as ``evaluate`` does for a whole test set.
+    """
+    if all(name is None for name in slices):
+        return {}
+    names = [NO_SLICE if name is None else name for name in slices]
+    proba = np.asarray(probabilities)
+    out: dict[str, EvalReport] = {}
+    for name in sorted(set(names)):
+        rows = [i for i, n in enumerate(names) if n == name]
+        out[name] = evaluate(
+            truth=[truth[i] for i in rows],
+            probabilities=proba[rows],
+            labels=labels,
+            thresholds=thresholds,
+            target_precision=target_precision,
+        )
+    return out
+
+
+SLICE_FIELDS = ("slice", "documents", "macro_f1", "accuracy", "ece", "coverage")
+"""The columns of the per-slice table, as printed and as ``slices.csv``."""
+
+
+def slice_rows(reports: Mapping[str, EvalReport]) -> list[dict[str, str | int | float]]:
+    """One row per slice: its size and headline metrics (``SLICE_FIELDS``)."""
+    return [
+        {
+            "slice": name,
+            "documents": report.n,
+            "macro_f1": report.macro_f1,
+            "accuracy": report.accuracy,
+            "ece": report.ece,
+            "coverage": report.coverage,
+        }
+        for name, report in reports.items()
+    ]
+
+
+def render_slices(reports: Mapping[str, EvalReport]) -> str:
+    """The per-slice table as plain text."""
+    rows = [list(SLICE_FIELDS)]
+    rows += [
+        [str(row["slice"]), str(row["documents"])]
+        + [f"{float(row[key]):.3f}" for key in SLICE_FIELDS[2:]]
+        for row in slice_rows(reports)
+    ]
+    return "\n".join(grid(rows)) + "\n"
