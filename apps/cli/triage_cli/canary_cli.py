@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import AsyncIterator
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -137,55 +138,67 @@ async def _observations(start: datetime, end: datetime | None) -> tuple[list[Any
 ROLES = ("champion", "canary")
 
 
-async def _scored(settings: Any, engine: Any, start: datetime, end: datetime | None) -> list[Any]:
-    """Each arm's scores in the window, routed or not as the router decided them: under the
-    routing policy each event names."""
-    from triage_contracts import DocumentClassifiedV1, topics
-    from triage_ml.canary import Scored
-    from triage_runtime import routing
+async def classified_events(
+    settings: Any, topic: str, start: datetime, end: datetime | None, *, reader: str
+) -> AsyncIterator[list[Any]]:
+    """The decodable DocumentClassified events of a classified topic in the window, a batch at
+    a time, with a progress bar (the canary and shadow reports read scores this way)."""
+    from triage_contracts import DocumentClassifiedV1
     from triage_runtime.kafka import UnprocessableError, decode_event
-    from triage_runtime.policy_store import PolicyCache, PolicyStore
     from triage_runtime.topic_window import TopicWindow
 
-    policies = PolicyCache(PolicyStore(engine))
-    scored: list[Scored] = []
     window = TopicWindow(
         settings.kafka_bootstrap,
-        settings.topic(topics.CLASSIFIED),
+        settings.topic(topic),
         since=start,
         until=end,
-        group_id=f"triage-canary-report-{default_actor()}",
+        group_id=f"triage-{reader}-{default_actor()}",
         batch_size=500,
     )
     async with window:
         with progress_bar() as progress:
-            task = progress.add_task("reading scores", total=window.total)
+            task = progress.add_task(f"reading {topic}", total=window.total)
             async for batch in window.batches():
                 events = []
                 for record in batch:
                     try:
-                        event = decode_event(record.value, DocumentClassifiedV1)
+                        events.append(decode_event(record.value, DocumentClassifiedV1))
                     except UnprocessableError:
                         continue
-                    if event.model.role.value in ROLES:
-                        events.append(event)
-                named = await policies.named({event.policy_version for event in events})
-                for event in events:
-                    policy = named.get(event.policy_version)
-                    if policy is None:
-                        continue  # the router dead-letters it too
-                    prediction = event.prediction
-                    latency = (event.occurred_at - event.document.received_at).total_seconds()
-                    scored.append(
-                        Scored(
-                            role=event.model.role.value,
-                            version=event.model.version,
-                            label=prediction.label if prediction else None,
-                            routed=isinstance(routing.decide(event, policy), routing.RouteTo),
-                            latency_seconds=max(0.0, latency),
-                        )
-                    )
+                yield events
                 progress.advance(task, len(batch))
+
+
+async def _scored(settings: Any, engine: Any, start: datetime, end: datetime | None) -> list[Any]:
+    """Each arm's scores in the window, routed or not as the router decided them: under the
+    routing policy each event names."""
+    from triage_contracts import topics
+    from triage_ml.canary import Scored
+    from triage_runtime import routing
+    from triage_runtime.policy_store import PolicyCache, PolicyStore
+
+    policies = PolicyCache(PolicyStore(engine))
+    scored: list[Scored] = []
+    async for batch in classified_events(
+        settings, topics.CLASSIFIED, start, end, reader="canary-report"
+    ):
+        events = [event for event in batch if event.model.role.value in ROLES]
+        named = await policies.named({event.policy_version for event in events})
+        for event in events:
+            policy = named.get(event.policy_version)
+            if policy is None:
+                continue  # the router dead-letters it too
+            prediction = event.prediction
+            latency = (event.occurred_at - event.document.received_at).total_seconds()
+            scored.append(
+                Scored(
+                    role=event.model.role.value,
+                    version=event.model.version,
+                    label=prediction.label if prediction else None,
+                    routed=isinstance(routing.decide(event, policy), routing.RouteTo),
+                    latency_seconds=max(0.0, latency),
+                )
+            )
     return scored
 
 

@@ -1,9 +1,10 @@
 """Exit statuses of ``triage`` commands whose outcome a script or scheduler must act on.
 
 0 is success; 1 a refusal or failure (a gate, the registry); 2 a usage error (typer's own,
-bad option values, a path that does not exist). ``ROLLBACK`` and ``SKIPPED`` say that the
-command ran to its end but its result says "do not proceed" or is incomplete, so ``set -e``
-and cron see it; ``UNREACHABLE`` that a server it needs could not be reached (try again).
+bad option values, a path that does not exist). ``ROLLBACK``, ``SHADOW_WORSE`` and
+``SKIPPED`` say that the command ran to its end but its result says "do not proceed" or is
+incomplete, so ``set -e`` and cron see it; ``STOPPED`` that it stopped partway;
+``UNREACHABLE`` that a server it needs could not be reached (try again).
 """
 
 from __future__ import annotations
@@ -20,6 +21,10 @@ ROLLBACK = 3
 SKIPPED = 4
 """``triage replay`` and ``triage batch score``: some records could not be read or scored
 (counted by reason in the output); everything else was done."""
+
+SHADOW_WORSE = 7
+"""``triage shadow report``: where people decided, the shadow is measurably worse than the
+champion (do not promote it)."""
 
 STOPPED = 6
 """``triage batch score``: the run stopped partway (an error, Ctrl-C, SIGTERM); the rows of

@@ -27,6 +27,7 @@ from triage_cli.policy_cli import policy_app
 from triage_cli.replay_cli import replay
 from triage_cli.retention_cli import retention_app
 from triage_cli.services import TriageGroup
+from triage_cli.shadow_cli import shadow_app
 from triage_cli.user_cli import user_app
 
 app = typer.Typer(
@@ -53,6 +54,7 @@ app.add_typer(batch_app, name="batch")
 app.add_typer(user_app, name="user")
 app.add_typer(dlq_app, name="dlq")
 app.add_typer(canary_app, name="canary")
+app.add_typer(shadow_app, name="shadow")
 app.add_typer(drift_app, name="drift")
 app.add_typer(retention_app, name="retention")
 app.command("replay")(replay)
