@@ -84,7 +84,12 @@ def test_an_unreachable_database_is_one_line_naming_where_without_the_password(
 
 @pytest.mark.parametrize(
     "command",
-    [["dlq", "list"], ["dlq", "redrive", "0:1"], ["canary", "report", "--since", "1h"]],
+    [
+        ["dlq", "list"],
+        ["dlq", "redrive", "0:1"],
+        ["canary", "report", "--since", "1h"],
+        ["shadow", "report", "--since", "1h"],
+    ],
     ids=lambda c: " ".join(c[:2]),
 )
 def test_an_unreachable_kafka_is_one_line_naming_the_bootstrap(command: list[str]) -> None:
