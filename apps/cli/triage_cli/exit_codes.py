@@ -3,8 +3,9 @@
 0 is success; 1 a refusal or failure (a gate, the registry); 2 a usage error (typer's own,
 bad option values, a path that does not exist). ``ROLLBACK``, ``SHADOW_WORSE`` and
 ``SKIPPED`` say that the command ran to its end but its result says "do not proceed" or is
-incomplete, so ``set -e`` and cron see it; ``STOPPED`` that it stopped partway;
-``UNREACHABLE`` that a server it needs could not be reached (try again).
+incomplete, so ``set -e`` and cron see it; ``NOT_ENOUGH_EVIDENCE`` that it had too little
+to go on to propose anything; ``STOPPED`` that it stopped partway; ``UNREACHABLE`` that a
+server it needs could not be reached (try again).
 """
 
 from __future__ import annotations
@@ -22,17 +23,22 @@ SKIPPED = 4
 """``triage replay`` and ``triage batch score``: some records could not be read or scored
 (counted by reason in the output); everything else was done."""
 
-SHADOW_WORSE = 7
-"""``triage shadow report``: where people decided, the shadow is measurably worse than the
-champion (do not promote it)."""
+UNREACHABLE = 5
+"""Any command: PostgreSQL (TRIAGE_DATABASE_URL) or Kafka (TRIAGE_KAFKA_BOOTSTRAP) could not
+be reached; one line names the host:port (``triage_cli.services``)."""
 
 STOPPED = 6
 """``triage batch score``: the run stopped partway (an error, Ctrl-C, SIGTERM); the rows of
 the batches it finished are in the output, and it said how many."""
 
-UNREACHABLE = 5
-"""Any command: PostgreSQL (TRIAGE_DATABASE_URL) or Kafka (TRIAGE_KAFKA_BOOTSTRAP) could not
-be reached; one line names the host:port (``triage_cli.services``)."""
+SHADOW_WORSE = 7
+"""``triage shadow report``: where people decided, the shadow is measurably worse than the
+champion (do not promote it)."""
+
+NOT_ENOUGH_EVIDENCE = 8
+"""``triage policy tune``: no label had evidence enough for a proposal (too few decisions, or
+neither the target nor a miss shown, or nothing routed reviewed), so nothing was proposed (or
+applied). A label with a proposal, even "keep", makes the status 0."""
 
 
 def exit_if_skipped(skipped: Mapping[str, int]) -> None:

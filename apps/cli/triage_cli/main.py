@@ -24,6 +24,7 @@ from triage_cli.dlq_cli import dlq_app
 from triage_cli.drift_cli import drift_app
 from triage_cli.model_cli import model_app
 from triage_cli.policy_cli import policy_app
+from triage_cli.policy_tune import policy_tune
 from triage_cli.replay_cli import replay
 from triage_cli.retention_cli import retention_app
 from triage_cli.services import TriageGroup
@@ -58,6 +59,7 @@ app.add_typer(shadow_app, name="shadow")
 app.add_typer(drift_app, name="drift")
 app.add_typer(retention_app, name="retention")
 app.command("replay")(replay)
+policy_app.command("tune")(policy_tune)
 
 
 @db_app.command("upgrade")

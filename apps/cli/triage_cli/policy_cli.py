@@ -1,4 +1,5 @@
-"""Routing policy commands: show, history and set (every change a new, audited version).
+"""Routing policy commands: show, history and set (every change a new, audited version);
+``tune`` (triage_cli.policy_tune) proposes thresholds from reviewers' decisions.
 
 The policy (per-label thresholds by model version, the canary's partitions, the shadow's
 sample, the review SLA, the quality sample and the target precision) lives in
