@@ -140,7 +140,7 @@ def test_a_label_shown_to_miss_everywhere_goes_to_review() -> None:
     reviewed = _spread(70, 0.5, 1.0) + _spread(30, 0.5, 1.0, correct=False)
     tuned = _tune(reviewed, current=0.6)
     assert (tuned.verdict, tuned.proposed) == (Verdict.FAILS, 1.0)
-    assert tuned.routed_proposed == 0 and tuned.misrouted_per_day_proposed == 0.0
+    assert tuned.routed_proposed == 0 and tuned.misrouted_per_day(proposed=True) == 0.0
 
 
 @pytest.mark.parametrize("seed", range(20))
@@ -171,10 +171,17 @@ def test_share_routed_and_errors_per_day_come_from_the_windows_documents() -> No
     assert tuned.share_routed_now == pytest.approx(0.9)
     assert tuned.share_routed_proposed == pytest.approx(0.6)
     assert tuned.at_current is not None and tuned.at_proposed is not None
-    assert tuned.misrouted_per_day_now == pytest.approx(900 * (1 - tuned.at_current.precision) / 10)
-    assert tuned.misrouted_per_day_proposed == pytest.approx(
-        600 * (1 - tuned.at_proposed.precision) / 10
+    now, proposed = tuned.at_current, tuned.at_proposed
+    assert tuned.misrouted_per_day(proposed=False) == pytest.approx(900 * (1 - now.precision) / 10)
+    assert tuned.misrouted_per_day(proposed=True) == pytest.approx(
+        600 * (1 - proposed.precision) / 10
     )
+    assert tuned.misrouted_per_day(proposed=True, worst=True) == pytest.approx(
+        600 * (1 - proposed.lower) / 10
+    )
+    thin = _tune(_spread(20, 0.5, 1.0), current=0.9, confidences=documents)
+    assert thin.misrouted_per_day(proposed=True) is None  # nothing proposed
+    assert thin.misrouted_per_day(proposed=False) is not None
 
 
 def test_candidates_round_down_so_their_decision_stays_above() -> None:

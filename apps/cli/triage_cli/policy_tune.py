@@ -56,22 +56,11 @@ def policy_tune(
     ] = None,
     target_precision: Annotated[
         float | None,
-        typer.Option(
-            min=0.0,
-            max=1.0,
-            min_open=True,
-            help="Precision to hold (default: the policy's target precision).",
-        ),
+        typer.Option(help="Precision to hold, over 0 to 1 (default: the policy's target)."),
     ] = None,
     confidence: Annotated[
         float,
-        typer.Option(
-            min=0.5,
-            max=1.0,
-            min_open=True,
-            max_open=True,
-            help="One-sided confidence the precision bound holds with.",
-        ),
+        typer.Option(help="One-sided confidence the precision bound holds with, 0.5-1."),
     ] = 0.95,
     min_samples: Annotated[
         int,
@@ -89,13 +78,18 @@ def policy_tune(
 
     Low-confidence reviews count for themselves, quality samples for the routed documents
     they were drawn from (1/share each). A label gets the lowest threshold whose one-sided
-    Wilson lower bound on precision reaches the target; with too few decisions it gets
-    none. Exit status: 0 when at least one label has a proposal (applied with --apply);
-    5 when no label has evidence enough for one (nothing applied); 1 or 2 on errors.
+    Wilson lower bound on precision reaches the target; with too few decisions, none; when
+    none holds and the current one is shown to miss, 1.0 (all to review). Exit status: 0
+    when at least one label has a proposal (applied with --apply); 5 when no label has
+    evidence enough for one (nothing applied); 1 or 2 on errors.
     """
     from triage_cli.exit_codes import NOT_ENOUGH_EVIDENCE
     from triage_runtime.threshold_tuning import TuningTarget, tune_label
 
+    if target_precision is not None and not 0.0 < target_precision <= 1.0:
+        raise typer.BadParameter("over 0 and at most 1", param_hint="--target-precision")
+    if not 0.5 < confidence < 1.0:
+        raise typer.BadParameter("over 0.5 and under 1", param_hint="--confidence")
     if apply and not (reason and reason.strip()):
         console.print("[red]--apply needs --reason: say why, it is kept with the version[/red]")
         raise typer.Exit(2)
@@ -195,8 +189,21 @@ def _percent(value: float | None) -> str:
     return "-" if value is None else f"{value:.1%}"
 
 
-def _per_day(value: float | None) -> str:
-    return "?" if value is None else f"{value:.1f}"
+def _errors(t: LabelTuning, *, proposed: bool) -> str:
+    """Expected errors per day, and at most (at the precision's lower bound)."""
+    expected = t.misrouted_per_day(proposed=proposed)
+    if expected is None:
+        return "?"
+    worst = t.misrouted_per_day(proposed=proposed, worst=True)
+    return (
+        f"{expected:.1f}"
+        if worst is None or worst == expected
+        else f"{expected:.1f} (<= {worst:.1f})"
+    )
+
+
+def _now_and_then(t: LabelTuning, now: str, then: str) -> str:
+    return now if t.proposed is None else f"{now} -> {then}"
 
 
 def _precision(found: PrecisionBound | None) -> str:
@@ -216,7 +223,7 @@ def _table(read: _Read, tunings: list[LabelTuning], target: TuningTarget, since:
         "precision now",
         "precision proposed",
         "routed now -> proposed",
-        "misrouted/day now -> proposed",
+        "misrouted/day now -> proposed (at most)",
         title=(
             f"threshold tuning: {read.version}, since {since}, target {target.precision:.1%} "
             f"at {target.confidence:.0%} one-sided confidence, policy {_policy_name(read)}"
@@ -224,25 +231,17 @@ def _table(read: _Read, tunings: list[LabelTuning], target: TuningTarget, since:
     )
     for t in tunings:
         source = "policy" if read.policy.threshold(read.version, t.label) is not None else "model"
-        proposed = "-" if t.proposed is None else f"{t.proposed:.3f}"
-        routed = f"{_percent(t.share_routed_now)} -> {_percent(t.share_routed_proposed)}"
-        if t.proposed is None:
-            routed = _percent(t.share_routed_now)
-        misrouted = (
-            f"{_per_day(t.misrouted_per_day_now)} -> {_per_day(t.misrouted_per_day_proposed)}"
-        )
-        if t.proposed is None:
-            misrouted = _per_day(t.misrouted_per_day_now)
         table.add_row(
             t.label,
             t.verdict.value,
             f"{t.current:.3f} ({source})",
-            proposed,
+            "-" if t.proposed is None else f"{t.proposed:.3f}",
             f"{t.decisions} ({t.effective_n:.0f})",
             _precision(t.at_current),
             _precision(t.at_proposed),
-            f"{routed} of {t.documents}",
-            misrouted,
+            _now_and_then(t, _percent(t.share_routed_now), _percent(t.share_routed_proposed))
+            + (f" of {t.documents}" if t.documents else ""),
+            _now_and_then(t, _errors(t, proposed=False), _errors(t, proposed=True)),
         )
     return table
 
@@ -265,11 +264,8 @@ def _summary(version: str, tunings: list[LabelTuning], days: float) -> str:
         line += (
             f"; routed {now / documents:.1%} -> {after / documents:.1%} of {documents} documents"
         )
-    errors_now = [t.misrouted_per_day_now for t in tunings]
-    errors_after = [
-        t.misrouted_per_day_now if t.proposed is None else t.misrouted_per_day_proposed
-        for t in tunings
-    ]
+    errors_now = [t.misrouted_per_day(proposed=False) for t in tunings]
+    errors_after = [t.misrouted_per_day(proposed=t.proposed is not None) for t in tunings]
     if all(e is not None for e in errors_now + errors_after):
         line += (
             f"; expected misrouted per day {sum(e or 0.0 for e in errors_now):.1f} -> "

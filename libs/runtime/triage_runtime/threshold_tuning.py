@@ -117,25 +117,19 @@ class LabelTuning:
             return None
         return self.routed_proposed / self.documents
 
-    @property
-    def misrouted_per_day_now(self) -> float | None:
-        """Expected wrongly routed documents per day at the current threshold."""
-        return _misrouted(self.routed_now, self.at_current, self.days)
-
-    @property
-    def misrouted_per_day_proposed(self) -> float | None:
-        """Expected wrongly routed documents per day at the proposed threshold."""
-        if self.routed_proposed is None:
+    def misrouted_per_day(self, *, proposed: bool, worst: bool = False) -> float | None:
+        """Expected wrongly routed documents per day at the current (or proposed) threshold:
+        routed per day times 1 - precision (its lower bound when ``worst``); None if unknown."""
+        routed = self.routed_proposed if proposed else self.routed_now
+        found = self.at_proposed if proposed else self.at_current
+        if routed is None:
             return None
-        return _misrouted(self.routed_proposed, self.at_proposed, self.days)
-
-
-def _misrouted(routed: int, bound: PrecisionBound | None, days: float) -> float | None:
-    if routed == 0:
-        return 0.0
-    if bound is None or days <= 0:
-        return None
-    return routed * (1.0 - bound.precision) / days
+        if routed == 0:
+            return 0.0
+        if found is None or self.days <= 0:
+            return None
+        precision = found.lower if worst else found.precision
+        return routed * (1.0 - precision) / self.days
 
 
 def effective_size(weights: Iterable[float]) -> float:

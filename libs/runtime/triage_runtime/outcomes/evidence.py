@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from sqlalchemy import literal, select, union_all
+from sqlalchemy.dialects.postgresql import distinct_on
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from triage_contracts import DecidedBy
@@ -93,7 +94,7 @@ async def read_evidence(
         ).subquery()
         documents = await conn.execute(
             select(scored.c.label, scored.c.confidence)
-            .distinct(scored.c.document_id)
+            .ext(distinct_on(scored.c.document_id))
             .order_by(scored.c.document_id, scored.c.source)
         )
         for label, confidence in documents:

@@ -1,0 +1,184 @@
+"""``triage policy tune`` on real PostgreSQL: reviewers who keep overruling a label's confident
+predictions raise its threshold, through the CLI, as one audited policy version; a label they
+agree with, on few decisions, is left as it is."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import create_engine, text
+from typer.testing import CliRunner
+
+from tests.helpers import PRODUCER, RECEIVED_AT, Unpublished, classified, routed_item
+from triage_cli.exit_codes import NOT_ENOUGH_EVIDENCE
+from triage_cli.main import app as cli
+from triage_contracts import DecidedBy, DocumentClassifiedV1
+from triage_runtime.db.engine import make_async_engine
+from triage_runtime.outcomes.review import DecisionTopics, ReviewWorkflow
+from triage_runtime.outcomes.store import Item, OutcomeStore
+from triage_runtime.routing import PRIORITY_NORMAL, ReviewReason, RouteTo, SendToReview
+
+LABELS = ("billing", "legal", "technical")
+THRESHOLD = 0.6
+QUALITY_SHARE = 0.05
+REASON = "reviewers keep moving confident billing predictions to legal"
+
+
+def _cli(env: dict[str, str], *args: str, code: int = 0) -> str:
+    result = CliRunner().invoke(cli, list(args), env=env)
+    assert result.exit_code == code, result.output
+    return result.output
+
+
+def _spread(n: int, low: float, high: float) -> list[float]:
+    return [round(low + i * (high - low) / n, 4) for i in range(n)]
+
+
+class Seeder:
+    """Scored documents through the router's write path, decided through the review workflow."""
+
+    def __init__(self, version: str) -> None:
+        self.version = version
+        self.count = 0
+        self.items: list[Item] = []
+        self.verdicts: dict[str, str] = {}
+        """The label a reviewer gives each document sent to review."""
+
+    def _event(self, label: str, confidence: float) -> DocumentClassifiedV1:
+        self.count += 1
+        event = classified(
+            label=label,
+            confidence=confidence,
+            threshold=THRESHOLD,
+            sha256=f"{self.count:064x}",
+            model_version=self.version,
+        )
+        return event.model_copy(update={"policy_version": 1})
+
+    def routed(self, label: str, confidences: list[float]) -> None:
+        """Routed by the model (not reviewed)."""
+        for confidence in confidences:
+            event = self._event(label, confidence)
+            decision = RouteTo(queue=label, decided_by=DecidedBy.MODEL, confidence=confidence)
+            self.items.append((event, decision, routed_item(event, decision)))
+
+    def reviewed(
+        self, label: str, confidences: list[float], reason: ReviewReason, *, decided: str
+    ) -> None:
+        """Sent to review for ``reason``; the reviewer will choose ``decided``."""
+        for confidence in confidences:
+            event = self._event(label, confidence)
+            due = RECEIVED_AT + timedelta(hours=4)
+            self.items.append((event, SendToReview(reason, PRIORITY_NORMAL, due), None))
+            self.verdicts[event.document_id] = decided
+
+    async def store(self, database_url: str) -> None:
+        engine = make_async_engine(database_url)
+        try:
+            outcomes = OutcomeStore(engine)
+            for start in range(0, len(self.items), 200):
+                await outcomes.apply_batch(self.items[start : start + 200])
+            flow = ReviewWorkflow(
+                engine,
+                labels=LABELS,
+                lease=timedelta(minutes=5),
+                producer=PRODUCER,
+                topics=DecisionTopics(decisions="t.decisions", routed=lambda q: f"t.routed.{q}"),
+                publisher=Unpublished(),
+            )
+            async with engine.connect() as conn:
+                rows = await conn.execute(text("SELECT document_id, id FROM review_item"))
+                ids: dict[str, int] = {str(row[0]): int(row[1]) for row in rows}
+            for document_id, label in self.verdicts.items():
+                await flow.claim(ids[document_id], reviewer="rita")
+                await flow.decide(ids[document_id], reviewer="rita", label=label)
+        finally:
+            await engine.dispose()
+
+
+def _rows(database_url: str, sql: str) -> list[Any]:
+    engine = create_engine(database_url)
+    with engine.connect() as conn:
+        rows = list(conn.execute(text(sql)).all())
+    engine.dispose()
+    return rows
+
+
+def test_tune_raises_the_threshold_of_a_label_reviewers_keep_overruling(
+    clean_db: str, tmp_path: Path, small_model: Path
+) -> None:
+    version = small_model.name
+    env = {
+        "TRIAGE_DATABASE_URL": clean_db,
+        "TRIAGE_MODEL_STORE_URL": str(tmp_path / "store"),
+        "TRIAGE_MODEL_CACHE_DIR": str(tmp_path / "cache"),
+    }
+    _cli(env, "model", "register", str(small_model))
+    _cli(env, "model", "set-alias", "champion", version, "--reason", "start")
+    _cli(
+        env,
+        *("policy", "set", "--reason", "start with 0.6 and a 5 % quality sample"),
+        *("--threshold", f"{version}:billing={THRESHOLD}"),
+        *("--threshold", f"{version}:technical={THRESHOLD}"),
+        *("--quality-sample", str(QUALITY_SHARE)),
+    )
+
+    seeder = Seeder(version)
+    # billing: routed at 0.60-1.00; its quality samples (each standing for 20 routed documents)
+    # are overruled half the time below 0.85 and never above; so are the low-confidence ones.
+    seeder.routed("billing", _spread(600, 0.6, 1.0))
+    quality = ReviewReason.QUALITY_SAMPLE
+    seeder.reviewed("billing", _spread(20, 0.6, 0.85), quality, decided="billing")
+    seeder.reviewed("billing", _spread(20, 0.605, 0.85), quality, decided="legal")
+    seeder.reviewed("billing", _spread(80, 0.85, 1.0), quality, decided="billing")
+    low = ReviewReason.LOW_CONFIDENCE
+    seeder.reviewed("billing", _spread(15, 0.4, 0.6), low, decided="billing")
+    seeder.reviewed("billing", _spread(15, 0.41, 0.6), low, decided="legal")
+    # technical: reviewers agree every time, but on twenty decisions only.
+    seeder.routed("technical", _spread(200, 0.6, 1.0))
+    seeder.reviewed("technical", _spread(10, 0.7, 1.0), quality, decided="technical")
+    seeder.reviewed("technical", _spread(10, 0.45, 0.6), low, decided="technical")
+    asyncio.run(seeder.store(clean_db))
+
+    # Technical alone: too few decisions to judge, so nothing is proposed or applied.
+    thin = _cli(
+        env,
+        *("policy", "tune", "--label", "technical", "--apply", "--reason", "try"),
+        code=NOT_ENOUGH_EVIDENCE,
+    )
+    assert "too few" in thin
+    assert _rows(clean_db, "SELECT max(version) FROM routing_policy") == [(1,)]
+    # --apply without a reason is refused before anything is read.
+    _cli(env, "policy", "tune", "--apply", code=2)
+
+    shown = _cli(env, "policy", "tune", "--since", "1d")
+    assert "raise" in shown and "too few" in shown
+    assert _rows(clean_db, "SELECT max(version) FROM routing_policy") == [(1,)]  # only shown
+
+    applied = _cli(env, "policy", "tune", "--apply", "--reason", REASON, "--actor", "ops-lead")
+    assert "routing policy v2 in force" in applied
+    [(thresholds, actor, reason)] = _rows(
+        clean_db, "SELECT thresholds, actor, reason FROM routing_policy WHERE version = 2"
+    )
+    assert (actor, reason) == ("ops-lead", REASON)
+    raised = thresholds[version]["billing"]
+    # Above the band reviewers overrule, and not above the confident part they agree with.
+    assert 0.8 < raised <= 0.85, raised
+    assert thresholds[version]["technical"] == THRESHOLD
+    assert "legal" not in thresholds[version]  # no decisions: the model's own stays
+    assert f"threshold {version}:billing" in applied and f"{raised:.3f}" in applied
+    [(detail,)] = _rows(
+        clean_db, "SELECT detail FROM audit_log WHERE action = 'routing_policy' ORDER BY id DESC"
+    )[:1]
+    detail = detail if isinstance(detail, dict) else json.loads(detail)
+    assert (detail["version"], detail["reason"]) == (2, REASON)
+    assert detail["thresholds"][version]["billing"] == raised
+
+    # Tuned again on the same decisions: the threshold in force is what they support.
+    again = _cli(env, "policy", "tune", "--label", "billing", "--apply", "--reason", "again")
+    assert "keep" in again and "nothing to change" in again
+    assert _rows(clean_db, "SELECT max(version) FROM routing_policy") == [(2,)]
