@@ -23,11 +23,17 @@ TARGET = TuningTarget(precision=0.95, confidence=0.95, min_samples=30)
 
 
 def _spread(
-    n: int, low: float, high: float, *, correct: bool = True, weight: float = 1.0
+    n: int,
+    low: float,
+    high: float,
+    *,
+    correct: bool = True,
+    weight: float = 1.0,
+    sampled: bool = False,
 ) -> list[Reviewed]:
     """``n`` decisions evenly spread over [low, high)."""
     step = (high - low) / n
-    return [Reviewed(low + i * step, correct, weight) for i in range(n)]
+    return [Reviewed(low + i * step, correct, weight, sampled) for i in range(n)]
 
 
 def _tune(
@@ -76,10 +82,12 @@ def test_a_quality_sample_counts_for_the_routed_documents_it_was_drawn_from() ->
 def test_weights_decide_between_proposing_and_not() -> None:
     """Right low-confidence reviews cannot hide wrong quality samples (5 %: weight 20)."""
     reviews = _spread(400, 0.6, 0.7)
-    samples = _spread(36, 0.7, 1.0) + _spread(4, 0.7, 1.0, correct=False)
+    samples = _spread(36, 0.7, 1.0, sampled=True) + _spread(
+        4, 0.7, 1.0, correct=False, sampled=True
+    )
     unweighted = _tune(reviews + samples, current=0.7)
     assert (unweighted.verdict, unweighted.proposed) == (Verdict.LOWER, 0.6)
-    weighted = [Reviewed(r.confidence, r.correct, 20.0) for r in samples]
+    weighted = [Reviewed(r.confidence, r.correct, 20.0, sampled=True) for r in samples]
     tuned = _tune(reviews + weighted, current=0.7)
     assert (tuned.verdict, tuned.proposed) == (Verdict.NOT_SHOWN, None)
     whole = bound(reviews + weighted, 0.6, confidence=0.95)
@@ -113,15 +121,22 @@ def test_thin_agreement_is_never_loosened() -> None:
 
 
 def test_plenty_of_agreement_lowers_the_threshold_with_evidence() -> None:
-    tuned = _tune(_spread(300, 0.5, 1.0), current=0.9)
+    reviews, samples = _spread(240, 0.5, 0.9), _spread(60, 0.9, 1.0, sampled=True)
+    tuned = _tune(reviews + samples, current=0.9)
     assert tuned.verdict is Verdict.LOWER
     assert tuned.proposed == pytest.approx(0.5)
     assert tuned.at_proposed is not None and tuned.at_proposed.lower >= 0.95
 
 
+def test_no_lower_threshold_without_a_look_at_what_routes_now() -> None:
+    """Reviews below the threshold alone say nothing of the documents routed above it."""
+    tuned = _tune(_spread(300, 0.5, 0.9), current=0.9)
+    assert (tuned.verdict, tuned.proposed) == (Verdict.UNSEEN, None)
+
+
 def test_a_few_decisions_at_the_top_neither_pass_nor_block() -> None:
     """Too few to show the target are not judged: one wrong at the top, 100 right below."""
-    reviewed = [Reviewed(0.999, False), *_spread(100, 0.7, 0.99)]
+    reviewed = [Reviewed(0.999, False, sampled=True), *_spread(100, 0.7, 0.99, sampled=True)]
     tuned = _tune(reviewed, current=0.9)
     assert tuned.proposed == pytest.approx(0.7)
     assert tuned.at_proposed is not None and tuned.at_proposed.precision == pytest.approx(100 / 101)
@@ -147,14 +162,14 @@ def test_a_label_shown_to_miss_everywhere_goes_to_review() -> None:
 def test_another_overruled_decision_never_lowers_the_proposal(seed: int) -> None:
     rng = random.Random(seed)
     reviewed = [
-        Reviewed(rng.uniform(0.5, 1.0), rng.random() < 0.97, rng.choice([1.0, 1.0, 10.0]))
+        Reviewed(rng.uniform(0.5, 1.0), rng.random() < 0.97, rng.choice([1.0, 1.0, 10.0]), True)
         for _ in range(rng.randint(40, 400))
     ]
     before = _tune(reviewed, current=0.8)
     right = [i for i, r in enumerate(reviewed) if r.correct]
     flipped = list(reviewed)
     i = rng.choice(right)
-    flipped[i] = Reviewed(reviewed[i].confidence, False, reviewed[i].weight)
+    flipped[i] = Reviewed(reviewed[i].confidence, False, reviewed[i].weight, True)
     after = _tune(flipped, current=0.8)
     if before.proposed is not None and after.proposed is not None:
         assert after.proposed >= before.proposed

@@ -190,55 +190,48 @@ def _percent(value: float | None) -> str:
 
 
 def _errors(t: LabelTuning, *, proposed: bool) -> str:
-    """Expected errors per day, and at most (at the precision's lower bound)."""
+    """Expected errors per day, and [at most] at the precision's lower bound."""
     expected = t.misrouted_per_day(proposed=proposed)
     if expected is None:
         return "?"
     worst = t.misrouted_per_day(proposed=proposed, worst=True)
-    return (
-        f"{expected:.1f}"
-        if worst is None or worst == expected
-        else f"{expected:.1f} (<= {worst:.1f})"
-    )
+    return f"{expected:.1f}" if worst is None else f"{expected:.1f} [{worst:.1f}]"
 
 
 def _now_and_then(t: LabelTuning, now: str, then: str) -> str:
+    """A cell's value now, and what the proposal would make it (when there is one)."""
     return now if t.proposed is None else f"{now} -> {then}"
 
 
 def _precision(found: PrecisionBound | None) -> str:
-    if found is None:
-        return "-"
-    return f"{found.precision:.3f} (>= {found.lower:.3f})"
+    return "-" if found is None else f"{found.precision:.3f} [{found.lower:.3f}]"
 
 
 def _table(read: _Read, tunings: list[LabelTuning], target: TuningTarget, since: str) -> Table:
-    """One row per label: now and proposed, side by side."""
+    """One row per label; a cell with an arrow is now -> proposed."""
     table = Table(
         "label",
         "verdict",
-        "threshold now",
-        "proposed",
-        "decisions (eff.)",
-        "precision now",
-        "precision proposed",
-        "routed now -> proposed",
-        "misrouted/day now -> proposed (at most)",
+        "threshold",
+        "decisions (effective)",
+        escape("precision [lower bound]"),
+        "routed",
+        escape("misrouted/day [at most]"),
         title=(
-            f"threshold tuning: {read.version}, since {since}, target {target.precision:.1%} "
-            f"at {target.confidence:.0%} one-sided confidence, policy {_policy_name(read)}"
+            f"{read.version} since {since} under policy {_policy_name(read)}: "
+            f"target {target.precision:.1%} at {target.confidence:.0%} one-sided confidence"
         ),
+        caption="now -> proposed; thresholds from the policy (p) or the model (m)",
     )
     for t in tunings:
-        source = "policy" if read.policy.threshold(read.version, t.label) is not None else "model"
+        source = "p" if read.policy.threshold(read.version, t.label) is not None else "m"
+        proposed = "" if t.proposed is None else f"{t.proposed:.3f}"
         table.add_row(
-            t.label,
+            escape(t.label),
             t.verdict.value,
-            f"{t.current:.3f} ({source})",
-            "-" if t.proposed is None else f"{t.proposed:.3f}",
+            _now_and_then(t, f"{t.current:.3f} ({source})", proposed),
             f"{t.decisions} ({t.effective_n:.0f})",
-            _precision(t.at_current),
-            _precision(t.at_proposed),
+            _now_and_then(t, _precision(t.at_current), _precision(t.at_proposed)),
             _now_and_then(t, _percent(t.share_routed_now), _percent(t.share_routed_proposed))
             + (f" of {t.documents}" if t.documents else ""),
             _now_and_then(t, _errors(t, proposed=False), _errors(t, proposed=True)),

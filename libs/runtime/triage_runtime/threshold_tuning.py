@@ -33,6 +33,8 @@ class Reviewed:
     confidence: float
     correct: bool
     weight: float = 1.0
+    sampled: bool = False
+    """A quality sample: routed, and drawn at random for review."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +79,9 @@ class Verdict(enum.StrEnum):
     """No threshold shows the target and the current one shows it missed: review everything."""
     NOT_SHOWN = "not shown"
     """Enough decisions, but no threshold shows the target (nor shows the current one misses)."""
+    UNSEEN = "routed unseen"
+    """A lower threshold holds on the reviews below the current one, but no routed document
+    above it was reviewed (no quality sample), so what routes now is unmeasured: no proposal."""
     TOO_FEW = "too few"
     """Too few decisions for any threshold to show the target."""
 
@@ -222,8 +227,15 @@ def tune_label(
         if estimate.lower >= target.precision:
             proposed = estimate
             break
-    if proposed is not None:
-        value: float | None = proposed.threshold
+    value: float | None
+    if (
+        proposed is not None
+        and proposed.threshold < current
+        and not any(r.sampled and r.confidence >= current for r in reviewed)
+    ):
+        value, verdict = None, Verdict.UNSEEN
+    elif proposed is not None:
+        value = proposed.threshold
         verdict = Verdict.RAISE if proposed.threshold > current else Verdict.LOWER
         if proposed.threshold == current:
             verdict = Verdict.KEEP

@@ -115,6 +115,11 @@ async def read_evidence(
                 continue
             weight = 1.0 / share
         evidence.reviewed.append(
-            Reviewed(confidence=float(confidence), correct=decided_label == label, weight=weight)
+            Reviewed(
+                confidence=float(confidence),
+                correct=decided_label == label,
+                weight=weight,
+                sampled=reason == ReviewReason.QUALITY_SAMPLE.value,
+            )
         )
     return dict(by_label)
