@@ -129,7 +129,7 @@ def policy_tune(
         )
     if all(t.proposed is None for t in tunings):
         console.print(
-            f"[yellow]no label has decisions enough for a proposal: nothing "
+            f"[yellow]no label has evidence enough for a proposal (see the verdicts): nothing "
             f"{'applied' if apply else 'proposed'} (exit status {NOT_ENOUGH_EVIDENCE})[/yellow]"
         )
         raise typer.Exit(NOT_ENOUGH_EVIDENCE)
