@@ -104,7 +104,7 @@ def test_a_lower_threshold_needs_a_look_above_the_current_one(
     evidence = _evidence(300, 0, 0.5, 0.7)  # all below billing's 0.7
     read["billing"] = LabelEvidence(
         reviewed=[Reviewed(r.confidence, r.correct) for r in evidence.reviewed],
-        confidences=evidence.confidences,
+        confidences=[*evidence.confidences, *[0.9] * 1000],  # routed, none sampled
     )
     result = _run("--label", "billing")
     assert result.exit_code == NOT_ENOUGH_EVIDENCE, result.output

@@ -1,4 +1,4 @@
-"""Threshold tuning from reviewers' decisions: weights, the bound, the fixed sequence, thin data."""
+"""Threshold tuning from reviewers' decisions: weights, the bound, the proposal, thin data."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ from triage_runtime.threshold_tuning import (
     Verdict,
     bound,
     candidate,
+    candidate_bounds,
     could_show,
-    effective_size,
     tune_label,
 )
 
@@ -49,12 +49,17 @@ def _tune(
     )
 
 
+def _effective(weights: list[float]) -> float:
+    found = bound([Reviewed(0.9, True, w) for w in weights], 0.0, confidence=0.95)
+    return found.effective_n if found else 0.0
+
+
 def test_effective_size_is_n_for_equal_weights_and_less_for_unequal() -> None:
-    assert effective_size([1.0] * 40) == pytest.approx(40)
-    assert effective_size([20.0] * 40) == pytest.approx(40)
+    assert _effective([1.0] * 40) == pytest.approx(40)
+    assert _effective([20.0] * 40) == pytest.approx(40)
     # One heavy decision among light ones: it dominates, so the sample counts for little.
-    assert effective_size([1.0] * 100 + [20.0]) == pytest.approx(120**2 / 500)
-    assert effective_size([]) == 0.0
+    assert _effective([1.0] * 100 + [20.0]) == pytest.approx(120**2 / 500)
+    assert _effective([]) == 0.0
 
 
 def test_with_equal_weights_the_bound_is_wilsons_one_sided() -> None:
@@ -130,8 +135,31 @@ def test_plenty_of_agreement_lowers_the_threshold_with_evidence() -> None:
 
 def test_no_lower_threshold_without_a_look_at_what_routes_now() -> None:
     """Reviews below the threshold alone say nothing of the documents routed above it."""
-    tuned = _tune(_spread(300, 0.5, 0.9), current=0.9)
+    reviews = _spread(300, 0.5, 0.9)
+    routed = [0.95] * 500
+    tuned = _tune(reviews, current=0.9, confidences=[r.confidence for r in reviews] + routed)
     assert (tuned.verdict, tuned.proposed) == (Verdict.UNSEEN, None)
+
+
+def test_a_label_sent_wholly_to_review_can_be_routed_again() -> None:
+    """At 1.0 nothing routes, so every document was reviewed: the evidence is complete."""
+    tuned = _tune(_spread(300, 0.5, 1.0), current=1.0)
+    assert (tuned.verdict, tuned.proposed) == (Verdict.LOWER, 0.5)
+
+
+def test_one_pass_gives_what_each_threshold_alone_gives() -> None:
+    rng = random.Random(7)
+    reviewed = [
+        Reviewed(rng.uniform(0.5, 1.0), rng.random() < 0.9, rng.choice([1.0, 50.0]))
+        for _ in range(300)
+    ]
+    for found in candidate_bounds(reviewed, confidence=0.95):
+        alone = bound(reviewed, found.threshold, confidence=0.95)
+        assert alone is not None
+        assert found.decisions == alone.decisions
+        assert found.lower == pytest.approx(alone.lower)
+        assert found.upper == pytest.approx(alone.upper)
+        assert found.precision == pytest.approx(alone.precision)
 
 
 def test_a_few_decisions_at_the_top_neither_pass_nor_block() -> None:

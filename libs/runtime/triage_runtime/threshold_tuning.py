@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import enum
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from triage_contracts.intervals import wilson_interval
@@ -137,15 +137,6 @@ class LabelTuning:
         return routed * (1.0 - precision) / self.days
 
 
-def effective_size(weights: Iterable[float]) -> float:
-    """Kish's effective sample size, (sum w)^2 / sum w^2: n for equal weights, less otherwise."""
-    total = squares = 0.0
-    for w in weights:
-        total += w
-        squares += w * w
-    return total * total / squares if squares else 0.0
-
-
 def _floor(value: float) -> int:
     return math.floor(value + _EPSILON)
 
@@ -154,6 +145,44 @@ def candidate(confidence: float) -> float:
     """The candidate threshold a decided confidence gives: rounded down to ``DECIMALS``."""
     scale = 10**DECIMALS
     return float(_floor(confidence * scale) / scale)
+
+
+@dataclass(slots=True)
+class _Sums:
+    """Running sums over decisions: how many, their weight, right weight, squared weight.
+
+    Kish's effective sample size is weight^2 / squares: the count when the weights are equal,
+    less when they are not (a few heavy decisions carry less than as many equal ones)."""
+
+    count: int = 0
+    weight: float = 0.0
+    right: float = 0.0
+    squares: float = 0.0
+
+    def add(self, r: Reviewed) -> None:
+        self.count += 1
+        self.weight += r.weight
+        self.right += r.weight if r.correct else 0.0
+        self.squares += r.weight * r.weight
+
+    def bound(self, threshold: float, confidence: float) -> PrecisionBound | None:
+        """The precision these decisions show, with its bounds (``bound`` says how)."""
+        if self.count == 0 or self.weight <= 0:
+            return None
+        precision = self.right / self.weight
+        n_eff = self.weight * self.weight / self.squares
+        n = _floor(n_eff)
+        two_sided = 2.0 * confidence - 1.0
+        lower = wilson_interval(_floor(precision * n), n, two_sided)[0]
+        upper = wilson_interval(math.ceil(precision * n - _EPSILON), n, two_sided)[1]
+        return PrecisionBound(
+            threshold=threshold,
+            decisions=self.count,
+            effective_n=n_eff,
+            precision=precision,
+            lower=lower,
+            upper=upper,
+        )
 
 
 def bound(
@@ -166,24 +195,27 @@ def bound(
     decisions: the lower bound is then never higher than the unrounded one would be, and the
     upper bound uses the rounded-up share of hits, so neither overstates what is known.
     """
-    above = [r for r in reviewed if r.confidence >= threshold]
-    total = sum(r.weight for r in above)
-    if not above or total <= 0:
-        return None
-    precision = sum(r.weight for r in above if r.correct) / total
-    n_eff = effective_size(r.weight for r in above)
-    n = _floor(n_eff)
-    two_sided = 2.0 * confidence - 1.0
-    lower = wilson_interval(_floor(precision * n), n, two_sided)[0]
-    upper = wilson_interval(math.ceil(precision * n - _EPSILON), n, two_sided)[1]
-    return PrecisionBound(
-        threshold=threshold,
-        decisions=len(above),
-        effective_n=n_eff,
-        precision=precision,
-        lower=lower,
-        upper=upper,
-    )
+    sums = _Sums()
+    for r in reviewed:
+        if r.confidence >= threshold:
+            sums.add(r)
+    return sums.bound(threshold, confidence)
+
+
+def candidate_bounds(reviewed: Sequence[Reviewed], *, confidence: float) -> list[PrecisionBound]:
+    """``bound`` at every candidate threshold, lowest first, in one pass over the decisions."""
+    ordered = sorted(reviewed, key=lambda r: r.confidence, reverse=True)
+    sums = _Sums()
+    found: list[PrecisionBound] = []
+    i = 0
+    for threshold in sorted({candidate(r.confidence) for r in reviewed}, reverse=True):
+        while i < len(ordered) and ordered[i].confidence >= threshold:
+            sums.add(ordered[i])
+            i += 1
+        estimate = sums.bound(threshold, confidence)
+        if estimate is not None:
+            found.append(estimate)
+    return found[::-1]
 
 
 def could_show(effective_n: float, target: TuningTarget) -> bool:
@@ -219,20 +251,20 @@ def tune_label(
     whole = bound(reviewed, 0.0, confidence=target.confidence)
     proposed: PrecisionBound | None = None
     tested = False
-    for threshold in sorted({candidate(r.confidence) for r in reviewed}):
-        estimate = bound(reviewed, threshold, confidence=target.confidence)
-        if estimate is None or not could_show(estimate.effective_n, target):
+    for estimate in candidate_bounds(reviewed, confidence=target.confidence):
+        if not could_show(estimate.effective_n, target):
             continue
         tested = True
         if estimate.lower >= target.precision:
             proposed = estimate
             break
     value: float | None
-    if (
-        proposed is not None
-        and proposed.threshold < current
-        and not any(r.sampled and r.confidence >= current for r in reviewed)
-    ):
+    # Documents route now above ``current``; a lower threshold keeps routing them, so some of
+    # them must have been reviewed (quality samples) for a lower one to be judged at all.
+    unseen = any(c >= current for c in confidences) and not any(
+        r.sampled and r.confidence >= current for r in reviewed
+    )
+    if proposed is not None and proposed.threshold < current and unseen:
         value, verdict = None, Verdict.UNSEEN
     elif proposed is not None:
         value = proposed.threshold
