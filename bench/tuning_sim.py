@@ -5,7 +5,7 @@ with its confidence (``--shape``); every document below the current threshold is
 a ``--share`` quality sample of those above it. Each trial draws a window, tunes, and checks
 the proposal against the true precision above it (computed exactly from the curve).
 
-    python -m bench.tuning_sim --trials 400 --documents 20000 --share 0.02
+    python -m bench.tuning_sim --trials 100 --documents 100000 --share 0.02 --current 0.7
 """
 
 from __future__ import annotations
@@ -32,25 +32,31 @@ def true_precision(threshold: float, shape: float) -> float:
 
 
 def trial(
-    rng: random.Random, *, documents: int, share: float, current: float, shape: float
+    rng: random.Random,
+    *,
+    documents: int,
+    share: float,
+    current: float,
+    shape: float,
+    confidence: float,
 ) -> tuple[float | None, str]:
-    """One window: the proposal and the verdict."""
+    """One window: the proposal and the verdict (``confidence``: the bound's)."""
     reviewed: list[Reviewed] = []
     confidences: list[float] = []
     for _ in range(documents):
-        confidence = rng.uniform(0.5, 1.0)
-        confidences.append(confidence)
-        right = rng.random() < right_chance(confidence, shape)
-        if confidence < current:
-            reviewed.append(Reviewed(confidence, right))
+        score = rng.uniform(0.5, 1.0)
+        confidences.append(score)
+        right = rng.random() < right_chance(score, shape)
+        if score < current:
+            reviewed.append(Reviewed(score, right))
         elif rng.random() < share:
-            reviewed.append(Reviewed(confidence, right, 1.0 / share, sampled=True))
+            reviewed.append(Reviewed(score, right, 1.0 / share, sampled=True))
     tuned = tune_label(
         "x",
         reviewed,
         confidences,
         current=current,
-        target=TuningTarget(precision=0.95, confidence=0.95, min_samples=30),
+        target=TuningTarget(precision=0.95, confidence=confidence, min_samples=30),
         days=30.0,
     )
     return tuned.proposed, tuned.verdict.value
@@ -64,6 +70,7 @@ def main() -> None:
     parser.add_argument("--share", type=float, default=0.02)
     parser.add_argument("--current", type=float, default=0.7)
     parser.add_argument("--shape", type=float, default=1.0)
+    parser.add_argument("--confidence", type=float, default=0.95)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     rng = random.Random(args.seed)
@@ -81,6 +88,7 @@ def main() -> None:
             share=args.share,
             current=args.current,
             shape=args.shape,
+            confidence=args.confidence,
         )
         verdicts[verdict] = verdicts.get(verdict, 0) + 1
         if proposed is not None:
