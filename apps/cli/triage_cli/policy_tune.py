@@ -84,6 +84,7 @@ def policy_tune(
     evidence enough for one (nothing applied); 1 or 2 on errors.
     """
     from triage_cli.exit_codes import NOT_ENOUGH_EVIDENCE
+    from triage_runtime.outcomes.evidence import LabelEvidence
     from triage_runtime.threshold_tuning import TuningTarget, tune_label
 
     if target_precision is not None and not 0.0 < target_precision <= 1.0:
@@ -104,8 +105,6 @@ def policy_tune(
         confidence=confidence,
         min_samples=float(min_samples),
     )
-    from triage_runtime.outcomes.evidence import LabelEvidence
-
     tunings: list[LabelTuning] = []
     for name in labels:
         evidence = read.evidence.get(name, LabelEvidence())
