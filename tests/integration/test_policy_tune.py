@@ -76,8 +76,13 @@ class Seeder:
         """Sent to review for ``reason``; the reviewer will choose ``decided``."""
         for confidence in confidences:
             event = self._event(label, confidence)
-            due = RECEIVED_AT + timedelta(hours=4)
-            self.items.append((event, SendToReview(reason, PRIORITY_NORMAL, due), None))
+            review = SendToReview(reason, PRIORITY_NORMAL, RECEIVED_AT + timedelta(hours=4))
+            if reason is ReviewReason.QUALITY_SAMPLE:
+                # Routed and sampled, as the router stores a document in the quality sample.
+                decision = RouteTo(label, DecidedBy.MODEL, confidence, quality_sample=review)
+                self.items.append((event, decision, routed_item(event, decision)))
+            else:
+                self.items.append((event, review, None))
             self.verdicts[event.document_id] = decided
 
     async def store(self, database_url: str) -> None:
