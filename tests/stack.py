@@ -155,7 +155,13 @@ def isolated(stack: Stack) -> Stack:
 @pytest.fixture
 def clean_db(stack: Stack) -> str:
     """The session database, emptied before the test."""
-    engine = create_engine(stack.database_url)
+    empty_database(stack.database_url)
+    return stack.database_url
+
+
+def empty_database(database_url: str) -> None:
+    """Delete every row the services and tests write (the schema stays)."""
+    engine = create_engine(database_url)
     with engine.begin() as conn:
         conn.execute(
             text(
@@ -167,4 +173,3 @@ def clean_db(stack: Stack) -> str:
             )
         )
     engine.dispose()
-    return stack.database_url

@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from tests.helpers import REPO_ROOT
-from tests.stack import Stack
+from tests.stack import Stack, empty_database
 from triage_ml import model as model_lib
 from triage_ml.dataset import iter_folder_dataset, load_examples
 
@@ -72,7 +72,9 @@ def sample_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def pipeline(
     stack: Stack, sample_model: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Pipeline]:
-    """All four services running as `triage-<service>` processes against the real stack."""
+    """All four services running as `triage-<service>` processes against the real stack,
+    on an empty database (a routing policy an earlier test stored would change routes)."""
+    empty_database(stack.database_url)
     work = tmp_path_factory.mktemp("pipeline")
     triage = shutil.which("triage", path=str(Path(sys.executable).parent))
     assert triage, "the triage console script is not installed in this environment"
