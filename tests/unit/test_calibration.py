@@ -203,3 +203,14 @@ def test_an_artifact_calibrated_the_old_way_still_loads(tmp_path: Any) -> None:
     [prediction] = model.predict(["the invoice payment is overdue, refund the charge"])
     assert prediction.label == "billing"
     assert sum(prediction.probabilities.values()) == pytest.approx(1.0, abs=1e-3)
+
+
+@pytest.mark.parametrize("method", calibration.CALIBRATORS)
+def test_no_calibrator_is_certain_beyond_what_its_data_can_show(method: str) -> None:
+    # Perfectly separated scores: still no probability of 1, so a threshold of 1.0 (never
+    # routed) is never reached, even once rounded to six decimals as served.
+    logits = np.repeat(np.eye(3) * 30.0, 100, axis=0)
+    y = np.repeat(np.arange(3), 100)
+    proba = calibration.make_calibrator(method).fit(logits, y).predict_proba(logits * 2)
+    assert proba.max() <= 1.0 - (2 / 3) / (len(y) + 2) + 1e-12
+    assert round(float(proba.max()), 6) < 1.0

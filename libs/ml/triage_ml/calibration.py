@@ -12,6 +12,10 @@ as the logits ``(-s/2, s/2)``) to probabilities that sum to one:
 ``choose_calibrator`` fits each on the out-of-fold scores of all folds but one and measures
 it on the one left out, fold by fold, so every measured probability comes from a calibrator
 that never saw the document; the lowest log-loss wins.
+
+Every calibrator fitted on n documents mixes ``1/(n+2)`` of the uniform distribution into its
+output (Laplace's rule of succession): n held-out documents cannot show an error rate below
+about 1/n, so no probability reaches 1, and a threshold of 1.0 keeps meaning "never routed".
 """
 
 from __future__ import annotations
@@ -85,7 +89,20 @@ def log_loss(probabilities: np.ndarray, y: np.ndarray) -> float:
     return float(-np.mean(np.log(np.clip(true, _LOG_FLOOR, 1.0))))
 
 
-class TemperatureCalibrator:
+class _Smoothed:
+    """Mixes ``smoothing_ = 1/(n+2)`` of the uniform distribution into the probabilities."""
+
+    smoothing_ = 0.0
+
+    def _set_smoothing(self, n: int) -> None:
+        self.smoothing_ = 1.0 / (n + 2)
+
+    def _smooth(self, probabilities: np.ndarray) -> np.ndarray:
+        k = probabilities.shape[1]
+        return np.asarray((1.0 - self.smoothing_) * probabilities + self.smoothing_ / k)
+
+
+class TemperatureCalibrator(_Smoothed):
     """``softmax(logits / T)``: one temperature, fitted by log-loss; keeps every argmax."""
 
     method = "temperature"
@@ -102,14 +119,15 @@ class TemperatureCalibrator:
 
         found = minimize_scalar(loss, bounds=(-4.0, 4.0), method="bounded")
         self.temperature_ = float(np.exp(found.x))
+        self._set_smoothing(len(y))
         return self
 
     def predict_proba(self, logits: np.ndarray) -> np.ndarray:
         """Probabilities, one row per document."""
-        return _softmax(logits / self.temperature_)
+        return self._smooth(_softmax(logits / self.temperature_))
 
 
-class SigmoidCalibrator:
+class SigmoidCalibrator(_Smoothed):
     """Platt scaling per class, one-vs-rest, on Platt's smoothed targets; rows normalised."""
 
     method = "sigmoid"
@@ -138,15 +156,16 @@ class SigmoidCalibrator:
 
             found = minimize(loss, np.array([1.0, 0.0]), jac=True, method="L-BFGS-B")
             self.coef_[j], self.intercept_[j] = found.x
+        self._set_smoothing(len(y))
         return self
 
     def predict_proba(self, logits: np.ndarray) -> np.ndarray:
         """Probabilities, one row per document."""
         columns = 1.0 / (1.0 + np.exp(-(logits * self.coef_ + self.intercept_)))
-        return _normalised(columns)
+        return self._smooth(_normalised(columns))
 
 
-class IsotonicCalibrator:
+class IsotonicCalibrator(_Smoothed):
     """A non-decreasing step function per class, one-vs-rest; rows normalised."""
 
     method = "isotonic"
@@ -164,12 +183,13 @@ class IsotonicCalibrator:
             )
             for j in range(logits.shape[1])
         ]
+        self._set_smoothing(len(y))
         return self
 
     def predict_proba(self, logits: np.ndarray) -> np.ndarray:
         """Probabilities, one row per document."""
         columns = np.column_stack([r.predict(logits[:, j]) for j, r in enumerate(self.regressors_)])
-        return _normalised(columns)
+        return self._smooth(_normalised(columns))
 
 
 def make_calibrator(method: str) -> Calibrator:
