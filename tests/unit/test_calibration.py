@@ -114,6 +114,7 @@ def test_training_fits_five_fold_models_and_serves_them(monkeypatch: pytest.Monk
     result = model_lib.train(small_examples(), seed=1, n_jobs=1)
     # Features once, a logistic regression per fold and no other: the fold models are served.
     assert counter.counts == {"lr": 5, "tfidf": 1}
+    assert result.metadata["calibration"]["models_fitted"] == 5
     step = result.pipeline[-1]
     assert len(step.estimators) == model_lib.CV_FOLDS
     features = result.pipeline[:-1].transform(["invoice overdue", "server outage"])
@@ -136,6 +137,7 @@ def test_refit_serving_fits_one_more_model_and_serves_it_alone(
     counter = _Counter(monkeypatch)
     result = model_lib.train(small_examples(), seed=1, n_jobs=1, serving=model_lib.SERVING_REFIT)
     assert counter.counts == {"lr": 6, "tfidf": 1}
+    assert result.metadata["calibration"]["models_fitted"] == 6
     assert len(result.pipeline[-1].estimators) == 1
 
 
@@ -214,3 +216,27 @@ def test_no_calibrator_is_certain_beyond_what_its_data_can_show(method: str) -> 
     proba = calibration.make_calibrator(method).fit(logits, y).predict_proba(logits * 2)
     assert proba.max() <= 1.0 - (2 / 3) / (len(y) + 2) + 1e-12
     assert round(float(proba.max()), 6) < 1.0
+
+
+def test_train_prints_the_calibrator_it_chose_and_what_each_measured(tmp_path: Any) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from triage_cli.main import app
+
+    for i, example in enumerate(small_examples()):
+        folder = tmp_path / "data" / example.label
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / f"{i:03d}.txt").write_text(example.text)
+    result = CliRunner().invoke(
+        app, ["model", "train", "--data", str(tmp_path / "data"), "--out", str(tmp_path / "m")]
+    )
+    assert result.exit_code == 0, result.output
+    [artifact] = (tmp_path / "m").iterdir()
+    chosen = json.loads((artifact / "metadata.json").read_text())["calibration"]
+    output = " ".join(result.output.split())
+    assert f"calibration: {chosen['method']}, chosen by {calibration.SELECTION_RULE}" in output
+    for method, figures in chosen["candidates"].items():
+        assert f"{method} log-loss {figures['log_loss']:.4f}" in output
+    assert "serving fold-ensemble" in output

@@ -287,12 +287,19 @@ def _print_trained(metadata: dict[str, Any], path: Path, examples: str) -> None:
     for name, value in metadata["metrics"].items():
         table.add_row(name, str(value))
     if "calibration" in metadata:
-        table.add_row("calibration", describe_calibration(metadata["calibration"]))
+        chosen = metadata["calibration"]
+        table.add_row("calibration", f"{chosen['method']}, serving {chosen['serving']}")
     table.add_row("thresholds", json.dumps(metadata["thresholds"]))
     never = [entry["label"] for entry in metadata.get("never_routed", [])]
     table.add_row("never routed", ", ".join(never) if never else "none")
     table.add_row("pictures", "confusion_matrix.png, calibration.png")
     console.print(table)
+    if "calibration" in metadata:
+        console.print(
+            f"calibration: {describe_calibration(metadata['calibration'])}",
+            highlight=False,
+            soft_wrap=True,
+        )
 
 
 def _golden(golden: list[Path]) -> LabelledData:

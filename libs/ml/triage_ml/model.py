@@ -381,9 +381,10 @@ def _fit_folds_and_calibrate(
     calibrators: Sequence[str] | None,
     n_jobs: int | None,
     say: TrainProgress,
-) -> tuple[Any, Any]:
+) -> tuple[Any, Any, int]:
     """Fit the fold models (and the refit), choose the calibrator on their out-of-fold
-    scores; return the served pipeline and the ``CalibrationChoice``."""
+    scores; return the served pipeline, the ``CalibrationChoice`` and the number of logistic
+    regressions fitted."""
     from sklearn.model_selection import StratifiedKFold
     from sklearn.pipeline import Pipeline
 
@@ -430,7 +431,7 @@ def _fit_folds_and_calibrate(
     say(PHASE_CALIBRATION, 1, 1)
     served = fitted[CV_FOLDS:] if serving == SERVING_REFIT else fitted[:CV_FOLDS]
     classifier = CalibratedLinearClassifier([m for m, _ in served], choice.calibrator, labels)
-    return Pipeline([("features", features), ("clf", classifier)]), choice
+    return Pipeline([("features", features), ("clf", classifier)]), choice, len(parts)
 
 
 def never_routed(thresholds: dict[str, float], truth: Sequence[str]) -> list[dict[str, Any]]:
@@ -610,7 +611,7 @@ def train(
     if serving not in SERVINGS:
         raise ValueError(f"unknown serving {serving!r}; choose one of {', '.join(SERVINGS)}")
     features, x = _fit_features(kind, texts, embedding_model_path, backend, say)
-    pipeline, choice = _fit_folds_and_calibrate(
+    pipeline, choice, fits = _fit_folds_and_calibrate(
         kind,
         features,
         x,
@@ -674,7 +675,7 @@ def train(
         "kind": kind,
         "labels": list(labels),
         "thresholds": thresholds,
-        "calibration": {**choice.to_dict(), "serving": serving},
+        "calibration": {**choice.to_dict(), "serving": serving, "models_fitted": fits},
         "never_routed": never_routed(thresholds, truth),
         "target_precision": target_precision,
         "params": params,
