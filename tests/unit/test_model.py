@@ -153,3 +153,30 @@ def test_an_embed_lr_artifact_loads_its_embedder_when_loaded(
     unprepared = model_lib.load(artifact, prepare=False)
     with pytest.raises(model_lib.ModelLoadError, match=r"cannot embed.*does not exist"):
         unprepared.prepare()
+
+
+def test_a_tfidf_embed_lr_artifact_joins_both_features_and_checks_its_embedder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import shutil
+
+    from triage_ml import embeddings as emb
+
+    pipeline, metadata, *_ = model_lib.train(small_examples(), kind="tfidf-embed-lr")
+    union = pipeline.named_steps["features"]
+    tfidf, embedder = (part for _, part in union.transformer_list)
+    vectors = pipeline[:-1].transform(["the invoice is overdue"])
+    assert vectors.shape[1] == len(tfidf.vocabulary_) + embedder.dimension_
+    assert metadata["embedding"]["fingerprint"] == embedder.fingerprint_
+    assert metadata["params"]["backend"] == "torch-fp32"
+    artifact = model_lib.save(pipeline, metadata, out_dir=tmp_path / "models")
+    model = model_lib.load(artifact)
+    [prediction] = model.predict(["the invoice payment is overdue, refund the charge"])
+    assert prediction.label == "billing"
+
+    changed = tmp_path / "other-embedder"
+    shutil.copytree(emb.default_model_path(), changed)
+    (changed / "README.md").write_text("another model\n")
+    monkeypatch.setenv(emb.DEFAULT_MODEL_ENV, str(changed))
+    with pytest.raises(model_lib.ModelLoadError, match=r"cannot embed.*fitted with"):
+        model_lib.load(artifact)
