@@ -365,8 +365,9 @@ class GateConfig:
     """Limits a candidate model must meet before it may replace the champion."""
 
     min_macro_f1: float = 0.85
-    # 0.15, not a textbook 0.05: sigmoid-calibrated models measured on the shipped golden set
-    # sit at 0.11-0.12 (docs/models.md); the gate is there to catch a badly calibrated model.
+    # 0.15, not a textbook 0.05: the models of before (sigmoid calibration inside each fold)
+    # measured 0.11-0.12 on the shipped golden set, today's 0.05-0.07 (docs/models.md); the
+    # gate is there to catch a badly calibrated model.
     max_ece: float = 0.15
     min_coverage: float = 0.5
     min_routed_precision: float = 0.95
