@@ -258,6 +258,13 @@ def _make_classifier(kind: str, seed: int) -> Any:
     )
 
 
+def _describe_classifier(kind: str) -> str:
+    """The logistic regression's settings as text (``LogisticRegression(C=4.0, ...)``)."""
+    estimator = _make_classifier(kind, 0)
+    settings = ("C", "solver", "tol", "max_iter")
+    return f"LogisticRegression({', '.join(f'{k}={estimator.get_params()[k]}' for k in settings)})"
+
+
 def _fit_part(
     part: int, classifier: Any, *, x: Any, y: np.ndarray, train: np.ndarray, test: Any
 ) -> tuple[int, Any, np.ndarray | None]:
@@ -517,7 +524,8 @@ def _params(
         "target_precision": target_precision,
         "threshold_rule": "wilson-lower-95",
         "holdout_percent": holdout_percent,
-        # In the version id: a model calibrated or served another way is another model.
+        # In the version id: a model fitted, calibrated or served another way is another model.
+        "classifier": _describe_classifier(kind),
         "calibration": f"one of {', '.join(calibrators or CALIBRATORS)}, by {SELECTION_RULE}",
         "serving": serving,
     }
