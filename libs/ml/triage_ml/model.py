@@ -220,8 +220,9 @@ def _make_features(
 
     from triage_ml.embeddings import SentenceEmbedder
 
+    tfidf = TfidfVectorizer(sublinear_tf=True, ngram_range=(1, 2), min_df=2)
     if kind == KIND_TFIDF_LR:
-        return TfidfVectorizer(sublinear_tf=True, ngram_range=(1, 2), min_df=2)
+        return tfidf
     if kind in EMBEDDING_KINDS:
         embedder = SentenceEmbedder(model_path=embedding_model_path)
         if backend is not None:
@@ -233,7 +234,7 @@ def _make_features(
         # Both blocks are unit length per document, so neither drowns the other.
         return FeatureUnion(
             [
-                ("tfidf", TfidfVectorizer(sublinear_tf=True, ngram_range=(1, 2), min_df=2)),
+                ("tfidf", tfidf),
                 ("embedding", embedder),
             ]
         )
