@@ -39,6 +39,31 @@ def test_temperature_is_chosen_when_the_scores_are_softmax_logits_too_sharp() ->
     assert figures["temperature"]["log_loss"] < figures["isotonic"]["log_loss"]
 
 
+def test_temperature_never_sharpens_beyond_its_bound_on_separable_scores() -> None:
+    # Every document's true class has the top logit: log-loss keeps falling as T goes to 0.
+    rng = np.random.default_rng(3)
+    n, k = 500, 3
+    y = rng.integers(0, k, size=n)
+    logits = rng.normal(0.0, 0.3, size=(n, k))
+    logits[np.arange(n), y] += 2.0
+    fitted = calibration.TemperatureCalibrator().fit(logits, y)
+    assert fitted.temperature_ == pytest.approx(calibration.MIN_TEMPERATURE, rel=1e-3)
+    # A document with no known word scores the intercepts alone: nearly flat logits.
+    flat = fitted.predict_proba(np.array([[0.3, 0.0, 0.0]]))
+    assert flat.max() < 0.6
+
+
+def test_a_model_trained_on_separable_data_is_not_sure_of_a_document_with_no_known_word() -> None:
+    # The canary integration test's corrupted model: three fifths of the examples say billing.
+    examples = [
+        model_lib.Example(text=e.text, label="billing" if e.label == "legal" else e.label)
+        for e in small_examples()
+    ] + [model_lib.Example(text=f"notary seal stamp {i}", label="legal") for i in range(10)]
+    pipeline, *_ = model_lib.train(examples, seed=1)
+    vague = pipeline.predict_proba(["hello, any news about my message number 7?"])
+    assert vague.max() < 0.8
+
+
 def test_sigmoid_is_chosen_when_the_scores_are_off_by_an_offset() -> None:
     # P(class 1 | s) = sigmoid(0.8 s + 1.5): temperature cannot shift the centre; Platt can.
     rng = np.random.default_rng(1)

@@ -4,7 +4,7 @@ served classifier step that puts fold models' scores through it.
 Every calibrator maps logits (documents x classes; a binary model's one score ``s`` is taken
 as the logits ``(-s/2, s/2)``) to probabilities that sum to one:
 
-  temperature - ``softmax(logits / T)``, one number fitted by log-loss;
+  temperature - ``softmax(logits / T)``, one number fitted by log-loss, T >= 0.5;
   sigmoid     - Platt scaling, ``sigmoid(a_k * logit_k + b_k)`` per class, then rows
                 normalised (what scikit-learn's ``method="sigmoid"`` does);
   isotonic    - a non-decreasing step function per class, then rows normalised.
@@ -31,6 +31,12 @@ from triage_ml.stats import ECE_BINS, expected_calibration_error
 
 CALIBRATORS = ("temperature", "sigmoid", "isotonic")
 """The calibrators training measures, in the order they are tried and reported."""
+MIN_TEMPERATURE = 0.5
+"""Temperature may sharpen scores at most twofold. When the training folds are separable,
+the held-out log-loss keeps falling as T goes to 0, and a document with no known word (its
+logits the intercepts alone) would get the commonest label at 0.99: overconfidence that no
+held-out fold of training-like data can show (tests/integration/test_canary_rollback_replay.py
+caught it). Isotonic or Platt are chosen instead when they measure better."""
 SELECTION_RULE = "lowest log-loss of cross-fitted out-of-fold probabilities"
 # Probabilities are clipped here when taking a log: an isotonic step of exactly 0 for the
 # true class costs log(1e-6), not infinity.
@@ -111,13 +117,16 @@ class TemperatureCalibrator(_Smoothed):
         self.temperature_ = 1.0
 
     def fit(self, logits: np.ndarray, y: np.ndarray) -> TemperatureCalibrator:
-        """Choose T in [e^-4, e^4] minimising the log-loss of ``y`` (bounded scalar search)."""
+        """Choose T in [MIN_TEMPERATURE, e^4] minimising the log-loss of ``y`` (bounded scalar
+        search)."""
         from scipy.optimize import minimize_scalar
 
         def loss(log_t: float) -> float:
             return log_loss(_softmax(logits / np.exp(log_t)), y)
 
-        found = minimize_scalar(loss, bounds=(-4.0, 4.0), method="bounded")
+        found = minimize_scalar(
+            loss, bounds=(float(np.log(MIN_TEMPERATURE)), 4.0), method="bounded"
+        )
         self.temperature_ = float(np.exp(found.x))
         self._set_smoothing(len(y))
         return self

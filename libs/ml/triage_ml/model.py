@@ -517,7 +517,7 @@ def _params(
 ) -> dict[str, Any]:
     # Imported here: triage_ml.calibration brings scikit-learn, which importing this module
     # must not (the classifier service imports it before any model is loaded).
-    from triage_ml.calibration import CALIBRATORS, SELECTION_RULE
+    from triage_ml.calibration import CALIBRATORS, MIN_TEMPERATURE, SELECTION_RULE
 
     params: dict[str, Any] = {
         "kind": kind,
@@ -527,7 +527,10 @@ def _params(
         "holdout_percent": holdout_percent,
         # In the version id: a model fitted, calibrated or served another way is another model.
         "classifier": _describe_classifier(kind),
-        "calibration": f"one of {', '.join(calibrators or CALIBRATORS)}, by {SELECTION_RULE}",
+        "calibration": (
+            f"one of {', '.join(calibrators or CALIBRATORS)}, by {SELECTION_RULE}, "
+            f"temperature >= {MIN_TEMPERATURE}"
+        ),
         "serving": serving,
     }
     if backend is not None:  # only embed-lr has one
