@@ -44,13 +44,25 @@ def read_folder(root: Path) -> LabelledData:
 
 
 def measure(
-    variant: str, train_dir: Path, goldens: list[Path], *, per_class: bool
+    variant: str,
+    train_dir: Path,
+    goldens: list[Path],
+    *,
+    per_class: bool,
+    embedding_model_path: str | None = None,
 ) -> list[dict[str, Any]]:
-    """Train one variant; return a row per golden set."""
+    """Train one variant (with the embedding model at ``embedding_model_path``, default the
+    packaged one); return a row per golden set."""
     kind, serving, *calibrator = variant.split(":")
     examples = read_folder(train_dir).examples
     started = time.perf_counter()
-    result = train(examples, kind=kind, serving=serving, calibrators=calibrator or None)
+    result = train(
+        examples,
+        kind=kind,
+        serving=serving,
+        calibrators=calibrator or None,
+        embedding_model_path=embedding_model_path,
+    )
     seconds = time.perf_counter() - started
     metadata = result.metadata
     model = LoadedModel(
