@@ -25,12 +25,12 @@ from pathlib import Path
 from typing import Any
 
 from bench.model_quality import measure, read_folder
-from triage_ml.dataset import Example
 from triage_ml.embeddings import default_model_path
 from triage_ml.model import (
     KIND_EMBED_LR,
     KIND_TFIDF_EMBED_LR,
     SERVING_FOLD_ENSEMBLE,
+    Example,
     split_of,
 )
 
@@ -93,7 +93,7 @@ def fine_tune(
         cosine = torch.nn.functional.cosine_similarity(embeddings[0], embeddings[1])
         loss = torch.nn.functional.mse_loss(cosine, target)
         optimizer.zero_grad()
-        loss.backward()
+        loss.backward()  # type: ignore[no-untyped-call]
         optimizer.step()
         if step % 10 == 0 or step == steps - 1:
             print(f"  step {step + 1}/{steps}: loss {loss.item():.4f}", flush=True)
