@@ -15,16 +15,21 @@ import os
 import re
 import secrets
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tests.helpers import REPO_ROOT
+from tests.helpers import PRODUCER, REPO_ROOT
+from triage_contracts import topics
 from triage_runtime.db.engine import upgrade
+from triage_runtime.outbox import Publisher
+from triage_runtime.outcomes.review import DecisionTopics, ReviewWorkflow
 
 
 @dataclass(frozen=True)
@@ -173,3 +178,20 @@ def empty_database(database_url: str) -> None:
             )
         )
     engine.dispose()
+
+
+def review_workflow(
+    engine: AsyncEngine, stack: Stack, labels: Sequence[str], publisher: Publisher
+) -> ReviewWorkflow:
+    """A review workflow as the review UI makes it, publishing to ``stack``'s topics."""
+    return ReviewWorkflow(
+        engine,
+        labels=labels,
+        lease=timedelta(minutes=5),
+        producer=PRODUCER,
+        topics=DecisionTopics(
+            decisions=stack.topic(topics.REVIEW_DECISIONS),
+            routed=lambda queue: stack.topic(topics.routed_topic(queue)),
+        ),
+        publisher=publisher,
+    )

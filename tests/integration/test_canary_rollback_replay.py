@@ -22,7 +22,7 @@ from typer.testing import CliRunner
 
 from tests.helpers import PRODUCER, TOPIC_WORDS, received, small_examples
 from tests.kafkatools import collect, produce_many
-from tests.stack import Stack
+from tests.stack import Stack, review_workflow
 from triage_classifier.app import create_app as classifier_app
 from triage_classifier.settings import Settings as ClassifierSettings
 from triage_cli.exit_codes import ROLLBACK
@@ -38,7 +38,6 @@ from triage_runtime.blobstore import LocalBlobStore
 from triage_runtime.db.engine import make_async_engine
 from triage_runtime.kafka import encode_event, make_broker
 from triage_runtime.outbox import Outbox
-from triage_runtime.outcomes.review import DecisionTopics, ReviewWorkflow
 from triage_runtime.registry import LocalArtifactStore, ModelRegistry
 from triage_runtime.routing import RoutingPolicy
 from triage_text.extract import extract_text
@@ -203,19 +202,8 @@ def test_bad_canary_is_detected_rolled_back_and_replay_restores_champion_routing
         # As the review UI does: the decisions' events go out (the outbox relay would also).
         broker = make_broker(isolated.kafka_bootstrap, client_id="test-review")
         await broker.start()
-        flow = ReviewWorkflow(
-            engine,
-            labels=sorted(TOPIC_WORDS),
-            lease=timedelta(minutes=5),
-            producer=PRODUCER,
-            topics=DecisionTopics(
-                decisions=isolated.topic(topics.REVIEW_DECISIONS),
-                routed=lambda q: isolated.topic(topics.routed_topic(q)),
-            ),
-            publisher=Outbox(
-                engine, broker, service="review-ui", topic_prefix=isolated.topic_prefix
-            ),
-        )
+        outbox = Outbox(engine, broker, service="review-ui", topic_prefix=isolated.topic_prefix)
+        flow = review_workflow(engine, isolated, sorted(TOPIC_WORDS), outbox)
         for item_id, _ in pending:
             await flow.claim(item_id, reviewer="alice")
             await flow.decide(item_id, reviewer="alice", label="technical")

@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 
 from tests.helpers import PRODUCER, classified, routed_item
 from tests.kafkatools import collect, produce_many
-from tests.stack import Stack
+from tests.stack import Stack, review_workflow
 from triage_cli.main import app as cli
 from triage_contracts import DocumentClassifiedV1, topics
 from triage_contracts.intervals import wilson_interval
@@ -34,7 +34,7 @@ from triage_runtime.kafka import encode_event, make_broker
 from triage_runtime.outbox import Outbox
 from triage_runtime.outcomes.corrections import CorrectionStore
 from triage_runtime.outcomes.quality import QualitySamples
-from triage_runtime.outcomes.review import DecisionTopics, ReviewWorkflow
+from triage_runtime.outcomes.review import ReviewWorkflow
 from triage_runtime.outcomes.store import OutcomeStore
 from triage_runtime.routing import RouteTo, RoutingPolicy, decide
 
@@ -109,17 +109,7 @@ def _workflow(database_url: str, isolated: Stack) -> tuple[ReviewWorkflow, Any, 
     engine = make_async_engine(database_url)
     broker = make_broker(isolated.kafka_bootstrap, client_id="test-quality")
     outbox = Outbox(engine, broker, service="review-ui", topic_prefix=isolated.topic_prefix)
-    flow = ReviewWorkflow(
-        engine,
-        labels=LABELS,
-        lease=timedelta(minutes=5),
-        producer=PRODUCER,
-        topics=DecisionTopics(
-            decisions=isolated.topic(topics.REVIEW_DECISIONS),
-            routed=lambda queue: isolated.topic(topics.routed_topic(queue)),
-        ),
-        publisher=outbox,
-    )
+    flow = review_workflow(engine, isolated, LABELS, outbox)
     return flow, broker, engine
 
 

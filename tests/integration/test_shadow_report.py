@@ -15,9 +15,9 @@ from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, text
 from typer.testing import CliRunner
 
-from tests.helpers import PRODUCER, TOPIC_WORDS, received, small_examples
+from tests.helpers import TOPIC_WORDS, received, small_examples
 from tests.kafkatools import collect, produce_many
-from tests.stack import Stack
+from tests.stack import Stack, review_workflow
 from triage_classifier.app import create_app
 from triage_classifier.settings import Settings
 from triage_cli.exit_codes import SHADOW_WORSE
@@ -31,7 +31,6 @@ from triage_runtime.blobstore import LocalBlobStore
 from triage_runtime.db.engine import make_async_engine
 from triage_runtime.kafka import encode_event, make_broker
 from triage_runtime.outbox import Outbox
-from triage_runtime.outcomes.review import DecisionTopics, ReviewWorkflow
 from triage_runtime.policy_store import PolicyChange
 from triage_runtime.registry import LocalArtifactStore, ModelRegistry
 
@@ -71,19 +70,8 @@ def _decide(isolated: Stack, database_url: str, decisions: dict[int, str]) -> No
         engine = make_async_engine(database_url)
         broker = make_broker(isolated.kafka_bootstrap, client_id="test-review")
         await broker.start()
-        flow = ReviewWorkflow(
-            engine,
-            labels=LABELS,
-            lease=timedelta(minutes=5),
-            producer=PRODUCER,
-            topics=DecisionTopics(
-                decisions=isolated.topic(topics.REVIEW_DECISIONS),
-                routed=lambda q: isolated.topic(topics.routed_topic(q)),
-            ),
-            publisher=Outbox(
-                engine, broker, service="review-ui", topic_prefix=isolated.topic_prefix
-            ),
-        )
+        outbox = Outbox(engine, broker, service="review-ui", topic_prefix=isolated.topic_prefix)
+        flow = review_workflow(engine, isolated, LABELS, outbox)
         try:
             for item_id, label in decisions.items():
                 await flow.claim(item_id, reviewer="alice")
