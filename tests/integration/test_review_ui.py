@@ -197,3 +197,26 @@ def test_queue_gauges_for_alerting(client: TestClient) -> None:
     assert 'triage_review_queue_open_items{reason="extraction_failed"} 1.0' in metrics
     age = re.search(r"^triage_review_queue_oldest_age_seconds (\S+)$", metrics, re.MULTILINE)
     assert age is not None and float(age.group(1)) > 0
+
+
+def test_errors_are_html_pages_for_people_and_json_for_the_api(client: TestClient) -> None:
+    csrf = _login(client, "alice")
+    item = client.get("/api/v1/review-items").json()["items"][0]["id"]
+
+    missing_label = client.post(f"/items/{item}/decide", data={"csrf": csrf})
+    assert missing_label.status_code == 422
+    assert missing_label.headers["content-type"].startswith("text/html")
+    assert "Some of the form could not be used" in missing_label.text
+    assert "label: Field required" in missing_label.text
+    assert 'action="/logout"' in missing_label.text, "the page keeps the signed-in header"
+
+    stale = client.post(f"/items/{item}/decide", data={"label": "billing", "csrf": "stale"})
+    assert stale.status_code == 403 and stale.headers["content-type"].startswith("text/html")
+    assert "CSRF token is missing or stale" in stale.text
+
+    nowhere = client.get("/items/999999")
+    assert nowhere.status_code == 404 and "no such review item" in nowhere.text
+    assert nowhere.headers["content-type"].startswith("text/html")
+
+    api = client.get("/api/v1/review-items", params={"age": "soon"})
+    assert api.status_code == 422 and api.json()["detail"][0]["loc"][-1] == "age"

@@ -17,7 +17,7 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from triage_contracts import topics
-from triage_review_ui import background
+from triage_review_ui import background, errors
 from triage_review_ui.background import LiveQuality, QueueGauges
 from triage_review_ui.deps import LoginRequiredError, to_login
 from triage_review_ui.documents import ItemDocuments
@@ -113,6 +113,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     app.add_exception_handler(LoginRequiredError, to_login)
+    errors.install(app)
     for router in (auth.router, queue.router, items.router, dashboard.router, admin.router):
         app.include_router(router)
     return app
