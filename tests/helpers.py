@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 import uuid
@@ -146,3 +147,10 @@ class Unpublished:
     async def publish(self, event_ids: Collection[uuid.UUID]) -> int:
         """Leave the events pending."""
         return 0
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nobody listens on now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])

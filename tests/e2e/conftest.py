@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -15,8 +14,10 @@ from pathlib import Path
 
 import httpx
 import pytest
+from playwright.sync_api import Browser, sync_playwright
 
-from tests.helpers import REPO_ROOT
+from tests.e2e.reviewui import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS
+from tests.helpers import REPO_ROOT, free_port
 from tests.stack import Stack, empty_database
 from triage_ml import model as model_lib
 from triage_ml.dataset import iter_folder_dataset, load_examples
@@ -30,12 +31,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "tests/e2e/" in str(item.fspath):
             item.add_marker(pytest.mark.e2e)
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass
@@ -78,8 +73,8 @@ def pipeline(
     work = tmp_path_factory.mktemp("pipeline")
     triage = shutil.which("triage", path=str(Path(sys.executable).parent))
     assert triage, "the triage console script is not installed in this environment"
-    ports = {name: _free_port() for name in SERVICES}
-    smtp_port = _free_port()
+    ports = {name: free_port() for name in SERVICES}
+    smtp_port = free_port()
     env = {
         **os.environ,
         "TRIAGE_KAFKA_BOOTSTRAP": stack.kafka_bootstrap,
@@ -149,3 +144,16 @@ def pipeline(
                 process.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 process.kill()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    """A Debian Chromium driven by Playwright, for one test module. Per module, not per
+    session: Playwright's sync API runs an event loop in the test thread while it is open,
+    and other modules' tests call ``asyncio.run``."""
+    assert CHROMIUM, "Chromium is not installed (apt-get install chromium)"
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield launched
+        launched.close()

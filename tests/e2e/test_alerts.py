@@ -22,8 +22,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.e2e.conftest import _free_port
-from tests.helpers import REPO_ROOT
+from tests.helpers import REPO_ROOT, free_port
 from tests.kafkatools import produce
 from tests.stack import Stack
 from triage_contracts import topics
@@ -45,7 +44,7 @@ def _wait(what: str, check: Any, seconds: float = 90) -> Any:
 def classifier(stack: Stack, sample_model: Path, tmp_path: Path) -> Iterator[dict[str, Any]]:
     triage = shutil.which("triage", path=str(Path(sys.executable).parent))
     assert triage
-    port = _free_port()
+    port = free_port()
     prefix = f"{stack.topic_prefix}alerts."
     env = {
         "PATH": str(Path(sys.executable).parent) + ":/usr/bin:/bin",
@@ -94,7 +93,7 @@ def prometheus(classifier: dict[str, Any], tmp_path: Path) -> Iterator[str]:
         "  - job_name: triage-classifier\n"
         f"    static_configs: [{{targets: ['127.0.0.1:{classifier['port']}']}}]\n"
     )
-    port = _free_port()
+    port = free_port()
     process = subprocess.Popen(
         [
             binary,

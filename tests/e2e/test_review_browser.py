@@ -5,48 +5,29 @@ Screenshots of each step go to ``test-artifacts/`` (kept by CI as artifacts).
 
 from __future__ import annotations
 
-import asyncio
-import os
-import shutil
-import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
 
-import httpx
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, expect
 
-from tests.helpers import RECEIVED_AT, REPO_ROOT, classified, routed_item
+from tests.e2e.reviewui import (
+    ARTIFACTS,
+    PASSWORD,
+    empty_review_tables,
+    run_async,
+    running_review_ui,
+    signed_in,
+)
+from tests.helpers import RECEIVED_AT, classified, routed_item
 from tests.stack import Stack
 from triage_runtime.accounts.store import AuthStore
 from triage_runtime.blobstore import LocalBlobStore
 from triage_runtime.db.engine import make_async_engine
 from triage_runtime.outcomes.store import OutcomeStore
 from triage_runtime.routing import ReviewReason, RouteTo, RoutingPolicy, SendToReview, decide
-
-PASSWORD = "browser test password"
-ARTIFACTS = REPO_ROOT / "test-artifacts"
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _seed(database_url: str, blob_dir: Path) -> None:
@@ -69,78 +50,22 @@ def _seed(database_url: str, blob_dir: Path) -> None:
             )
         await engine.dispose()
 
-    # Playwright's sync API keeps an event loop in this thread; seed from another one.
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        pool.submit(asyncio.run, run()).result()
+    run_async(run)
 
 
 @pytest.fixture(scope="module")
 def review_ui(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The review UI as a process, with six items, two reviewers and an admin."""
     work = tmp_path_factory.mktemp("browser")
-    from sqlalchemy import create_engine, text
-
-    engine = create_engine(stack.database_url)
-    with engine.begin() as conn:
-        conn.execute(
-            text(
-                "TRUNCATE review_item, routing_decision, document, web_session, login_attempt,"
-                " audit_log, app_user, document_outcome RESTART IDENTITY CASCADE"
-            )
-        )
-    engine.dispose()
+    empty_review_tables(stack.database_url)
     _seed(stack.database_url, work / "blobs")
-    port = _free_port()
-    env = {
-        **os.environ,
-        "TRIAGE_KAFKA_BOOTSTRAP": stack.kafka_bootstrap,
-        "TRIAGE_DATABASE_URL": stack.database_url,
-        "TRIAGE_TOPIC_PREFIX": stack.topic_prefix + "browser.",
-        "TRIAGE_BLOB_DIR": str(work / "blobs"),
-        "TRIAGE_REVIEW_UI_PORT": str(port),
-        "TRIAGE_REVIEW_UI_LEASE_MINUTES": "0.05",  # 3 s, so lease expiry is testable
-    }
-    triage = shutil.which("triage", path=str(Path(sys.executable).parent)) or "triage"
-    with (work / "review-ui.log").open("wb") as log:
-        process = subprocess.Popen([f"{triage}-review-ui"], env=env, stdout=log, stderr=log)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(120):
-            try:
-                if httpx.get(url + "/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.5)
+    lease = {"TRIAGE_REVIEW_UI_LEASE_MINUTES": "0.05"}  # 3 s, so lease expiry is testable
+    with running_review_ui(stack, work, "browser", lease) as url:
         yield url
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    assert CHROMIUM, "Chromium is not installed (apt-get install chromium)"
-    ARTIFACTS.mkdir(exist_ok=True)
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield launched
-        launched.close()
-
-
-def _signed_in(browser: Browser, url: str, user: str) -> Page:
-    page = browser.new_context(viewport={"width": 1280, "height": 800}).new_page()
-    page.goto(url + "/")
-    expect(page).to_have_url(f"{url}/login?next=/")
-    page.fill('input[name="username"]', user)
-    page.fill('input[name="password"]', PASSWORD)
-    page.click('button[type="submit"]')
-    expect(page.locator("#total-open")).to_be_visible()
-    return page
 
 
 def test_login_claim_and_decide_by_keyboard(browser: Browser, review_ui: str) -> None:
-    page = _signed_in(browser, review_ui, "alice")
+    page = signed_in(browser, review_ui, "alice")
     page.screenshot(path=ARTIFACTS / "queue.png")
     page.click("text=mail-0.txt")
     expect(page.locator(".claim")).to_contain_text("Claimed by you")
@@ -157,7 +82,7 @@ def test_login_claim_and_decide_by_keyboard(browser: Browser, review_ui: str) ->
 
 
 def test_bulk_decide_from_the_queue(browser: Browser, review_ui: str) -> None:
-    page = _signed_in(browser, review_ui, "bob")
+    page = signed_in(browser, review_ui, "bob")
     boxes = page.locator('input[name="item_id"]')
     boxes.nth(2).check()
     boxes.nth(3).check()
@@ -170,8 +95,8 @@ def test_bulk_decide_from_the_queue(browser: Browser, review_ui: str) -> None:
 def test_a_lease_expires_and_another_reviewer_can_take_the_item(
     browser: Browser, review_ui: str
 ) -> None:
-    alice = _signed_in(browser, review_ui, "alice")
-    bob = _signed_in(browser, review_ui, "bob")
+    alice = signed_in(browser, review_ui, "alice")
+    bob = signed_in(browser, review_ui, "bob")
     alice.goto(review_ui + "/items/6")
     expect(alice.locator(".claim")).to_contain_text("Claimed by you")
     bob.goto(review_ui + "/items/6")
@@ -183,7 +108,7 @@ def test_a_lease_expires_and_another_reviewer_can_take_the_item(
 
 
 def test_a_reviewer_is_refused_admin_pages(browser: Browser, review_ui: str) -> None:
-    page = _signed_in(browser, review_ui, "alice")
+    page = signed_in(browser, review_ui, "alice")
     response = page.goto(review_ui + "/admin/users")
     assert response is not None and response.status == 403
     expect(page.locator("body")).to_contain_text("your role does not allow this")
@@ -209,8 +134,7 @@ def _decided_samples(database_url: str) -> dict[str, tuple[int, int]]:
         await store.apply_batch(batch)
         await engine.dispose()
 
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        pool.submit(asyncio.run, run()).result()
+    run_async(run)
     from sqlalchemy import create_engine, text
 
     engine = create_engine(database_url)
@@ -240,11 +164,11 @@ def test_admins_see_live_precision_per_queue_and_reviewers_do_not(
     browser: Browser, review_ui: str, stack: Stack
 ) -> None:
     counts = _decided_samples(stack.database_url)
-    reviewer = _signed_in(browser, review_ui, "alice")
+    reviewer = signed_in(browser, review_ui, "alice")
     reviewer.goto(review_ui + "/dashboard")
     expect(reviewer.locator("#dash-open")).to_be_visible()
     expect(reviewer.locator("#live-precision")).to_have_count(0)
-    admin = _signed_in(browser, review_ui, "root")
+    admin = signed_in(browser, review_ui, "root")
     admin.goto(review_ui + "/dashboard")
     chart = admin.locator("#live-precision")
     expect(chart).to_be_visible()

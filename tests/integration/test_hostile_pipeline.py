@@ -21,7 +21,6 @@ import os
 import re
 import resource
 import smtplib
-import socket
 import time
 from collections import Counter, defaultdict
 from collections.abc import Iterator
@@ -35,6 +34,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, text
 
 from tests import hostile
+from tests.helpers import free_port
 from tests.hostile import MIB, PDF, Tally, record
 from tests.kafkatools import collect
 from tests.stack import Stack
@@ -54,12 +54,6 @@ from triage_runtime.db.engine import make_async_engine
 PASSWORD = "correct horse battery"
 LIMITS = "ingest 25 MiB per file; classifier extraction 3 s and 256 MiB per worker"
 SETTLE_SECONDS = 240  # generous: how long the test may wait for outcomes, not a claim
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _rows(database_url: str, sql: str) -> list[tuple[Any, ...]]:
@@ -210,7 +204,7 @@ def apps(
         "blob_dir": blob_dir,
         "topic_prefix": isolated.topic_prefix,
     }
-    smtp_port = _free_port()
+    smtp_port = free_port()
     ingest = IngestSettings(
         **common,
         smtp_enabled=True,

@@ -7,7 +7,6 @@ import json
 import os
 import re
 import smtplib
-import socket
 import time
 from collections.abc import Iterator
 from email.message import EmailMessage
@@ -18,6 +17,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, text
 
 from scripts.pdfgen import make_pdf
+from tests.helpers import free_port
 from tests.kafkatools import collect
 from tests.stack import Stack
 from triage_contracts import topics
@@ -27,12 +27,6 @@ from triage_ingest.store import IngestStore
 from triage_runtime.apikeys import ApiKeys
 from triage_runtime.blobstore import LocalBlobStore
 from triage_runtime.db.engine import make_async_engine
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _new_key(database_url: str, name: str) -> str:
@@ -317,7 +311,7 @@ def test_drop_folder_ingests_moves_and_dead_letters(
 def test_smtp_accepts_allowed_mail_and_refuses_the_rest(
     settings: Settings, isolated: Stack
 ) -> None:
-    port = _free_port()
+    port = free_port()
     settings = settings.model_copy(
         update={
             "smtp_enabled": True,
