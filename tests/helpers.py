@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import socket
 import threading
 import time
@@ -9,6 +10,8 @@ import uuid
 from collections.abc import Collection
 from datetime import UTC, datetime
 from pathlib import Path
+
+import httpx
 
 from triage_contracts import (
     BlobRef,
@@ -154,3 +157,18 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def review_sign_in(
+    client: httpx.Client, username: str, password: str, *, follow: bool = True, **form: str
+) -> httpx.Response:
+    """Sign in to the review UI as a browser does: open the sign-in form (which gives its
+    CSRF token, in the form and in a cookie), then send it back filled in."""
+    page = client.get("/login")
+    token = re.search(r'name="csrf" value="([^"]+)"', page.text)
+    assert token, "the sign-in form carries a CSRF token"
+    return client.post(
+        "/login",
+        data={"username": username, "password": password, "csrf": token.group(1), **form},
+        follow_redirects=follow,
+    )

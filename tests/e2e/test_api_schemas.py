@@ -16,6 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from schemathesis import checks
 from schemathesis.core.result import Err
 
+from tests.helpers import review_sign_in
 from tests.e2e.conftest import REVIEWER_PASSWORD, Pipeline
 
 CHECKS = [
@@ -53,11 +54,7 @@ def _exercise(base_url: str, headers: dict[str, str]) -> list[str]:
 
 def _reviewer_cookie(pipeline: Pipeline) -> str:
     with httpx.Client(base_url=pipeline.urls["review-ui"], timeout=10) as ui:
-        ui.post(
-            "/login",
-            data={"username": "e2e-reviewer", "password": REVIEWER_PASSWORD},
-            follow_redirects=True,
-        )
+        review_sign_in(ui, "e2e-reviewer", REVIEWER_PASSWORD)
         return "; ".join(f"{name}={value}" for name, value in ui.cookies.items())
 
 
