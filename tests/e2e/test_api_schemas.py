@@ -16,8 +16,8 @@ from hypothesis import HealthCheck, given, settings
 from schemathesis import checks
 from schemathesis.core.result import Err
 
-from tests.helpers import review_sign_in
 from tests.e2e.conftest import REVIEWER_PASSWORD, Pipeline
+from tests.helpers import review_sign_in
 
 CHECKS = [
     checks.not_a_server_error,

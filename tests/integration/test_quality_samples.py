@@ -17,7 +17,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, text
 from typer.testing import CliRunner
 
-from tests.helpers import PRODUCER, classified, routed_item, review_sign_in
+from tests.helpers import PRODUCER, classified, review_sign_in, routed_item
 from tests.kafkatools import collect, produce_many
 from tests.stack import Stack, review_workflow
 from triage_cli.main import app as cli

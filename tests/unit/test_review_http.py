@@ -26,7 +26,6 @@ from triage_review_ui.documents import ItemDocuments
 from triage_review_ui.queries import Dashboard, QueueFilter, QueuePage, ReviewQueries
 from triage_review_ui.settings import Settings
 from triage_runtime.accounts.credentials import Role, check_password_policy, check_username
-from triage_runtime.accounts.throttle import LoginThrottle
 from triage_runtime.accounts.store import (
     DEFAULT_SESSION_TTL,
     AuthStore,
@@ -34,6 +33,7 @@ from triage_runtime.accounts.store import (
     SessionInfo,
     User,
 )
+from triage_runtime.accounts.throttle import LoginThrottle
 from triage_runtime.blobstore import LocalBlobStore
 from triage_runtime.db.models import AuditLog, ReviewItem
 from triage_runtime.outcomes.review import BulkResult, Claim, ReviewWorkflow, WorkflowError
@@ -264,8 +264,9 @@ def test_signing_in_sets_a_strict_http_only_cookie_and_stays_on_the_site(
 ) -> None:
     review = Review(tmp_path)
     asyncio.run(review.auth.create_user("rita", PASSWORD, Role.REVIEWER))
-    form = {"username": "rita", "password": PASSWORD, "next": "//evil.example.com/"}
-    signed_in = review_sign_in(review.client, **form, follow=False)
+    signed_in = review_sign_in(
+        review.client, "rita", PASSWORD, next="//evil.example.com/", follow=False
+    )
     assert signed_in.status_code == 303
     assert signed_in.headers["location"] == "/"
     cookie = signed_in.headers["set-cookie"]
@@ -273,13 +274,14 @@ def test_signing_in_sets_a_strict_http_only_cookie_and_stays_on_the_site(
     assert "Secure" not in cookie
     assert review.auth.session_ttls == [timedelta(hours=2)]
     assert review.auth.trail == [("rita", "login", None)]
-    form["next"] = "/items/7"
-    assert review_sign_in(review.client, **form, follow=False).headers["location"] == "/items/7"
+    inside = review_sign_in(review.client, "rita", PASSWORD, next="/items/7", follow=False)
+    assert inside.headers["location"] == "/items/7"
 
     secure = Review(tmp_path, cookie_secure=True)
     secure.client.base_url = "https://testserver"  # a Secure cookie comes back only over HTTPS
     asyncio.run(secure.auth.create_user("rita", PASSWORD, Role.REVIEWER))
-    assert "Secure" in review_sign_in(secure.client, **form, follow=False).headers["set-cookie"]
+    signed_in = review_sign_in(secure.client, "rita", PASSWORD, follow=False)
+    assert "Secure" in signed_in.headers["set-cookie"]
 
 
 def test_a_wrong_password_is_401_and_a_locked_name_429_on_the_login_page(

@@ -104,7 +104,9 @@ async def login(
         samesite="strict",
         secure=secure,
     )
-    response.delete_cookie(LOGIN_CSRF_COOKIE, path="/login")
+    response.delete_cookie(
+        LOGIN_CSRF_COOKIE, path="/login", secure=secure, httponly=True, samesite="strict"
+    )
     return response
 
 
