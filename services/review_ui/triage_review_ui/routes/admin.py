@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Form, HTTPException, Request, status
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from triage_review_ui.deps import AuthDep, PagesDep, SessionDep, check_csrf, require
+from triage_review_ui.deps import AuthDep, PagesDep, SessionDep, require
 from triage_runtime.accounts.credentials import Action
 from triage_runtime.accounts.store import LastAdminError, OwnAccountError, UnknownUserError
 
@@ -32,10 +32,8 @@ async def add_user(
     username: Annotated[str, Form()],
     password: Annotated[str, Form()],
     role: Annotated[str, Form()],
-    csrf: Annotated[str, Form()] = "",
 ) -> Response:
     require(session, Action.ADMIN)
-    check_csrf(session, csrf)
     try:
         await auth.create_user(username, password, role)
     except (ValueError, RuntimeError) as exc:
@@ -54,10 +52,8 @@ async def change_user(
     change: str,
     session: SessionDep,
     auth: AuthDep,
-    csrf: Annotated[str, Form()] = "",
 ) -> Response:
     require(session, Action.ADMIN)
-    check_csrf(session, csrf)
     try:
         if change == "disable":
             await auth.disable_user(username, by=session.user.username)

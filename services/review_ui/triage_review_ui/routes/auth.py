@@ -9,7 +9,7 @@ from typing import Annotated
 from fastapi import APIRouter, Form, Request, status
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from triage_review_ui.deps import COOKIE, AuthDep, PagesDep, SessionDep, SettingsDep, check_csrf
+from triage_review_ui.deps import COOKIE, AuthDep, PagesDep, SessionDep, SettingsDep
 from triage_review_ui.domain import is_local_path
 from triage_review_ui.pages import Pages
 from triage_review_ui.security import (
@@ -111,10 +111,7 @@ async def login(
 
 
 @router.post("/logout", include_in_schema=False)
-async def logout(
-    request: Request, session: SessionDep, auth: AuthDep, csrf: Annotated[str, Form()] = ""
-) -> Response:
-    check_csrf(session, csrf)
+async def logout(request: Request, session: SessionDep, auth: AuthDep) -> Response:
     token = request.cookies.get(COOKIE)
     if token:
         await auth.end_session(token)
