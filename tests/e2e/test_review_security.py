@@ -145,6 +145,7 @@ def test_the_policy_refuses_nothing_of_the_pages_own(browser: Browser, review_ui
     assert framed.value.status == 200
     expect(page.locator("iframe.pdf")).to_be_visible()
     page.wait_for_timeout(1000)  # the viewer loads in the frame
+    page.screenshot(path=ARTIFACTS / "security-pdf-framed.png")
     page.goto(review_ui + "/dashboard")
     page.goto(review_ui + "/audit")
     assert violations == []
