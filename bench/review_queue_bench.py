@@ -20,6 +20,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, text
 
 from bench._common import scratch_database, stack_env
+from tests.helpers import review_sign_in
 from triage_review_ui.app import create_app
 from triage_review_ui.settings import Settings
 from triage_runtime.accounts.store import AuthStore
@@ -96,7 +97,7 @@ def main() -> None:
             topic_prefix=f"bench-{secrets.token_hex(3)}.",
         )
         with TestClient(create_app(settings)) as client:
-            client.post("/login", data={"username": "bench", "password": PASSWORD})
+            review_sign_in(client, "bench", PASSWORD)
             rows = [
                 ("queue page (50 rows, soonest due)", "/"),
                 ("queue page, filtered by reason", "/?reason=encrypted"),

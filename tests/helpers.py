@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import re
 import socket
 import threading
 import time
 import uuid
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from triage_contracts import (
     BlobRef,
@@ -154,3 +156,25 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def review_sign_in(
+    client: Any,  # httpx.Client, or Starlette's TestClient (built on another httpx)
+    username: str,
+    password: str,
+    *,
+    follow: bool = True,
+    headers: Mapping[str, str] | None = None,
+    **form: str,
+) -> Any:
+    """Sign in to the review UI as a browser does: open the sign-in form (which gives its
+    CSRF token, in the form and in a cookie), then send it back filled in."""
+    page = client.get("/login", headers=headers)
+    token = re.search(r'name="csrf" value="([^"]+)"', page.text)
+    assert token, "the sign-in form carries a CSRF token"
+    return client.post(
+        "/login",
+        data={"username": username, "password": password, "csrf": token.group(1), **form},
+        headers=headers,
+        follow_redirects=follow,
+    )

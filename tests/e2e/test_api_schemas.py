@@ -17,6 +17,7 @@ from schemathesis import checks
 from schemathesis.core.result import Err
 
 from tests.e2e.conftest import REVIEWER_PASSWORD, Pipeline
+from tests.helpers import review_sign_in
 
 CHECKS = [
     checks.not_a_server_error,
@@ -53,11 +54,7 @@ def _exercise(base_url: str, headers: dict[str, str]) -> list[str]:
 
 def _reviewer_cookie(pipeline: Pipeline) -> str:
     with httpx.Client(base_url=pipeline.urls["review-ui"], timeout=10) as ui:
-        ui.post(
-            "/login",
-            data={"username": "e2e-reviewer", "password": REVIEWER_PASSWORD},
-            follow_redirects=True,
-        )
+        review_sign_in(ui, "e2e-reviewer", REVIEWER_PASSWORD)
         return "; ".join(f"{name}={value}" for name, value in ui.cookies.items())
 
 

@@ -14,7 +14,7 @@ from sqlalchemy import create_engine, text
 
 from scripts.pdfgen import make_pdf
 from tests.e2e.conftest import REVIEWER_PASSWORD, SMTP_RECIPIENT, Pipeline
-from tests.helpers import REPO_ROOT
+from tests.helpers import REPO_ROOT, review_sign_in
 from tests.kafkatools import collect
 from triage_contracts import topics
 
@@ -125,11 +125,7 @@ def test_pdf_and_text_documents_reach_a_queue_or_review(pipeline: Pipeline) -> N
     assert routed[0]["topic"] == f"{prefix}{topics.routed_topic('billing')}"
 
     with httpx.Client(base_url=pipeline.urls["review-ui"], timeout=10) as ui:
-        signed_in = ui.post(
-            "/login",
-            data={"username": "e2e-reviewer", "password": REVIEWER_PASSWORD},
-            follow_redirects=True,
-        )
+        signed_in = review_sign_in(ui, "e2e-reviewer", REVIEWER_PASSWORD)
         assert signed_in.status_code == 200
         page = ui.get("/")
         queue = ui.get("/api/v1/review-items").json()
@@ -186,11 +182,7 @@ def test_mail_travels_to_review_without_personal_data_in_logs_or_metrics(
 
     # A reviewer sees the sender and subject (they need them) on the item page.
     with httpx.Client(base_url=pipeline.urls["review-ui"], timeout=10) as ui:
-        ui.post(
-            "/login",
-            data={"username": "e2e-reviewer", "password": REVIEWER_PASSWORD},
-            follow_redirects=True,
-        )
+        review_sign_in(ui, "e2e-reviewer", REVIEWER_PASSWORD)
         items = ui.get("/api/v1/review-items").json()["items"]
         mine = [item for item in items if item["document_id"] in ids]
         assert mine, f"the vague mail body should be in review: {outcomes}"

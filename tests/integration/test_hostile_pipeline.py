@@ -34,7 +34,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, text
 
 from tests import hostile
-from tests.helpers import free_port
+from tests.helpers import free_port, review_sign_in
 from tests.hostile import MIB, PDF, Tally, record
 from tests.kafkatools import collect
 from tests.stack import Stack
@@ -565,7 +565,7 @@ def test_hostile_inputs_are_refused_or_end_in_review(apps: dict[str, Any]) -> No
 
 
 def _login(client: TestClient) -> None:
-    response = client.post("/login", data={"username": "rita", "password": PASSWORD})
+    response = review_sign_in(client, "rita", PASSWORD)
     assert response.status_code == 200, response.text
 
 

@@ -22,10 +22,12 @@ from triage_runtime.accounts import credentials as auth
 from triage_runtime.accounts.credentials import PasswordPolicyError, Role, token_sha256
 from triage_runtime.accounts.store import (
     AuthStore,
+    OwnAccountError,
     RateLimitedError,
     UnknownUserError,
     UserExistsError,
 )
+from triage_runtime.accounts.throttle import Backoff, LoginThrottle
 from triage_runtime.db.engine import make_async_engine
 
 AUTH_TABLES = ("web_session", "login_attempt", "audit_log", "app_user")
@@ -153,56 +155,117 @@ async def test_login_rehashes_a_hash_with_old_parameters(
     assert await store.authenticate("nina", PASSWORD, ADDR) is not None
 
 
-async def test_rate_limit_per_username(store: AuthStore, engine: AsyncEngine) -> None:
+async def _age_attempts_seconds(engine: AsyncEngine, seconds: float) -> None:
+    await _execute(engine, f"UPDATE login_attempt SET at = at - interval '{seconds} seconds'")
+
+
+async def test_failures_slow_that_name_from_that_address_only(store: AuthStore) -> None:
     await store.create_user("frank", PASSWORD, Role.REVIEWER)
-    for i in range(5):  # each from its own address, so only the user name limit applies
-        assert await store.authenticate("frank", "wrong password!", f"198.51.100.{i}") is None
-    with pytest.raises(RateLimitedError) as limited:
-        await store.authenticate("frank", PASSWORD, "198.51.100.99")
-    assert timedelta(0) < limited.value.retry_after <= timedelta(minutes=15)
-    # Other users from those addresses are unaffected.
     await store.create_user("grace", PASSWORD, Role.REVIEWER)
-    assert await store.authenticate("grace", PASSWORD, "198.51.100.0") is not None
-
-    await _age_attempts(engine, 16)
-    assert await store.authenticate("frank", PASSWORD, "198.51.100.99") is not None
-
-
-async def test_rate_limit_per_address(store: AuthStore, engine: AsyncEngine) -> None:
-    await store.create_user("heidi", PASSWORD, Role.REVIEWER)
-    for i in range(5):  # a different (unknown) name each time: only the address limit applies
-        assert await store.authenticate(f"guess{i}", "wrong password!", ADDR) is None
-    with pytest.raises(RateLimitedError):
-        await store.authenticate("heidi", PASSWORD, ADDR)
-    assert await store.authenticate("heidi", PASSWORD, "203.0.113.7") is not None
-    refused = await _scalar(
-        engine, "SELECT count(*) FROM login_attempt WHERE remote_addr = :a AND NOT success", a=ADDR
-    )
-    assert refused == 6  # the refused attempt is recorded too
-
-    await _age_attempts(engine, 16)
-    assert await store.authenticate("heidi", PASSWORD, ADDR) is not None
+    for _ in range(5):  # the attacker's free failures, from one address
+        assert await store.authenticate("frank", "wrong password!", ADDR) is None
+    with pytest.raises(RateLimitedError) as held:
+        await store.authenticate("frank", PASSWORD, ADDR)
+    assert timedelta(0) < held.value.retry_after <= timedelta(seconds=1)
+    # frank from anywhere else, and anyone else from that address, go straight in.
+    assert await store.authenticate("frank", PASSWORD, "203.0.113.7") is not None
+    assert await store.authenticate("grace", PASSWORD, ADDR) is not None
 
 
-async def test_successes_do_not_count_as_failures(store: AuthStore) -> None:
+async def test_the_wait_doubles_never_locks_and_a_success_starts_afresh(
+    store: AuthStore, engine: AsyncEngine
+) -> None:
     await store.create_user("ivan", PASSWORD, Role.REVIEWER)
-    for _ in range(4):
+    for _ in range(5):
         assert await store.authenticate("ivan", "wrong password!", ADDR) is None
-    for _ in range(3):
-        assert await store.authenticate("ivan", PASSWORD, ADDR) is not None
-    assert await store.authenticate("ivan", "wrong password!", ADDR) is None  # the fifth
-    with pytest.raises(RateLimitedError):
+    await _age_attempts_seconds(engine, 1.5)  # the 1-second wait is over: one more try
+    assert await store.authenticate("ivan", "wrong password!", ADDR) is None
+    with pytest.raises(RateLimitedError) as held:
         await store.authenticate("ivan", PASSWORD, ADDR)
+    assert timedelta(seconds=1) < held.value.retry_after <= timedelta(seconds=2)
+    attempts = await _scalar(engine, "SELECT count(*) FROM login_attempt")
+    assert attempts == 6  # waiting is not a failure: it does not lengthen the wait
+    await _age_attempts_seconds(engine, 2.5)
+    assert await store.authenticate("ivan", PASSWORD, ADDR) is not None
+    for _ in range(5):  # the success started the count afresh
+        assert await store.authenticate("ivan", "wrong password!", ADDR) is None
 
 
-async def test_concurrent_attempts_cannot_slip_past_the_limit(store: AuthStore) -> None:
+async def test_a_browser_that_signed_in_before_is_held_to_its_own_failures(
+    engine: AsyncEngine,
+) -> None:
+    # Small ceilings, so that a few attempts reach them.
+    store = AuthStore(engine, LoginThrottle(per_user=Backoff(free=8), per_address=Backoff(free=10)))
+    alice = await store.create_user("alice", PASSWORD, Role.REVIEWER)
+    await store.create_user("bob", PASSWORD, Role.REVIEWER)
+    assert await store.authenticate("alice", PASSWORD, ADDR) is not None
+    device = await store.remember_device(alice, None)
+    # Another browser is not known for alice, whatever token it shows.
+    assert await store.remember_device(alice, device) == device
+    # From alice's own office address (one NAT): her pair is held...
+    for _ in range(5):
+        assert await store.authenticate("alice", "wrong password!", ADDR, "forged") is None
+    with pytest.raises(RateLimitedError):
+        await store.authenticate("alice", PASSWORD, ADDR)
+    # ...and with three more failures, from other addresses, her name's ceiling (8) too.
+    for i in range(3):
+        assert await store.authenticate("alice", "wrong password!", f"198.51.100.{i}") is None
+    with pytest.raises(RateLimitedError):
+        await store.authenticate("alice", PASSWORD, "203.0.113.50")
+    # Her own browser is held to its own (no) failures: she signs in, from the office.
+    assert await store.authenticate("alice", PASSWORD, ADDR, device) is not None
+    # The token is known for alice only: bob's failures with it are an unknown browser's.
+    for _ in range(5):
+        assert await store.authenticate("bob", "wrong password!", ADDR, device) is None
+    with pytest.raises(RateLimitedError):
+        await store.authenticate("bob", PASSWORD, ADDR, device)
+    # The address's ceiling (10 failures of unknown browsers) is reached: only known ones pass.
+    with pytest.raises(RateLimitedError):
+        await store.authenticate("carol", PASSWORD, ADDR)
+    assert await store.authenticate("alice", PASSWORD, ADDR, device) is not None
+
+
+async def test_many_people_failing_behind_one_address_do_not_stop_a_correct_sign_in(
+    store: AuthStore,
+) -> None:
+    await store.create_user("carol", PASSWORD, Role.REVIEWER)
+    for n in range(12):  # an office's worth of forgotten passwords, all behind one NAT
+        await store.create_user(f"clerk{n}", PASSWORD, Role.REVIEWER)
+        for _ in range(5):
+            assert await store.authenticate(f"clerk{n}", "wrong password!", ADDR) is None
+    assert await store.authenticate("carol", PASSWORD, ADDR) is not None
+
+
+async def test_concurrent_attempts_cannot_slip_past_the_back_off(engine: AsyncEngine) -> None:
+    # A long first wait, so that a slow machine cannot let a held attempt through.
+    store = AuthStore(engine, LoginThrottle(per_key=Backoff(free=5, base=timedelta(minutes=1))))
     await store.create_user("judy", PASSWORD, Role.REVIEWER)
     results = await asyncio.gather(
-        *(store.authenticate("judy", "wrong password!", f"198.51.100.{i}") for i in range(8)),
+        *(store.authenticate("judy", "wrong password!", ADDR) for _ in range(12)),
         return_exceptions=True,
     )
     assert sum(r is None for r in results) == 5
-    assert sum(isinstance(r, RateLimitedError) for r in results) == 3
+    assert sum(isinstance(r, RateLimitedError) for r in results) == 7
+
+
+async def test_two_admins_disabling_each_other_at_once_leave_one(store: AuthStore) -> None:
+    for round_ in range(10):
+        first, second = f"ada{round_}", f"bea{round_}"
+        await store.create_user(first, PASSWORD, Role.ADMIN)
+        await store.create_user(second, PASSWORD, Role.ADMIN)
+        for user in await store.list_users():  # only this round's two are enabled admins
+            if user.role is Role.ADMIN and user.username not in (first, second):
+                await store.disable_user(user.username)
+        results = await asyncio.gather(
+            store.disable_user(first, by=second),
+            store.disable_user(second, by=first),
+            return_exceptions=True,
+        )
+        assert sorted(type(r).__name__ for r in results) == ["LastAdminError", "NoneType"]
+        admins = [u for u in await store.list_users() if u.role is Role.ADMIN and not u.disabled]
+        assert len(admins) == 1
+    with pytest.raises(OwnAccountError):
+        await store.disable_user(admins[0].username, by=admins[0].username)
 
 
 # ---------------------------------------------------------------------------

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.helpers import RECEIVED_AT, classified
+from tests.helpers import RECEIVED_AT, classified, review_sign_in
 from tests.stack import Stack
 from triage_contracts import EmailInfo, ExtractionStatus, utcnow
 from triage_review_ui.app import create_app
@@ -82,7 +82,7 @@ def client(app_settings: Settings) -> Iterator[TestClient]:
 
 
 def _login(client: TestClient, user: str) -> str:
-    response = client.post("/login", data={"username": user, "password": PASSWORD})
+    response = review_sign_in(client, user, PASSWORD)
     assert response.status_code == 200, response.text  # followed the redirect
     csrf = re.search(r'name="csrf" value="([^"]+)"', response.text)
     assert csrf, "pages carry a CSRF token"
@@ -93,24 +93,20 @@ def test_pages_need_a_signed_in_user(client: TestClient) -> None:
     page = client.get("/", follow_redirects=False)
     assert page.status_code == 303 and page.headers["location"].startswith("/login")
     assert client.get("/api/v1/review-items").status_code == 401
-    wrong = client.post("/login", data={"username": "alice", "password": "nope nope nope"})
+    wrong = review_sign_in(client, "alice", "nope nope nope")
     assert wrong.status_code == 401
     _login(client, "alice")
     assert client.get("/api/v1/review-items").json()["total_open"] == 2
     cookie = client.cookies.get("triage_session")
     assert cookie
-    header = client.post(
-        "/login", data={"username": "alice", "password": PASSWORD}, follow_redirects=False
-    ).headers["set-cookie"]
+    header = review_sign_in(client, "alice", PASSWORD, follow=False).headers["set-cookie"]
     assert "HttpOnly" in header and "SameSite=strict" in header
 
 
 def test_logins_are_rate_limited(client: TestClient) -> None:
     for _ in range(5):
-        assert (
-            client.post("/login", data={"username": "bob", "password": "x" * 12}).status_code == 401
-        )
-    limited = client.post("/login", data={"username": "bob", "password": PASSWORD})
+        assert review_sign_in(client, "bob", "x" * 12).status_code == 401
+    limited = review_sign_in(client, "bob", PASSWORD)
     assert limited.status_code == 429
 
 

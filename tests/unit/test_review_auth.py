@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import re
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -24,6 +25,7 @@ from triage_runtime.accounts.credentials import (
     verify_csrf,
     verify_password,
 )
+from triage_runtime.accounts.throttle import Backoff, friendly_wait
 
 PASSWORD = "correct horse battery"
 
@@ -164,3 +166,24 @@ def test_post_login_redirects_stay_on_the_site(target: str, local: bool) -> None
     from triage_review_ui.domain import is_local_path
 
     assert is_local_path(target) is local
+
+
+def test_the_sign_in_back_off_doubles_from_the_last_failure_up_to_its_cap() -> None:
+    backoff = Backoff(free=5, base=timedelta(seconds=1), cap=timedelta(minutes=15))
+    at = datetime(2026, 12, 6, 12, 0, tzinfo=UTC)
+    assert backoff.wait(4, at, at) == timedelta(0)  # still free
+    assert backoff.wait(5, at, at) == timedelta(seconds=1)
+    assert backoff.wait(6, at, at) == timedelta(seconds=2)
+    assert backoff.wait(8, at, at + timedelta(seconds=3)) == timedelta(seconds=5)
+    assert backoff.wait(8, at, at + timedelta(seconds=9)) == timedelta(0)  # waited it out
+    assert backoff.wait(30, at, at) == timedelta(minutes=15)
+    assert backoff.wait(10**6, at, at) == timedelta(minutes=15)  # no overflow, no lockout
+    assert backoff.wait(5, None, at) == timedelta(0)
+
+
+def test_a_wait_reads_as_a_person_says_it() -> None:
+    assert friendly_wait(timedelta(seconds=0.2)) == "1 second"
+    assert friendly_wait(timedelta(seconds=1.5)) == "2 seconds"
+    assert friendly_wait(timedelta(seconds=59)) == "59 seconds"
+    assert friendly_wait(timedelta(seconds=61)) == "2 minutes"
+    assert friendly_wait(timedelta(minutes=15)) == "15 minutes"

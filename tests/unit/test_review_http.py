@@ -18,6 +18,7 @@ import pytest
 from fastapi.testclient import TestClient
 from prometheus_client import REGISTRY
 
+from tests.helpers import review_sign_in
 from triage_contracts import utcnow
 from triage_review_ui import background, domain
 from triage_review_ui.app import create_app
@@ -32,6 +33,7 @@ from triage_runtime.accounts.store import (
     SessionInfo,
     User,
 )
+from triage_runtime.accounts.throttle import LoginThrottle
 from triage_runtime.blobstore import LocalBlobStore
 from triage_runtime.db.models import AuditLog, ReviewItem
 from triage_runtime.outcomes.review import BulkResult, Claim, ReviewWorkflow, WorkflowError
@@ -62,7 +64,7 @@ class MemoryAuth(AuthStore):
     async def list_users(self) -> list[User]:
         return sorted(self.users.values(), key=lambda u: u.username)
 
-    async def disable_user(self, username: str) -> None:
+    async def disable_user(self, username: str, *, by: str | None = None) -> None:
         self.users[username] = User(**{**self._fields(username), "disabled": True})
 
     async def enable_user(self, username: str) -> None:
@@ -79,12 +81,21 @@ class MemoryAuth(AuthStore):
             "last_login_at": u.last_login_at,
         }
 
-    async def authenticate(self, username: str, password: str, remote_addr: str) -> User | None:
+    async def authenticate(
+        self, username: str, password: str, remote_addr: str, device: str | None = None
+    ) -> User | None:
         if username in self.locked:
             raise RateLimitedError(retry_after=timedelta(minutes=15))
         if self.passwords.get(username) != password:
             return None
         return self.users[username]
+
+    async def remember_device(self, user: User, device: str | None) -> str:
+        return device or f"device-{user.id}"
+
+    @property
+    def throttle(self) -> LoginThrottle:
+        return LoginThrottle()
 
     async def start_session(
         self, user_id: int, ttl: timedelta = DEFAULT_SESSION_TTL
@@ -233,7 +244,7 @@ class Review:
         """Sign ``username`` in through the login form; return the session's CSRF token."""
         asyncio.run(self.auth.create_user(username, PASSWORD, role))
         self.client.cookies.clear()
-        signed_in = self.client.post("/login", data={"username": username, "password": PASSWORD})
+        signed_in = review_sign_in(self.client, username, PASSWORD, follow=False)
         assert signed_in.status_code == 303
         return self.auth.sessions[signed_in.cookies["triage_session"]].csrf_token
 
@@ -253,8 +264,9 @@ def test_signing_in_sets_a_strict_http_only_cookie_and_stays_on_the_site(
 ) -> None:
     review = Review(tmp_path)
     asyncio.run(review.auth.create_user("rita", PASSWORD, Role.REVIEWER))
-    form = {"username": "rita", "password": PASSWORD, "next": "//evil.example.com/"}
-    signed_in = review.client.post("/login", data=form)
+    signed_in = review_sign_in(
+        review.client, "rita", PASSWORD, next="//evil.example.com/", follow=False
+    )
     assert signed_in.status_code == 303
     assert signed_in.headers["location"] == "/"
     cookie = signed_in.headers["set-cookie"]
@@ -262,12 +274,14 @@ def test_signing_in_sets_a_strict_http_only_cookie_and_stays_on_the_site(
     assert "Secure" not in cookie
     assert review.auth.session_ttls == [timedelta(hours=2)]
     assert review.auth.trail == [("rita", "login", None)]
-    form["next"] = "/items/7"
-    assert review.client.post("/login", data=form).headers["location"] == "/items/7"
+    inside = review_sign_in(review.client, "rita", PASSWORD, next="/items/7", follow=False)
+    assert inside.headers["location"] == "/items/7"
 
     secure = Review(tmp_path, cookie_secure=True)
+    secure.client.base_url = "https://testserver"  # a Secure cookie comes back only over HTTPS
     asyncio.run(secure.auth.create_user("rita", PASSWORD, Role.REVIEWER))
-    assert "Secure" in secure.client.post("/login", data=form).headers["set-cookie"]
+    signed_in = review_sign_in(secure.client, "rita", PASSWORD, follow=False)
+    assert "Secure" in signed_in.headers["set-cookie"]
 
 
 def test_a_wrong_password_is_401_and_a_locked_name_429_on_the_login_page(
@@ -275,14 +289,15 @@ def test_a_wrong_password_is_401_and_a_locked_name_429_on_the_login_page(
 ) -> None:
     review = Review(tmp_path)
     asyncio.run(review.auth.create_user("rita", PASSWORD, Role.REVIEWER))
-    wrong = review.client.post("/login", data={"username": "rita", "password": "guess"})
+    wrong = review_sign_in(review.client, "rita", "guess")
     assert wrong.status_code == 401
     assert "wrong user name or password" in wrong.text
-    assert "set-cookie" not in wrong.headers
+    assert "triage_session" not in wrong.headers.get("set-cookie", "")
     review.auth.locked.add("rita")
-    locked = review.client.post("/login", data={"username": "rita", "password": PASSWORD})
+    locked = review_sign_in(review.client, "rita", PASSWORD)
     assert locked.status_code == 429
-    assert "too many failed logins" in locked.text
+    assert "too many failed sign-ins; please try again in 15 minutes" in locked.text
+    assert locked.headers["retry-after"] == "900"
 
 
 def test_signing_out_wants_the_csrf_token_and_ends_the_session(tmp_path: Path) -> None:
@@ -344,7 +359,8 @@ def test_only_a_pdf_is_shown_inline_and_anything_else_is_a_sandboxed_download(
     assert pdf.content == b"%PDF-1.4"
     assert pdf.headers["content-type"] == "application/pdf"
     assert pdf.headers["content-disposition"] == 'inline; filename="document-1"'
-    assert "content-security-policy" not in pdf.headers
+    # Framed by the item page only; no default-src, which would stop Chromium's PDF viewer.
+    assert pdf.headers["content-security-policy"] == "frame-ancestors 'self'"
     other = review.client.get("/items/2/document")
     assert other.headers["content-type"] == "application/octet-stream"
     assert other.headers["content-disposition"] == 'attachment; filename="document-2"'

@@ -34,6 +34,7 @@ OWNERS = {
     "app_user": "triage_runtime.accounts",
     "web_session": "triage_runtime.accounts",
     "login_attempt": "triage_runtime.accounts",
+    "known_device": "triage_runtime.accounts",
     "audit_log": "triage_runtime.audit",
     "outbox": "triage_runtime.outbox",
     "document_status": "",  # a view: nobody writes it

@@ -138,7 +138,10 @@ def user_passwd(username: UsernameArgument, password_stdin: PasswordStdinOption 
 
 @user_app.command("disable")
 def user_disable(username: UsernameArgument) -> None:
-    """Disable a user at once: their sessions end and they can no longer sign in."""
+    """Disable a user at once: their sessions end and they can no longer sign in.
+
+    The last enabled admin is never disabled: make or enable another admin first.
+    """
 
     async def disable(store: AuthStore) -> None:
         await store.disable_user(username)

@@ -42,6 +42,9 @@ def serve(
         port=args.port or settings.port,
         log_config=None,
         access_log=False,
+        # X-Forwarded-* are believed only from the proxies an app is told to trust (the review
+        # UI's TRIAGE_REVIEW_UI_TRUSTED_PROXIES), never from any local caller.
+        proxy_headers=False,
         timeout_graceful_shutdown=20,
     )
 

@@ -1,7 +1,8 @@
 """Review UI: ops staff sign in, work the review queue, decide, and watch the dashboard.
 
 Server-rendered pages (Jinja2, autoescaped), a hand-written stylesheet and script, sessions in
-PostgreSQL, a CSRF token on every form, roles checked on the server for every action.
+PostgreSQL, a CSRF token on every form, roles checked on the server for every action, security
+headers on every response (``security``).
 """
 
 from __future__ import annotations
@@ -13,11 +14,11 @@ from datetime import timedelta
 from functools import partial
 from pathlib import Path
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from triage_contracts import topics
-from triage_review_ui import background, errors
+from triage_review_ui import background, errors, security
 from triage_review_ui.background import LiveQuality, QueueGauges
 from triage_review_ui.deps import LoginRequiredError, to_login
 from triage_review_ui.documents import ItemDocuments
@@ -93,6 +94,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         summary="The human review queue.",
         version=producer.version,
         lifespan=lifespan,
+        # Every POST/PUT/PATCH/DELETE, of every route, shows its CSRF token first.
+        dependencies=[Depends(security.csrf_guard)],
     )
     app.state.settings = settings
     app.state.auth = AuthStore(engine)
@@ -114,6 +117,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     app.add_exception_handler(LoginRequiredError, to_login)
     errors.install(app)
+    security.install(app, settings)
     for router in (auth.router, queue.router, items.router, dashboard.router, admin.router):
         app.include_router(router)
     return app

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, IPvAnyNetwork
 from pydantic_settings import SettingsConfigDict
 
 from triage_runtime.settings import CommonSettings
@@ -24,7 +24,17 @@ class Settings(CommonSettings):
     session_hours: float = Field(default=12.0, gt=0, description="How long a sign-in lasts.")
     cookie_secure: bool = Field(
         default=False,
-        description="Send the session cookie only over HTTPS; turn on behind TLS.",
+        description=(
+            "Always mark cookies Secure. They are anyway whenever a request came over HTTPS,"
+            " directly or as a trusted proxy's X-Forwarded-Proto says."
+        ),
+    )
+    trusted_proxies: list[IPvAnyNetwork] = Field(
+        default_factory=list,
+        description=(
+            "Proxies (JSON list of addresses or CIDRs) whose X-Forwarded-For and"
+            " X-Forwarded-Proto are believed; from anyone else they are ignored."
+        ),
     )
     gauge_interval_seconds: float = Field(
         default=15.0, gt=0, description="How often the review queue gauges are refreshed."

@@ -1,8 +1,8 @@
 """Review UI users, login attempts, sessions and the audit log in PostgreSQL.
 
-Logins are rate-limited: after MAX_FAILURES failed attempts within FAILURE_WINDOW for a user
-name, or from an address, further attempts are refused (and recorded) until the window has
-passed. Nothing here logs a password or a token.
+Sign-in failures slow further attempts without locking anyone out (``throttle``): per user
+name and address, or per browser that signed in as that user before, with ceilings per user
+name and per address far above honest use. Nothing here logs a password or a token.
 """
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, func, insert, or_, select, text, update
+from sqlalchemy import ColumnElement, delete, func, insert, select, text, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -33,14 +34,13 @@ from triage_runtime.accounts.credentials import (
     token_sha256,
     verify_password,
 )
-from triage_runtime.db.models import AppUser, AuditLog, LoginAttempt, WebSession
+from triage_runtime.accounts.throttle import LoginThrottle, friendly_wait
+from triage_runtime.db.models import AppUser, AuditLog, KnownDevice, LoginAttempt, WebSession
 
 log = logging.getLogger(__name__)
 
-MAX_FAILURES = 5
-FAILURE_WINDOW = timedelta(minutes=15)
 DEFAULT_SESSION_TTL = timedelta(hours=8)
-# Namespace of the advisory locks that serialise logins per user name and per address.
+# Namespace of the advisory locks that serialise sign-ins per back-off key.
 _LOCK_NAMESPACE = 0x7472
 
 
@@ -56,11 +56,21 @@ class UnknownUserError(AuthStoreError):
     """No user has that name."""
 
 
+class OwnAccountError(AuthStoreError):
+    """An admin may not disable their own account."""
+
+
+class LastAdminError(AuthStoreError):
+    """The change would leave no enabled admin."""
+
+
 class RateLimitedError(AuthStoreError):
-    """Too many failed logins for the user name or the address; try again later."""
+    """Too many failed sign-ins lately: this attempt must wait ``retry_after``."""
 
     def __init__(self, *, retry_after: timedelta) -> None:
-        super().__init__(f"too many failed logins; try again in {retry_after}")
+        super().__init__(
+            f"too many failed sign-ins; please try again in {friendly_wait(retry_after)}"
+        )
         self.retry_after = retry_after
 
 
@@ -104,8 +114,14 @@ def _lock_key(kind: str, value: str) -> int:
 class AuthStore:
     """Users, login attempts, sessions and audit rows."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, throttle: LoginThrottle | None = None) -> None:
         self._sessions = async_sessionmaker(engine, expire_on_commit=False)
+        self._throttle = throttle or LoginThrottle()
+
+    @property
+    def throttle(self) -> LoginThrottle:
+        """The sign-in back-off this store applies."""
+        return self._throttle
 
     # -- users ---------------------------------------------------------------------------
 
@@ -152,8 +168,11 @@ class AuthStore:
             await session.execute(delete(WebSession).where(WebSession.user_id == user_id))
         log.info("password changed for user %s; their sessions ended", username)
 
-    async def disable_user(self, username: str) -> None:
-        """Disable a user and end their sessions; raise UnknownUserError."""
+    async def disable_user(self, username: str, *, by: str | None = None) -> None:
+        """Disable a user and end their sessions; raise UnknownUserError, or
+        LastAdminError rather than leave no admin, or OwnAccountError if ``by`` is the user."""
+        if by == username:
+            raise OwnAccountError("you cannot disable your own account; ask another admin")
         await self._set_disabled(username, disabled=True)
 
     async def enable_user(self, username: str) -> None:
@@ -162,6 +181,21 @@ class AuthStore:
 
     async def _set_disabled(self, username: str, *, disabled: bool) -> None:
         async with self._sessions() as session, session.begin():
+            if disabled:
+                # Locks every enabled admin, so two admins disabling each other take turns
+                # and the second sees that only one is left.
+                admins = (
+                    await session.scalars(
+                        select(AppUser.username)
+                        .where(AppUser.role == Role.ADMIN.value, AppUser.disabled.is_(False))
+                        .order_by(AppUser.id)
+                        .with_for_update()
+                    )
+                ).all()
+                if list(admins) == [username]:
+                    raise LastAdminError(
+                        f"{username!r} is the last enabled admin; make or enable another first"
+                    )
             user_id = await session.scalar(
                 update(AppUser)
                 .where(AppUser.username == username)
@@ -176,23 +210,40 @@ class AuthStore:
 
     # -- logins --------------------------------------------------------------------------
 
-    async def authenticate(self, username: str, password: str, remote_addr: str) -> User | None:
-        """Check a login and record the attempt; None if refused, RateLimitedError if limited."""
+    async def authenticate(
+        self, username: str, password: str, remote_addr: str, device: str | None = None
+    ) -> User | None:
+        """Check a login and record it; None if refused, RateLimitedError while it must wait.
+
+        ``device`` is the known-browser cookie's token, if the browser sent one: a browser
+        that signed in as ``username`` before is held only to its own failures.
+        """
         username = username[:80]
         remote_addr = remote_addr[:64]
         async with self._sessions() as session, session.begin():
-            await self._lock_login(session, username, remote_addr)
-            retry_after = await self._rate_limited(session, username, remote_addr)
-            if retry_after is None:
-                return await self._check_login(session, username, password, remote_addr)
-            # Recorded as a failure (and committed before raising), so an ongoing attack
-            # keeps the limit in place.
-            await self._record(session, username, remote_addr, success=False)
-        log.warning("login rate-limited for user %s from %s", username, remote_addr)
-        raise RateLimitedError(retry_after=retry_after)
+            known = await self._known_device(session, username, device)
+            # The key: this user name from this browser if it is known, else from this address.
+            key = (LoginAttempt.username == username) & (
+                LoginAttempt.device_sha256 == known
+                if known
+                else (LoginAttempt.remote_addr == remote_addr)
+                & LoginAttempt.device_sha256.is_(None)
+            )
+            await self._lock_login(session, f"{username}:{known or remote_addr}")
+            wait = await self._wait(session, key, username, remote_addr, known=known is not None)
+            if not wait:
+                return await self._check_login(session, username, password, remote_addr, known)
+        # Not recorded: waiting out the back-off must not lengthen it.
+        log.warning("login held back for user %s from %s for %s", username, remote_addr, wait)
+        raise RateLimitedError(retry_after=wait)
 
     async def _check_login(
-        self, session: AsyncSession, username: str, password: str, remote_addr: str
+        self,
+        session: AsyncSession,
+        username: str,
+        password: str,
+        remote_addr: str,
+        device: str | None,
     ) -> User | None:
         row = await session.scalar(select(AppUser).where(AppUser.username == username))
         if row is None:
@@ -201,7 +252,7 @@ class AuthStore:
         else:
             ok = await asyncio.to_thread(verify_password, password, row.password_hash)
         if row is None or not ok or row.disabled:
-            await self._record(session, username, remote_addr, success=False)
+            await self._record(session, username, remote_addr, device, success=False)
             log.info("login refused for user %s from %s", username, remote_addr)
             return None
         if needs_rehash(row.password_hash):
@@ -209,65 +260,117 @@ class AuthStore:
             with contextlib.suppress(PasswordPolicyError):
                 row.password_hash = await asyncio.to_thread(hash_password, password)
         row.last_login_at = await session.scalar(select(func.now()))
-        await self._record(session, username, remote_addr, success=True)
+        await self._record(session, username, remote_addr, device, success=True)
         log.info("login for user %s from %s", username, remote_addr)
         return _user(row)
 
-    @staticmethod
-    async def _lock_login(session: AsyncSession, username: str, remote_addr: str) -> None:
-        # Concurrent attempts for one name or address take turns, so none slips past the count.
-        # The two locks are always taken in key order, so two logins never deadlock.
-        keys = sorted({_lock_key("user", username), _lock_key("addr", remote_addr)})
-        for key in keys:
-            await session.execute(
-                text("SELECT pg_advisory_xact_lock(:ns, :key)"),
-                {"ns": _LOCK_NAMESPACE, "key": key},
+    async def _known_device(
+        self, session: AsyncSession, username: str, device: str | None
+    ) -> str | None:
+        """The SHA-256 of ``device`` if that browser signed in as ``username`` lately."""
+        if not device:
+            return None
+        digest = token_sha256(device)
+        found = await session.scalar(
+            select(KnownDevice.token_sha256)
+            .join(AppUser, AppUser.id == KnownDevice.user_id)
+            .where(
+                KnownDevice.token_sha256 == digest,
+                AppUser.username == username,
+                KnownDevice.last_used_at > func.now() - timedelta(days=self._throttle.device_days),
             )
+        )
+        return digest if found else None
 
-    @staticmethod
-    async def _rate_limited(
-        session: AsyncSession, username: str, remote_addr: str
-    ) -> timedelta | None:
-        since = func.now() - FAILURE_WINDOW
-        failed = LoginAttempt.success.is_(False) & (LoginAttempt.at > since)
-        counts = (
+    async def remember_device(self, user: User, device: str | None) -> str:
+        """Mark this browser as known for ``user`` after a sign-in; return its cookie's token.
+
+        A token the browser already holds is kept if it is known (for anyone), so a shared
+        browser is known for each of its users; otherwise a fresh one is made.
+        """
+        async with self._sessions() as session, session.begin():
+            held = (
+                device
+                and await session.scalar(
+                    select(KnownDevice.token_sha256)
+                    .where(KnownDevice.token_sha256 == token_sha256(device))
+                    .limit(1)
+                )
+                is not None
+            )
+            token = device if held and device else new_session_token()
             await session.execute(
-                select(
-                    func.count().filter(LoginAttempt.username == username),
-                    func.count().filter(LoginAttempt.remote_addr == remote_addr),
-                    func.now(),
-                ).where(
-                    failed,
-                    or_(LoginAttempt.username == username, LoginAttempt.remote_addr == remote_addr),
+                pg_insert(KnownDevice)
+                .values(token_sha256=token_sha256(token), user_id=user.id)
+                .on_conflict_do_update(
+                    index_elements=[KnownDevice.token_sha256, KnownDevice.user_id],
+                    set_={"last_used_at": func.now()},
                 )
             )
-        ).one()
-        by_user, by_addr, now = int(counts[0]), int(counts[1]), counts[2]
-        limited = []
-        if by_user >= MAX_FAILURES:
-            limited.append(LoginAttempt.username == username)
-        if by_addr >= MAX_FAILURES:
-            limited.append(LoginAttempt.remote_addr == remote_addr)
-        if not limited:
-            return None
-        # Free again once the MAX_FAILURES-th most recent failure leaves the window.
-        oldest_counted = await session.scalar(
-            select(LoginAttempt.at)
-            .where(failed, or_(*limited))
-            .order_by(LoginAttempt.at.desc())
-            .offset(MAX_FAILURES - 1)
-            .limit(1)
+        return token
+
+    @staticmethod
+    async def _lock_login(session: AsyncSession, key: str) -> None:
+        # Concurrent attempts on one key take turns, so none slips past its count. The
+        # ceilings are read without a lock: a burst may pass one by its own size.
+        await session.execute(
+            text("SELECT pg_advisory_xact_lock(:ns, :key)"),
+            {"ns": _LOCK_NAMESPACE, "key": _lock_key("login", key)},
         )
-        if oldest_counted is None:
-            return FAILURE_WINDOW
-        return max(oldest_counted + FAILURE_WINDOW - now, timedelta(seconds=1))
+
+    async def _wait(
+        self,
+        session: AsyncSession,
+        key: ColumnElement[bool],
+        username: str,
+        remote_addr: str,
+        *,
+        known: bool,
+    ) -> timedelta:
+        """How long this attempt must still wait: its key's back-off and, for a browser not
+        known for the user name, the ceilings per user name and per address."""
+        throttle = self._throttle
+        now = await session.scalar(select(func.now()))
+        assert now is not None
+        since = now - throttle.window
+        # A success on the key starts its count afresh; the ceilings count every failure.
+        last_success = await session.scalar(
+            select(func.max(LoginAttempt.at)).where(
+                key, LoginAttempt.success, LoginAttempt.at > since
+            )
+        )
+        checks = [(throttle.per_key, key, max(since, last_success or since))]
+        if not known:
+            unknown = LoginAttempt.device_sha256.is_(None)
+            checks.append((throttle.per_user, (LoginAttempt.username == username) & unknown, since))
+            checks.append(
+                (throttle.per_address, (LoginAttempt.remote_addr == remote_addr) & unknown, since)
+            )
+        waits = [timedelta(0)]
+        for backoff, where, after in checks:
+            failures, last = (
+                await session.execute(
+                    select(func.count(), func.max(LoginAttempt.at)).where(
+                        where, LoginAttempt.success.is_(False), LoginAttempt.at > after
+                    )
+                )
+            ).one()
+            waits.append(backoff.wait(int(failures), last, now))
+        return max(waits)
 
     @staticmethod
     async def _record(
-        session: AsyncSession, username: str, remote_addr: str, *, success: bool
+        session: AsyncSession,
+        username: str,
+        remote_addr: str,
+        device: str | None,
+        *,
+        success: bool,
     ) -> None:
         await session.execute(
-            insert(LoginAttempt).values(username=username, remote_addr=remote_addr, success=success)
+            insert(LoginAttempt).values(
+                username=username, remote_addr=remote_addr, success=success, device_sha256=device
+            )
         )
 
     # -- sessions ------------------------------------------------------------------------
@@ -318,15 +421,22 @@ class AuthStore:
         return ended is not None
 
     async def purge_expired(self) -> int:
-        """Delete expired sessions and login attempts older than the window; return how many."""
+        """Delete expired sessions, login attempts older than the window and browsers unused
+        for longer than they stay known; return how many."""
         async with self._sessions() as session, session.begin():
             sessions = await session.execute(
                 delete(WebSession).where(WebSession.expires_at <= func.now())
             )
             attempts = await session.execute(
-                delete(LoginAttempt).where(LoginAttempt.at < func.now() - FAILURE_WINDOW)
+                delete(LoginAttempt).where(LoginAttempt.at < func.now() - self._throttle.window)
             )
-        return int(getattr(sessions, "rowcount", 0)) + int(getattr(attempts, "rowcount", 0))
+            devices = await session.execute(
+                delete(KnownDevice).where(
+                    KnownDevice.last_used_at
+                    < func.now() - timedelta(days=self._throttle.device_days)
+                )
+            )
+        return sum(int(getattr(r, "rowcount", 0)) for r in (sessions, attempts, devices))
 
     # -- audit ---------------------------------------------------------------------------
 

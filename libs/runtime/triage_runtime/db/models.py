@@ -309,7 +309,7 @@ class WebSession(Base):
 
 
 class LoginAttempt(Base):
-    """A sign-in attempt, for rate limiting by user name and by address."""
+    """A sign-in attempt, for the back-off per user name and address or per known browser."""
 
     __tablename__ = "login_attempt"
 
@@ -318,6 +318,22 @@ class LoginAttempt(Base):
     remote_addr: Mapped[str] = mapped_column(String(64))
     at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     success: Mapped[bool] = mapped_column(Boolean)
+    # The SHA-256 of the known-browser token it came with, if that browser was known for the
+    # user name; such attempts count against that browser only.
+    device_sha256: Mapped[str | None] = mapped_column(String(64))
+
+
+class KnownDevice(Base):
+    """A browser that signed in as a user; only the SHA-256 of its cookie's token is stored."""
+
+    __tablename__ = "known_device"
+
+    token_sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    last_used_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
 
 
 class AuditLog(Base):

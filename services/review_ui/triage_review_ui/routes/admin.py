@@ -7,8 +7,9 @@ from typing import Annotated
 from fastapi import APIRouter, Form, HTTPException, Request, status
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from triage_review_ui.deps import AuthDep, PagesDep, SessionDep, check_csrf, require
+from triage_review_ui.deps import AuthDep, PagesDep, SessionDep, require
 from triage_runtime.accounts.credentials import Action
+from triage_runtime.accounts.store import LastAdminError, OwnAccountError, UnknownUserError
 
 router = APIRouter()
 
@@ -31,10 +32,8 @@ async def add_user(
     username: Annotated[str, Form()],
     password: Annotated[str, Form()],
     role: Annotated[str, Form()],
-    csrf: Annotated[str, Form()] = "",
 ) -> Response:
     require(session, Action.ADMIN)
-    check_csrf(session, csrf)
     try:
         await auth.create_user(username, password, role)
     except (ValueError, RuntimeError) as exc:
@@ -53,15 +52,18 @@ async def change_user(
     change: str,
     session: SessionDep,
     auth: AuthDep,
-    csrf: Annotated[str, Form()] = "",
 ) -> Response:
     require(session, Action.ADMIN)
-    check_csrf(session, csrf)
-    if change == "disable":
-        await auth.disable_user(username)
-    elif change == "enable":
-        await auth.enable_user(username)
-    else:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, "unknown change")
+    try:
+        if change == "disable":
+            await auth.disable_user(username, by=session.user.username)
+        elif change == "enable":
+            await auth.enable_user(username)
+        else:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, "unknown change")
+    except (OwnAccountError, LastAdminError) as exc:
+        raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from exc
+    except UnknownUserError as exc:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from exc
     await auth.audit(session.user.username, f"{change}_user", detail={"username": username})
     return RedirectResponse("/admin/users", status.HTTP_303_SEE_OTHER)

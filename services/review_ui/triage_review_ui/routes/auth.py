@@ -2,22 +2,54 @@
 
 from __future__ import annotations
 
+import math
 from datetime import timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Form, Request, status
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from triage_review_ui.deps import COOKIE, AuthDep, PagesDep, SessionDep, SettingsDep, check_csrf
+from triage_review_ui.deps import COOKIE, AuthDep, PagesDep, SessionDep, SettingsDep
 from triage_review_ui.domain import is_local_path
+from triage_review_ui.pages import Pages
+from triage_review_ui.security import (
+    DEVICE_COOKIE,
+    LOGIN_CSRF_COOKIE,
+    client_address,
+    login_csrf_token,
+    secure_cookies,
+    set_login_csrf_cookie,
+)
+from triage_review_ui.settings import Settings
 from triage_runtime.accounts.store import RateLimitedError
+
+HTTP_429 = status.HTTP_429_TOO_MANY_REQUESTS
 
 router = APIRouter()
 
 
+def _login_page(
+    request: Request,
+    pages: Pages,
+    settings: Settings,
+    *,
+    next: str,
+    error: str | None = None,
+    code: int = status.HTTP_200_OK,
+) -> Response:
+    """The sign-in form, with its CSRF token in the form and in a pre-session cookie."""
+    token = login_csrf_token(request)
+    response = pages.render(request, "login.html", None, next=next, error=error, csrf=token)
+    response.status_code = code
+    set_login_csrf_cookie(response, token, secure=secure_cookies(request, settings))
+    return response
+
+
 @router.get("/login", response_class=HTMLResponse, include_in_schema=False)
-async def login_form(request: Request, pages: PagesDep, next: str = "/") -> Response:
-    return pages.render(request, "login.html", None, next=next, error=None)
+async def login_form(
+    request: Request, pages: PagesDep, settings: SettingsDep, next: str = "/"
+) -> Response:
+    return _login_page(request, pages, settings, next=next)
 
 
 @router.post("/login", include_in_schema=False)
@@ -31,39 +63,55 @@ async def login(
     password: Annotated[str, Form()],
     next: Annotated[str, Form()] = "/",
 ) -> Response:
-    remote = request.client.host if request.client else "unknown"
+    device = request.cookies.get(DEVICE_COOKIE)
     try:
-        user = await auth.authenticate(username, password, remote)
+        user = await auth.authenticate(username, password, client_address(request), device)
     except RateLimitedError as exc:
-        response = pages.render(request, "login.html", None, next=next, error=str(exc))
-        response.status_code = status.HTTP_429_TOO_MANY_REQUESTS
+        response = _login_page(request, pages, settings, next=next, error=str(exc), code=HTTP_429)
+        response.headers["Retry-After"] = str(math.ceil(exc.retry_after.total_seconds()))
         return response
     if user is None:
-        response = pages.render(
-            request, "login.html", None, next=next, error="wrong user name or password"
+        return _login_page(
+            request,
+            pages,
+            settings,
+            next=next,
+            error="wrong user name or password",
+            code=status.HTTP_401_UNAUTHORIZED,
         )
-        response.status_code = status.HTTP_401_UNAUTHORIZED
-        return response
     token, _csrf = await auth.start_session(user.id, timedelta(hours=settings.session_hours))
+    device = await auth.remember_device(user, device)
     await auth.audit(user.username, "login")
     target = next if is_local_path(next) else "/"
     response = RedirectResponse(target, status.HTTP_303_SEE_OTHER)
+    secure = secure_cookies(request, settings)
     response.set_cookie(
         COOKIE,
         token,
         max_age=int(settings.session_hours * 3600),
         httponly=True,
         samesite="strict",
-        secure=settings.cookie_secure,
+        secure=secure,
+    )
+    # Marks this browser as one that signed in before: its attempts are held to its own
+    # count, not to what others try against the same name (docs/review.md#security).
+    response.set_cookie(
+        DEVICE_COOKIE,
+        device,
+        max_age=auth.throttle.device_days * 24 * 3600,
+        path="/login",
+        httponly=True,
+        samesite="strict",
+        secure=secure,
+    )
+    response.delete_cookie(
+        LOGIN_CSRF_COOKIE, path="/login", secure=secure, httponly=True, samesite="strict"
     )
     return response
 
 
 @router.post("/logout", include_in_schema=False)
-async def logout(
-    request: Request, session: SessionDep, auth: AuthDep, csrf: Annotated[str, Form()] = ""
-) -> Response:
-    check_csrf(session, csrf)
+async def logout(request: Request, session: SessionDep, auth: AuthDep) -> Response:
     token = request.cookies.get(COOKIE)
     if token:
         await auth.end_session(token)
