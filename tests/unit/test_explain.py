@@ -164,3 +164,28 @@ def test_the_rules_model_and_embed_lr_have_no_explainer() -> None:
     [(_, explanation)] = rules.predict_explained(["an invoice"])
     assert explanation is None
     assert explainer_for("embed-lr", object(), ("a", "b")) is None
+
+
+def test_tfidf_embed_lr_itemises_its_tfidf_part() -> None:
+    from tests.helpers import small_examples
+
+    pipeline, metadata, *_ = model_lib.train(small_examples(), kind="tfidf-embed-lr")
+    model = LoadedModel(
+        version=metadata["version"],
+        labels=tuple(metadata["labels"]),
+        thresholds=metadata["thresholds"],
+        metadata=metadata,
+        _pipeline=pipeline,
+    )
+    text = "the invoice payment is overdue, see the contract"
+    [(prediction, explanation)] = model.predict_explained([text])
+    assert explanation is not None and explanation.label == prediction.label == "billing"
+    toward = {t.term for t in explanation.terms if t.weight > 0}
+    assert {"invoice", "payment", "overdue"} <= toward
+    assert [t.term for t in explanation.terms if t.weight < 0] == ["contract"]
+    # Only TF-IDF columns are terms: the embedding's columns follow them and are not itemised.
+    explainer = model.explainer
+    assert explainer is not None
+    tfidf = dict(pipeline.named_steps["features"].transformer_list)["tfidf"]
+    assert explainer.weights.shape == (len(model.labels), len(tfidf.vocabulary_))
+    assert model.features([text]).shape[1] > len(tfidf.vocabulary_)

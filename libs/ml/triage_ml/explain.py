@@ -72,6 +72,14 @@ class TermExplainer:
         return tuple(TermWeight(term=t, weight=w) for w, t in toward + against)
 
 
+def terms_text(explanation: Explanation | None) -> str | None:
+    """An explanation as one column of ``triage batch score``'s output: ``term +weight`` pairs,
+    toward the label first, ``; ``-separated; None without one."""
+    if explanation is None:
+        return None
+    return "; ".join(f"{t.term} {t.weight:+.4f}" for t in explanation.terms)
+
+
 def _label_weights(estimators: Sequence[Any], labels: Sequence[str], columns: int) -> np.ndarray:
     """Mean over ``estimators`` of their coefficients on the first ``columns`` features, one
     row per label in ``labels`` order (a label a fold model never saw: zeros)."""
