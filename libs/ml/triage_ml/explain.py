@@ -30,6 +30,8 @@ class TermExplainer:
     weights: np.ndarray
     """Mean over the fold models of each label's coefficients on the TF-IDF columns
     (labels x terms), a binary model's one row ``w`` taken as ``(-w/2, w/2)``."""
+    usable: np.ndarray
+    """Whether each column's term fits the contract (at most ``MAX_TERM_CHARS``)."""
 
     def explain(
         self, features: Any, probabilities: np.ndarray, labels: Sequence[str]
@@ -58,18 +60,17 @@ class TermExplainer:
     def _strongest(self, columns: np.ndarray, margin: np.ndarray) -> tuple[TermWeight, ...]:
         """Up to nine terms toward the label, strongest first, then the strongest against."""
         rounded = np.round(margin, WEIGHT_DECIMALS)
-        # Ties are broken by the term, so the same document always gets the same list.
-        ranked = sorted(
-            (
-                (float(w), str(self.terms[c]))
-                for c, w in zip(columns, rounded, strict=True)
-                if w != 0.0 and len(str(self.terms[c])) <= MAX_TERM_CHARS
-            ),
-            key=lambda pair: (-pair[0], pair[1]),
-        )
-        toward = [pair for pair in ranked if pair[0] > 0][: MAX_EXPLANATION_TERMS - 1]
-        against = [pair for pair in ranked if pair[0] < 0][-1:]
-        return tuple(TermWeight(term=t, weight=w) for w, t in toward + against)
+        keep = self.usable[columns]
+        columns, rounded = columns[keep], rounded[keep]
+        # Ties are broken by the column, which is the term's alphabetical place (the
+        # vectorizer sorts its vocabulary), so the same document always gets the same list.
+        toward = rounded > 0
+        first = np.lexsort((columns[toward], -rounded[toward]))[: MAX_EXPLANATION_TERMS - 1]
+        against = rounded < 0
+        strongest = np.lexsort((columns[against], rounded[against]))[:1]
+        picked = [(columns[toward][i], rounded[toward][i]) for i in first]
+        picked += [(columns[against][i], rounded[against][i]) for i in strongest]
+        return tuple(TermWeight(term=str(self.terms[c]), weight=float(w)) for c, w in picked)
 
 
 def terms_text(explanation: Explanation | None) -> str | None:
@@ -116,5 +117,7 @@ def explainer_for(kind: str, pipeline: Any, labels: Sequence[str]) -> TermExplai
     for term, column in vocabulary.items():
         terms[column] = term
     return TermExplainer(
-        terms=terms, weights=_label_weights(classifier.estimators, labels, len(vocabulary))
+        terms=terms,
+        weights=_label_weights(classifier.estimators, labels, len(vocabulary)),
+        usable=np.array([len(term) <= MAX_TERM_CHARS for term in terms], dtype=bool),
     )
