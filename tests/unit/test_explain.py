@@ -189,3 +189,19 @@ def test_tfidf_embed_lr_itemises_its_tfidf_part() -> None:
     tfidf = dict(pipeline.named_steps["features"].transformer_list)["tfidf"]
     assert explainer.weights.shape == (len(model.labels), len(tfidf.vocabulary_))
     assert model.features([text]).shape[1] > len(tfidf.vocabulary_)
+
+
+def test_a_term_too_long_for_the_contract_is_left_out() -> None:
+    from triage_contracts.events import MAX_TERM_CHARS
+
+    long_cue = "x" * 199  # one word fits; the bigrams it makes with its neighbours do not
+    model = _model({"billing": long_cue, "legal": "contract"})
+    explainer = model.explainer
+    assert explainer is not None
+    # The vocabulary's columns are in alphabetical order: ties are broken by it.
+    assert list(explainer.terms) == sorted(explainer.terms)
+    assert any(len(t) > MAX_TERM_CHARS for t in explainer.terms)
+    [(prediction, explanation)] = model.predict_explained([f"dear team {long_cue} thanks"])
+    assert explanation is not None and prediction.label == "billing"
+    assert explanation.terms[0].term == long_cue
+    assert all(len(t.term) <= MAX_TERM_CHARS for t in explanation.terms)
