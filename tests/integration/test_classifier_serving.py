@@ -64,6 +64,10 @@ def test_classify_answers_with_the_streaming_contract(
     expected = "route" if prediction["confidence"] >= prediction["threshold"] else "review"
     assert prediction["action"] == expected
     assert body["latency_ms"] > 0
+    # The same explanation the Kafka path carries: the label's words, the runner-up's other.
+    explanation = body["explanation"]
+    assert explanation["label"] == "billing" and explanation["versus"] != "billing"
+    assert {t["term"] for t in explanation["terms"] if t["weight"] > 0} >= {"invoice", "refund"}
 
 
 def test_low_confidence_is_200_with_action_review(client: TestClient) -> None:

@@ -20,6 +20,7 @@ from tests.helpers import small_examples
 from triage_cli.exit_codes import STOPPED
 from triage_cli.main import app
 from triage_ml import model as model_lib
+from triage_ml.explain import terms_text
 from triage_text.extract import extract_text
 
 
@@ -53,9 +54,15 @@ def test_scores_every_file_and_agrees_with_the_model(
     assert rows["broken.pdf"]["extraction"] == "corrupt"
     assert rows["broken.pdf"]["action"] == "review" and rows["broken.pdf"]["label"] is None
     model = model_lib.load(artifact)
-    [expected] = model.predict([extract_text((folder / "a.txt").read_bytes(), "text/plain").text])
+    text = extract_text((folder / "a.txt").read_bytes(), "text/plain").text
+    [(expected, explanation)] = model.predict_explained([text])
     assert rows["a.txt"]["label"] == expected.label == "billing"
     assert rows["a.txt"]["confidence"] == expected.confidence
+    # The explanation the classifier would carry, as text: the label's words first.
+    assert explanation is not None
+    assert rows["a.txt"]["terms"] == terms_text(explanation)
+    assert rows["a.txt"]["terms"].startswith(f"{explanation.terms[0].term} +")
+    assert rows["broken.pdf"]["terms"] is None
     assert rows["b.pdf"]["label"] == "technical"
     assert {r["model_version"] for r in rows.values()} == {artifact.name}
 

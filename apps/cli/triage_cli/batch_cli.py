@@ -39,9 +39,11 @@ FIELDS = (
     "threshold",
     "action",
     "model_version",
+    "terms",
 )
 """The output's columns; the first five say which document and where it came from, as
-``model eval``'s predictions.csv and ``replay``'s report do, so outputs can be joined."""
+``model eval``'s predictions.csv and ``replay``'s report do, so outputs can be joined;
+``terms`` is the prediction's explanation (``triage_ml.explain.terms_text``)."""
 CHUNK = 64
 T = TypeVar("T")
 
@@ -118,6 +120,7 @@ def _rows(
         modified_at,
         skip_reason,
     )
+    from triage_ml.explain import terms_text
     from triage_text.extract import ExtractedText
     from triage_text.pool import ExtractionPool
 
@@ -144,7 +147,9 @@ def _rows(
                 documents = [d for path in chunk for d in file_documents(path)]
                 extracted = await extract(pool, documents)
                 readable = [e.text for e in extracted if e.status is ExtractionStatus.OK]
-                scored = await asyncio.to_thread(model.predict, readable) if readable else []
+                scored = (
+                    await asyncio.to_thread(model.predict_explained, readable) if readable else []
+                )
                 predictions = iter(scored)
                 rows = []
                 for document, result in zip(documents, extracted, strict=True):
@@ -162,12 +167,14 @@ def _rows(
                         "action": "review",
                     }
                     if result.status is ExtractionStatus.OK:
-                        prediction = policy.apply(model.version, next(predictions))
+                        prediction, explanation = next(predictions)
+                        prediction = policy.apply(model.version, prediction)
                         row |= {
                             "label": prediction.label,
                             "confidence": prediction.confidence,
                             "threshold": prediction.threshold,
                             "action": prediction.action.value,
+                            "terms": terms_text(explanation),
                         }
                     else:
                         skipped[skip_reason(result.status)] += 1
@@ -195,6 +202,7 @@ def _topic_rows(
     from triage_cli.replay_cli import parse_window
     from triage_cli.rescore import scored_ahead, topic_rescorer, where_columns
     from triage_contracts import ModelRef, ModelRole
+    from triage_ml.explain import terms_text
     from triage_runtime.service import producer_for
 
     start, end = parse_window(since, until)
@@ -235,6 +243,7 @@ def _topic_rows(
                                 "label": prediction.label,
                                 "confidence": prediction.confidence,
                                 "threshold": prediction.threshold,
+                                "terms": terms_text(event.explanation),
                             }
                         rows.append(row)
                     sink(rows)

@@ -196,6 +196,32 @@ class Prediction(Contract):
         return self
 
 
+MAX_EXPLANATION_TERMS = 10
+"""The most terms an explanation carries: up to nine toward the label, one toward the runner-up."""
+MAX_TERM_CHARS = 200
+
+
+class TermWeight(Contract):
+    """One term of a document and what it added to the margin of the predicted label over the
+    runner-up, in logit units: positive pushes toward the label, negative toward the runner-up."""
+
+    term: Annotated[str, StringConstraints(min_length=1, max_length=MAX_TERM_CHARS)]
+    weight: Annotated[float, Field(allow_inf_nan=False)]
+
+
+class Explanation(Contract):
+    """Why a linear model predicted a label: the document's terms that moved its margin most."""
+
+    method: Literal["tfidf-margin"] = "tfidf-margin"
+    """Each term's TF-IDF value times its coefficients (label minus runner-up), averaged over
+    the served fold models; the logit margin of the label is their sum plus the intercepts
+    (docs/models.md#explanations). A model with an embedding part itemises its TF-IDF part."""
+    label: Label
+    versus: Label
+    """The runner-up: the label with the next highest probability."""
+    terms: Annotated[tuple[TermWeight, ...], Field(max_length=MAX_EXPLANATION_TERMS)]
+
+
 class DocumentClassifiedV1(DocumentEvent):
     """A model scored a document (or extraction failed and it could not be scored)."""
 
@@ -207,12 +233,23 @@ class DocumentClassifiedV1(DocumentEvent):
     document: DocumentRef
     extraction: Extraction
     prediction: Prediction | None
+    explanation: Explanation | None = None
+    """The terms behind the prediction (model kinds that have them); None: no explanation."""
 
     @model_validator(mode="after")
     def _prediction_needs_text(self) -> DocumentClassifiedV1:
         if self.prediction is not None and self.extraction.status is not ExtractionStatus.OK:
             raise ValueError("a prediction requires extraction status ok")
+        check_explanation(self.prediction, self.explanation)
         return self
+
+
+def check_explanation(prediction: Prediction | None, explanation: Explanation | None) -> None:
+    """ValueError unless ``explanation`` is absent or explains ``prediction``'s label."""
+    if explanation is None:
+        return
+    if prediction is None or explanation.label != prediction.label:
+        raise ValueError("an explanation must explain the prediction's label")
 
 
 class DecidedBy(enum.StrEnum):

@@ -4,9 +4,17 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import Field, StringConstraints
+from pydantic import Field, StringConstraints, model_validator
 
-from triage_contracts.events import Contract, DocumentId, Extraction, ModelRef, Prediction
+from triage_contracts.events import (
+    Contract,
+    DocumentId,
+    Explanation,
+    Extraction,
+    ModelRef,
+    Prediction,
+    check_explanation,
+)
 
 MAX_TEXT_CHARS = 200_000
 """The longest text the model is given; longer text is cut to this many characters."""
@@ -27,3 +35,11 @@ class ClassifyResponseV1(Contract):
     extraction: Extraction
     prediction: Prediction
     latency_ms: Annotated[float, Field(ge=0.0)]
+    explanation: Explanation | None = None
+    """The terms behind the prediction, as on ``DocumentClassified`` (None for model kinds
+    without them)."""
+
+    @model_validator(mode="after")
+    def _explanation_fits(self) -> ClassifyResponseV1:
+        check_explanation(self.prediction, self.explanation)
+        return self

@@ -28,14 +28,17 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from importlib import metadata as importlib_metadata
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
-from triage_contracts import Action, Prediction
+from triage_contracts import Action, Explanation, Prediction
 from triage_contracts.intervals import wilson_interval
 from triage_ml.rules import KIND_RULES, RulesModel
 from triage_text.extract import FEATURE_CODE_VERSION
+
+if TYPE_CHECKING:
+    from triage_ml.explain import TermExplainer
 
 FORMAT_VERSION = 1
 MODEL_FILE = "model.joblib"
@@ -109,19 +112,54 @@ class LoadedModel:
     metadata: dict[str, Any]
     _pipeline: Any
     _tap: FeatureTap | None = field(default=None, repr=False, compare=False)
+    # Built on first use and shared by the copies ``tapped`` makes (one per batch).
+    _explainers: dict[str, TermExplainer | None] = field(
+        default_factory=dict, repr=False, compare=False
+    )
 
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
         """Return calibrated class probabilities, one row per text, columns in ``labels`` order."""
         if self._tap is None:
             return np.asarray(self._pipeline.predict_proba(list(texts)), dtype=np.float64)
+        return self._scored(texts)[1]
+
+    def _scored(self, texts: Sequence[str]) -> tuple[Any, np.ndarray]:
+        """The feature vectors and probabilities of ``texts``, the features computed once."""
         # What Pipeline.predict_proba does, in two steps, so the features can be handed on.
         batch = list(texts)
         features = self.features(batch)
         probabilities = np.asarray(
             self._pipeline.steps[-1][1].predict_proba(features), dtype=np.float64
         )
-        self._tap(batch, features, probabilities)
-        return probabilities
+        if self._tap is not None:
+            self._tap(batch, features, probabilities)
+        return features, probabilities
+
+    @property
+    def explainer(self) -> TermExplainer | None:
+        """What explains this model's predictions (``triage_ml.explain``); None for a kind
+        without explanations."""
+        if "terms" not in self._explainers:
+            from triage_ml.explain import explainer_for
+
+            self._explainers["terms"] = explainer_for(self.kind, self._pipeline, self.labels)
+        return self._explainers["terms"]
+
+    def predict_explained(
+        self, texts: Sequence[str]
+    ) -> list[tuple[Prediction, Explanation | None]]:
+        """``predict``, each prediction with its explanation (None for a kind without one),
+        from the same feature vectors: the classifier, batch scoring and POST /v1/classify
+        all score through this."""
+        explainer = self.explainer
+        if explainer is None:
+            return [(p, None) for p in self.predict(texts)]
+        features, probabilities = self._scored(texts)
+        explanations = explainer.explain(features, probabilities, self.labels)
+        return [
+            (self._prediction(row), explanation)
+            for row, explanation in zip(probabilities, explanations, strict=True)
+        ]
 
     @property
     def has_features(self) -> bool:

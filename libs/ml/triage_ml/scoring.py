@@ -18,6 +18,7 @@ from triage_contracts import (
     DocumentClassifiedV1,
     DocumentReceivedV1,
     ErrorClass,
+    Explanation,
     Extraction,
     ExtractionStatus,
     ModelRef,
@@ -174,16 +175,16 @@ def classify(
     producer: Producer,
     policy: RoutingPolicy,
 ) -> list[DocumentClassifiedV1]:
-    """Score every document with text in one model call, under ``policy``'s thresholds; the
-    others carry no prediction."""
+    """Score every document with text in one model call, under ``policy``'s thresholds, each
+    with its explanation (``LoadedModel.predict_explained``); the others carry no prediction."""
     scorable = [item for item in batch if item.text.status is ExtractionStatus.OK]
     predictions: dict[int, Prediction] = {}
+    explanations: dict[int, Explanation | None] = {}
     if scorable:
-        scored = model.predict([item.text.text for item in scorable])
-        predictions = {
-            id(item): policy.apply(model_ref.version, p)
-            for item, p in zip(scorable, scored, strict=True)
-        }
+        scored = model.predict_explained([item.text.text for item in scorable])
+        for item, (prediction, explanation) in zip(scorable, scored, strict=True):
+            predictions[id(item)] = policy.apply(model_ref.version, prediction)
+            explanations[id(item)] = explanation
     return [
         DocumentClassifiedV1(
             producer=producer,
@@ -196,6 +197,7 @@ def classify(
                 status=item.text.status, chars=len(item.text.text), pages=item.text.pages
             ),
             prediction=predictions.get(id(item)),
+            explanation=explanations.get(id(item)),
         )
         for item in batch
     ]

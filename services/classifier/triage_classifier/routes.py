@@ -117,7 +117,9 @@ async def classify(
                 }
             ],
         )
-    [prediction] = await model_thread.run(partial(serving.model.predict, [text.text]))
+    [(prediction, explanation)] = await model_thread.run(
+        partial(serving.model.predict_explained, [text.text])
+    )
     prediction = models.policy.apply(serving.model.version, prediction)
     elapsed = time.perf_counter() - started
     CLASSIFY_SECONDS.observe(elapsed)
@@ -128,4 +130,5 @@ async def classify(
         extraction=Extraction(status=text.status, chars=len(text.text), pages=None),
         prediction=prediction,
         latency_ms=round(elapsed * 1000, 3),
+        explanation=explanation,
     )

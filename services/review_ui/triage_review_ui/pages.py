@@ -9,6 +9,7 @@ from fastapi import Request, Response
 from fastapi.templating import Jinja2Templates
 
 from triage_review_ui.domain import due_in
+from triage_review_ui.explanations import shown_explanation
 from triage_review_ui.queries import shown_counts, shown_reason
 from triage_review_ui.settings import Settings
 from triage_runtime.accounts.store import SessionInfo
@@ -25,6 +26,7 @@ class Pages:
         self.templates.env.filters["due_in"] = due_in
         self.templates.env.filters["shown_reason"] = shown_reason
         self.templates.env.filters["shown_counts"] = shown_counts
+        self.templates.env.filters["shown_explanation"] = shown_explanation
         self.templates.env.globals["labels"] = settings.labels
 
     def render(

@@ -61,6 +61,10 @@ class ReviewItem(Base):
     email_mailbox: Mapped[str | None] = mapped_column(String(200))
     decided_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     note: Mapped[str | None] = mapped_column(Text)
+    # The classified event's explanation (triage_contracts.Explanation) and the threshold its
+    # label needed under the event's policy; None for items opened before they were kept.
+    explanation: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    threshold: Mapped[float | None] = mapped_column(Float)
 
     __table_args__ = (
         Index("ix_review_item_status_due", "status", "due_at"),

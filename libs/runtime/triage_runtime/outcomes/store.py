@@ -236,6 +236,10 @@ def review_item_values(event: DocumentClassifiedV1, decision: SendToReview) -> d
         "predicted_label": prediction.label if prediction else None,
         "confidence": prediction.confidence if prediction else None,
         "probabilities": dict(prediction.probabilities) if prediction else None,
+        "threshold": prediction.threshold if prediction else None,
+        "explanation": (
+            event.explanation.model_dump(mode="json") if event.explanation is not None else None
+        ),
         "model_version": event.model.version,
         "model_role": event.model.role.value,
         "extraction_status": event.extraction.status.value,
