@@ -26,6 +26,12 @@ class Settings(CommonSettings):
         default=False,
         description="Send the session cookie only over HTTPS; turn on behind TLS.",
     )
+    due_soon_hours: float = Field(
+        default=2.0, ge=0, description="The queue marks items due within this many hours."
+    )
+    search_index_seconds: float = Field(
+        default=5.0, gt=0, description="How often open items' text is stored for search."
+    )
     gauge_interval_seconds: float = Field(
         default=15.0, gt=0, description="How often the review queue gauges are refreshed."
     )

@@ -1,0 +1,142 @@
+"""Full-text search of review items: each item's text stored once, and a search's matches
+shown in it.
+
+The classifier's event carries no text and the router reads no documents, so the review UI,
+which already extracts documents in a bounded worker to show them, is the one place an
+item's text is stored (``review_item.search_text``): by a background pass over open items
+without it (new ones within seconds, and those opened before search existed), or by the
+item page if it gets there first. PostgreSQL keeps ``search_vector`` from it (migration 0014).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from markupsafe import Markup, escape
+from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
+
+from triage_review_ui.background import every
+from triage_review_ui.documents import ItemDocuments
+from triage_review_ui.queries import OPEN_STATUSES
+from triage_runtime.db.models import SEARCH_CONFIG, ReviewItem
+
+log = logging.getLogger(__name__)
+
+
+class ItemTexts:
+    """Review items' extracted text: read once from the document, then from PostgreSQL."""
+
+    def __init__(self, engine: AsyncEngine, documents: ItemDocuments) -> None:
+        self._sessions = async_sessionmaker(engine, expire_on_commit=False)
+        self._documents = documents
+
+    async def text(self, item: ReviewItem) -> str | None:
+        """The item's text for its page: stored, else extracted (and stored), else None."""
+        async with self._sessions() as session:
+            stored = await session.scalar(
+                select(ReviewItem.search_text).where(ReviewItem.id == item.id)
+            )
+        if stored is not None:
+            return stored or None
+        if item.extraction_status != "ok":
+            return None
+        try:
+            text = await self._documents.extract(item)
+        except Exception:  # noqa: BLE001 - a missing blob must not break the page
+            return None
+        await self._store(item.id, text)
+        return text
+
+    async def _store(self, item_id: int, text: str | None) -> None:
+        # "" marks a document read and found empty, so it is not read again.
+        async with self._sessions.begin() as session:
+            await session.execute(
+                update(ReviewItem)
+                .where(ReviewItem.id == item_id, ReviewItem.search_text.is_(None))
+                .values(search_text=(text or "").replace("\x00", ""))
+            )
+
+    async def index_pending(self, *, batch: int = 50) -> int:
+        """Store the text of every open item that has none yet; return how many were stored.
+
+        Walks by id, so a document that cannot be read now (its blob store down) is tried
+        again next pass without holding up the rest.
+        """
+        stored, after = 0, 0
+        while True:
+            async with self._sessions() as session:
+                items = list(
+                    (
+                        await session.execute(
+                            select(ReviewItem)
+                            .where(
+                                ReviewItem.id > after,
+                                ReviewItem.status.in_(OPEN_STATUSES),
+                                ReviewItem.extraction_status == "ok",
+                                ReviewItem.search_text.is_(None),
+                            )
+                            .order_by(ReviewItem.id)
+                            .limit(batch)
+                        )
+                    ).scalars()
+                )
+            for item in items:
+                try:
+                    text = await self._documents.extract(item)
+                except Exception:  # noqa: BLE001 - logged; tried again next pass
+                    log.warning("could not read review item %s's document to index it", item.id)
+                    continue
+                await self._store(item.id, text)
+                stored += 1
+            if len(items) < batch:
+                return stored
+            after = items[-1].id
+
+    async def highlighted(self, item_id: int, search: str) -> Markup | None:
+        """The item's stored text with the words ``search`` finds marked, escaped; or None."""
+        if not search.strip() or "\x00" in search:
+            return None
+        # Markers nobody can put in a document (random per call): the text is escaped whole,
+        # then only these become <mark> tags, so a document's own "<mark>" stays text.
+        token = secrets.token_hex(8)
+        start, stop = f"qs{token}", f"qe{token}"
+        async with self._sessions() as session:
+            headline = await session.scalar(
+                select(
+                    func.ts_headline(
+                        SEARCH_CONFIG,
+                        ReviewItem.search_text,
+                        func.websearch_to_tsquery(SEARCH_CONFIG, search),
+                        f"StartSel={start}, StopSel={stop}, HighlightAll=true",
+                    )
+                ).where(ReviewItem.id == item_id, ReviewItem.search_text != "")
+            )
+        if headline is None or start not in headline:
+            return None
+        escaped = str(escape(headline))
+        return Markup(escaped.replace(start, "<mark>").replace(stop, "</mark>"))  # noqa: S704 - escaped above
+
+    @asynccontextmanager
+    async def indexing(self, interval_seconds: float) -> AsyncIterator[None]:
+        """Index open items every ``interval_seconds`` while the app serves."""
+
+        async def once() -> None:
+            if stored := await self.index_pending():
+                log.info("stored the text of %d review item(s) for search", stored)
+
+        task = asyncio.create_task(
+            every(interval_seconds, once, "could not index review items for search"),
+            name="search-index",
+        )
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
