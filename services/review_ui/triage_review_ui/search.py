@@ -53,17 +53,20 @@ class ItemTexts:
         await self._store(item.id, text)
         return text
 
-    async def _store(self, item_id: int, text: str | None) -> None:
+    async def _store(self, item_id: int, text: str | None) -> bool:
+        """Store an item's text unless it has some; whether this call stored it."""
         # "" marks a document read and found empty, so it is not read again.
         async with self._sessions.begin() as session:
-            await session.execute(
+            stored = await session.execute(
                 update(ReviewItem)
                 .where(ReviewItem.id == item_id, ReviewItem.search_text.is_(None))
                 .values(search_text=(text or "").replace("\x00", ""))
+                .returning(ReviewItem.id)
             )
+            return stored.first() is not None
 
     async def index_pending(self, *, batch: int = 50) -> int:
-        """Store the text of every open item that has none yet; return how many were stored.
+        """Store the text of every open item that has none; return how many this call stored.
 
         Walks by id, so a document that cannot be read now (its blob store down) is tried
         again next pass without holding up the rest.
@@ -92,8 +95,7 @@ class ItemTexts:
                 except Exception:  # noqa: BLE001 - logged; tried again next pass
                     log.warning("could not read review item %s's document to index it", item.id)
                     continue
-                await self._store(item.id, text)
-                stored += 1
+                stored += await self._store(item.id, text)
             if len(items) < batch:
                 return stored
             after = items[-1].id
