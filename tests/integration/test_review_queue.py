@@ -210,3 +210,16 @@ def test_indexing_twice_at_once_stores_each_text_once(
         ).scalar_one()
     engine.dispose()
     assert missing == 0
+
+
+def test_the_queue_form_sent_as_it_is_answers(client: TestClient) -> None:
+    """Every field empty, as the Filter button sends them by default; bad values still refused."""
+    _login(client, "alice")
+    blank = {"q": "", "reason": "", "label": "", "source": "", "age": "", "sort": "", "dir": "asc"}
+    page = client.get("/", params=blank)
+    assert page.status_code == 200 and f"{len(SEEDS)} matching" in page.text
+    assert client.get("/api/v1/review-items", params=blank).json()["matching"] == len(SEEDS)
+    for age in ("-1", "abc", "nan", "inf"):
+        refused = client.get("/api/v1/review-items", params={"age": age})
+        assert refused.status_code == 422 and refused.json()["detail"][0]["loc"][-1] == "age"
+    assert client.get("/", params={"sort": "nonsense"}).status_code == 422

@@ -44,6 +44,11 @@ def no_blank(value: object) -> object:
     return None if isinstance(value, str) and not value.strip() else value
 
 
+def hours_text(hours: float | None) -> str:
+    """Hours as a person types them: "10", "0.5" (not "10.0"); "" for none."""
+    return "" if hours is None else format(hours, ".15g")
+
+
 def queue_filter(
     reason: str | None,
     label: str | None,
@@ -81,7 +86,7 @@ class QueueView:
             "reason": view.flt.reason,
             label_param: view.flt.label,
             "source": view.flt.source,
-            "age": view.flt.min_age_hours,
+            "age": hours_text(view.flt.min_age_hours),
         }
         if view.order != QueueOrder():
             params["sort"] = view.order.key.value

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, status
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from pydantic import BeforeValidator
+from pydantic import BeforeValidator, Field
 
 from triage_review_ui.deps import PagesDep, QueriesDep, SessionDep, SettingsDep, require
 from triage_review_ui.domain import QueueView, no_blank, queue_filter
@@ -23,11 +23,13 @@ SearchText = Annotated[
 ]
 # The queue form sends "age=" when the field is left empty, as it is by default.
 AgeHours = Annotated[
-    float | None,
+    Annotated[float, Field(ge=0, le=24 * 365 * 10)] | None,
     BeforeValidator(no_blank),
-    Query(ge=0, le=24 * 365 * 10, description="Only items older than this (hours)."),
+    Query(description="Only items older than this (hours)."),
 ]
-Sort = Annotated[SortKey, BeforeValidator(no_blank), Query(description="Column to sort by.")]
+Sort = Annotated[
+    SortKey | None, BeforeValidator(no_blank), Query(description="Column to sort by (due).")
+]
 Direction = Annotated[str, Query(pattern="^(asc|desc)$", description="Sort direction.")]
 Offset = Annotated[int, Query(ge=0, le=MAX_OFFSET)]
 
@@ -47,13 +49,13 @@ async def queue(
     label: FilterText = None,
     source: FilterText = None,
     age: AgeHours = None,
-    sort: Sort = SortKey.DUE,
+    sort: Sort = None,
     dir: Direction = "asc",
     offset: Offset = 0,
 ) -> Response:
     require(session, Action.REVIEW)
     flt = queue_filter(reason, label, source, age, q)
-    order = QueueOrder(sort, dir == "desc")
+    order = QueueOrder(sort or SortKey.DUE, dir == "desc")
     result = await queries.open_queue(limit=settings.page_size, flt=flt, offset=offset, order=order)
     view = QueueView(flt=flt, order=order, offset=offset, page_size=settings.page_size)
     return pages.render(
@@ -80,7 +82,7 @@ async def queue_json(
     label: FilterText = None,
     source: FilterText = None,
     age: AgeHours = None,
-    sort: Sort = SortKey.DUE,
+    sort: Sort = None,
     dir: Direction = "asc",
     offset: Offset = 0,
     limit: Annotated[int | None, Query(ge=1, le=MAX_API_LIMIT)] = None,
@@ -92,7 +94,7 @@ async def queue_json(
         limit=limit,
         flt=queue_filter(reason, label, source, age, q),
         offset=offset,
-        order=QueueOrder(sort, dir == "desc"),
+        order=QueueOrder(sort or SortKey.DUE, dir == "desc"),
     )
     following = None
     if result.rows and offset + len(result.rows) < result.matching:
