@@ -145,6 +145,9 @@ def test_every_page_and_sort_link_keeps_the_filters(browser: Browser, review_ui:
     expect(page).to_have_url(re.compile(r"dir=desc"))
     assert _names(page)[0] == "newsletter-4.txt"
     page.screenshot(path=ARTIFACTS / "queue-filtered-sorted.png")
+    page.locator("a.count", has_text="low confidence").click()  # a count narrows, keeps the rest
+    expect(page).to_have_url(re.compile(r"reason=low_confidence.*age=10"))
+    expect(page.locator("#matching")).to_have_text(f"{OLDER_THAN_10H} matching")
 
 
 def test_paging_past_the_end_says_so_and_nothing_else(browser: Browser, review_ui: str) -> None:

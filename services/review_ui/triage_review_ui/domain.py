@@ -96,6 +96,10 @@ class QueueView:
         query = urlencode({k: v for k, v in params.items() if v not in (None, "")})
         return f"{path}?{query}" if query else path
 
+    def narrowed(self, **filters: Any) -> str:
+        """This view's address with ``filters`` changed (from the first page); others kept."""
+        return self.url(flt=replace(self.flt, **filters), offset=0)
+
     def sorted_by(self, key: str) -> str:
         """The link of a column header: sort by ``key``, or reverse it if already sorted so."""
         sort = SortKey(key)
