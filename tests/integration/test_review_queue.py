@@ -23,6 +23,7 @@ from triage_review_ui.settings import Settings
 from triage_runtime.accounts.store import AuthStore
 from triage_runtime.blobstore import LocalBlobStore
 from triage_runtime.db.engine import make_async_engine
+from triage_runtime.outcomes.search_text import ReviewTexts
 from triage_runtime.outcomes.store import OutcomeStore
 from triage_text.pool import ExtractionPool
 
@@ -196,7 +197,7 @@ def test_indexing_twice_at_once_stores_each_text_once(
         engine = make_async_engine(clean_db)
         blobs = LocalBlobStore(tmp_path / "blobs")
         async with ExtractionPool(workers=1) as pool:
-            texts = [ItemTexts(engine, ItemDocuments(blobs, pool)) for _ in range(2)]
+            texts = [ItemTexts(ReviewTexts(engine), ItemDocuments(blobs, pool)) for _ in range(2)]
             counts = await asyncio.gather(*(t.index_pending(batch=2) for t in texts))
         await engine.dispose()
         return list(counts)

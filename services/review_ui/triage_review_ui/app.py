@@ -34,6 +34,7 @@ from triage_runtime.ops import ops_router
 from triage_runtime.outbox import InBackground, Outbox
 from triage_runtime.outcomes.quality import QualitySamples
 from triage_runtime.outcomes.review import DecisionTopics, ReviewWorkflow
+from triage_runtime.outcomes.search_text import ReviewTexts
 from triage_runtime.policy_store import PolicyStore
 from triage_runtime.service import producer_for
 from triage_text.pool import ExtractionLimits, ExtractionPool
@@ -74,7 +75,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     gauges = QueueGauges(queries)
     documents = ItemDocuments(settings.open_blob_store(), pool)
-    texts = ItemTexts(engine, documents)
+    texts = ItemTexts(ReviewTexts(engine), documents)
     quality = LiveQuality(QualitySamples(engine), PolicyStore(engine), settings)
 
     @asynccontextmanager

@@ -3,9 +3,9 @@ shown in it.
 
 The classifier's event carries no text and the router reads no documents, so the review UI,
 which already extracts documents in a bounded worker to show them, is the one place an
-item's text is stored (``review_item.search_text``): by a background pass over open items
-without it (new ones within seconds, and those opened before search existed), or by the
-item page if it gets there first. PostgreSQL keeps ``search_vector`` from it (migration 0014).
+item's text is stored (``triage_runtime.outcomes.search_text``): by a background pass over
+open items without it (new ones within seconds, and those opened before search existed), or
+by the item page if it gets there first.
 """
 
 from __future__ import annotations
@@ -18,13 +18,11 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from markupsafe import Markup, escape
-from sqlalchemy import func, select, update
-from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
 from triage_review_ui.background import every
 from triage_review_ui.documents import ItemDocuments
-from triage_review_ui.queries import OPEN_STATUSES
-from triage_runtime.db.models import SEARCH_CONFIG, ReviewItem
+from triage_runtime.db.models import ReviewItem
+from triage_runtime.outcomes.search_text import ReviewTexts
 
 log = logging.getLogger(__name__)
 
@@ -32,16 +30,13 @@ log = logging.getLogger(__name__)
 class ItemTexts:
     """Review items' extracted text: read once from the document, then from PostgreSQL."""
 
-    def __init__(self, engine: AsyncEngine, documents: ItemDocuments) -> None:
-        self._sessions = async_sessionmaker(engine, expire_on_commit=False)
+    def __init__(self, store: ReviewTexts, documents: ItemDocuments) -> None:
+        self._store = store
         self._documents = documents
 
     async def text(self, item: ReviewItem) -> str | None:
         """The item's text for its page: stored, else extracted (and stored), else None."""
-        async with self._sessions() as session:
-            stored = await session.scalar(
-                select(ReviewItem.search_text).where(ReviewItem.id == item.id)
-            )
+        stored = await self._store.stored(item.id)
         if stored is not None:
             return stored or None
         if item.extraction_status != "ok":
@@ -50,20 +45,8 @@ class ItemTexts:
             text = await self._documents.extract(item)
         except Exception:  # noqa: BLE001 - a missing blob must not break the page
             return None
-        await self._store(item.id, text)
+        await self._store.store(item.id, text)
         return text
-
-    async def _store(self, item_id: int, text: str | None) -> bool:
-        """Store an item's text unless it has some; whether this call stored it."""
-        # "" marks a document read and found empty, so it is not read again.
-        async with self._sessions.begin() as session:
-            stored = await session.execute(
-                update(ReviewItem)
-                .where(ReviewItem.id == item_id, ReviewItem.search_text.is_(None))
-                .values(search_text=(text or "").replace("\x00", ""))
-                .returning(ReviewItem.id)
-            )
-            return stored.first() is not None
 
     async def index_pending(self, *, batch: int = 50) -> int:
         """Store the text of every open item that has none; return how many this call stored.
@@ -73,29 +56,14 @@ class ItemTexts:
         """
         stored, after = 0, 0
         while True:
-            async with self._sessions() as session:
-                items = list(
-                    (
-                        await session.execute(
-                            select(ReviewItem)
-                            .where(
-                                ReviewItem.id > after,
-                                ReviewItem.status.in_(OPEN_STATUSES),
-                                ReviewItem.extraction_status == "ok",
-                                ReviewItem.search_text.is_(None),
-                            )
-                            .order_by(ReviewItem.id)
-                            .limit(batch)
-                        )
-                    ).scalars()
-                )
+            items = await self._store.unindexed(after=after, limit=batch)
             for item in items:
                 try:
                     text = await self._documents.extract(item)
                 except Exception:  # noqa: BLE001 - logged; tried again next pass
                     log.warning("could not read review item %s's document to index it", item.id)
                     continue
-                stored += await self._store(item.id, text)
+                stored += await self._store.store(item.id, text)
             if len(items) < batch:
                 return stored
             after = items[-1].id
@@ -108,17 +76,7 @@ class ItemTexts:
         # then only these become <mark> tags, so a document's own "<mark>" stays text.
         token = secrets.token_hex(8)
         start, stop = f"qs{token}", f"qe{token}"
-        async with self._sessions() as session:
-            headline = await session.scalar(
-                select(
-                    func.ts_headline(
-                        SEARCH_CONFIG,
-                        ReviewItem.search_text,
-                        func.websearch_to_tsquery(SEARCH_CONFIG, search),
-                        f"StartSel={start}, StopSel={stop}, HighlightAll=true",
-                    )
-                ).where(ReviewItem.id == item_id, ReviewItem.search_text != "")
-            )
+        headline = await self._store.headline(item_id, search, start=start, stop=stop)
         if headline is None or start not in headline:
             return None
         escaped = str(escape(headline))
