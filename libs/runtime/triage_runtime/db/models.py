@@ -83,6 +83,12 @@ class ReviewItem(Base):
     __table_args__ = (
         Index("ix_review_item_status_due", "status", "due_at"),
         Index("ix_review_item_search", "search_vector", postgresql_using="gin"),
+        # The review UI looks for open items still without text every few seconds.
+        Index(
+            "ix_review_item_unindexed",
+            "id",
+            postgresql_where=text("search_text IS NULL AND status IN ('pending', 'claimed')"),
+        ),
         # Live precision reads the quality samples of a recent window (outcomes.quality).
         Index(
             "ix_review_item_quality_sample",

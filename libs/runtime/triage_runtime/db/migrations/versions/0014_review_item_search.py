@@ -37,9 +37,17 @@ def upgrade() -> None:
     op.create_index(
         "ix_review_item_search", "review_item", ["search_vector"], postgresql_using="gin"
     )
+    # The review UI looks for open items still without text every few seconds.
+    op.create_index(
+        "ix_review_item_unindexed",
+        "review_item",
+        ["id"],
+        postgresql_where="search_text IS NULL AND status IN ('pending', 'claimed')",
+    )
 
 
 def downgrade() -> None:
+    op.drop_index("ix_review_item_unindexed", "review_item")
     op.drop_index("ix_review_item_search", "review_item")
     op.drop_column("review_item", "search_vector")
     op.drop_column("review_item", "search_text")
