@@ -23,7 +23,8 @@ from triage_contracts import utcnow
 from triage_review_ui import background, domain
 from triage_review_ui.app import create_app
 from triage_review_ui.documents import ItemDocuments
-from triage_review_ui.queries import Dashboard, QueueFilter, QueuePage, ReviewQueries
+from triage_review_ui.queries import Dashboard, QueueFilter, QueueOrder, QueuePage, ReviewQueries
+from triage_review_ui.search import ItemTexts
 from triage_review_ui.settings import Settings
 from triage_runtime.accounts.credentials import Role, check_password_policy, check_username
 from triage_runtime.accounts.store import (
@@ -37,6 +38,7 @@ from triage_runtime.accounts.throttle import LoginThrottle
 from triage_runtime.blobstore import LocalBlobStore
 from triage_runtime.db.models import AuditLog, ReviewItem
 from triage_runtime.outcomes.review import BulkResult, Claim, ReviewWorkflow, WorkflowError
+from triage_runtime.outcomes.search_text import ReviewTexts
 from triage_text.pool import ExtractionPool
 
 PASSWORD = "correct horse battery"
@@ -163,7 +165,12 @@ class MemoryQueries(ReviewQueries):
         return sorted(i for i, item in self.items.items() if item.status != "decided")
 
     async def open_queue(
-        self, *, limit: int, flt: QueueFilter | None = None, offset: int = 0
+        self,
+        *,
+        limit: int,
+        flt: QueueFilter | None = None,
+        offset: int = 0,
+        order: QueueOrder | None = None,
     ) -> QueuePage:
         self.filters.append((limit, flt, offset))
         return QueuePage(rows=[], total_open=len(self._open()), by_reason={}, matching=0)
@@ -183,6 +190,22 @@ class MemoryQueries(ReviewQueries):
 
     async def dashboard(self) -> Dashboard:
         return self.stats
+
+
+class MemoryTexts(ReviewTexts):
+    """Review items' stored text in a dict (no search: nothing is marked)."""
+
+    def __init__(self) -> None:  # no engine: nothing here reaches PostgreSQL
+        self.texts: dict[int, str] = {}
+
+    async def stored(self, item_id: int) -> str | None:
+        return self.texts.get(item_id)
+
+    async def store(self, item_id: int, text: str | None) -> bool:
+        return self.texts.setdefault(item_id, text or "") == (text or "")
+
+    async def headline(self, item_id: int, search: str, *, start: str, stop: str) -> str | None:
+        return None
 
 
 class MemoryWorkflow(ReviewWorkflow):
@@ -236,6 +259,7 @@ class Review:
         self.app.state.auth = self.auth
         self.app.state.queries = self.queries
         self.app.state.workflow = self.workflow
+        self.app.state.texts = ItemTexts(MemoryTexts(), self.app.state.documents)
         self.blobs = LocalBlobStore(self.settings.blob_dir)
         # No lifespan: Kafka and PostgreSQL stay unused.
         self.client = TestClient(self.app, follow_redirects=False)
@@ -324,7 +348,16 @@ def test_the_queue_passes_its_filters_and_page_size_on(tmp_path: Path) -> None:
         14,
     )
     listed = review.client.get("/api/v1/review-items?label=billing")
-    assert listed.json() == {"total_open": 1, "matching": 0, "by_reason": {}, "items": []}
+    assert listed.json() == {
+        "total_open": 1,
+        "matching": 0,
+        "total": 0,
+        "offset": 0,
+        "limit": 7,
+        "next": None,
+        "by_reason": {},
+        "items": [],
+    }
     assert review.queries.filters[-1] == (7, QueueFilter(label="billing"), 0)
     assert review.client.get("/next").headers["location"] == "/items/1"
 

@@ -25,7 +25,8 @@ from triage_review_ui.documents import ItemDocuments
 from triage_review_ui.metrics import count_decision
 from triage_review_ui.pages import Pages
 from triage_review_ui.queries import ReviewQueries
-from triage_review_ui.routes import admin, auth, dashboard, items, queue
+from triage_review_ui.routes import admin, auth, bulk, dashboard, items, queue
+from triage_review_ui.search import ItemTexts
 from triage_review_ui.settings import Settings
 from triage_runtime.accounts.store import AuthStore
 from triage_runtime.db.engine import database_reachable, make_async_engine
@@ -34,6 +35,7 @@ from triage_runtime.ops import ops_router
 from triage_runtime.outbox import InBackground, Outbox
 from triage_runtime.outcomes.quality import QualitySamples
 from triage_runtime.outcomes.review import DecisionTopics, ReviewWorkflow
+from triage_runtime.outcomes.search_text import ReviewTexts
 from triage_runtime.policy_store import PolicyStore
 from triage_runtime.service import producer_for
 from triage_text.pool import ExtractionLimits, ExtractionPool
@@ -73,6 +75,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         on_decided=count_decision,
     )
     gauges = QueueGauges(queries)
+    documents = ItemDocuments(settings.open_blob_store(), pool)
+    texts = ItemTexts(ReviewTexts(engine), documents)
     quality = LiveQuality(QualitySamples(engine), PolicyStore(engine), settings)
 
     @asynccontextmanager
@@ -86,6 +90,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 outbox.relaying(interval=settings.outbox_relay_seconds, keep=settings.outbox_keep)
             )
             await stack.enter_async_context(background.running(gauges, quality, settings))
+            await stack.enter_async_context(texts.indexing(settings.search_index_seconds))
             yield
         log.info("stopped cleanly")
 
@@ -102,7 +107,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.queries = queries
     app.state.workflow = workflow
     app.state.quality = quality
-    app.state.documents = ItemDocuments(settings.open_blob_store(), pool)
+    app.state.documents = documents
+    app.state.texts = texts
     app.state.pages = Pages(settings)
     app.include_router(
         ops_router(
@@ -118,6 +124,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(LoginRequiredError, to_login)
     errors.install(app)
     security.install(app, settings)
-    for router in (auth.router, queue.router, items.router, dashboard.router, admin.router):
+    for router in (
+        auth.router,
+        queue.router,
+        items.router,
+        bulk.router,
+        dashboard.router,
+        admin.router,
+    ):
         app.include_router(router)
     return app

@@ -11,6 +11,7 @@ from triage_review_ui.background import LiveQuality
 from triage_review_ui.documents import ItemDocuments
 from triage_review_ui.pages import Pages
 from triage_review_ui.queries import ReviewQueries
+from triage_review_ui.search import ItemTexts
 from triage_review_ui.settings import Settings
 from triage_runtime.accounts.credentials import Action, can, verify_csrf
 from triage_runtime.accounts.store import AuthStore, SessionInfo
@@ -27,6 +28,7 @@ WorkflowDep = Annotated[ReviewWorkflow, app_state("workflow")]
 DocumentsDep = Annotated[ItemDocuments, app_state("documents")]
 PagesDep = Annotated[Pages, app_state("pages")]
 QualityDep = Annotated[LiveQuality, app_state("quality")]
+TextsDep = Annotated[ItemTexts, app_state("texts")]
 
 
 class LoginRequiredError(Exception):

@@ -31,8 +31,11 @@ class ItemDocuments:
         if item.extraction_status != "ok":
             return None
         try:
-            data = await self.data(item)
+            return await self.extract(item)
         except Exception:  # noqa: BLE001 - a missing blob must not break the page
             return None
-        extracted = await self._pool.extract(data, item.media_type)
+
+    async def extract(self, item: ReviewItem) -> str | None:
+        """The document's text, or None if it has none; raises if its blob cannot be read."""
+        extracted = await self._pool.extract(await self.data(item), item.media_type)
         return extracted.text[:MAX_TEXT_CHARS] if extracted.text else None

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
 from typing import Any
+from urllib.parse import urlencode
 
 from triage_contracts import utcnow
-from triage_review_ui.queries import QueueFilter
+from triage_review_ui.queries import QueueFilter, QueueOrder, SortKey
 
 
 def is_local_path(target: str) -> bool:
@@ -23,13 +25,117 @@ def due_in(due_at: datetime, now: datetime | None = None) -> str:
     return f"due in {minutes // 60}h {minutes % 60}m"
 
 
+def sla(due_at: datetime, soon: timedelta, now: datetime | None = None) -> str | None:
+    """ "overdue", "due soon" (within ``soon``) or None: how the queue marks an item's due time."""
+    left = due_at - (now or utcnow())
+    if left < timedelta(0):
+        return "overdue"
+    return "due soon" if left <= soon else None
+
+
+def shown_name(item: Any) -> str:
+    """What an item is called on every page: its file name, else its email subject."""
+    name = getattr(item, "filename", None) or getattr(item, "email_subject", None)
+    return str(name).strip() if name and str(name).strip() else "(no name)"
+
+
+def no_blank(value: object) -> object:
+    """An empty query-string field means "not given" (a form sends every field, empty or not)."""
+    return None if isinstance(value, str) and not value.strip() else value
+
+
+def hours_text(hours: float | None) -> str:
+    """Hours as a person types them: "10", "0.5" (not "10.0"); "" for none."""
+    return "" if hours is None else format(hours, ".15g")
+
+
 def queue_filter(
-    reason: str | None, label: str | None, source: str | None, age: float | None
+    reason: str | None,
+    label: str | None,
+    source: str | None,
+    age: float | None,
+    search: str | None = None,
 ) -> QueueFilter:
     """The queue filter a query string asks for; an empty field filters nothing."""
     return QueueFilter(
-        reason=reason or None, label=label or None, source=source or None, min_age_hours=age
+        reason=reason or None,
+        label=label or None,
+        source=source or None,
+        min_age_hours=age,
+        search=(search or "").strip() or None,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class QueueView:
+    """What the queue page shows (filters, order, offset), and the links that keep it."""
+
+    flt: QueueFilter
+    order: QueueOrder
+    offset: int
+    page_size: int
+
+    def url(self, path: str = "/", *, label_param: str = "label", **changes: Any) -> str:
+        """This view's address with ``changes`` (offset, order); filters always kept.
+
+        ``label_param`` names the label filter where ``label`` means something else.
+        """
+        view = replace(self, **changes)
+        params: dict[str, Any] = {
+            "q": view.flt.search,
+            "reason": view.flt.reason,
+            label_param: view.flt.label,
+            "source": view.flt.source,
+            "age": hours_text(view.flt.min_age_hours),
+        }
+        if view.order != QueueOrder():
+            params["sort"] = view.order.key.value
+            params["dir"] = "desc" if view.order.descending else "asc"
+        if view.offset:
+            params["offset"] = view.offset
+        query = urlencode({k: v for k, v in params.items() if v not in (None, "")})
+        return f"{path}?{query}" if query else path
+
+    def narrowed(self, **filters: Any) -> str:
+        """This view's address with ``filters`` changed (from the first page); others kept."""
+        return self.url(flt=replace(self.flt, **filters), offset=0)
+
+    def sorted_by(self, key: str) -> str:
+        """The link of a column header: sort by ``key``, or reverse it if already sorted so."""
+        sort = SortKey(key)
+        descending = not self.order.descending if self.order.key is sort else False
+        return self.url(order=QueueOrder(sort, descending), offset=0)
+
+    def sort_state(self, key: str) -> str:
+        """``aria-sort`` of a column header: "ascending", "descending" or "none"."""
+        if self.order.key is not SortKey(key):
+            return "none"
+        return "descending" if self.order.descending else "ascending"
+
+    @property
+    def page(self) -> int:
+        """This page's number, from 1."""
+        return self.offset // self.page_size + 1
+
+    def pages(self, matching: int) -> int:
+        """How many pages ``matching`` items fill (at least 1)."""
+        return max(1, -(-matching // self.page_size))
+
+    def page_url(self, number: int) -> str:
+        """The address of page ``number`` of this view."""
+        return self.url(offset=(number - 1) * self.page_size)
+
+    def page_numbers(self, matching: int, around: int = 2) -> list[int | None]:
+        """Page numbers to link: first, last and those near this one; None for a gap."""
+        last = self.pages(matching)
+        wanted = {1, last, *range(self.page - around, self.page + around + 1)}
+        shown = sorted(n for n in wanted if 1 <= n <= last)
+        numbers: list[int | None] = []
+        for before, n in zip([0, *shown], shown, strict=False):
+            if before and n - before > 1:
+                numbers.append(None)
+            numbers.append(n)
+        return numbers
 
 
 def top_probabilities(

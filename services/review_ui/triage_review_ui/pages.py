@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from fastapi import Request, Response
 from fastapi.templating import Jinja2Templates
 
-from triage_review_ui.domain import due_in
+from triage_review_ui.domain import due_in, hours_text, shown_name, sla
 from triage_review_ui.explanations import shown_explanation
 from triage_review_ui.queries import shown_counts, shown_reason
 from triage_review_ui.settings import Settings
@@ -27,7 +28,13 @@ class Pages:
         self.templates.env.filters["shown_reason"] = shown_reason
         self.templates.env.filters["shown_counts"] = shown_counts
         self.templates.env.filters["shown_explanation"] = shown_explanation
+        self.templates.env.filters["shown_name"] = shown_name
+        self.templates.env.filters["sla"] = self._sla
+        self.templates.env.filters["hours_text"] = hours_text
         self.templates.env.globals["labels"] = settings.labels
+
+    def _sla(self, due_at: datetime) -> str | None:
+        return sla(due_at, timedelta(hours=self._settings.due_soon_hours))
 
     def render(
         self, request: Request, name: str, session: SessionInfo | None, **context: Any

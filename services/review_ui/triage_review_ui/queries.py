@@ -11,6 +11,7 @@ model's confidence, which would tell a confident routing from an uncertain one.
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -20,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 from sqlalchemy.orm import InstrumentedAttribute
 
 from triage_contracts import utcnow
-from triage_runtime.db.models import AuditLog, ReviewItem
+from triage_runtime.db.models import SEARCH_CONFIG, AuditLog, ReviewItem
 from triage_runtime.routing import ReviewReason
 
 OPEN_STATUSES = ("pending", "claimed")
@@ -33,6 +34,8 @@ SHOWN_REASON = case(
     else_=ReviewItem.reason,
 )
 """``shown_reason`` in SQL, for filtering and counting as reviewers see it."""
+SHOWN_REASONS = tuple(r.value for r in ReviewReason if r.value not in _BLIND)
+"""The reasons a reviewer can filter by: the router's, as shown (none is hidden or invented)."""
 
 
 def shown_reason(reason: str) -> str:
@@ -56,6 +59,40 @@ class QueueFilter:
     label: str | None = None
     source: str | None = None
     min_age_hours: float | None = None
+    search: str | None = None
+    """Words to find in the text, email subject, sender or name (web search syntax)."""
+
+
+class SortKey(enum.StrEnum):
+    """The queue's sortable columns."""
+
+    DUE = "due"
+    RECEIVED = "received"
+    PRIORITY = "priority"
+    NAME = "name"
+
+
+_SORT_COLUMNS: dict[SortKey, ColumnElement[Any] | InstrumentedAttribute[Any]] = {
+    SortKey.DUE: ReviewItem.due_at,
+    SortKey.RECEIVED: ReviewItem.received_at,
+    SortKey.PRIORITY: ReviewItem.priority,
+    # The name a reviewer sees (``domain.shown_name``): the file name, else the subject.
+    SortKey.NAME: func.lower(func.coalesce(ReviewItem.filename, ReviewItem.email_subject, "")),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class QueueOrder:
+    """How the queue is sorted: a column and a direction (ties by due time, then id)."""
+
+    key: SortKey = SortKey.DUE
+    descending: bool = False
+
+    def clauses(self) -> list[ColumnElement[Any]]:
+        """ORDER BY clauses for this order."""
+        column = _SORT_COLUMNS[self.key]
+        first = column.desc() if self.descending else column.asc()
+        return [first, ReviewItem.due_at.asc(), ReviewItem.id.asc()]
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +112,8 @@ class QueueRow:
     status: str
     claimed_by: str | None
     claimed_until: datetime | None
+    email_subject: str | None = None
+    email_sender: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +154,8 @@ def _row(i: ReviewItem) -> QueueRow:
         status=i.status,
         claimed_by=i.claimed_by,
         claimed_until=i.claimed_until,
+        email_subject=i.email_subject,
+        email_sender=i.email_sender,
     )
 
 
@@ -135,6 +176,14 @@ def _filtered(query: Select[Any], flt: QueueFilter) -> Select[Any]:
         query = query.where(_equals(ReviewItem.source_kind, flt.source))
     if flt.min_age_hours:
         query = query.where(ReviewItem.received_at <= utcnow() - timedelta(hours=flt.min_age_hours))
+    if flt.search:
+        query = query.where(
+            false()
+            if "\x00" in flt.search
+            else ReviewItem.search_vector.op("@@")(
+                func.websearch_to_tsquery(SEARCH_CONFIG, flt.search)
+            )
+        )
     return query
 
 
@@ -145,15 +194,20 @@ class ReviewQueries:
         self._sessions = async_sessionmaker(engine, expire_on_commit=False)
 
     async def open_queue(
-        self, *, limit: int, flt: QueueFilter | None = None, offset: int = 0
+        self,
+        *,
+        limit: int,
+        flt: QueueFilter | None = None,
+        offset: int = 0,
+        order: QueueOrder | None = None,
     ) -> QueuePage:
-        """Return open items matching ``flt``, earliest due first, with counts."""
+        """Return open items matching ``flt`` in ``order`` (earliest due first), with counts."""
         flt = flt or QueueFilter()
         async with self._sessions() as session:
             items = (
                 await session.execute(
                     _filtered(select(ReviewItem), flt)
-                    .order_by(ReviewItem.due_at, ReviewItem.priority, ReviewItem.id)
+                    .order_by(*(order or QueueOrder()).clauses())
                     .offset(offset)
                     .limit(limit)
                 )
@@ -173,6 +227,14 @@ class ReviewQueries:
         return QueuePage(
             rows=rows, total_open=sum(by_reason.values()), by_reason=by_reason, matching=matching
         )
+
+    async def matching_ids(self, flt: QueueFilter, *, limit: int) -> list[int]:
+        """Ids of the open items matching ``flt``, earliest due first, at most ``limit``."""
+        async with self._sessions() as session:
+            found = await session.execute(
+                _filtered(select(ReviewItem.id), flt).order_by(*QueueOrder().clauses()).limit(limit)
+            )
+            return [int(i) for i in found.scalars()]
 
     async def item(self, item_id: int) -> ReviewItem | None:
         """One review item with everything the item page shows."""

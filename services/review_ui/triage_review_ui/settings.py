@@ -36,6 +36,12 @@ class Settings(CommonSettings):
             " X-Forwarded-Proto are believed; from anyone else they are ignored."
         ),
     )
+    due_soon_hours: float = Field(
+        default=2.0, ge=0, description="The queue marks items due within this many hours."
+    )
+    search_index_seconds: float = Field(
+        default=5.0, gt=0, description="How often open items' text is stored for search."
+    )
     gauge_interval_seconds: float = Field(
         default=15.0, gt=0, description="How often the review queue gauges are refreshed."
     )

@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import (
     BigInteger,
     Boolean,
+    Computed,
     DateTime,
     Float,
     Index,
@@ -18,12 +19,23 @@ from sqlalchemy import (
     func,
     text,
 )
-from sqlalchemy.dialects.postgresql import JSONB, UUID
+from sqlalchemy.dialects.postgresql import JSONB, TSVECTOR, UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
 class Base(DeclarativeBase):
     """Declarative base for Triage's tables."""
+
+
+SEARCH_CONFIG = "english"
+"""The text search configuration of review items' search vector, and of queries against it."""
+REVIEW_SEARCH_VECTOR = (
+    "setweight(to_tsvector('english', coalesce(email_subject, '')), 'A')"
+    " || setweight(to_tsvector('english', coalesce(email_sender, '')), 'A')"
+    " || setweight(to_tsvector('english', coalesce(filename, '')), 'B')"
+    " || setweight(to_tsvector('english', coalesce(search_text, '')), 'C')"
+)
+"""What a review item is found by (migration 0014): subject and sender, name, then text."""
 
 
 class ReviewItem(Base):
@@ -65,9 +77,22 @@ class ReviewItem(Base):
     # label needed under the event's policy; None for items opened before they were kept.
     explanation: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
     threshold: Mapped[float | None] = mapped_column(Float)
+    # Loaded only when asked for: a queue page never carries documents' text.
+    search_text: Mapped[str | None] = mapped_column(Text, deferred=True)
+    """The document's extracted text, stored by the review UI (``triage_review_ui.search``)."""
+    search_vector: Mapped[Any] = mapped_column(
+        TSVECTOR, Computed(REVIEW_SEARCH_VECTOR, persisted=True), deferred=True
+    )
 
     __table_args__ = (
         Index("ix_review_item_status_due", "status", "due_at"),
+        Index("ix_review_item_search", "search_vector", postgresql_using="gin"),
+        # The review UI looks for open items still without text every few seconds.
+        Index(
+            "ix_review_item_unindexed",
+            "id",
+            postgresql_where=text("search_text IS NULL AND status IN ('pending', 'claimed')"),
+        ),
         # Live precision reads the quality samples of a recent window (outcomes.quality).
         Index(
             "ix_review_item_quality_sample",

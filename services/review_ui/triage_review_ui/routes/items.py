@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Form, HTTPException, Request, status
+from fastapi import APIRouter, Form, HTTPException, Query, Request, status
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from triage_review_ui.deps import (
@@ -13,6 +13,7 @@ from triage_review_ui.deps import (
     QueriesDep,
     SessionDep,
     SettingsDep,
+    TextsDep,
     WorkflowDep,
     check_csrf,
     require,
@@ -22,6 +23,10 @@ from triage_runtime.accounts.credentials import Action
 from triage_runtime.outcomes.review import WorkflowError
 
 router = APIRouter()
+NOTHING_TICKED = (
+    "No item was ticked: tick the items to decide, or use “Decide all matching” for every item"
+    " the filters match."
+)
 
 
 @router.get("/items/{item_id}", response_class=HTMLResponse, include_in_schema=False)
@@ -32,8 +37,9 @@ async def item_page(
     *,
     queries: QueriesDep,
     workflow: WorkflowDep,
-    documents: DocumentsDep,
+    texts: TextsDep,
     pages: PagesDep,
+    q: Annotated[str | None, Query(max_length=200)] = None,
 ) -> Response:
     require(session, Action.REVIEW)
     item = await queries.item(item_id)
@@ -46,13 +52,16 @@ async def item_page(
             item = await queries.item(item_id) or item
         except WorkflowError as exc:
             claim_error = str(exc)
-    text = await documents.text(item)
+    text = await texts.text(item)
+    highlighted = await texts.highlighted(item_id, q) if q and text else None
     return pages.render(
         request,
         "item.html",
         session,
         item=item,
         text=text,
+        search=q,
+        highlighted=highlighted,
         ranking=[label for label, _ in top_probabilities(item.probabilities)],
         claim_error=claim_error,
         previous_id=await queries.neighbour(item_id, after=False),
@@ -114,11 +123,13 @@ async def bulk_decide(
     pages: PagesDep,
     settings: SettingsDep,
     label: Annotated[str, Form()],
-    item_ids: Annotated[list[int], Form(alias="item_id")],
+    item_ids: Annotated[list[int] | None, Form(alias="item_id")] = None,
     csrf: Annotated[str, Form()] = "",
 ) -> Response:
     require(session, Action.REVIEW)
     check_csrf(session, csrf)
+    if not item_ids:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, NOTHING_TICKED)
     if label not in settings.labels:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, f"{label!r} is not a queue")
     result = await workflow.bulk_decide(item_ids, reviewer=session.user.username, label=label)

@@ -7,16 +7,31 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, status
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from pydantic import BeforeValidator, Field
 
 from triage_review_ui.deps import PagesDep, QueriesDep, SessionDep, SettingsDep, require
-from triage_review_ui.domain import queue_filter
+from triage_review_ui.domain import QueueView, no_blank, queue_filter
+from triage_review_ui.queries import SHOWN_REASONS, QueueOrder, SortKey
 from triage_runtime.accounts.credentials import Action
 
 MAX_OFFSET = 1_000_000
+MAX_API_LIMIT = 500
 FilterText = Annotated[str | None, Query(max_length=100)]
-AgeHours = Annotated[
-    float | None, Query(ge=0, le=24 * 365 * 10, description="Only items older than this (hours).")
+SearchText = Annotated[
+    str | None,
+    Query(max_length=200, description="Words to find in the text, email subject, sender, name."),
 ]
+# The queue form sends "age=" when the field is left empty, as it is by default.
+AgeHours = Annotated[
+    Annotated[float, Field(ge=0, le=24 * 365 * 10)] | None,
+    BeforeValidator(no_blank),
+    Query(description="Only items older than this (hours)."),
+]
+Sort = Annotated[
+    SortKey | None, BeforeValidator(no_blank), Query(description="Column to sort by (due).")
+]
+Direction = Annotated[str, Query(pattern="^(asc|desc)$", description="Sort direction.")]
+Offset = Annotated[int, Query(ge=0, le=MAX_OFFSET)]
 
 router = APIRouter()
 
@@ -29,36 +44,69 @@ async def queue(
     pages: PagesDep,
     settings: SettingsDep,
     *,
+    q: SearchText = None,
     reason: FilterText = None,
     label: FilterText = None,
     source: FilterText = None,
     age: AgeHours = None,
-    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
+    sort: Sort = None,
+    dir: Direction = "asc",
+    offset: Offset = 0,
 ) -> Response:
     require(session, Action.REVIEW)
-    flt = queue_filter(reason, label, source, age)
-    result = await queries.open_queue(limit=settings.page_size, flt=flt, offset=offset)
-    return pages.render(request, "queue.html", session, page=result, flt=flt, offset=offset)
+    flt = queue_filter(reason, label, source, age, q)
+    order = QueueOrder(sort or SortKey.DUE, dir == "desc")
+    result = await queries.open_queue(limit=settings.page_size, flt=flt, offset=offset, order=order)
+    view = QueueView(flt=flt, order=order, offset=offset, page_size=settings.page_size)
+    return pages.render(
+        request,
+        "queue.html",
+        session,
+        page=result,
+        flt=flt,
+        offset=offset,
+        view=view,
+        reasons=SHOWN_REASONS,
+    )
 
 
-@router.get("/api/v1/review-items", summary="The open review queue as JSON")
+@router.get("/api/v1/review-items", summary="The open review queue as JSON, a page at a time")
 async def queue_json(
+    request: Request,
     session: SessionDep,
     queries: QueriesDep,
     settings: SettingsDep,
     *,
+    q: SearchText = None,
     reason: FilterText = None,
     label: FilterText = None,
     source: FilterText = None,
     age: AgeHours = None,
+    sort: Sort = None,
+    dir: Direction = "asc",
+    offset: Offset = 0,
+    limit: Annotated[int | None, Query(ge=1, le=MAX_API_LIMIT)] = None,
 ) -> dict[str, Any]:
+    """Open items matching the filters; ``next`` is this page's address moved on, or null."""
     require(session, Action.REVIEW)
+    limit = limit or settings.page_size
     result = await queries.open_queue(
-        limit=settings.page_size, flt=queue_filter(reason, label, source, age)
+        limit=limit,
+        flt=queue_filter(reason, label, source, age, q),
+        offset=offset,
+        order=QueueOrder(sort or SortKey.DUE, dir == "desc"),
     )
+    following = None
+    if result.rows and offset + len(result.rows) < result.matching:
+        moved = request.url.include_query_params(offset=offset + limit, limit=limit)
+        following = f"{moved.path}?{moved.query}"
     return {
         "total_open": result.total_open,
         "matching": result.matching,
+        "total": result.matching,
+        "offset": offset,
+        "limit": limit,
+        "next": following,
         "by_reason": result.by_reason,
         "items": [asdict(r) for r in result.rows],
     }
