@@ -24,7 +24,7 @@ from triage_review_ui.documents import ItemDocuments
 from triage_review_ui.metrics import count_decision
 from triage_review_ui.pages import Pages
 from triage_review_ui.queries import ReviewQueries
-from triage_review_ui.routes import admin, auth, dashboard, items, queue
+from triage_review_ui.routes import admin, auth, claims, dashboard, items, queue
 from triage_review_ui.settings import Settings
 from triage_runtime.accounts.store import AuthStore
 from triage_runtime.db.engine import database_reachable, make_async_engine
@@ -62,6 +62,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     workflow = ReviewWorkflow(
         engine,
         labels=settings.labels,
+        other_queues=settings.other_queues,
         lease=timedelta(minutes=settings.lease_minutes),
         producer=producer,
         topics=DecisionTopics(
@@ -114,6 +115,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     app.add_exception_handler(LoginRequiredError, to_login)
     errors.install(app)
-    for router in (auth.router, queue.router, items.router, dashboard.router, admin.router):
+    for router in (
+        auth.router,
+        queue.router,
+        items.router,
+        claims.router,
+        dashboard.router,
+        admin.router,
+    ):
         app.include_router(router)
     return app

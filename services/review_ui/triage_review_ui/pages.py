@@ -8,7 +8,7 @@ from typing import Any
 from fastapi import Request, Response
 from fastapi.templating import Jinja2Templates
 
-from triage_review_ui.domain import due_in
+from triage_review_ui.domain import decision_text, due_in
 from triage_review_ui.queries import shown_counts, shown_reason
 from triage_review_ui.settings import Settings
 from triage_runtime.accounts.store import SessionInfo
@@ -25,6 +25,7 @@ class Pages:
         self.templates.env.filters["due_in"] = due_in
         self.templates.env.filters["shown_reason"] = shown_reason
         self.templates.env.filters["shown_counts"] = shown_counts
+        self.templates.env.filters["decision_text"] = decision_text
         self.templates.env.globals["labels"] = settings.labels
 
     def render(
