@@ -55,11 +55,13 @@ def _workflow(
     *,
     topics_: DecisionTopics = TOPICS,
     publisher: Publisher | None = None,
+    other_queues: tuple[str, ...] = (),
 ) -> tuple[ReviewWorkflow, AsyncEngine]:
     engine = make_async_engine(database_url)
     flow = ReviewWorkflow(
         engine,
         labels=LABELS,
+        other_queues=other_queues,
         lease=timedelta(seconds=lease),
         producer=PRODUCER,
         topics=topics_,
