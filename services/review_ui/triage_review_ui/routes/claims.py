@@ -75,10 +75,15 @@ async def conflict_page(
         item=item,
         state=claim_state(item, session.user.username),
         message=message,
-        next_id=await queries.first_open(),
+        next_id=await following(queries, item_id),
     )
     response.status_code = status.HTTP_409_CONFLICT
     return response
+
+
+async def following(queries: QueriesDep, item_id: int) -> int | None:
+    """The open item to go on to after ``item_id``: the next one due, else the first."""
+    return await queries.neighbour(item_id, after=True) or await queries.first_open()
 
 
 async def _holder(queries: QueriesDep, item_id: int) -> ReviewItem:
@@ -166,8 +171,8 @@ async def skip(
         )
     except WorkflowError as exc:
         raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from exc
-    following = await queries.neighbour(item_id, after=True)
-    return RedirectResponse(f"/items/{following}" if following else "/", status.HTTP_303_SEE_OTHER)
+    after = await queries.neighbour(item_id, after=True)
+    return RedirectResponse(f"/items/{after}" if after else "/", status.HTTP_303_SEE_OTHER)
 
 
 @router.post("/items/{item_id}/release-claim", include_in_schema=False)

@@ -26,7 +26,7 @@ from triage_review_ui.domain import (
     sent_as,
     top_probabilities,
 )
-from triage_review_ui.routes.claims import assignable, conflict_page
+from triage_review_ui.routes.claims import assignable, conflict_page, following
 from triage_runtime.accounts.credentials import Action, can
 from triage_runtime.outcomes.review import ClaimConflictError, DecisionKind, WorkflowError
 
@@ -111,8 +111,8 @@ async def decide(
         if await queries.item(item_id) is None:
             raise HTTPException(status.HTTP_404_NOT_FOUND, "no such review item") from exc
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from exc
-    following = await queries.neighbour(item_id, after=True) or await queries.first_open()
-    target = f"/items/{following}" if following else "/"
+    after = await following(queries, item_id)
+    target = f"/items/{after}" if after else "/"
     return RedirectResponse(target, status.HTTP_303_SEE_OTHER)
 
 
