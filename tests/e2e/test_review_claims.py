@@ -34,8 +34,10 @@ from triage_runtime.outcomes.store import OutcomeStore
 from triage_runtime.routing import ReviewReason, RouteTo, RoutingPolicy, SendToReview, decide
 
 ITEMS = 12
-"""Low-confidence items 1..12 (mail-0.txt ..), then one quality sample (item 13)."""
+"""Low-confidence items 1..12 (mail-0.txt ..), then one quality sample (item 13), then one
+item for each control Enter must leave alone (14..17, due last)."""
 SAMPLE = ITEMS + 1
+CONTROLS = {"Release": 14, "Download the original": 15, "Queue": 16, "Sign out": 17}
 
 
 def _seed(database_url: str, blob_dir: Path) -> None:
@@ -65,19 +67,43 @@ def _seed(database_url: str, blob_dir: Path) -> None:
         routing = decide(sample, RoutingPolicy(quality_sample=1.0))
         assert isinstance(routing, RouteTo) and routing.quality_sample is not None
         await store.apply_batch([(sample, routing, routed_item(sample, routing))])
+        for n in range(len(CONTROLS)):
+            control = f"Control {n}: the invoice for the login page.".encode()
+            event = classified(sha256=blobs.put(control), confidence=0.55, threshold=0.9)
+            await store.open_review(
+                event,
+                SendToReview(ReviewReason.LOW_CONFIDENCE, 2, RECEIVED_AT + timedelta(hours=9 + n)),
+            )
         await engine.dispose()
 
     run_async(run)
 
 
 @pytest.fixture(scope="module")
-def review_ui(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """The review UI as a process: a 3-second lease (a 1-second heartbeat), an extra queue."""
+def work(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The seeded items' blobs (the review tables emptied first)."""
     work = tmp_path_factory.mktemp("claims")
     empty_review_tables(stack.database_url)
     _seed(stack.database_url, work / "blobs")
+    return work
+
+
+@pytest.fixture(scope="module")
+def review_ui(stack: Stack, work: Path) -> Iterator[str]:
+    """The review UI as a process: a 3-second lease (a 1-second heartbeat), an extra queue."""
     env = {"TRIAGE_REVIEW_UI_LEASE_MINUTES": "0.05", "TRIAGE_REVIEW_UI_OTHER_QUEUES": '["fraud"]'}
     with running_review_ui(stack, work, "claims", env) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def preselecting_ui(stack: Stack, work: Path) -> Iterator[str]:
+    """The review UI on the same items with the model's label pre-selected, as it used to be."""
+    env = {"TRIAGE_REVIEW_UI_PRESELECT": "true"}
+    own = work / "preselect"  # its own log, the same blobs
+    own.mkdir(exist_ok=True)
+    (own / "blobs").symlink_to(work / "blobs")
+    with running_review_ui(stack, own, "claims-preselect", env) as url:
         yield url
 
 
@@ -119,37 +145,32 @@ def _tab_to(page: Page, name: str, limit: int = 60) -> None:
     raise AssertionError(f"Tab never reached {name!r}")
 
 
+@pytest.mark.parametrize("control", CONTROLS)
 def test_enter_on_a_link_or_button_does_that_and_never_decides(
-    browser: Browser, review_ui: str, stack: Stack
+    browser: Browser, preselecting_ui: str, stack: Stack, control: str
 ) -> None:
-    page = signed_in(browser, review_ui, "alice")
-    item = f"{review_ui}/items/1"
-    page.goto(item)
-    page.keyboard.press("c")  # claim it, so the page has a Release button
-    expect(page.locator("#claim-line")).to_contain_text("Claimed by you")
-    page.goto(item)  # the page's start
-    _tab_to(page, "Release")
-    page.keyboard.press("Enter")
-    expect(page).to_have_url(f"{review_ui}/")
-    assert _item(stack.database_url, 1)[:3] == ("pending", None, None), "released, not decided"
-
-    page.goto(item)
-    with page.expect_download() as download:
-        _tab_to(page, "Download the original")
+    url, item = preselecting_ui, CONTROLS[control]
+    page = signed_in(browser, url, "alice")
+    page.goto(f"{url}/items/{item}")
+    expect(page.locator('input[value="billing"]')).to_be_checked()  # the model's guess
+    if control == "Release":
+        page.keyboard.press("c")  # claim it, so the page has a Release button
+        expect(page.locator(".claim")).to_contain_text("Claimed by you")
+        page.goto(f"{url}/items/{item}")  # back at the page's start
+    if control.startswith("Download"):
+        with page.expect_download() as download:
+            _tab_to(page, control)
+            page.keyboard.press("Enter")
+        assert download.value.suggested_filename == f"document-{item}"
+    else:
+        _tab_to(page, control)
         page.keyboard.press("Enter")
-    assert download.value.suggested_filename == "document-1"
-    page.goto(item)
-    _tab_to(page, "Queue")
-    page.keyboard.press("Enter")
-    expect(page).to_have_url(f"{review_ui}/")
-    page.goto(item)
-    _tab_to(page, "Sign out")
-    page.keyboard.press("Enter")
-    expect(page).to_have_url(f"{review_ui}/login")
-    assert _item(stack.database_url, 1)[0] == "pending", "nothing decided it"
-    assert _sql(stack.database_url, "SELECT count(*) FROM audit_log WHERE action = 'decide'") == [
-        (0,)
-    ]
+        expect(page).to_have_url(f"{url}/login" if control == "Sign out" else f"{url}/")
+    page.goto(f"{url}/audit")  # anything an Enter sent has landed by now
+    status, holder, label, *_ = _item(stack.database_url, item)
+    assert (status, label) != ("decided", "billing"), f"Enter on {control} decided the item"
+    if control == "Release":
+        assert (status, holder) == ("pending", None), "released"
 
 
 def test_keys_choose_and_enter_decides_when_the_focus_is_on_the_page(
@@ -240,7 +261,7 @@ def test_an_open_page_renews_its_claim_and_a_lapse_costs_nothing_unless_taken(
     bob = signed_in(browser, review_ui, "bob")
     alice.goto(f"{review_ui}/items/7")
     alice.keyboard.press("1")
-    expect(alice.locator("#claim-line")).to_contain_text("Claimed by you")
+    expect(alice.locator(".claim")).to_contain_text("Claimed by you")
     time.sleep(5)  # longer than the 3-second lease: the open page renews it
     bob.goto(f"{review_ui}/items/7")
     expect(bob.locator("#claim-line")).to_contain_text("alice is working on this item")
@@ -296,7 +317,10 @@ def test_looking_claims_nothing_and_an_admin_assigns_and_releases(
     for following in (11, 12, SAMPLE):
         page.keyboard.press("j")
         expect(page).to_have_url(f"{review_ui}/items/{following}")
-    claimed = _sql(stack.database_url, "SELECT count(*) FROM review_item WHERE status = 'claimed'")
+    claimed = _sql(
+        stack.database_url,
+        "SELECT count(*) FROM review_item WHERE status = 'claimed' AND claimed_until > now()",
+    )
     assert claimed == [(1,)], "only item 8, which bob holds; browsing claimed nothing"
     sign_ins = 1
     assert _sql(stack.database_url, "SELECT count(*) FROM audit_log") == [
