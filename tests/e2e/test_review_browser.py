@@ -68,10 +68,11 @@ def test_login_claim_and_decide_by_keyboard(browser: Browser, review_ui: str) ->
     page = signed_in(browser, review_ui, "alice")
     page.screenshot(path=ARTIFACTS / "queue.png")
     page.click("text=mail-0.txt")
+    expect(page.locator("#decide")).to_be_visible()
+    page.keyboard.press("3")  # the third queue: legal, which claims the item
+    expect(page.locator('input[name="label"][value="legal"]')).to_be_checked()
     expect(page.locator(".claim")).to_contain_text("Claimed by you")
     page.screenshot(path=ARTIFACTS / "item.png")
-    page.keyboard.press("3")  # the third queue: legal
-    expect(page.locator('input[name="label"][value="legal"]')).to_be_checked()
     page.keyboard.press("Enter")
     expect(page).to_have_url(f"{review_ui}/items/2")  # on to the next item
     page.goto(review_ui + "/audit")
@@ -98,11 +99,14 @@ def test_a_lease_expires_and_another_reviewer_can_take_the_item(
     alice = signed_in(browser, review_ui, "alice")
     bob = signed_in(browser, review_ui, "bob")
     alice.goto(review_ui + "/items/6")
+    alice.keyboard.press("c")
     expect(alice.locator(".claim")).to_contain_text("Claimed by you")
     bob.goto(review_ui + "/items/6")
-    expect(bob.locator(".error")).to_contain_text("claimed by alice")
+    expect(bob.locator(".error")).to_contain_text("alice is working on this item")
+    alice.goto(review_ui + "/")  # her open page renewed the claim; now nothing does
     time.sleep(3.5)  # the 3-second lease runs out
     bob.goto(review_ui + "/items/6")
+    bob.keyboard.press("c")
     expect(bob.locator(".claim")).to_contain_text("Claimed by you")
     bob.screenshot(path=ARTIFACTS / "lease-taken-over.png")
 

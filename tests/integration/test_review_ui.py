@@ -125,6 +125,9 @@ def test_open_claim_decide_and_the_audit_trail(client: TestClient) -> None:
     items = client.get("/api/v1/review-items").json()["items"]
     low = next(i for i in items if i["reason"] == "low_confidence")
     page = client.get(f"/items/{low['id']}").text
+    assert "Not claimed" in page, "looking claims nothing"
+    client.post(f"/items/{low['id']}/claim", data={"csrf": csrf})
+    page = client.get(f"/items/{low['id']}").text
     assert "Claimed by you" in page
     assert "&lt;script&gt;alert" in page and "<script>alert" not in page
     # The model's suggestion, never its confidence (which would tell a quality sample apart).
@@ -148,13 +151,14 @@ def test_open_claim_decide_and_the_audit_trail(client: TestClient) -> None:
 
 def test_others_claims_and_roles_are_enforced_on_the_server(app_settings: Settings) -> None:
     with TestClient(create_app(app_settings)) as alice, TestClient(create_app(app_settings)) as bob:
-        _login(alice, "alice")
+        alice_csrf = _login(alice, "alice")
         bob_csrf = _login(bob, "bob")
         item = alice.get("/api/v1/review-items").json()["items"][0]
+        alice.post(f"/items/{item['id']}/claim", data={"csrf": alice_csrf})
         assert "Claimed by you" in alice.get(f"/items/{item['id']}").text
-        assert "claimed by alice" in bob.get(f"/items/{item['id']}").text
+        assert "alice</strong> is working on this item" in bob.get(f"/items/{item['id']}").text
         stolen = bob.post(f"/items/{item['id']}/decide", data={"label": "other", "csrf": bob_csrf})
-        assert stolen.status_code == 409
+        assert stolen.status_code == 409 and "alice</strong> holds this item" in stolen.text
         assert bob.get("/admin/users").status_code == 403
         forbidden = bob.post(
             "/admin/users",

@@ -37,12 +37,19 @@ from triage_runtime.accounts.store import (
 from triage_runtime.accounts.throttle import LoginThrottle
 from triage_runtime.blobstore import LocalBlobStore
 from triage_runtime.db.models import AuditLog, ReviewItem
-from triage_runtime.outcomes.review import BulkResult, Claim, ReviewWorkflow, WorkflowError
+from triage_runtime.outcomes.review import (
+    BulkResult,
+    Claim,
+    ClaimConflictError,
+    ReviewWorkflow,
+    WorkflowError,
+)
 from triage_runtime.outcomes.search_text import ReviewTexts
 from triage_text.pool import ExtractionPool
 
 PASSWORD = "correct horse battery"
 T0 = datetime(2026, 11, 26, 9, 0, tzinfo=UTC)
+LEASE = timedelta(minutes=15)
 
 
 class MemoryAuth(AuthStore):
@@ -218,8 +225,10 @@ class MemoryWorkflow(ReviewWorkflow):
     async def claim(self, item_id: int, *, reviewer: str) -> Claim:
         holder = self.claims.setdefault(item_id, reviewer)
         if holder != reviewer:
-            raise WorkflowError(f"claimed by {holder}")
-        return Claim(item_id, reviewer, T0)
+            raise ClaimConflictError(f"claimed by {holder}")
+        item = self.queries.items[item_id]
+        item.status, item.claimed_by, item.claimed_until = "claimed", reviewer, utcnow() + LEASE
+        return Claim(item_id, reviewer, item.claimed_until)
 
     async def release(self, item_id: int, *, reviewer: str) -> None:
         if self.claims.get(item_id) == reviewer:
@@ -229,8 +238,9 @@ class MemoryWorkflow(ReviewWorkflow):
         self, item_id: int, *, reviewer: str, label: str, note: str | None = None
     ) -> None:
         item = self.queries.items[item_id]
-        if item.status == "decided" or self.claims.get(item_id) != reviewer:
-            raise WorkflowError("you do not hold a claim on this item")
+        if item.status == "decided" or self.claims.get(item_id, reviewer) != reviewer:
+            raise ClaimConflictError("decided, or someone else holds a claim on this item")
+        self.claims[item_id] = reviewer
         item.status, item.decided_label, item.decided_by = "decided", label, reviewer
 
     async def bulk_decide(
@@ -362,23 +372,25 @@ def test_the_queue_passes_its_filters_and_page_size_on(tmp_path: Path) -> None:
     assert review.client.get("/next").headers["location"] == "/items/1"
 
 
-def test_opening_an_item_claims_it_and_shows_its_text_and_top_labels(tmp_path: Path) -> None:
+def test_opening_an_item_shows_its_text_and_top_labels_and_claims_nothing(
+    tmp_path: Path,
+) -> None:
     review = Review(tmp_path, [_item(1), _item(2)])
     sha = review.blobs.put(b"<b>the invoice</b> is overdue")
     review.queries.items[1].blob_sha256 = sha
     review.sign_in("rita")
     page = review.client.get("/items/1")
     assert page.status_code == 200
-    assert review.workflow.claims == {1: "rita"}
+    assert review.workflow.claims == {}
     assert "&lt;b&gt;the invoice&lt;/b&gt; is overdue" in page.text  # escaped, never markup
     assert page.text.index(">billing<") < page.text.index(">legal<")
     assert 'data-next="2"' in page.text
     assert review.client.get("/items/99").status_code == 404
 
-    review.workflow.claims[2] = "bob"
+    asyncio.run(review.workflow.claim(2, reviewer="bob"))
     taken = review.client.get("/items/2")
     assert taken.status_code == 200
-    assert "claimed by bob" in taken.text
+    assert "<strong>bob</strong> is working on this item" in taken.text
 
 
 def test_only_a_pdf_is_shown_inline_and_anything_else_is_a_sandboxed_download(

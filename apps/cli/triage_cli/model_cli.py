@@ -148,7 +148,11 @@ def model_train(
         ),
     ],
     from_reviews: Annotated[
-        bool, typer.Option(help="Add human review decisions from TRIAGE_DATABASE_URL.")
+        bool,
+        typer.Option(
+            help="Add human review decisions from TRIAGE_DATABASE_URL (those for one of the "
+            "model's labels; not spam, not-a-document or other queues)."
+        ),
     ] = False,
     kind: KindOption = "tfidf-lr",
     out: Annotated[Path, typer.Option(help="Directory that receives the artifact.")] = Path(

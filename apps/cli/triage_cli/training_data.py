@@ -41,17 +41,25 @@ def read_source(path: Path, into: LabelledData, *, advance: Callable[[], None]) 
 
 
 def review_decisions(database_url: str, blob_store_opener: Callable[[], object]) -> list[Example]:
-    """Examples from human review decisions: the document's text and the label a person chose."""
+    """Examples from human review decisions: the document's text and the label a person chose.
+
+    Only decisions for one of the model's labels: a document sent to another queue, or marked
+    spam or not a document, teaches the model nothing it could predict."""
     from sqlalchemy import create_engine, select
 
     from triage_runtime.db.models import ReviewItem
+    from triage_runtime.outcomes.review import DecisionKind
 
     engine = create_engine(database_url)
     try:
         with engine.connect() as conn:
             rows = conn.execute(
                 select(ReviewItem.blob_sha256, ReviewItem.media_type, ReviewItem.decided_label)
-                .where(ReviewItem.status == "decided", ReviewItem.decided_label.is_not(None))
+                .where(
+                    ReviewItem.status == "decided",
+                    ReviewItem.decision_kind == DecisionKind.LABEL.value,
+                    ReviewItem.decided_label.is_not(None),
+                )
                 .order_by(ReviewItem.id)
             ).all()
     finally:

@@ -25,7 +25,7 @@ from triage_review_ui.documents import ItemDocuments
 from triage_review_ui.metrics import count_decision
 from triage_review_ui.pages import Pages
 from triage_review_ui.queries import ReviewQueries
-from triage_review_ui.routes import admin, auth, bulk, dashboard, items, queue
+from triage_review_ui.routes import admin, auth, bulk, claims, dashboard, items, queue
 from triage_review_ui.search import ItemTexts
 from triage_review_ui.settings import Settings
 from triage_runtime.accounts.store import AuthStore
@@ -65,6 +65,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     workflow = ReviewWorkflow(
         engine,
         labels=settings.labels,
+        other_queues=settings.other_queues,
         lease=timedelta(minutes=settings.lease_minutes),
         producer=producer,
         topics=DecisionTopics(
@@ -129,6 +130,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         queue.router,
         items.router,
         bulk.router,
+        claims.router,
         dashboard.router,
         admin.router,
     ):

@@ -9,6 +9,7 @@ from fastapi.responses import RedirectResponse, Response
 
 from triage_review_ui.background import LiveQuality
 from triage_review_ui.documents import ItemDocuments
+from triage_review_ui.domain import login_next
 from triage_review_ui.pages import Pages
 from triage_review_ui.queries import ReviewQueries
 from triage_review_ui.search import ItemTexts
@@ -48,10 +49,17 @@ SessionDep = Annotated[SessionInfo, Depends(current_session)]
 
 
 async def to_login(request: Request, _exc: Exception) -> Response:
-    """Answer a request without a session: 401 from the JSON API, else the login page."""
-    if request.url.path.startswith("/api/"):
+    """Answer a request without a session: 401 from the JSON API and to scripts (the claim
+    heartbeat), else the login page, which returns to the page the reviewer was on."""
+    if request.url.path.startswith("/api/") or wants_json(request):
         return Response(status_code=status.HTTP_401_UNAUTHORIZED)
-    return RedirectResponse(f"/login?next={request.url.path}", status.HTTP_303_SEE_OTHER)
+    target = login_next(request.method, request.url.path)
+    return RedirectResponse(f"/login?next={target}", status.HTTP_303_SEE_OTHER)
+
+
+def wants_json(request: Request) -> bool:
+    """Whether the page's script sent this request (it asks for JSON), not a form."""
+    return request.headers.get("accept") == "application/json"
 
 
 def require(session: SessionInfo, action: Action) -> None:

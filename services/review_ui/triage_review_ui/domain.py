@@ -1,15 +1,20 @@
-"""What the review UI decides without I/O: redirects, filters, due times, how a file is sent."""
+"""What the review UI decides without I/O: redirects, filters, due times, how a file is sent,
+claims as the item page shows them, and what a decision form's choice means."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from enum import StrEnum
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 from triage_contracts import utcnow
 from triage_review_ui.queries import QueueFilter, QueueOrder, SortKey
+from triage_runtime.db.models import ReviewItem
+from triage_runtime.outcomes.review import DISCARDS, DecisionKind
 
 
 def is_local_path(target: str) -> bool:
@@ -158,3 +163,76 @@ def sent_as(item_id: int, media_type: str) -> tuple[str, dict[str, str]]:
     if not inline:
         headers["Content-Security-Policy"] = "sandbox"
     return (media_type if inline else "application/octet-stream"), headers
+
+
+class ClaimState(StrEnum):
+    """An item's claim as one reviewer sees it."""
+
+    MINE = "mine"
+    """They hold it (also a lapsed claim nobody took since: renewing it is theirs)."""
+    OTHER = "other"
+    """Someone else holds a live claim."""
+    FREE = "free"
+    """Nobody holds a live claim: anyone may claim or decide it."""
+    DECIDED = "decided"
+    CLOSED = "closed"
+
+
+def claim_state(item: ReviewItem, reviewer: str, now: datetime | None = None) -> ClaimState:
+    """Whose an item is, for ``reviewer``."""
+    if item.status in ("decided", "closed"):
+        return ClaimState(item.status)
+    if item.status == "claimed" and item.claimed_by == reviewer:
+        return ClaimState.MINE
+    live = item.claimed_until is not None and item.claimed_until >= (now or utcnow())
+    if item.claimed_by is not None and live:
+        return ClaimState.OTHER
+    return ClaimState.FREE
+
+
+DISCARD = "discard:"
+"""The decision form's value prefix for a discard: no queue name can contain a colon."""
+
+
+def discard_choices() -> list[tuple[str, str]]:
+    """The decision form's discard choices: (form value, what the reviewer reads)."""
+    shown = {DecisionKind.SPAM: "Spam", DecisionKind.NOT_DOCUMENT: "Not a document"}
+    return [(DISCARD + kind.value, shown[kind]) for kind in sorted(DISCARDS)]
+
+
+def chosen(value: str) -> DecisionKind | str:
+    """A decision form's choice: a discard's kind, or the queue's name as sent."""
+    if value.startswith(DISCARD):
+        kind = value.removeprefix(DISCARD)
+        if kind in {k.value for k in DISCARDS}:
+            return DecisionKind(kind)
+    return value
+
+
+_ITEM_ACTION = re.compile(r"^/items/(\d{1,19})/[a-z-]+$")
+
+
+def login_next(method: str, path: str) -> str:
+    """Where to go after signing in, for a request that found no session (URL-quoted).
+
+    A form sent to an item (deciding, claiming) returns to the item's page, marked so the
+    page restores the choice its tab kept (``review.js``); another form goes to the queue
+    (a POST-only address cannot be opened after sign-in)."""
+    if method == "GET":
+        return quote(path, safe="/")
+    found = _ITEM_ACTION.match(path)
+    return quote(f"/items/{found.group(1)}?restore=1", safe="/") if found else "/"
+
+
+def decision_choices(labels: list[str], other_queues: list[str]) -> list[tuple[str, str]]:
+    """Every choice of the decision form, in key order (1 to 9 pick the first nine): the model's
+    labels, the other queues, then the discards; (form value, what the reviewer reads)."""
+    queues = [(q, q) for q in labels] + [(q, q) for q in other_queues if q not in labels]
+    return queues + discard_choices()
+
+
+def decision_text(item: ReviewItem) -> str:
+    """A decided item's decision as people read it: its queue, or what it was discarded as."""
+    if item.decided_label:
+        return item.decided_label
+    return dict(discard_choices()).get(DISCARD + (item.decision_kind or ""), "?").lower()

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from pydantic import Field, IPvAnyNetwork
+from pydantic import Field, IPvAnyNetwork, field_validator
 from pydantic_settings import SettingsConfigDict
 
+from triage_contracts import topics
 from triage_runtime.settings import CommonSettings
 
 
@@ -18,9 +19,24 @@ class Settings(CommonSettings):
     page_size: int = Field(default=50, gt=0, le=500)
     labels: list[str] = Field(
         default_factory=lambda: ["billing", "technical", "legal", "other"],
-        description="The queues a reviewer may choose (JSON list).",
+        description="The model's labels: the queues a reviewer may choose, whose decisions are "
+        "training data (JSON list).",
     )
-    lease_minutes: float = Field(default=15.0, gt=0, description="How long a claim lasts.")
+    other_queues: list[str] = Field(
+        default_factory=list,
+        description="Routed queues besides the model's labels a reviewer may send a document "
+        "to (JSON list); those decisions are routed but are not training data.",
+    )
+    preselect: bool = Field(
+        default=False,
+        description="Pre-select the model's label on the decision form. Off: the reviewer "
+        "chooses every time, against automation bias (docs/review.md).",
+    )
+    lease_minutes: float = Field(
+        default=15.0,
+        gt=0,
+        description="How long a claim lasts; an open, visible item page renews it.",
+    )
     session_hours: float = Field(default=12.0, gt=0, description="How long a sign-in lasts.")
     cookie_secure: bool = Field(
         default=False,
@@ -70,3 +86,15 @@ class Settings(CommonSettings):
     extraction_memory_bytes: int = Field(
         default=512 * 1024**2, gt=0, description="Memory cap of the extraction worker."
     )
+
+    @field_validator("labels", "other_queues")
+    @classmethod
+    def _queue_names(cls, queues: list[str]) -> list[str]:
+        for queue in queues:
+            topics.routed_topic(queue)  # raises ValueError for a name no topic can carry
+        return queues
+
+    @property
+    def heartbeat_seconds(self) -> float:
+        """How often an open item page renews its claim: a third of the lease, at most 60 s."""
+        return min(self.lease_minutes * 60 / 3, 60.0)

@@ -65,6 +65,8 @@ class ReviewItem(Base):
     classified_event_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     decided_label: Mapped[str | None] = mapped_column(String(40))
+    decision_kind: Mapped[str | None] = mapped_column(String(16))
+    """What a decision was (``outcomes.review.DecisionKind``): only ``label`` is training data."""
     decided_by: Mapped[str | None] = mapped_column(String(80))
     claimed_by: Mapped[str | None] = mapped_column(String(80))
     claimed_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
@@ -158,8 +160,9 @@ class Document(Base):
 
 
 class DocumentOutcome(Base):
-    """A document's one outcome: routed, in review, or dead-lettered (the primary key keeps
-    it one). routing_decision and review_item rows need it; a replay or a human moves it."""
+    """A document's one outcome: routed, in review, dead-lettered, or discarded by a reviewer
+    (the primary key keeps it one). routing_decision and review_item rows need it; a replay
+    or a human moves it."""
 
     __tablename__ = "document_outcome"
 
@@ -194,7 +197,8 @@ class DocumentStatus(Base):
     document_id: Mapped[str] = mapped_column(String(36), primary_key=True)
     received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     status: Mapped[str] = mapped_column(String(16))
-    """received, routed, in_review, decided (by a human) or dead_lettered."""
+    """received, routed, in_review, decided (by a human), discarded (by a human: spam, not a
+    document) or dead_lettered."""
     queue: Mapped[str | None] = mapped_column(String(40))
     model_version: Mapped[str | None] = mapped_column(String(80))
     policy_version: Mapped[int | None] = mapped_column(BigInteger)

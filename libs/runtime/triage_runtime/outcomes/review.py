@@ -1,15 +1,22 @@
-"""The review workflow: claim with a lease, decide, bulk-decide.
+"""The review workflow: claim with a lease (renewed while the reviewer works), decide,
+discard, skip, bulk-decide; an admin releases or assigns claims.
 
 Claims are one conditional UPDATE, so when two reviewers claim the same item at once exactly
-one wins. A decision is written (review item, the document's outcome, routing decision, audit
-row, and its events in the outbox: ReviewDecision, and DocumentRouted decided by a human) in
-one transaction, and the events published once it commits (or by the outbox relay, if that
-fails), so no decision is lost and none is applied twice. Human decisions are final: nothing
-here, and nothing in the router, overwrites a decided item.
+one wins. Looking at an item claims nothing; deciding takes the claim if nobody else holds a
+live one, so a lapsed claim nobody took costs the reviewer nothing. A decision is written
+(review item, the document's outcome, routing decision, audit row, and its events in the
+outbox: ReviewDecision, and DocumentRouted decided by a human) in one transaction, and the
+events published once it commits (or by the outbox relay, if that fails), so no decision is
+lost and none is applied twice. Human decisions are final: nothing here, and nothing in the
+router, overwrites a decided item.
 
 A quality sample (a routed document also reviewed, blind) is decided the same way; a
 reviewer who agrees with its queue moves nothing, one who does not withdraws the routing
 (DocumentWithdrawn) and routes the document to their queue (DocumentRouted superseding it).
+
+Besides the model's labels (training data), a reviewer may send a document to another routed
+queue (routed, not training data) or discard it as spam or not a document (not routed, not
+training data; a quality sample's routing is withdrawn). ``DecisionKind`` records which.
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from enum import StrEnum
 
 from sqlalchemy import ColumnElement, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert
@@ -49,6 +57,21 @@ from triage_runtime.routing import ReviewReason
 
 Decided = Callable[[str, str, bool], None]
 """Told of each committed decision of a scored item: model version, role, agreed or not."""
+
+
+class DecisionKind(StrEnum):
+    """What a reviewer decided: only ``LABEL`` decisions are training examples."""
+
+    LABEL = "label"
+    """One of the model's labels (its queue)."""
+    QUEUE = "queue"
+    """Another routed queue, not one of the model's labels."""
+    SPAM = "spam"
+    NOT_DOCUMENT = "not_document"
+
+
+DISCARDS = frozenset({DecisionKind.SPAM, DecisionKind.NOT_DOCUMENT})
+"""Decisions that route the document nowhere."""
 
 
 class WorkflowError(RuntimeError):
@@ -92,6 +115,7 @@ class ReviewWorkflow:
         engine: AsyncEngine,
         *,
         labels: Sequence[str],
+        other_queues: Sequence[str] = (),
         lease: timedelta,
         producer: Producer,
         topics: DecisionTopics,
@@ -100,6 +124,7 @@ class ReviewWorkflow:
     ) -> None:
         self._sessions = async_sessionmaker(engine, expire_on_commit=False)
         self._labels = frozenset(labels)
+        self._other_queues = frozenset(other_queues) - self._labels
         self._lease = lease
         self._producer = producer
         self._topics = topics
@@ -107,21 +132,21 @@ class ReviewWorkflow:
         self._on_decided = on_decided
 
     async def claim(self, item_id: int, *, reviewer: str) -> Claim:
-        """Claim an item for ``reviewer`` (renewing their own claim); raise if someone holds it."""
+        """Claim an item for ``reviewer`` (renewing their own claim); raise if someone holds it.
+
+        Only a new claim is audited; renewing one's own claim writes nothing to the audit."""
         now = utcnow()
         until = now + self._lease
         async with self._sessions.begin() as session:
+            if await self._renew(session, item_id, reviewer=reviewer, until=until):
+                return Claim(item_id, reviewer, until)
             row = (
                 await session.execute(
                     update(ReviewItem)
                     .where(
                         ReviewItem.id == item_id,
                         ReviewItem.status.in_(("pending", "claimed")),
-                        or_(
-                            ReviewItem.claimed_by.is_(None),
-                            ReviewItem.claimed_by == reviewer,
-                            ReviewItem.claimed_until < now,
-                        ),
+                        or_(ReviewItem.claimed_by.is_(None), ReviewItem.claimed_until < now),
                     )
                     .values(status="claimed", claimed_by=reviewer, claimed_until=until)
                     .returning(ReviewItem.document_id)
@@ -137,6 +162,31 @@ class ReviewWorkflow:
                 review_item_id=item_id,
             )
         return Claim(item_id, reviewer, until)
+
+    async def renew(self, item_id: int, *, reviewer: str) -> Claim | None:
+        """Extend ``reviewer``'s own claim (also one that lapsed if nobody took it since);
+        None when they hold none. Not audited: it is the same claim."""
+        until = utcnow() + self._lease
+        async with self._sessions.begin() as session:
+            if await self._renew(session, item_id, reviewer=reviewer, until=until):
+                return Claim(item_id, reviewer, until)
+        return None
+
+    @staticmethod
+    async def _renew(
+        session: AsyncSession, item_id: int, *, reviewer: str, until: datetime
+    ) -> bool:
+        renewed = await session.execute(
+            update(ReviewItem)
+            .where(
+                ReviewItem.id == item_id,
+                ReviewItem.status == "claimed",
+                ReviewItem.claimed_by == reviewer,
+            )
+            .values(claimed_until=until)
+            .returning(ReviewItem.id)
+        )
+        return renewed.first() is not None
 
     async def _why_not(self, session: AsyncSession, item_id: int) -> str:
         found = (
@@ -162,56 +212,140 @@ class ReviewWorkflow:
                 .values(status="pending", claimed_by=None, claimed_until=None)
             )
 
+    async def skip(self, item_id: int, *, reviewer: str) -> None:
+        """Leave an item for someone else: release the reviewer's claim, if any; audited."""
+        async with self._sessions.begin() as session:
+            item = await self._open_item(session, item_id)
+            if item.claimed_by == reviewer:
+                item.status, item.claimed_by, item.claimed_until = "pending", None, None
+            await audit.record(
+                session,
+                actor=reviewer,
+                action="skip",
+                document_id=item.document_id,
+                review_item_id=item_id,
+            )
+
+    async def release_for(self, item_id: int, *, admin: str) -> str | None:
+        """An admin ends whoever's claim on an item; return whose it was; audited."""
+        async with self._sessions.begin() as session:
+            item = await self._open_item(session, item_id)
+            holder = item.claimed_by
+            item.status, item.claimed_by, item.claimed_until = "pending", None, None
+            await audit.record(
+                session,
+                actor=admin,
+                action="release_claim",
+                document_id=item.document_id,
+                review_item_id=item_id,
+                detail={"holder": holder},
+            )
+        return holder
+
+    async def assign(self, item_id: int, *, to: str, admin: str) -> Claim:
+        """An admin gives an item's claim (a fresh lease) to ``to``, whoever held it; audited."""
+        until = utcnow() + self._lease
+        async with self._sessions.begin() as session:
+            item = await self._open_item(session, item_id)
+            holder = item.claimed_by
+            item.status, item.claimed_by, item.claimed_until = "claimed", to, until
+            await audit.record(
+                session,
+                actor=admin,
+                action="assign",
+                document_id=item.document_id,
+                review_item_id=item_id,
+                detail={"to": to, "holder": holder},
+            )
+        return Claim(item_id, to, until)
+
+    @staticmethod
+    async def _open_item(session: AsyncSession, item_id: int) -> ReviewItem:
+        """The item, locked, if it is still open; else raise why not."""
+        item = (
+            await session.execute(
+                select(ReviewItem).where(ReviewItem.id == item_id).with_for_update()
+            )
+        ).scalar_one_or_none()
+        if item is None:
+            raise WorkflowError(f"review item {item_id} does not exist")
+        if item.status == "decided":
+            raise ClaimConflictError(f"review item {item_id} is already decided")
+        if item.status == "closed":
+            raise ClaimConflictError(
+                f"review item {item_id} was closed: a replay routed the document"
+            )
+        return item
+
+    def kind_of(self, label: str) -> DecisionKind:
+        """Whether ``label`` is one of the model's labels or another routed queue; raise if
+        it is neither."""
+        if label in self._labels:
+            return DecisionKind.LABEL
+        if label in self._other_queues:
+            return DecisionKind.QUEUE
+        queues = sorted(self._labels | self._other_queues)
+        raise WorkflowError(f"{label!r} is not a queue; choose one of {queues}")
+
     async def decide(
         self, item_id: int, *, reviewer: str, label: str, note: str | None = None
     ) -> None:
-        """Record a reviewer's queue for an item they hold a live claim on."""
-        if label not in self._labels:
-            raise WorkflowError(f"{label!r} is not a queue; choose one of {sorted(self._labels)}")
+        """Route an item to a reviewer's queue. The reviewer needs no claim of their own, only
+        that nobody else holds a live one."""
+        await self._decide(item_id, reviewer, self.kind_of(label), label, note)
+
+    async def discard(
+        self, item_id: int, *, reviewer: str, kind: DecisionKind, note: str | None = None
+    ) -> None:
+        """Decide that an item is spam or not a document: routed nowhere, not training data."""
+        if kind not in DISCARDS:
+            raise WorkflowError(f"{kind!r} does not discard a document")
+        await self._decide(item_id, reviewer, kind, None, note)
+
+    async def _decide(
+        self,
+        item_id: int,
+        reviewer: str,
+        kind: DecisionKind,
+        label: str | None,
+        note: str | None,
+    ) -> None:
         now = utcnow()
         async with self._sessions.begin() as session:
-            item = (
-                await session.execute(
-                    select(ReviewItem).where(ReviewItem.id == item_id).with_for_update()
-                )
-            ).scalar_one_or_none()
-            if item is None:
-                raise WorkflowError(f"review item {item_id} does not exist")
-            if item.status == "decided":
-                raise ClaimConflictError(f"review item {item_id} is already decided")
-            if item.status == "closed":
-                raise ClaimConflictError(
-                    f"review item {item_id} was closed: a replay routed the document"
-                )
+            item = await self._open_item(session, item_id)
             live = item.claimed_until is not None and item.claimed_until >= now
-            if item.claimed_by != reviewer or not live:
-                raise ClaimConflictError(
-                    f"claim review item {item_id} first (held by {item.claimed_by or 'nobody'})"
-                    if item.claimed_by != reviewer
-                    else f"your claim on review item {item_id} expired; claim it again"
-                )
+            if item.claimed_by not in (None, reviewer) and live:
+                raise ClaimConflictError(f"review item {item_id} is claimed by {item.claimed_by}")
             item.status = "decided"
             item.decided_label = label
+            item.decision_kind = kind.value
             item.decided_by = reviewer
             item.decided_at = now
             item.note = (note or "")[:2000] or None
+            item.claimed_by = reviewer
             item.claimed_until = None
             sampled = await self._sampled_routing(session, item)
-            routed_event_id = uuid.uuid4()
-            events: list[tuple[str, Event]] = [
-                (self._topics.decisions, self._decision_event(item, routed_event_id))
-            ]
-            if sampled is None or sampled.queue != label:
-                events += await self._route(
-                    session, item, label, routed_event_id=routed_event_id, overruled=sampled
-                )
+            events: list[tuple[str, Event]] = []
+            if label is None:
+                events += await self._discard(session, item, kind, overruled=sampled)
+            else:
+                routed_event_id = uuid.uuid4()
+                events.append((self._topics.decisions, self._decision_event(item, routed_event_id)))
+                if sampled is None or sampled.queue != label:
+                    events += await self._route(
+                        session, item, label, routed_event_id=routed_event_id, overruled=sampled
+                    )
             await audit.record(
                 session,
                 actor=reviewer,
                 action="decide",
                 document_id=item.document_id,
                 review_item_id=item_id,
-                detail={"label": label, "predicted_label": item.predicted_label},
+                detail={
+                    "label": label,
+                    "kind": kind.value,
+                    "predicted_label": item.predicted_label,
+                },
             )
             event_ids = await outbox.add(session, events)
         await self._publisher.publish(event_ids)
@@ -253,6 +387,40 @@ class ReviewWorkflow:
                 .with_for_update()
             )
         ).scalar_one_or_none()
+
+    async def _discard(
+        self,
+        session: AsyncSession,
+        item: ReviewItem,
+        kind: DecisionKind,
+        *,
+        overruled: RoutingDecision | None,
+    ) -> list[tuple[str, Event]]:
+        """Route the document nowhere: its outcome becomes ``discarded``; a routing the
+        reviewer ``overruled`` (a quality sample's) is withdrawn from its queue."""
+        await session.execute(
+            update(DocumentOutcome)
+            .where(DocumentOutcome.document_id == item.document_id)
+            .values(
+                kind="discarded",
+                queue=None,
+                decided_by=DecidedBy.HUMAN.value,
+                updated_at=func.clock_timestamp(),
+            )
+        )
+        if overruled is None:
+            return []
+        overruled.withdrawn_at = utcnow()
+        withdrawn = DocumentWithdrawnV1(
+            producer=self._producer,
+            document_id=item.document_id,
+            trace_id=item.trace_id,
+            model=_model_ref(item),
+            queue=overruled.queue,
+            withdrawn_event_id=overruled.event_id,
+            reason=f"a reviewer marked review item {item.id} {kind.value.replace('_', ' ')}",
+        )
+        return [(self._topics.routed(overruled.queue), withdrawn)]
 
     async def _route(
         self,

@@ -1,4 +1,5 @@
-"""One review item: its page (claiming it), its document, and deciding or releasing it."""
+"""One review item: its page (looking claims nothing), its document, and deciding or
+releasing it."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from fastapi import APIRouter, Form, HTTPException, Query, Request, status
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from triage_review_ui.deps import (
+    AuthDep,
     DocumentsDep,
     PagesDep,
     QueriesDep,
@@ -18,9 +20,16 @@ from triage_review_ui.deps import (
     check_csrf,
     require,
 )
-from triage_review_ui.domain import sent_as, top_probabilities
-from triage_runtime.accounts.credentials import Action
-from triage_runtime.outcomes.review import WorkflowError
+from triage_review_ui.domain import (
+    chosen,
+    claim_state,
+    decision_choices,
+    sent_as,
+    top_probabilities,
+)
+from triage_review_ui.routes.claims import assignable, conflict_page, following
+from triage_runtime.accounts.credentials import Action, can
+from triage_runtime.outcomes.review import ClaimConflictError, DecisionKind, WorkflowError
 
 router = APIRouter()
 NOTHING_TICKED = (
@@ -36,24 +45,19 @@ async def item_page(
     session: SessionDep,
     *,
     queries: QueriesDep,
-    workflow: WorkflowDep,
     texts: TextsDep,
     pages: PagesDep,
+    settings: SettingsDep,
+    auth: AuthDep,
     q: Annotated[str | None, Query(max_length=200)] = None,
 ) -> Response:
     require(session, Action.REVIEW)
     item = await queries.item(item_id)
     if item is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "no such review item")
-    claim_error = None
-    if item.status != "decided":
-        try:
-            await workflow.claim(item_id, reviewer=session.user.username)
-            item = await queries.item(item_id) or item
-        except WorkflowError as exc:
-            claim_error = str(exc)
     text = await texts.text(item)
     highlighted = await texts.highlighted(item_id, q) if q and text else None
+    admin = can(session.user.role, Action.ADMIN)
     return pages.render(
         request,
         "item.html",
@@ -63,7 +67,9 @@ async def item_page(
         search=q,
         highlighted=highlighted,
         ranking=[label for label, _ in top_probabilities(item.probabilities)],
-        claim_error=claim_error,
+        claim=claim_state(item, session.user.username),
+        choices=decision_choices(settings.labels, settings.other_queues),
+        assignable=await assignable(auth) if admin else [],
         previous_id=await queries.neighbour(item_id, after=False),
         next_id=await queries.neighbour(item_id, after=True),
     )
@@ -84,23 +90,38 @@ async def item_document(
 
 @router.post("/items/{item_id}/decide", include_in_schema=False)
 async def decide(
+    request: Request,
     item_id: int,
     session: SessionDep,
     *,
     queries: QueriesDep,
     workflow: WorkflowDep,
+    pages: PagesDep,
     label: Annotated[str, Form()],
     csrf: Annotated[str, Form()] = "",
     note: Annotated[str, Form(max_length=2000)] = "",
 ) -> Response:
+    """Decide: a queue, or spam / not a document. A claim of one's own is not needed, only
+    that nobody else holds a live one (a lapsed claim nobody took costs nothing)."""
     require(session, Action.REVIEW)
     check_csrf(session, csrf)
+    choice = chosen(label)
+    reviewer = session.user.username
     try:
-        await workflow.decide(item_id, reviewer=session.user.username, label=label, note=note)
+        if isinstance(choice, DecisionKind):
+            await workflow.discard(item_id, reviewer=reviewer, kind=choice, note=note)
+        else:
+            await workflow.decide(item_id, reviewer=reviewer, label=choice, note=note)
+    except ClaimConflictError as exc:
+        return await conflict_page(
+            request, item_id, session, queries=queries, pages=pages, message=str(exc)
+        )
     except WorkflowError as exc:
-        raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from exc
-    following = await queries.neighbour(item_id, after=True) or await queries.first_open()
-    target = f"/items/{following}" if following else "/"
+        if await queries.item(item_id) is None:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, "no such review item") from exc
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from exc
+    after = await following(queries, item_id)
+    target = f"/items/{after}" if after else "/"
     return RedirectResponse(target, status.HTTP_303_SEE_OTHER)
 
 
