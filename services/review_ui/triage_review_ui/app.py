@@ -24,7 +24,7 @@ from triage_review_ui.documents import ItemDocuments
 from triage_review_ui.metrics import count_decision
 from triage_review_ui.pages import Pages
 from triage_review_ui.queries import ReviewQueries
-from triage_review_ui.routes import admin, auth, dashboard, items, queue
+from triage_review_ui.routes import admin, auth, dashboard, history, items, queue
 from triage_review_ui.settings import Settings
 from triage_runtime.accounts.store import AuthStore
 from triage_runtime.db.engine import database_reachable, make_async_engine
@@ -70,6 +70,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         ),
         publisher=InBackground(outbox),  # a reviewer's click never waits on Kafka
         on_decided=count_decision,
+        undo_window=timedelta(minutes=settings.undo_minutes),
     )
     gauges = QueueGauges(queries)
     quality = LiveQuality(QualitySamples(engine), PolicyStore(engine), settings)
@@ -114,6 +115,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     app.add_exception_handler(LoginRequiredError, to_login)
     errors.install(app)
-    for router in (auth.router, queue.router, items.router, dashboard.router, admin.router):
+    for router in (
+        auth.router,
+        queue.router,
+        items.router,
+        dashboard.router,
+        admin.router,
+        history.router,
+    ):
         app.include_router(router)
     return app

@@ -24,11 +24,20 @@ def due_in(due_at: datetime, now: datetime | None = None) -> str:
 
 
 def queue_filter(
-    reason: str | None, label: str | None, source: str | None, age: float | None
+    reason: str | None,
+    label: str | None,
+    source: str | None,
+    age: float | None,
+    *,
+    escalated: bool = False,
 ) -> QueueFilter:
     """The queue filter a query string asks for; an empty field filters nothing."""
     return QueueFilter(
-        reason=reason or None, label=label or None, source=source or None, min_age_hours=age
+        reason=reason or None,
+        label=label or None,
+        source=source or None,
+        min_age_hours=age,
+        escalated=escalated,
     )
 
 

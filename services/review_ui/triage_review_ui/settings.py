@@ -21,6 +21,12 @@ class Settings(CommonSettings):
         description="The queues a reviewer may choose (JSON list).",
     )
     lease_minutes: float = Field(default=15.0, gt=0, description="How long a claim lasts.")
+    undo_minutes: float = Field(
+        default=10.0, ge=0, description="How long the author of a decision may undo it."
+    )
+    due_soon_hours: float = Field(
+        default=2.0, gt=0, description="An open item due within this many hours is due soon."
+    )
     session_hours: float = Field(default=12.0, gt=0, description="How long a sign-in lasts.")
     cookie_secure: bool = Field(
         default=False,

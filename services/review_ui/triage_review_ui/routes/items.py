@@ -18,6 +18,7 @@ from triage_review_ui.deps import (
     require,
 )
 from triage_review_ui.domain import sent_as, top_probabilities
+from triage_review_ui.routes.history import history_context
 from triage_runtime.accounts.credentials import Action
 from triage_runtime.outcomes.review import WorkflowError
 
@@ -34,6 +35,7 @@ async def item_page(
     workflow: WorkflowDep,
     documents: DocumentsDep,
     pages: PagesDep,
+    settings: SettingsDep,
 ) -> Response:
     require(session, Action.REVIEW)
     item = await queries.item(item_id)
@@ -57,6 +59,7 @@ async def item_page(
         claim_error=claim_error,
         previous_id=await queries.neighbour(item_id, after=False),
         next_id=await queries.neighbour(item_id, after=True),
+        **await history_context(item, session, queries, settings),
     )
 
 

@@ -17,6 +17,7 @@ FilterText = Annotated[str | None, Query(max_length=100)]
 AgeHours = Annotated[
     float | None, Query(ge=0, le=24 * 365 * 10, description="Only items older than this (hours).")
 ]
+Escalated = Annotated[bool, Query(description="Only items someone escalated.")]
 
 router = APIRouter()
 
@@ -33,10 +34,11 @@ async def queue(
     label: FilterText = None,
     source: FilterText = None,
     age: AgeHours = None,
+    escalated: Escalated = False,
     offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
 ) -> Response:
     require(session, Action.REVIEW)
-    flt = queue_filter(reason, label, source, age)
+    flt = queue_filter(reason, label, source, age, escalated=escalated)
     result = await queries.open_queue(limit=settings.page_size, flt=flt, offset=offset)
     return pages.render(request, "queue.html", session, page=result, flt=flt, offset=offset)
 
@@ -51,10 +53,12 @@ async def queue_json(
     label: FilterText = None,
     source: FilterText = None,
     age: AgeHours = None,
+    escalated: Escalated = False,
 ) -> dict[str, Any]:
     require(session, Action.REVIEW)
     result = await queries.open_queue(
-        limit=settings.page_size, flt=queue_filter(reason, label, source, age)
+        limit=settings.page_size,
+        flt=queue_filter(reason, label, source, age, escalated=escalated),
     )
     return {
         "total_open": result.total_open,
