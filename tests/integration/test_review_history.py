@@ -301,8 +301,9 @@ def test_history_shows_arrival_score_claims_decisions_notes_and_comments(clean_d
 
     history = asyncio.run(scenario())
     assert [h[0] for h in history] == ["arrived", "scored", "comment", "claim", "decide", "reopen"]
-    assert history[1][2] == "billing by tfidf-lr-test (champion)"
+    assert history[0][2] == "arrived from upload:http-upload"
+    assert history[1][2] == "scored billing by tfidf-lr-test (champion)"
     assert "0.55" not in " ".join(str(h) for h in history)  # never the confidence
-    assert history[2][1:] == ("bob", "comment", "looks like the March invoice")
+    assert history[2][1:] == ("bob", "commented", "looks like the March invoice")
     assert history[4][1:] == ("alice", "decided billing", "matched invoice 42")
     assert history[5][1:3] == ("root", "reopen of billing (decided by alice)")

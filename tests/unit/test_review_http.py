@@ -180,6 +180,9 @@ class MemoryQueries(ReviewQueries):
     async def history(self, item: ReviewItem) -> list[HistoryEntry]:
         return [HistoryEntry(item.received_at, None, "arrived")]
 
+    async def last_decided(self, reviewer: str, *, since: datetime) -> ReviewItem | None:
+        return None
+
     async def dashboard(self, *, due_soon: timedelta = timedelta(hours=2)) -> Dashboard:
         return self.stats
 

@@ -185,7 +185,7 @@ def _described(row: AuditLog) -> str:
         return f"{row.action} of {detail.get('label', '')} (decided by {detail.get('decided_by')})"
     if row.action == "escalate":
         return f"escalated: {detail.get('reason', '')}"
-    return row.action
+    return {"claim": "claimed", "comment": "commented"}.get(row.action, row.action)
 
 
 def last_hours(now: datetime, count: int = 24) -> list[datetime]:
@@ -277,6 +277,22 @@ class ReviewQueries:
                 )
             ).scalar_one_or_none()
 
+    async def last_decided(self, reviewer: str, *, since: datetime) -> ReviewItem | None:
+        """The item ``reviewer`` decided last, if they decided it after ``since``."""
+        async with self._sessions() as session:
+            return (
+                await session.execute(
+                    select(ReviewItem)
+                    .where(
+                        ReviewItem.status == "decided",
+                        ReviewItem.decided_by == reviewer,
+                        ReviewItem.decided_at > since,
+                    )
+                    .order_by(ReviewItem.decided_at.desc())
+                    .limit(1)
+                )
+            ).scalar_one_or_none()
+
     async def history(self, item: ReviewItem) -> list[HistoryEntry]:
         """What happened to ``item``, oldest first: arrival, the model's score (label and
         version, no confidence), then every audited action with its note or comment."""
@@ -292,14 +308,14 @@ class ReviewQueries:
             )
             comments = await self._comments(session, rows)
         source = f"{item.source_kind}:{item.source_name}"
-        entries = [HistoryEntry(item.received_at, None, "arrived", f"from {source}")]
+        entries = [HistoryEntry(item.received_at, None, "arrived", f"arrived from {source}")]
         if item.model_version:
-            scored = f"{item.predicted_label or 'no label'} by {item.model_version}"
+            scored = f"scored {item.predicted_label or 'no label'} by {item.model_version}"
             entries.append(
                 HistoryEntry(item.created_at, None, "scored", f"{scored} ({item.model_role})")
             )
         else:
-            entries.append(HistoryEntry(item.created_at, None, "queued", "no model score"))
+            entries.append(HistoryEntry(item.created_at, None, "queued", "queued without a score"))
         notes = {item.id: item.note} if item.note else {}
         entries += [
             HistoryEntry(r.at, r.actor, r.action, _described(r), _words(r, comments, notes))

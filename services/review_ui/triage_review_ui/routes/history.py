@@ -34,15 +34,19 @@ Csrf = Annotated[str, Form()]
 async def history_context(
     item: ReviewItem, session: SessionInfo, queries: ReviewQueries, settings: Settings
 ) -> dict[str, Any]:
-    """What ``_history.html`` needs: the history, and whether this user may undo or reopen."""
+    """What ``_history.html`` needs: the history, whether this user may undo or reopen it,
+    and the user's last decision while it can still be undone (to undo from the next item)."""
+    window = timedelta(minutes=settings.undo_minutes)
+    now = utcnow()
     undo_until = None
     if item.status == "decided" and item.decided_by == session.user.username and item.decided_at:
-        until = item.decided_at + timedelta(minutes=settings.undo_minutes)
-        undo_until = until if until > utcnow() else None
+        undo_until = item.decided_at + window if item.decided_at + window > now else None
+    last = await queries.last_decided(session.user.username, since=now - window)
     return {
         "history": await queries.history(item),
         "undo_until": undo_until,
         "may_reopen": item.status == "decided" and can(session.user.role, Action.ADMIN),
+        "last_decided": last if last is not None and last.id != item.id else None,
     }
 
 
