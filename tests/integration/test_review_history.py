@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
+from collections.abc import Iterator
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
+from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -14,7 +18,10 @@ from tests.helpers import PRODUCER, RECEIVED_AT, Unpublished, classified
 from tests.kafkatools import collect
 from tests.stack import Stack
 from triage_contracts import DecidedBy, topics
+from triage_review_ui.app import create_app
 from triage_review_ui.queries import QueueFilter, ReviewQueries
+from triage_review_ui.settings import Settings
+from triage_runtime.accounts.store import AuthStore
 from triage_runtime.db.engine import make_async_engine
 from triage_runtime.kafka import make_broker
 from triage_runtime.outbox import Outbox, Publisher
@@ -307,3 +314,67 @@ def test_history_shows_arrival_score_claims_decisions_notes_and_comments(clean_d
     assert history[2][1:] == ("bob", "commented", "looks like the March invoice")
     assert history[4][1:] == ("alice", "decided billing", "matched invoice 42")
     assert history[5][1:3] == ("root", "reopen of billing (decided by alice)")
+
+
+PASSWORD = "correct horse battery"
+
+
+@pytest.fixture
+def client(isolated: Stack, clean_db: str, tmp_path: Path) -> Iterator[TestClient]:
+    """The review UI app with one open item, two reviewers and an admin."""
+
+    async def seed() -> None:
+        engine = make_async_engine(clean_db)
+        auth = AuthStore(engine)
+        for name, role in (("alice", "reviewer"), ("bob", "reviewer"), ("root", "admin")):
+            await auth.create_user(name, PASSWORD, role)
+        await _open_items(engine, 1)
+        await engine.dispose()
+
+    asyncio.run(seed())
+    settings = Settings(
+        database_url=clean_db,
+        kafka_bootstrap=isolated.kafka_bootstrap,
+        topic_prefix=isolated.topic_prefix,
+        blob_dir=tmp_path / "blobs",
+    )
+    with TestClient(create_app(settings)) as test_client:
+        yield test_client
+
+
+def _login(client: TestClient, user: str) -> str:
+    response = client.post("/login", data={"username": user, "password": PASSWORD})
+    assert response.status_code == 200, response.text
+    found = re.search(r'name="csrf" value="([^"]+)"', response.text)
+    assert found
+    return found.group(1)
+
+
+@pytest.mark.parametrize("action", ["undo", "reopen", "escalate", "comment"])
+def test_each_history_action_refuses_a_missing_or_stale_csrf_token(
+    client: TestClient, clean_db: str, action: str
+) -> None:
+    _login(client, "root")
+    form = {"reason": "why", "body": "words"}
+    for token in ({}, {"csrf": "stale"}):
+        refused = client.post(f"/items/1/{action}", data=form | token)
+        assert refused.status_code == 403, refused.text
+        assert "CSRF" in refused.text
+    changes = (
+        "SELECT count(*) FROM audit_log WHERE action IN ('undo', 'reopen', 'escalate', 'comment')"
+    )
+    assert _rows(clean_db, changes) == [(0,)]
+
+
+def test_a_reviewer_may_not_reopen_and_errors_are_pages(client: TestClient) -> None:
+    csrf = _login(client, "alice")
+    client.get("/items/1")  # claims it
+    decided = client.post("/items/1/decide", data={"label": "legal", "csrf": csrf})
+    assert decided.status_code == 200
+    refused = client.post("/items/1/reopen", data={"csrf": csrf})
+    assert refused.status_code == 403
+    empty = client.post("/items/1/comment", data={"csrf": csrf, "body": "   "})
+    assert empty.status_code == 422 and "needs some text" in empty.text
+    assert "text/html" in empty.headers["content-type"]
+    page = client.get("/items/1")
+    assert "Undo my decision" in page.text and "Reopen for review" not in page.text
