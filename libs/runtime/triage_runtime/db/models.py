@@ -70,6 +70,13 @@ class ReviewItem(Base):
 
     __table_args__ = (
         Index("ix_review_item_status_due", "status", "due_at"),
+        # A reviewer's last decision, for undoing it from the next item.
+        Index(
+            "ix_review_item_decided_by_at",
+            "decided_by",
+            "decided_at",
+            postgresql_where=text("status = 'decided'"),
+        ),
         Index(
             "ix_review_item_escalated",
             "due_at",

@@ -1,5 +1,6 @@
-"""review_item: the standing decision's event id (for retracting it on undo or reopen) and
-escalation; review_comment: comments and decision notes, removed with their item
+"""review_item: the standing decision's event id (for retracting it on undo or reopen),
+escalation, and an index for a reviewer's last decision; review_comment: comments and
+decision notes, removed with their item
 
 Revision ID: 0016
 Revises: 0013
@@ -27,6 +28,12 @@ def upgrade() -> None:
         ["due_at"],
         postgresql_where="escalated_at IS NOT NULL AND status IN ('pending', 'claimed')",
     )
+    op.create_index(
+        "ix_review_item_decided_by_at",
+        "review_item",
+        ["decided_by", "decided_at"],
+        postgresql_where="status = 'decided'",
+    )
     op.create_table(
         "review_comment",
         sa.Column("id", sa.BigInteger, primary_key=True, autoincrement=True),
@@ -53,5 +60,6 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_table("review_comment")
     op.drop_index("ix_review_item_escalated", "review_item")
+    op.drop_index("ix_review_item_decided_by_at", "review_item")
     for column in ("escalation_reason", "escalated_by", "escalated_at", "decision_event_id"):
         op.drop_column("review_item", column)
