@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tests.helpers import PRODUCER, RECEIVED_AT, Unpublished, classified
+from tests.helpers import PRODUCER, RECEIVED_AT, Unpublished, classified, routed_item
 from tests.kafkatools import collect
 from tests.stack import Stack
 from triage_contracts import DecidedBy, topics
@@ -33,7 +33,9 @@ from triage_runtime.routing import (
     PRIORITY_NORMAL,
     ReviewReason,
     RouteTo,
+    RoutingPolicy,
     SendToReview,
+    decide,
 )
 
 LABELS = ("billing", "legal", "other", "technical")
@@ -378,3 +380,54 @@ def test_a_reviewer_may_not_reopen_and_errors_are_pages(client: TestClient) -> N
     assert "text/html" in empty.headers["content-type"]
     page = client.get("/items/1")
     assert "Undo my decision" in page.text and "Reopen for review" not in page.text
+
+
+def test_undoing_a_quality_sample_decision_leaves_the_models_routing_as_it_was(
+    clean_db: str,
+) -> None:
+    """Agreeing with a sample routed nothing, so its undo withdraws nothing; overruling one
+    replaced the model's routing, so its undo withdraws the reviewer's and the document is
+    in review again."""
+    everything = RoutingPolicy(quality_sample=1.0)
+
+    async def scenario() -> None:
+        engine = make_async_engine(clean_db)
+        batch = []
+        for n in range(2):
+            event = classified(sha256=f"{n + 500:064x}", label="billing", confidence=0.97)
+            decision = decide(event, everything)
+            assert isinstance(decision, RouteTo) and decision.quality_sample is not None
+            batch.append((event, decision, routed_item(event, decision)))
+        await OutcomeStore(engine).apply_batch(batch)
+        async with engine.connect() as conn:
+            agreed, overruled = [
+                int(r[0])
+                for r in await conn.execute(text("SELECT id FROM review_item ORDER BY id"))
+            ]
+        flow = _workflow(engine)
+        for item, label in ((agreed, "billing"), (overruled, "legal")):
+            await flow.claim(item, reviewer="alice")
+            await flow.decide(item, reviewer="alice", label=label)
+            await flow.undo(item, reviewer="alice")
+        await engine.dispose()
+
+    asyncio.run(scenario())
+    assert _rows(
+        clean_db,
+        "SELECT i.status, r.queue, r.decided_by, r.withdrawn_at IS NULL, o.kind, o.queue"
+        " FROM review_item i JOIN routing_decision r USING (document_id)"
+        " JOIN document_outcome o USING (document_id) ORDER BY i.id",
+    ) == [
+        ("claimed", "billing", "model", True, "routed", "billing"),
+        ("claimed", "legal", "human", False, "review", None),
+    ]
+    assert _rows(
+        clean_db,
+        "SELECT schema, topic FROM outbox WHERE schema IN"
+        " ('ReviewDecisionRetracted', 'DocumentWithdrawn') ORDER BY id",
+    ) == [
+        ("ReviewDecisionRetracted", "test.decisions"),
+        ("DocumentWithdrawn", "test.routed.billing"),  # the overruling withdrew the model's
+        ("ReviewDecisionRetracted", "test.decisions"),
+        ("DocumentWithdrawn", "test.routed.legal"),  # the undo withdraws the reviewer's
+    ]
