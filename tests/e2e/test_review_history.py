@@ -237,3 +237,4 @@ def test_the_per_hour_chart_shows_every_hour_with_zeros(
         )[0][0]
     )
     page.locator("#per-hour").screenshot(path=ARTIFACTS / "review-per-hour.png")
+    page.screenshot(path=ARTIFACTS / "review-dashboard-hours.png")  # docs/images/

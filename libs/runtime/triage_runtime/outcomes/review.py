@@ -53,6 +53,7 @@ from triage_runtime.db.models import (
     ReviewItem,
     RoutingDecision,
 )
+from triage_runtime.outcomes.corrections import OPEN_REVIEW
 from triage_runtime.outcomes.withdrawal import withdrawal
 from triage_runtime.routing import PRIORITY_HIGH, ReviewReason
 
@@ -70,7 +71,6 @@ class ClaimConflictError(WorkflowError):
 
 MAX_COMMENT_CHARS = 2000
 MAX_ESCALATION_CHARS = 500
-OPEN = ("pending", "claimed")
 
 
 @dataclass(frozen=True, slots=True)
@@ -281,7 +281,7 @@ class ReviewWorkflow:
                     update(ReviewItem)
                     .where(
                         ReviewItem.id == item_id,
-                        ReviewItem.status.in_(OPEN),
+                        ReviewItem.status.in_(OPEN_REVIEW),
                         ReviewItem.escalated_at.is_(None),
                     )
                     .values(
