@@ -431,3 +431,91 @@ def test_undoing_a_quality_sample_decision_leaves_the_models_routing_as_it_was(
         ("ReviewDecisionRetracted", "test.decisions"),
         ("DocumentWithdrawn", "test.routed.legal"),  # the undo withdraws the reviewer's
     ]
+
+
+def test_an_undo_and_a_replay_of_one_document_at_once_both_finish(clean_db: str) -> None:
+    """They lock the routing row, then the item, in the same order: one waits, none
+    deadlocks; whichever goes first, the other sees what it did."""
+    races = 10
+
+    async def scenario() -> list[Outcome]:
+        engine = make_async_engine(clean_db)
+        ids = await _open_items(engine, races)
+        flow = _workflow(engine)
+        for item in ids:
+            await flow.claim(item, reviewer="alice")
+            await flow.decide(item, reviewer="alice", label="legal")
+        other = make_async_engine(clean_db)
+        replay = CorrectionStore(
+            other, producer=PRODUCER, review_sla=timedelta(hours=4), topic_for=str
+        )
+        outcomes = []
+        for n, item in enumerate(ids):
+            event = classified(sha256=f"{n:064x}", confidence=0.99, threshold=0.9)
+            route = RouteTo("billing", DecidedBy.MODEL, 0.99)
+            _, change = await asyncio.gather(
+                flow.undo(item, reviewer="alice"),
+                replay.apply(event, route, replay_id=f"race{n}"),
+            )
+            outcomes.append(change.outcome)
+        await other.dispose()
+        await engine.dispose()
+        return outcomes
+
+    outcomes = asyncio.run(scenario())
+    assert set(outcomes) <= {Outcome.KEPT_HUMAN, Outcome.CHANGED}
+    # Each document ends either routed by the replay (the undo went first: item closed) or
+    # back in review with alice (the replay went first and kept the human decision).
+    states = _rows(
+        clean_db,
+        "SELECT i.status, o.kind, o.queue FROM review_item i"
+        " JOIN document_outcome o USING (document_id) ORDER BY i.id",
+    )
+    expected = {
+        Outcome.CHANGED: ("closed", "routed", "billing"),
+        Outcome.KEPT_HUMAN: ("claimed", "review", None),
+    }
+    assert states == [expected[o] for o in outcomes]
+
+
+def test_deciding_a_quality_sample_while_a_replay_moves_it_both_finish(clean_db: str) -> None:
+    """A decision locks the document's routing before its item, as a replay does: no
+    deadlock; the replay either finds a human decision or closes the sample first."""
+    races = 10
+    everything = RoutingPolicy(quality_sample=1.0)
+
+    async def scenario() -> list[tuple[bool, Outcome]]:
+        engine = make_async_engine(clean_db)
+        batch = []
+        for n in range(races):
+            event = classified(sha256=f"{n + 700:064x}", label="billing", confidence=0.97)
+            decision = decide(event, everything)
+            assert isinstance(decision, RouteTo)
+            batch.append((event, decision, routed_item(event, decision)))
+        await OutcomeStore(engine).apply_batch(batch)
+        async with engine.connect() as conn:
+            ids = [int(r[0]) for r in await conn.execute(text("SELECT id FROM review_item"))]
+        flow = _workflow(engine)
+        other = make_async_engine(clean_db)
+        replay = CorrectionStore(
+            other, producer=PRODUCER, review_sla=timedelta(hours=4), topic_for=str
+        )
+        results = []
+        for (event, _, _), item in zip(batch, sorted(ids), strict=True):
+            await flow.claim(item, reviewer="alice")
+            decided, change = await asyncio.gather(
+                flow.decide(item, reviewer="alice", label="legal"),
+                replay.apply(event, RouteTo("technical", DecidedBy.MODEL, 0.99), replay_id="race"),
+                return_exceptions=True,
+            )
+            assert decided is None or isinstance(decided, WorkflowError), decided
+            assert not isinstance(change, BaseException), change
+            results.append((decided is None, change.outcome))
+        await other.dispose()
+        await engine.dispose()
+        return results
+
+    results = asyncio.run(scenario())
+    # Exactly one of them moved each document: the reviewer (the replay kept it) or the
+    # replay (it closed the sample, so the decision was refused).
+    assert all(r in {(True, Outcome.KEPT_HUMAN), (False, Outcome.CHANGED)} for r in results)

@@ -186,11 +186,7 @@ class ReviewWorkflow:
             raise WorkflowError(f"{label!r} is not a queue; choose one of {sorted(self._labels)}")
         now = utcnow()
         async with self._sessions.begin() as session:
-            item = (
-                await session.execute(
-                    select(ReviewItem).where(ReviewItem.id == item_id).with_for_update()
-                )
-            ).scalar_one_or_none()
+            item = await _locked(session, item_id)
             if item is None:
                 raise WorkflowError(f"review item {item_id} does not exist")
             if item.status == "decided":
@@ -332,11 +328,7 @@ class ReviewWorkflow:
     @staticmethod
     async def _decided(session: AsyncSession, item_id: int) -> ReviewItem:
         """The decided item, locked; raise if it is not decided (an undo that lost a race)."""
-        item = (
-            await session.execute(
-                select(ReviewItem).where(ReviewItem.id == item_id).with_for_update()
-            )
-        ).scalar_one_or_none()
+        item = await _locked(session, item_id)
         if item is None:
             raise WorkflowError(f"review item {item_id} does not exist")
         if item.status != "decided":
@@ -561,6 +553,26 @@ class ReviewWorkflow:
             ),
             supersedes_event_id=supersedes,
         )
+
+
+async def _locked(session: AsyncSession, item_id: int) -> ReviewItem | None:
+    """The review item, locked, after its document's routing row (if any): the order a
+    replay locks them in (``CorrectionStore``), so a decision or an undo and a replay of
+    the same document wait for each other instead of deadlocking."""
+    document_id = select(ReviewItem.document_id).where(ReviewItem.id == item_id)
+    await session.execute(
+        select(RoutingDecision.document_id)
+        .where(RoutingDecision.document_id == document_id.scalar_subquery())
+        .with_for_update()
+    )
+    return (
+        await session.execute(
+            select(ReviewItem)
+            .where(ReviewItem.id == item_id)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
+    ).scalar_one_or_none()
 
 
 def _model_ref(item: ReviewItem) -> ModelRef | None:
