@@ -23,7 +23,15 @@ from triage_contracts import utcnow
 from triage_review_ui import background, domain
 from triage_review_ui.app import create_app
 from triage_review_ui.documents import ItemDocuments
-from triage_review_ui.queries import Dashboard, QueueFilter, QueueOrder, QueuePage, ReviewQueries
+from triage_review_ui.queries import (
+    AuditRow,
+    Dashboard,
+    HistoryEntry,
+    QueueFilter,
+    QueueOrder,
+    QueuePage,
+    ReviewQueries,
+)
 from triage_review_ui.search import ItemTexts
 from triage_review_ui.settings import Settings
 from triage_runtime.accounts.credentials import Role, check_password_policy, check_username
@@ -36,7 +44,7 @@ from triage_runtime.accounts.store import (
 )
 from triage_runtime.accounts.throttle import LoginThrottle
 from triage_runtime.blobstore import LocalBlobStore
-from triage_runtime.db.models import AuditLog, ReviewItem
+from triage_runtime.db.models import ReviewItem
 from triage_runtime.outcomes.review import (
     BulkResult,
     Claim,
@@ -192,10 +200,16 @@ class MemoryQueries(ReviewQueries):
     async def first_open(self) -> int | None:
         return next(iter(self._open()), None)
 
-    async def audit(self, *, limit: int = 200) -> tuple[list[AuditLog], list[tuple[str, int]]]:
+    async def audit(self, *, limit: int = 200) -> tuple[list[AuditRow], list[tuple[str, int]]]:
         return [], []
 
-    async def dashboard(self) -> Dashboard:
+    async def history(self, item: ReviewItem) -> list[HistoryEntry]:
+        return [HistoryEntry(item.received_at, None, "arrived")]
+
+    async def last_decided(self, reviewer: str, *, since: datetime) -> ReviewItem | None:
+        return None
+
+    async def dashboard(self, *, due_soon: timedelta = timedelta(hours=2)) -> Dashboard:
         return self.stats
 
 

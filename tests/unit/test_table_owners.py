@@ -25,6 +25,7 @@ OWNERS = {
     "routing_decision": "triage_runtime.outcomes",
     "review_item": "triage_runtime.outcomes",
     "routing_correction": "triage_runtime.outcomes",
+    "review_comment": "triage_runtime.outcomes",
     "document_purge": "triage_runtime.retention",
     "api_key": "triage_runtime.apikeys",
     "model_version": "triage_runtime.registry",

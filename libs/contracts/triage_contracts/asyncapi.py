@@ -16,6 +16,7 @@ from triage_contracts.events import (
     DocumentRoutedV1,
     DocumentWithdrawnV1,
     Event,
+    ReviewDecisionRetractedV1,
     ReviewDecisionV1,
     schema_key,
 )
@@ -55,8 +56,10 @@ _CHANNELS: dict[str, tuple[str, tuple[type[Event], ...], str]] = {
     ),
     "reviewDecisions": (
         topics.REVIEW_DECISIONS,
-        (ReviewDecisionV1,),
-        "Human review decisions; they feed the next training set.",
+        (ReviewDecisionV1, ReviewDecisionRetractedV1),
+        "Human review decisions; they feed the next training set. A decision undone by its "
+        "author or reopened by an admin is retracted (ReviewDecisionRetracted naming it): "
+        "keep, per review item, the latest decision no retraction names.",
     ),
     "deadletter": (
         topics.DEADLETTER,
@@ -122,6 +125,13 @@ _OPERATIONS: tuple[tuple[str, str, str, type[Event], str], ...] = (
         "reviewDecisions",
         ReviewDecisionV1,
         "review UI publishes each human decision once (outbox relay).",
+    ),
+    (
+        "reviewUiRetractsDecision",
+        "send",
+        "reviewDecisions",
+        ReviewDecisionRetractedV1,
+        "review UI retracts a decision its author undid or an admin reopened.",
     ),
     (
         "reviewUiPublishesRouted",

@@ -300,6 +300,33 @@ class ReviewDecisionV1(DocumentEvent):
     predicted_label: Label | None = None
 
 
+class Retraction(enum.StrEnum):
+    """Why a review decision no longer stands."""
+
+    UNDO = "undo"
+    """Its author took it back, within the undo window."""
+    REOPEN = "reopen"
+    """An admin reopened the item for another decision."""
+
+
+class ReviewDecisionRetractedV1(DocumentEvent):
+    """A ReviewDecision no longer stands: the item is back in the review queue.
+
+    Published on the decisions topic after the decision it retracts. A consumer building
+    training data keeps, per review item, the latest ReviewDecision no retraction names.
+    """
+
+    schema_name: Literal["ReviewDecisionRetracted"] = "ReviewDecisionRetracted"
+    schema_version: Literal[1] = 1
+    review_item_id: Annotated[int, Field(ge=1)]
+    retracted_event_id: uuid.UUID | None
+    """The ReviewDecision event this retracts (None: decided before ids were kept)."""
+    label: Label
+    """The label the retracted decision chose."""
+    retraction: Retraction
+    actor: Annotated[str, StringConstraints(min_length=1, max_length=80)]
+
+
 class ErrorClass(enum.StrEnum):
     """Why a message or an inbound item went to the dead-letter topic."""
 
@@ -352,6 +379,7 @@ EVENT_TYPES: tuple[type[Event], ...] = (
     DocumentRoutedV1,
     DocumentWithdrawnV1,
     ReviewDecisionV1,
+    ReviewDecisionRetractedV1,
     DeadLetterV1,
 )
 

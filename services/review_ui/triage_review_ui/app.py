@@ -25,7 +25,7 @@ from triage_review_ui.documents import ItemDocuments
 from triage_review_ui.metrics import count_decision
 from triage_review_ui.pages import Pages
 from triage_review_ui.queries import ReviewQueries
-from triage_review_ui.routes import admin, auth, bulk, claims, dashboard, items, queue
+from triage_review_ui.routes import admin, auth, bulk, claims, dashboard, history, items, queue
 from triage_review_ui.search import ItemTexts
 from triage_review_ui.settings import Settings
 from triage_runtime.accounts.store import AuthStore
@@ -74,6 +74,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         ),
         publisher=InBackground(outbox),  # a reviewer's click never waits on Kafka
         on_decided=count_decision,
+        undo_window=timedelta(minutes=settings.undo_minutes),
     )
     gauges = QueueGauges(queries)
     documents = ItemDocuments(settings.open_blob_store(), pool)
@@ -133,6 +134,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         claims.router,
         dashboard.router,
         admin.router,
+        history.router,
     ):
         app.include_router(router)
     return app

@@ -60,6 +60,8 @@ def queue_filter(
     source: str | None,
     age: float | None,
     search: str | None = None,
+    *,
+    escalated: bool = False,
 ) -> QueueFilter:
     """The queue filter a query string asks for; an empty field filters nothing."""
     return QueueFilter(
@@ -68,6 +70,7 @@ def queue_filter(
         source=source or None,
         min_age_hours=age,
         search=(search or "").strip() or None,
+        escalated=escalated,
     )
 
 
@@ -92,6 +95,7 @@ class QueueView:
             label_param: view.flt.label,
             "source": view.flt.source,
             "age": hours_text(view.flt.min_age_hours),
+            "escalated": "true" if view.flt.escalated else None,
         }
         if view.order != QueueOrder():
             params["sort"] = view.order.key.value

@@ -13,15 +13,15 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import ColumnElement, Select, case, false, func, select
-from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.orm import InstrumentedAttribute
 
 from triage_contracts import utcnow
-from triage_runtime.db.models import SEARCH_CONFIG, AuditLog, ReviewItem
+from triage_runtime.db.models import SEARCH_CONFIG, AuditLog, ReviewComment, ReviewItem
 from triage_runtime.routing import ReviewReason
 
 OPEN_STATUSES = ("pending", "claimed")
@@ -61,6 +61,8 @@ class QueueFilter:
     min_age_hours: float | None = None
     search: str | None = None
     """Words to find in the text, email subject, sender or name (web search syntax)."""
+    escalated: bool = False
+    """Only items someone escalated."""
 
 
 class SortKey(enum.StrEnum):
@@ -137,6 +139,29 @@ class Dashboard:
     override_by_model: list[tuple[str, int, int]] = field(default_factory=list)
     by_reason: dict[str, int] = field(default_factory=dict)
     """Open items by stored reason (the gauges'); pages show ``shown_counts`` of it."""
+    due_soon: int = 0
+    """Open items not overdue but due within the due-soon hours."""
+    escalated: int = 0
+    """Open items someone escalated."""
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryEntry:
+    """One line of an item's history: when, who, what, and the words (a note or comment)."""
+
+    at: datetime
+    actor: str | None
+    action: str
+    detail: str = ""
+    text: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AuditRow:
+    """An audit row as the audit page shows it, with the note or comment it names."""
+
+    row: AuditLog
+    text: str | None
 
 
 def _row(i: ReviewItem) -> QueueRow:
@@ -184,7 +209,45 @@ def _filtered(query: Select[Any], flt: QueueFilter) -> Select[Any]:
                 func.websearch_to_tsquery(SEARCH_CONFIG, flt.search)
             )
         )
+    if flt.escalated:
+        query = query.where(ReviewItem.escalated_at.is_not(None))
     return query
+
+
+def _words(row: AuditLog, comments: dict[int, str], item_notes: dict[int, str]) -> str | None:
+    """The note or comment an audit row names; a decision from before notes were kept as
+    comments shows its item's note."""
+    detail = row.detail or {}
+    for key in ("note_id", "comment_id"):
+        if isinstance(detail.get(key), int):
+            return comments.get(detail[key])
+    if row.action in ("decide", "bulk_decide") and row.review_item_id is not None:
+        return item_notes.get(row.review_item_id)
+    return None
+
+
+def _described(row: AuditLog) -> str:
+    """What an audit row did, in words for an item's history (never a confidence)."""
+    detail = row.detail or {}
+    if row.action in ("decide", "bulk_decide"):
+        return f"decided {detail.get('label', '')}"
+    if row.action in ("undo", "reopen"):
+        return f"{row.action} of {detail.get('label', '')} (decided by {detail.get('decided_by')})"
+    if row.action == "escalate":
+        return f"escalated: {detail.get('reason', '')}"
+    return {"claim": "claimed", "comment": "commented"}.get(row.action, row.action)
+
+
+def last_hours(now: datetime, count: int = 24) -> list[datetime]:
+    """The starts of the last ``count`` hours (UTC), the current one last."""
+    current = now.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+    return [current - timedelta(hours=count - 1 - n) for n in range(count)]
+
+
+def every_hour(hours: list[datetime], counts: dict[datetime, int]) -> list[tuple[datetime, int]]:
+    """Each of ``hours`` with its count, zero where nothing happened."""
+    by_hour = {h.astimezone(UTC): n for h, n in counts.items()}
+    return [(h, by_hour.get(h, 0)) for h in hours]
 
 
 class ReviewQueries:
@@ -277,16 +340,93 @@ class ReviewQueries:
                 )
             ).scalar_one_or_none()
 
-    async def audit(self, *, limit: int = 200) -> tuple[list[AuditLog], list[tuple[str, int]]]:
-        """The latest audit rows and the number of decisions per reviewer."""
+    async def last_decided(self, reviewer: str, *, since: datetime) -> ReviewItem | None:
+        """The item ``reviewer`` decided last, if they decided it after ``since``."""
+        async with self._sessions() as session:
+            return (
+                await session.execute(
+                    select(ReviewItem)
+                    .where(
+                        ReviewItem.status == "decided",
+                        ReviewItem.decided_by == reviewer,
+                        ReviewItem.decided_at > since,
+                    )
+                    .order_by(ReviewItem.decided_at.desc())
+                    .limit(1)
+                )
+            ).scalar_one_or_none()
+
+    async def history(self, item: ReviewItem) -> list[HistoryEntry]:
+        """What happened to ``item``, oldest first: arrival, the model's score (label and
+        version, no confidence), then every audited action with its note or comment."""
         async with self._sessions() as session:
             rows = list(
+                (
+                    await session.execute(
+                        select(AuditLog)
+                        .where(AuditLog.review_item_id == item.id)
+                        .order_by(AuditLog.id)
+                    )
+                ).scalars()
+            )
+            comments = await self._comments(session, rows)
+        source = f"{item.source_kind}:{item.source_name}"
+        entries = [HistoryEntry(item.received_at, None, "arrived", f"arrived from {source}")]
+        if item.model_version:
+            scored = f"scored {item.predicted_label or 'no label'} by {item.model_version}"
+            entries.append(
+                HistoryEntry(item.created_at, None, "scored", f"{scored} ({item.model_role})")
+            )
+        else:
+            entries.append(HistoryEntry(item.created_at, None, "queued", "queued without a score"))
+        notes = {item.id: item.note} if item.note else {}
+        entries += [
+            HistoryEntry(r.at, r.actor, r.action, _described(r), _words(r, comments, notes))
+            for r in rows
+        ]
+        return entries
+
+    @staticmethod
+    async def _comments(session: AsyncSession, rows: list[AuditLog]) -> dict[int, str]:
+        """The notes and comments ``rows`` name, by id (gone with their item: retention)."""
+        ids = [
+            value
+            for r in rows
+            for key, value in (r.detail or {}).items()
+            if key in ("note_id", "comment_id") and isinstance(value, int)
+        ]
+        if not ids:
+            return {}
+        found = await session.execute(
+            select(ReviewComment.id, ReviewComment.body).where(ReviewComment.id.in_(ids))
+        )
+        return {int(i): str(body) for i, body in found.all()}
+
+    async def audit(self, *, limit: int = 200) -> tuple[list[AuditRow], list[tuple[str, int]]]:
+        """The latest audit rows (with the notes and comments they name) and the number of
+        decisions per reviewer."""
+        async with self._sessions() as session:
+            found = list(
                 (
                     await session.execute(
                         select(AuditLog).order_by(AuditLog.id.desc()).limit(limit)
                     )
                 ).scalars()
             )
+            comments = await self._comments(session, found)
+            decided = {r.review_item_id for r in found if r.action in ("decide", "bulk_decide")}
+            notes = {
+                int(i): str(note)
+                for i, note in (
+                    await session.execute(
+                        select(ReviewItem.id, ReviewItem.note).where(
+                            ReviewItem.id.in_([i for i in decided if i is not None]),
+                            ReviewItem.note.is_not(None),
+                        )
+                    )
+                ).all()
+            }
+            rows = [AuditRow(r, _words(r, comments, notes)) for r in found]
             counts = (
                 await session.execute(
                     select(AuditLog.actor, func.count())
@@ -297,24 +437,30 @@ class ReviewQueries:
             ).all()
         return rows, [(str(a), int(n)) for a, n in counts]
 
-    async def dashboard(self) -> Dashboard:
-        """Queue depth and age, decisions per hour (24 h), override rate per model version."""
+    async def dashboard(self, *, due_soon: timedelta = timedelta(hours=2)) -> Dashboard:
+        """Queue depth and age, due soon, overdue and escalated, decisions in each of the last
+        24 hours, override rate per model version."""
         now = utcnow()
+        hours = last_hours(now)
         async with self._sessions() as session:
-            open_items, oldest, overdue = (
+            open_items, oldest, overdue, soon, escalated = (
                 await session.execute(
                     select(
                         func.count(),
                         func.min(ReviewItem.received_at),
                         func.count().filter(ReviewItem.due_at < now),
+                        func.count().filter(
+                            ReviewItem.due_at >= now, ReviewItem.due_at < now + due_soon
+                        ),
+                        func.count().filter(ReviewItem.escalated_at.is_not(None)),
                     ).where(ReviewItem.status.in_(OPEN_STATUSES))
                 )
             ).one()
-            hour = func.date_trunc("hour", ReviewItem.decided_at)
+            hour = func.date_trunc("hour", ReviewItem.decided_at, "UTC")  # not the session zone
             per_hour = (
                 await session.execute(
                     select(hour, func.count())
-                    .where(ReviewItem.decided_at >= now - timedelta(hours=24))
+                    .where(ReviewItem.decided_at >= hours[0])
                     .group_by(hour)
                     .order_by(hour)
                 )
@@ -347,7 +493,9 @@ class ReviewQueries:
             open_items=int(open_items),
             oldest_age_hours=(now - oldest).total_seconds() / 3600 if oldest else None,
             overdue=int(overdue),
-            decisions_per_hour=[(h, int(n)) for h, n in per_hour],
+            due_soon=int(soon),
+            escalated=int(escalated),
+            decisions_per_hour=every_hour(hours, {h: int(n) for h, n in per_hour}),
             override_by_model=[(str(v), int(n), int(o or 0)) for v, n, o in overrides],
             by_reason={str(r): int(n) for r, n in reasons},
         )

@@ -37,6 +37,9 @@ class Settings(CommonSettings):
         gt=0,
         description="How long a claim lasts; an open, visible item page renews it.",
     )
+    undo_minutes: float = Field(
+        default=10.0, ge=0, description="How long the author of a decision may undo it."
+    )
     session_hours: float = Field(default=12.0, gt=0, description="How long a sign-in lasts.")
     cookie_secure: bool = Field(
         default=False,

@@ -12,6 +12,7 @@ from sqlalchemy import (
     Computed,
     DateTime,
     Float,
+    ForeignKey,
     Index,
     SmallInteger,
     String,
@@ -85,6 +86,11 @@ class ReviewItem(Base):
     search_vector: Mapped[Any] = mapped_column(
         TSVECTOR, Computed(REVIEW_SEARCH_VECTOR, persisted=True), deferred=True
     )
+    decision_event_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
+    """The ReviewDecision event of the standing decision (retracted by an undo or reopen)."""
+    escalated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    escalated_by: Mapped[str | None] = mapped_column(String(80))
+    escalation_reason: Mapped[str | None] = mapped_column(String(500))
 
     __table_args__ = (
         Index("ix_review_item_status_due", "status", "due_at"),
@@ -95,12 +101,42 @@ class ReviewItem(Base):
             "id",
             postgresql_where=text("search_text IS NULL AND status IN ('pending', 'claimed')"),
         ),
+        # A reviewer's last decision, for undoing it from the next item.
+        Index(
+            "ix_review_item_decided_by_at",
+            "decided_by",
+            "decided_at",
+            postgresql_where=text("status = 'decided'"),
+        ),
+        Index(
+            "ix_review_item_escalated",
+            "due_at",
+            postgresql_where=text("escalated_at IS NOT NULL AND status IN ('pending', 'claimed')"),
+        ),
         # Live precision reads the quality samples of a recent window (outcomes.quality).
         Index(
             "ix_review_item_quality_sample",
             "created_at",
             postgresql_where=text("reason = 'quality_sample'"),
         ),
+    )
+
+
+class ReviewComment(Base):
+    """A comment on a review item, or the note a reviewer left with a decision; removed
+    with its item (retention)."""
+
+    __tablename__ = "review_comment"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    review_item_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("review_item.id", ondelete="CASCADE"), index=True
+    )
+    kind: Mapped[str] = mapped_column(String(16))
+    author: Mapped[str] = mapped_column(String(80))
+    body: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=text("clock_timestamp()")
     )
 
 

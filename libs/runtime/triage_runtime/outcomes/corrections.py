@@ -46,6 +46,7 @@ from triage_runtime.db.models import (
     RoutingDecision,
 )
 from triage_runtime.outcomes.store import review_item_values
+from triage_runtime.outcomes.withdrawal import withdrawal
 from triage_runtime.routing import Decision, ReviewReason, RouteTo, SendToReview, routed_event
 
 REVIEW = "review"
@@ -191,8 +192,10 @@ class CorrectionStore:
                 doc_id, outcome, old, new, old_version, event.model.version, confidence, (*events,)
             )
 
+        # A human routing that was withdrawn (its decision undone or reopened) no longer
+        # stands: the document is in review again.
         if (item is not None and item.status == "decided") or (
-            routing is not None and routing.decided_by == "human"
+            routing is not None and routing.decided_by == "human" and routing.withdrawn_at is None
         ):
             human = item.decided_label if item is not None and item.decided_label else None
             label = human or (routing.queue if routing else REVIEW)
@@ -231,13 +234,11 @@ class CorrectionStore:
     def _withdrawal(
         self, event: DocumentClassifiedV1, routing: RoutingDecision, replay_id: str
     ) -> DocumentWithdrawnV1:
-        return DocumentWithdrawnV1(
+        return withdrawal(
+            routing,
             producer=self._producer,
-            document_id=event.document_id,
             trace_id=event.trace_id,
             model=event.model,
-            queue=routing.queue,
-            withdrawn_event_id=routing.event_id,
             reason=f"re-scored by {event.model.version} in replay {replay_id}",
             replay_id=replay_id,
         )
@@ -315,6 +316,7 @@ class CorrectionStore:
             "decided_label": None,
             "decided_by": None,
             "decided_at": None,
+            "decision_event_id": None,
             "note": f"opened by replay {replay_id}: {event.model.version} is not confident",
         }
         await session.execute(

@@ -17,6 +17,12 @@ reviewer who agrees with its queue moves nothing, one who does not withdraws the
 Besides the model's labels (training data), a reviewer may send a document to another routed
 queue (routed, not training data) or discard it as spam or not a document (not routed, not
 training data; a quality sample's routing is withdrawn). ``DecisionKind`` records which.
+
+A decision can be undone by its author within the undo window, or reopened by an admin at
+any time: the item is open again, the routing the decision made is withdrawn (as a replay
+withdraws one), and a ReviewDecisionRetracted names the decision for training consumers.
+Items can be escalated (high priority, flagged for admins) and commented on; every action
+is audited.
 """
 
 from __future__ import annotations
@@ -36,11 +42,12 @@ from triage_contracts import (
     DecidedBy,
     DocumentRef,
     DocumentRoutedV1,
-    DocumentWithdrawnV1,
     Event,
     ModelRef,
     ModelRole,
     Producer,
+    Retraction,
+    ReviewDecisionRetractedV1,
     ReviewDecisionV1,
     Source,
     SourceKind,
@@ -50,10 +57,13 @@ from triage_runtime import audit, outbox
 from triage_runtime.db.models import (
     Document,
     DocumentOutcome,
+    ReviewComment,
     ReviewItem,
     RoutingDecision,
 )
-from triage_runtime.routing import ReviewReason
+from triage_runtime.outcomes.corrections import OPEN_REVIEW
+from triage_runtime.outcomes.withdrawal import withdrawal
+from triage_runtime.routing import PRIORITY_HIGH, ReviewReason
 
 Decided = Callable[[str, str, bool], None]
 """Told of each committed decision of a scored item: model version, role, agreed or not."""
@@ -80,6 +90,10 @@ class WorkflowError(RuntimeError):
 
 class ClaimConflictError(WorkflowError):
     """Someone else holds a live claim on the item (or it is already decided)."""
+
+
+MAX_COMMENT_CHARS = 2000
+MAX_ESCALATION_CHARS = 500
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,6 +135,7 @@ class ReviewWorkflow:
         topics: DecisionTopics,
         publisher: outbox.Publisher,
         on_decided: Decided | None = None,
+        undo_window: timedelta = timedelta(minutes=10),
     ) -> None:
         self._sessions = async_sessionmaker(engine, expire_on_commit=False)
         self._labels = frozenset(labels)
@@ -130,6 +145,7 @@ class ReviewWorkflow:
         self._topics = topics
         self._publisher = publisher
         self._on_decided = on_decided
+        self._undo_window = undo_window
 
     async def claim(self, item_id: int, *, reviewer: str) -> Claim:
         """Claim an item for ``reviewer`` (renewing their own claim); raise if someone holds it.
@@ -262,11 +278,7 @@ class ReviewWorkflow:
     @staticmethod
     async def _open_item(session: AsyncSession, item_id: int) -> ReviewItem:
         """The item, locked, if it is still open; else raise why not."""
-        item = (
-            await session.execute(
-                select(ReviewItem).where(ReviewItem.id == item_id).with_for_update()
-            )
-        ).scalar_one_or_none()
+        item = await _locked(session, item_id)
         if item is None:
             raise WorkflowError(f"review item {item_id} does not exist")
         if item.status == "decided":
@@ -321,7 +333,7 @@ class ReviewWorkflow:
             item.decision_kind = kind.value
             item.decided_by = reviewer
             item.decided_at = now
-            item.note = (note or "")[:2000] or None
+            item.note = (note or "")[:MAX_COMMENT_CHARS] or None
             item.claimed_by = reviewer
             item.claimed_until = None
             sampled = await self._sampled_routing(session, item)
@@ -330,7 +342,9 @@ class ReviewWorkflow:
                 events += await self._discard(session, item, kind, overruled=sampled)
             else:
                 routed_event_id = uuid.uuid4()
-                events.append((self._topics.decisions, self._decision_event(item, routed_event_id)))
+                decision = self._decision_event(item, routed_event_id)
+                item.decision_event_id = decision.event_id
+                events.append((self._topics.decisions, decision))
                 if sampled is None or sampled.queue != label:
                     events += await self._route(
                         session, item, label, routed_event_id=routed_event_id, overruled=sampled
@@ -345,7 +359,8 @@ class ReviewWorkflow:
                     "label": label,
                     "kind": kind.value,
                     "predicted_label": item.predicted_label,
-                },
+                }
+                | await _note(session, item, kind="note", author=reviewer, body=item.note),
             )
             event_ids = await outbox.add(session, events)
         await self._publisher.publish(event_ids)
@@ -354,6 +369,179 @@ class ReviewWorkflow:
             self._on_decided(
                 item.model_version, item.model_role or "", label == item.predicted_label
             )
+
+    async def undo(self, item_id: int, *, reviewer: str) -> None:
+        """Take back ``reviewer``'s own decision within the undo window; the item is theirs
+        again (claimed), to decide anew."""
+        now = utcnow()
+        async with self._sessions.begin() as session:
+            item = await self._decided(session, item_id)
+            if item.decided_by != reviewer:
+                raise WorkflowError(
+                    f"only {item.decided_by} may undo their decision; an admin can reopen it"
+                )
+            assert item.decided_at is not None
+            if now - item.decided_at > self._undo_window:
+                minutes = self._undo_window.total_seconds() / 60
+                raise WorkflowError(
+                    f"a decision can be undone for {minutes:g} minutes; ask an admin to reopen it"
+                )
+            event_ids = await self._retract(session, item, actor=reviewer, how=Retraction.UNDO)
+            item.status, item.claimed_by, item.claimed_until = (
+                "claimed",
+                reviewer,
+                now + self._lease,
+            )
+        await self._publisher.publish(event_ids)
+
+    async def reopen(self, item_id: int, *, admin: str) -> None:
+        """Put a decided item back in the queue (an admin's action: the route checks the role)."""
+        async with self._sessions.begin() as session:
+            item = await self._decided(session, item_id)
+            event_ids = await self._retract(session, item, actor=admin, how=Retraction.REOPEN)
+            item.status, item.claimed_by, item.claimed_until = "pending", None, None
+        await self._publisher.publish(event_ids)
+
+    async def escalate(self, item_id: int, *, actor: str, reason: str) -> None:
+        """Flag an open item for admins, at high priority; refused if it is escalated already."""
+        reason = reason.strip()[:MAX_ESCALATION_CHARS]
+        if not reason:
+            raise WorkflowError("say why the item is escalated")
+        async with self._sessions.begin() as session:
+            document_id = (
+                await session.execute(
+                    update(ReviewItem)
+                    .where(
+                        ReviewItem.id == item_id,
+                        ReviewItem.status.in_(OPEN_REVIEW),
+                        ReviewItem.escalated_at.is_(None),
+                    )
+                    .values(
+                        escalated_at=func.clock_timestamp(),
+                        escalated_by=actor,
+                        escalation_reason=reason,
+                        priority=func.least(ReviewItem.priority, PRIORITY_HIGH),
+                    )
+                    .returning(ReviewItem.document_id)
+                )
+            ).scalar_one_or_none()
+            if document_id is None:
+                found = await session.get(ReviewItem, item_id)
+                if found is None:
+                    raise WorkflowError(f"review item {item_id} does not exist")
+                if found.escalated_at is not None:
+                    raise WorkflowError(
+                        f"review item {item_id} was escalated already by {found.escalated_by}"
+                    )
+                raise WorkflowError(f"review item {item_id} is not open; only open items escalate")
+            await audit.record(
+                session,
+                actor=actor,
+                action="escalate",
+                document_id=document_id,
+                review_item_id=item_id,
+                detail={"reason": reason},
+            )
+
+    async def comment(self, item_id: int, *, author: str, body: str) -> None:
+        """Add ``author``'s comment to an item (open or decided)."""
+        body = body.strip()[:MAX_COMMENT_CHARS]
+        if not body:
+            raise WorkflowError("a comment needs some text")
+        async with self._sessions.begin() as session:
+            item = await session.get(ReviewItem, item_id)
+            if item is None:
+                raise WorkflowError(f"review item {item_id} does not exist")
+            await audit.record(
+                session,
+                actor=author,
+                action="comment",
+                document_id=item.document_id,
+                review_item_id=item_id,
+                detail=await _note(session, item, kind="comment", author=author, body=body),
+            )
+
+    @staticmethod
+    async def _decided(session: AsyncSession, item_id: int) -> ReviewItem:
+        """The decided item, locked; raise if it is not decided (an undo that lost a race)."""
+        item = await _locked(session, item_id)
+        if item is None:
+            raise WorkflowError(f"review item {item_id} does not exist")
+        if item.status != "decided":
+            raise WorkflowError(f"review item {item_id} is not decided; nothing to take back")
+        return item
+
+    async def _retract(
+        self, session: AsyncSession, item: ReviewItem, *, actor: str, how: Retraction
+    ) -> list[uuid.UUID]:
+        """Retract ``item``'s decision: withdraw the routing it made (a quality sample the
+        reviewer agreed with made none: the model's routing stands), move the document's
+        outcome back to review, announce the retraction; the caller reopens the item."""
+        label, decided_by = item.decided_label, item.decided_by or "unknown"
+        routing = (
+            await session.execute(
+                select(RoutingDecision)
+                .where(
+                    RoutingDecision.document_id == item.document_id,
+                    RoutingDecision.decided_by == DecidedBy.HUMAN.value,
+                    RoutingDecision.withdrawn_at.is_(None),
+                )
+                .with_for_update()
+            )
+        ).scalar_one_or_none()
+        retracted = item.decision_event_id
+        if retracted is None and routing is not None:  # decided before the id was kept
+            retracted = uuid.uuid5(routing.event_id, "review-decision")
+        events: list[tuple[str, Event]] = []
+        if label is not None:  # a discard announced no decision: nothing to retract
+            events.append(
+                (
+                    self._topics.decisions,
+                    ReviewDecisionRetractedV1(
+                        event_id=uuid.uuid5(retracted, "retracted") if retracted else uuid.uuid4(),
+                        producer=self._producer,
+                        document_id=item.document_id,
+                        trace_id=item.trace_id,
+                        model=_model_ref(item),
+                        review_item_id=item.id,
+                        retracted_event_id=retracted,
+                        label=label,
+                        retraction=how,
+                        actor=actor,
+                    ),
+                )
+            )
+        if routing is not None:
+            why = "undone by its author" if how is Retraction.UNDO else "reopened by an admin"
+            events.append(
+                (
+                    self._topics.routed(routing.queue),
+                    withdrawal(
+                        routing,
+                        producer=self._producer,
+                        trace_id=item.trace_id,
+                        model=_model_ref(item),
+                        reason=f"the decision in review item {item.id} was {why}",
+                    ),
+                )
+            )
+            routing.withdrawn_at = utcnow()
+            await _back_to_review(session, item.document_id)
+        elif item.decision_kind in {kind.value for kind in DISCARDS}:
+            await _back_to_review(session, item.document_id)
+        item.decided_label = item.decided_by = item.decided_at = None
+        item.decision_kind = None
+        item.decision_event_id = None
+        item.note = None
+        await audit.record(
+            session,
+            actor=actor,
+            action=how.value,
+            document_id=item.document_id,
+            review_item_id=item.id,
+            detail={"label": label, "decided_by": decided_by},
+        )
+        return await outbox.add(session, events)
 
     async def bulk_decide(
         self, item_ids: Sequence[int], *, reviewer: str, label: str
@@ -411,13 +599,11 @@ class ReviewWorkflow:
         if overruled is None:
             return []
         overruled.withdrawn_at = utcnow()
-        withdrawn = DocumentWithdrawnV1(
+        withdrawn = withdrawal(
+            overruled,
             producer=self._producer,
-            document_id=item.document_id,
             trace_id=item.trace_id,
             model=_model_ref(item),
-            queue=overruled.queue,
-            withdrawn_event_id=overruled.event_id,
             reason=f"a reviewer marked review item {item.id} {kind.value.replace('_', ' ')}",
         )
         return [(self._topics.routed(overruled.queue), withdrawn)]
@@ -474,13 +660,11 @@ class ReviewWorkflow:
         )
         events: list[tuple[str, Event]] = []
         if overruled is not None:
-            withdrawn = DocumentWithdrawnV1(
+            withdrawn = withdrawal(
+                overruled,
                 producer=self._producer,
-                document_id=item.document_id,
                 trace_id=item.trace_id,
                 model=routed.model,
-                queue=overruled.queue,
-                withdrawn_event_id=overruled.event_id,
                 reason=f"a reviewer chose {label} in review item {item.id}",
             )
             events.append((self._topics.routed(overruled.queue), withdrawn))
@@ -534,8 +718,51 @@ class ReviewWorkflow:
         )
 
 
+async def _back_to_review(session: AsyncSession, document_id: str) -> None:
+    """Make the document's outcome ``review`` again (its decision was taken back)."""
+    await session.execute(
+        update(DocumentOutcome)
+        .where(DocumentOutcome.document_id == document_id)
+        .values(kind="review", queue=None, decided_by=None, updated_at=func.clock_timestamp())
+    )
+
+
+async def _locked(session: AsyncSession, item_id: int) -> ReviewItem | None:
+    """The review item, locked, after its document's routing row (if any): the order a
+    replay locks them in (``CorrectionStore``), so a decision or an undo and a replay of
+    the same document wait for each other instead of deadlocking."""
+    document_id = select(ReviewItem.document_id).where(ReviewItem.id == item_id)
+    await session.execute(
+        select(RoutingDecision.document_id)
+        .where(RoutingDecision.document_id == document_id.scalar_subquery())
+        .with_for_update()
+    )
+    return (
+        await session.execute(
+            select(ReviewItem)
+            .where(ReviewItem.id == item_id)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
+    ).scalar_one_or_none()
+
+
 def _model_ref(item: ReviewItem) -> ModelRef | None:
     """The model that scored an item, if one did."""
     if item.model_version and item.model_role:
         return ModelRef(version=item.model_version, role=ModelRole(item.model_role))
     return None
+
+
+async def _note(
+    session: AsyncSession, item: ReviewItem, *, kind: str, author: str, body: str | None
+) -> dict[str, int]:
+    """Keep a note or comment on ``item`` (none without text); the audit detail naming it."""
+    if not body:
+        return {}
+    comment_id = await session.scalar(
+        insert(ReviewComment)
+        .values(review_item_id=item.id, kind=kind, author=author, body=body)
+        .returning(ReviewComment.id)
+    )
+    return {f"{kind}_id": int(comment_id or 0)}

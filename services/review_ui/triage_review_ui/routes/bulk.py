@@ -18,7 +18,7 @@ from triage_review_ui.deps import (
 )
 from triage_review_ui.domain import QueueView, queue_filter
 from triage_review_ui.queries import QueueOrder
-from triage_review_ui.routes.queue import AgeHours, FilterText, SearchText
+from triage_review_ui.routes.queue import AgeHours, Escalated, FilterText, SearchText
 from triage_runtime.accounts.credentials import Action
 
 MAX_MATCHING = 5_000
@@ -44,13 +44,14 @@ async def bulk_decide_matching(
     source: FilterText = None,
     age: AgeHours = None,
     filter_label: FilterText = None,
+    escalated: Escalated = False,
 ) -> Response:
     """Without ``confirm``: the count to confirm. With it: decide them, if still that many."""
     require(session, Action.REVIEW)
     check_csrf(session, csrf)
     if label not in settings.labels:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, f"{label!r} is not a queue")
-    flt = queue_filter(reason, filter_label, source, age, q)
+    flt = queue_filter(reason, filter_label, source, age, q, escalated=escalated)
     view = QueueView(flt=flt, order=QueueOrder(), offset=0, page_size=settings.page_size)
     ids = await queries.matching_ids(flt, limit=MAX_MATCHING + 1)
     if len(ids) > MAX_MATCHING:

@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 
-from triage_review_ui.deps import PagesDep, QualityDep, QueriesDep, SessionDep, require
+from triage_review_ui.deps import (
+    PagesDep,
+    QualityDep,
+    QueriesDep,
+    SessionDep,
+    SettingsDep,
+    require,
+)
 from triage_runtime.accounts.credentials import Action, can
 
 router = APIRouter()
@@ -24,9 +33,11 @@ async def audit_page(
 async def dashboard(
     request: Request,
     session: SessionDep,
+    *,
     queries: QueriesDep,
     pages: PagesDep,
     quality: QualityDep,
+    settings: SettingsDep,
 ) -> Response:
     require(session, Action.REVIEW)
     # Live precision only for admins: reviewers who watched its counts move as they decide
@@ -36,7 +47,7 @@ async def dashboard(
         request,
         "dashboard.html",
         session,
-        stats=await queries.dashboard(),
+        stats=await queries.dashboard(due_soon=timedelta(hours=settings.due_soon_hours)),
         live=live,
         target=target,
     )

@@ -28,6 +28,7 @@ from triage_review_ui.domain import (
     top_probabilities,
 )
 from triage_review_ui.routes.claims import assignable, conflict_page, following
+from triage_review_ui.routes.history import history_context
 from triage_runtime.accounts.credentials import Action, can
 from triage_runtime.outcomes.review import ClaimConflictError, DecisionKind, WorkflowError
 
@@ -72,6 +73,7 @@ async def item_page(
         assignable=await assignable(auth) if admin else [],
         previous_id=await queries.neighbour(item_id, after=False),
         next_id=await queries.neighbour(item_id, after=True),
+        **await history_context(item, session, queries, settings),
     )
 
 

@@ -32,6 +32,7 @@ Sort = Annotated[
 ]
 Direction = Annotated[str, Query(pattern="^(asc|desc)$", description="Sort direction.")]
 Offset = Annotated[int, Query(ge=0, le=MAX_OFFSET)]
+Escalated = Annotated[bool, Query(description="Only items someone escalated.")]
 
 router = APIRouter()
 
@@ -49,12 +50,13 @@ async def queue(
     label: FilterText = None,
     source: FilterText = None,
     age: AgeHours = None,
+    escalated: Escalated = False,
     sort: Sort = None,
     dir: Direction = "asc",
     offset: Offset = 0,
 ) -> Response:
     require(session, Action.REVIEW)
-    flt = queue_filter(reason, label, source, age, q)
+    flt = queue_filter(reason, label, source, age, q, escalated=escalated)
     order = QueueOrder(sort or SortKey.DUE, dir == "desc")
     result = await queries.open_queue(limit=settings.page_size, flt=flt, offset=offset, order=order)
     view = QueueView(flt=flt, order=order, offset=offset, page_size=settings.page_size)
@@ -82,6 +84,7 @@ async def queue_json(
     label: FilterText = None,
     source: FilterText = None,
     age: AgeHours = None,
+    escalated: Escalated = False,
     sort: Sort = None,
     dir: Direction = "asc",
     offset: Offset = 0,
@@ -92,7 +95,7 @@ async def queue_json(
     limit = limit or settings.page_size
     result = await queries.open_queue(
         limit=limit,
-        flt=queue_filter(reason, label, source, age, q),
+        flt=queue_filter(reason, label, source, age, q, escalated=escalated),
         offset=offset,
         order=QueueOrder(sort or SortKey.DUE, dir == "desc"),
     )

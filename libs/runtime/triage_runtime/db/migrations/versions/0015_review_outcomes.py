@@ -8,7 +8,7 @@ decided_label). Decided items before this revision were all ``label``. A discard
 outcome is ``discarded``, shown by document_status as ``discarded``.
 
 Revision ID: 0015
-Revises: 0013
+Revises: 0014
 Create Date: 2026-12-06
 """
 
@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0015"
-down_revision = "0013"
+down_revision = "0014"
 branch_labels = None
 depends_on = None
 
