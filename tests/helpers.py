@@ -178,3 +178,13 @@ def review_sign_in(
         headers=headers,
         follow_redirects=follow,
     )
+
+
+def review_login(client: Any, username: str, password: str) -> str:
+    """Sign in (``review_sign_in``, following the redirect) and return the CSRF token the
+    signed-in page carries, for the forms a test then sends."""
+    response = review_sign_in(client, username, password)
+    assert response.status_code == 200, response.text
+    found = re.search(r'name="csrf" value="([^"]+)"', response.text)
+    assert found, "pages carry a CSRF token"
+    return found.group(1)

@@ -17,7 +17,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, text
 from typer.testing import CliRunner
 
-from tests.helpers import PRODUCER, classified, review_sign_in, routed_item
+from tests.helpers import PRODUCER, classified, review_login, routed_item
 from tests.kafkatools import collect, produce_many
 from tests.stack import Stack, review_workflow
 from triage_cli.main import app as cli
@@ -276,11 +276,7 @@ def _setup_users(database_url: str) -> None:
 
 
 def _login(client: TestClient, user: str) -> str:
-    response = review_sign_in(client, user, PASSWORD)
-    assert response.status_code == 200, response.text
-    csrf = re.search(r'name="csrf" value="([^"]+)"', response.text)
-    assert csrf
-    return csrf.group(1)
+    return review_login(client, user, PASSWORD)
 
 
 def _gauge(metrics: str, name: str, label: str) -> float:

@@ -13,7 +13,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, text
 
-from tests.helpers import RECEIVED_AT, classified, routed_item
+from tests.helpers import RECEIVED_AT, classified, review_sign_in, routed_item
 from tests.integration.test_review_ui import PASSWORD, _login, _setup
 from tests.integration.test_review_workflow import LABELS, _open_items, _scalar, _workflow
 from tests.stack import Stack
@@ -263,10 +263,8 @@ def test_a_decision_without_a_session_comes_back_to_the_item_after_sign_in(
     assert (lost.status_code, lost.headers["location"]) == (303, target)
     login = client.get(target)
     assert 'id="draft-kept"' in login.text and 'value="/items/' in login.text
-    signed = client.post(
-        "/login",
-        data={"username": "alice", "password": PASSWORD, "next": f"/items/{item}?restore=1"},
-        follow_redirects=False,
+    signed = review_sign_in(
+        client, "alice", PASSWORD, follow=False, next=f"/items/{item}?restore=1"
     )
     assert signed.headers["location"] == f"/items/{item}?restore=1"
     assert 'id="draft-notice"' in client.get(signed.headers["location"]).text

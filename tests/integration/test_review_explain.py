@@ -12,7 +12,7 @@ from typing import Any
 from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, text
 
-from tests.helpers import classified, received
+from tests.helpers import classified, received, review_sign_in
 from tests.kafkatools import collect, produce
 from tests.stack import Stack
 from triage_classifier.app import create_app as classifier_app
@@ -60,7 +60,7 @@ def _add_reviewer(database_url: str) -> None:
 
 def _item_page(settings: ReviewSettings, item_id: int) -> str:
     with TestClient(review_app(settings)) as client:
-        signed_in = client.post("/login", data={"username": "alice", "password": PASSWORD})
+        signed_in = review_sign_in(client, "alice", PASSWORD)
         assert signed_in.status_code == 200, signed_in.text
         page = client.get(f"/items/{item_id}")
         assert page.status_code == 200, page.text

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -14,7 +13,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tests.helpers import PRODUCER, RECEIVED_AT, Unpublished, classified, routed_item
+from tests.helpers import PRODUCER, RECEIVED_AT, Unpublished, classified, review_login, routed_item
 from tests.kafkatools import collect
 from tests.stack import Stack
 from triage_contracts import DecidedBy, topics
@@ -345,11 +344,7 @@ def client(isolated: Stack, clean_db: str, tmp_path: Path) -> Iterator[TestClien
 
 
 def _login(client: TestClient, user: str) -> str:
-    response = client.post("/login", data={"username": user, "password": PASSWORD})
-    assert response.status_code == 200, response.text
-    found = re.search(r'name="csrf" value="([^"]+)"', response.text)
-    assert found
-    return found.group(1)
+    return review_login(client, user, PASSWORD)
 
 
 @pytest.mark.parametrize("action", ["undo", "reopen", "escalate", "comment"])

@@ -14,6 +14,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, text
 
+from tests.helpers import review_login
 from tests.review_items import Seed, open_items
 from tests.stack import Stack
 from triage_review_ui.app import create_app
@@ -78,11 +79,7 @@ def client(app_settings: Settings) -> Iterator[TestClient]:
 
 
 def _login(client: TestClient, user: str) -> str:
-    response = client.post("/login", data={"username": user, "password": PASSWORD})
-    assert response.status_code == 200, response.text
-    csrf = re.search(r'name="csrf" value="([^"]+)"', response.text)
-    assert csrf
-    return csrf.group(1)
+    return review_login(client, user, PASSWORD)
 
 
 def _found(client: TestClient, words: str) -> list[str]:

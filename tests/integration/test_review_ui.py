@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.helpers import RECEIVED_AT, classified, review_sign_in
+from tests.helpers import RECEIVED_AT, classified, review_login, review_sign_in
 from tests.stack import Stack
 from triage_contracts import EmailInfo, ExtractionStatus, utcnow
 from triage_review_ui.app import create_app
@@ -82,11 +82,7 @@ def client(app_settings: Settings) -> Iterator[TestClient]:
 
 
 def _login(client: TestClient, user: str) -> str:
-    response = review_sign_in(client, user, PASSWORD)
-    assert response.status_code == 200, response.text  # followed the redirect
-    csrf = re.search(r'name="csrf" value="([^"]+)"', response.text)
-    assert csrf, "pages carry a CSRF token"
-    return csrf.group(1)
+    return review_login(client, user, PASSWORD)
 
 
 def test_pages_need_a_signed_in_user(client: TestClient) -> None:
