@@ -85,7 +85,7 @@ _SORT_COLUMNS: dict[SortKey, ColumnElement[Any] | InstrumentedAttribute[Any]] = 
 
 @dataclass(frozen=True, slots=True)
 class QueueOrder:
-    """How the queue is sorted: a column and a direction (ties by due time, then id)."""
+    """How the queue is sorted: a column and a direction (ties: soonest due, most urgent)."""
 
     key: SortKey = SortKey.DUE
     descending: bool = False
@@ -94,7 +94,7 @@ class QueueOrder:
         """ORDER BY clauses for this order."""
         column = _SORT_COLUMNS[self.key]
         first = column.desc() if self.descending else column.asc()
-        return [first, ReviewItem.due_at.asc(), ReviewItem.id.asc()]
+        return [first, ReviewItem.due_at.asc(), ReviewItem.priority.asc(), ReviewItem.id.asc()]
 
 
 @dataclass(frozen=True, slots=True)
