@@ -22,8 +22,9 @@ from triage_classifier.app import create_app
 from triage_classifier.settings import Settings
 from triage_cli.exit_codes import SKIPPED
 from triage_cli.main import app as cli
-from triage_contracts import topics
+from triage_contracts import Explanation, topics
 from triage_ml import model as model_lib
+from triage_ml.explain import terms_text
 from triage_runtime.blobstore import LocalBlobStore
 from triage_runtime.kafka import encode_event
 
@@ -128,6 +129,10 @@ def test_the_four_failures_get_the_same_outcome_in_classifier_replay_and_batch_s
         "review",
     )
     assert rows[readable.document_id]["label"] == "billing"
+    # The classifier's explanation, as batch scoring writes it: one scoring path.
+    explained = Explanation.model_validate(classified[readable.document_id]["explanation"])
+    assert rows[readable.document_id]["terms"] == terms_text(explained)
+    assert rows[slow.document_id]["terms"] is None
     for event in (readable, slow):  # each row says where its document came from, and when
         document = event.document
         assert rows[event.document_id]["path"] == document.filename
