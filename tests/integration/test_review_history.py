@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from tests.helpers import PRODUCER, RECEIVED_AT, Unpublished, classified, review_login, routed_item
 from tests.kafkatools import collect
 from tests.stack import Stack
-from triage_contracts import DecidedBy, topics
+from triage_contracts import DecidedBy, topics, utcnow
 from triage_review_ui.app import create_app
 from triage_review_ui.queries import QueueFilter, ReviewQueries
 from triage_review_ui.settings import Settings
@@ -514,3 +514,39 @@ def test_deciding_a_quality_sample_while_a_replay_moves_it_both_finish(clean_db:
     # Exactly one of them moved each document: the reviewer (the replay kept it) or the
     # replay (it closed the sample, so the decision was refused).
     assert all(r in {(True, Outcome.KEPT_HUMAN), (False, Outcome.CHANGED)} for r in results)
+
+
+def test_retention_removes_notes_and_comments_with_their_item(
+    clean_db: str, tmp_path: Path
+) -> None:
+    from triage_runtime.blobstore import LocalBlobStore
+    from triage_runtime.retention import RetentionPolicy, run_retention
+
+    async def scenario() -> int:
+        engine = make_async_engine(clean_db)
+        old, recent = await _open_items(engine, 2)
+        flow = _workflow(engine)
+        for item in (old, recent):
+            await flow.comment(item, author="bob", body="a customer's name, say")
+            await flow.claim(item, reviewer="alice")
+            await flow.decide(item, reviewer="alice", label="other", note="their address")
+        async with engine.begin() as conn:
+            await conn.execute(
+                text(
+                    "UPDATE review_item SET decided_at = now() - interval '400 days' WHERE id = :i"
+                ),
+                {"i": old},
+            )
+        report = await run_retention(
+            engine, LocalBlobStore(tmp_path), RetentionPolicy(review_days=365), now=utcnow()
+        )
+        await engine.dispose()
+        return report.review_items
+
+    assert asyncio.run(scenario()) == 1
+    assert _rows(clean_db, "SELECT review_item_id, kind FROM review_comment ORDER BY id") == [
+        (2, "comment"),
+        (2, "note"),
+    ]
+    # The audit log stays (who did what, when); the words went with the item.
+    assert _rows(clean_db, "SELECT count(*) FROM audit_log WHERE review_item_id = 1") == [(3,)]

@@ -7,7 +7,7 @@ What goes, and when (periods from ``RetentionPolicy``, set by ``TRIAGE_RETENTION
   human). A document still in review keeps its bytes, whatever its age. The ``document`` row
   and its outcome stay; ``document_purge`` says when the bytes went;
 - decided and closed review items, ``review_days`` after their decision: the row goes, with
-  the email sender, subject and reviewer's note it held. The audit log (who decided what,
+  the email sender, subject, notes and comments it held. The audit log (who decided what,
   when) is append-only and stays;
 - expired sign-in sessions, sign-in attempts and upload idempotency records, after
   ``operational_days``.
