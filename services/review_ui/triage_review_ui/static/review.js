@@ -44,6 +44,7 @@
         return null;
       }
       return response.json().then(function (body) {
+        claim.buttons(body.held);
         if (body.held) {
           claim.box.dataset.state = "mine";
           claim.say("Claimed by you until " + body.until_text + ".", false);
@@ -56,6 +57,12 @@
         }
         return body;
       });
+    },
+    buttons: function (held) {
+      var take = document.getElementById("claim-form");
+      var give = document.getElementById("release-form");
+      if (take) { take.hidden = held; }
+      if (give) { give.hidden = !held; }
     },
     take: function () {
       if (!claim.box || claim.box.dataset.state !== "free") { return; }
@@ -193,7 +200,7 @@
       window.location.href = "/items/" + item.dataset.next;
     } else if (event.key === "k" && item.dataset.previous) {
       window.location.href = "/items/" + item.dataset.previous;
-    } else if (event.key === "c") {
+    } else if (event.key === "c" && claim.box && claim.box.dataset.state === "free") {
       click("claim-button");
     } else if (event.key === "s") {
       click("skip-button");
