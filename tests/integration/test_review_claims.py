@@ -259,6 +259,7 @@ def test_spam_through_the_form_and_a_stale_tab_gets_a_clear_page(client: TestCli
     )
     assert spam.status_code == 303
     assert "Decided: <strong>spam</strong> by alice" in client.get(f"/items/{item}").text
+    assert "100%" in client.get("/dashboard").text, "spam overrides the model's billing"
     stale = client.post(f"/items/{item}/decide", data={"label": "legal", "csrf": csrf})
     assert stale.status_code == 409 and stale.headers["content-type"].startswith("text/html")
     assert "already decided by\n    <strong>alice</strong> as <strong>spam</strong>" in stale.text
