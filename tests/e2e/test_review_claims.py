@@ -186,6 +186,8 @@ def test_keys_choose_and_enter_decides_when_the_focus_is_on_the_page(
     page.keyboard.press("3")
     expect(page.locator('input[value="legal"]')).to_be_checked()
     expect(page.locator("#claim-line")).to_contain_text("Claimed by you")
+    expect(page.locator("#release-form button")).to_be_visible()
+    expect(page.locator("#claim-button")).to_be_hidden()
     page.screenshot(path=ARTIFACTS / "claims-item.png")
     page.keyboard.press("Enter")
     expect(page).to_have_url(f"{review_ui}/items/3")

@@ -113,6 +113,28 @@ def test_renewing_extends_ones_own_claim_silently_and_never_takes_anothers(
     ]
 
 
+def test_deciding_after_a_lapse_works_unless_someone_took_the_item(clean_db: str) -> None:
+    async def scenario() -> None:
+        first, second = await _open_items(clean_db, 2)
+        flow, engine = _workflow(clean_db, lease=0.3)
+        await flow.claim(first, reviewer="alice")
+        await flow.claim(second, reviewer="alice")
+        await asyncio.sleep(0.5)  # both claims lapse
+        await flow.decide(first, reviewer="alice", label="legal")  # nobody took it
+        await flow.claim(second, reviewer="bob")
+        with pytest.raises(ClaimConflictError, match="claimed by bob"):
+            await flow.decide(second, reviewer="alice", label="legal")
+        await engine.dispose()
+
+    asyncio.run(scenario())
+    assert _rows(
+        clean_db, "SELECT status, claimed_by, decided_label FROM review_item ORDER BY id"
+    ) == [
+        ("decided", "alice", "legal"),
+        ("claimed", "bob", None),
+    ]
+
+
 def test_spam_and_other_queues_are_stored_routed_or_not_and_kept_out_of_training(
     clean_db: str, tmp_path: Path
 ) -> None:
@@ -237,6 +259,7 @@ def test_spam_through_the_form_and_a_stale_tab_gets_a_clear_page(client: TestCli
     )
     assert spam.status_code == 303
     assert "Decided: <strong>spam</strong> by alice" in client.get(f"/items/{item}").text
+    assert "100%" in client.get("/dashboard").text, "spam overrides the model's billing"
     stale = client.post(f"/items/{item}/decide", data={"label": "legal", "csrf": csrf})
     assert stale.status_code == 409 and stale.headers["content-type"].startswith("text/html")
     assert "already decided by\n    <strong>alice</strong> as <strong>spam</strong>" in stale.text

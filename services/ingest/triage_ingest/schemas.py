@@ -32,7 +32,8 @@ class ReviewState(BaseModel):
 
 
 class DocumentStatus(BaseModel):
-    """How far a document has got: received, routed (to a queue), in_review or decided."""
+    """How far a document has got: received, routed (to a queue), in_review, decided,
+    discarded (spam or not a document) or dead_lettered."""
 
     document_id: str
     status: str

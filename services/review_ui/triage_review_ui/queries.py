@@ -472,7 +472,13 @@ class ReviewQueries:
                         func.count(),
                         func.sum(
                             case(
-                                (ReviewItem.decided_label != ReviewItem.predicted_label, 1),
+                                # Spam or not a document (no label) overrides the model too.
+                                (
+                                    ReviewItem.decided_label.is_distinct_from(
+                                        ReviewItem.predicted_label
+                                    ),
+                                    1,
+                                ),
                                 else_=0,
                             )
                         ),

@@ -73,7 +73,7 @@ async def upload(
 @router.get(
     "/v1/documents/{document_id}",
     response_model=DocumentStatus,
-    summary="A document's status: received, routed (to which queue), in_review or decided",
+    summary="A document's status: where it went, or how far it has got",
     responses={404: {"description": "No such document for this API key"}},
 )
 async def document_status(

@@ -44,6 +44,7 @@
         return null;
       }
       return response.json().then(function (body) {
+        claim.buttons(body.held);
         if (body.held) {
           claim.box.dataset.state = "mine";
           claim.say("Claimed by you until " + body.until_text + ".", false);
@@ -56,6 +57,12 @@
         }
         return body;
       });
+    },
+    buttons: function (held) {
+      var take = document.getElementById("claim-form");
+      var give = document.getElementById("release-form");
+      if (take) { take.hidden = held; }
+      if (give) { give.hidden = !held; }
     },
     take: function () {
       if (!claim.box || claim.box.dataset.state !== "free") { return; }
@@ -89,10 +96,10 @@
   // A decision the session's end interrupted: the tab keeps the choice and note (never the
   // CSRF token) and restores them when sign-in brings the reviewer back (?restore=1).
   var draft = {
-    key: function (form) { return "triage-draft:" + form.action; },
+    key: function () { return "triage-draft:" + window.location.pathname; },
     keep: function (form) {
       var chosen = form.querySelector('input[name="label"]:checked');
-      window.sessionStorage.setItem(draft.key(form), JSON.stringify({
+      window.sessionStorage.setItem(draft.key(), JSON.stringify({
         label: chosen ? chosen.value : null,
         note: form.elements.note.value
       }));
@@ -103,9 +110,9 @@
       params.delete("restore");
       var rest = params.toString();
       window.history.replaceState(null, "", window.location.pathname + (rest ? "?" + rest : ""));
-      var kept = form && window.sessionStorage.getItem(draft.key(form));
-      if (!kept) { return; }
-      window.sessionStorage.removeItem(draft.key(form));
+      var kept = window.sessionStorage.getItem(draft.key());
+      window.sessionStorage.removeItem(draft.key());
+      if (!kept || !form) { return; }  // decided or taken meanwhile: the page says so
       var saved = JSON.parse(kept);
       form.querySelectorAll('input[name="label"]').forEach(function (radio) {
         radio.checked = radio.value === saved.label;
@@ -168,8 +175,8 @@
     var form = document.getElementById("decide");
     if (form) {
       form.addEventListener("submit", function () { draft.keep(form); });
-      draft.restore(form);
     }
+    draft.restore(form);
   });
 
   function click(id) {
@@ -193,7 +200,7 @@
       window.location.href = "/items/" + item.dataset.next;
     } else if (event.key === "k" && item.dataset.previous) {
       window.location.href = "/items/" + item.dataset.previous;
-    } else if (event.key === "c") {
+    } else if (event.key === "c" && claim.box && claim.box.dataset.state === "free") {
       click("claim-button");
     } else if (event.key === "s") {
       click("skip-button");
