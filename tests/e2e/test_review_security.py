@@ -7,7 +7,6 @@ that is no trusted proxy, an admin's own account, and the pages at 390 x 844.
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -25,7 +24,7 @@ from tests.e2e.reviewui import (
     running_review_ui,
     signed_in,
 )
-from tests.helpers import RECEIVED_AT, REPO_ROOT, classified, document_ref
+from tests.helpers import RECEIVED_AT, classified, document_ref
 from tests.stack import Stack
 from triage_runtime.accounts.store import AuthStore
 from triage_runtime.blobstore import LocalBlobStore
@@ -33,7 +32,6 @@ from triage_runtime.db.engine import make_async_engine
 from triage_runtime.outcomes.store import OutcomeStore
 from triage_runtime.routing import ReviewReason, SendToReview
 
-DOCS_IMAGES = REPO_ROOT / "docs" / "images"
 SECRET_TEXT = "Confidential: the settlement figure for account 4471 is in clause nine."
 PDF = (
     b"%PDF-1.4\n1 0 obj<</Type/Catalog/Pages 2 0 R>>endobj\n"
@@ -250,8 +248,6 @@ def test_the_pages_fit_a_phone(browser: Browser, review_ui: str) -> None:
     for path in ("/dashboard", "/audit", "/admin/users", "/items/4"):
         page.goto(review_ui + path)
         _fits(page, 390)
-    for name in ("review-queue-phone.png", "review-item-phone.png"):
-        shutil.copyfile(ARTIFACTS / name, DOCS_IMAGES / name)
     page.goto(review_ui + "/")
     _sign_out(page)
     page.context.close()
