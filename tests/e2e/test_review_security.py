@@ -237,7 +237,9 @@ def test_the_pages_fit_a_phone(browser: Browser, review_ui: str) -> None:
     page = signed_in(browser, review_ui, "root", width=390, height=844)
     _fits(page, 390)
     row = page.locator("tr", has_text="invoice-dispute.txt")
+    row.get_by_role("link", name="invoice-dispute.txt").scroll_into_view_if_needed()
     expect(row.get_by_role("link", name="invoice-dispute.txt")).to_be_in_viewport()
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
     page.screenshot(path=ARTIFACTS / "review-queue-phone.png")
     row.get_by_role("link", name="invoice-dispute.txt").click()
     expect(page.locator("#document-text")).to_be_visible()
