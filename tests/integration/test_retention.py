@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 
 from tests.helpers import classified
 from triage_cli.main import app as cli
+from triage_runtime.accounts.store import AuthStore
 from triage_runtime.blobstore import LocalBlobStore
 from triage_runtime.db.engine import make_async_engine
 from triage_runtime.outcomes.store import OutcomeStore
@@ -85,9 +86,19 @@ def test_retention_removes_what_is_past_its_period_and_nothing_else(
             await store.open_review(
                 event, SendToReview(ReviewReason.LOW_CONFIDENCE, 2, NOW + timedelta(hours=4))
             )
+        await AuthStore(engine).create_user("kim", "a long enough password", "reviewer")
         await engine.dispose()
 
     asyncio.run(reviews())
+    # Two browsers kim signed in with: one unused for 100 days (past the back-off's 90), one
+    # used 40 days ago (past the operational 30, but still known).
+    _sql(
+        clean_db,
+        "INSERT INTO known_device (token_sha256, user_id, last_used_at)"
+        " SELECT d.t, u.id, :now - d.days * interval '1 day'"
+        " FROM app_user u, (VALUES ('a', 100), ('b', 40)) AS d(t, days) WHERE u.username = 'kim'",
+        now=NOW,
+    )
     ids = [r[0] for r in _sql(clean_db, "SELECT id FROM review_item ORDER BY id")]
     ages = {ids[0]: ("decided", 400), ids[1]: ("decided", 10), ids[2]: ("pending", 400)}
     ages[ids[3]] = ("closed", 400)
@@ -133,11 +144,12 @@ def test_retention_removes_what_is_past_its_period_and_nothing_else(
     remaining = {r[0] for r in _sql(clean_db, "SELECT id FROM review_item")}
     assert remaining == {ids[1], ids[2]}
     assert [r[0] for r in _sql(clean_db, "SELECT username FROM login_attempt")] == ["new"]
+    assert [r[0] for r in _sql(clean_db, "SELECT token_sha256 FROM known_device")] == ["b"]
     # The dry run counted exactly what the run removed: 2 blobs, 2 rows purged, 2 review
-    # items, 0 sessions, 1 sign-in attempt, 0 idempotency records.
-    assert _counts(dry) == _counts(out) == [2, 2, 2, 0, 1, 0]
+    # items, 0 sessions, 1 sign-in attempt, 0 idempotency records, 1 known browser.
+    assert _counts(dry) == _counts(out) == [2, 2, 2, 0, 1, 0, 1]
 
-    assert _counts(run()) == [0, 0, 0, 0, 0, 0], "a second run must remove nothing"
+    assert _counts(run()) == [0, 0, 0, 0, 0, 0, 0], "a second run must remove nothing"
 
 
 def _counts(output: str) -> list[int]:

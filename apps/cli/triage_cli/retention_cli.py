@@ -83,6 +83,7 @@ def retention_run(
         ("sessions", "expired sign-in sessions"),
         ("login_attempts", "sign-in attempts"),
         ("idempotency_records", "upload idempotency records"),
+        ("known_devices", "known browsers unused for the sign-in back-off's days"),
     ):
         table.add_row(label, str(getattr(report, name)))
     stdout.print(table)

@@ -10,7 +10,8 @@ What goes, and when (periods from ``RetentionPolicy``, set by ``TRIAGE_RETENTION
   the email sender, subject, notes and comments it held. The audit log (who decided what,
   when) is append-only and stays;
 - expired sign-in sessions, sign-in attempts and upload idempotency records, after
-  ``operational_days``.
+  ``operational_days``; browsers known for the sign-in back-off, once unused for its
+  ``device_days`` (90) or ``operational_days``, whichever is longer.
 
 Exports for training (``triage model train --from-reviews``) read decided review items and
 their bytes, so take them before the periods end. A run is idempotent; ``dry_run`` counts
@@ -26,12 +27,14 @@ from typing import Any
 from sqlalchemy import DateTime, and_, delete, func, insert, literal, or_, select
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
+from triage_runtime.accounts.throttle import LoginThrottle
 from triage_runtime.blobstore import BlobStore
 from triage_runtime.db.models import (
     Document,
     DocumentPurge,
     DocumentStatus,
     IdempotencyRecord,
+    KnownDevice,
     LoginAttempt,
     ReviewItem,
     WebSession,
@@ -59,6 +62,7 @@ class RetentionReport:
     sessions: int
     login_attempts: int
     idempotency_records: int
+    known_devices: int
     dry_run: bool
 
 
@@ -140,6 +144,10 @@ async def run_retention(
     expired_sessions = WebSession.expires_at < operational_cutoff
     old_attempts = LoginAttempt.at < operational_cutoff
     old_idempotency = IdempotencyRecord.created_at < operational_cutoff
+    # A browser stays known for the throttle's days after its last sign-in; kept at least as
+    # long as other operational data.
+    device_days = max(policy.operational_days, LoginThrottle().device_days)
+    unused_devices = KnownDevice.last_used_at < now - timedelta(days=device_days)
     counts: list[int] = []
     async with sessions.begin() as session:
         for table, condition in (
@@ -147,6 +155,7 @@ async def run_retention(
             (WebSession, expired_sessions),
             (LoginAttempt, old_attempts),
             (IdempotencyRecord, old_idempotency),
+            (KnownDevice, unused_devices),
         ):
             if dry_run:
                 counts.append(
@@ -167,6 +176,7 @@ async def run_retention(
         sessions=counts[1],
         login_attempts=counts[2],
         idempotency_records=counts[3],
+        known_devices=counts[4],
         dry_run=dry_run,
     )
 

@@ -420,24 +420,6 @@ class AuthStore:
             )
         return ended is not None
 
-    async def purge_expired(self) -> int:
-        """Delete expired sessions, login attempts older than the window and browsers unused
-        for longer than they stay known; return how many."""
-        async with self._sessions() as session, session.begin():
-            sessions = await session.execute(
-                delete(WebSession).where(WebSession.expires_at <= func.now())
-            )
-            attempts = await session.execute(
-                delete(LoginAttempt).where(LoginAttempt.at < func.now() - self._throttle.window)
-            )
-            devices = await session.execute(
-                delete(KnownDevice).where(
-                    KnownDevice.last_used_at
-                    < func.now() - timedelta(days=self._throttle.device_days)
-                )
-            )
-        return sum(int(getattr(r, "rowcount", 0)) for r in (sessions, attempts, devices))
-
     # -- audit ---------------------------------------------------------------------------
 
     async def audit(
