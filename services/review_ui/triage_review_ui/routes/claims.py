@@ -35,7 +35,8 @@ def _to_item(item_id: int) -> Response:
     return RedirectResponse(f"/items/{item_id}", status.HTTP_303_SEE_OTHER)
 
 
-async def _show_item(item_id: int) -> Response:
+async def _show_item(item_id: int, session: SessionDep) -> Response:
+    require(session, Action.REVIEW)  # signed out: the sign-in page, like every other page
     return _to_item(item_id)
 
 
