@@ -41,6 +41,9 @@ OWNERS = {
     "document_status": "",  # a view: nobody writes it
 }
 PURGER = "triage_runtime.retention"
+# Statements imported under another name (``from sqlalchemy.dialects.postgresql import
+# insert as pg_insert``).
+STATEMENTS = {"pg_insert": "insert"}
 SOURCES = ("libs", "services", "apps")
 TABLES = {
     m.class_.__name__: m.local_table.name
@@ -54,7 +57,7 @@ def writes(tree: ast.AST) -> Iterator[tuple[str, str, int]]:
     for node in ast.walk(tree):
         if not isinstance(node, ast.Call) or not isinstance(node.func, ast.Name):
             continue
-        name = node.func.id
+        name = STATEMENTS.get(node.func.id, node.func.id)
         if name in {"insert", "update", "delete"} and node.args:
             target = node.args[0]
             if isinstance(target, ast.Name) and target.id in TABLES:
