@@ -20,11 +20,15 @@ router = APIRouter()
     response_model=UploadAccepted,
     summary="Upload documents: PDF, text, HTML, Markdown, or saved emails (.eml)",
     responses={
-        401: {"description": "No valid API key"},
+        401: {"description": "No valid API key (answered before the body is read)"},
+        408: {"description": "The body stopped arriving for the idle timeout"},
         413: {"description": "A file or the request is over the size limit"},
         415: {"description": "A file's type is not accepted"},
         422: {"description": "Invalid metadata, or an Idempotency-Key reused differently"},
-        429: {"description": "Over this API key's upload rate; retry after Retry-After"},
+        429: {
+            "description": "Over this API key's upload rate, or its concurrent uploads; "
+            "retry after Retry-After"
+        },
         503: {"description": "Overloaded or a dependency is down; retry after Retry-After"},
     },
 )
