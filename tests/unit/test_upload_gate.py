@@ -14,7 +14,7 @@ from triage_runtime.apikeys import KeyHolder
 
 def test_the_upload_gate_answers_from_the_headers_and_holds_one_slot_per_key() -> None:
     release = asyncio.Event()
-    holders = {"tri_a": KeyHolder(1, "a"), "tri_b": KeyHolder(2, "b")}
+    holders = {"tri_a": KeyHolder(1, "a"), "tri_b": KeyHolder(2, "b"), "tri_r": KeyHolder(3, "r")}
 
     async def holder(key: str | None) -> KeyHolder | None:
         return holders.get(key or "")
@@ -28,6 +28,7 @@ def test_the_upload_gate_answers_from_the_headers_and_holds_one_slot_per_key() -
     gate = UploadGate(
         slow_app,
         holder=holder,
+        rate_wait=lambda who: 3.2 if who.name == "r" else 0.0,  # key r is over its rate
         per_key_limit=lambda: 1,
         body_idle_seconds=lambda: 0.2,
         paths=("/v1/documents",),
@@ -40,7 +41,7 @@ def test_the_upload_gate_answers_from_the_headers_and_holds_one_slot_per_key() -
             sent.append(message)
 
         async def receive() -> dict[str, Any]:
-            if key not in holders:
+            if key not in holders or key == "tri_r":
                 raise AssertionError("a refused request must not read its body")
             if stall:
                 await asyncio.sleep(10)
@@ -52,19 +53,19 @@ def test_the_upload_gate_answers_from_the_headers_and_holds_one_slot_per_key() -
             await gate(scope, receive, send)
         except HTTPException as exc:
             return exc.status_code, b""
-        return sent[0]["status"], sent[-1].get("body", b"")
+        return sent[0]["status"], dict(sent[0]["headers"]).get(b"retry-after", sent[-1]["body"])
 
     async def scenario() -> list[tuple[int, bytes]]:
         first = asyncio.create_task(call("tri_a", stall=True))
         await asyncio.sleep(0.01)  # key a now holds its one slot
-        refused = [await call(None), await call("tri_wrong"), await call("tri_a")]
+        refused = [await call(k) for k in (None, "tri_wrong", "tri_a", "tri_r")]
         other = asyncio.create_task(call("tri_b"))
         await asyncio.sleep(0.01)
         release.set()
         return [*refused, await other, await first, await call("tri_a")]
 
-    anonymous, wrong, busy, other, stalled, again = asyncio.run(scenario())
-    assert (anonymous[0], wrong[0], busy[0]) == (401, 401, 429)
+    anonymous, wrong, busy, over_rate, other, stalled, again = asyncio.run(scenario())
+    assert (anonymous[0], wrong[0], busy, over_rate) == (401, 401, (429, b"1"), (429, b"4"))
     assert other == (202, b"b") and again == (202, b"a")
     assert stalled[0] == 408
     assert not gate.in_flight

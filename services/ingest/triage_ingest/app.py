@@ -113,6 +113,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         UploadGate,
         # Read from app.state at each request, as the route's dependency does.
         holder=lambda key: key_holder(settings, app.state.api_keys, key),
+        rate_wait=lambda who: (
+            app.state.limiter.take(who.id) if settings.uploads_per_minute_per_key > 0 else 0.0
+        ),
         per_key_limit=lambda: settings.max_concurrent_uploads_per_key,
         body_idle_seconds=lambda: settings.body_idle_timeout_seconds,
         paths=("/v1/documents",),

@@ -12,7 +12,7 @@ from triage_ingest.settings import Settings
 from triage_ingest.store import IngestStore
 from triage_runtime.apikeys import ApiKeys, KeyHolder
 from triage_runtime.blobstore import BlobStore
-from triage_runtime.http import RateLimiter, app_state
+from triage_runtime.http import app_state
 
 UNAUTHORIZED = "a valid X-API-Key header is required"
 API_KEY_HEADER = APIKeyHeader(name="X-API-Key", auto_error=False, description="An API key")
@@ -22,7 +22,6 @@ SettingsDep = Annotated[Settings, app_state("settings")]
 StoreDep = Annotated[IngestStore, app_state("store")]
 IntakeDep = Annotated[Intake, app_state("intake")]
 BlobsDep = Annotated[BlobStore, app_state("blobs")]
-LimiterDep = Annotated[RateLimiter, app_state("limiter")]
 ApiKeysDep = Annotated[ApiKeys, app_state("api_keys")]
 
 

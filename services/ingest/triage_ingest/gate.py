@@ -6,6 +6,7 @@ Runs as ASGI middleware on ``POST /v1/documents``, before any byte of the body i
 from __future__ import annotations
 
 import asyncio
+import math
 from collections import Counter
 from collections.abc import Awaitable, Callable
 
@@ -21,8 +22,8 @@ KEY_BUSY_RETRY_SECONDS = 1
 
 
 class UploadGate:
-    """Check the API key from the headers, hold one of the key's upload slots, and cut off
-    a body that stops arriving, so no client can hold a slot it does not use.
+    """Check the API key from the headers and its rate, hold one of the key's upload slots,
+    and cut off a body that stops arriving, so no client can hold a slot it does not use.
 
     Sits outside the service-wide ``ConcurrencyLimit``: a caller without a valid key, or a
     key already at its own limit, is answered before it takes a service slot.
@@ -33,19 +34,22 @@ class UploadGate:
         app: ASGIApp,
         *,
         holder: Callable[[str | None], Awaitable[KeyHolder | None]],
+        rate_wait: Callable[[KeyHolder], float],
         per_key_limit: Callable[[], int],
         body_idle_seconds: Callable[[], float],
         paths: tuple[str, ...],
     ) -> None:
         self._app = app
         self._holder = holder
+        self._rate_wait = rate_wait
         self._per_key_limit = per_key_limit
         self._body_idle_seconds = body_idle_seconds
         self._paths = paths
         self.in_flight: Counter[int] = Counter()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """Refuse (401, 429) or pass the upload on with its caller and a timed body."""
+        """Refuse (401, 429 over the key's rate or its concurrent uploads) or pass the upload
+        on with its caller and a timed body."""
         if (
             scope["type"] != "http"
             or scope.get("method") != "POST"
@@ -63,6 +67,16 @@ class UploadGate:
                 UNAUTHORIZED,
                 retry_after=None,
                 headers=((b"www-authenticate", b"ApiKey"),),
+            )
+            return
+        wait = self._rate_wait(holder)
+        if wait > 0:
+            UPLOADS.labels("rate_limited").inc()
+            await send_error(
+                send,
+                429,
+                "too many uploads for this API key; slow down",
+                retry_after=max(1, math.ceil(wait)),
             )
             return
         if self.in_flight[holder.id] >= self._per_key_limit():

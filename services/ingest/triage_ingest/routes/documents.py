@@ -8,7 +8,7 @@ from fastapi import APIRouter, File, Form, Header, HTTPException, UploadFile, st
 
 from triage_contracts import Source, SourceKind
 from triage_ingest import domain, uploads
-from triage_ingest.deps import BlobsDep, Caller, IntakeDep, LimiterDep, SettingsDep, StoreDep
+from triage_ingest.deps import BlobsDep, Caller, IntakeDep, SettingsDep, StoreDep
 from triage_ingest.schemas import DocumentStatus, UploadAccepted
 
 router = APIRouter()
@@ -36,7 +36,6 @@ async def upload(
     *,
     who: Caller,
     settings: SettingsDep,
-    limiter: LimiterDep,
     intake: IntakeDep,
     blobs: BlobsDep,
     store: StoreDep,
@@ -49,8 +48,6 @@ async def upload(
         Header(max_length=200, description="Retries with the same key get the same answer"),
     ] = None,
 ) -> UploadAccepted:
-    if settings.uploads_per_minute_per_key > 0:
-        uploads.refuse_over_rate(limiter, who.id)
     meta = uploads.checked_metadata(metadata)
     checked = uploads.checked_files(files, max_files=settings.max_files_per_request)
     stored = await uploads.store_files(
