@@ -114,6 +114,10 @@ def test_upload_metadata_is_a_json_object_of_strings(
         "not json",
         '{"a": {"b": "c"}}',
         json.dumps({str(i): "v" for i in range(21)}),
+        # Nested past the JSON parser's stack (a RecursionError, once a 500), and long.
+        '{"a": ' + "[" * 100_000 + "]" * 100_000 + "}",
+        "[" * 5_000 + "]" * 5_000,
+        json.dumps({"a": "x" * 70_000}),
     ],
 )
 def test_bad_upload_metadata_is_refused(raw: str) -> None:

@@ -100,13 +100,23 @@ class ConcurrencyLimit:
             self.in_flight -= 1
 
 
-async def send_error(send: Send, code: int, detail: str, *, retry_after: int | None) -> None:
-    """Answer a request with a JSON error straight from ASGI middleware."""
-    headers = [(b"content-type", b"application/json"), (b"connection", b"close")]
+async def send_error(
+    send: Send,
+    code: int,
+    detail: str,
+    *,
+    retry_after: int | None,
+    headers: tuple[tuple[bytes, bytes], ...] = (),
+) -> None:
+    """Answer a request with a JSON error straight from ASGI middleware (and close it, so an
+    unread body is never read)."""
+    sent = [(b"content-type", b"application/json"), (b"connection", b"close"), *headers]
     if retry_after is not None:
-        headers.append((b"retry-after", str(retry_after).encode()))
-    await send({"type": "http.response.start", "status": code, "headers": headers})
-    await send({"type": "http.response.body", "body": json.dumps({"detail": detail}).encode()})
+        sent.append((b"retry-after", str(retry_after).encode()))
+    body = json.dumps({"detail": detail}).encode()
+    sent.append((b"content-length", str(len(body)).encode()))
+    await send({"type": "http.response.start", "status": code, "headers": sent})
+    await send({"type": "http.response.body", "body": body})
 
 
 class RateLimiter:

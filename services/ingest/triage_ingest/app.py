@@ -18,6 +18,8 @@ from sqlalchemy.exc import DBAPIError
 
 from triage_contracts import topics
 from triage_ingest.connectors import connectors_for, running
+from triage_ingest.deps import key_holder
+from triage_ingest.gate import UploadGate
 from triage_ingest.intake import Intake
 from triage_ingest.metrics import UPLOADS
 from triage_ingest.routes import documents
@@ -97,13 +99,26 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         clock=time.monotonic,
     )
     app.add_middleware(RequestBodyLimit, limit=lambda: settings.max_request_bytes)
-    # Added last, so it runs first: an overloaded ingest refuses before reading any body.
+    # An overloaded ingest refuses before reading any body.
     app.add_middleware(
         ConcurrencyLimit,
         limit=lambda: settings.max_concurrent_uploads,
         paths=("/v1/documents",),
         retry_after_seconds=1,
         on_reject=UPLOADS.labels("overloaded").inc,
+    )
+    # Added after, so it runs before: the key is checked, and the key's own slot taken,
+    # before a service slot or any byte of the body.
+    app.add_middleware(
+        UploadGate,
+        # Read from app.state at each request, as the route's dependency does.
+        holder=lambda key: key_holder(settings, app.state.api_keys, key),
+        rate_wait=lambda who: (
+            app.state.limiter.take(who.id) if settings.uploads_per_minute_per_key > 0 else 0.0
+        ),
+        per_key_limit=lambda: settings.max_concurrent_uploads_per_key,
+        body_idle_seconds=lambda: settings.body_idle_timeout_seconds,
+        paths=("/v1/documents",),
     )
     app.add_exception_handler(DBAPIError, dependency_down)
     app.add_exception_handler(KafkaError, dependency_down)

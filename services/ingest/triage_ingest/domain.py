@@ -39,6 +39,11 @@ _METADATA: TypeAdapter[dict[MetadataKey, MetadataValue]] = TypeAdapter(
 )
 
 
+# The most metadata the contract allows (20 keys of 64, values of 500 characters) with room
+# for \uXXXX escapes; anything longer is refused before it is parsed.
+MAX_METADATA_CHARS = 64 * 1024
+
+
 class UnsupportedMediaTypeError(ValueError):
     """The upload is of a type Triage does not ingest."""
 
@@ -104,10 +109,14 @@ def parse_metadata(raw: str | None) -> dict[str, str]:
     """Parse the optional upload metadata (a JSON object of strings) or raise ValueError."""
     if not raw:
         return {}
+    if len(raw) > MAX_METADATA_CHARS:
+        raise ValueError(f"metadata may be at most {MAX_METADATA_CHARS} characters of JSON")
     try:
         value = json.loads(raw)
     except json.JSONDecodeError as exc:
         raise ValueError("metadata must be a JSON object") from exc
+    except RecursionError as exc:  # deeper than the parser's stack: never a flat object
+        raise ValueError("metadata must be a flat JSON object; it is nested too deeply") from exc
     if not isinstance(value, dict) or not all(
         isinstance(k, str) and isinstance(v, str) for k, v in value.items()
     ):

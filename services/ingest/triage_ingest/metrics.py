@@ -7,7 +7,8 @@ from prometheus_client import Counter, Histogram
 UPLOADS = Counter(
     "triage_ingest_uploads_total",
     "Uploaded files (or refused requests), by outcome: accepted, too_large, unsupported_type, "
-    "overloaded (503), rate_limited (429), unavailable (503, a dependency failed).",
+    "overloaded (503), rate_limited (429), unavailable (503, a dependency failed), "
+    "unauthorized (401), key_busy (429: the key's concurrent uploads), body_timeout (408).",
     ["outcome"],
 )
 UPLOAD_BYTES = Histogram(

@@ -58,6 +58,16 @@ class Settings(CommonSettings):
         gt=0,
         description="Uploads handled at once; more get 503 + Retry-After before any body is read.",
     )
+    max_concurrent_uploads_per_key: int = Field(
+        default=4,
+        gt=0,
+        description="Uploads one API key may have in progress at once; more get 429 at once.",
+    )
+    body_idle_timeout_seconds: float = Field(
+        default=15.0,
+        gt=0,
+        description="An upload whose body sends nothing for this long is cut off with 408.",
+    )
     uploads_per_minute_per_key: float = Field(
         default=600.0,
         ge=0,

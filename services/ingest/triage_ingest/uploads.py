@@ -6,7 +6,6 @@ Each refusal is an HTTPException, counted in ``triage_ingest_uploads_total`` by 
 from __future__ import annotations
 
 import asyncio
-import math
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -21,7 +20,6 @@ from triage_ingest.metrics import UPLOAD_BYTES, UPLOADS
 from triage_ingest.schemas import DocumentAccepted, UploadAccepted
 from triage_ingest.store import IngestStore
 from triage_runtime.blobstore import BlobStore
-from triage_runtime.http import RateLimiter
 from triage_text.email.parse import EMAIL_MEDIA_TYPE
 
 CHUNK = 1024 * 1024
@@ -42,18 +40,6 @@ class StoredFile(NamedTuple):
     media_type: str
     sha256: str
     size_bytes: int
-
-
-def refuse_over_rate(limiter: RateLimiter, caller: object) -> None:
-    """Refuse (429, with Retry-After) an upload over its API key's rate."""
-    wait = limiter.take(caller)
-    if wait > 0:
-        UPLOADS.labels("rate_limited").inc()
-        raise HTTPException(
-            status.HTTP_429_TOO_MANY_REQUESTS,
-            "too many uploads for this API key; slow down",
-            headers={"Retry-After": str(max(1, math.ceil(wait)))},
-        )
 
 
 def checked_metadata(metadata: str | None) -> dict[str, str]:

@@ -8,7 +8,7 @@ from fastapi import APIRouter, File, Form, Header, HTTPException, UploadFile, st
 
 from triage_contracts import Source, SourceKind
 from triage_ingest import domain, uploads
-from triage_ingest.deps import BlobsDep, Caller, IntakeDep, LimiterDep, SettingsDep, StoreDep
+from triage_ingest.deps import BlobsDep, Caller, IntakeDep, SettingsDep, StoreDep
 from triage_ingest.schemas import DocumentStatus, UploadAccepted
 
 router = APIRouter()
@@ -20,11 +20,15 @@ router = APIRouter()
     response_model=UploadAccepted,
     summary="Upload documents: PDF, text, HTML, Markdown, or saved emails (.eml)",
     responses={
-        401: {"description": "No valid API key"},
+        401: {"description": "No valid API key (answered before the body is read)"},
+        408: {"description": "The body stopped arriving for the idle timeout"},
         413: {"description": "A file or the request is over the size limit"},
         415: {"description": "A file's type is not accepted"},
         422: {"description": "Invalid metadata, or an Idempotency-Key reused differently"},
-        429: {"description": "Over this API key's upload rate; retry after Retry-After"},
+        429: {
+            "description": "Over this API key's upload rate, or its concurrent uploads; "
+            "retry after Retry-After"
+        },
         503: {"description": "Overloaded or a dependency is down; retry after Retry-After"},
     },
 )
@@ -32,7 +36,6 @@ async def upload(
     *,
     who: Caller,
     settings: SettingsDep,
-    limiter: LimiterDep,
     intake: IntakeDep,
     blobs: BlobsDep,
     store: StoreDep,
@@ -45,8 +48,6 @@ async def upload(
         Header(max_length=200, description="Retries with the same key get the same answer"),
     ] = None,
 ) -> UploadAccepted:
-    if settings.uploads_per_minute_per_key > 0:
-        uploads.refuse_over_rate(limiter, who.id)
     meta = uploads.checked_metadata(metadata)
     checked = uploads.checked_files(files, max_files=settings.max_files_per_request)
     stored = await uploads.store_files(
