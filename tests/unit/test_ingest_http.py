@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import io
+import time
+import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 import pytest
 from aiokafka.errors import KafkaConnectionError
@@ -30,7 +32,7 @@ from triage_ingest.imap import ImapConnector
 from triage_ingest.intake import Intake
 from triage_ingest.settings import ImapAccount, Settings
 from triage_ingest.smtp import SmtpReceiver
-from triage_ingest.store import IngestStore, StoredDocument
+from triage_ingest.store import IdempotencyClaim, IngestStore, StoredDocument
 from triage_runtime.apikeys import ApiKeys, KeyHolder
 from triage_runtime.blobstore import LocalBlobStore
 
@@ -45,7 +47,7 @@ class MemoryStore(IngestStore):
     def __init__(self, outbox: MemoryOutbox) -> None:  # no engine: nothing reaches PostgreSQL
         self.outbox = outbox
         self.documents: dict[str, DocumentReceivedV1] = {}
-        self.responses: dict[tuple[int, str], tuple[str, dict[str, Any]]] = {}
+        self.keys: dict[tuple[int, str], HeldKey] = {}
         self.status_lookups = 0
 
     async def record_documents(
@@ -81,15 +83,39 @@ class MemoryStore(IngestStore):
             "review": None,
         }
 
-    async def idempotent_response(
-        self, api_key_id: int, key: str
-    ) -> tuple[str, dict[str, Any]] | None:
-        return self.responses.get((api_key_id, key))
+    async def claim_idempotency_key(
+        self, api_key_id: int, key: str, *, request_sha256: str, hold_seconds: float
+    ) -> IdempotencyClaim:
+        held = self.keys.get((api_key_id, key))
+        if held is None or (held.response is None and held.until < time.monotonic()):
+            owner = uuid.uuid4()
+            until = time.monotonic() + hold_seconds
+            self.keys[(api_key_id, key)] = HeldKey(request_sha256, None, owner, until)
+            return IdempotencyClaim(owner=owner, request_sha256=request_sha256, response=None)
+        return IdempotencyClaim(owner=None, request_sha256=held.sha256, response=held.response)
 
-    async def remember_response(
-        self, api_key_id: int, key: str, *, request_sha256: str, response: dict[str, Any]
-    ) -> None:
-        self.responses.setdefault((api_key_id, key), (request_sha256, response))
+    async def answer_idempotency_key(
+        self, api_key_id: int, key: str, *, owner: uuid.UUID, response: dict[str, Any]
+    ) -> bool:
+        held = self.keys.get((api_key_id, key))
+        if held is None or held.owner != owner:
+            return False
+        self.keys[(api_key_id, key)] = HeldKey(held.sha256, response, None, 0.0)
+        return True
+
+    async def release_idempotency_key(self, api_key_id: int, key: str, *, owner: uuid.UUID) -> None:
+        held = self.keys.get((api_key_id, key))
+        if held is not None and held.owner == owner and held.response is None:
+            del self.keys[(api_key_id, key)]
+
+
+class HeldKey(NamedTuple):
+    """An Idempotency-Key in MemoryStore: its request, answer, holder and reservation end."""
+
+    sha256: str
+    response: dict[str, Any] | None
+    owner: uuid.UUID | None
+    until: float
 
 
 class MemoryBroker:
@@ -338,8 +364,9 @@ def test_the_request_fingerprint_is_unchanged() -> None:
 
 def test_spooling_refuses_a_file_over_the_limit_and_leaves_nothing(tmp_path: Path) -> None:
     fits = UploadFile(io.BytesIO(b"x" * 10), filename="fits.txt")
-    path, size = uploads.spool(fits, 10, tmp_path / "spool")
+    path, size, sha256 = uploads.spool(fits, 10, tmp_path / "spool")
     assert (path.read_bytes(), size) == (b"x" * 10, 10)
+    assert sha256 == LocalBlobStore(tmp_path / "blobs").put_file(path), "the blob store's hash"
     too_big = UploadFile(io.BytesIO(b"x" * 11), filename="big.txt")
     with pytest.raises(HTTPException) as refused:
         uploads.spool(too_big, 10, tmp_path / "spool")

@@ -7,7 +7,8 @@ from prometheus_client import Counter, Histogram
 UPLOADS = Counter(
     "triage_ingest_uploads_total",
     "Uploaded files (or refused requests), by outcome: accepted, too_large, unsupported_type, "
-    "overloaded (503), rate_limited (429), unavailable (503, a dependency failed).",
+    "overloaded (503), rate_limited (429), unavailable (503, a dependency failed), replayed "
+    "(an Idempotency-Key's answer again), idempotency_mismatch (422), idempotency_busy (409).",
     ["outcome"],
 )
 UPLOAD_BYTES = Histogram(
