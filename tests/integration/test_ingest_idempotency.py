@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import re
 import threading
 from collections import Counter
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -37,20 +39,28 @@ def settings(isolated: Stack, clean_db: str, tmp_path: Path) -> Settings:
     )
 
 
-def _at_once(client: TestClient, key: str, bodies: tuple[bytes, bytes]) -> list[Response]:
-    """Send two uploads under one Idempotency-Key, released together."""
-    start = threading.Barrier(2)
+def _all_at_once(send: Callable[[int], Response], width: int) -> list[Response]:
+    """Call ``send(0..width-1)`` from ``width`` threads released together."""
+    start = threading.Barrier(width)
 
-    def send(n: int) -> Response:
+    def go(n: int) -> Response:
         start.wait()
-        return client.post(
+        return send(n)
+
+    with ThreadPoolExecutor(width) as pool:
+        return list(pool.map(go, range(width)))
+
+
+def _at_once(client: TestClient, key: str, bodies: tuple[bytes, bytes]) -> list[Response]:
+    """Send two uploads under one Idempotency-Key at the same moment."""
+    return _all_at_once(
+        lambda n: client.post(
             "/v1/documents",
             files={"files": ("a.txt", bodies[n], "text/plain")},
-            headers={"X-API-Key": client.headers["X-API-Key"], "Idempotency-Key": key},
-        )
-
-    with ThreadPoolExecutor(2) as pool:
-        return list(pool.map(send, [0, 1]))
+            headers={"Idempotency-Key": key},
+        ),
+        2,
+    )
 
 
 def _ids(response: Response) -> list[str]:
@@ -151,3 +161,34 @@ def test_a_crashed_requests_reservation_expires_and_a_retry_proceeds(
         assert int(busy.headers["retry-after"]) >= 1
     engine.dispose()
     assert _published_ids(isolated) == Counter(_ids(retry))
+
+
+def _accepted_documents(metrics: str) -> float:
+    line = r'^triage_ingest_documents_total\{source_kind="upload"\} (\S+)$'
+    found = re.search(line, metrics, re.MULTILINE)
+    return float(found.group(1)) if found else 0.0
+
+
+def test_identical_bytes_sent_at_once_are_one_document_published_and_counted_once(
+    settings: Settings, isolated: Stack
+) -> None:
+    api_key = _new_key(settings.database_url, "portal")
+    rounds, width = 5, 8
+    with TestClient(create_app(settings), headers={"X-API-Key": api_key}) as client:
+        before = _accepted_documents(client.get("/metrics").text)
+        accepted: set[str] = set()
+        for n in range(rounds):
+            body = f"identical {n}".encode()
+            answers = _all_at_once(
+                lambda i, body=body: client.post(  # type: ignore[misc]
+                    "/v1/documents", files={"files": (f"copy{i}.txt", body, "text/plain")}
+                ),
+                width,
+            )
+            assert {a.status_code for a in answers} == {202}
+            [one] = {i for a in answers for i in _ids(a)}
+            accepted.add(one)
+        after = _accepted_documents(client.get("/metrics").text)
+    assert after - before == rounds, "each document counted once"
+    published = _published_ids(isolated)
+    assert published == Counter(dict.fromkeys(accepted, 1)), published
