@@ -30,6 +30,7 @@ from triage_ingest.connectors import Connector, connectors_for, running
 from triage_ingest.dropfolder import DropFolder
 from triage_ingest.imap import ImapConnector
 from triage_ingest.intake import Intake
+from triage_ingest.schemas import UploadAccepted
 from triage_ingest.settings import ImapAccount, Settings
 from triage_ingest.smtp import SmtpReceiver
 from triage_ingest.store import IdempotencyClaim, IngestStore, StoredDocument
@@ -430,3 +431,55 @@ async def test_connectors_stop_last_first_and_a_failed_start_stops_those_started
         async with running(connectors):
             log.append("serving")
     assert log == ["start smtp", "start imap", "stop smtp"]
+
+
+def test_a_request_under_a_held_key_waits_for_the_answer_or_is_refused() -> None:
+    store = MemoryStore(cast(MemoryOutbox, None))
+    answer: dict[str, Any] = {"documents": []}
+
+    async def scenario() -> tuple[object, int, int, float]:
+        owner = await uploads.hold_key(store, 1, "k", "sha-a", hold_seconds=60, wait_seconds=0)
+        assert isinstance(owner, uuid.UUID)
+
+        async def answer_soon() -> None:
+            await asyncio.sleep(0.1)
+            assert await store.answer_idempotency_key(1, "k", owner=owner, response=answer)
+
+        # Another request is refused at once, answered or not; the same one waits.
+        with pytest.raises(HTTPException) as other:
+            await uploads.hold_key(store, 1, "k", "sha-b", hold_seconds=60, wait_seconds=5)
+        task = asyncio.create_task(answer_soon())
+        replayed = await uploads.hold_key(store, 1, "k", "sha-a", hold_seconds=60, wait_seconds=5)
+        await task
+        second = await uploads.hold_key(store, 1, "busy", "sha-c", hold_seconds=60, wait_seconds=0)
+        assert isinstance(second, uuid.UUID)
+        started = time.monotonic()
+        with pytest.raises(HTTPException) as busy:
+            await uploads.hold_key(store, 1, "busy", "sha-c", hold_seconds=60, wait_seconds=0.2)
+        return replayed, other.value.status_code, busy.value.status_code, time.monotonic() - started
+
+    replayed, other, busy, waited = asyncio.run(scenario())
+    assert replayed == UploadAccepted.model_validate(answer)
+    assert (other, busy) == (422, 409)
+    assert 0.2 <= waited < 1.0
+
+
+def test_a_failed_or_crashed_request_gives_its_key_up() -> None:
+    store = MemoryStore(cast(MemoryOutbox, None))
+
+    async def scenario() -> tuple[object, object]:
+        failed = await uploads.hold_key(store, 1, "k", "sha-a", hold_seconds=60, wait_seconds=0)
+        assert isinstance(failed, uuid.UUID)
+        await store.release_idempotency_key(1, "k", owner=failed)
+        retry = await uploads.hold_key(store, 1, "k", "sha-b", hold_seconds=0.05, wait_seconds=0)
+        await asyncio.sleep(0.1)  # the retry "crashed": its reservation runs out
+        after_crash = await uploads.hold_key(
+            store, 1, "k", "sha-a", hold_seconds=60, wait_seconds=0
+        )
+        assert isinstance(retry, uuid.UUID)
+        late = await store.answer_idempotency_key(1, "k", owner=retry, response={})
+        return after_crash, late
+
+    after_crash, late = asyncio.run(scenario())
+    assert isinstance(after_crash, uuid.UUID), "a released or expired key is taken again"
+    assert late is False, "the request that lost its reservation does not overwrite the answer"
