@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import io
+import time
+import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 import pytest
 from aiokafka.errors import KafkaConnectionError
@@ -28,9 +30,10 @@ from triage_ingest.connectors import Connector, connectors_for, running
 from triage_ingest.dropfolder import DropFolder
 from triage_ingest.imap import ImapConnector
 from triage_ingest.intake import Intake
+from triage_ingest.schemas import UploadAccepted
 from triage_ingest.settings import ImapAccount, Settings
 from triage_ingest.smtp import SmtpReceiver
-from triage_ingest.store import IngestStore, StoredDocument
+from triage_ingest.store import IdempotencyClaim, IngestStore, StoredDocument
 from triage_runtime.apikeys import ApiKeys, KeyHolder
 from triage_runtime.blobstore import LocalBlobStore
 
@@ -45,7 +48,7 @@ class MemoryStore(IngestStore):
     def __init__(self, outbox: MemoryOutbox) -> None:  # no engine: nothing reaches PostgreSQL
         self.outbox = outbox
         self.documents: dict[str, DocumentReceivedV1] = {}
-        self.responses: dict[tuple[int, str], tuple[str, dict[str, Any]]] = {}
+        self.keys: dict[tuple[int, str], HeldKey] = {}
         self.status_lookups = 0
 
     async def record_documents(
@@ -81,15 +84,39 @@ class MemoryStore(IngestStore):
             "review": None,
         }
 
-    async def idempotent_response(
-        self, api_key_id: int, key: str
-    ) -> tuple[str, dict[str, Any]] | None:
-        return self.responses.get((api_key_id, key))
+    async def claim_idempotency_key(
+        self, api_key_id: int, key: str, *, request_sha256: str, hold_seconds: float
+    ) -> IdempotencyClaim:
+        held = self.keys.get((api_key_id, key))
+        if held is None or (held.response is None and held.until < time.monotonic()):
+            owner = uuid.uuid4()
+            until = time.monotonic() + hold_seconds
+            self.keys[(api_key_id, key)] = HeldKey(request_sha256, None, owner, until)
+            return IdempotencyClaim(owner=owner, request_sha256=request_sha256, response=None)
+        return IdempotencyClaim(owner=None, request_sha256=held.sha256, response=held.response)
 
-    async def remember_response(
-        self, api_key_id: int, key: str, *, request_sha256: str, response: dict[str, Any]
-    ) -> None:
-        self.responses.setdefault((api_key_id, key), (request_sha256, response))
+    async def answer_idempotency_key(
+        self, api_key_id: int, key: str, *, owner: uuid.UUID, response: dict[str, Any]
+    ) -> bool:
+        held = self.keys.get((api_key_id, key))
+        if held is None or held.owner != owner:
+            return False
+        self.keys[(api_key_id, key)] = HeldKey(held.sha256, response, None, 0.0)
+        return True
+
+    async def release_idempotency_key(self, api_key_id: int, key: str, *, owner: uuid.UUID) -> None:
+        held = self.keys.get((api_key_id, key))
+        if held is not None and held.owner == owner and held.response is None:
+            del self.keys[(api_key_id, key)]
+
+
+class HeldKey(NamedTuple):
+    """An Idempotency-Key in MemoryStore: its request, answer, holder and reservation end."""
+
+    sha256: str
+    response: dict[str, Any] | None
+    owner: uuid.UUID | None
+    until: float
 
 
 class MemoryBroker:
@@ -338,8 +365,9 @@ def test_the_request_fingerprint_is_unchanged() -> None:
 
 def test_spooling_refuses_a_file_over_the_limit_and_leaves_nothing(tmp_path: Path) -> None:
     fits = UploadFile(io.BytesIO(b"x" * 10), filename="fits.txt")
-    path, size = uploads.spool(fits, 10, tmp_path / "spool")
+    path, size, sha256 = uploads.spool(fits, 10, tmp_path / "spool")
     assert (path.read_bytes(), size) == (b"x" * 10, 10)
+    assert sha256 == LocalBlobStore(tmp_path / "blobs").put_file(path), "the blob store's hash"
     too_big = UploadFile(io.BytesIO(b"x" * 11), filename="big.txt")
     with pytest.raises(HTTPException) as refused:
         uploads.spool(too_big, 10, tmp_path / "spool")
@@ -403,3 +431,55 @@ async def test_connectors_stop_last_first_and_a_failed_start_stops_those_started
         async with running(connectors):
             log.append("serving")
     assert log == ["start smtp", "start imap", "stop smtp"]
+
+
+def test_a_request_under_a_held_key_waits_for_the_answer_or_is_refused() -> None:
+    store = MemoryStore(cast(MemoryOutbox, None))
+    answer: dict[str, Any] = {"documents": []}
+
+    async def scenario() -> tuple[object, int, int, float]:
+        owner = await uploads.hold_key(store, 1, "k", "sha-a", hold_seconds=60, wait_seconds=0)
+        assert isinstance(owner, uuid.UUID)
+
+        async def answer_soon() -> None:
+            await asyncio.sleep(0.1)
+            assert await store.answer_idempotency_key(1, "k", owner=owner, response=answer)
+
+        # Another request is refused at once, answered or not; the same one waits.
+        with pytest.raises(HTTPException) as other:
+            await uploads.hold_key(store, 1, "k", "sha-b", hold_seconds=60, wait_seconds=5)
+        task = asyncio.create_task(answer_soon())
+        replayed = await uploads.hold_key(store, 1, "k", "sha-a", hold_seconds=60, wait_seconds=5)
+        await task
+        second = await uploads.hold_key(store, 1, "busy", "sha-c", hold_seconds=60, wait_seconds=0)
+        assert isinstance(second, uuid.UUID)
+        started = time.monotonic()
+        with pytest.raises(HTTPException) as busy:
+            await uploads.hold_key(store, 1, "busy", "sha-c", hold_seconds=60, wait_seconds=0.2)
+        return replayed, other.value.status_code, busy.value.status_code, time.monotonic() - started
+
+    replayed, other, busy, waited = asyncio.run(scenario())
+    assert replayed == UploadAccepted.model_validate(answer)
+    assert (other, busy) == (422, 409)
+    assert 0.2 <= waited < 1.0
+
+
+def test_a_failed_or_crashed_request_gives_its_key_up() -> None:
+    store = MemoryStore(cast(MemoryOutbox, None))
+
+    async def scenario() -> tuple[object, object]:
+        failed = await uploads.hold_key(store, 1, "k", "sha-a", hold_seconds=60, wait_seconds=0)
+        assert isinstance(failed, uuid.UUID)
+        await store.release_idempotency_key(1, "k", owner=failed)
+        retry = await uploads.hold_key(store, 1, "k", "sha-b", hold_seconds=0.05, wait_seconds=0)
+        await asyncio.sleep(0.1)  # the retry "crashed": its reservation runs out
+        after_crash = await uploads.hold_key(
+            store, 1, "k", "sha-a", hold_seconds=60, wait_seconds=0
+        )
+        assert isinstance(retry, uuid.UUID)
+        late = await store.answer_idempotency_key(1, "k", owner=retry, response={})
+        return after_crash, late
+
+    after_crash, late = asyncio.run(scenario())
+    assert isinstance(after_crash, uuid.UUID), "a released or expired key is taken again"
+    assert late is False, "the request that lost its reservation does not overwrite the answer"

@@ -76,6 +76,18 @@ class Settings(CommonSettings):
     upload_burst_per_key: int = Field(
         default=60, gt=0, description="Upload requests one API key may send at once in a burst."
     )
+    idempotency_reservation_seconds: float = Field(
+        default=300.0,
+        gt=0,
+        description="How long a request holds its Idempotency-Key before answering; a key "
+        "whose request crashed is free again after this.",
+    )
+    idempotency_wait_seconds: float = Field(
+        default=10.0,
+        ge=0,
+        description="How long a request waits for another one holding the same "
+        "Idempotency-Key to answer before it gets 409.",
+    )
     require_api_key: bool = Field(
         default=True, description="Refuse uploads without a valid API key (turn off only in tests)."
     )

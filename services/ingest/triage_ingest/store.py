@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import delete, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
@@ -21,6 +21,16 @@ from triage_runtime.db.models import (
     ImapCursor,
     ReviewItem,
 )
+
+
+@dataclass(frozen=True, slots=True)
+class IdempotencyClaim:
+    """An Idempotency-Key as one request found it: held by this request (``owner``), or by
+    another, whose request and answer (None while it has none) are given."""
+
+    owner: uuid.UUID | None
+    request_sha256: str
+    response: dict[str, Any] | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,28 +146,87 @@ class IngestStore:
             },
         }
 
-    async def idempotent_response(
-        self, api_key_id: int, key: str
-    ) -> tuple[str, dict[str, Any]] | None:
-        """Return (request hash, response) stored for an Idempotency-Key, if any."""
-        async with self._sessions() as session:
-            row = await session.get(IdempotencyRecord, (api_key_id, key))
-            return (row.request_sha256, row.response) if row else None
+    async def claim_idempotency_key(
+        self, api_key_id: int, key: str, *, request_sha256: str, hold_seconds: float
+    ) -> IdempotencyClaim:
+        """Reserve an Idempotency-Key for a request, or say who holds it and what it answered.
 
-    async def remember_response(
-        self, api_key_id: int, key: str, *, request_sha256: str, response: dict[str, Any]
-    ) -> None:
-        """Keep the response to a request with an Idempotency-Key (first writer wins)."""
+        The key is this request's when nobody had it, or when its holder's reservation ran
+        out without an answer (that request crashed); the primary key makes either happen
+        for one request only. Each step commits at once, so others see the reservation.
+        """
+        token = uuid.uuid4()
+        hold = text("now() + make_interval(secs => :hold)").bindparams(hold=hold_seconds)
+        pk = (IdempotencyRecord.api_key_id == api_key_id) & (
+            IdempotencyRecord.idempotency_key == key
+        )
+        while True:
+            async with self._sessions.begin() as session:
+                reserved = await session.scalar(
+                    insert(IdempotencyRecord)
+                    .values(
+                        api_key_id=api_key_id,
+                        idempotency_key=key,
+                        request_sha256=request_sha256,
+                        owner_token=token,
+                        reserved_until=hold,
+                    )
+                    .on_conflict_do_nothing()
+                    .returning(IdempotencyRecord.owner_token)
+                )
+                if reserved is None:
+                    reserved = await session.scalar(
+                        update(IdempotencyRecord)
+                        .where(
+                            pk,
+                            IdempotencyRecord.response.is_(None),
+                            IdempotencyRecord.reserved_until < func.now(),
+                        )
+                        .values(
+                            request_sha256=request_sha256, owner_token=token, reserved_until=hold
+                        )
+                        .returning(IdempotencyRecord.owner_token)
+                    )
+            if reserved is not None:
+                return IdempotencyClaim(owner=token, request_sha256=request_sha256, response=None)
+            async with self._sessions() as session:
+                row = (
+                    await session.execute(
+                        select(IdempotencyRecord.request_sha256, IdempotencyRecord.response).where(
+                            pk
+                        )
+                    )
+                ).one_or_none()
+            if row is not None:  # else its holder gave it up just now: try again
+                return IdempotencyClaim(owner=None, request_sha256=row[0], response=row[1])
+
+    async def answer_idempotency_key(
+        self, api_key_id: int, key: str, *, owner: uuid.UUID, response: dict[str, Any]
+    ) -> bool:
+        """Keep the answer of the request holding the key; False if it no longer held it."""
+        async with self._sessions.begin() as session:
+            answered = await session.scalar(
+                update(IdempotencyRecord)
+                .where(
+                    IdempotencyRecord.api_key_id == api_key_id,
+                    IdempotencyRecord.idempotency_key == key,
+                    IdempotencyRecord.owner_token == owner,
+                )
+                .values(response=response, owner_token=None, reserved_until=None)
+                .returning(IdempotencyRecord.api_key_id)
+            )
+        return answered is not None
+
+    async def release_idempotency_key(self, api_key_id: int, key: str, *, owner: uuid.UUID) -> None:
+        """Give up a key whose request failed without an answer, so a retry need not wait."""
         async with self._sessions.begin() as session:
             await session.execute(
-                insert(IdempotencyRecord)
-                .values(
-                    api_key_id=api_key_id,
-                    idempotency_key=key,
-                    request_sha256=request_sha256,
-                    response=response,
+                delete(IdempotencyRecord).where(
+                    IdempotencyRecord.api_key_id == api_key_id,
+                    IdempotencyRecord.idempotency_key == key,
+                    IdempotencyRecord.owner_token == owner,
+                    IdempotencyRecord.response.is_(None),
                 )
-                .on_conflict_do_nothing()
             )
 
     async def imap_cursor(self, account: str, mailbox: str) -> tuple[int, int] | None:

@@ -6,8 +6,13 @@ Each refusal is an HTTPException, counted in ``triage_ingest_uploads_total`` by 
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import math
 import tempfile
-from collections.abc import Sequence
+import time
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import NamedTuple
 
@@ -68,9 +73,21 @@ def checked_files(files: Sequence[UploadFile], *, max_files: int) -> list[Checke
     return checked
 
 
-def spool(upload: UploadFile, limit: int, directory: Path) -> tuple[Path, int]:
-    """Copy an upload to a temporary file in chunks (413 when it goes over ``limit``)."""
+class SpooledFile(NamedTuple):
+    """An uploaded file copied to a spool file, with its SHA-256, not yet stored."""
+
+    filename: str | None
+    media_type: str
+    path: Path
+    sha256: str
+    size_bytes: int
+
+
+def spool(upload: UploadFile, limit: int, directory: Path) -> tuple[Path, int, str]:
+    """Copy an upload to a temporary file in chunks (413 when it goes over ``limit``);
+    return the file, its size and its SHA-256 (the hash the blob store will give it)."""
     directory.mkdir(parents=True, exist_ok=True)
+    digest = hashlib.sha256()
     with tempfile.NamedTemporaryFile(dir=directory, prefix=".upload-", delete=False) as handle:
         size = 0
         upload.file.seek(0)
@@ -78,6 +95,7 @@ def spool(upload: UploadFile, limit: int, directory: Path) -> tuple[Path, int]:
             size += len(chunk)
             if size > limit:
                 break
+            digest.update(chunk)
             handle.write(chunk)
     path = Path(handle.name)
     if size > limit:
@@ -86,7 +104,7 @@ def spool(upload: UploadFile, limit: int, directory: Path) -> tuple[Path, int]:
             status.HTTP_413_CONTENT_TOO_LARGE,
             f"{upload.filename or 'file'} is larger than the {limit}-byte limit",
         )
-    return path, size
+    return path, size, digest.hexdigest()
 
 
 def _remove(paths: list[Path]) -> None:
@@ -94,41 +112,80 @@ def _remove(paths: list[Path]) -> None:
         path.unlink(missing_ok=True)
 
 
-async def store_files(
-    intake: Intake, checked: Sequence[CheckedFile], *, limit: int, directory: Path
-) -> list[StoredFile]:
-    """Spool each file to ``directory``, then store them all; no spool file outlives this."""
-    spooled: list[tuple[CheckedFile, Path, int]] = []
+@asynccontextmanager
+async def spooled_files(
+    checked: Sequence[CheckedFile], *, limit: int, directory: Path
+) -> AsyncIterator[list[SpooledFile]]:
+    """Spool each file to ``directory`` for the ``async with`` block; no spool file outlives it."""
+    spooled: list[SpooledFile] = []
     try:
         for item in checked:
             try:
-                path, size = await asyncio.to_thread(spool, item.upload, limit, directory)
+                path, size, sha256 = await asyncio.to_thread(spool, item.upload, limit, directory)
             except HTTPException:
                 UPLOADS.labels("too_large").inc()
                 raise
-            spooled.append((item, path, size))
-        hashes = await intake.store_files([path for _, path, _ in spooled])
+            spooled.append(SpooledFile(item.filename, item.media_type, path, sha256, size))
+        yield spooled
     finally:
-        await asyncio.to_thread(_remove, [path for _, path, _ in spooled])
-    return [
-        StoredFile(item.filename, item.media_type, sha256, size)
-        for (item, _, size), sha256 in zip(spooled, hashes, strict=True)
-    ]
+        await asyncio.to_thread(_remove, [file.path for file in spooled])
 
 
-async def replayed(
-    store: IngestStore, caller_id: int, key: str, request_sha256: str
-) -> UploadAccepted | None:
-    """The answer already given to this Idempotency-Key; 422 if it was another request."""
-    previous = await store.idempotent_response(caller_id, key)
-    if previous is None:
-        return None
-    if previous[0] != request_sha256:
-        raise HTTPException(
-            status.HTTP_422_UNPROCESSABLE_CONTENT,
-            "this Idempotency-Key was used for a different request",
+def as_stored(spooled: Sequence[SpooledFile]) -> list[StoredFile]:
+    """The files as they will be once stored: what the request fingerprint hashes."""
+    return [StoredFile(f.filename, f.media_type, f.sha256, f.size_bytes) for f in spooled]
+
+
+async def store_files(intake: Intake, spooled: Sequence[SpooledFile]) -> list[StoredFile]:
+    """Put the spooled files in the blob store."""
+    hashes = await intake.store_files([file.path for file in spooled])
+    if hashes != [file.sha256 for file in spooled]:  # a spool file changed under us
+        raise RuntimeError("a stored file's hash is not the one it was spooled with")
+    return as_stored(spooled)
+
+
+async def hold_key(
+    store: IngestStore,
+    caller_id: int,
+    key: str,
+    request_sha256: str,
+    *,
+    hold_seconds: float,
+    wait_seconds: float,
+) -> uuid.UUID | UploadAccepted:
+    """Reserve an Idempotency-Key for this request (its owner token), or the answer the
+    request that holds it gave, waited for at most ``wait_seconds``.
+
+    A different request under the key is 422 whether its holder has answered or not yet;
+    still no answer after the wait is 409, with Retry-After.
+    """
+    deadline = time.monotonic() + wait_seconds
+    pause = 0.02
+    while True:
+        claim = await store.claim_idempotency_key(
+            caller_id, key, request_sha256=request_sha256, hold_seconds=hold_seconds
         )
-    return UploadAccepted.model_validate(previous[1])
+        if claim.owner is not None:
+            return claim.owner
+        if claim.request_sha256 != request_sha256:
+            UPLOADS.labels("idempotency_mismatch").inc()
+            raise HTTPException(
+                status.HTTP_422_UNPROCESSABLE_CONTENT,
+                "this Idempotency-Key was used for a different request",
+            )
+        if claim.response is not None:
+            UPLOADS.labels("replayed").inc()
+            return UploadAccepted.model_validate(claim.response)
+        left = deadline - time.monotonic()
+        if left <= 0:
+            UPLOADS.labels("idempotency_busy").inc()
+            raise HTTPException(
+                status.HTTP_409_CONFLICT,
+                "a request with this Idempotency-Key is still in progress; retry later",
+                headers={"Retry-After": str(max(1, math.ceil(wait_seconds)))},
+            )
+        await asyncio.sleep(min(pause, left))
+        pause = min(pause * 2, 0.5)
 
 
 async def accept_files(

@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import (
     BigInteger,
     Boolean,
+    CheckConstraint,
     Computed,
     DateTime,
     Float,
@@ -256,15 +257,25 @@ class ApiKey(Base):
 
 
 class IdempotencyRecord(Base):
-    """The answer given to a request with an Idempotency-Key, replayed on retries."""
+    """An Idempotency-Key: reserved by the request that holds it until ``reserved_until``,
+    then the answer it gave, replayed on retries."""
 
     __tablename__ = "idempotency_record"
 
     api_key_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     idempotency_key: Mapped[str] = mapped_column(String(200), primary_key=True)
     request_sha256: Mapped[str] = mapped_column(String(64))
-    response: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    response: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    owner_token: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
+    reserved_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+    __table_args__ = (
+        CheckConstraint(
+            "response IS NOT NULL OR (owner_token IS NOT NULL AND reserved_until IS NOT NULL)",
+            name="ck_idempotency_record_answered_or_reserved",
+        ),
+    )
 
 
 class ImapCursor(Base):

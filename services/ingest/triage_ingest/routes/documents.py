@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Annotated
 
 from fastapi import APIRouter, File, Form, Header, HTTPException, UploadFile, status
@@ -9,7 +10,11 @@ from fastapi import APIRouter, File, Form, Header, HTTPException, UploadFile, st
 from triage_contracts import Source, SourceKind
 from triage_ingest import domain, uploads
 from triage_ingest.deps import BlobsDep, Caller, IntakeDep, SettingsDep, StoreDep
+from triage_ingest.intake import Intake
 from triage_ingest.schemas import DocumentStatus, UploadAccepted
+from triage_runtime.blobstore import BlobStore
+
+log = logging.getLogger(__name__)
 
 router = APIRouter()
 
@@ -24,6 +29,7 @@ router = APIRouter()
         408: {"description": "The body stopped arriving for the idle timeout"},
         413: {"description": "A file or the request is over the size limit"},
         415: {"description": "A file's type is not accepted"},
+        409: {"description": "A request with this Idempotency-Key is still in progress"},
         422: {"description": "Invalid metadata, or an Idempotency-Key reused differently"},
         429: {
             "description": "Over this API key's upload rate, or its concurrent uploads; "
@@ -45,30 +51,60 @@ async def upload(
     ] = None,
     idempotency_key: Annotated[
         str | None,
-        Header(max_length=200, description="Retries with the same key get the same answer"),
+        Header(
+            max_length=200,
+            description=(
+                "Retries with the same key get the same answer; while the first is in "
+                "progress they wait for it (409 if it takes too long)"
+            ),
+        ),
     ] = None,
 ) -> UploadAccepted:
     meta = uploads.checked_metadata(metadata)
     checked = uploads.checked_files(files, max_files=settings.max_files_per_request)
-    stored = await uploads.store_files(
-        intake, checked, limit=settings.max_upload_bytes, directory=settings.blob_dir / ".spool"
-    )
-    request_sha = domain.request_sha256(stored, meta)
-    if idempotency_key:
-        previous = await uploads.replayed(store, who.id, idempotency_key, request_sha)
-        if previous is not None:
-            return previous
-    source = Source(kind=SourceKind.UPLOAD, name=who.name)
-    accepted = await uploads.accept_files(intake, blobs, stored, source=source, metadata=meta)
-    answer = uploads.upload_accepted(accepted)
-    if idempotency_key:
-        await store.remember_response(
+    directory = settings.blob_dir / ".spool"
+    async with uploads.spooled_files(
+        checked, limit=settings.max_upload_bytes, directory=directory
+    ) as spooled:
+        if not idempotency_key:
+            return await _accept(intake, blobs, spooled, caller=who.name, metadata=meta)
+        # The key is reserved before anything is stored or accepted: of requests racing
+        # under one key, one goes on and the others replay its answer or get 422.
+        request_sha = domain.request_sha256(uploads.as_stored(spooled), meta)
+        held = await uploads.hold_key(
+            store,
             who.id,
             idempotency_key,
-            request_sha256=request_sha,
-            response=answer.model_dump(mode="json"),
+            request_sha,
+            hold_seconds=settings.idempotency_reservation_seconds,
+            wait_seconds=settings.idempotency_wait_seconds,
         )
-    return answer
+        if isinstance(held, UploadAccepted):
+            return held
+        try:
+            answer = await _accept(intake, blobs, spooled, caller=who.name, metadata=meta)
+        except BaseException:
+            await store.release_idempotency_key(who.id, idempotency_key, owner=held)
+            raise
+        if not await store.answer_idempotency_key(
+            who.id, idempotency_key, owner=held, response=answer.model_dump(mode="json")
+        ):
+            log.warning("an Idempotency-Key's reservation ran out before its request answered")
+        return answer
+
+
+async def _accept(
+    intake: Intake,
+    blobs: BlobStore,
+    spooled: list[uploads.SpooledFile],
+    *,
+    caller: str,
+    metadata: dict[str, str],
+) -> UploadAccepted:
+    stored = await uploads.store_files(intake, spooled)
+    source = Source(kind=SourceKind.UPLOAD, name=caller)
+    accepted = await uploads.accept_files(intake, blobs, stored, source=source, metadata=metadata)
+    return uploads.upload_accepted(accepted)
 
 
 @router.get(
