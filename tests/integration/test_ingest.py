@@ -18,7 +18,7 @@ from sqlalchemy import create_engine, text
 
 from scripts.pdfgen import make_pdf
 from tests.helpers import free_port
-from tests.kafkatools import collect
+from tests.kafkatools import collect, produce
 from tests.stack import Stack
 from triage_contracts import topics
 from triage_ingest.app import create_app
@@ -439,3 +439,67 @@ def test_a_database_outage_is_503_with_retry_after_and_nothing_accepted(
     assert response.headers["retry-after"] == "5"
     assert "nothing was accepted" in response.json()["detail"]
     assert 'triage_ingest_uploads_total{outcome="unavailable"}' in metrics
+
+
+def test_a_dead_lettered_document_shows_dead_lettered_with_its_reason(
+    client: TestClient, settings: Settings, isolated: Stack
+) -> None:
+    """Uploaded, then dead-lettered by a stage (a letter on the real dead-letter topic, read
+    by the real router): the status API says dead_lettered and why, not received forever."""
+    from triage_contracts import DeadLetterV1, ErrorClass, Producer
+    from triage_router.app import create_app as router_app
+    from triage_router.settings import Settings as RouterSettings
+    from triage_runtime.kafka import encode_event
+
+    key = _new_key(settings.database_url, "portal")
+    accepted = client.post(
+        "/v1/documents",
+        headers={"X-API-Key": key},
+        files={"files": ("lost.txt", b"a document the classifier gives up on", "text/plain")},
+    )
+    assert accepted.status_code == 202, accepted.text
+    [doc] = accepted.json()["documents"]
+    status_url, headers = doc["status_url"], {"X-API-Key": key}
+    assert client.get(status_url, headers=headers).json()["status"] == "received"
+
+    letter = DeadLetterV1(
+        producer=Producer(service="classifier", version="test"),
+        document_id=doc["document_id"],
+        stage="classifier",
+        error_class=ErrorClass.BLOB_MISSING,
+        reason="blob is not in the blob store",
+        source_topic=isolated.topic(topics.DOCUMENTS),
+        source_partition=0,
+        source_offset=0,
+        original_value_b64="e30=",
+    )
+    asyncio.run(
+        produce(
+            isolated.kafka_bootstrap,
+            isolated.topic(topics.DEADLETTER),
+            encode_event(letter),
+            key=doc["document_id"].encode(),
+        )
+    )
+    router_settings = RouterSettings(
+        kafka_bootstrap=isolated.kafka_bootstrap,
+        database_url=settings.database_url,
+        topic_prefix=isolated.topic_prefix,
+        group_id="it-router-dead-letters",
+    )
+    found: dict[str, object] = {}
+    with TestClient(router_app(router_settings)):
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            found = client.get(status_url, headers=headers).json()
+            if found["status"] != "received":
+                break
+            time.sleep(0.2)
+    assert found["status"] == "dead_lettered", found
+    assert found["dead_letter"] == {
+        "stage": "classifier",
+        "error_class": "blob_missing",
+        "reason": "blob is not in the blob store",
+    }
+    schema = client.get("/openapi.json").json()["components"]["schemas"]["DocumentStatus"]
+    assert "dead_lettered" in schema["properties"]["status"]["enum"]
