@@ -16,7 +16,6 @@ from typer.testing import CliRunner
 
 from triage_cli.exit_codes import SKIPPED, UNREACHABLE
 from triage_cli.main import app
-from triage_cli.upload_cli import MAX_DELAY, retry_delay
 
 
 class Script:
@@ -121,6 +120,8 @@ def test_a_bad_type_is_a_usage_error(tmp_path: Path) -> None:
 
 
 def test_retry_delay_honours_retry_after_else_backs_off_exponentially() -> None:
+    from triage_cli.upload_cli import MAX_DELAY, retry_delay
+
     now = datetime(2026, 12, 6, 12, 0, 0, tzinfo=UTC)
     assert retry_delay("3", 1, base=1.0) == 3.0
     assert retry_delay("Sun, 06 Dec 2026 12:00:07 GMT", 1, base=1.0, now=now) == 7.0
