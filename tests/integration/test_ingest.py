@@ -441,15 +441,20 @@ def test_a_database_outage_is_503_with_retry_after_and_nothing_accepted(
     assert 'triage_ingest_uploads_total{outcome="unavailable"}' in metrics
 
 
+@pytest.mark.parametrize("unreadable", [False, True], ids=["named", "unreadable-record"])
 def test_a_dead_lettered_document_shows_dead_lettered_with_its_reason(
-    client: TestClient, settings: Settings, isolated: Stack
+    client: TestClient, settings: Settings, isolated: Stack, unreadable: bool
 ) -> None:
     """Uploaded, then dead-lettered by a stage (a letter on the real dead-letter topic, read
-    by the real router): the status API says dead_lettered and why, not received forever."""
+    by the real router): the status API says dead_lettered and why, not received forever.
+    ``unreadable``: the stage could not decode the record, so its letter names no document,
+    only the record's key (the document id), as ``dead_letter_for`` builds it."""
+    from types import SimpleNamespace
+
     from triage_contracts import DeadLetterV1, ErrorClass, Producer
     from triage_router.app import create_app as router_app
     from triage_router.settings import Settings as RouterSettings
-    from triage_runtime.kafka import encode_event
+    from triage_runtime.kafka import UnprocessableError, dead_letter_for, encode_event
 
     key = _new_key(settings.database_url, "portal")
     accepted = client.post(
@@ -462,17 +467,37 @@ def test_a_dead_lettered_document_shows_dead_lettered_with_its_reason(
     status_url, headers = doc["status_url"], {"X-API-Key": key}
     assert client.get(status_url, headers=headers).json()["status"] == "received"
 
-    letter = DeadLetterV1(
-        producer=Producer(service="classifier", version="test"),
-        document_id=doc["document_id"],
-        stage="classifier",
-        error_class=ErrorClass.BLOB_MISSING,
-        reason="blob is not in the blob store",
-        source_topic=isolated.topic(topics.DOCUMENTS),
-        source_partition=0,
-        source_offset=0,
-        original_value_b64="e30=",
-    )
+    producer = Producer(service="classifier", version="test")
+    if unreadable:
+        record = SimpleNamespace(
+            topic=isolated.topic(topics.DOCUMENTS),
+            partition=0,
+            offset=0,
+            key=doc["document_id"].encode(),
+            value=b"{not json",
+            headers=[],
+        )
+        error = UnprocessableError(ErrorClass.UNDECODABLE, "not JSON")
+        letter = dead_letter_for(record, stage="classifier", producer=producer, error=error)
+        assert letter.document_id is None
+        expected = {"stage": "classifier", "error_class": "undecodable", "reason": "not JSON"}
+    else:
+        letter = DeadLetterV1(
+            producer=producer,
+            document_id=doc["document_id"],
+            stage="classifier",
+            error_class=ErrorClass.BLOB_MISSING,
+            reason="blob is not in the blob store",
+            source_topic=isolated.topic(topics.DOCUMENTS),
+            source_partition=0,
+            source_offset=0,
+            original_value_b64="e30=",
+        )
+        expected = {
+            "stage": "classifier",
+            "error_class": "blob_missing",
+            "reason": "blob is not in the blob store",
+        }
     asyncio.run(
         produce(
             isolated.kafka_bootstrap,
@@ -496,10 +521,6 @@ def test_a_dead_lettered_document_shows_dead_lettered_with_its_reason(
                 break
             time.sleep(0.2)
     assert found["status"] == "dead_lettered", found
-    assert found["dead_letter"] == {
-        "stage": "classifier",
-        "error_class": "blob_missing",
-        "reason": "blob is not in the blob store",
-    }
+    assert found["dead_letter"] == expected
     schema = client.get("/openapi.json").json()["components"]["schemas"]["DocumentStatus"]
     assert "dead_lettered" in schema["properties"]["status"]["enum"]

@@ -76,12 +76,13 @@ class OutcomeStore:
         return results
 
     async def record_dead_letters(self, letters: Sequence[DeadLetterV1]) -> list[str]:
-        """Make ``dead_letter`` the outcome of each document a dead letter names that has no
+        """Make ``dead_letter`` the outcome, with the letter's stage, error class and reason,
+        of each document a dead letter names (``DeadLetterV1.named_document_id``) that has no
         outcome; return those documents. A document with an outcome keeps it, and a later
         decision (a re-driven record scored after all) replaces the dead letter."""
         rows = {
-            letter.document_id: {
-                "document_id": letter.document_id,
+            document_id: {
+                "document_id": document_id,
                 "kind": "dead_letter",
                 "model_version": letter.model.version if letter.model else None,
                 "dead_letter_stage": letter.stage,
@@ -89,7 +90,7 @@ class OutcomeStore:
                 "dead_letter_reason": letter.reason,
             }
             for letter in letters
-            if letter.document_id is not None
+            if (document_id := letter.named_document_id) is not None
         }
         if not rows:
             return []
