@@ -50,6 +50,25 @@ def server() -> Iterator[tuple[str, Script]]:
             self.end_headers()
             self.wfile.write(data)
 
+        def do_GET(self) -> None:  # every document ends dead-lettered
+            data = json.dumps(
+                {
+                    "status": "dead_lettered",
+                    "queue": None,
+                    "model_version": None,
+                    "dead_letter": {
+                        "stage": "classifier",
+                        "error_class": "undecodable",
+                        "reason": "not JSON",
+                    },
+                }
+            ).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
         def log_message(self, format: str, *args: object) -> None:
             pass
 
@@ -130,3 +149,16 @@ def test_retry_delay_honours_retry_after_else_backs_off_exponentially() -> None:
     assert retry_delay("soon", 2, base=0.5) == 1.0  # unusable: the backoff
     assert retry_delay("3600", 1, base=1.0) == MAX_DELAY
     assert retry_delay(None, 30, base=1.0) == MAX_DELAY
+
+
+def test_wait_shows_a_dead_lettered_document_with_its_reason(
+    server: tuple[str, Script], tmp_path: Path
+) -> None:
+    url, _ = server
+    started = time.monotonic()
+    result = CliRunner().invoke(
+        app, ["upload", str(_file(tmp_path, "a.txt")), "--url", url, "--wait", "20"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "dead-lettered: not JSON" in result.output
+    assert time.monotonic() - started < 10  # a terminal state: no waiting for --wait to end
