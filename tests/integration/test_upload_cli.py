@@ -15,8 +15,7 @@ from sqlalchemy import create_engine, text
 from typer.testing import CliRunner
 
 from scripts.pdfgen import make_pdf
-from tests.helpers import free_port
-from tests.integration.test_ingest import _email, _new_key
+from tests.helpers import email_bytes, free_port, new_api_key
 from tests.stack import Stack
 from triage_cli.exit_codes import SKIPPED
 from triage_cli.main import app
@@ -67,12 +66,12 @@ def test_a_batch_goes_on_past_refusals_and_shows_an_emails_attachments(
     ingest: tuple[str, Settings], tmp_path: Path
 ) -> None:
     url, settings = ingest
-    key = _new_key(settings.database_url, "portal")
+    key = new_api_key(settings.database_url, "portal")
     (tmp_path / "note.txt").write_text("please pay invoice 12")
     (tmp_path / "tool.exe").write_bytes(b"MZ\x90\x00")  # 415: not a document type
     (tmp_path / "big.txt").write_bytes(b"x" * (64 * 1024 + 1))  # 413: over the file limit
     (tmp_path / "fwd.eml").write_bytes(
-        _email("Invoice 5", "See attached.", attachment=make_pdf("Invoice 5"))
+        email_bytes("Invoice 5", "See attached.", attachment=make_pdf("Invoice 5"))
     )
     names = ["note.txt", "tool.exe", "big.txt", "fwd.eml"]
     result = CliRunner().invoke(
@@ -100,7 +99,7 @@ def test_type_sets_the_media_type_of_every_file(
     ingest: tuple[str, Settings], tmp_path: Path
 ) -> None:
     url, settings = ingest
-    key = _new_key(settings.database_url, "portal")
+    key = new_api_key(settings.database_url, "portal")
     scan = tmp_path / "scan.bin"  # its name says nothing: guessed, it is refused
     scan.write_bytes(make_pdf("Payment reminder"))
     args = ["upload", str(scan), "--url", url, "--api-key", key]
