@@ -7,6 +7,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -23,16 +24,9 @@ from triage_ingest.app import create_app
 from triage_ingest.settings import Settings
 
 
-@pytest.fixture
-def ingest(isolated: Stack, clean_db: str, tmp_path: Path) -> Iterator[tuple[str, Settings]]:
-    """A real ingest service listening on a free port."""
-    settings = Settings(
-        kafka_bootstrap=isolated.kafka_bootstrap,
-        database_url=clean_db,
-        blob_dir=tmp_path / "blobs",
-        topic_prefix=isolated.topic_prefix,
-        max_upload_bytes=64 * 1024,
-    )
+@contextmanager
+def _serving(settings: Settings) -> Iterator[str]:
+    """A real ingest service for ``settings``, listening on a free port; yields its URL."""
     port = free_port()
     server = uvicorn.Server(
         uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning")
@@ -44,10 +38,27 @@ def ingest(isolated: Stack, clean_db: str, tmp_path: Path) -> Iterator[tuple[str
         assert time.monotonic() < deadline, "ingest did not start"
         time.sleep(0.05)
     try:
-        yield f"http://127.0.0.1:{port}", settings
+        yield f"http://127.0.0.1:{port}"
     finally:
         server.should_exit = True
         thread.join(timeout=30)
+
+
+@pytest.fixture
+def ingest_settings(isolated: Stack, clean_db: str, tmp_path: Path) -> Settings:
+    return Settings(
+        kafka_bootstrap=isolated.kafka_bootstrap,
+        database_url=clean_db,
+        blob_dir=tmp_path / "blobs",
+        topic_prefix=isolated.topic_prefix,
+        max_upload_bytes=64 * 1024,
+    )
+
+
+@pytest.fixture
+def ingest(ingest_settings: Settings) -> Iterator[tuple[str, Settings]]:
+    with _serving(ingest_settings) as url:
+        yield url, ingest_settings
 
 
 def _documents(database_url: str) -> dict[str, tuple[str | None, str, str | None]]:
@@ -110,3 +121,34 @@ def test_type_sets_the_media_type_of_every_file(
     assert typed.exit_code == 0, typed.output
     [(filename, media_type, _)] = _documents(settings.database_url).values()
     assert (filename, media_type) == ("scan.bin", "application/pdf")
+
+
+def test_a_key_over_its_rate_is_retried_after_the_services_retry_after(
+    ingest_settings: Settings, tmp_path: Path
+) -> None:
+    """The real ingest's 429 (one upload a second, no burst): with retries every file gets in,
+    after waiting what Retry-After said; with one attempt the refused ones fail."""
+    limited = ingest_settings.model_copy(
+        update={"uploads_per_minute_per_key": 60, "upload_burst_per_key": 1}
+    )
+    key = new_api_key(limited.database_url, "portal")
+    for n in range(6):
+        (tmp_path / f"note{n}.txt").write_text(f"please pay invoice {n}")
+    with _serving(limited) as url:
+        base = ["--url", url, "--api-key", key]
+        once = CliRunner().invoke(
+            app,
+            ["upload", *(str(tmp_path / f"note{n}.txt") for n in (0, 1)), *base, "--attempts", "1"],
+        )
+        time.sleep(1.1)  # the bucket has its one token again
+        started = time.monotonic()
+        retried = CliRunner().invoke(
+            app, ["upload", *(str(tmp_path / f"note{n}.txt") for n in (2, 3, 4)), *base]
+        )
+        took = time.monotonic() - started
+    assert once.exit_code == SKIPPED, once.output
+    assert "429" in once.output and "after 1 attempt(s)" in once.output
+    assert retried.exit_code == 0, retried.output
+    assert "uploaded 3 of 3 file(s)" in retried.output
+    assert took >= 1.5  # two of the three waited for the bucket (about 1 s each)
+    assert len(_documents(limited.database_url)) == 4  # note0 and notes 2-4; note1 refused

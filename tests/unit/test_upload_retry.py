@@ -116,7 +116,7 @@ def test_attempts_are_bounded_and_the_batch_goes_on(
     # busy.txt three times (bounded), refused.txt once (400 is final), fine.txt after them.
     assert names == ["busy.txt"] * 3 + ["refused.txt", "fine.txt"]
     assert len({key for _, key, _ in script.seen}) == 3  # one key per file
-    assert "after 3 attempts" in result.output
+    assert "after 3 attempt(s)" in result.output
     assert "400 busy" in result.output and "doc-5" in result.output
     assert "uploaded 1 of 3 file(s)" in result.output
 

@@ -115,7 +115,7 @@ def send_file(
             retry_after = response.headers.get("Retry-After")
         if attempt < attempts:
             sleep(retry_delay(retry_after, attempt, base=backoff))
-    outcome.error = f"{outcome.error} (after {attempts} attempts)"
+    outcome.error = f"{outcome.error} (after {attempts} attempt(s))"
     return outcome
 
 
