@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 import socket
 import threading
@@ -9,6 +10,7 @@ import time
 import uuid
 from collections.abc import Collection, Mapping
 from datetime import UTC, datetime
+from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +31,9 @@ from triage_contracts import (
     derive_document_id,
 )
 from triage_ml.model import Example
+from triage_runtime.apikeys import ApiKeys
 from triage_runtime.blobstore import LocalBlobStore
+from triage_runtime.db.engine import make_async_engine
 from triage_runtime.routing import RouteTo, routed_event
 
 PRODUCER = Producer(service="tests", version="0")
@@ -188,3 +192,31 @@ def review_login(client: Any, username: str, password: str) -> str:
     found = re.search(r'name="csrf" value="([^"]+)"', response.text)
     assert found, "pages carry a CSRF token"
     return found.group(1)
+
+
+def new_api_key(database_url: str, name: str) -> str:
+    """Create an upload API key named ``name``; return the key (shown once)."""
+
+    async def run() -> str:
+        engine = make_async_engine(database_url)
+        try:
+            return await ApiKeys(engine).create(name)
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(run())
+
+
+def email_bytes(subject: str, body: str, *, attachment: bytes | None = None) -> bytes:
+    """A small email from Dana, with a PDF attachment ``invoice.pdf`` when one is given."""
+    message = EmailMessage()
+    message["From"] = "Dana Example <dana@example.com>"
+    message["To"] = "triage@example.org"
+    message["Subject"] = subject
+    message["Message-ID"] = f"<{subject.replace(' ', '-')}@example.com>"
+    message.set_content(body)
+    if attachment is not None:
+        message.add_attachment(
+            attachment, maintype="application", subtype="pdf", filename="invoice.pdf"
+        )
+    return message.as_bytes()

@@ -382,14 +382,26 @@ def test_a_dead_letter_is_a_documents_outcome_until_it_is_scored_after_all(clean
         legal = RouteTo("legal", DecidedBy.MODEL, 0.9)
         await store.record_route(lost, legal, routed=routed_item(lost, legal))
         after = await ingest.status(lost.document_id)
-        await engine.dispose()
         assert after is not None and (after["status"], after["queue"]) == ("routed", "legal")
+        assert after["dead_letter"] is None
+        async with engine.connect() as conn:  # the re-drive cleared the reason
+            cleared = await conn.execute(
+                text("SELECT dead_letter_reason FROM document_outcome WHERE document_id = :d"),
+                {"d": lost.document_id},
+            )
+            assert cleared.scalar_one() is None
+        await engine.dispose()
         return first, again, status
 
     first, again, status = asyncio.run(scenario())
     assert first == [lost.document_id]  # the routed document keeps its outcome
     assert again == []
     assert status is not None and status["status"] == "dead_lettered"
+    assert status["dead_letter"] == {
+        "stage": "classifier",
+        "error_class": "blob_missing",
+        "reason": "blob is not in the blob store",
+    }
 
 
 def test_the_outbox_migration_keeps_every_pending_event_or_refuses(stack: Stack) -> None:

@@ -9,7 +9,6 @@ import re
 import smtplib
 import time
 from collections.abc import Iterator
-from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +18,8 @@ from sqlalchemy import create_engine, text
 
 from scripts.pdfgen import make_pdf
 from tests.faults.harness import read_topics
-from tests.helpers import free_port
-from tests.kafkatools import collect
+from tests.helpers import email_bytes, free_port, new_api_key
+from tests.kafkatools import collect, produce
 from tests.stack import Stack
 from triage_contracts import topics
 from triage_ingest.app import create_app
@@ -29,17 +28,6 @@ from triage_ingest.store import IngestStore
 from triage_runtime.apikeys import ApiKeys
 from triage_runtime.blobstore import LocalBlobStore
 from triage_runtime.db.engine import make_async_engine
-
-
-def _new_key(database_url: str, name: str) -> str:
-    async def run() -> str:
-        engine = make_async_engine(database_url)
-        try:
-            return await ApiKeys(engine).create(name)
-        finally:
-            await engine.dispose()
-
-    return asyncio.run(run())
 
 
 def _rows(database_url: str, sql: str) -> list[tuple[object, ...]]:
@@ -87,7 +75,7 @@ def test_uploads_need_a_live_api_key(client: TestClient, settings: Settings) -> 
         client.post("/v1/documents", files=files, headers={"X-API-Key": "tri_nope"}).status_code
         == 401
     )
-    key = _new_key(settings.database_url, "portal")
+    key = new_api_key(settings.database_url, "portal")
     assert client.post("/v1/documents", files=files, headers={"X-API-Key": key}).status_code == 202
 
     async def revoke() -> None:
@@ -104,7 +92,7 @@ def test_uploads_need_a_live_api_key(client: TestClient, settings: Settings) -> 
 def test_upload_is_accepted_published_and_trackable(
     client: TestClient, settings: Settings, isolated: Stack
 ) -> None:
-    key = _new_key(settings.database_url, "portal")
+    key = new_api_key(settings.database_url, "portal")
     pdf = make_pdf("Payment reminder for invoice 99.")
     response = client.post(
         "/v1/documents",
@@ -124,7 +112,7 @@ def test_upload_is_accepted_published_and_trackable(
     assert status.status_code == 200
     assert status.json()["status"] == "received"
     assert status.json()["source"] == {"kind": "upload", "name": "portal"}
-    other_key = _new_key(settings.database_url, "someone-else")
+    other_key = new_api_key(settings.database_url, "someone-else")
     assert client.get(first["status_url"], headers={"X-API-Key": other_key}).status_code == 404
 
     messages = _published(isolated, topics.DOCUMENTS, 2)
@@ -138,7 +126,7 @@ def test_upload_is_accepted_published_and_trackable(
 def test_retries_never_make_a_second_document(
     client: TestClient, settings: Settings, isolated: Stack
 ) -> None:
-    key = _new_key(settings.database_url, "portal")
+    key = new_api_key(settings.database_url, "portal")
     files = {"files": ("a.txt", b"the same bytes", "text/plain")}
     headers = {"X-API-Key": key, "Idempotency-Key": "req-1"}
     first = client.post("/v1/documents", files=files, headers=headers)
@@ -165,7 +153,7 @@ def test_retries_never_make_a_second_document(
 def test_files_of_one_request_are_accepted_together_each_published_once(
     client: TestClient, settings: Settings, isolated: Stack
 ) -> None:
-    key = _new_key(settings.database_url, "portal")
+    key = new_api_key(settings.database_url, "portal")
     # A document recorded before a crash stopped its publication: still unpublished.
     crashed = b"recorded, never published"
     sha = LocalBlobStore(settings.blob_dir).put(crashed)
@@ -222,7 +210,7 @@ def test_files_of_one_request_are_accepted_together_each_published_once(
 
 
 def test_limits_and_refusals(client: TestClient, settings: Settings) -> None:
-    key = _new_key(settings.database_url, "portal")
+    key = new_api_key(settings.database_url, "portal")
     headers = {"X-API-Key": key}
     big = client.post(
         "/v1/documents",
@@ -261,20 +249,6 @@ def test_limits_and_refusals(client: TestClient, settings: Settings) -> None:
     assert not list((settings.blob_dir / ".spool").glob(".upload-*"))
 
 
-def _email(subject: str, body: str, *, attachment: bytes | None = None) -> bytes:
-    message = EmailMessage()
-    message["From"] = "Dana Example <dana@example.com>"
-    message["To"] = "triage@example.org"
-    message["Subject"] = subject
-    message["Message-ID"] = f"<{subject.replace(' ', '-')}@example.com>"
-    message.set_content(body)
-    if attachment is not None:
-        message.add_attachment(
-            attachment, maintype="application", subtype="pdf", filename="invoice.pdf"
-        )
-    return message.as_bytes()
-
-
 def test_drop_folder_ingests_moves_and_dead_letters(
     settings: Settings, isolated: Stack, tmp_path: Path
 ) -> None:
@@ -285,7 +259,7 @@ def test_drop_folder_ingests_moves_and_dead_letters(
     (drop / "inbox" / "scan.pdf").write_bytes(make_pdf("Invoice 12"))
     (drop / "inbox" / "tool.exe").write_bytes(b"MZ\x90\x00")
     (drop / "inbox" / "mail.eml").write_bytes(
-        _email("Invoice", "See attached.", attachment=make_pdf("Invoice 77"))
+        email_bytes("Invoice", "See attached.", attachment=make_pdf("Invoice 77"))
     )
     (drop / "inbox" / ".half-written.pdf").write_bytes(b"%PDF-")
     old = time.time() - 5
@@ -332,7 +306,7 @@ def test_smtp_accepts_allowed_mail_and_refuses_the_rest(
             refused = smtp.sendmail(
                 "dana@example.com",
                 ["triage@example.org", "billing@queues.example.org", "stranger@example.net"],
-                _email("Refund", "Please refund order 5."),
+                email_bytes("Refund", "Please refund order 5."),
             )
             # Accepted for the allowed two; the stranger is refused with 550.
             assert refused == {"stranger@example.net": (550, b"5.1.1 Recipient not accepted here")}
@@ -359,8 +333,8 @@ def test_smtp_accepts_allowed_mail_and_refuses_the_rest(
 def test_a_saved_email_upload_becomes_body_and_attachments(
     client: TestClient, settings: Settings, isolated: Stack
 ) -> None:
-    key = _new_key(settings.database_url, "portal")
-    raw = _email("Invoice", "See attached.", attachment=make_pdf("Invoice 5"))
+    key = new_api_key(settings.database_url, "portal")
+    raw = email_bytes("Invoice", "See attached.", attachment=make_pdf("Invoice 5"))
     response = client.post(
         "/v1/documents",
         headers={"X-API-Key": key},
@@ -374,7 +348,7 @@ def test_a_saved_email_upload_becomes_body_and_attachments(
 
 
 def test_a_key_can_be_rotated_under_the_same_name(client: TestClient, settings: Settings) -> None:
-    old = _new_key(settings.database_url, "portal")
+    old = new_api_key(settings.database_url, "portal")
     files = {"files": ("a.txt", b"hello", "text/plain")}
 
     async def rotate() -> str:
@@ -389,15 +363,15 @@ def test_a_key_can_be_rotated_under_the_same_name(client: TestClient, settings: 
     assert client.post("/v1/documents", files=files, headers={"X-API-Key": old}).status_code == 401
     assert client.post("/v1/documents", files=files, headers={"X-API-Key": new}).status_code == 202
     with pytest.raises(Exception, match="ux_api_key_live_name"):
-        _new_key(settings.database_url, "portal")
+        new_api_key(settings.database_url, "portal")
 
 
 def test_a_key_over_its_rate_gets_429_and_others_carry_on(settings: Settings) -> None:
     limited = settings.model_copy(
         update={"uploads_per_minute_per_key": 6, "upload_burst_per_key": 2}
     )
-    fast = _new_key(settings.database_url, "fast")
-    other = _new_key(settings.database_url, "other")
+    fast = new_api_key(settings.database_url, "fast")
+    other = new_api_key(settings.database_url, "other")
     with TestClient(create_app(limited)) as client:
         before = _rate_limited(client.get("/metrics").text)
 
@@ -446,3 +420,88 @@ def test_a_database_outage_is_503_with_retry_after_and_nothing_accepted(
     assert response.headers["retry-after"] == "5"
     assert "nothing was accepted" in response.json()["detail"]
     assert 'triage_ingest_uploads_total{outcome="unavailable"}' in metrics
+
+
+@pytest.mark.parametrize("unreadable", [False, True], ids=["named", "unreadable-record"])
+def test_a_dead_lettered_document_shows_dead_lettered_with_its_reason(
+    client: TestClient, settings: Settings, isolated: Stack, unreadable: bool
+) -> None:
+    """Uploaded, then dead-lettered by a stage (a letter on the real dead-letter topic, read
+    by the real router): the status API says dead_lettered and why, not received forever.
+    ``unreadable``: the stage could not decode the record, so its letter names no document,
+    only the record's key (the document id), as ``dead_letter_for`` builds it."""
+    from types import SimpleNamespace
+
+    from triage_contracts import DeadLetterV1, ErrorClass, Producer
+    from triage_router.app import create_app as router_app
+    from triage_router.settings import Settings as RouterSettings
+    from triage_runtime.kafka import UnprocessableError, dead_letter_for, encode_event
+
+    key = new_api_key(settings.database_url, "portal")
+    accepted = client.post(
+        "/v1/documents",
+        headers={"X-API-Key": key},
+        files={"files": ("lost.txt", b"a document the classifier gives up on", "text/plain")},
+    )
+    assert accepted.status_code == 202, accepted.text
+    [doc] = accepted.json()["documents"]
+    status_url, headers = doc["status_url"], {"X-API-Key": key}
+    assert client.get(status_url, headers=headers).json()["status"] == "received"
+
+    producer = Producer(service="classifier", version="test")
+    if unreadable:
+        record = SimpleNamespace(
+            topic=isolated.topic(topics.DOCUMENTS),
+            partition=0,
+            offset=0,
+            key=doc["document_id"].encode(),
+            value=b"{not json",
+            headers=[],
+        )
+        error = UnprocessableError(ErrorClass.UNDECODABLE, "not JSON")
+        letter = dead_letter_for(record, stage="classifier", producer=producer, error=error)
+        assert letter.document_id is None
+        expected = {"stage": "classifier", "error_class": "undecodable", "reason": "not JSON"}
+    else:
+        letter = DeadLetterV1(
+            producer=producer,
+            document_id=doc["document_id"],
+            stage="classifier",
+            error_class=ErrorClass.BLOB_MISSING,
+            reason="blob is not in the blob store",
+            source_topic=isolated.topic(topics.DOCUMENTS),
+            source_partition=0,
+            source_offset=0,
+            original_value_b64="e30=",
+        )
+        expected = {
+            "stage": "classifier",
+            "error_class": "blob_missing",
+            "reason": "blob is not in the blob store",
+        }
+    asyncio.run(
+        produce(
+            isolated.kafka_bootstrap,
+            isolated.topic(topics.DEADLETTER),
+            encode_event(letter),
+            key=doc["document_id"].encode(),
+        )
+    )
+    router_settings = RouterSettings(
+        kafka_bootstrap=isolated.kafka_bootstrap,
+        database_url=settings.database_url,
+        topic_prefix=isolated.topic_prefix,
+        group_id="it-router-dead-letters",
+    )
+    found: dict[str, object] = {}
+    with TestClient(router_app(router_settings)):
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            found = client.get(status_url, headers=headers).json()
+            if found["status"] != "received":
+                break
+            time.sleep(0.2)
+    assert found["status"] == "dead_lettered", found
+    assert found["dead_letter"] == expected
+    schema = client.get("/openapi.json").json()["components"]["schemas"]["DocumentStatus"]
+    assert "dead_lettered" in schema["properties"]["status"]["enum"]

@@ -133,9 +133,10 @@ class MemoryOutcomes:
         self._check([])
         recorded = []
         for letter in letters:
-            if letter.document_id is not None and letter.document_id not in self.kinds:
-                self.kinds[letter.document_id] = "dead_letter"
-                recorded.append(letter.document_id)
+            named = letter.named_document_id
+            if named is not None and named not in self.kinds:
+                self.kinds[named] = "dead_letter"
+                recorded.append(named)
         return recorded
 
 

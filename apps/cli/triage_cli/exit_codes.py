@@ -21,7 +21,8 @@ ROLLBACK = 3
 
 SKIPPED = 4
 """``triage replay`` and ``triage batch score``: some records could not be read or scored
-(counted by reason in the output); everything else was done."""
+(counted by reason in the output); ``triage upload``: some files were refused, or still
+busy after their retries (each shown with why); everything else was done."""
 
 UNREACHABLE = 5
 """Any command: PostgreSQL (TRIAGE_DATABASE_URL) or Kafka (TRIAGE_KAFKA_BOOTSTRAP) could not

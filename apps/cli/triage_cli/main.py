@@ -7,14 +7,11 @@ The services are not run from here: each has a command of its own (``triage-inge
 from __future__ import annotations
 
 import asyncio
-import mimetypes
 import sys
-import time
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from triage_cli.batch_cli import batch_app
@@ -29,6 +26,7 @@ from triage_cli.replay_cli import replay
 from triage_cli.retention_cli import retention_app
 from triage_cli.services import TriageGroup
 from triage_cli.shadow_cli import shadow_app
+from triage_cli.upload_cli import upload
 from triage_cli.user_cli import user_app
 
 app = typer.Typer(
@@ -59,6 +57,7 @@ app.add_typer(shadow_app, name="shadow")
 app.add_typer(drift_app, name="drift")
 app.add_typer(retention_app, name="retention")
 app.command("replay")(replay)
+app.command("upload")(upload)
 policy_app.command("tune")(policy_tune)
 
 
@@ -176,75 +175,6 @@ def apikey_list() -> None:
             name, f"{created:%Y-%m-%d %H:%M}", f"{revoked:%Y-%m-%d %H:%M}" if revoked else ""
         )
     stdout.print(table)
-
-
-@app.command()
-def upload(
-    files: Annotated[list[Path], typer.Argument(help="Documents to send.", exists=True)],
-    url: Annotated[str, typer.Option(help="The ingest service.")] = "http://127.0.0.1:8001",
-    api_key: Annotated[
-        str | None, typer.Option(envvar="TRIAGE_API_KEY", help="API key (or TRIAGE_API_KEY).")
-    ] = None,
-    wait: Annotated[
-        float, typer.Option(help="Seconds to wait for each document's outcome (0: don't).")
-    ] = 0.0,
-) -> None:
-    """Upload documents to the ingest service; with --wait, show where each one went."""
-    import httpx
-
-    ids: dict[str, str] = {}
-    headers = {"X-API-Key": api_key} if api_key else {}
-    with httpx.Client(base_url=url, timeout=30.0, headers=headers) as client:
-        for path in files:
-            media_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
-            response = client.post(
-                "/v1/documents", files={"files": (path.name, path.read_bytes(), media_type)}
-            )
-            if response.status_code != 202:
-                console.print(f"[red]{path.name}: {response.status_code} {response.text}[/red]")
-                raise typer.Exit(1)
-            ids[response.json()["documents"][0]["document_id"]] = path.name
-    console.print(f"uploaded {len(ids)} document(s)")
-    if wait <= 0:
-        for doc_id, name in ids.items():
-            stdout.print(f"{doc_id}  {name}")
-        return
-
-    deadline = time.monotonic() + wait
-    outcomes: dict[str, tuple[str, str]] = {}
-    with (
-        httpx.Client(base_url=url, timeout=10.0, headers=headers) as client,
-        Progress(
-            TextColumn("waiting for outcomes"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=console,
-        ) as progress,
-    ):
-        task = progress.add_task("wait", total=len(ids))
-        while time.monotonic() < deadline and len(outcomes) < len(ids):
-            for doc_id in ids.keys() - outcomes.keys():
-                found = client.get(f"/v1/documents/{doc_id}").json()
-                if found.get("status") == "routed":
-                    outcomes[doc_id] = (f"queue: {found['queue']}", found["model_version"])
-                elif found.get("status") in {"in_review", "decided"}:
-                    outcome = f"review: {found['review']['reason']}"
-                    outcomes[doc_id] = (outcome, found["model_version"] or "")
-            progress.update(task, completed=len(outcomes))
-            if len(outcomes) < len(ids):
-                time.sleep(0.5)
-    table = Table(title="where each document went")
-    table.add_column("document", no_wrap=True)
-    table.add_column("id", no_wrap=True)
-    table.add_column("outcome", no_wrap=True)
-    table.add_column("model version", no_wrap=True)
-    for doc_id, name in ids.items():
-        outcome, version = outcomes.get(doc_id, ("[red]no outcome yet[/red]", ""))
-        table.add_row(name, doc_id[:12] + "…", outcome, version)
-    stdout.print(table)
-    if len(outcomes) != len(ids):
-        raise typer.Exit(1)
 
 
 def main() -> None:

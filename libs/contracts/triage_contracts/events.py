@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 import hashlib
+import re
 import secrets
 import uuid
 from datetime import UTC, datetime
@@ -11,7 +12,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
-DocumentId = Annotated[str, StringConstraints(pattern=r"^doc_[0-9a-f]{32}$")]
+DOCUMENT_ID_PATTERN = r"^doc_[0-9a-f]{32}$"
+DocumentId = Annotated[str, StringConstraints(pattern=DOCUMENT_ID_PATTERN)]
 """A stable document id: ``doc_`` and 32 hex digits, derived from the inbound identity."""
 
 Sha256Hex = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
@@ -364,6 +366,16 @@ class DeadLetterV1(Event):
     source: Source | None = None
     raw_blob: BlobRef | None = None
     raw_name: Annotated[str, StringConstraints(max_length=255)] | None = None
+
+    @property
+    def named_document_id(self) -> str | None:
+        """The document this letter is about: ``document_id``, or, when the stage could not
+        read the record far enough to know it (undecodable, schema-invalid), the record's
+        key if it has a document id's shape (the pipeline's topics are keyed by document)."""
+        if self.document_id is not None:
+            return self.document_id
+        key = self.original_key
+        return key if key is not None and re.fullmatch(DOCUMENT_ID_PATTERN, key) else None
 
     @model_validator(mode="after")
     def _points_back(self) -> DeadLetterV1:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from pydantic import AwareDatetime, BaseModel
+from typing import Literal
+
+from pydantic import AwareDatetime, BaseModel, Field
 
 
 class DocumentAccepted(BaseModel):
@@ -31,12 +33,29 @@ class ReviewState(BaseModel):
     due_at: AwareDatetime
 
 
+class DeadLetterState(BaseModel):
+    """Why a document was dead-lettered: the stage that gave up, its error class, and why."""
+
+    stage: str | None
+    error_class: str | None
+    reason: str | None = Field(
+        description="None for documents dead-lettered before the reason was recorded"
+    )
+
+
+DocumentStatusName = Literal[
+    "received", "routed", "in_review", "decided", "discarded", "dead_lettered"
+]
+"""``received`` and ``in_review`` are on the way; the others are terminal (until a reviewer
+or a re-driven record moves them)."""
+
+
 class DocumentStatus(BaseModel):
     """How far a document has got: received, routed (to a queue), in_review, decided,
-    discarded (spam or not a document) or dead_lettered."""
+    discarded (spam or not a document) or dead_lettered (with why, in ``dead_letter``)."""
 
     document_id: str
-    status: str
+    status: DocumentStatusName
     source: dict[str, str]
     filename: str | None
     media_type: str
@@ -46,3 +65,4 @@ class DocumentStatus(BaseModel):
     queue: str | None
     model_version: str | None
     review: ReviewState | None
+    dead_letter: DeadLetterState | None = None

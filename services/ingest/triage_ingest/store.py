@@ -136,6 +136,13 @@ class IngestStore:
             "received_at": doc.received_at,
             "queue": derived.queue if derived else None,
             "model_version": derived.model_version if derived else None,
+            "dead_letter": None
+            if derived is None or derived.status != "dead_lettered"
+            else {
+                "stage": derived.dead_letter_stage,
+                "error_class": derived.dead_letter_error_class,
+                "reason": derived.dead_letter_reason,
+            },
             "review": None
             if review is None
             else {

@@ -142,13 +142,13 @@ class RoutingHandler:
                 )
         recorded = set(await self._outcomes.record_dead_letters(letters))
         for letter in letters:
-            if letter.document_id in recorded:
-                recorded.discard(letter.document_id)  # counted once per document
+            if letter.named_document_id in recorded:
+                recorded.discard(letter.named_document_id)  # counted once per document
                 DECISIONS.labels("dead_letter", letter.error_class.value).inc()
                 log.info(
                     "document dead-lettered",
                     extra={
-                        "document_id": letter.document_id,
+                        "document_id": letter.named_document_id,
                         "trace_id": letter.trace_id,
                         "stage": letter.stage,
                         "error_class": letter.error_class.value,

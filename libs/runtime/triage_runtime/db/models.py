@@ -209,6 +209,11 @@ class DocumentOutcome(Base):
     decided_by: Mapped[str | None] = mapped_column(String(16))
     model_version: Mapped[str | None] = mapped_column(String(80))
     policy_version: Mapped[int | None] = mapped_column(BigInteger)
+    dead_letter_stage: Mapped[str | None] = mapped_column(String(40))
+    dead_letter_error_class: Mapped[str | None] = mapped_column(String(40))
+    dead_letter_reason: Mapped[str | None] = mapped_column(String(500))
+    """Why, while ``kind`` is ``dead_letter``: the stage, error class and reason of the dead
+    letter (a later decision clears them)."""
     created_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.clock_timestamp()
     )
@@ -242,6 +247,10 @@ class DocumentStatus(Base):
     outcome_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     outcome_updated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     purged_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    dead_letter_stage: Mapped[str | None] = mapped_column(String(40))
+    dead_letter_error_class: Mapped[str | None] = mapped_column(String(40))
+    dead_letter_reason: Mapped[str | None] = mapped_column(String(500))
+    """Set only while the status is dead_lettered (None for dead letters recorded before 0019)."""
 
 
 class ApiKey(Base):

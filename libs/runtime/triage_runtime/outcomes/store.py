@@ -76,17 +76,21 @@ class OutcomeStore:
         return results
 
     async def record_dead_letters(self, letters: Sequence[DeadLetterV1]) -> list[str]:
-        """Make ``dead_letter`` the outcome of each document a dead letter names that has no
+        """Make ``dead_letter`` the outcome, with the letter's stage, error class and reason,
+        of each document a dead letter names (``DeadLetterV1.named_document_id``) that has no
         outcome; return those documents. A document with an outcome keeps it, and a later
         decision (a re-driven record scored after all) replaces the dead letter."""
         rows = {
-            letter.document_id: {
-                "document_id": letter.document_id,
+            document_id: {
+                "document_id": document_id,
                 "kind": "dead_letter",
                 "model_version": letter.model.version if letter.model else None,
+                "dead_letter_stage": letter.stage,
+                "dead_letter_error_class": letter.error_class.value,
+                "dead_letter_reason": letter.reason,
             }
             for letter in letters
-            if letter.document_id is not None
+            if (document_id := letter.named_document_id) is not None
         }
         if not rows:
             return []
@@ -109,6 +113,19 @@ class OutcomeStore:
         return bool(result)
 
 
+_REPLACED_ON_REDRIVE = (
+    "kind",
+    "queue",
+    "decided_by",
+    "model_version",
+    "policy_version",
+    "dead_letter_stage",
+    "dead_letter_error_class",
+    "dead_letter_reason",
+)
+"""The columns a decision writes over a dead-letter outcome (``_outcome_values``'s keys)."""
+
+
 def _outcome_values(
     event: DocumentClassifiedV1, decision: RouteTo | SendToReview
 ) -> dict[str, Any]:
@@ -121,6 +138,10 @@ def _outcome_values(
         "decided_by": decision.decided_by.value if isinstance(decision, RouteTo) else None,
         "model_version": event.model.version,
         "policy_version": event.policy_version,
+        # A decision replacing a dead letter (a re-driven record) clears its reason.
+        "dead_letter_stage": None,
+        "dead_letter_error_class": None,
+        "dead_letter_reason": None,
     }
 
 
@@ -141,10 +162,7 @@ async def _apply_distinct(session: AsyncSession, items: Sequence[Item]) -> list[
         await session.scalars(
             claim.on_conflict_do_update(
                 index_elements=["document_id"],
-                set_={
-                    name: claim.excluded[name]
-                    for name in ("kind", "queue", "decided_by", "model_version", "policy_version")
-                }
+                set_={name: claim.excluded[name] for name in _REPLACED_ON_REDRIVE}
                 | {"updated_at": func.clock_timestamp()},
                 where=DocumentOutcome.kind == "dead_letter",
             ).returning(DocumentOutcome.document_id)
