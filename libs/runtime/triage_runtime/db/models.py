@@ -250,7 +250,7 @@ class DocumentStatus(Base):
     dead_letter_stage: Mapped[str | None] = mapped_column(String(40))
     dead_letter_error_class: Mapped[str | None] = mapped_column(String(40))
     dead_letter_reason: Mapped[str | None] = mapped_column(String(500))
-    """Set only while the status is dead_lettered (None for dead letters recorded before 0019)."""
+    """Set only while the status is dead_lettered (None for dead letters recorded before 0020)."""
 
 
 class ApiKey(Base):

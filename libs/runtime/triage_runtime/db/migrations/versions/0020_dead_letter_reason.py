@@ -3,16 +3,16 @@ by document_status while the dead letter is the document's outcome
 
 Outcomes dead-lettered before this revision have no reason; the status API shows null.
 
-Revision ID: 0019
-Revises: 0018
+Revision ID: 0020
+Revises: 0019
 Create Date: 2026-12-06
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0019"
-down_revision = "0018"
+revision = "0020"
+down_revision = "0019"
 branch_labels = None
 depends_on = None
 
