@@ -14,6 +14,8 @@ from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import create_engine, text
+
 from triage_contracts import (
     BlobRef,
     DocumentClassifiedV1,
@@ -220,3 +222,13 @@ def email_bytes(subject: str, body: str, *, attachment: bytes | None = None) -> 
             attachment, maintype="application", subtype="pdf", filename="invoice.pdf"
         )
     return message.as_bytes()
+
+
+def sql_rows(database_url: str, sql: str) -> list[tuple[Any, ...]]:
+    """Every row a query returns, on a fresh engine (tests look at the database as it is)."""
+    engine = create_engine(database_url)
+    try:
+        with engine.connect() as conn:
+            return [tuple(row) for row in conn.execute(text(sql)).all()]
+    finally:
+        engine.dispose()

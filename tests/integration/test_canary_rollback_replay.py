@@ -17,10 +17,9 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import create_engine, text
 from typer.testing import CliRunner
 
-from tests.helpers import PRODUCER, TOPIC_WORDS, received, small_examples
+from tests.helpers import PRODUCER, TOPIC_WORDS, received, small_examples, sql_rows
 from tests.kafkatools import collect, produce_many
 from tests.stack import Stack, review_workflow
 from triage_classifier.app import create_app as classifier_app
@@ -81,14 +80,6 @@ def _now(event: DocumentReceivedV1) -> DocumentReceivedV1:
     return event.model_copy(update={"document": document})
 
 
-def _rows(url: str, sql: str) -> list[Any]:
-    engine = create_engine(url)
-    with engine.connect() as conn:
-        rows = list(conn.execute(text(sql)).all())
-    engine.dispose()
-    return rows
-
-
 def _cli(env: dict[str, str], *args: str, exit_code: int = 0) -> str:
     result = CliRunner().invoke(cli, list(args), env=env)
     assert result.exit_code == exit_code, result.output
@@ -133,7 +124,7 @@ def test_bad_canary_is_detected_rolled_back_and_replay_restores_champion_routing
         *("policy", "set", "--canary-partitions", "0", "--reason", "toy models, canary on 0"),
         *(arg for threshold in thresholds for arg in ("--threshold", threshold)),
     )
-    [(policy_version, audited)] = _rows(
+    [(policy_version, audited)] = sql_rows(
         clean_db,
         "SELECT max(version), (SELECT count(*) FROM audit_log WHERE action = 'routing_policy')"
         " FROM routing_policy",
@@ -180,18 +171,18 @@ def test_bad_canary_is_detected_rolled_back_and_replay_restores_champion_routing
         handled = (
             "SELECT (SELECT count(*) FROM routing_decision) + (SELECT count(*) FROM review_item)"
         )
-        while _rows(clean_db, handled)[0][0] < len(events):
+        while sql_rows(clean_db, handled)[0][0] < len(events):
             assert time.monotonic() < deadline, "the router did not handle every document"
             time.sleep(0.2)
 
     canary_docs = {e.document_id for e, p in zip(events, partitions, strict=True) if p == 0}
     assert 0 < len(canary_docs) < len(events)
-    by_bad = _rows(clean_db, "SELECT document_id, queue FROM routing_decision")
+    by_bad = sql_rows(clean_db, "SELECT document_id, queue FROM routing_decision")
     misrouted = {d for d, q in by_bad if d in canary_docs and truth[d] == "legal" and q != "legal"}
     assert misrouted, "the bad canary should have sent legal documents elsewhere"
 
     # Reviewers decide two documents the canary sent to review; replay must keep them.
-    pending = _rows(
+    pending = sql_rows(
         clean_db,
         "SELECT id, document_id FROM review_item WHERE model_role = 'canary' ORDER BY id LIMIT 2",
     )
@@ -232,14 +223,16 @@ def test_bad_canary_is_detected_rolled_back_and_replay_restores_champion_routing
     assert "verdict: rollback" in report
     assert f"canary: {bad_model.name} → (none)" in report
     assert (tmp_path / "canary.png").stat().st_size > 1000
-    [(alias_version,)] = _rows(clean_db, "SELECT version FROM model_alias WHERE alias='canary'")
+    [(alias_version,)] = sql_rows(clean_db, "SELECT version FROM model_alias WHERE alias='canary'")
     assert alias_version is None
-    [(actor, verdict)] = _rows(
+    [(actor, verdict)] = sql_rows(
         clean_db,
         "SELECT actor, detail->'report'->>'verdict' FROM audit_log WHERE action = 'canary_verdict'",
     )
     assert (actor, verdict) == ("canary-bot", "rollback")
-    history = _rows(clean_db, "SELECT action, reason FROM model_alias_history WHERE alias='canary'")
+    history = sql_rows(
+        clean_db, "SELECT action, reason FROM model_alias_history WHERE alias='canary'"
+    )
     assert history[-1][0] == "clear" and "canary report" in history[-1][1]
 
     # What the champion decides for each document, computed here from the artifact.
@@ -282,11 +275,11 @@ def test_bad_canary_is_detected_rolled_back_and_replay_restores_champion_routing
     # Every document now ends where the champion sends it; human decisions stand.
     routing = {
         d: (q, w, by)
-        for d, q, w, by in _rows(
+        for d, q, w, by in sql_rows(
             clean_db, "SELECT document_id, queue, withdrawn_at, decided_by FROM routing_decision"
         )
     }
-    review = dict(_rows(clean_db, "SELECT document_id, status FROM review_item"))
+    review = dict(sql_rows(clean_db, "SELECT document_id, status FROM review_item"))
     for doc_id, want_outcome in expected.items():
         if doc_id in human:
             assert review[doc_id] == "decided"
@@ -300,12 +293,12 @@ def test_bad_canary_is_detected_rolled_back_and_replay_restores_champion_routing
             assert review.get(doc_id) in (None, "closed"), doc_id
 
     # The corrections went out: withdrawn from the wrong queue, routed to the right one.
-    corrections = _rows(
+    corrections = sql_rows(
         clean_db,
         "SELECT document_id, from_queue, to_queue, withdrawn_event_id::text,"
         " routed_event_id::text FROM routing_correction",
     )
-    pending = _rows(clean_db, "SELECT count(*) FROM outbox WHERE published_at IS NULL")
+    pending = sql_rows(clean_db, "SELECT count(*) FROM outbox WHERE published_at IS NULL")
     assert corrections and pending == [(0,)]
     withdrawals = [row for row in corrections if row[1]]
     assert {row[0] for row in withdrawals} >= misrouted
@@ -338,7 +331,7 @@ def test_bad_canary_is_detected_rolled_back_and_replay_restores_champion_routing
     second = tmp_path / "replay2.csv"
     out = _cli(env, "replay", "--since", since, "--model", "champion", "--report", str(second))
     assert list(csv.DictReader(second.open())) == []
-    assert len(_rows(clean_db, "SELECT 1 FROM routing_correction")) == len(corrections)
+    assert len(sql_rows(clean_db, "SELECT 1 FROM routing_correction")) == len(corrections)
 
     # The same window scored offline gives the champion's scores, document by document.
     scores = tmp_path / "scores.jsonl"

@@ -31,10 +31,9 @@ from urllib.parse import quote
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import create_engine, text
 
 from tests import hostile
-from tests.helpers import free_port, review_sign_in
+from tests.helpers import free_port, review_sign_in, sql_rows
 from tests.hostile import MIB, PDF, Tally, record
 from tests.kafkatools import collect
 from tests.stack import Stack
@@ -54,15 +53,6 @@ from triage_runtime.db.engine import make_async_engine
 PASSWORD = "correct horse battery"
 LIMITS = "ingest 25 MiB per file; classifier extraction 3 s and 256 MiB per worker"
 SETTLE_SECONDS = 240  # generous: how long the test may wait for outcomes, not a claim
-
-
-def _rows(database_url: str, sql: str) -> list[tuple[Any, ...]]:
-    engine = create_engine(database_url)
-    try:
-        with engine.connect() as conn:
-            return [tuple(row) for row in conn.execute(text(sql)).all()]
-    finally:
-        engine.dispose()
 
 
 def _setup_db(database_url: str) -> str:
@@ -383,16 +373,16 @@ def _wait_for_outcomes(database_url: str) -> dict[str, tuple[str, ...]]:
     deadline = time.monotonic() + SETTLE_SECONDS
     pending: list[str] = []
     while time.monotonic() < deadline:
-        documents = {r[0] for r in _rows(database_url, "SELECT document_id FROM document")}
+        documents = {r[0] for r in sql_rows(database_url, "SELECT document_id FROM document")}
         reviewed = {
             r[0]: ("review", r[1], r[2])
-            for r in _rows(
+            for r in sql_rows(
                 database_url, "SELECT document_id, reason, extraction_status FROM review_item"
             )
         }
         routed = {
             r[0]: ("routed", r[1], "ok")
-            for r in _rows(database_url, "SELECT document_id, queue FROM routing_decision")
+            for r in sql_rows(database_url, "SELECT document_id, queue FROM routing_decision")
         }
         pending = sorted(documents - set(reviewed) - set(routed))
         if not pending:
@@ -434,7 +424,7 @@ def test_hostile_inputs_are_refused_or_end_in_review(apps: dict[str, Any]) -> No
     peak_rss_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
 
     # Every accepted document, as ingest recorded it, and its DocumentReceived events.
-    documents = {r[0] for r in _rows(database_url, "SELECT document_id FROM document")}
+    documents = {r[0] for r in sql_rows(database_url, "SELECT document_id FROM document")}
     received = asyncio.run(
         collect(
             stack.kafka_bootstrap,
@@ -536,7 +526,7 @@ def test_hostile_inputs_are_refused_or_end_in_review(apps: dict[str, Any]) -> No
     assert tallies["path_traversal_filename"].outcomes["deadletter_unsupported_media_type"] == 2
     assert tallies["injection"].outcomes["http_422"] == len(hostile.INJECTION_STRINGS) + 1
     assert tallies["html_script"].outcomes["status_too_large"] == 1  # NFKC expansion
-    filenames = [r[0] for r in _rows(database_url, "SELECT filename FROM document")]
+    filenames = [r[0] for r in sql_rows(database_url, "SELECT filename FROM document")]
     assert all(
         name is None or ("/" not in name and "\\" not in name and not name.startswith("."))
         for name in filenames
@@ -581,11 +571,11 @@ def _review_ui_part(apps: dict[str, Any], tallies: dict[str, Tally]) -> None:
     )
     items = {
         r[1]: r[0]
-        for r in _rows(
+        for r in sql_rows(
             database_url, "SELECT id, filename FROM review_item WHERE filename IS NOT NULL"
         )
     }
-    before = _rows(database_url, "SELECT count(*), max(id) FROM review_item")
+    before = sql_rows(database_url, "SELECT count(*), max(id) FROM review_item")
     ui = tallies["html_script"]
     injection = tallies.setdefault("injection_ui_filter", Tally("injection_ui_filter", "pipeline"))
     injection.limits = "review UI filters: bound parameters; bad numbers 422"
@@ -602,7 +592,7 @@ def _review_ui_part(apps: dict[str, Any], tallies: dict[str, Tally]) -> None:
         queue = client.get("/", params={"source": "folder"}).text
         assert "onerror=alert(1)>" not in queue and "img src_x onerror_alert(1)" in queue
         # The mailed one: "<script>" in its subject is shown as text.
-        [mailed] = _rows(
+        [mailed] = sql_rows(
             database_url, "SELECT id FROM review_item WHERE email_subject LIKE '%html_script%'"
         )
         page = client.get(f"/items/{mailed[0]}").text
@@ -660,7 +650,7 @@ def _review_ui_part(apps: dict[str, Any], tallies: dict[str, Tally]) -> None:
             assert answer.status_code == code, (item, answer.text)
             injection.see(f"http_{code}")
             injection.refused += 1
-    assert _rows(database_url, "SELECT count(*), max(id) FROM review_item") == before
+    assert sql_rows(database_url, "SELECT count(*), max(id) FROM review_item") == before
 
 
 def test_a_nul_in_a_document_id_is_not_a_503(

@@ -14,11 +14,10 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import create_engine, text
 
 from scripts.pdfgen import make_pdf
 from tests.faults.harness import read_topics
-from tests.helpers import email_bytes, free_port, new_api_key
+from tests.helpers import email_bytes, free_port, new_api_key, sql_rows
 from tests.kafkatools import collect, produce
 from tests.stack import Stack
 from triage_contracts import topics
@@ -28,15 +27,6 @@ from triage_ingest.store import IngestStore
 from triage_runtime.apikeys import ApiKeys
 from triage_runtime.blobstore import LocalBlobStore
 from triage_runtime.db.engine import make_async_engine
-
-
-def _rows(database_url: str, sql: str) -> list[tuple[object, ...]]:
-    engine = create_engine(database_url)
-    try:
-        with engine.connect() as conn:
-            return [tuple(r) for r in conn.execute(text(sql)).all()]
-    finally:
-        engine.dispose()
 
 
 def _published(stack: Stack, topic: str, count: int) -> list[dict[str, object]]:
@@ -85,7 +75,7 @@ def test_uploads_need_a_live_api_key(client: TestClient, settings: Settings) -> 
 
     asyncio.run(revoke())
     assert client.post("/v1/documents", files=files, headers={"X-API-Key": key}).status_code == 401
-    stored = _rows(settings.database_url, "SELECT key_sha256 FROM api_key")
+    stored = sql_rows(settings.database_url, "SELECT key_sha256 FROM api_key")
     assert key not in json.dumps([str(r) for r in stored]), "the key itself must not be stored"
 
 
@@ -143,7 +133,7 @@ def test_retries_never_make_a_second_document(
     )
     assert changed.status_code == 422
     assert "Idempotency-Key" in changed.json()["detail"]
-    assert _rows(settings.database_url, "SELECT count(*) FROM document") == [(1,)]
+    assert sql_rows(settings.database_url, "SELECT count(*) FROM document") == [(1,)]
     messages = _to_end(isolated, topics.DOCUMENTS)
     assert [m["key"] for m in messages] == [first.json()["documents"][0]["document_id"]], (
         "one document, one DocumentReceived event"
@@ -195,7 +185,7 @@ def test_files_of_one_request_are_accepted_together_each_published_once(
     first, second, third = response.json()["documents"]
     assert first["document_id"] == second["document_id"]
     assert [first["filename"], second["filename"]] == ["a.txt", "again.txt"]
-    rows = _rows(
+    rows = sql_rows(
         settings.database_url,
         "SELECT d.document_id, o.published_at IS NOT NULL FROM document d"
         " JOIN outbox o USING (event_id) ORDER BY d.document_id",
@@ -245,7 +235,7 @@ def test_limits_and_refusals(client: TestClient, settings: Settings) -> None:
         data={"metadata": "[1]"},
     )
     assert bad_meta.status_code == 422
-    assert _rows(settings.database_url, "SELECT count(*) FROM document") == [(0,)]
+    assert sql_rows(settings.database_url, "SELECT count(*) FROM document") == [(0,)]
     assert not list((settings.blob_dir / ".spool").glob(".upload-*"))
 
 

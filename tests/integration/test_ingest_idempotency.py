@@ -17,7 +17,7 @@ from httpx2 import Response
 from sqlalchemy import create_engine, text
 
 from tests.faults.harness import read_topics
-from tests.integration.test_ingest import _new_key, _rows
+from tests.helpers import new_api_key, sql_rows
 from tests.stack import Stack
 from triage_contracts import topics
 from triage_ingest.app import create_app
@@ -75,7 +75,7 @@ def _published_ids(stack: Stack) -> Counter[str]:
 def test_concurrent_pairs_under_one_key_are_one_request(
     settings: Settings, isolated: Stack
 ) -> None:
-    api_key = _new_key(settings.database_url, "portal")
+    api_key = new_api_key(settings.database_url, "portal")
     accepted: list[str] = []
     with TestClient(create_app(settings), headers={"X-API-Key": api_key}) as client:
         for n in range(PAIRS):
@@ -107,7 +107,9 @@ def test_concurrent_pairs_under_one_key_are_one_request(
             assert retry_won.status_code == 202
             assert retry_won.json() == won.json()
     assert len(set(accepted)) == 2 * PAIRS
-    stored = {str(r[0]) for r in _rows(settings.database_url, "SELECT document_id FROM document")}
+    stored = {
+        str(r[0]) for r in sql_rows(settings.database_url, "SELECT document_id FROM document")
+    }
     assert stored == set(accepted), "exactly the documents the 202 answers named"
     published = _published_ids(isolated)
     assert set(published) == set(accepted)
@@ -120,11 +122,11 @@ def test_a_crashed_requests_reservation_expires_and_a_retry_proceeds(
     quick = settings.model_copy(
         update={"idempotency_reservation_seconds": 30.0, "idempotency_wait_seconds": 0.5}
     )
-    api_key = _new_key(settings.database_url, "portal")
+    api_key = new_api_key(settings.database_url, "portal")
     engine = create_engine(settings.database_url)
     files = {"files": ("a.txt", b"crashed half-way", "text/plain")}
     with TestClient(create_app(quick), headers={"X-API-Key": api_key}) as client:
-        key_id = _rows(settings.database_url, "SELECT id FROM api_key")[0][0]
+        key_id = sql_rows(settings.database_url, "SELECT id FROM api_key")[0][0]
 
         def reserve(key: str, seconds_left: int, request_sha256: str = "0" * 64) -> None:
             # What a request that died after reserving its key leaves behind.
@@ -172,7 +174,7 @@ def _accepted_documents(metrics: str) -> float:
 def test_identical_bytes_sent_at_once_are_one_document_published_and_counted_once(
     settings: Settings, isolated: Stack
 ) -> None:
-    api_key = _new_key(settings.database_url, "portal")
+    api_key = new_api_key(settings.database_url, "portal")
     rounds, width = 5, 8
     with TestClient(create_app(settings), headers={"X-API-Key": api_key}) as client:
         before = _accepted_documents(client.get("/metrics").text)

@@ -8,12 +8,11 @@ import asyncio
 import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
-from sqlalchemy import create_engine, insert, text
+from sqlalchemy import insert, text
 from typer.testing import CliRunner
 
-from tests.helpers import PRODUCER, RECEIVED_AT, Unpublished, classified, routed_item
+from tests.helpers import PRODUCER, RECEIVED_AT, Unpublished, classified, routed_item, sql_rows
 from triage_cli.exit_codes import NOT_ENOUGH_EVIDENCE
 from triage_cli.main import app as cli
 from triage_contracts import DecidedBy, DocumentClassifiedV1
@@ -109,14 +108,6 @@ class Seeder:
             await engine.dispose()
 
 
-def _rows(database_url: str, sql: str) -> list[Any]:
-    engine = create_engine(database_url)
-    with engine.connect() as conn:
-        rows = list(conn.execute(text(sql)).all())
-    engine.dispose()
-    return rows
-
-
 def test_tune_raises_the_threshold_of_a_label_reviewers_keep_overruling(
     clean_db: str, tmp_path: Path, small_model: Path
 ) -> None:
@@ -160,17 +151,17 @@ def test_tune_raises_the_threshold_of_a_label_reviewers_keep_overruling(
         code=NOT_ENOUGH_EVIDENCE,
     )
     assert "too few" in thin
-    assert _rows(clean_db, "SELECT max(version) FROM routing_policy") == [(1,)]
+    assert sql_rows(clean_db, "SELECT max(version) FROM routing_policy") == [(1,)]
     # --apply without a reason is refused before anything is read.
     _cli(env, "policy", "tune", "--apply", code=2)
 
     shown = _cli(env, "policy", "tune", "--since", "1d")
     assert "raise" in shown and "too few" in shown
-    assert _rows(clean_db, "SELECT max(version) FROM routing_policy") == [(1,)]  # only shown
+    assert sql_rows(clean_db, "SELECT max(version) FROM routing_policy") == [(1,)]  # only shown
 
     applied = _cli(env, "policy", "tune", "--apply", "--reason", REASON, "--actor", "ops-lead")
     assert "routing policy v2 in force" in applied
-    [(thresholds, actor, reason)] = _rows(
+    [(thresholds, actor, reason)] = sql_rows(
         clean_db, "SELECT thresholds, actor, reason FROM routing_policy WHERE version = 2"
     )
     assert (actor, reason) == ("ops-lead", REASON)
@@ -180,7 +171,7 @@ def test_tune_raises_the_threshold_of_a_label_reviewers_keep_overruling(
     assert thresholds[version]["technical"] == THRESHOLD
     assert "legal" not in thresholds[version]  # no decisions: the model's own stays
     assert f"threshold {version}:billing" in applied and f"{raised:.3f}" in applied
-    [(detail,)] = _rows(
+    [(detail,)] = sql_rows(
         clean_db, "SELECT detail FROM audit_log WHERE action = 'routing_policy' ORDER BY id DESC"
     )[:1]
     detail = detail if isinstance(detail, dict) else json.loads(detail)
@@ -190,7 +181,7 @@ def test_tune_raises_the_threshold_of_a_label_reviewers_keep_overruling(
     # Tuned again on the same decisions: the threshold in force is what they support.
     again = _cli(env, "policy", "tune", "--label", "billing", "--apply", "--reason", "again")
     assert "keep" in again and "nothing to change" in again
-    assert _rows(clean_db, "SELECT max(version) FROM routing_policy") == [(2,)]
+    assert sql_rows(clean_db, "SELECT max(version) FROM routing_policy") == [(2,)]
 
 
 def test_evidence_weighs_each_quality_sample_by_its_policy_and_counts_a_document_once(

@@ -17,7 +17,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, text
 from typer.testing import CliRunner
 
-from tests.helpers import PRODUCER, classified, review_login, routed_item
+from tests.helpers import PRODUCER, classified, review_login, routed_item, sql_rows
 from tests.kafkatools import collect, produce_many
 from tests.stack import Stack, review_workflow
 from triage_cli.main import app as cli
@@ -41,14 +41,6 @@ from triage_runtime.routing import RouteTo, RoutingPolicy, decide
 PASSWORD = "correct horse battery"
 LABELS = ("billing", "legal", "other", "technical")
 HALF = RoutingPolicy(version=1, quality_sample=0.5)
-
-
-def _rows(database_url: str, sql: str) -> list[Any]:
-    engine = create_engine(database_url)
-    with engine.connect() as conn:
-        rows = list(conn.execute(text(sql)).all())
-    engine.dispose()
-    return rows
 
 
 def _event(n: int, *, label: str = "billing", confidence: float = 0.97) -> DocumentClassifiedV1:
@@ -87,11 +79,11 @@ def test_the_same_batch_applied_at_once_routes_once_and_samples_once(clean_db: s
             await engine.dispose()
 
     asyncio.run(scenario())
-    routings = _rows(clean_db, "SELECT document_id, queue, decided_by FROM routing_decision")
+    routings = sql_rows(clean_db, "SELECT document_id, queue, decided_by FROM routing_decision")
     assert sorted(r[0] for r in routings) == sorted(e.document_id for e in events)
     assert {(r[1], r[2]) for r in routings} == {("billing", "model")}
-    assert _rows(clean_db, "SELECT count(*) FROM outbox")[0][0] == 30  # one DocumentRouted each
-    items = _rows(
+    assert sql_rows(clean_db, "SELECT count(*) FROM outbox")[0][0] == 30  # one DocumentRouted each
+    items = sql_rows(
         clean_db,
         "SELECT document_id, reason, status, predicted_label, confidence, model_version,"
         " priority FROM review_item",
@@ -100,7 +92,7 @@ def test_the_same_batch_applied_at_once_routes_once_and_samples_once(clean_db: s
     assert {r[1:] for r in items} == {
         ("quality_sample", "pending", "billing", 0.97, "tfidf-lr-test", 2)
     }
-    outcomes = _rows(clean_db, "SELECT DISTINCT kind, queue, decided_by FROM document_outcome")
+    outcomes = sql_rows(clean_db, "SELECT DISTINCT kind, queue, decided_by FROM document_outcome")
     assert outcomes == [("routed", "billing", "model")]
 
 
@@ -133,7 +125,7 @@ def test_agreeing_moves_nothing_and_overruling_withdraws_and_supersedes_the_rout
             await store.record_route(event, decision, routed=routed_item(event, decision))
         flow, broker, flow_engine = _workflow(clean_db, isolated)
         await broker.start()
-        ids = dict(_rows(clean_db, "SELECT document_id, id FROM review_item"))
+        ids = dict(sql_rows(clean_db, "SELECT document_id, id FROM review_item"))
         for event, label in ((agreed, "billing"), (overruled, "technical")):
             await flow.claim(ids[event.document_id], reviewer="alice")
             await flow.decide(ids[event.document_id], reviewer="alice", label=label)
@@ -144,7 +136,7 @@ def test_agreeing_moves_nothing_and_overruling_withdraws_and_supersedes_the_rout
     asyncio.run(scenario())
     routing = {
         r[0]: r[1:]
-        for r in _rows(
+        for r in sql_rows(
             clean_db, "SELECT document_id, queue, decided_by, event_id FROM routing_decision"
         )
     }
@@ -152,13 +144,13 @@ def test_agreeing_moves_nothing_and_overruling_withdraws_and_supersedes_the_rout
     assert routing[overruled.document_id][:2] == ("technical", "human")
     outcome = {
         r[0]: r[1:]
-        for r in _rows(clean_db, "SELECT document_id, queue, decided_by FROM document_outcome")
+        for r in sql_rows(clean_db, "SELECT document_id, queue, decided_by FROM document_outcome")
     }
     assert outcome == {
         agreed.document_id: ("billing", "model"),
         overruled.document_id: ("technical", "human"),
     }
-    decided = _rows(
+    decided = sql_rows(
         clean_db, "SELECT reason, predicted_label, decided_label FROM review_item ORDER BY id"
     )
     assert decided == [
@@ -217,7 +209,7 @@ def test_a_replay_that_withdraws_a_sampled_routing_makes_the_sample_an_ordinary_
         await engine.dispose()
 
     asyncio.run(scenario())
-    assert _rows(clean_db, "SELECT reason, status, confidence FROM review_item") == [
+    assert sql_rows(clean_db, "SELECT reason, status, confidence FROM review_item") == [
         ("low_confidence", "pending", 0.6)
     ]
 
@@ -333,12 +325,12 @@ def test_quality_samples_are_drawn_decided_in_the_review_ui_and_move_live_precis
             )
         )
         deadline = time.monotonic() + 60
-        while _rows(clean_db, "SELECT count(*) FROM document_outcome")[0][0] < 42:
+        while sql_rows(clean_db, "SELECT count(*) FROM document_outcome")[0][0] < 42:
             assert time.monotonic() < deadline
             time.sleep(0.25)
-    items = dict(_rows(clean_db, "SELECT document_id, reason FROM review_item"))
+    items = dict(sql_rows(clean_db, "SELECT document_id, reason FROM review_item"))
     assert {d for d, reason in items.items() if reason == "quality_sample"} == expected
-    assert len(_rows(clean_db, "SELECT 1 FROM routing_decision")) == 40  # all 40 routed
+    assert len(sql_rows(clean_db, "SELECT 1 FROM routing_decision")) == 40  # all 40 routed
 
     settings = ReviewSettings(
         database_url=clean_db,
@@ -402,7 +394,7 @@ def test_quality_samples_are_drawn_decided_in_the_review_ui_and_move_live_precis
         assert f"<td>{decided}</td><td>{agreed}</td>" in row.group(1)
         assert f"{100 * agreed / decided:.1f}%" in row.group(1)
     # Overruled samples ended in the reviewer's queue, by a human.
-    overruled = _rows(
+    overruled = sql_rows(
         clean_db,
         "SELECT r.queue, i.decided_label FROM routing_decision r JOIN review_item i"
         " USING (document_id) WHERE i.decided_label <> i.predicted_label",

@@ -11,9 +11,8 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import create_engine, text
 
-from tests.helpers import RECEIVED_AT, classified, review_sign_in, routed_item
+from tests.helpers import RECEIVED_AT, classified, review_sign_in, routed_item, sql_rows
 from tests.integration.test_review_ui import PASSWORD, _login, _setup
 from tests.integration.test_review_workflow import LABELS, _open_items, _scalar, _workflow
 from tests.stack import Stack
@@ -27,14 +26,6 @@ from triage_runtime.outcomes.store import OutcomeStore
 from triage_runtime.routing import ReviewReason, RouteTo, RoutingPolicy, SendToReview, decide
 
 REVIEWERS = [f"reviewer{n}" for n in range(10)]
-
-
-def _rows(database_url: str, sql: str) -> list[tuple[object, ...]]:
-    engine = create_engine(database_url)
-    with engine.connect() as conn:
-        rows = [tuple(r) for r in conn.execute(text(sql))]
-    engine.dispose()
-    return rows
 
 
 def test_ten_reviewers_claiming_at_once_leave_exactly_one_holder(clean_db: str) -> None:
@@ -59,7 +50,7 @@ def test_ten_reviewers_claiming_at_once_leave_exactly_one_holder(clean_db: str) 
 
     winners = asyncio.run(scenario())
     assert all(len(w) == 1 for w in winners), winners
-    held = _rows(clean_db, "SELECT claimed_by FROM review_item ORDER BY id")
+    held = sql_rows(clean_db, "SELECT claimed_by FROM review_item ORDER BY id")
     assert [h[0] for h in held] == [w[0] for w in winners]
     assert _scalar(clean_db, "SELECT count(*) FROM audit_log WHERE action = 'claim'") == 5
 
@@ -81,8 +72,8 @@ def test_ten_reviewers_deciding_an_unclaimed_item_at_once_decide_it_once(clean_d
         return sum(1 for r in results if r is None)
 
     assert asyncio.run(scenario()) == 1
-    [(by, label)] = _rows(clean_db, "SELECT decided_by, decided_label FROM review_item")
-    assert _rows(clean_db, "SELECT actor, detail->>'label' FROM audit_log") == [(by, label)]
+    [(by, label)] = sql_rows(clean_db, "SELECT decided_by, decided_label FROM review_item")
+    assert sql_rows(clean_db, "SELECT actor, detail->>'label' FROM audit_log") == [(by, label)]
     assert _scalar(clean_db, "SELECT count(*) FROM outbox WHERE schema = 'ReviewDecision'") == 1
 
 
@@ -107,7 +98,7 @@ def test_renewing_extends_ones_own_claim_silently_and_never_takes_anothers(
         await engine.dispose()
 
     asyncio.run(scenario())
-    assert _rows(clean_db, "SELECT actor, action FROM audit_log ORDER BY id") == [
+    assert sql_rows(clean_db, "SELECT actor, action FROM audit_log ORDER BY id") == [
         ("alice", "claim"),
         ("bob", "claim"),
     ]
@@ -127,7 +118,7 @@ def test_deciding_after_a_lapse_works_unless_someone_took_the_item(clean_db: str
         await engine.dispose()
 
     asyncio.run(scenario())
-    assert _rows(
+    assert sql_rows(
         clean_db, "SELECT status, claimed_by, decided_label FROM review_item ORDER BY id"
     ) == [
         ("decided", "alice", "legal"),
@@ -160,7 +151,7 @@ def test_spam_and_other_queues_are_stored_routed_or_not_and_kept_out_of_training
         await engine.dispose()
 
     asyncio.run(scenario())
-    assert _rows(
+    assert sql_rows(
         clean_db,
         "SELECT i.decided_label, i.decision_kind, o.kind, o.queue FROM review_item i"
         " JOIN document_outcome o USING (document_id) ORDER BY i.id",
@@ -170,7 +161,9 @@ def test_spam_and_other_queues_are_stored_routed_or_not_and_kept_out_of_training
         (None, "spam", "discarded", None),
         (None, "not_document", "discarded", None),
     ]
-    routed = _rows(clean_db, "SELECT topic FROM outbox WHERE schema = 'DocumentRouted' ORDER BY id")
+    routed = sql_rows(
+        clean_db, "SELECT topic FROM outbox WHERE schema = 'DocumentRouted' ORDER BY id"
+    )
     assert routed == [("test.routed.legal",), ("test.routed.fraud",)]
     [example] = review_decisions(clean_db, lambda: blobs)
     assert (example.label, example.text) == ("legal", texts[0])
@@ -184,7 +177,7 @@ def test_marking_a_quality_sample_spam_withdraws_its_routing(clean_db: str) -> N
         assert isinstance(decision, RouteTo) and decision.quality_sample is not None
         await OutcomeStore(engine).apply_batch([(event, decision, routed_item(event, decision))])
         flow, flow_engine = _workflow(clean_db)
-        [[item]] = _rows(clean_db, "SELECT id FROM review_item")
+        [[item]] = sql_rows(clean_db, "SELECT id FROM review_item")
         await flow.discard(int(str(item)), reviewer="alice", kind=DecisionKind.SPAM)
         await flow_engine.dispose()
         await engine.dispose()
@@ -192,7 +185,7 @@ def test_marking_a_quality_sample_spam_withdraws_its_routing(clean_db: str) -> N
     asyncio.run(scenario())
     assert _scalar(clean_db, "SELECT withdrawn_at IS NOT NULL FROM routing_decision") is True
     assert _scalar(clean_db, "SELECT kind FROM document_outcome") == "discarded"
-    assert _rows(clean_db, "SELECT schema, topic FROM outbox ORDER BY id")[-1] == (
+    assert sql_rows(clean_db, "SELECT schema, topic FROM outbox ORDER BY id")[-1] == (
         "DocumentWithdrawn",
         "test.routed.billing",
     )
@@ -229,7 +222,7 @@ def test_looking_claims_nothing_and_writes_no_audit_rows(client: TestClient, cle
         page = client.get(f"/items/{item}")
         assert page.status_code == 200 and "Not claimed" in page.text
     assert _scalar(clean_db, "SELECT count(*) FROM audit_log") == before
-    assert _rows(clean_db, f"SELECT status, claimed_by FROM review_item WHERE id = {item}") == [
+    assert sql_rows(clean_db, f"SELECT status, claimed_by FROM review_item WHERE id = {item}") == [
         ("pending", None)
     ]
 
@@ -332,7 +325,7 @@ def test_heartbeat_claim_and_an_admin_releasing_and_assigning(
             f"/items/{item}/skip", data={"csrf": alice_csrf}, follow_redirects=False
         )
         assert skipped.status_code == 303
-    assert _rows(
+    assert sql_rows(
         clean_db,
         "SELECT actor, action, detail->>'holder', detail->>'to' FROM audit_log"
         " WHERE action IN ('claim', 'release_claim', 'assign', 'skip') ORDER BY id",

@@ -10,10 +10,18 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import create_engine, text
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tests.helpers import PRODUCER, RECEIVED_AT, Unpublished, classified, review_login, routed_item
+from tests.helpers import (
+    PRODUCER,
+    RECEIVED_AT,
+    Unpublished,
+    classified,
+    review_login,
+    routed_item,
+    sql_rows,
+)
 from tests.kafkatools import collect
 from tests.stack import Stack
 from triage_contracts import DecidedBy, topics, utcnow
@@ -77,14 +85,6 @@ def _workflow(
     )
 
 
-def _rows(database_url: str, sql: str) -> list[tuple[object, ...]]:
-    engine = create_engine(database_url)
-    with engine.connect() as conn:
-        rows = [tuple(r) for r in conn.execute(text(sql))]
-    engine.dispose()
-    return rows
-
-
 def test_undo_retracts_the_decision_on_kafka_and_withdraws_its_routing(
     isolated: Stack, clean_db: str
 ) -> None:
@@ -134,14 +134,14 @@ def test_undo_retracts_the_decision_on_kafka_and_withdraws_its_routing(
     assert withdrawn[0] == topics.routed_topic("technical")
     assert withdrawn[1]["withdrawn_event_id"] == routed["technical"]["event_id"]
     assert routed["legal"]["decided_by"] == "human"
-    assert _rows(
+    assert sql_rows(
         clean_db, "SELECT queue, decided_by, withdrawn_at IS NULL FROM routing_decision"
     ) == [("legal", "human", True)]
-    assert _rows(clean_db, "SELECT kind, queue FROM document_outcome") == [("routed", "legal")]
-    assert _rows(clean_db, "SELECT string_agg(action, ',' ORDER BY id) FROM audit_log") == [
+    assert sql_rows(clean_db, "SELECT kind, queue FROM document_outcome") == [("routed", "legal")]
+    assert sql_rows(clean_db, "SELECT string_agg(action, ',' ORDER BY id) FROM audit_log") == [
         ("claim,decide,undo,decide",)
     ]
-    assert _rows(clean_db, "SELECT kind, author, body FROM review_comment") == [
+    assert sql_rows(clean_db, "SELECT kind, author, body FROM review_comment") == [
         ("note", "alice", "an outage report")
     ]
 
@@ -165,22 +165,22 @@ def test_only_the_author_undoes_within_the_window_and_an_admin_reopens(clean_db:
         await engine.dispose()
 
     asyncio.run(scenario())
-    assert _rows(
+    assert sql_rows(
         clean_db, "SELECT status, claimed_by, decided_label FROM review_item ORDER BY id"
     ) == [
         ("pending", None, None),
         ("decided", "alice", "billing"),
     ]
-    assert _rows(
+    assert sql_rows(
         clean_db,
         "SELECT o.kind, o.queue FROM document_outcome o"
         " JOIN review_item i USING (document_id) ORDER BY i.id",
     ) == [("review", None), ("routed", "billing")]
-    reopen = _rows(clean_db, "SELECT actor, detail::text FROM audit_log WHERE action = 'reopen'")
+    reopen = sql_rows(clean_db, "SELECT actor, detail::text FROM audit_log WHERE action = 'reopen'")
     assert [(a, json.loads(str(d))) for a, d in reopen] == [
         ("root", {"label": "billing", "decided_by": "alice"})
     ]
-    schemas = _rows(clean_db, "SELECT schema FROM outbox ORDER BY id")
+    schemas = sql_rows(clean_db, "SELECT schema FROM outbox ORDER BY id")
     assert schemas.count(("ReviewDecisionRetracted",)) == 1
     assert schemas.count(("DocumentWithdrawn",)) == 1
 
@@ -211,14 +211,14 @@ def test_two_undos_at_once_act_once(clean_db: str) -> None:
 
     wins = asyncio.run(scenario())
     assert wins == [1] * races
-    assert _rows(clean_db, "SELECT count(*) FROM audit_log WHERE action = 'undo'") == [(races,)]
-    assert _rows(
+    assert sql_rows(clean_db, "SELECT count(*) FROM audit_log WHERE action = 'undo'") == [(races,)]
+    assert sql_rows(
         clean_db, "SELECT count(*) FROM outbox WHERE schema = 'ReviewDecisionRetracted'"
     ) == [(races,)]
-    assert _rows(clean_db, "SELECT count(*) FROM outbox WHERE schema = 'DocumentWithdrawn'") == [
+    assert sql_rows(clean_db, "SELECT count(*) FROM outbox WHERE schema = 'DocumentWithdrawn'") == [
         (races,)
     ]
-    assert _rows(clean_db, "SELECT DISTINCT status, claimed_by FROM review_item") == [
+    assert sql_rows(clean_db, "SELECT DISTINCT status, claimed_by FROM review_item") == [
         ("claimed", "alice")
     ]
 
@@ -284,7 +284,7 @@ def test_escalating_raises_priority_is_filtered_counted_and_acts_once(clean_db: 
             await one.dispose()
 
     asyncio.run(scenario())
-    assert _rows(clean_db, "SELECT count(*) FROM audit_log WHERE action = 'escalate'") == [(1,)]
+    assert sql_rows(clean_db, "SELECT count(*) FROM audit_log WHERE action = 'escalate'") == [(1,)]
 
 
 def test_history_shows_arrival_score_claims_decisions_notes_and_comments(clean_db: str) -> None:
@@ -360,7 +360,7 @@ def test_each_history_action_refuses_a_missing_or_stale_csrf_token(
     changes = (
         "SELECT count(*) FROM audit_log WHERE action IN ('undo', 'reopen', 'escalate', 'comment')"
     )
-    assert _rows(clean_db, changes) == [(0,)]
+    assert sql_rows(clean_db, changes) == [(0,)]
 
 
 def test_a_reviewer_may_not_reopen_and_errors_are_pages(client: TestClient) -> None:
@@ -407,7 +407,7 @@ def test_undoing_a_quality_sample_decision_leaves_the_models_routing_as_it_was(
         await engine.dispose()
 
     asyncio.run(scenario())
-    assert _rows(
+    assert sql_rows(
         clean_db,
         "SELECT i.status, r.queue, r.decided_by, r.withdrawn_at IS NULL, o.kind, o.queue"
         " FROM review_item i JOIN routing_decision r USING (document_id)"
@@ -416,7 +416,7 @@ def test_undoing_a_quality_sample_decision_leaves_the_models_routing_as_it_was(
         ("claimed", "billing", "model", True, "routed", "billing"),
         ("claimed", "legal", "human", False, "review", None),
     ]
-    assert _rows(
+    assert sql_rows(
         clean_db,
         "SELECT schema, topic FROM outbox WHERE schema IN"
         " ('ReviewDecisionRetracted', 'DocumentWithdrawn') ORDER BY id",
@@ -461,7 +461,7 @@ def test_an_undo_and_a_replay_of_one_document_at_once_both_finish(clean_db: str)
     assert set(outcomes) <= {Outcome.KEPT_HUMAN, Outcome.CHANGED}
     # Each document ends either routed by the replay (the undo went first: item closed) or
     # back in review with alice (the replay went first and kept the human decision).
-    states = _rows(
+    states = sql_rows(
         clean_db,
         "SELECT i.status, o.kind, o.queue FROM review_item i"
         " JOIN document_outcome o USING (document_id) ORDER BY i.id",
@@ -544,9 +544,9 @@ def test_retention_removes_notes_and_comments_with_their_item(
         return report.review_items
 
     assert asyncio.run(scenario()) == 1
-    assert _rows(clean_db, "SELECT review_item_id, kind FROM review_comment ORDER BY id") == [
+    assert sql_rows(clean_db, "SELECT review_item_id, kind FROM review_comment ORDER BY id") == [
         (2, "comment"),
         (2, "note"),
     ]
     # The audit log stays (who did what, when); the words went with the item.
-    assert _rows(clean_db, "SELECT count(*) FROM audit_log WHERE review_item_id = 1") == [(3,)]
+    assert sql_rows(clean_db, "SELECT count(*) FROM audit_log WHERE review_item_id = 1") == [(3,)]

@@ -12,10 +12,9 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import create_engine, text
 from typer.testing import CliRunner
 
-from tests.helpers import TOPIC_WORDS, received, small_examples
+from tests.helpers import TOPIC_WORDS, received, small_examples, sql_rows
 from tests.kafkatools import collect, produce_many
 from tests.stack import Stack, review_workflow
 from triage_classifier.app import create_app
@@ -52,15 +51,6 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
         pipeline, metadata, *_ = model_lib.train(data, seed=0)
         out.append(model_lib.save(pipeline, metadata, out_dir=tmp_path_factory.mktemp(name)))
     return out[0], out[1]
-
-
-def _rows(database_url: str, sql: str) -> list[Any]:
-    engine = create_engine(database_url)
-    try:
-        with engine.connect() as conn:
-            return list(conn.execute(text(sql)).all())
-    finally:
-        engine.dispose()
 
 
 def _decide(isolated: Stack, database_url: str, decisions: dict[int, str]) -> None:
@@ -150,7 +140,7 @@ def test_a_shadow_people_keep_overruling_is_reported_worse(
             )
         )
         deadline = time.monotonic() + 60
-        while _rows(clean_db, "SELECT count(*) FROM review_item")[0][0] < DOCUMENTS:
+        while sql_rows(clean_db, "SELECT count(*) FROM review_item")[0][0] < DOCUMENTS:
             assert time.monotonic() < deadline, "the router did not send every document to review"
             time.sleep(0.2)
     champion_labels = {
@@ -163,7 +153,7 @@ def test_a_shadow_people_keep_overruling_is_reported_worse(
     }
     assert champion_labels == truth  # the champion is right on all of them
     assert all(shadow_labels[d] == ROTATED[label] for d, label in truth.items())
-    items = _rows(clean_db, "SELECT id, document_id FROM review_item ORDER BY id")
+    items = sql_rows(clean_db, "SELECT id, document_id FROM review_item ORDER BY id")
     _decide(isolated, clean_db, {item: truth[doc] for item, doc in items[:DECIDED]})
 
     env = {

@@ -18,8 +18,7 @@ import httpx
 import pytest
 import uvicorn
 
-from tests.helpers import free_port
-from tests.integration.test_ingest import _new_key
+from tests.helpers import free_port, new_api_key
 from tests.stack import Stack
 from triage_ingest.app import create_app
 from triage_ingest.settings import Settings
@@ -113,7 +112,7 @@ def _outcome(base: str, outcome: str) -> float:
 
 
 def test_stalled_clients_without_a_key_take_no_upload_slot(server: str, settings: Settings) -> None:
-    key = _new_key(settings.database_url, "portal")
+    key = new_api_key(settings.database_url, "portal")
     # Twice as many stalled sockets as the service has slots, with no key or a wrong one.
     stalled = [
         _stalled(server, key=None if i % 2 else "tri_wrong", declared=60 * 1024**2, sent=4096)
@@ -136,8 +135,8 @@ def test_stalled_clients_without_a_key_take_no_upload_slot(server: str, settings
 def test_a_stalled_upload_holds_only_its_own_keys_slot_and_is_cut_off(
     server: str, settings: Settings
 ) -> None:
-    slow = _new_key(settings.database_url, "slow")
-    other = _new_key(settings.database_url, "other")
+    slow = new_api_key(settings.database_url, "slow")
+    other = new_api_key(settings.database_url, "other")
     timeouts_before = _outcome(server, "body_timeout")
     started = time.monotonic()
     stalled = _stalled(server, key=slow, declared=1024**2, sent=4096)
@@ -160,7 +159,7 @@ def test_a_stalled_upload_holds_only_its_own_keys_slot_and_is_cut_off(
 
 
 def test_deeply_nested_metadata_is_422_not_500(server: str, settings: Settings) -> None:
-    key = _new_key(settings.database_url, "portal")
+    key = new_api_key(settings.database_url, "portal")
     for metadata in ('{"a": ' + "[" * 50_000 + "]" * 50_000 + "}", json.dumps({"a": "x" * 70_000})):
         response = httpx.post(
             f"{server}/v1/documents",
