@@ -36,6 +36,8 @@ def settings(isolated: Stack, clean_db: str, tmp_path: Path) -> Settings:
         topic_prefix=isolated.topic_prefix,
         max_upload_bytes=64 * 1024,
         max_files_per_request=3,
+        # Races of eight come from one key: its concurrency limit must not refuse them.
+        max_concurrent_uploads_per_key=16,
     )
 
 
