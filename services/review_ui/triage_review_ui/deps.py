@@ -71,8 +71,8 @@ def require(session: SessionInfo, action: Action) -> None:
 def check_csrf(session: SessionInfo, presented: str | None) -> None:
     """Refuse (403) a form whose CSRF token is not this session's.
 
-    ``security.csrf_guard`` calls it for every state-changing request of every route, so a
-    route need not (a call in a route is a leftover that does nothing more).
+    ``security.csrf_guard`` calls it for every state-changing request of every route; routes
+    never call it themselves.
     """
     if not verify_csrf(session.csrf_token, presented):
         raise HTTPException(status.HTTP_403_FORBIDDEN, "the form's CSRF token is missing or stale")

@@ -244,36 +244,36 @@ class ReviewWorkflow:
 
     async def release_for(self, item_id: int, *, admin: str) -> str | None:
         """An admin ends whoever's claim on an item; return whose it was; audited."""
-        async with self._sessions.begin() as session:
-            item = await self._open_item(session, item_id)
-            holder = item.claimed_by
-            item.status, item.claimed_by, item.claimed_until = "pending", None, None
-            await audit.record(
-                session,
-                actor=admin,
-                action="release_claim",
-                document_id=item.document_id,
-                review_item_id=item_id,
-                detail={"holder": holder},
-            )
-        return holder
+        return await self._reclaim(item_id, to=None, until=None, admin=admin)
 
     async def assign(self, item_id: int, *, to: str, admin: str) -> Claim:
         """An admin gives an item's claim (a fresh lease) to ``to``, whoever held it; audited."""
         until = utcnow() + self._lease
+        await self._reclaim(item_id, to=to, until=until, admin=admin)
+        return Claim(item_id, to, until)
+
+    async def _reclaim(
+        self, item_id: int, *, to: str | None, until: datetime | None, admin: str
+    ) -> str | None:
+        """An admin's change of an open item's claim (to nobody, or to ``to``), audited as
+        ``release_claim`` or ``assign``; return who held it before."""
         async with self._sessions.begin() as session:
             item = await self._open_item(session, item_id)
             holder = item.claimed_by
-            item.status, item.claimed_by, item.claimed_until = "claimed", to, until
+            item.status = "pending" if to is None else "claimed"
+            item.claimed_by, item.claimed_until = to, until
+            detail: dict[str, str | None] = {"holder": holder}
+            if to is not None:
+                detail["to"] = to
             await audit.record(
                 session,
                 actor=admin,
-                action="assign",
+                action="release_claim" if to is None else "assign",
                 document_id=item.document_id,
                 review_item_id=item_id,
-                detail={"to": to, "holder": holder},
+                detail=detail,
             )
-        return Claim(item_id, to, until)
+        return holder
 
     @staticmethod
     async def _open_item(session: AsyncSession, item_id: int) -> ReviewItem:

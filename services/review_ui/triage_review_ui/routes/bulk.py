@@ -13,7 +13,6 @@ from triage_review_ui.deps import (
     SessionDep,
     SettingsDep,
     WorkflowDep,
-    check_csrf,
     require,
 )
 from triage_review_ui.domain import QueueView, queue_filter
@@ -37,7 +36,6 @@ async def bulk_decide_matching(
     pages: PagesDep,
     settings: SettingsDep,
     label: Annotated[str, Form()],
-    csrf: Annotated[str, Form()] = "",
     confirm: Annotated[int | None, Form(ge=0)] = None,
     q: SearchText = None,
     reason: FilterText = None,
@@ -48,7 +46,6 @@ async def bulk_decide_matching(
 ) -> Response:
     """Without ``confirm``: the count to confirm. With it: decide them, if still that many."""
     require(session, Action.REVIEW)
-    check_csrf(session, csrf)
     if label not in settings.labels:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, f"{label!r} is not a queue")
     flt = queue_filter(reason, filter_label, source, age, q, escalated=escalated)

@@ -4,6 +4,7 @@ lands on the item's page instead of a 405."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, HTTPException, Request, status
@@ -15,7 +16,6 @@ from triage_review_ui.deps import (
     QueriesDep,
     SessionDep,
     WorkflowDep,
-    check_csrf,
     require,
     wants_json,
 )
@@ -94,6 +94,28 @@ async def _holder(queries: QueriesDep, item_id: int) -> ReviewItem:
     return item
 
 
+async def _unless_conflict(
+    request: Request,
+    item_id: int,
+    session: SessionInfo,
+    step: Awaitable[object],
+    *,
+    queries: QueriesDep,
+    pages: PagesDep,
+) -> Response | None:
+    """Run one change to an item's claim: None when done, the conflict page when someone
+    else holds the item; an item that does not exist is 404."""
+    try:
+        await step
+    except ClaimConflictError as exc:
+        return await conflict_page(
+            request, item_id, session, queries=queries, pages=pages, message=str(exc)
+        )
+    except WorkflowError as exc:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from exc
+    return None
+
+
 @router.post("/items/{item_id}/claim", include_in_schema=False)
 async def claim(
     request: Request,
@@ -103,10 +125,8 @@ async def claim(
     workflow: WorkflowDep,
     queries: QueriesDep,
     pages: PagesDep,
-    csrf: Annotated[str, Form()] = "",
 ) -> Response:
     require(session, Action.REVIEW)
-    check_csrf(session, csrf)
     try:
         held = await workflow.claim(item_id, reviewer=session.user.username)
     except ClaimConflictError as exc:
@@ -131,11 +151,9 @@ async def renew(
     *,
     workflow: WorkflowDep,
     queries: QueriesDep,
-    csrf: Annotated[str, Form()] = "",
 ) -> Response:
     """The item page's heartbeat: extend the reviewer's own claim, or say who holds it now."""
     require(session, Action.REVIEW)
-    check_csrf(session, csrf)
     held = await workflow.renew(item_id, reviewer=session.user.username)
     if held is not None:
         return JSONResponse(_held(held))
@@ -159,19 +177,19 @@ async def skip(
     workflow: WorkflowDep,
     queries: QueriesDep,
     pages: PagesDep,
-    csrf: Annotated[str, Form()] = "",
 ) -> Response:
     """Leave the item for someone else (released, not decided) and go on to the next one."""
     require(session, Action.REVIEW)
-    check_csrf(session, csrf)
-    try:
-        await workflow.skip(item_id, reviewer=session.user.username)
-    except ClaimConflictError as exc:
-        return await conflict_page(
-            request, item_id, session, queries=queries, pages=pages, message=str(exc)
-        )
-    except WorkflowError as exc:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from exc
+    refused = await _unless_conflict(
+        request,
+        item_id,
+        session,
+        workflow.skip(item_id, reviewer=session.user.username),
+        queries=queries,
+        pages=pages,
+    )
+    if refused is not None:
+        return refused
     after = await queries.neighbour(item_id, after=True)
     return RedirectResponse(f"/items/{after}" if after else "/", status.HTTP_303_SEE_OTHER)
 
@@ -185,19 +203,19 @@ async def release_claim(
     workflow: WorkflowDep,
     queries: QueriesDep,
     pages: PagesDep,
-    csrf: Annotated[str, Form()] = "",
 ) -> Response:
     """An admin ends whoever's claim on the item."""
     require(session, Action.ADMIN)
-    check_csrf(session, csrf)
-    try:
-        await workflow.release_for(item_id, admin=session.user.username)
-    except ClaimConflictError as exc:
-        return await conflict_page(
-            request, item_id, session, queries=queries, pages=pages, message=str(exc)
-        )
-    except WorkflowError as exc:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from exc
+    refused = await _unless_conflict(
+        request,
+        item_id,
+        session,
+        workflow.release_for(item_id, admin=session.user.username),
+        queries=queries,
+        pages=pages,
+    )
+    if refused is not None:
+        return refused
     return _to_item(item_id)
 
 
@@ -212,23 +230,23 @@ async def assign(
     pages: PagesDep,
     auth: AuthDep,
     to: Annotated[str, Form(max_length=80)],
-    csrf: Annotated[str, Form()] = "",
 ) -> Response:
     """An admin gives the item's claim to a reviewer."""
     require(session, Action.ADMIN)
-    check_csrf(session, csrf)
     if to not in await assignable(auth):
         raise HTTPException(
             status.HTTP_422_UNPROCESSABLE_CONTENT, f"{to!r} is not an active user who reviews"
         )
-    try:
-        await workflow.assign(item_id, to=to, admin=session.user.username)
-    except ClaimConflictError as exc:
-        return await conflict_page(
-            request, item_id, session, queries=queries, pages=pages, message=str(exc)
-        )
-    except WorkflowError as exc:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from exc
+    refused = await _unless_conflict(
+        request,
+        item_id,
+        session,
+        workflow.assign(item_id, to=to, admin=session.user.username),
+        queries=queries,
+        pages=pages,
+    )
+    if refused is not None:
+        return refused
     return _to_item(item_id)
 
 

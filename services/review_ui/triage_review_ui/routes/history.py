@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from datetime import timedelta
 from typing import Annotated, Any
 
@@ -13,7 +14,6 @@ from triage_review_ui.deps import (
     QueriesDep,
     SessionDep,
     WorkflowDep,
-    check_csrf,
     require,
 )
 from triage_review_ui.queries import ReviewQueries
@@ -28,7 +28,6 @@ from triage_runtime.outcomes.review import (
 )
 
 router = APIRouter()
-Csrf = Annotated[str, Form()]
 
 
 async def history_context(
@@ -54,34 +53,25 @@ def _back(item_id: int) -> Response:
     return RedirectResponse(f"/items/{item_id}", status.HTTP_303_SEE_OTHER)
 
 
-def _refused(exc: WorkflowError) -> HTTPException:
-    return HTTPException(status.HTTP_409_CONFLICT, str(exc))
+async def _then_back(item_id: int, step: Awaitable[object]) -> Response:
+    """Run one change to a decided item and go back to it; a refused change is 409."""
+    try:
+        await step
+    except WorkflowError as exc:
+        raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from exc
+    return _back(item_id)
 
 
 @router.post("/items/{item_id}/undo", include_in_schema=False)
-async def undo(
-    item_id: int, session: SessionDep, workflow: WorkflowDep, csrf: Csrf = ""
-) -> Response:
+async def undo(item_id: int, session: SessionDep, workflow: WorkflowDep) -> Response:
     require(session, Action.REVIEW)
-    check_csrf(session, csrf)
-    try:
-        await workflow.undo(item_id, reviewer=session.user.username)
-    except WorkflowError as exc:
-        raise _refused(exc) from exc
-    return _back(item_id)
+    return await _then_back(item_id, workflow.undo(item_id, reviewer=session.user.username))
 
 
 @router.post("/items/{item_id}/reopen", include_in_schema=False)
-async def reopen(
-    item_id: int, session: SessionDep, workflow: WorkflowDep, csrf: Csrf = ""
-) -> Response:
+async def reopen(item_id: int, session: SessionDep, workflow: WorkflowDep) -> Response:
     require(session, Action.ADMIN)
-    check_csrf(session, csrf)
-    try:
-        await workflow.reopen(item_id, admin=session.user.username)
-    except WorkflowError as exc:
-        raise _refused(exc) from exc
-    return _back(item_id)
+    return await _then_back(item_id, workflow.reopen(item_id, admin=session.user.username))
 
 
 @router.post("/items/{item_id}/escalate", include_in_schema=False)
@@ -90,15 +80,10 @@ async def escalate(
     session: SessionDep,
     workflow: WorkflowDep,
     reason: Annotated[str, Form(max_length=MAX_ESCALATION_CHARS)] = "",
-    csrf: Csrf = "",
 ) -> Response:
     require(session, Action.REVIEW)
-    check_csrf(session, csrf)
-    try:
-        await workflow.escalate(item_id, actor=session.user.username, reason=reason)
-    except WorkflowError as exc:
-        raise _refused(exc) from exc
-    return _back(item_id)
+    step = workflow.escalate(item_id, actor=session.user.username, reason=reason)
+    return await _then_back(item_id, step)
 
 
 @router.post("/items/{item_id}/comment", include_in_schema=False)
@@ -109,10 +94,8 @@ async def comment(
     workflow: WorkflowDep,
     queries: QueriesDep,
     body: Annotated[str, Form(max_length=MAX_COMMENT_CHARS)] = "",
-    csrf: Csrf = "",
 ) -> Response:
     require(session, Action.REVIEW)
-    check_csrf(session, csrf)
     if await queries.item(item_id) is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "no such review item")
     try:

@@ -17,7 +17,6 @@ from triage_review_ui.deps import (
     SettingsDep,
     TextsDep,
     WorkflowDep,
-    check_csrf,
     require,
 )
 from triage_review_ui.domain import (
@@ -100,13 +99,11 @@ async def decide(
     workflow: WorkflowDep,
     pages: PagesDep,
     label: Annotated[str, Form()],
-    csrf: Annotated[str, Form()] = "",
     note: Annotated[str, Form(max_length=2000)] = "",
 ) -> Response:
     """Decide: a queue, or spam / not a document. A claim of one's own is not needed, only
     that nobody else holds a live one (a lapsed claim nobody took costs nothing)."""
     require(session, Action.REVIEW)
-    check_csrf(session, csrf)
     choice = chosen(label)
     reviewer = session.user.username
     try:
@@ -128,11 +125,8 @@ async def decide(
 
 
 @router.post("/items/{item_id}/release", include_in_schema=False)
-async def release(
-    item_id: int, session: SessionDep, workflow: WorkflowDep, csrf: Annotated[str, Form()] = ""
-) -> Response:
+async def release(item_id: int, session: SessionDep, workflow: WorkflowDep) -> Response:
     require(session, Action.REVIEW)
-    check_csrf(session, csrf)
     await workflow.release(item_id, reviewer=session.user.username)
     return RedirectResponse("/", status.HTTP_303_SEE_OTHER)
 
@@ -147,10 +141,8 @@ async def bulk_decide(
     settings: SettingsDep,
     label: Annotated[str, Form()],
     item_ids: Annotated[list[int] | None, Form(alias="item_id")] = None,
-    csrf: Annotated[str, Form()] = "",
 ) -> Response:
     require(session, Action.REVIEW)
-    check_csrf(session, csrf)
     if not item_ids:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, NOTHING_TICKED)
     if label not in settings.labels:
