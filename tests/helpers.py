@@ -59,12 +59,14 @@ def small_examples(per_label: int = 30) -> list[Example]:
     return examples
 
 
-def document_ref(sha256: str = "ab" * 32, media_type: str = "text/plain") -> DocumentRef:
+def document_ref(
+    sha256: str = "ab" * 32, media_type: str = "text/plain", *, filename: str = "letter.txt"
+) -> DocumentRef:
     """Return a DocumentRef for an upload."""
     return DocumentRef(
         source=Source(kind=SourceKind.UPLOAD, name="http-upload"),
         blob=BlobRef(sha256=sha256, size_bytes=10, media_type=media_type),
-        filename="letter.txt",
+        filename=filename,
         received_at=RECEIVED_AT,
     )
 
@@ -86,6 +88,7 @@ def classified(
     status: ExtractionStatus = ExtractionStatus.OK,
     sha256: str = "cd" * 32,
     model_version: str = "tfidf-lr-test",
+    filename: str = "letter.txt",
 ) -> DocumentClassifiedV1:
     """Return a DocumentClassified event; no prediction unless extraction was ok."""
     prediction = None
@@ -101,7 +104,7 @@ def classified(
         producer=PRODUCER,
         document_id=derive_document_id("upload", "http-upload", sha256),
         model=ModelRef(version=model_version, role=ModelRole.CHAMPION),
-        document=document_ref(sha256),
+        document=document_ref(sha256, filename=filename),
         extraction=Extraction(status=status, chars=100 if prediction else 0),
         prediction=prediction,
     )

@@ -13,7 +13,7 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Coroutine, Iterator, Mapping
+from collections.abc import Callable, Coroutine, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
@@ -22,9 +22,11 @@ from typing import Any
 import httpx
 from playwright.sync_api import Browser, Page, expect
 from sqlalchemy import create_engine, text
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.helpers import REPO_ROOT, free_port
 from tests.stack import Stack
+from triage_runtime.accounts.store import AuthStore
 
 PASSWORD = "browser test password"
 ARTIFACTS = REPO_ROOT / "test-artifacts"
@@ -42,6 +44,17 @@ REVIEW_TABLES = (
     "review_item, routing_decision, document, web_session, login_attempt, audit_log, app_user,"
     " document_outcome"
 )
+
+
+TEAM = (("alice", "reviewer"), ("bob", "reviewer"), ("root", "admin"))
+"""The people most browser tests sign in as: two reviewers and an admin."""
+
+
+async def create_people(engine: AsyncEngine, people: Iterable[tuple[str, str]] = TEAM) -> None:
+    """Create each (name, role) as a user with the browser tests' password."""
+    auth = AuthStore(engine)
+    for name, role in people:
+        await auth.create_user(name, PASSWORD, role)
 
 
 def run_async(work: Callable[[], Coroutine[Any, Any, None]]) -> None:

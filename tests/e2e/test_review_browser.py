@@ -15,7 +15,7 @@ from playwright.sync_api import Browser, expect
 
 from tests.e2e.reviewui import (
     ARTIFACTS,
-    PASSWORD,
+    create_people,
     empty_review_tables,
     run_async,
     running_review_ui,
@@ -23,7 +23,6 @@ from tests.e2e.reviewui import (
 )
 from tests.helpers import RECEIVED_AT, classified, routed_item
 from tests.stack import Stack
-from triage_runtime.accounts.store import AuthStore
 from triage_runtime.blobstore import LocalBlobStore
 from triage_runtime.db.engine import make_async_engine
 from triage_runtime.outcomes.store import OutcomeStore
@@ -33,17 +32,13 @@ from triage_runtime.routing import ReviewReason, RouteTo, RoutingPolicy, SendToR
 def _seed(database_url: str, blob_dir: Path) -> None:
     async def run() -> None:
         engine = make_async_engine(database_url)
-        auth = AuthStore(engine)
-        for name, role in (("alice", "reviewer"), ("bob", "reviewer"), ("root", "admin")):
-            await auth.create_user(name, PASSWORD, role)
+        await create_people(engine)
         store = OutcomeStore(engine)
         blobs = LocalBlobStore(blob_dir)
         for n in range(6):
             text = f"Hello, question {n} about our invoice and the login page. Regards"
-            event = classified(sha256=blobs.put(text.encode()), confidence=0.55, threshold=0.9)
-            event = event.model_copy(
-                update={"document": event.document.model_copy(update={"filename": f"mail-{n}.txt"})}
-            )
+            sha = blobs.put(text.encode())
+            event = classified(sha256=sha, confidence=0.55, filename=f"mail-{n}.txt")
             await store.open_review(
                 event,
                 SendToReview(ReviewReason.LOW_CONFIDENCE, 2, RECEIVED_AT + timedelta(hours=n)),

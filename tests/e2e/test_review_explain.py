@@ -13,7 +13,7 @@ from playwright.sync_api import Browser, expect
 
 from tests.e2e.reviewui import (
     ARTIFACTS,
-    PASSWORD,
+    create_people,
     empty_review_tables,
     run_async,
     running_review_ui,
@@ -24,7 +24,6 @@ from tests.stack import Stack
 from triage_contracts import Action, Explanation, utcnow
 from triage_ml import model as model_lib
 from triage_ml.model import LoadedModel
-from triage_runtime.accounts.store import AuthStore
 from triage_runtime.blobstore import LocalBlobStore
 from triage_runtime.db.engine import make_async_engine
 from triage_runtime.outcomes.store import OutcomeStore
@@ -56,10 +55,13 @@ def _scored() -> tuple[LoadedModel, Explanation]:
 def _seed(database_url: str, blob_dir: Path, explanation: Explanation) -> None:
     async def run() -> None:
         engine = make_async_engine(database_url)
-        await AuthStore(engine).create_user("alice", PASSWORD, "reviewer")
+        await create_people(engine, [("alice", "reviewer")])
         blobs = LocalBlobStore(blob_dir)
         event = classified(
-            sha256=blobs.put(TEXT.encode()), label=explanation.label, confidence=0.7, threshold=0.9
+            sha256=blobs.put(TEXT.encode()),
+            label=explanation.label,
+            confidence=0.7,
+            filename="contract-note.txt",
         )
         assert event.prediction is not None
         prediction = event.prediction.model_copy(
@@ -69,7 +71,6 @@ def _seed(database_url: str, blob_dir: Path, explanation: Explanation) -> None:
             update={
                 "prediction": prediction,
                 "explanation": explanation,
-                "document": event.document.model_copy(update={"filename": "contract-note.txt"}),
             }
         )
         await OutcomeStore(engine).open_review(

@@ -15,7 +15,7 @@ from sqlalchemy import create_engine, text
 
 from tests.e2e.reviewui import (
     ARTIFACTS,
-    PASSWORD,
+    create_people,
     empty_review_tables,
     run_async,
     running_review_ui,
@@ -24,7 +24,6 @@ from tests.e2e.reviewui import (
 from tests.helpers import classified
 from tests.stack import Stack
 from triage_contracts import utcnow
-from triage_runtime.accounts.store import AuthStore
 from triage_runtime.blobstore import LocalBlobStore
 from triage_runtime.db.engine import make_async_engine
 from triage_runtime.outcomes.store import OutcomeStore
@@ -37,20 +36,14 @@ DUE_IN_HOURS = (5, 5, 5, 1, -1, -1, 5)
 def _seed(database_url: str, blob_dir: Path) -> None:
     async def run() -> None:
         engine = make_async_engine(database_url)
-        auth = AuthStore(engine)
-        for name, role in (("alice", "reviewer"), ("bob", "reviewer"), ("root", "admin")):
-            await auth.create_user(name, PASSWORD, role)
+        await create_people(engine)
         store = OutcomeStore(engine)
         blobs = LocalBlobStore(blob_dir)
         now = utcnow()
         for n, hours in enumerate(DUE_IN_HOURS):
             body = f"Letter {n}: the contract renewal and an invoice question."
-            event = classified(sha256=blobs.put(body.encode()), confidence=0.55, threshold=0.9)
-            event = event.model_copy(
-                update={
-                    "document": event.document.model_copy(update={"filename": f"doc-{n + 1}.txt"})
-                }
-            )
+            sha = blobs.put(body.encode())
+            event = classified(sha256=sha, confidence=0.55, filename=f"doc-{n + 1}.txt")
             due = now + timedelta(hours=hours)
             await store.open_review(
                 event, SendToReview(ReviewReason.LOW_CONFIDENCE, PRIORITY_NORMAL, due)

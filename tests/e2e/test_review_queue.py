@@ -16,7 +16,7 @@ from sqlalchemy import create_engine, text
 
 from tests.e2e.reviewui import (
     ARTIFACTS,
-    PASSWORD,
+    create_people,
     empty_review_tables,
     run_async,
     running_review_ui,
@@ -25,7 +25,6 @@ from tests.e2e.reviewui import (
 from tests.review_items import Seed, open_items
 from tests.stack import Stack
 from triage_contracts import SourceKind, utcnow
-from triage_runtime.accounts.store import AuthStore
 from triage_runtime.blobstore import LocalBlobStore
 from triage_runtime.db.engine import make_async_engine
 from triage_runtime.outcomes.store import OutcomeStore
@@ -74,7 +73,7 @@ OLDER_THAN_10H = 1 + 1 + 5  # the email, the login letter and the newsletters
 def _seed(database_url: str, blob_dir: Path) -> None:
     async def run() -> None:
         engine = make_async_engine(database_url)
-        await AuthStore(engine).create_user("carol", PASSWORD, "reviewer")
+        await create_people(engine, [("carol", "reviewer")])
         await open_items(OutcomeStore(engine), LocalBlobStore(blob_dir), SEEDS)
         await engine.dispose()
 

@@ -421,9 +421,8 @@ def test_a_reviewer_cannot_tell_a_quality_sample_from_a_low_confidence_item(
 
     def document(n: int, confidence: float) -> DocumentClassifiedV1:
         sha = blobs.put(f"Invoice {n:04d} is overdue; please pay by Friday.".encode())
-        event = classified(sha256=sha, confidence=confidence, threshold=0.9)
-        named = event.document.model_copy(update={"filename": "scan.txt"})
-        return event.model_copy(update={"policy_version": 1, "document": named})
+        event = classified(sha256=sha, confidence=confidence, filename="scan.txt")
+        return event.model_copy(update={"policy_version": 1})
 
     candidates = [document(n, 0.99) for n in range(60)]
     sample = next(e for e in candidates if HALF.in_quality_sample(e.document_id))
