@@ -11,9 +11,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import shutil
 import subprocess
-import sys
 from collections.abc import AsyncIterator, Awaitable, Iterator
 from pathlib import Path
 from typing import Any, Protocol
@@ -94,14 +92,6 @@ def pools_survive_postgres_restarts() -> Iterator[None]:
     event.listen(Pool, "checkout", _ping_on_checkout)
     yield
     event.remove(Pool, "checkout", _ping_on_checkout)
-
-
-@pytest.fixture(scope="session")
-def triage_bin() -> str:
-    """The ``triage`` console script of this environment."""
-    triage = shutil.which("triage", path=str(Path(sys.executable).parent))
-    assert triage, "the triage console script is not installed in this environment"
-    return triage
 
 
 @pytest.fixture(scope="session")

@@ -3,19 +3,25 @@
 Ingest (upload API, SMTP and drop folder), the classifier and the router run in this process
 against the real Kafka broker and PostgreSQL, as in ``test_services_on_kafka.py``, with short
 extraction limits (3 s, 256 MiB per worker). Every hostile class of ``tests/hostile.py`` goes
-in; the test then waits until every document that ingest accepted has an outcome, and counts
-per class what was refused (HTTP or SMTP error), sent to review (with its reason), routed,
-dead-lettered, lost (accepted but no outcome) or duplicated (more than one DocumentReceived
-event, or both a queue and a review item). The router's thresholds are set above 1 for the
-test model's labels, so readable documents land in review too, where the review UI part
-opens them: text holding ``<script>`` must come back escaped, and injection strings as
-queue filters must get 200 or 422 and change nothing. The counts go to
+in. The test is judged against what the clients were told, not against ingest's own table:
+every document id in a 202 answer, every document of a mail answered 250 (found on the
+documents topic by its subject; a 250 with no document there is lost) and every file the drop
+folder moved to ``done/`` (its id derived from its bytes) must reach exactly one outcome
+(``tests.outcomes``). The test waits until each has one or the pipeline stops moving, then
+counts per class what was refused (HTTP or SMTP error), sent to review (with its reason),
+routed, dead-lettered, lost (promised but no outcome) or duplicated (more than one
+DocumentReceived event id on the documents topic read to its end, or both a queue and a
+review item, or either twice). The router's thresholds are set above 1 for the test
+model's labels, so readable documents land in review too, where the review UI part opens
+them: text holding ``<script>`` must come back escaped, and injection strings as queue
+filters must get 200 or 422 and change nothing. The counts go to
 ``test-artifacts/reliability/hostile.json`` (tier ``pipeline``) for ``docs/reliability.md``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import os
 import re
@@ -33,13 +39,14 @@ import pytest
 from fastapi.testclient import TestClient
 
 from tests import hostile
+from tests.faults.harness import read_topics
 from tests.helpers import free_port, review_sign_in, sql_rows
 from tests.hostile import MIB, PDF, Tally, record
-from tests.kafkatools import collect
+from tests.outcomes import judge, wait_for_outcomes
 from tests.stack import Stack
 from triage_classifier.app import create_app as classifier_app
 from triage_classifier.settings import Settings as ClassifierSettings
-from triage_contracts import topics
+from triage_contracts import SourceKind, derive_document_id, topics
 from triage_ingest.app import create_app as ingest_app
 from triage_ingest.settings import Settings as IngestSettings
 from triage_review_ui.app import create_app as review_app
@@ -78,6 +85,8 @@ class Sent:
     codes: dict[str, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
     uploaded: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
     """Document ids the upload API answered with (202), per class."""
+    mailed: list[tuple[str, str]] = field(default_factory=list)
+    """(class, start of the subject) of every mail answered 250."""
 
     def answer(self, hostile_class: str, code: int, documents: list[str] | None = None) -> None:
         """Count one input and its answer."""
@@ -166,7 +175,16 @@ def _smtp(port: int, sent: Sent, hostile_class: str, raw: bytes) -> int:
     sent.codes[hostile_class][f"smtp_{code}"] += 1
     if code >= 400:
         sent.refused[hostile_class] += 1
+    else:
+        sent.mailed.append((hostile_class, _subject_start(raw)))
     return code
+
+
+def _subject_start(raw: bytes) -> str:
+    """The first characters of a message's Subject, as its documents' events carry it."""
+    found = re.search(rb"^Subject: ([^\r\n]{1,20})", raw, re.MULTILINE)
+    assert found, "every hostile mail has a subject"
+    return found.group(1).decode("ascii")
 
 
 def _drop(inbox: Path, name: str, data: bytes | None = None, *, link_to: str | None = None) -> None:
@@ -236,6 +254,7 @@ def apps(
             "stack": isolated,
             "database_url": clean_db,
             "blob_dir": blob_dir,
+            "drop_source_name": ingest.drop_source_name,
         }
 
 
@@ -368,85 +387,99 @@ def _wait_for_drop_folder(drop: Path, failed: list[str]) -> None:
     raise AssertionError(f"drop folder did not finish: {left}")
 
 
-def _wait_for_outcomes(database_url: str) -> dict[str, tuple[str, ...]]:
-    """Wait until every accepted document is in review or routed; return what each got."""
-    deadline = time.monotonic() + SETTLE_SECONDS
-    pending: list[str] = []
-    while time.monotonic() < deadline:
-        documents = {r[0] for r in sql_rows(database_url, "SELECT document_id FROM document")}
-        reviewed = {
-            r[0]: ("review", r[1], r[2])
-            for r in sql_rows(
-                database_url, "SELECT document_id, reason, extraction_status FROM review_item"
-            )
-        }
-        routed = {
-            r[0]: ("routed", r[1], "ok")
-            for r in sql_rows(database_url, "SELECT document_id, queue FROM routing_decision")
-        }
-        pending = sorted(documents - set(reviewed) - set(routed))
-        if not pending:
-            both = set(reviewed) & set(routed)
-            outcomes: dict[str, tuple[str, ...]] = {**routed, **reviewed}
-            for document_id in both:
-                outcomes[document_id] = ("both", "", "")
-            return outcomes
-        time.sleep(0.5)
-    raise AssertionError(f"{len(pending)} accepted documents have no outcome: {pending[:5]}")
+GROUPS = (("hostile-classifier", topics.DOCUMENTS), ("hostile-router", topics.CLASSIFIED))
+"""The consumer groups (and their topics) whose lag says the pipeline still has work."""
 
 
-def _class_of_event(value: dict[str, Any], uploaded: dict[str, set[str]]) -> str:
-    """Which hostile class a DocumentReceived event belongs to."""
-    document_id = value["document_id"]
-    for hostile_class, ids in uploaded.items():
-        if document_id in ids:
-            return hostile_class
-    document = value["document"]
-    subject = (document.get("email") or {}).get("subject") or ""
-    found = re.match(r"\[(\w+)\]", subject)
-    if found:
-        return found.group(1)
-    if document["source"]["kind"] == "folder":
-        return "path_traversal_filename"
-    return "unattributed"
+def _settle(apps: dict[str, Any], ids: set[str]) -> set[str]:
+    """Wait until each of ``ids`` has an outcome or the pipeline stops moving; which have."""
+    stack: Stack = apps["stack"]
+    return wait_for_outcomes(
+        apps["database_url"],
+        ids,
+        bootstrap=stack.kafka_bootstrap,
+        groups=[(group, stack.topic(topic)) for group, topic in GROUPS],
+        timeout=SETTLE_SECONDS,
+    )
+
+
+def _dropped_ids(apps: dict[str, Any]) -> set[str]:
+    """The document ids of the files the drop folder moved to ``done/`` (from their bytes)."""
+    ids = set()
+    for path in (apps["drop"] / "done").iterdir():
+        assert not path.name.endswith(".eml"), "no mail goes in through the drop folder here"
+        sha256 = hashlib.sha256(path.read_bytes()).hexdigest()
+        ids.add(derive_document_id(SourceKind.FOLDER.value, apps["drop_source_name"], sha256))
+    return ids
+
+
+def _mailed_ids(
+    received: list[dict[str, Any]], mailed: list[tuple[str, str]]
+) -> tuple[dict[str, set[str]], list[tuple[str, str]]]:
+    """The documents of each mail answered 250, found on the documents topic by subject;
+    and the mails that have none there (lost whole)."""
+    smtp = [
+        value
+        for record in received
+        if (value := record["value"] or {}).get("schema_name") == "DocumentReceived"
+        and value["document"]["source"]["kind"] == SourceKind.SMTP.value
+    ]
+    found: dict[str, set[str]] = defaultdict(set)
+    missing = []
+    for hostile_class, subject in mailed:
+        ids = {
+            value["document_id"]
+            for value in smtp
+            if ((value["document"].get("email") or {}).get("subject") or "").startswith(subject)
+        }
+        if not ids:
+            missing.append((hostile_class, subject))
+        found[hostile_class] |= ids
+    return found, missing
 
 
 @pytest.mark.timeout(600)
 def test_hostile_inputs_are_refused_or_end_in_review(apps: dict[str, Any]) -> None:
     stack: Stack = apps["stack"]
     database_url: str = apps["database_url"]
+    documents_topic = stack.topic(topics.DOCUMENTS)
     peak_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
     sent = Sent()
     failed = _drop_everything(apps, sent)
     _send_everything(apps, sent)
     _wait_for_drop_folder(apps["drop"], failed)
-    outcomes = _wait_for_outcomes(database_url)
+
+    # What the clients were told: the ids of every 202, the files moved to done/, then the
+    # documents of every mail answered 250 (on the topic by their subject).
+    promised: dict[str, set[str]] = defaultdict(set)
+    for hostile_class, ids in sent.uploaded.items():
+        promised[hostile_class] |= ids
+    promised["path_traversal_filename"] |= _dropped_ids(apps)
+    _settle(apps, set().union(*promised.values()))
+    so_far = asyncio.run(read_topics(stack.kafka_bootstrap, [documents_topic]))
+    mailed, mails_lost = _mailed_ids(so_far, sent.mailed)
+    for hostile_class, ids in mailed.items():
+        promised[hostile_class] |= ids
+    every = set().union(*promised.values())
+    _settle(apps, every)
     peak_rss_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
 
-    # Every accepted document, as ingest recorded it, and its DocumentReceived events.
-    documents = {r[0] for r in sql_rows(database_url, "SELECT document_id FROM document")}
-    received = asyncio.run(
-        collect(
-            stack.kafka_bootstrap,
-            [stack.topic(topics.DOCUMENTS)],
-            until=lambda ms: documents <= {m["key"] for m in ms},
-            timeout=120,
-        )
+    judgement = judge(
+        database_url, every, bootstrap=stack.kafka_bootstrap, documents_topic=documents_topic
     )
-    letters = asyncio.run(
-        collect(
-            stack.kafka_bootstrap,
-            [stack.topic(topics.DEADLETTER)],
-            until=lambda ms: len(ms) >= len(failed),
-            timeout=60,
+    letters = asyncio.run(read_topics(stack.kafka_bootstrap, [stack.topic(topics.DEADLETTER)]))
+    reviewed = {
+        r[0]: (r[1], r[2])
+        for r in sql_rows(
+            database_url, "SELECT document_id, reason, extraction_status FROM review_item"
         )
-    )
-    event_ids: dict[str, set[str]] = defaultdict(set)
-    class_of: dict[str, str] = {}
-    for message in received:
-        value = message["value"]
-        event_ids[value["document_id"]].add(value["event_id"])
-        class_of[value["document_id"]] = _class_of_event(value, sent.uploaded)
+    }
+    class_of = {d: hostile_class for hostile_class, ids in promised.items() for d in ids}
+    published: set[str] = {
+        str(value["document_id"])
+        for record in judgement.received
+        if (value := record["value"] or {}).get("schema_name") == "DocumentReceived"
+    }
 
     # Then check the services are still up and a normal document still flows through.
     assert apps["classifier"].get("/readyz").status_code == 200
@@ -457,8 +490,8 @@ def test_hostile_inputs_are_refused_or_end_in_review(apps: dict[str, Any]) -> No
         headers={"X-API-Key": apps["key"]},
     )
     assert probe.status_code == 202
-    after = _wait_for_outcomes(database_url)
-    assert probe.json()["documents"][0]["document_id"] in after
+    probe_id = probe.json()["documents"][0]["document_id"]
+    assert probe_id in _settle(apps, {probe_id})
 
     tallies: dict[str, Tally] = {}
     for hostile_class in sent.inputs:
@@ -466,24 +499,27 @@ def test_hostile_inputs_are_refused_or_end_in_review(apps: dict[str, Any]) -> No
         tally.refused = sent.refused[hostile_class]
         tally.outcomes.update(sent.codes[hostile_class])
         tallies[hostile_class] = tally
-    for document_id in documents:
-        tally = tallies.setdefault(
-            class_of.get(document_id, "unattributed"),
-            Tally(class_of.get(document_id, "unattributed"), "pipeline", limits=LIMITS),
-        )
+    for hostile_class, _subject in mails_lost:
+        tallies[hostile_class].lost += 1  # a 250 whose mail became no document at all
+    for document_id in sorted(every | published):
+        hostile_class = class_of.get(document_id, "unattributed")
+        tally = tallies.setdefault(hostile_class, Tally(hostile_class, "pipeline", limits=LIMITS))
         tally.documents += 1
-        outcome = outcomes.get(document_id)
-        if outcome is None:
-            tally.lost += 1
+        fate = judgement.fates.get(document_id)
+        if fate is None:  # published, but no client was told of it
             continue
-        kind, detail, status = outcome
-        if kind == "review":
+        if fate.lost:
+            tally.lost += 1
+        elif fate.outcome == "review" and document_id in reviewed:
+            reason, status = reviewed[document_id]
             tally.to_review += 1
-            tally.see(f"review_{detail}")
+            tally.see(f"review_{reason}")
             tally.see(f"status_{status}")
-        elif kind == "routed":
+        elif fate.outcome == "routed":
             tally.routed += 1
-        if kind == "both" or len(event_ids[document_id]) > 1:
+        else:
+            tally.see(f"outcome_{fate.outcome}")
+        if fate.duplicated:
             tally.duplicated += 1
     for letter in letters:
         value = letter["value"]
