@@ -1,0 +1,50 @@
+"""blob references: the raw email each document came out of (document_raw), the raw input of
+each ingest dead letter (dead_letter_blob), and bytes being stored but not yet recorded
+(pending_blob), so that retention removes raw emails and the orphan sweep keeps what is owned
+
+Documents accepted before this revision have no document_raw row: their raw emails are
+orphans to the sweep once its grace period is over.
+
+Revision ID: 0021
+Revises: 0020
+Create Date: 2026-12-06
+"""
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0021"
+down_revision = "0020"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.create_table(
+        "document_raw",
+        sa.Column("document_id", sa.String(36), primary_key=True),
+        sa.Column("raw_sha256", sa.String(64), nullable=False),
+    )
+    op.create_index("ix_document_raw_raw_sha256", "document_raw", ["raw_sha256"])
+    op.create_table(
+        "dead_letter_blob",
+        sa.Column("sha256", sa.String(64), primary_key=True),
+        sa.Column("dead_lettered_at", sa.DateTime(timezone=True), nullable=False),
+    )
+    op.create_table(
+        "pending_blob",
+        sa.Column("sha256", sa.String(64), primary_key=True),
+        sa.Column(
+            "held_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
+        ),
+    )
+    # The orphan sweep looks blobs up among documents by hash.
+    op.create_index("ix_document_blob_sha256", "document", ["blob_sha256"])
+
+
+def downgrade() -> None:
+    op.drop_index("ix_document_blob_sha256", "document")
+    op.drop_table("pending_blob")
+    op.drop_table("dead_letter_blob")
+    op.drop_index("ix_document_raw_raw_sha256", "document_raw")
+    op.drop_table("document_raw")
