@@ -53,8 +53,8 @@ def owned(sha256s: Collection[str], *, pending_since: datetime) -> Select[str]:
     )
 
 
-def held(sha256: str, *, pending_since: datetime) -> Select[str]:
-    """The hash, if a write of it holds it since ``pending_since``."""
+def held(sha256s: Collection[str], *, pending_since: datetime) -> Select[str]:
+    """The hashes among ``sha256s`` that a write holds since ``pending_since``."""
     return select(PendingBlob.sha256).where(
-        PendingBlob.sha256 == sha256, PendingBlob.held_at >= pending_since
+        PendingBlob.sha256.in_(list(sha256s)), PendingBlob.held_at >= pending_since
     )

@@ -156,6 +156,8 @@ async def run_retention(
         chunk = shas[start : start + batch]
         if dry_run:
             async with sessions() as session:
+                held = set(await session.scalars(blobrefs.held(chunk, pending_since=pending_since)))
+                chunk = [sha for sha in chunk if sha not in held]
                 purged += len(
                     (await session.execute(unpurged.where(Document.blob_sha256.in_(chunk)))).all()
                 )
@@ -166,7 +168,7 @@ async def run_retention(
             async with sessions.begin() as session:
                 # A write of the same bytes in progress (a new document) keeps them.
                 await blobrefs.lock_exclusive(session, sha)
-                if await session.scalar(blobrefs.held(sha, pending_since=pending_since)):
+                if await session.scalar(blobrefs.held([sha], pending_since=pending_since)):
                     continue
                 removed_blobs += int(await asyncio.to_thread(blobs.delete, sha))
             gone.append(sha)
