@@ -2,10 +2,14 @@
 
 What goes, and when (periods from ``RetentionPolicy``, set by ``TRIAGE_RETENTION_*``):
 
-- raw bytes in the blob store, ``document_days`` after the *last* document that shares them
-  was received, once every such document has a final outcome (routed or decided by a
-  human). A document still in review keeps its bytes, whatever its age. The ``document`` row
-  and its outcome stay; ``document_purge`` says when the bytes went;
+- raw bytes in the blob store, ``document_days`` after the *last* document that owns them
+  was received (stored as them, or come out of them as a raw email: ``document_raw``), once
+  every such document has a final outcome (routed or decided by a human). A document still in
+  review keeps its bytes, whatever its age. The ``document`` row and its outcome stay;
+  ``document_purge`` says when the bytes went. The raw input of an ingest dead letter goes
+  ``document_days`` after its last letter;
+- blobs nothing owns (``triage_runtime.blobrefs``), once older than ``orphan_grace``: what an
+  upload that crashed before recording its document left (``sweep_orphans``);
 - decided and closed review items, ``review_days`` after their decision: the row goes, with
   the email sender, subject, notes and comments it held. The audit log (who decided what,
   when) is append-only and stays;
