@@ -121,6 +121,24 @@ def test_the_raw_email_goes_with_the_last_of_its_documents(
     assert not blobs.exists(stray)
 
 
+def test_a_dead_letters_raw_input_goes_after_the_document_period(
+    clean_db: str, tmp_path: Path
+) -> None:
+    blobs = LocalBlobStore(tmp_path / "blobs")
+    old, recent = blobs.put(b"MZ an old refused input"), blobs.put(b"MZ a recent one")
+    for sha, days in ((old, 100), (recent, 5)):
+        _sql(
+            clean_db,
+            "INSERT INTO dead_letter_blob VALUES (:s, now() - make_interval(days => :d))",
+            s=sha,
+            d=days,
+        )
+    env = {"TRIAGE_DATABASE_URL": clean_db, "TRIAGE_BLOB_DIR": str(tmp_path / "blobs")}
+    assert _retention(env)[0] == 1
+    assert not blobs.exists(old) and blobs.exists(recent)
+    assert sql_rows(clean_db, "SELECT sha256 FROM dead_letter_blob") == [(recent,)]
+
+
 def test_a_refused_upload_stores_no_bytes(client: TestClient, settings: Settings) -> None:
     accepted = client.post(
         "/v1/documents",

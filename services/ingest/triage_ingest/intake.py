@@ -108,8 +108,15 @@ class Intake:
 
     async def store_bytes(self, data: bytes) -> str:
         """Put bytes in the blob store (off the event loop) and return their hash."""
-        await self.hold([hashlib.sha256(data).hexdigest()])
-        return await asyncio.to_thread(self._blobs.put, data)
+        [sha256] = await self.store_all_bytes([data])
+        return sha256
+
+    async def store_all_bytes(self, datas: Sequence[bytes]) -> list[str]:
+        """``store_bytes`` for several, held in one round trip; their hashes, in order."""
+        await self.hold(
+            await asyncio.to_thread(lambda: [hashlib.sha256(data).hexdigest() for data in datas])
+        )
+        return [await asyncio.to_thread(self._blobs.put, data) for data in datas]
 
     async def store_file(self, path: Path) -> str:
         """Put a file in the blob store, streamed, and return its hash."""
@@ -258,8 +265,8 @@ class Intake:
             return derive_document_id(source.kind.value, source.name, raw_sha, part)
 
         arrivals: list[Arrival] = []
-        for part in parsed.parts:
-            sha = await self.store_bytes(part.data)
+        shas = await self.store_all_bytes([part.data for part in parsed.parts])
+        for part, sha in zip(parsed.parts, shas, strict=True):
             defects = list(part.defects)
             if part.role == "body":
                 # Message-level defects belong with the body; some are on both, so dedupe.
