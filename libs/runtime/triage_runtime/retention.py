@@ -49,6 +49,7 @@ from triage_runtime import blobrefs
 from triage_runtime.accounts.throttle import LoginThrottle
 from triage_runtime.blobstore import BlobStore
 from triage_runtime.db.models import (
+    BlobSweepFloor,
     DeadLetterBlob,
     Document,
     DocumentPurge,
@@ -254,11 +255,18 @@ async def sweep_orphans(
     batch: int = 500,
 ) -> int:
     """Remove blobs written before ``now - grace`` that nothing owns (``blobrefs.owned``):
-    the bytes of uploads that crashed before their document was recorded. Return how many
-    went (or, in a dry run, would go)."""
+    the bytes of uploads that crashed before their document was recorded. Blobs written
+    before ownership was recorded (``blob_sweep_floor``) stay. Return how many went (or, in a
+    dry run, would go)."""
     sessions = async_sessionmaker(engine, expire_on_commit=False)
     cutoff = now - grace
-    old = (blob.sha256 for blob in blobs.list_blobs() if blob.modified_at < cutoff)
+    async with sessions() as session:
+        floor = await session.scalar(select(func.min(BlobSweepFloor.since)))
+    old = (
+        blob.sha256
+        for blob in blobs.list_blobs()
+        if blob.modified_at < cutoff and (floor is None or blob.modified_at >= floor)
+    )
     swept = 0
     while chunk := await asyncio.to_thread(lambda: list(itertools.islice(old, batch))):
         async with sessions() as session:

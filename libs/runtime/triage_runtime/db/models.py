@@ -228,6 +228,15 @@ class PendingBlob(Base):
     held_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 
+class BlobSweepFloor(Base):
+    """When ownership of raw emails and dead-letter inputs began to be recorded (written once,
+    by migration 0021): the orphan sweep leaves blobs written before it alone."""
+
+    __tablename__ = "blob_sweep_floor"
+
+    since: Mapped[datetime] = mapped_column(DateTime(timezone=True), primary_key=True)
+
+
 class DocumentOutcome(Base):
     """A document's one outcome: routed, in review, dead-lettered, or discarded by a reviewer
     (the primary key keeps it one). routing_decision and review_item rows need it; a replay

@@ -2,8 +2,9 @@
 each ingest dead letter (dead_letter_blob), and bytes being stored but not yet recorded
 (pending_blob), so that retention removes raw emails and the orphan sweep keeps what is owned
 
-Documents accepted before this revision have no document_raw row: their raw emails are
-orphans to the sweep once its grace period is over.
+Blobs written before this revision were stored when nothing recorded a raw email's or a dead
+letter's ownership: blob_sweep_floor keeps the sweep off them (it sweeps only what was
+written since).
 
 Revision ID: 0021
 Revises: 0020
@@ -38,12 +39,18 @@ def upgrade() -> None:
             "held_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
         ),
     )
+    op.create_table(
+        "blob_sweep_floor",
+        sa.Column("since", sa.DateTime(timezone=True), primary_key=True),
+    )
+    op.execute("INSERT INTO blob_sweep_floor (since) VALUES (now())")
     # The orphan sweep looks blobs up among documents by hash.
     op.create_index("ix_document_blob_sha256", "document", ["blob_sha256"])
 
 
 def downgrade() -> None:
     op.drop_index("ix_document_blob_sha256", "document")
+    op.drop_table("blob_sweep_floor")
     op.drop_table("pending_blob")
     op.drop_table("dead_letter_blob")
     op.drop_index("ix_document_raw_raw_sha256", "document_raw")
