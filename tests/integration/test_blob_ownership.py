@@ -350,3 +350,31 @@ def test_a_hold_waits_for_a_delete_under_way(clean_db: str, tmp_path: Path) -> N
     waited, stored = asyncio.run(run())
     assert waited, "the hold did not wait for the delete under way"
     assert stored
+
+
+def test_retention_keeps_old_bytes_that_an_upload_is_storing_again(
+    clean_db: str, tmp_path: Path
+) -> None:
+    """A document past its period, and the same bytes arriving again: held by the new
+    upload, they stay until its document is recorded (and makes them young)."""
+    blobs = LocalBlobStore(tmp_path / "blobs")
+    sha = blobs.put(b"an invoice sent again a hundred days later")
+    _sql(
+        clean_db,
+        "INSERT INTO document (document_id, source_kind, source_name, media_type, blob_sha256,"
+        " size_bytes, received_at, event_id, trace_id) VALUES ('doc', 'upload', 't',"
+        " 'text/plain', :s, 3, now() - interval '100 days', gen_random_uuid(), :t)",
+        s=sha,
+        t="ab" * 16,
+    )
+    give_outcome(clean_db, "doc", "routed")
+    _hold(clean_db, sha)
+    env = {"TRIAGE_DATABASE_URL": clean_db, "TRIAGE_BLOB_DIR": str(tmp_path / "blobs")}
+    assert _retention(env, "--dry-run")[:2] == [0, 0]
+    assert _retention(env)[:2] == [0, 0]
+    assert blobs.exists(sha)
+    assert sql_rows(clean_db, "SELECT 1 FROM document_purge") == []
+    # Once the hold is past the grace (the upload crashed), the old document's bytes go.
+    _sql(clean_db, "UPDATE pending_blob SET held_at = now() - interval '2 days'")
+    assert _retention(env)[:2] == [1, 1]
+    assert not blobs.exists(sha)
