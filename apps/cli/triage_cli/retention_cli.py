@@ -48,7 +48,8 @@ def retention_run(
         float,
         typer.Option(
             envvar="TRIAGE_RETENTION_ORPHAN_GRACE_HOURS",
-            min=0,
+            # Shorter than an upload takes, and a write in progress would count as an orphan.
+            min=1,
             help="Remove blobs nothing owns (left by crashed uploads) once this old.",
         ),
     ] = 24.0,
