@@ -235,3 +235,34 @@ def sql_rows(database_url: str, sql: str) -> list[tuple[Any, ...]]:
             return [tuple(row) for row in conn.execute(text(sql)).all()]
     finally:
         engine.dispose()
+
+
+# The outcome that gives a document each status (the view document_status derives it).
+OUTCOMES = {
+    "routed": ("routed", "billing", "model"),
+    "decided": ("routed", "billing", "human"),
+    "in_review": ("review", None, None),
+}
+
+
+def give_outcome(database_url: str, document_id: str, status: str) -> None:
+    """Give a document the outcome that shows as ``status`` (replacing any it had)."""
+    kind, queue, decided_by = OUTCOMES[status]
+    engine = create_engine(database_url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(
+                text(
+                    "INSERT INTO document_outcome (document_id, kind, queue, decided_by)"
+                    " VALUES (:d, :kind, :queue, :by) ON CONFLICT (document_id) DO UPDATE"
+                    " SET kind = :kind, queue = :queue, decided_by = :by"
+                ),
+                {"d": document_id, "kind": kind, "queue": queue, "by": decided_by},
+            )
+            derived = conn.execute(
+                text("SELECT status FROM document_status WHERE document_id = :d"),
+                {"d": document_id},
+            ).scalar_one()
+    finally:
+        engine.dispose()
+    assert derived == status

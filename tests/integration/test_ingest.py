@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import os
 import re
@@ -277,6 +278,12 @@ def test_drop_folder_ingests_moves_and_dead_letters(
     assert value["error_class"] == "unsupported_media_type"  # type: ignore[index]
     raw = LocalBlobStore(settings.blob_dir).get(value["raw_blob"]["sha256"])  # type: ignore[index]
     assert raw == b"MZ\x90\x00", "the dead letter points at the kept raw input"
+    # What owns each raw input: the mail's documents its raw message, the letter its input.
+    mail = hashlib.sha256(next((drop / "done").glob("*-mail.eml")).read_bytes()).hexdigest()
+    raws = sql_rows(settings.database_url, "SELECT raw_sha256 FROM document_raw")
+    assert raws == [(mail,), (mail,)]
+    kept = sql_rows(settings.database_url, "SELECT sha256 FROM dead_letter_blob")
+    assert kept == [(value["raw_blob"]["sha256"],)]  # type: ignore[index]
 
 
 def test_smtp_accepts_allowed_mail_and_refuses_the_rest(
@@ -318,6 +325,12 @@ def test_smtp_accepts_allowed_mail_and_refuses_the_rest(
     assert value["document"]["email"]["message_id"] == "Refund@example.com"  # type: ignore[index]
     raw = LocalBlobStore(settings.blob_dir).get(value["document"]["blob"]["sha256"])  # type: ignore[index]
     assert b"Please refund order 5." in raw
+    # The raw message is kept, owned by the document it became.
+    [(document_id, raw_sha)] = sql_rows(
+        settings.database_url, "SELECT document_id, raw_sha256 FROM document_raw"
+    )
+    assert document_id == document["key"]
+    assert b"Please refund order 5." in LocalBlobStore(settings.blob_dir).get(raw_sha)
 
 
 def test_a_saved_email_upload_becomes_body_and_attachments(

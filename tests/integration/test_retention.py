@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import create_engine, text
 from typer.testing import CliRunner
 
-from tests.helpers import classified
+from tests.helpers import classified, give_outcome
 from triage_cli.main import app as cli
 from triage_runtime.accounts.store import AuthStore
 from triage_runtime.blobstore import LocalBlobStore
@@ -32,14 +32,6 @@ def _sql(url: str, statement: str, **params: Any) -> list[Any]:
     return rows
 
 
-# The outcome that gives a document each status (document_status derives it).
-OUTCOMES = {
-    "routed": ("routed", "billing", "model"),
-    "decided": ("routed", "billing", "human"),
-    "in_review": ("review", None, None),
-}
-
-
 def _document(url: str, doc: str, sha: str, *, days_ago: float, status: str) -> None:
     _sql(
         url,
@@ -52,18 +44,7 @@ def _document(url: str, doc: str, sha: str, *, days_ago: float, status: str) -> 
         e=uuid.uuid4(),
         t="ab" * 16,
     )
-    kind, queue, decided_by = OUTCOMES[status]
-    _sql(
-        url,
-        "INSERT INTO document_outcome (document_id, kind, queue, decided_by)"
-        " VALUES (:d, :kind, :queue, :by)",
-        d=doc,
-        kind=kind,
-        queue=queue,
-        by=decided_by,
-    )
-    [(derived,)] = _sql(url, "SELECT status FROM document_status WHERE document_id = :d", d=doc)
-    assert derived == status
+    give_outcome(url, doc, status)
 
 
 def test_retention_removes_what_is_past_its_period_and_nothing_else(
@@ -146,10 +127,11 @@ def test_retention_removes_what_is_past_its_period_and_nothing_else(
     assert [r[0] for r in _sql(clean_db, "SELECT username FROM login_attempt")] == ["new"]
     assert [r[0] for r in _sql(clean_db, "SELECT token_sha256 FROM known_device")] == ["b"]
     # The dry run counted exactly what the run removed: 2 blobs, 2 rows purged, 2 review
-    # items, 0 sessions, 1 sign-in attempt, 0 idempotency records, 1 known browser.
-    assert _counts(dry) == _counts(out) == [2, 2, 2, 0, 1, 0, 1]
+    # items, 0 sessions, 1 sign-in attempt, 0 idempotency records, 1 known browser, 0
+    # orphans (every blob is younger than the sweep's grace).
+    assert _counts(dry) == _counts(out) == [2, 2, 2, 0, 1, 0, 1, 0]
 
-    assert _counts(run()) == [0, 0, 0, 0, 0, 0, 0], "a second run must remove nothing"
+    assert _counts(run()) == [0, 0, 0, 0, 0, 0, 0, 0], "a second run must remove nothing"
 
 
 def _counts(output: str) -> list[int]:

@@ -14,13 +14,13 @@ import hashlib
 import os
 import secrets
 import tracemalloc
-from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.integration.conftest import S3Server
 from tests.stack import Stack, empty_and_delete_bucket
 from triage_runtime.blobstore import (
     BlobIntegrityError,
@@ -40,51 +40,6 @@ MALFORMED = [
     "../" + "a" * 61,
     "a" * 63 + "/",
 ]
-
-
-@dataclass(frozen=True)
-class S3Server:
-    """Where the S3-compatible server is and how to sign for it."""
-
-    endpoint_url: str
-    access_key_id: str
-    secret_access_key: str
-    region: str
-
-    def store(self, bucket: str, **options: Any) -> S3BlobStore:
-        """Return an S3BlobStore on ``bucket`` of this server."""
-        return S3BlobStore(
-            bucket=bucket,
-            endpoint_url=self.endpoint_url,
-            region=self.region,
-            access_key_id=self.access_key_id,
-            secret_access_key=self.secret_access_key,
-            **options,
-        )
-
-
-@pytest.fixture(scope="session")
-def s3_server(stack: Stack) -> S3Server:
-    """The real S3-compatible server of the stack fixture."""
-    assert stack.s3 is not None
-    return S3Server(**asdict(stack.s3))
-
-
-@pytest.fixture(scope="session")
-def s3_bucket(s3_server: S3Server) -> Iterator[str]:
-    """A fresh bucket for this session, emptied and deleted afterwards."""
-    bucket = f"triage-test-{secrets.token_hex(6)}"
-    store = s3_server.store(bucket, create_bucket=True)
-    try:
-        yield bucket
-    finally:
-        empty_and_delete_bucket(store.client, bucket)
-
-
-@pytest.fixture
-def s3_store(s3_server: S3Server, s3_bucket: str) -> S3BlobStore:
-    """An S3 blob store under a key prefix of this test's own."""
-    return s3_server.store(s3_bucket, prefix=f"t-{secrets.token_hex(4)}/")
 
 
 @pytest.fixture(params=["local", "s3"])
@@ -134,6 +89,15 @@ def test_empty_blob(store: BlobStore) -> None:
 def test_put_twice_returns_the_same_digest(store: BlobStore) -> None:
     assert store.put(b"same bytes") == store.put(b"same bytes")
     assert store.get(store.put(b"same bytes")) == b"same bytes"
+
+
+def test_list_blobs_lists_each_stored_blob_with_when_it_was_written(store: BlobStore) -> None:
+    before = datetime.now(UTC) - timedelta(seconds=2)  # S3 keeps whole seconds
+    shas = {store.put(f"listed {n}".encode()) for n in range(3)}
+    store.delete(store.put(b"deleted again"))
+    listed = list(store.list_blobs())
+    assert {blob.sha256 for blob in listed} == shas
+    assert all(before <= blob.modified_at <= datetime.now(UTC) for blob in listed)
 
 
 def test_put_file_is_put(store: BlobStore, tmp_path: Path) -> None:

@@ -6,7 +6,16 @@ from __future__ import annotations
 import hashlib
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import (
+    Awaitable,
+    Callable,
+    Collection,
+    Iterable,
+    Iterator,
+    Mapping,
+    Sequence,
+)
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TypeVar
 
@@ -15,7 +24,7 @@ from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
 
 from triage_contracts import Event
-from triage_runtime.blobstore import BlobNotFoundError
+from triage_runtime.blobstore import BlobNotFoundError, ListedBlob
 from triage_runtime.kafka import decode_event, header_dict, make_broker, publish_many
 
 E = TypeVar("E", bound=Event)
@@ -112,6 +121,28 @@ class MemoryBlobs:
     def delete(self, sha256: str) -> bool:
         """Remove the blob under ``sha256``."""
         return self.blobs.pop(sha256, None) is not None
+
+    def list_blobs(self) -> Iterator[ListedBlob]:
+        """Every blob, as if written just now."""
+        now = datetime.now(UTC)
+        return iter([ListedBlob(sha, now) for sha in list(self.blobs)])
+
+
+class MemoryBlobHolds:
+    """Ingest's blob ownership (``IngestStore.hold_blobs``, ``record_dead_letter_blob``) in
+    sets: what was held before it was stored, which raw inputs dead letters keep."""
+
+    def __init__(self) -> None:
+        self.held: set[str] = set()
+        self.dead_letter_inputs: set[str] = set()
+
+    async def hold_blobs(self, sha256s: Collection[str]) -> None:
+        """Remember the hashes as held."""
+        self.held.update(sha256s)
+
+    async def record_dead_letter_blob(self, sha256: str) -> None:
+        """Remember a dead letter's raw input."""
+        self.dead_letter_inputs.add(sha256)
 
 
 class MemoryOutbox:

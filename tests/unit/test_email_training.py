@@ -7,7 +7,7 @@ import asyncio
 import json
 import uuid
 from collections import Counter
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any, cast
@@ -16,7 +16,7 @@ import pytest
 
 from scripts.pdfgen import make_pdf
 from tests.helpers import small_examples
-from tests.unit.inmemory import MemoryBlobs, consumer_record
+from tests.unit.inmemory import MemoryBlobHolds, MemoryBlobs, consumer_record
 from triage_contracts import (
     DocumentReceivedV1,
     ExtractionStatus,
@@ -115,14 +115,19 @@ def mailbox(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
     return paths
 
 
-class RecordingStore:
+class RecordingStore(MemoryBlobHolds):
     """Ingest's store as far as ``accept_email`` uses it: every document is new."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.events: list[DocumentReceivedV1] = []
 
     async def record_documents(
-        self, events: Sequence[DocumentReceivedV1], *, topic: str
+        self,
+        events: Sequence[DocumentReceivedV1],
+        *,
+        topic: str,
+        raws: Mapping[str, str] | None = None,
     ) -> list[StoredDocument]:
         self.events.extend(events)
         return [StoredDocument(e.event_id, e.trace_id, created=True) for e in events]

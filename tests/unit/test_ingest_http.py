@@ -10,7 +10,7 @@ import asyncio
 import io
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NamedTuple, cast
@@ -22,7 +22,7 @@ from fastapi.testclient import TestClient
 from faststream.kafka import KafkaBroker
 from sqlalchemy.exc import OperationalError
 
-from tests.unit.inmemory import MemoryOutbox
+from tests.unit.inmemory import MemoryBlobHolds, MemoryOutbox
 from triage_contracts import DocumentReceivedV1, Producer, topics
 from triage_ingest import domain, uploads
 from triage_ingest.app import create_app
@@ -42,18 +42,25 @@ KEY_B = {"X-API-Key": "key-b"}
 NOW = datetime(2026, 11, 26, 9, 0, tzinfo=UTC)
 
 
-class MemoryStore(IngestStore):
+class MemoryStore(MemoryBlobHolds, IngestStore):
     """Ingest's document and idempotency tables, in memory."""
 
     def __init__(self, outbox: MemoryOutbox) -> None:  # no engine: nothing reaches PostgreSQL
+        MemoryBlobHolds.__init__(self)
         self.outbox = outbox
+        self.raws: dict[str, str] = {}
         self.documents: dict[str, DocumentReceivedV1] = {}
         self.keys: dict[tuple[int, str], HeldKey] = {}
         self.status_lookups = 0
 
     async def record_documents(
-        self, events: Sequence[DocumentReceivedV1], *, topic: str
+        self,
+        events: Sequence[DocumentReceivedV1],
+        *,
+        topic: str,
+        raws: Mapping[str, str] | None = None,
     ) -> list[StoredDocument]:
+        self.raws.update(raws or {})
         results = []
         for event in events:
             created = event.document_id not in self.documents
@@ -316,7 +323,9 @@ def test_kafka_down_still_accepts_and_the_relay_publishes_the_event_once_it_is_b
 def test_postgres_down_is_503_with_retry_after_and_nothing_is_accepted(tmp_path: Path) -> None:
     ingest = Ingest(tmp_path)
 
-    async def refuse(events: Sequence[DocumentReceivedV1], *, topic: str) -> list[StoredDocument]:
+    async def refuse(
+        events: Sequence[DocumentReceivedV1], *, topic: str, raws: Mapping[str, str] | None = None
+    ) -> list[StoredDocument]:
         raise OperationalError("INSERT INTO document", {}, ConnectionRefusedError("127.0.0.1:1"))
 
     ingest.store.record_documents = refuse  # type: ignore[method-assign]

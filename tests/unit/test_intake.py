@@ -11,6 +11,7 @@ from typing import Any, cast
 
 import pytest
 
+from tests.unit.inmemory import MemoryBlobHolds
 from triage_contracts import Producer
 from triage_ingest.intake import Intake
 from triage_runtime.blobstore import LocalBlobStore
@@ -35,11 +36,11 @@ class SlowBlobs(LocalBlobStore):
 
 
 def _intake(blobs: LocalBlobStore) -> Intake:
-    unused = cast(Any, None)  # store_files touches only the blob store
+    unused = cast(Any, None)  # store_files touches only the blob store, and holds what it stores
     return Intake(
         blobs=blobs,
         broker=unused,
-        store=unused,
+        store=cast(Any, MemoryBlobHolds()),
         outbox=unused,
         producer=Producer(service="ingest", version="test"),
         documents_topic="documents",

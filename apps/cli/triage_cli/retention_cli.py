@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
 import typer
@@ -44,11 +44,21 @@ def retention_run(
             help="Keep expired sessions, sign-in attempts and idempotency records this long.",
         ),
     ] = 30.0,
+    orphan_grace_hours: Annotated[
+        float,
+        typer.Option(
+            envvar="TRIAGE_RETENTION_ORPHAN_GRACE_HOURS",
+            # Shorter than an upload takes, and a write in progress would count as an orphan.
+            min=1,
+            help="Remove blobs nothing owns (left by crashed uploads) once this old.",
+        ),
+    ] = 24.0,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Count what would go; remove nothing.")
     ] = False,
 ) -> None:
-    """Remove what is past its retention period (safe to run repeatedly, e.g. nightly)."""
+    """Remove what is past its retention period, and blobs nothing owns (safe to run
+    repeatedly, e.g. nightly)."""
     from triage_runtime.db.engine import make_async_engine
     from triage_runtime.retention import RetentionPolicy, run_retention
     from triage_runtime.settings import CommonSettings
@@ -67,6 +77,7 @@ def retention_run(
                 policy,
                 now=datetime.now(UTC),
                 dry_run=dry_run,
+                orphan_grace=timedelta(hours=orphan_grace_hours),
             )
         finally:
             await engine.dispose()
@@ -84,6 +95,7 @@ def retention_run(
         ("login_attempts", "sign-in attempts"),
         ("idempotency_records", "upload idempotency records"),
         ("known_devices", "known browsers unused for the sign-in back-off's days"),
+        ("orphans", f"orphaned blobs, older than {orphan_grace_hours:g} hours"),
     ):
         table.add_row(label, str(getattr(report, name)))
     stdout.print(table)

@@ -5,6 +5,9 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol
 
@@ -17,6 +20,28 @@ class BlobNotFoundError(LookupError):
 
 class BlobIntegrityError(RuntimeError):
     """Stored bytes do not match the SHA-256 they are stored under."""
+
+
+@dataclass(frozen=True, slots=True)
+class ListedBlob:
+    """A blob as listed: its hash and when its bytes were last written."""
+
+    sha256: str
+    modified_at: datetime
+
+
+def is_sha256(name: str) -> bool:
+    """Say whether ``name`` is a SHA-256 hex digest as blobs are named (lower case)."""
+    return len(name) == 64 and all(c in "0123456789abcdef" for c in name)
+
+
+def file_sha256(path: Path) -> str:
+    """The SHA-256 of a file's bytes in hex, read in chunks (the hash a store gives them)."""
+    digest = hashlib.sha256()
+    with path.open("rb") as src:
+        while chunk := src.read(CHUNK_BYTES):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 class BlobStore(Protocol):
@@ -42,6 +67,10 @@ class BlobStore(Protocol):
         """Remove the blob under ``sha256`` (retention); return whether one was there."""
         ...
 
+    def list_blobs(self) -> Iterator[ListedBlob]:
+        """Every stored blob, in no promised order (the orphan sweep reads it)."""
+        ...
+
 
 class LocalBlobStore:
     """A blob store in a local directory, sharded by the first hash digits; writes are atomic."""
@@ -50,7 +79,7 @@ class LocalBlobStore:
         self._root = root
 
     def _path(self, sha256: str) -> Path:
-        if len(sha256) != 64 or any(c not in "0123456789abcdef" for c in sha256):
+        if not is_sha256(sha256):
             raise ValueError("not a SHA-256 hex digest")
         return self._root / "sha256" / sha256[:2] / sha256[2:4] / sha256
 
@@ -121,3 +150,14 @@ class LocalBlobStore:
         except FileNotFoundError:
             return False
         return True
+
+    def list_blobs(self) -> Iterator[ListedBlob]:
+        """Every stored blob, in no promised order (the orphan sweep reads it)."""
+        for path in (self._root / "sha256").glob("??/??/*"):
+            if not is_sha256(path.name):  # a write's temporary file
+                continue
+            try:
+                mtime = path.stat().st_mtime
+            except FileNotFoundError:  # removed since it was listed
+                continue
+            yield ListedBlob(path.name, datetime.fromtimestamp(mtime, UTC))

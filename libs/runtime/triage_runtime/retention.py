@@ -2,10 +2,14 @@
 
 What goes, and when (periods from ``RetentionPolicy``, set by ``TRIAGE_RETENTION_*``):
 
-- raw bytes in the blob store, ``document_days`` after the *last* document that shares them
-  was received, once every such document has a final outcome (routed or decided by a
-  human). A document still in review keeps its bytes, whatever its age. The ``document`` row
-  and its outcome stay; ``document_purge`` says when the bytes went;
+- raw bytes in the blob store, ``document_days`` after the *last* document that owns them
+  was received (stored as them, or come out of them as a raw email: ``document_raw``), once
+  every such document has a final outcome (routed or decided by a human). A document still in
+  review keeps its bytes, whatever its age. The ``document`` row and its outcome stay;
+  ``document_purge`` says when the bytes went. The raw input of an ingest dead letter goes
+  ``document_days`` after its last letter;
+- blobs nothing owns (``triage_runtime.blobrefs``), once older than ``orphan_grace``: what an
+  upload that crashed before recording its document left (``sweep_orphans``);
 - decided and closed review items, ``review_days`` after their decision: the row goes, with
   the email sender, subject, notes and comments it held. The audit log (who decided what,
   when) is append-only and stays;
@@ -20,27 +24,50 @@ without removing anything.
 
 from __future__ import annotations
 
+import asyncio
+import itertools
+import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import DateTime, and_, delete, func, insert, literal, or_, select
+from sqlalchemy import (
+    DateTime,
+    and_,
+    delete,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    true,
+    union_all,
+)
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
+from triage_runtime import blobrefs
 from triage_runtime.accounts.throttle import LoginThrottle
 from triage_runtime.blobstore import BlobStore
 from triage_runtime.db.models import (
+    BlobSweepFloor,
+    DeadLetterBlob,
     Document,
     DocumentPurge,
+    DocumentRaw,
     DocumentStatus,
     IdempotencyRecord,
     KnownDevice,
     LoginAttempt,
+    PendingBlob,
     ReviewItem,
     WebSession,
 )
 
 FINAL_STATUSES = ("routed", "decided")
+DEFAULT_ORPHAN_GRACE = timedelta(hours=24)
+"""How old an unowned blob must be before the sweep removes it: longer than any upload."""
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +90,7 @@ class RetentionReport:
     login_attempts: int
     idempotency_records: int
     known_devices: int
+    orphans: int
     dry_run: bool
 
 
@@ -74,23 +102,41 @@ async def run_retention(
     now: datetime,
     dry_run: bool = False,
     batch: int = 500,
+    orphan_grace: timedelta = DEFAULT_ORPHAN_GRACE,
 ) -> RetentionReport:
-    """Apply ``policy`` as of ``now``; return the counts."""
+    """Apply ``policy`` as of ``now``, then sweep orphaned blobs older than ``orphan_grace``
+    (``sweep_orphans``); return the counts."""
     sessions = async_sessionmaker(engine, expire_on_commit=False)
     document_cutoff = now - timedelta(days=policy.document_days)
     review_cutoff = now - timedelta(days=policy.review_days)
     operational_cutoff = now - timedelta(days=policy.operational_days)
 
-    # Blobs whose every document is final and older than the cutoff, not yet purged.
+    # What owns each blob: the documents stored as those bytes, the documents of a raw
+    # email, the dead letters of a raw input (final from the start). A blob goes once every
+    # owner is final and older than the cutoff, and one of them has not been purged yet.
+    owners = union_all(
+        select(
+            Document.blob_sha256.label("sha256"),
+            DocumentStatus.received_at.label("at"),
+            DocumentStatus.status.in_(FINAL_STATUSES).label("final"),
+            DocumentStatus.purged_at.is_(None).label("unpurged"),
+        ).join(DocumentStatus, DocumentStatus.document_id == Document.document_id),
+        select(
+            DocumentRaw.raw_sha256,
+            DocumentStatus.received_at,
+            DocumentStatus.status.in_(FINAL_STATUSES),
+            true(),  # the row goes with the raw email
+        ).join(DocumentStatus, DocumentStatus.document_id == DocumentRaw.document_id),
+        select(DeadLetterBlob.sha256, DeadLetterBlob.dead_lettered_at, true(), true()),
+    ).subquery()
     candidates = (
-        select(Document.blob_sha256)
-        .join(DocumentStatus, DocumentStatus.document_id == Document.document_id)
-        .group_by(Document.blob_sha256)
+        select(owners.c.sha256)
+        .group_by(owners.c.sha256)
         .having(
             and_(
-                func.max(Document.received_at) < document_cutoff,
-                func.bool_and(DocumentStatus.status.in_(FINAL_STATUSES)),
-                func.bool_or(DocumentStatus.purged_at.is_(None)),
+                func.max(owners.c.at) < document_cutoff,
+                func.bool_and(owners.c.final),
+                func.bool_or(owners.c.unpurged),
             )
         )
     )
@@ -107,20 +153,31 @@ async def run_retention(
         shas = [
             row[0]
             for row in (
-                await session.execute(candidates.where(Document.blob_sha256.not_in(open_review)))
+                await session.execute(candidates.where(owners.c.sha256.not_in(open_review)))
             ).all()
         ]
+    pending_since = now - orphan_grace
     for start in range(0, len(shas), batch):
         chunk = shas[start : start + batch]
         if dry_run:
             async with sessions() as session:
+                held = set(await session.scalars(blobrefs.held(chunk, pending_since=pending_since)))
+                chunk = [sha for sha in chunk if sha not in held]
                 purged += len(
                     (await session.execute(unpurged.where(Document.blob_sha256.in_(chunk)))).all()
                 )
             removed_blobs += len(chunk)
             continue
+        gone: list[str] = []
         for sha in chunk:  # bytes first: a crash leaves rows to purge again, never lost bytes
-            removed_blobs += int(blobs.delete(sha))
+            async with sessions.begin() as session:
+                # A write of the same bytes in progress (a new document) keeps them.
+                await blobrefs.lock_exclusive(session, sha)
+                if await session.scalar(blobrefs.held([sha], pending_since=pending_since)):
+                    continue
+                removed_blobs += int(await asyncio.to_thread(blobs.delete, sha))
+            gone.append(sha)
+        chunk = gone
         async with sessions.begin() as session:
             marked = await session.scalars(
                 insert(DocumentPurge)
@@ -133,6 +190,12 @@ async def run_retention(
                 .returning(DocumentPurge.document_id)
             )
             purged += len(marked.all())
+            await session.execute(delete(DocumentRaw).where(DocumentRaw.raw_sha256.in_(chunk)))
+            await session.execute(delete(DeadLetterBlob).where(DeadLetterBlob.sha256.in_(chunk)))
+
+    orphans = await sweep_orphans(
+        engine, blobs, now=now, grace=orphan_grace, dry_run=dry_run, batch=batch
+    )
 
     old_reviews = and_(
         ReviewItem.status.in_(("decided", "closed")),
@@ -177,8 +240,56 @@ async def run_retention(
         login_attempts=counts[2],
         idempotency_records=counts[3],
         known_devices=counts[4],
+        orphans=orphans,
         dry_run=dry_run,
     )
+
+
+async def sweep_orphans(
+    engine: AsyncEngine,
+    blobs: BlobStore,
+    *,
+    now: datetime,
+    grace: timedelta = DEFAULT_ORPHAN_GRACE,
+    dry_run: bool = False,
+    batch: int = 500,
+) -> int:
+    """Remove blobs written before ``now - grace`` that nothing owns (``blobrefs.owned``):
+    the bytes of uploads that crashed before their document was recorded. Blobs written
+    before ownership was recorded (``blob_sweep_floor``) stay. Return how many went (or, in a
+    dry run, would go)."""
+    sessions = async_sessionmaker(engine, expire_on_commit=False)
+    cutoff = now - grace
+    async with sessions() as session:
+        floor = await session.scalar(select(func.min(BlobSweepFloor.since)))
+    old = (
+        blob.sha256
+        for blob in blobs.list_blobs()
+        if blob.modified_at < cutoff and (floor is None or blob.modified_at >= floor)
+    )
+    swept = 0
+    while chunk := await asyncio.to_thread(lambda: list(itertools.islice(old, batch))):
+        async with sessions() as session:
+            found = set((await session.scalars(blobrefs.owned(chunk, pending_since=cutoff))).all())
+        for sha in (sha for sha in chunk if sha not in found):
+            if dry_run:
+                swept += 1
+                continue
+            async with sessions.begin() as session:
+                # Under the blob's lock, no write can hold it between this look and the
+                # delete; a write that held it before is seen here.
+                await blobrefs.lock_exclusive(session, sha)
+                if await session.scalar(blobrefs.owned([sha], pending_since=cutoff)):
+                    continue
+                swept += int(await asyncio.to_thread(blobs.delete, sha))
+    if not dry_run:
+        async with sessions.begin() as session:
+            await session.execute(delete(PendingBlob).where(PendingBlob.held_at < cutoff))
+    log.info(
+        "orphaned blobs swept",
+        extra={"orphans": swept, "dry_run": dry_run, "grace_seconds": grace.total_seconds()},
+    )
+    return swept
 
 
 def _rowcount(result: Any) -> int:

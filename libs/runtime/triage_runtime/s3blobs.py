@@ -30,6 +30,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, TypedDict, Unpack
@@ -38,17 +39,18 @@ from urllib.parse import unquote, urlsplit
 from pydantic import SecretStr
 
 from triage_runtime.blobstore import (
-    CHUNK_BYTES,
     BlobIntegrityError,
     BlobNotFoundError,
     BlobStore,
+    ListedBlob,
     LocalBlobStore,
+    file_sha256,
+    is_sha256,
 )
 
 DEFAULT_PREFIX = "blobs/"
 METADATA_KEY = "sha256"
 MIB = 1024 * 1024
-_HEX_DIGITS = frozenset("0123456789abcdef")
 # Error codes S3 and compatible servers use for a missing object (HEAD only has the status).
 _NOT_FOUND_CODES = frozenset({"404", "NoSuchKey", "NotFound"})
 _NO_BUCKET_CODES = frozenset({"404", "NoSuchBucket", "NotFound"})
@@ -71,7 +73,7 @@ class S3Options(TypedDict, total=False):
 
 
 def _check_sha256(sha256: str) -> str:
-    if len(sha256) != 64 or not _HEX_DIGITS.issuperset(sha256):
+    if not is_sha256(sha256):
         raise ValueError("not a SHA-256 hex digest")
     return sha256
 
@@ -244,11 +246,7 @@ class S3BlobStore:
     def put_file(self, path: Path) -> str:
         """Store a file's bytes, reading it in chunks; return their SHA-256 in hex."""
         before = path.stat()
-        hasher = hashlib.sha256()
-        with path.open("rb") as src:
-            while chunk := src.read(CHUNK_BYTES):
-                hasher.update(chunk)
-        digest = hasher.hexdigest()
+        digest = file_sha256(path)
         if self._head(digest) is not None:
             return digest
         key = self.key(digest)
@@ -301,6 +299,17 @@ class S3BlobStore:
             return False
         self._client.delete_object(Bucket=self._bucket, Key=self.key(sha256))
         return True
+
+    def list_blobs(self) -> Iterator[ListedBlob]:
+        """Every stored blob, page by page, in key order (the orphan sweep reads it)."""
+        pages = self._client.get_paginator("list_objects_v2").paginate(
+            Bucket=self._bucket, Prefix=f"{self._prefix}sha256/"
+        )
+        for page in pages:
+            for obj in page.get("Contents", []):
+                name = str(obj["Key"]).rsplit("/", 1)[-1]
+                if is_sha256(name):
+                    yield ListedBlob(name, obj["LastModified"])
 
 
 @dataclass(frozen=True, slots=True)

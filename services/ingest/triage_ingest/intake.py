@@ -9,8 +9,9 @@ retry or a crash publishes the same event again at most, never a second document
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,7 +30,7 @@ from triage_contracts import (
 from triage_ingest import domain
 from triage_ingest.metrics import DOCUMENTS_ACCEPTED
 from triage_ingest.store import IngestStore
-from triage_runtime.blobstore import BlobStore
+from triage_runtime.blobstore import BlobStore, file_sha256
 from triage_runtime.kafka import publish_event
 from triage_runtime.metrics import DEAD_LETTERS
 from triage_runtime.outbox import Publisher
@@ -64,6 +65,8 @@ class Arrival:
     parent_document_id: str | None = None
     email: EmailInfo | None = None
     metadata: Mapping[str, str] | None = None
+    raw_sha256: str | None = None
+    """The raw email this document came out of, which belongs to it from then on."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,28 +102,54 @@ class Intake:
         self._documents_topic = documents_topic
         self._deadletter_topic = deadletter_topic
 
+    async def hold(self, sha256s: Collection[str]) -> None:
+        """Say these bytes are being stored, before they are: the orphan sweep keeps them."""
+        await self._store.hold_blobs(sha256s)
+
     async def store_bytes(self, data: bytes) -> str:
         """Put bytes in the blob store (off the event loop) and return their hash."""
-        return await asyncio.to_thread(self._blobs.put, data)
+        [sha256] = await self.store_all_bytes([data])
+        return sha256
+
+    async def store_all_bytes(self, datas: Sequence[bytes]) -> list[str]:
+        """``store_bytes`` for several, held in one round trip; their hashes, in order."""
+        await self.hold(
+            await asyncio.to_thread(lambda: [hashlib.sha256(data).hexdigest() for data in datas])
+        )
+        return [await asyncio.to_thread(self._blobs.put, data) for data in datas]
 
     async def store_file(self, path: Path) -> str:
         """Put a file in the blob store, streamed, and return its hash."""
-        return await asyncio.to_thread(self._blobs.put_file, path)
+        [sha256] = await self.store_files([path])
+        return sha256
 
-    async def store_files(self, paths: Sequence[Path]) -> list[str]:
-        """``store_file`` for several files, their writes and fsyncs overlapping in threads.
+    async def store_files(
+        self, paths: Sequence[Path], *, sha256s: Sequence[str] | None = None
+    ) -> list[str]:
+        """``store_file`` for several files, their writes and fsyncs overlapping in threads;
+        ``sha256s``, when the caller has them, spares reading each file once more to hold it.
 
         Every write has finished before a failure is raised, so the caller may remove the
         files as soon as this returns or raises.
         """
+        if sha256s is None:
+            hashed = await asyncio.gather(
+                *(asyncio.to_thread(file_sha256, path) for path in paths), return_exceptions=True
+            )
+            # A file that cannot be read fails below, in its write, with the others written.
+            sha256s = [sha for sha in hashed if isinstance(sha, str)]
+        await self.hold(sha256s)
         results = await asyncio.gather(
-            *(self.store_file(path) for path in paths), return_exceptions=True
+            *(asyncio.to_thread(self._blobs.put_file, path) for path in paths),
+            return_exceptions=True,
         )
         hashes: list[str] = []
         for result in results:
             if isinstance(result, BaseException):
                 raise result
             hashes.append(result)
+        if changed := set(hashes) - set(sha256s):  # a file changed after it was hashed
+            await self.hold(changed)
         return hashes
 
     async def accept(
@@ -178,7 +207,12 @@ class Intake:
             )
             for a in arrivals
         ]
-        stored = await self._store.record_documents(events, topic=self._documents_topic)
+        raws = {
+            event.document_id: a.raw_sha256
+            for a, event in zip(arrivals, events, strict=True)
+            if a.raw_sha256 is not None
+        }
+        stored = await self._store.record_documents(events, topic=self._documents_topic, raws=raws)
         # Only what this call created is new: the same bytes again (in this request, a retry
         # or a concurrent one) are the document already accepted, whose event the outbox
         # publishes once; if a crash left it pending, this publishes it now.
@@ -231,8 +265,8 @@ class Intake:
             return derive_document_id(source.kind.value, source.name, raw_sha, part)
 
         arrivals: list[Arrival] = []
-        for part in parsed.parts:
-            sha = await self.store_bytes(part.data)
+        shas = await self.store_all_bytes([part.data for part in parsed.parts])
+        for part, sha in zip(parsed.parts, shas, strict=True):
             defects = list(part.defects)
             if part.role == "body":
                 # Message-level defects belong with the body; some are on both, so dedupe.
@@ -245,6 +279,7 @@ class Intake:
                     media_type=part.media_type,
                     filename=part.filename,
                     identity=(raw_sha, part.part),
+                    raw_sha256=raw_sha,
                     parent_document_id=document_id_of(part.parent) if part.parent else None,
                     email=EmailInfo(
                         message_id=_cut(parsed.message_id, 998),
@@ -270,7 +305,8 @@ class Intake:
         reason: str,
         raw_name: str | None = None,
     ) -> DeadLetterV1:
-        """Publish a dead letter that points at the kept raw input."""
+        """Publish a dead letter that points at the kept raw input (kept for retention)."""
+        await self._store.record_dead_letter_blob(raw_sha256)
         letter = DeadLetterV1(
             producer=self._producer,
             stage=f"ingest.{source.kind.value}",

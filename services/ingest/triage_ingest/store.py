@@ -4,7 +4,7 @@ cursors."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,12 +13,15 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
 from triage_contracts import DocumentReceivedV1, utcnow
-from triage_runtime import outbox
+from triage_runtime import blobrefs, outbox
 from triage_runtime.db.models import (
+    DeadLetterBlob,
     Document,
+    DocumentRaw,
     DocumentStatus,
     IdempotencyRecord,
     ImapCursor,
+    PendingBlob,
     ReviewItem,
 )
 
@@ -55,12 +58,17 @@ class IngestStore:
         return stored
 
     async def record_documents(
-        self, events: Sequence[DocumentReceivedV1], *, topic: str
+        self,
+        events: Sequence[DocumentReceivedV1],
+        *,
+        topic: str,
+        raws: Mapping[str, str] | None = None,
     ) -> list[StoredDocument]:
         """``record_document`` for several, in one transaction; one result per event, in order.
 
         Only a document this call creates puts its event in the outbox: the same bytes sent
-        twice, at once or not, are one document and one event.
+        twice, at once or not, are one document and one event. ``raws`` maps a document id
+        to the raw email it came out of, which then belongs to it (``document_raw``).
         """
         if not events:
             return []
@@ -96,6 +104,15 @@ class IngestStore:
             await outbox.add(
                 session, [(topic, event) for doc, event in firsts.items() if doc in created]
             )
+            owned_raws = [
+                {"document_id": doc, "raw_sha256": raw}
+                for doc, raw in (raws or {}).items()
+                if doc in firsts
+            ]
+            if owned_raws:
+                await session.execute(
+                    insert(DocumentRaw).values(owned_raws).on_conflict_do_nothing()
+                )
             found = {
                 row.document_id: (row.event_id, row.trace_id)
                 for row in await session.execute(
@@ -111,6 +128,30 @@ class IngestStore:
             results.append(StoredDocument(*found[doc], created=doc in created and doc not in seen))
             seen.add(doc)
         return results
+
+    async def hold_blobs(self, sha256s: Collection[str]) -> None:
+        """Say that these bytes are being stored (``pending_blob``), before they are, so the
+        orphan sweep keeps them; waits while a sweep or retention is deleting one of them."""
+        if not sha256s:
+            return
+        async with self._sessions.begin() as session:
+            await blobrefs.lock_shared(session, sha256s)
+            statement = insert(PendingBlob).values([{"sha256": s} for s in sorted(set(sha256s))])
+            await session.execute(
+                statement.on_conflict_do_update(
+                    index_elements=["sha256"], set_={"held_at": func.now()}
+                )
+            )
+
+    async def record_dead_letter_blob(self, sha256: str) -> None:
+        """Keep the raw input of an ingest dead letter (``dead_letter_blob``) for retention."""
+        async with self._sessions.begin() as session:
+            statement = insert(DeadLetterBlob).values(sha256=sha256, dead_lettered_at=func.now())
+            await session.execute(
+                statement.on_conflict_do_update(
+                    index_elements=["sha256"], set_={"dead_lettered_at": func.now()}
+                )
+            )
 
     async def status(self, document_id: str) -> dict[str, Any] | None:
         """Return what is known about a document, or None."""

@@ -138,7 +138,9 @@ def as_stored(spooled: Sequence[SpooledFile]) -> list[StoredFile]:
 
 async def store_files(intake: Intake, spooled: Sequence[SpooledFile]) -> list[StoredFile]:
     """Put the spooled files in the blob store."""
-    hashes = await intake.store_files([file.path for file in spooled])
+    hashes = await intake.store_files(
+        [file.path for file in spooled], sha256s=[file.sha256 for file in spooled]
+    )
     if hashes != [file.sha256 for file in spooled]:  # a spool file changed under us
         raise RuntimeError("a stored file's hash is not the one it was spooled with")
     return as_stored(spooled)

@@ -195,6 +195,47 @@ class Document(Base):
     event_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True))
     trace_id: Mapped[str] = mapped_column(String(32))
 
+    __table_args__ = (Index("ix_document_blob_sha256", "blob_sha256"),)
+
+
+class DocumentRaw(Base):
+    """The raw email a document came out of (its body or an attachment): kept while the
+    document's bytes are, removed by retention with the last of its documents."""
+
+    __tablename__ = "document_raw"
+
+    document_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    raw_sha256: Mapped[str] = mapped_column(String(64), index=True)
+
+
+class DeadLetterBlob(Base):
+    """The raw input of an ingest dead letter (an email that could not be parsed, a file the
+    drop folder refused), kept for the document retention period after its last letter."""
+
+    __tablename__ = "dead_letter_blob"
+
+    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    dead_lettered_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class PendingBlob(Base):
+    """Bytes being stored whose document is not recorded yet: the orphan sweep keeps them
+    while ``held_at`` is within its grace period."""
+
+    __tablename__ = "pending_blob"
+
+    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    held_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class BlobSweepFloor(Base):
+    """When ownership of raw emails and dead-letter inputs began to be recorded (written once,
+    by migration 0021): the orphan sweep leaves blobs written before it alone."""
+
+    __tablename__ = "blob_sweep_floor"
+
+    since: Mapped[datetime] = mapped_column(DateTime(timezone=True), primary_key=True)
+
 
 class DocumentOutcome(Base):
     """A document's one outcome: routed, in review, dead-lettered, or discarded by a reviewer
