@@ -54,6 +54,12 @@ Commands:
                  restart, the database gone for a while). Refuses when the ports this
                  environment names are not the ones that server was started with, so
                  it never stops another stack's server.
+  crash-server NAME
+                 Crash one server (kafka or postgres), leaving the others running:
+                 kafka is killed with SIGKILL (kill -9), postgres is stopped with
+                 "pg_ctl stop -m immediate". Neither shuts down cleanly, so the next
+                 start-server recovers (Kafka's log recovery, PostgreSQL's WAL replay).
+                 The same port check as stop-server.
   start-server NAME
                  Start that one server again, as "start" would, and wait until it
                  answers; the same check of the ports first.
@@ -224,8 +230,9 @@ server_ports_wanted() {
 }
 
 # Dies unless NAME is a server of this stack whose last start used the ports of this
-# environment: stop-server and start-server act on one server of the same stack, never on
-# another stack's server that happens to share the directory or the default ports.
+# environment: stop-server, crash-server and start-server act on one server of the same
+# stack, never on another stack's server that happens to share the directory or the default
+# ports.
 require_same_server() {
   local name=$1 configured wanted
   case $name in
@@ -242,13 +249,22 @@ require_same_server() {
   fi
 }
 
+# Usage: cmd_stop_server clean|crash NAME (stop-server is "clean", crash-server "crash").
 cmd_stop_server() {
-  [[ $# -eq 1 ]] || die "usage: $(basename "$0") stop-server kafka|postgres|imap|s3"
+  local mode=$1
+  shift
+  if [[ $mode == crash ]]; then
+    [[ $# -eq 1 ]] || die "usage: $(basename "$0") crash-server kafka|postgres"
+    [[ $1 == kafka || $1 == postgres ]] ||
+      die "crash-server crashes kafka or postgres, not '$1'; use stop-server for the others"
+  else
+    [[ $# -eq 1 ]] || die "usage: $(basename "$0") stop-server kafka|postgres|imap|s3"
+  fi
   take_lock
   require_same_server "$1"
   case $1 in
-    kafka) kafka_stop ;;
-    postgres) pg_stop ;;
+    kafka) kafka_stop "$mode" ;;
+    postgres) pg_stop "$mode" ;;
     imap)
       imap_find_binaries || die "Dovecot is not installed; run '$0 start' first"
       imap_stop
@@ -299,7 +315,8 @@ main() {
     tool) cmd_tool "$@" ;;
     imap-uidvalidity) cmd_imap_uidvalidity "$@" ;;
     imap-reset) cmd_imap_reset "$@" ;;
-    stop-server) cmd_stop_server "$@" ;;
+    stop-server) cmd_stop_server clean "$@" ;;
+    crash-server) cmd_stop_server crash "$@" ;;
     start-server) cmd_start_server "$@" ;;
     help | -h | --help) usage ;;
     *)

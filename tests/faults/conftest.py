@@ -1,9 +1,10 @@
 """Fault tests start the services as processes on the real stack and break things under load.
 
 Every test here gets the ``faults`` marker (``pytest -m faults tests/faults``). The broker
-restart and the database stop act on the servers of the stack the tests were given, through
-``deploy/local/stack.sh stop-server`` / ``start-server`` with the same TRIAGE_STACK_DIR and
-ports, so run them only against a stack that nobody else is using at that moment.
+restart and crash and the database stop and crash act on the servers of the stack the tests
+were given, through ``deploy/local/stack.sh stop-server`` / ``crash-server`` /
+``start-server`` with the same TRIAGE_STACK_DIR and ports, so run them only against a stack
+that nobody else is using at that moment.
 """
 
 from __future__ import annotations
@@ -51,7 +52,9 @@ class MakeRun(Protocol):
 def pytest_configure(config: pytest.Config) -> None:
     """Register the ``faults`` marker (the suite runs with --strict-markers)."""
     config.addinivalue_line(
-        "markers", "faults: injects faults (kill -9, broker restart, database stop, rebalance)"
+        "markers",
+        "faults: injects faults (kill -9, broker restart and crash, database stop and crash,"
+        " rebalance)",
     )
 
 

@@ -14,14 +14,17 @@ import hashlib
 import json
 import logging
 import os
+import queue
 import random
 import signal
 import socket
 import subprocess
+import threading
 import time
 import zlib
 from collections import Counter, defaultdict
 from collections.abc import Awaitable, Iterable, Mapping, Sequence, Set
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,6 +38,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from scripts.pdfgen import make_pdf
 from tests.helpers import REPO_ROOT
+from triage_cli.upload_cli import send_file
 from triage_contracts import (
     BlobRef,
     DocumentReceivedV1,
@@ -62,7 +66,15 @@ SOURCE_NAME = "fault-stream"
 PRODUCER = Producer(service="fault-tests", version="0")
 TRAIN_DIR = REPO_ROOT / "data" / "sample" / "train"
 FAULT_STEPS = frozenset(
-    {"kill -9", "stop kafka", "stop postgres", "scale classifier to 2", "rescore"}
+    {
+        "kill -9",
+        "stop kafka",
+        "crash kafka",
+        "stop postgres",
+        "crash postgres",
+        "scale classifier to 2",
+        "rescore",
+    }
 )
 """The fault steps whose time is the fault's moment (the rest are repairs)."""
 
@@ -191,7 +203,7 @@ class Services:
     def __init__(self, *, triage: str, env: dict[str, str], work: Path) -> None:
         self._triage = triage
         self.env = env
-        self._work = work
+        self.work = work
         self.running: dict[str, Service] = {}
 
     def start(self, kind: str, *, name: str | None = None) -> Service:
@@ -199,9 +211,7 @@ class Services:
         name = name or kind
         service = self.running.get(name)
         if service is None:
-            service = Service(
-                name=name, kind=kind, port=free_port(), log=self._work / f"{name}.log"
-            )
+            service = Service(name=name, kind=kind, port=free_port(), log=self.work / f"{name}.log")
             self.running[name] = service
         env = {**self.env, f"TRIAGE_{kind.upper().replace('-', '_')}_PORT": str(service.port)}
         with service.log.open("ab") as out:
@@ -455,6 +465,125 @@ async def upload_stream(
         ledger.finished = time.monotonic()
 
 
+@dataclass
+class FileUpload:
+    """One file as a retrying client sent it: when, how many tries, what it was answered."""
+
+    doc: Doc
+    started: float
+    """Wall-clock time (``time.time()``) of its first try."""
+    finished: float
+    attempts: int
+    document_ids: list[str]
+    error: str | None
+
+
+class InFlight:
+    """Upload requests in flight right now, counted across the client threads."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._count = 0
+
+    @property
+    def count(self) -> int:
+        """Requests sent and not yet answered (or failed)."""
+        with self._lock:
+            return self._count
+
+    def client(self, client: httpx.Client) -> Any:
+        """``client`` whose ``post`` is counted while it is in flight."""
+        counter = self
+
+        class Counted:
+            def post(self, *args: Any, **kwargs: Any) -> httpx.Response:
+                with counter._lock:
+                    counter._count += 1
+                try:
+                    return client.post(*args, **kwargs)
+                finally:
+                    with counter._lock:
+                        counter._count -= 1
+
+        return Counted()
+
+    async def busy(self, timeout: float = 60.0) -> int:
+        """Wait until at least one request is in flight; return how many are."""
+        deadline = time.monotonic() + timeout
+        while (count := self.count) == 0:  # client threads bump it: polling is the honest wait
+            assert time.monotonic() < deadline, f"no upload in flight for {timeout:.0f} s"
+            await asyncio.sleep(0.01)
+        return count
+
+
+def _as_files(docs: Sequence[Doc], directory: Path) -> list[tuple[Doc, Path]]:
+    """Each document written to a file of its name in ``directory``, as a user has them."""
+    directory.mkdir(parents=True, exist_ok=True)
+    files = []
+    for doc in docs:
+        path = directory / doc.filename
+        path.write_bytes(doc.data)
+        files.append((doc, path))
+    return files
+
+
+async def retrying_upload_stream(
+    docs: Sequence[Doc],
+    ledger: Ledger,
+    *,
+    url: str,
+    api_key: str,
+    workers: int,
+    attempts: int,
+    spool: Path,
+    uploads: list[FileUpload],
+    in_flight: InFlight,
+) -> None:
+    """Upload every document the way ``triage upload`` does, ``workers`` files at a time.
+
+    Each file goes through the CLI's own ``send_file``: one Idempotency-Key per file, kept
+    across that file's tries, 429, 503 and failed connections retried after Retry-After or
+    a doubling backoff, up to ``attempts`` tries. A document counts as accepted only when
+    ingest answered 202; ``uploads`` gets one entry per file.
+    """
+    work: queue.SimpleQueue[tuple[Doc, Path]] = queue.SimpleQueue()
+    for doc, path in await asyncio.to_thread(_as_files, docs, spool):
+        work.put((doc, path))
+    lock = threading.Lock()
+    ledger.started = time.monotonic()
+
+    def worker() -> None:
+        with httpx.Client(base_url=url, timeout=30.0, headers={"X-API-Key": api_key}) as client:
+            counted = in_flight.client(client)
+            while True:
+                try:
+                    doc, path = work.get_nowait()
+                except queue.Empty:
+                    return
+                started = time.time()
+                outcome = send_file(
+                    counted, path, doc.media_type, attempts=attempts, backoff=UPLOAD_BACKOFF
+                )
+                ids = [d["document_id"] for d in outcome.documents]
+                with lock:
+                    uploads.append(
+                        FileUpload(doc, started, time.time(), outcome.attempts, ids, outcome.error)
+                    )
+                    ledger.attempts += outcome.attempts
+                    ledger.retries += outcome.attempts - 1
+                    if outcome.error is not None:
+                        ledger.refused[outcome.error.split(" ", 1)[0]] += 1
+                    for doc_id in ids:
+                        ledger.accepted[doc_id] = doc.sha256
+
+    loop = asyncio.get_running_loop()
+    try:
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="uploader") as pool:
+            await asyncio.gather(*(loop.run_in_executor(pool, worker) for _ in range(workers)))
+    finally:
+        ledger.finished = time.monotonic()
+
+
 # --------------------------------------------------------------------------------------
 # Faults
 # --------------------------------------------------------------------------------------
@@ -490,6 +619,10 @@ class StackControl:
     async def stop(self, server: str) -> None:
         """``stack.sh stop-server SERVER``."""
         await self._run("stop-server", server)
+
+    async def crash(self, server: str) -> None:
+        """``stack.sh crash-server SERVER``: kafka gets kill -9, postgres ``-m immediate``."""
+        await self._run("crash-server", server)
 
     async def start(self, server: str) -> None:
         """``stack.sh start-server SERVER`` (waits until it answers)."""
@@ -662,6 +795,8 @@ class Report:
     documents_republished: int
     violations: dict[str, list[str]]
     fault_steps: list[dict[str, Any]]
+    notes: dict[str, Any] = field(default_factory=dict)
+    """What a test measured beyond the audit (written with the report)."""
 
     def write(self) -> Path:
         """Write the report as JSON and return its path."""
@@ -907,6 +1042,12 @@ DIRECT_PER_SECOND = 60.0
 """Pace of the direct stream: about what the router keeps up with on two busy cores, so the
 stream lasts half a minute and every fault lands while documents are still arriving."""
 
+UPLOAD_ATTEMPTS = 8
+UPLOAD_BACKOFF = 0.5
+"""The retrying client's tries per file and first backoff (``triage upload --attempts``
+defaults to 5 tries from 1 s: 15 s of waiting; an ingest restart on two busy cores can take
+longer, so the stream's files get 8 tries from 0.5 s, a minute of waiting)."""
+
 STREAM_TIMEOUT = 240.0
 DRAIN_TIMEOUT = 180.0
 
@@ -960,6 +1101,23 @@ class FaultRun:
             api_key=api_key,
             workers=workers,
             deadline=time.monotonic() + STREAM_TIMEOUT,
+        )
+
+    async def stream_retrying_uploads(
+        self, api_key: str, uploads: list[FileUpload], in_flight: InFlight, *, workers: int = 4
+    ) -> None:
+        """Upload the documents through ingest as ``triage upload`` does (Idempotency-Keys,
+        retries); ``uploads`` gets what each file was answered."""
+        await retrying_upload_stream(
+            self.docs,
+            self.ledger,
+            url=self.services.running["ingest"].url,
+            api_key=api_key,
+            workers=workers,
+            attempts=UPLOAD_ATTEMPTS,
+            spool=self.services.work / "upload-files",
+            uploads=uploads,
+            in_flight=in_flight,
         )
 
     async def pause_at_random_share(self, low: float, high: float) -> float:

@@ -86,9 +86,13 @@ take_lock() {
 # ---------------------------------------------------------------------------
 # Processes and ports
 # ---------------------------------------------------------------------------
+# True when process PID exists and has not exited. A zombie (exited, not yet reaped: a
+# server killed with SIGKILL whose parent is an init that never reaps) is not alive.
 pid_alive() {
-  local pid=$1
-  [[ $pid =~ ^[0-9]+$ ]] && kill -0 "$pid" 2>/dev/null
+  local pid=$1 state
+  [[ $pid =~ ^[0-9]+$ ]] && kill -0 "$pid" 2>/dev/null || return 1
+  state=$(sed -n 's/^[0-9]* (.*) \([A-Za-z]\) .*/\1/p' "/proc/$pid/stat" 2>/dev/null) || state=""
+  [[ $state != Z ]]
 }
 
 # True when something listens on 127.0.0.1:<port> (or on a wildcard address
@@ -197,15 +201,24 @@ await_server() {
   printf '%s\n' "$pid"
 }
 
-# Stops a server: SIGTERM, up to SECONDS to exit, then SIGKILL with a warning.
-# Usage: stop_server NAME PID SECONDS
+# Stops a server. MODE "clean" (the default): SIGTERM, up to SECONDS to exit, then SIGKILL
+# with a warning. MODE "crash": SIGKILL at once, as a crash would end it (no shutdown hooks,
+# nothing flushed or closed by the server), and up to SECONDS for it to be gone.
+# Usage: stop_server NAME PID SECONDS [clean|crash]
 stop_server() {
-  local name=$1 pid=$2 seconds=$3 waited=0
-  kill -TERM "$pid" 2>/dev/null || true
+  local name=$1 pid=$2 seconds=$3 mode=${4:-clean} waited=0
+  case $mode in
+    clean) kill -TERM "$pid" 2>/dev/null || true ;;
+    crash) kill -KILL "$pid" 2>/dev/null || true ;;
+    *) die "stop_server: unknown mode '$mode'" ;;
+  esac
   while pid_alive "$pid" && ((waited < seconds * 10)); do
     sleep 0.1
     waited=$((waited + 1))
   done
+  if [[ $mode == crash ]] && pid_alive "$pid"; then
+    die "$name (pid $pid) is still there ${seconds}s after SIGKILL"
+  fi
   if pid_alive "$pid"; then
     warn "$name (pid $pid) did not stop within ${seconds}s after SIGTERM; sending SIGKILL"
     kill -KILL "$pid" 2>/dev/null || true

@@ -375,17 +375,25 @@ kafka_start() {
   info "kafka: ready on 127.0.0.1:$KAFKA_PORT (pid $pid, KRaft controller on $KAFKA_CONTROLLER_PORT, $(fmt_ms $(($(now_ms) - t0))))"
 }
 
+# Stops the broker: "clean" (the default) with SIGTERM, a controlled shutdown that flushes
+# and closes its logs; "crash" with SIGKILL, so the next start recovers the logs it left
+# open (log recovery).
+# Usage: kafka_stop [clean|crash]
 kafka_stop() {
-  local pid t0
+  local mode=${1:-clean} pid t0
   pid=$(kafka_pid)
   if [[ -z $pid ]]; then
     info "kafka: not running"
     return 0
   fi
   t0=$(now_ms)
-  stop_server Kafka "$pid" 60
+  stop_server Kafka "$pid" 60 "$mode"
   rm -f "$KAFKA_PID_FILE"
-  info "kafka: stopped (pid $pid, $(fmt_ms $(($(now_ms) - t0))))"
+  if [[ $mode == crash ]]; then
+    info "kafka: crashed (SIGKILL to pid $pid, $(fmt_ms $(($(now_ms) - t0))))"
+  else
+    info "kafka: stopped (pid $pid, $(fmt_ms $(($(now_ms) - t0))))"
+  fi
 }
 
 # Prints one status line; returns 0 when running and listening.

@@ -241,22 +241,31 @@ pg_start() {
   info "postgres: ready on 127.0.0.1:$PG_PORT (pid $pid, database '$PG_APP_DB', $(fmt_ms $(($(now_ms) - t0))))"
 }
 
+# Stops the server. "clean" (the default) is pg_ctl's "fast" mode (SIGINT to the
+# postmaster): it disconnects clients and shuts down cleanly with a checkpoint ("smart",
+# SIGTERM, would wait for every client). "crash" is "immediate" mode (SIGQUIT): every
+# process quits at once with no checkpoint, and the next start replays the WAL (crash
+# recovery).
+# Usage: pg_stop [clean|crash]
 pg_stop() {
-  local running pid port t0
+  local mode=${1:-clean} running pid port t0 pg_mode=fast done_what=stopped
   running=$(pg_pid_port)
   if [[ -z $running ]]; then
     info "postgres: not running"
     return 0
   fi
   read -r pid port <<<"$running"
+  case $mode in
+    clean) ;;
+    crash) pg_mode=immediate done_what="crashed (pg_ctl stop -m immediate)" ;;
+    *) die "pg_stop: unknown mode '$mode'" ;;
+  esac
   t0=$(now_ms)
-  # "fast" mode (SIGINT to the postmaster) disconnects clients and shuts down
-  # cleanly with a checkpoint; "smart" (SIGTERM) would wait for every client.
-  if ! pg_as_owner "$(pg_tool pg_ctl)" stop -D "$PG_DATA" -m fast -w -t 60 -s >/dev/null; then
+  if ! pg_as_owner "$(pg_tool pg_ctl)" stop -D "$PG_DATA" -m "$pg_mode" -w -t 60 -s >/dev/null; then
     warn "pg_ctl stop failed; sending SIGTERM to $pid"
     kill -TERM "$pid" 2>/dev/null || true
   fi
-  info "postgres: stopped (pid $pid, $(fmt_ms $(($(now_ms) - t0))))"
+  info "postgres: $done_what (pid $pid, $(fmt_ms $(($(now_ms) - t0))))"
 }
 
 pg_status() {
