@@ -20,9 +20,12 @@ from tests.faults.harness import read_topics
 from tests.helpers import new_api_key, sql_rows
 from tests.stack import Stack
 from triage_contracts import topics
+from triage_ingest import uploads
 from triage_ingest.app import create_app
 from triage_ingest.domain import request_sha256
 from triage_ingest.settings import Settings
+from triage_ingest.store import IngestStore
+from triage_runtime.db.engine import make_async_engine
 
 PAIRS = 10
 
@@ -196,3 +199,36 @@ def test_identical_bytes_sent_at_once_are_one_document_published_and_counted_onc
     assert after - before == rounds, "each document counted once"
     published = _published_ids(isolated)
     assert published == Counter(dict.fromkeys(accepted, 1)), published
+
+
+def test_a_live_request_keeps_its_key_past_its_hold_and_a_dead_ones_key_is_freed(
+    settings: Settings,
+) -> None:
+    new_api_key(settings.database_url, "portal")
+    [(key_id,)] = sql_rows(settings.database_url, "SELECT id FROM api_key")
+    hold, sha = 3.0, "a" * 64
+
+    async def run() -> None:
+        engine = make_async_engine(settings.database_url)
+        store = IngestStore(engine)
+        try:
+            first = await store.claim_idempotency_key(
+                key_id, "slow", request_sha256=sha, hold_seconds=hold
+            )
+            assert first.owner is not None
+            async with uploads.key_kept(store, key_id, "slow", first.owner, hold_seconds=hold):
+                await asyncio.sleep(2.5 * hold)  # a slow body: well past one hold
+                retry = await store.claim_idempotency_key(
+                    key_id, "slow", request_sha256=sha, hold_seconds=hold
+                )
+                assert retry.owner is None, "a live request keeps its key"
+            # The request dies here, neither answering nor giving the key up (a kill -9).
+            await asyncio.sleep(hold + 0.5)
+            taken = await store.claim_idempotency_key(
+                key_id, "slow", request_sha256=sha, hold_seconds=hold
+            )
+            assert taken.owner is not None and taken.owner != first.owner
+        finally:
+            await engine.dispose()
+
+    asyncio.run(run())

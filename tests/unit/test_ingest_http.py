@@ -111,6 +111,15 @@ class MemoryStore(MemoryBlobHolds, IngestStore):
         self.keys[(api_key_id, key)] = HeldKey(held.sha256, response, None, 0.0)
         return True
 
+    async def renew_idempotency_key(
+        self, api_key_id: int, key: str, *, owner: uuid.UUID, hold_seconds: float
+    ) -> bool:
+        held = self.keys.get((api_key_id, key))
+        if held is None or held.owner != owner or held.response is not None:
+            return False
+        self.keys[(api_key_id, key)] = held._replace(until=time.monotonic() + hold_seconds)
+        return True
+
     async def release_idempotency_key(self, api_key_id: int, key: str, *, owner: uuid.UUID) -> None:
         held = self.keys.get((api_key_id, key))
         if held is not None and held.owner == owner and held.response is None:

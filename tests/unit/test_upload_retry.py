@@ -1,4 +1,4 @@
-"""``triage upload`` against a tiny real HTTP server that answers 503 and 429 with Retry-After:
+"""``triage upload`` against a tiny real HTTP server that answers 503, 429 and 409 with Retry-After:
 the CLI waits what it is told, keeps one Idempotency-Key per file, and gives up when told."""
 
 from __future__ import annotations
@@ -88,20 +88,24 @@ def _file(tmp_path: Path, name: str) -> Path:
     return path
 
 
-def test_503_and_429_are_retried_after_their_retry_after_with_one_idempotency_key(
+def test_503_429_and_409_are_retried_after_their_retry_after_with_one_idempotency_key(
     server: tuple[str, Script], tmp_path: Path
 ) -> None:
     url, script = server
-    script.answers = [(503, {"Retry-After": "1"}), (429, {"Retry-After": "2"})]
+    script.answers = [
+        (503, {"Retry-After": "1"}),
+        (429, {"Retry-After": "2"}),
+        (409, {"Retry-After": "1"}),
+    ]
     result = CliRunner().invoke(
         app, ["upload", str(_file(tmp_path, "a.txt")), "--url", url, "--api-key", "k"]
     )
     assert result.exit_code == 0, result.output
-    assert len(script.seen) == 3
-    (t1, key1, _), (t2, key2, _), (t3, key3, _) = script.seen
-    assert key1 is not None and key1 == key2 == key3  # a retry is never a second document
-    assert t2 - t1 >= 0.95 and t3 - t2 >= 1.95  # waited what each Retry-After said
-    assert "doc-3" in result.output
+    assert len(script.seen) == 4
+    (t1, key1, _), (t2, key2, _), (t3, key3, _), (t4, key4, _) = script.seen
+    assert key1 is not None and key1 == key2 == key3 == key4  # never a second document
+    assert t2 - t1 >= 0.95 and t3 - t2 >= 1.95 and t4 - t3 >= 0.95  # each Retry-After
+    assert "doc-4" in result.output  # the fourth request's answer
 
 
 def test_attempts_are_bounded_and_the_batch_goes_on(

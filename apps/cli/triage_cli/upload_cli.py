@@ -2,7 +2,8 @@
 
 Each file is one request with an ``Idempotency-Key`` of its own, kept across that file's
 attempts, so a retry never makes a second document. A 429 or 503 (the service is busy, a
-key is over its rate, Kafka or PostgreSQL is down) and a connection that fails are tried
+key is over its rate, Kafka or PostgreSQL is down), a 409 (an earlier attempt under the key
+is still in progress, or died holding it) and a connection that fails are tried
 again after the ``Retry-After`` the service sent, or an exponential backoff without one, up
 to ``--attempts`` times. Any other refusal is final for that file. The batch goes on past a
 file that failed; the table at the end shows every file, every document it became (an
@@ -28,7 +29,7 @@ from rich.table import Table
 from triage_cli.console import console, progress_bar, stdout
 from triage_cli.exit_codes import SKIPPED, UNREACHABLE
 
-RETRIED_STATUSES = frozenset({429, 503})
+RETRIED_STATUSES = frozenset({409, 429, 503})
 """What the ingest service answers when a retry later can succeed (docs/ingest.md)."""
 
 MAX_DELAY = 60.0
@@ -89,7 +90,7 @@ def send_file(
     backoff: float,
     sleep: Callable[[float], None] = time.sleep,
 ) -> FileOutcome:
-    """POST one file, retrying 429, 503 and failed connections up to ``attempts`` times."""
+    """POST one file, retrying 409, 429, 503 and failed connections up to ``attempts`` times."""
     import httpx
 
     outcome = FileOutcome(path)
@@ -194,7 +195,7 @@ def upload(
         typer.Option(
             min=1,
             max=20,
-            help="Tries per file: 429, 503 and failed connections are retried after the "
+            help="Tries per file: 409, 429, 503 and failed connections are retried after the "
             "server's Retry-After, or 1 s, 2 s, 4 s... without one (at most 60 s).",
         ),
     ] = 5,

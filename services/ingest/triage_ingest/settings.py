@@ -77,10 +77,10 @@ class Settings(CommonSettings):
         default=60, gt=0, description="Upload requests one API key may send at once in a burst."
     )
     idempotency_reservation_seconds: float = Field(
-        default=300.0,
+        default=30.0,
         gt=0,
-        description="How long a request holds its Idempotency-Key before answering; a key "
-        "whose request crashed is free again after this.",
+        description="A request's hold on its Idempotency-Key, renewed every third of it while "
+        "the request runs; a key whose request died is free again at most this long after.",
     )
     idempotency_wait_seconds: float = Field(
         default=10.0,

@@ -265,6 +265,26 @@ class IngestStore:
             )
         return answered is not None
 
+    async def renew_idempotency_key(
+        self, api_key_id: int, key: str, *, owner: uuid.UUID, hold_seconds: float
+    ) -> bool:
+        """Extend the reservation of the request still holding the key; False if it no
+        longer holds it (its reservation ran out and another request took the key)."""
+        hold = text("now() + make_interval(secs => :hold)").bindparams(hold=hold_seconds)
+        async with self._sessions.begin() as session:
+            renewed = await session.scalar(
+                update(IdempotencyRecord)
+                .where(
+                    IdempotencyRecord.api_key_id == api_key_id,
+                    IdempotencyRecord.idempotency_key == key,
+                    IdempotencyRecord.owner_token == owner,
+                    IdempotencyRecord.response.is_(None),
+                )
+                .values(reserved_until=hold)
+                .returning(IdempotencyRecord.api_key_id)
+            )
+        return renewed is not None
+
     async def release_idempotency_key(self, api_key_id: int, key: str, *, owner: uuid.UUID) -> None:
         """Give up a key whose request failed without an answer, so a retry need not wait."""
         async with self._sessions.begin() as session:

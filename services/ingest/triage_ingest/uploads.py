@@ -6,6 +6,7 @@ Each refusal is an HTTPException, counted in ``triage_ingest_uploads_total`` by 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import math
 import tempfile
@@ -188,6 +189,33 @@ async def hold_key(
             )
         await asyncio.sleep(min(pause, left))
         pause = min(pause * 2, 0.5)
+
+
+@asynccontextmanager
+async def key_kept(
+    store: IngestStore, caller_id: int, key: str, owner: uuid.UUID, *, hold_seconds: float
+) -> AsyncIterator[None]:
+    """Renew a held Idempotency-Key's reservation every third of it while the body runs.
+
+    The reservation is short, so a key whose request died (the process was killed) is free
+    for a retry soon after; a request that is alive keeps its key however long it takes.
+    """
+
+    async def renew() -> None:
+        while True:
+            await asyncio.sleep(hold_seconds / 3)
+            if not await store.renew_idempotency_key(
+                caller_id, key, owner=owner, hold_seconds=hold_seconds
+            ):
+                return
+
+    renewing = asyncio.create_task(renew())
+    try:
+        yield
+    finally:
+        renewing.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await renewing
 
 
 async def accept_files(

@@ -82,7 +82,14 @@ async def upload(
         if isinstance(held, UploadAccepted):
             return held
         try:
-            answer = await _accept(intake, blobs, spooled, caller=who.name, metadata=meta)
+            async with uploads.key_kept(
+                store,
+                who.id,
+                idempotency_key,
+                held,
+                hold_seconds=settings.idempotency_reservation_seconds,
+            ):
+                answer = await _accept(intake, blobs, spooled, caller=who.name, metadata=meta)
         except BaseException:
             await store.release_idempotency_key(who.id, idempotency_key, owner=held)
             raise
