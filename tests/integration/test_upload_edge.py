@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+import select
 import socket
 import threading
 import time
@@ -22,6 +23,7 @@ from tests.helpers import free_port, new_api_key
 from tests.stack import Stack
 from triage_ingest.app import create_app
 from triage_ingest.settings import Settings
+from triage_runtime.serve import server_config
 
 BOUNDARY = "edge-boundary"
 
@@ -38,14 +40,15 @@ def settings(isolated: Stack, clean_db: str, tmp_path: Path) -> Settings:
         max_concurrent_uploads=3,
         max_concurrent_uploads_per_key=1,
         body_idle_timeout_seconds=2.0,
+        header_timeout_seconds=1.5,
     )
 
 
 @pytest.fixture
 def server(settings: Settings) -> Iterator[str]:
-    """The ingest app served by uvicorn on a free port; yields its base URL."""
+    """The ingest app served on a free port as ``triage-ingest`` serves it; yields its URL."""
     port = free_port()
-    config = uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning")
+    config = server_config(create_app(settings), settings, service="ingest", port=port)
     running = uvicorn.Server(config)
     thread = threading.Thread(target=running.run, daemon=True)
     thread.start()
@@ -103,12 +106,18 @@ def _upload(base: str, key: str, name: str) -> httpx.Response:
     )
 
 
-def _outcome(base: str, outcome: str) -> float:
+def _metric(base: str, sample: str) -> float:
+    """The value of one sample (``name{labels}``) on the service's /metrics (0 if absent)."""
     text = httpx.get(f"{base}/metrics", timeout=10).text
-    found = re.search(
-        rf'^triage_ingest_uploads_total\{{outcome="{outcome}"\}} (\S+)$', text, re.MULTILINE
-    )
+    found = re.search(rf"^{re.escape(sample)} (\S+)$", text, re.MULTILINE)
     return float(found.group(1)) if found else 0.0
+
+
+def _outcome(base: str, outcome: str) -> float:
+    return _metric(base, f'triage_ingest_uploads_total{{outcome="{outcome}"}}')
+
+
+HEADER_TIMEOUTS = 'triage_http_header_timeouts_total{service="ingest"}'
 
 
 def test_stalled_clients_without_a_key_take_no_upload_slot(server: str, settings: Settings) -> None:
@@ -170,3 +179,88 @@ def test_deeply_nested_metadata_is_422_not_500(server: str, settings: Settings) 
         )
         assert response.status_code == 422, response.text
         assert "metadata" in response.json()["detail"]
+
+
+def _connect(base: str, sent: bytes) -> socket.socket:
+    host, port = base.removeprefix("http://").split(":")
+    sock = socket.create_connection((host, int(port)), timeout=10)
+    if sent:
+        sock.sendall(sent)
+    return sock
+
+
+def _closed_within(sock: socket.socket, within: float) -> bytes:
+    """Everything the server sent on ``sock`` until it closed it, within ``within`` s."""
+    sock.settimeout(within)
+    data = b""
+    try:
+        while chunk := sock.recv(65536):
+            data += chunk
+    except TimeoutError:
+        pytest.fail(f"still open after {within} s (got {data[:80]!r})")
+    except ConnectionResetError:
+        pass
+    return data
+
+
+def test_headers_that_stall_or_trickle_are_cut_off_at_the_header_deadline(
+    server: str, settings: Settings
+) -> None:
+    deadline = settings.header_timeout_seconds
+    before = _metric(server, HEADER_TIMEOUTS)
+    started = time.monotonic()
+    # No key is known yet to any of them: their headers never end.
+    stalled = _connect(server, b"POST /v1/documents HTTP/1.1\r\nHost: x\r\nX-API-")
+    silent = _connect(server, b"")
+    trickling = _connect(server, b"POST /v1/documents HTTP/1.1\r\n")
+    try:
+        # A byte every 0.3 s does not move the deadline: the server answers mid-trickle.
+        cut_after = None
+        for byte in b"Host: 127.0.0.1\r\nX-Slow: " + b"y" * 30:
+            if select.select([trickling], [], [], 0.3)[0]:
+                cut_after = time.monotonic() - started
+                break
+            trickling.sendall(bytes([byte]))
+        answers = [_closed_within(sock, deadline + 5) for sock in (stalled, trickling, silent)]
+        waited = time.monotonic() - started
+    finally:
+        for sock in (stalled, silent, trickling):
+            sock.close()
+    assert cut_after is not None and deadline <= cut_after < deadline + 1.5, cut_after
+    assert waited < deadline + 3
+    # Those that sent part of a request are told why; the silent one is just closed.
+    assert [answer.split(b"\r\n", 1)[0] for answer in answers] == [
+        b"HTTP/1.1 408 Request Timeout",
+        b"HTTP/1.1 408 Request Timeout",
+        b"",
+    ]
+    assert _metric(server, HEADER_TIMEOUTS) == before + 3
+    # Headers over h11's 16 KiB are refused at once.
+    huge = _connect(server, b"POST /v1/documents HTTP/1.1\r\nX-Big: " + b"h" * 20_000)
+    try:
+        assert _closed_within(huge, 5).startswith(b"HTTP/1.1 400"), "no 400 for 20 KB headers"
+    finally:
+        huge.close()
+    # A client that sends its headers in time, after an idle pause, is served.
+    key = new_api_key(settings.database_url, "portal")
+    assert _upload(server, key, "in-time.txt").status_code == 202
+
+
+def test_a_keep_alive_connection_gets_the_header_deadline_again_for_its_next_request(
+    server: str, settings: Settings
+) -> None:
+    sock = _connect(server, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+    try:
+        sock.settimeout(10)
+        first = b""
+        while b"\r\n\r\n" not in first or not first.endswith(b"}"):  # the whole JSON answer
+            first += sock.recv(65536)
+        assert first.startswith(b"HTTP/1.1 200"), first[:80]
+        started = time.monotonic()
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHo")  # the next request, never finished
+        answer = _closed_within(sock, settings.header_timeout_seconds + 5)
+        waited = time.monotonic() - started
+    finally:
+        sock.close()
+    assert answer.startswith(b"HTTP/1.1 408"), answer[:80]
+    assert waited < settings.header_timeout_seconds + 2
