@@ -61,9 +61,9 @@ def server(settings: Settings) -> Iterator[str]:
     thread.join(timeout=30)
 
 
-def _stalled(base: str, *, key: str | None, declared: int, sent: int) -> socket.socket:
-    """A socket that sent an upload's headers and ``sent`` bytes of a ``declared`` body, then
-    stopped sending."""
+def _sending(base: str, *, key: str | None, body: bytes, declared: int) -> socket.socket:
+    """A socket that sent an upload's headers, declaring a ``declared``-byte multipart body,
+    and then ``body`` (the start of it), and sends nothing more."""
     host, port = base.removeprefix("http://").split(":")
     sock = socket.create_connection((host, int(port)), timeout=10)
     head = (
@@ -73,12 +73,22 @@ def _stalled(base: str, *, key: str | None, declared: int, sent: int) -> socket.
     )
     if key is not None:
         head += f"X-API-Key: {key}\r\n"
-    part = (
-        f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="files"; filename="big.txt"\r\n'
-        "Content-Type: text/plain\r\n\r\n"
-    ).encode()
-    sock.sendall(head.encode() + b"\r\n" + (part + b"x" * sent)[:sent])
+    sock.sendall(head.encode() + b"\r\n" + body)
     return sock
+
+
+def _part(name: str, content: bytes, filename: str | None = None) -> bytes:
+    disposition = f'form-data; name="{name}"'
+    if filename is not None:
+        disposition += f'; filename="{filename}"\r\nContent-Type: text/plain'
+    return f"--{BOUNDARY}\r\nContent-Disposition: {disposition}\r\n\r\n".encode() + content
+
+
+def _stalled(base: str, *, key: str | None, declared: int, sent: int) -> socket.socket:
+    """A socket that sent an upload's headers and ``sent`` bytes of a ``declared`` body, then
+    stopped sending."""
+    start = _part("files", b"x" * sent, "big.txt")[:sent]
+    return _sending(base, key=key, body=start, declared=declared)
 
 
 def _answer(sock: socket.socket, *, within: float) -> tuple[int, bytes]:
@@ -264,3 +274,114 @@ def test_a_keep_alive_connection_gets_the_header_deadline_again_for_its_next_req
         sock.close()
     assert answer.startswith(b"HTTP/1.1 408"), answer[:80]
     assert waited < settings.header_timeout_seconds + 2
+
+
+SMALL_FILE_LIMIT = 256 * 1024
+
+
+def _over_a_size_limit(settings: Settings) -> dict[str, tuple[bytes, int, str]]:
+    """Upload bodies that each break one size limit as they stream, with the Content-Length
+    they declare (more than is sent: the rest never comes) and the 413 a keyed caller gets.
+    For ``settings`` with the per-file limit lowered to SMALL_FILE_LIMIT."""
+    more = 64 * 1024  # declared but never sent
+    big_file = _part("files", b"x" * (SMALL_FILE_LIMIT + 1), "big.txt")
+    files = b"".join(_part("files", b"x", f"{i}.txt") + b"\r\n" for i in range(3))
+    form = _part("metadata", b"m" * (1024**2 + 1))
+    return {
+        "a file over the per-file limit": (
+            big_file,
+            len(big_file) + more,
+            f"big.txt is larger than the {SMALL_FILE_LIMIT}-byte limit",
+        ),
+        "one file too many": (
+            files,
+            len(files) + more,
+            f"at most {settings.max_files_per_request} files per request",
+        ),
+        "the form around the files": (
+            form,
+            len(form) + more,
+            "the form around the files is larger than 1048576 bytes",
+        ),
+        "a declared length over the request limit": (
+            b"",
+            settings.max_request_bytes + 1,
+            f"request body is larger than the {settings.max_request_bytes}-byte limit",
+        ),
+    }
+
+
+def test_a_keyed_upload_is_refused_the_moment_it_passes_a_size_limit(
+    server: str, settings: Settings
+) -> None:
+    settings.max_upload_bytes = SMALL_FILE_LIMIT  # read at each request: the request limit too
+    before = _outcome(server, "too_large")
+    for i, (case, (body, declared, detail)) in enumerate(_over_a_size_limit(settings).items()):
+        key = new_api_key(settings.database_url, f"sized-{i}")
+        sock = _sending(server, key=key, body=body, declared=declared)
+        try:
+            # Answered while the rest of the body is still owed (before the idle timeout).
+            status, answer = _answer(sock, within=settings.body_idle_timeout_seconds)
+        finally:
+            sock.close()
+        assert (status, json.loads(answer)["detail"]) == (413, detail), case
+    # The three found while streaming are counted (the declared length is refused earlier).
+    assert _outcome(server, "too_large") == before + 3
+
+
+def test_a_keyed_upload_that_trickles_under_the_minimum_rate_is_cut_off(
+    server: str, settings: Settings
+) -> None:
+    key = new_api_key(settings.database_url, "trickle")
+    before = _outcome(server, "body_too_slow")
+    started = time.monotonic()
+    sock = _stalled(server, key=key, declared=1024**2, sent=200)
+    try:
+        # A byte every 0.5 s: no gap reaches the idle timeout, but the body falls behind
+        # the minimum rate's allowance (idle timeout + 1 s per min_body_bytes_per_second).
+        cut_after = None
+        for _ in range(20):
+            if select.select([sock], [], [], 0.5)[0]:
+                cut_after = time.monotonic() - started
+                break
+            sock.sendall(b"x")
+        status, answer = _answer(sock, within=5)
+    finally:
+        sock.close()
+    idle = settings.body_idle_timeout_seconds
+    assert cut_after is not None and idle <= cut_after < idle + 2.5, cut_after
+    assert status == 408
+    assert json.loads(answer)["detail"] == (
+        f"the request body arrived slower than {settings.min_body_bytes_per_second:g} bytes/s"
+    )
+    assert _outcome(server, "body_too_slow") == before + 1
+    # Its slot is free again.
+    assert _upload(server, key, "after.txt").status_code == 202
+
+
+def test_every_limit_answers_a_caller_without_a_valid_key_401_from_its_headers(
+    server: str, settings: Settings
+) -> None:
+    settings.max_upload_bytes = SMALL_FILE_LIMIT
+    start = _part("files", b"x" * 100, "slow.txt")
+    # The bodies that break each size limit, one that stalls, one that trickles: a keyed
+    # caller gets 413 or 408 for them (the tests above); no key, or a wrong one, gets 401
+    # from its headers, having sent at most 4 KiB of its body.
+    bodies = {
+        **{
+            case: (body, declared)
+            for case, (body, declared, _) in _over_a_size_limit(settings).items()
+        },
+        "a stalled body": (start, 1024**2),
+        "a trickled body": (start[:1], 1024**2),
+    }
+    before = _outcome(server, "unauthorized")
+    for case, (body, declared) in bodies.items():
+        for key in (None, "tri_not_a_live_key"):
+            sock = _sending(server, key=key, body=body[:4096], declared=declared)
+            try:
+                status, answer = _answer(sock, within=1.5)
+            finally:
+                sock.close()
+            assert status == 401, (case, key, answer)
+    assert _outcome(server, "unauthorized") == before + 2 * len(bodies)
