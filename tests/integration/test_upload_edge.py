@@ -384,4 +384,16 @@ def test_every_limit_answers_a_caller_without_a_valid_key_401_from_its_headers(
             finally:
                 sock.close()
             assert status == 401, (case, key, answer)
-    assert _outcome(server, "unauthorized") == before + 2 * len(bodies)
+    # More requests than any key's burst: each is 401, never 429, and counts against no key.
+    with httpx.Client(base_url=server, timeout=30) as client:
+        rushed = {
+            client.post("/v1/documents", headers=headers, content=b"x").status_code
+            for _ in range(settings.upload_burst_per_key + 1)
+            for headers in ({}, {"X-API-Key": "tri_not_a_live_key"})
+        }
+    assert rushed == {401}
+    assert _outcome(server, "unauthorized") == (
+        before + 2 * len(bodies) + 2 * (settings.upload_burst_per_key + 1)
+    )
+    key = new_api_key(settings.database_url, "after-the-rush")
+    assert _upload(server, key, "fine.txt").status_code == 202
