@@ -316,8 +316,10 @@ def test_a_keyed_upload_is_refused_the_moment_it_passes_a_size_limit(
 ) -> None:
     settings.max_upload_bytes = SMALL_FILE_LIMIT  # read at each request: the request limit too
     before = _outcome(server, "too_large")
+    keys = []
     for i, (case, (body, declared, detail)) in enumerate(_over_a_size_limit(settings).items()):
         key = new_api_key(settings.database_url, f"sized-{i}")
+        keys.append(key)
         sock = _sending(server, key=key, body=body, declared=declared)
         try:
             # Answered while the rest of the body is still owed (before the idle timeout).
@@ -327,6 +329,8 @@ def test_a_keyed_upload_is_refused_the_moment_it_passes_a_size_limit(
         assert (status, json.loads(answer)["detail"]) == (413, detail), case
     # The three found while streaming are counted (the declared length is refused earlier).
     assert _outcome(server, "too_large") == before + 3
+    # Each refusal gave its key's one upload slot back.
+    assert [_upload(server, key, "fits.txt").status_code for key in keys] == [202] * len(keys)
 
 
 def test_a_keyed_upload_that_trickles_under_the_minimum_rate_is_cut_off(
