@@ -333,6 +333,25 @@ def test_a_keyed_upload_is_refused_the_moment_it_passes_a_size_limit(
     assert [_upload(server, key, "fits.txt").status_code for key in keys] == [202] * len(keys)
 
 
+def test_a_client_still_sending_a_file_far_over_the_limit_reads_the_413(
+    server: str, settings: Settings
+) -> None:
+    # The 413 comes when 256 KiB of a 20 MiB file are in, and the connection is closed with
+    # the rest unread: an HTTP client (httpx, as `triage upload` uses) still gets the answer,
+    # not a connection error it would retry.
+    settings.max_upload_bytes = SMALL_FILE_LIMIT
+    settings.max_files_per_request = 100  # so the request limit (26 MiB) is not what refuses
+    key = new_api_key(settings.database_url, "eager")
+    response = httpx.post(
+        f"{server}/v1/documents",
+        headers={"X-API-Key": key},
+        files={"files": ("huge.txt", b"x" * 20 * 1024**2, "text/plain")},
+        timeout=30,
+    )
+    assert response.status_code == 413
+    assert response.json()["detail"] == f"huge.txt is larger than the {SMALL_FILE_LIMIT}-byte limit"
+
+
 def test_a_keyed_upload_that_trickles_under_the_minimum_rate_is_cut_off(
     server: str, settings: Settings
 ) -> None:
