@@ -85,6 +85,9 @@ def main() -> None:
             "TRIAGE_TOPIC_PREFIX": prefix,
             "TRIAGE_LOG_LEVEL": "WARNING",
             "TRIAGE_INGEST_MAX_UPLOAD_BYTES": str(LIMIT_BYTES),
+            # One key sends everything: its own limits must not be what is measured.
+            "TRIAGE_INGEST_MAX_CONCURRENT_UPLOADS_PER_KEY": str(args.concurrency),
+            "TRIAGE_INGEST_UPLOADS_PER_MINUTE_PER_KEY": "0",
         }
         triage = shutil.which("triage", path=str(Path(sys.executable).parent)) or "triage"
         subprocess.run([triage, "db", "upgrade"], env=env, check=True, capture_output=True)

@@ -8,6 +8,7 @@ from typing import Any
 
 from fastapi import HTTPException
 
+from triage_ingest.body import BodyLimits
 from triage_ingest.gate import UploadGate
 from triage_runtime.apikeys import KeyHolder
 
@@ -30,7 +31,9 @@ def test_the_upload_gate_answers_from_the_headers_and_holds_one_slot_per_key() -
         holder=holder,
         rate_wait=lambda who: 3.2 if who.name == "r" else 0.0,  # key r is over its rate
         per_key_limit=lambda: 1,
-        body_idle_seconds=lambda: 0.2,
+        body_limits=lambda: BodyLimits(
+            idle_seconds=0.2, min_bytes_per_second=0, max_file_bytes=100, max_files=1
+        ),
         paths=("/v1/documents",),
     )
 

@@ -20,6 +20,13 @@ DEAD_LETTERS = Counter(
     ["service", "error_class"],
 )
 
+HEADER_TIMEOUTS = Counter(
+    "triage_http_header_timeouts_total",
+    "Connections closed because a request's headers did not all arrive within "
+    "TRIAGE_HEADER_TIMEOUT_SECONDS (slow or stalled clients).",
+    ["service"],
+)
+
 
 def topic_family(topic: str) -> str:
     """Collapse per-queue topics into one label value, keeping label sets bounded."""

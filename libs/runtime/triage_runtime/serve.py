@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+
+if TYPE_CHECKING:
+    import uvicorn
+
+STARTUP_FAILURE = 3  # uvicorn's exit status when the server could not start
 
 
 class ServiceSettings(Protocol):
@@ -14,6 +20,7 @@ class ServiceSettings(Protocol):
     port: int
     log_level: str
     log_json: bool
+    header_timeout_seconds: float
 
 
 S = TypeVar("S", bound=ServiceSettings)
@@ -36,16 +43,44 @@ def serve(
     settings = settings_class()
     application = create_app(settings)
     configure_logging(service=service, level=settings.log_level, json_lines=settings.log_json)
-    uvicorn.run(
+    server = uvicorn.Server(
+        server_config(application, settings, service=service, host=args.host, port=args.port)
+    )
+    with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C, raised again after the shutdown
+        server.run()
+    if not server.started:
+        raise SystemExit(STARTUP_FAILURE)
+
+
+def server_config(
+    application: Any,
+    settings: ServiceSettings,
+    *,
+    service: str,
+    host: str | None = None,
+    port: int | None = None,
+) -> uvicorn.Config:
+    """How a service's HTTP server runs (``serve`` and the tests that need a real server)."""
+    import uvicorn
+
+    from triage_runtime.headertimeout import header_timeout_protocol
+    from triage_runtime.metrics import HEADER_TIMEOUTS
+
+    return uvicorn.Config(
         application,
-        host=args.host or settings.host,
-        port=args.port or settings.port,
+        host=host or settings.host,
+        port=port or settings.port,
         log_config=None,
         access_log=False,
         # X-Forwarded-* are believed only from the proxies an app is told to trust (the review
         # UI's TRIAGE_REVIEW_UI_TRUSTED_PROXIES), never from any local caller.
         proxy_headers=False,
         timeout_graceful_shutdown=20,
+        # A request's headers are due within TRIAGE_HEADER_TIMEOUT_SECONDS (uvicorn has no
+        # such deadline); this also pins the h11 protocol, whose internals it extends.
+        http=header_timeout_protocol(
+            settings.header_timeout_seconds, HEADER_TIMEOUTS.labels(service).inc
+        ),
     )
 
 

@@ -78,6 +78,15 @@ class CommonSettings(BaseSettings):
         validation_alias="TRIAGE_OUTBOX_KEEP_HOURS",
         description="How long published outbox rows are kept before the relay deletes them.",
     )
+    header_timeout_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        validation_alias="TRIAGE_HEADER_TIMEOUT_SECONDS",
+        description=(
+            "A connection must send a request's headers within this long of opening (or of "
+            "its previous answer); one that does not is closed, with 408 if it sent part."
+        ),
+    )
     log_level: str = Field(default="INFO", validation_alias="TRIAGE_LOG_LEVEL")
     log_json: bool = Field(
         default=True,

@@ -17,6 +17,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError
 
 from triage_contracts import topics
+from triage_ingest.body import BodyLimits
 from triage_ingest.connectors import connectors_for, running
 from triage_ingest.deps import key_holder
 from triage_ingest.gate import UploadGate
@@ -117,7 +118,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             app.state.limiter.take(who.id) if settings.uploads_per_minute_per_key > 0 else 0.0
         ),
         per_key_limit=lambda: settings.max_concurrent_uploads_per_key,
-        body_idle_seconds=lambda: settings.body_idle_timeout_seconds,
+        body_limits=lambda: BodyLimits.of(settings),
         paths=("/v1/documents",),
     )
     app.add_exception_handler(DBAPIError, dependency_down)

@@ -5,14 +5,13 @@ Runs as ASGI middleware on ``POST /v1/documents``, before any byte of the body i
 
 from __future__ import annotations
 
-import asyncio
 import math
 from collections import Counter
 from collections.abc import Awaitable, Callable
 
-from fastapi import HTTPException, status
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
+from triage_ingest.body import BodyLimits, watched
 from triage_ingest.deps import UNAUTHORIZED
 from triage_ingest.metrics import UPLOADS
 from triage_runtime.apikeys import KeyHolder
@@ -23,7 +22,8 @@ KEY_BUSY_RETRY_SECONDS = 1
 
 class UploadGate:
     """Check the API key from the headers and its rate, hold one of the key's upload slots,
-    and cut off a body that stops arriving, so no client can hold a slot it does not use.
+    and watch the body (``body.watched``): one that stalls or trickles is cut off, one that
+    breaks a size limit refused as it streams, so no client holds a slot it does not use.
 
     Sits outside the service-wide ``ConcurrencyLimit``: a caller without a valid key, or a
     key already at its own limit, is answered before it takes a service slot.
@@ -36,20 +36,20 @@ class UploadGate:
         holder: Callable[[str | None], Awaitable[KeyHolder | None]],
         rate_wait: Callable[[KeyHolder], float],
         per_key_limit: Callable[[], int],
-        body_idle_seconds: Callable[[], float],
+        body_limits: Callable[[], BodyLimits],
         paths: tuple[str, ...],
     ) -> None:
         self._app = app
         self._holder = holder
         self._rate_wait = rate_wait
         self._per_key_limit = per_key_limit
-        self._body_idle_seconds = body_idle_seconds
+        self._body_limits = body_limits
         self._paths = paths
         self.in_flight: Counter[int] = Counter()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Refuse (401, 429 over the key's rate or its concurrent uploads) or pass the upload
-        on with its caller and a timed body."""
+        on with its caller and a watched body."""
         if (
             scope["type"] != "http"
             or scope.get("method") != "POST"
@@ -91,31 +91,13 @@ class UploadGate:
         scope.setdefault("state", {})["caller"] = holder
         self.in_flight[holder.id] += 1
         try:
-            await self._app(scope, self._timed(receive), send)
+            body = watched(
+                receive,
+                content_type=dict(scope.get("headers") or []).get(b"content-type"),
+                limits=self._body_limits(),
+            )
+            await self._app(scope, body, send)
         finally:
             self.in_flight[holder.id] -= 1
             if not self.in_flight[holder.id]:
                 del self.in_flight[holder.id]
-
-    def _timed(self, receive: Receive) -> Receive:
-        """``receive``, but a body that sends nothing for the idle timeout is a 408."""
-        idle = self._body_idle_seconds()
-        body_done = False
-
-        async def timed() -> Message:
-            nonlocal body_done
-            if body_done:  # after the body, only a disconnect can come: no deadline
-                return await receive()
-            try:
-                message = await asyncio.wait_for(receive(), idle)
-            except TimeoutError:
-                UPLOADS.labels("body_timeout").inc()
-                raise HTTPException(
-                    status.HTTP_408_REQUEST_TIMEOUT,
-                    f"the request body stopped arriving for {idle:g} s",
-                    headers={"Connection": "close"},
-                ) from None
-            body_done = message["type"] != "http.request" or not message.get("more_body", False)
-            return message
-
-        return timed

@@ -9,6 +9,7 @@ UPLOADS = Counter(
     "Uploaded files (or refused requests), by outcome: accepted, too_large, unsupported_type, "
     "overloaded (503), rate_limited (429), unavailable (503, a dependency failed), "
     "unauthorized (401), key_busy (429: the key's concurrent uploads), body_timeout (408), "
+    "body_too_slow (408: under the minimum body rate), "
     "replayed (an Idempotency-Key's answer again), idempotency_mismatch (422), "
     "idempotency_busy (409).",
     ["outcome"],

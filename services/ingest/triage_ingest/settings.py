@@ -15,6 +15,9 @@ from pydantic_settings import SettingsConfigDict
 from triage_runtime.settings import CommonSettings
 
 SOURCE_NAME = r"^[a-z0-9][a-z0-9_.-]{0,79}$"
+# The most an upload request may carry besides its files' contents: part headers,
+# boundaries and the metadata field (at most 64 KiB of JSON).
+FORM_BYTES = 1024 * 1024
 
 
 class PostProcess(StrEnum):
@@ -68,6 +71,12 @@ class Settings(CommonSettings):
         gt=0,
         description="An upload whose body sends nothing for this long is cut off with 408.",
     )
+    min_body_bytes_per_second: float = Field(
+        default=1024.0,
+        ge=0,
+        description="An upload body is due BODY_IDLE_TIMEOUT_SECONDS after it starts plus 1 s "
+        "for each this many bytes that came; later is 408, however short each gap (0: off).",
+    )
     uploads_per_minute_per_key: float = Field(
         default=600.0,
         ge=0,
@@ -118,5 +127,6 @@ class Settings(CommonSettings):
 
     @property
     def max_request_bytes(self) -> int:
-        """The most bytes one upload request may carry, all files and form overhead included."""
-        return self.max_upload_bytes * self.max_files_per_request + 1024 * 1024
+        """The most bytes one upload request may carry: as many files as a key may send, each
+        at the per-file limit, and the form around them."""
+        return self.max_upload_bytes * self.max_files_per_request + FORM_BYTES

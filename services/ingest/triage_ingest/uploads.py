@@ -20,7 +20,7 @@ from typing import NamedTuple
 from fastapi import HTTPException, UploadFile, status
 
 from triage_contracts import Source
-from triage_ingest import domain
+from triage_ingest import body, domain
 from triage_ingest.intake import Accepted, Arrival, Intake
 from triage_ingest.metrics import UPLOAD_BYTES, UPLOADS
 from triage_ingest.schemas import DocumentAccepted, UploadAccepted
@@ -58,10 +58,8 @@ def checked_metadata(metadata: str | None) -> dict[str, str]:
 
 def checked_files(files: Sequence[UploadFile], *, max_files: int) -> list[CheckedFile]:
     """Check every file before accepting any, so a request is all or nothing (413, 415)."""
-    if len(files) > max_files:
-        raise HTTPException(
-            status.HTTP_413_CONTENT_TOO_LARGE, f"at most {max_files} files per request"
-        )
+    if len(files) > max_files:  # found while streaming (body.FormSizes); kept as a backstop
+        raise body.too_many_files(max_files)
     checked = []
     for item in files:
         filename = domain.safe_filename(item.filename)
@@ -99,12 +97,9 @@ def spool(upload: UploadFile, limit: int, directory: Path) -> tuple[Path, int, s
             digest.update(chunk)
             handle.write(chunk)
     path = Path(handle.name)
-    if size > limit:
+    if size > limit:  # found while streaming (body.FormSizes); kept as a backstop
         path.unlink(missing_ok=True)
-        raise HTTPException(
-            status.HTTP_413_CONTENT_TOO_LARGE,
-            f"{upload.filename or 'file'} is larger than the {limit}-byte limit",
-        )
+        raise body.file_too_large(upload.filename, limit)
     return path, size, digest.hexdigest()
 
 

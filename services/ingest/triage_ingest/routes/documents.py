@@ -26,8 +26,14 @@ router = APIRouter()
     summary="Upload documents: PDF, text, HTML, Markdown, or saved emails (.eml)",
     responses={
         401: {"description": "No valid API key (answered before the body is read)"},
-        408: {"description": "The body stopped arriving for the idle timeout"},
-        413: {"description": "A file or the request is over the size limit"},
+        408: {
+            "description": "The body stopped arriving for the idle timeout, or arrived "
+            "slower than the minimum rate"
+        },
+        413: {
+            "description": "A file, the number of files, the form or the request is over its "
+            "limit (refused as soon as the streaming body passes it)"
+        },
         415: {"description": "A file's type is not accepted"},
         409: {"description": "A request with this Idempotency-Key is still in progress"},
         422: {"description": "Invalid metadata, or an Idempotency-Key reused differently"},
