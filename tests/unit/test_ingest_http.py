@@ -68,7 +68,15 @@ class MemoryStore(MemoryBlobHolds, IngestStore):
                 self.documents[event.document_id] = event
                 self.outbox.add([(topic, event)])
             stored = self.documents[event.document_id]
-            results.append(StoredDocument(stored.event_id, stored.trace_id, created))
+            results.append(
+                StoredDocument(
+                    stored.event_id,
+                    stored.trace_id,
+                    stored.document.filename,
+                    stored.document.blob.media_type,
+                    created,
+                )
+            )
         return results
 
     async def status(self, document_id: str) -> dict[str, Any] | None:
