@@ -20,6 +20,7 @@ from aiokafka.errors import KafkaConnectionError
 from fastapi import FastAPI, HTTPException, UploadFile
 from fastapi.testclient import TestClient
 from faststream.kafka import KafkaBroker
+from prometheus_client import REGISTRY
 from sqlalchemy.exc import OperationalError
 
 from tests.unit.inmemory import MemoryBlobHolds, MemoryOutbox
@@ -234,6 +235,68 @@ def test_an_upload_is_stored_recorded_and_published_once(tmp_path: Path) -> None
     assert event.document.metadata == {"case": "7"}
     assert ingest.outbox.pending == {}
     assert ingest.spooled() == []
+
+
+def _answered(method: str, route: str, status: int) -> float:
+    labels = {"service": "ingest", "method": method, "route": route, "status": str(status)}
+    return REGISTRY.get_sample_value("triage_http_requests_total", labels) or 0.0
+
+
+def _upload_seconds() -> float:
+    labels = {"service": "ingest", "method": "POST", "route": "/v1/documents"}
+    return REGISTRY.get_sample_value("triage_http_request_duration_seconds_sum", labels) or 0.0
+
+
+def test_every_answer_is_counted_by_method_route_and_status(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ingest = Ingest(tmp_path)
+    upload, one = "/v1/documents", "/v1/documents/{document_id}"
+    counts = {
+        ("POST", upload, 202): 1,
+        ("POST", upload, 401): 2,  # answered by the gate, before any route ran
+        ("POST", upload, 400): 1,  # a multipart body without a boundary
+        ("POST", upload, 415): 1,
+        ("POST", upload, 422): 2,  # bad metadata; no files part at all
+        ("POST", upload, 500): 1,
+        ("GET", one, 404): 1,
+        ("GET", one, 401): 1,
+        ("GET", upload, 405): 1,
+        ("GET", "unmatched", 404): 1,
+        ("other", "unmatched", 404): 1,
+    }
+    before = {labels: _answered(*labels) for labels in counts}
+    timed = _upload_seconds()
+
+    assert ingest.upload(("a.txt", b"a", "text/plain"), headers=KEY_A).status_code == 202
+    assert ingest.upload(("a.txt", b"a", "text/plain")).status_code == 401
+    wrong_key = {"X-API-Key": "not-a-key"}
+    assert ingest.upload(("a.txt", b"a", "text/plain"), headers=wrong_key).status_code == 401
+    no_boundary = {**KEY_A, "Content-Type": "multipart/form-data"}
+    assert ingest.client.post(upload, headers=no_boundary, content=b"--x").status_code == 400
+    assert (
+        ingest.upload(("x.exe", b"MZ", "application/x-msdownload"), headers=KEY_A).status_code
+        == 415
+    )
+    bad = ingest.upload(("a.txt", b"a", "text/plain"), headers=KEY_A, data={"metadata": "[1]"})
+    assert bad.status_code == 422
+    assert ingest.client.post(upload, headers=KEY_A, data={"x": "y"}).status_code == 422
+    assert ingest.client.get("/v1/documents/doc_" + "0" * 32, headers=KEY_A).status_code == 404
+    assert ingest.client.get("/v1/documents/doc_" + "0" * 32).status_code == 401
+    assert ingest.client.get(upload, headers=KEY_A).status_code == 405
+    assert ingest.client.get("/no/such/page").status_code == 404
+    assert ingest.client.request("BREW", "/no/such/page").status_code == 404
+
+    async def a_bug(arrivals: object) -> None:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(ingest.app.state.intake, "accept_many", a_bug)
+    crashing = TestClient(ingest.app, raise_server_exceptions=False)
+    parts = [("files", ("b.txt", b"b", "text/plain"))]
+    assert crashing.post(upload, files=parts, headers=KEY_A).status_code == 500
+
+    assert {labels: _answered(*labels) - before[labels] for labels in counts} == counts
+    assert _upload_seconds() > timed
 
 
 def test_a_retry_with_the_same_idempotency_key_gets_the_same_answer(tmp_path: Path) -> None:
