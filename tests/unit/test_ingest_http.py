@@ -7,6 +7,7 @@ fakes on ``app.state`` (what the routes read), and no test starts the lifespan.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import io
 import time
 import uuid
@@ -16,11 +17,13 @@ from pathlib import Path
 from typing import Any, NamedTuple, cast
 
 import pytest
+import schemathesis
 from aiokafka.errors import KafkaConnectionError
 from fastapi import FastAPI, HTTPException, UploadFile
 from fastapi.testclient import TestClient
 from faststream.kafka import KafkaBroker
 from prometheus_client import REGISTRY
+from schemathesis import checks
 from sqlalchemy.exc import OperationalError
 
 from tests.unit.inmemory import MemoryBlobHolds, MemoryOutbox
@@ -297,6 +300,109 @@ def test_every_answer_is_counted_by_method_route_and_status(
 
     assert {labels: _answered(*labels) - before[labels] for labels in counts} == counts
     assert _upload_seconds() > timed
+
+
+CONFORMANCE = [
+    checks.status_code_conformance,
+    checks.content_type_conformance,
+    checks.response_headers_conformance,
+    checks.response_schema_conformance,
+]
+
+
+def test_every_answer_of_the_upload_api_is_in_its_openapi(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each answer the upload and status routes give, by the route that gives it: its status
+    code, content type, headers and body are the ones the OpenAPI document declares."""
+    ingest = Ingest(
+        tmp_path,
+        max_files_per_request=2,
+        max_upload_bytes=100,
+        idempotency_wait_seconds=0.2,
+        uploads_per_minute_per_key=1.0,
+        upload_burst_per_key=12,
+    )
+    post, get = "/v1/documents", "/v1/documents/doc_" + "0" * 32
+    file = ("a.txt", b"a", "text/plain")
+    answers = {
+        "upload": ingest.upload(file, headers=KEY_A),
+        "no key": ingest.upload(file),
+        "not multipart": ingest.client.post(
+            post, headers={**KEY_A, "Content-Type": "multipart/form-data"}, content=b"--x"
+        ),
+        "too many files": ingest.upload(file, file, file, headers=KEY_A),
+        "too large": ingest.upload(("big.txt", b"b" * 101, "text/plain"), headers=KEY_A),
+        "wrong type": ingest.upload(("x.exe", b"MZ", "application/x-msdownload"), headers=KEY_A),
+        "bad metadata": ingest.upload(file, headers=KEY_A, data={"metadata": "[1]"}),
+        "no files": ingest.client.post(post, headers=KEY_A, data={"x": "y"}),
+        "status": ingest.client.get(
+            ingest.upload(file, headers=KEY_B).json()["documents"][0]["status_url"], headers=KEY_B
+        ),
+        "status, no key": ingest.client.get(get),
+        "no such document": ingest.client.get(get, headers=KEY_A),
+    }
+    sha = hashlib.sha256(b"a").hexdigest()
+    held = domain.request_sha256([("a.txt", "text/plain", sha, 1)], {})
+    asyncio.run(ingest.store.claim_idempotency_key(1, "held", request_sha256=held, hold_seconds=60))
+    answers["key in progress"] = ingest.upload(file, headers={**KEY_A, "Idempotency-Key": "held"})
+    answers["key reused"] = ingest.upload(
+        ("b.txt", b"b", "text/plain"), headers={**KEY_A, "Idempotency-Key": "held"}
+    )
+    while (over := ingest.upload(file, headers=KEY_A)).status_code != 429:
+        assert over.status_code == 202
+    answers["over the rate"] = over
+
+    async def database_down(*_args: object, **_kwargs: object) -> Any:
+        raise OperationalError("SELECT", {}, ConnectionRefusedError("127.0.0.1:1"))
+
+    monkeypatch.setattr(ingest.store, "status", database_down)
+    monkeypatch.setattr(ingest.store, "record_documents", database_down)
+    answers["database down"] = ingest.upload(file, headers=KEY_B)
+    answers["status, database down"] = ingest.client.get(get, headers=KEY_B)
+
+    async def a_bug(*_args: object, **_kwargs: object) -> Any:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(ingest.store, "status", a_bug)
+    monkeypatch.setattr(ingest.app.state.intake, "accept_many", a_bug)
+    crashing = TestClient(ingest.app, raise_server_exceptions=False)
+    answers["a bug"] = crashing.post(post, files=[("files", file)], headers=KEY_B)
+    answers["status, a bug"] = crashing.get(get, headers=KEY_B)
+
+    assert {name: answer.status_code for name, answer in answers.items()} == {
+        "upload": 202,
+        "no key": 401,
+        "not multipart": 400,
+        "too many files": 413,
+        "too large": 413,
+        "wrong type": 415,
+        "bad metadata": 422,
+        "no files": 422,
+        "status": 200,
+        "status, no key": 401,
+        "no such document": 404,
+        "key in progress": 409,
+        "key reused": 422,
+        "over the rate": 429,
+        "database down": 503,
+        "status, database down": 503,
+        "a bug": 500,
+        "status, a bug": 500,
+    }
+    schema = schemathesis.openapi.from_dict(ingest.app.openapi())
+    for name, answer in answers.items():
+        path = answer.request.url.path
+        if path == post:
+            case = schema[post]["POST"].Case()
+        else:
+            by_id = schema["/v1/documents/{document_id}"]["GET"]
+            case = by_id.Case(path_parameters={"document_id": path.rsplit("/", 1)[1]})
+        answer.request.read()  # schemathesis records the request with the answer
+        try:
+            case.validate_response(answer, checks=CONFORMANCE)
+        except Exception as failure:  # noqa: BLE001 - schemathesis raises a group of failures
+            pytest.fail(f"{name} ({answer.status_code}) is not as the OpenAPI says: {failure}")
 
 
 def test_a_retry_with_the_same_idempotency_key_gets_the_same_answer(tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from fastapi import Depends, HTTPException, Request, status
+from fastapi.responses import JSONResponse
 from fastapi.routing import iter_route_contexts
 from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -203,6 +204,12 @@ class RateLimiter:
             return 0.0
         self._buckets[caller] = (tokens, now)
         return (1.0 - tokens) / self._rate if self._rate > 0 else float("inf")
+
+
+async def internal_error(_request: Request, _exc: Exception) -> JSONResponse:
+    """An unhandled error's 500 as the JSON refusal every other answer is (Starlette's own is
+    plain text); the error is still raised on, so the server logs it with its traceback."""
+    return JSONResponse({"detail": "internal error"}, status_code=500)
 
 
 def app_state(name: str) -> Any:

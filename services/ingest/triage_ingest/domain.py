@@ -30,6 +30,10 @@ from triage_text.email.parse import EMAIL_MEDIA_TYPE
 ACCEPTED_MEDIA_TYPES = frozenset(
     {"application/pdf", "text/plain", "text/html", "text/markdown", EMAIL_MEDIA_TYPE}
 )
+# A file declared as this (or as nothing) is given the type its name's extension says.
+UNTYPED = "application/octet-stream"
+# What a file part may be declared as: an accepted type, or untyped.
+PART_MEDIA_TYPES = (*sorted(ACCEPTED_MEDIA_TYPES), UNTYPED)
 
 DOCUMENT_ID = re.compile(r"doc_[0-9a-f]{32}")
 # Most filesystems allow 255 bytes per name, and a document's name column 255 characters.
@@ -75,10 +79,18 @@ def shortened_name(name: str, max_bytes: int) -> str:
     return kept
 
 
+def accepted_types_text() -> str:
+    """The accepted media types in words, for the API's documentation."""
+    return (
+        f"one of {', '.join(sorted(ACCEPTED_MEDIA_TYPES))}; or {UNTYPED} (or no type) with a "
+        "file name whose extension says one of them"
+    )
+
+
 def media_type_for(declared: str | None, filename: str | None) -> str:
     """Decide an upload's media type from the declared type, falling back to the file name."""
     base = (declared or "").split(";", 1)[0].strip().lower()
-    if base in ("", "application/octet-stream") and filename:
+    if base in ("", UNTYPED) and filename:
         base = (mimetypes.guess_type(filename)[0] or "").lower()
     if base not in ACCEPTED_MEDIA_TYPES:
         raise UnsupportedMediaTypeError(
