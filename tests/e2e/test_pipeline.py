@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import shutil
 import signal
@@ -257,3 +258,11 @@ def test_services_stop_cleanly_on_sigterm(pipeline: Pipeline) -> None:
         # uvicorn shuts down gracefully, then re-raises the signal: -SIGTERM is the clean exit.
         assert process.wait(timeout=30) in {0, -signal.SIGTERM}, name
         assert '"msg": "stopped cleanly"' in pipeline.logs[name].read_text(), name
+    # Everything each process wrote, stdout and stderr, from start to stop, is JSON lines.
+    for name, log in pipeline.logs.items():
+        for line in log.read_text().splitlines():
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                entry = None
+            assert isinstance(entry, dict) and "msg" in entry, f"{name} wrote: {line[:300]}"

@@ -185,7 +185,8 @@ def test_files_of_one_request_are_accepted_together_each_published_once(
     assert response.status_code == 202, response.text
     first, second, third = response.json()["documents"]
     assert first["document_id"] == second["document_id"]
-    assert [first["filename"], second["filename"]] == ["a.txt", "again.txt"]
+    # The same bytes twice are one document, answered as it was stored (docs/ingest.md).
+    assert [first["filename"], second["filename"]] == ["a.txt", "a.txt"]
     rows = sql_rows(
         settings.database_url,
         "SELECT d.document_id, o.published_at IS NOT NULL FROM document d"
@@ -198,6 +199,49 @@ def test_files_of_one_request_are_accepted_together_each_published_once(
     by_id = {m["key"]: m["value"] for m in messages}
     # The crashed document goes out with the event id it was recorded with.
     assert by_id[third["document_id"]]["event_id"] == crashed_event_id
+
+
+def test_the_same_bytes_again_are_answered_as_the_document_stored(
+    client: TestClient, settings: Settings
+) -> None:
+    key = new_api_key(settings.database_url, "portal")
+    headers = {"X-API-Key": key}
+    sent = b"# Invoice 7\n\nplease pay"
+    first = client.post(
+        "/v1/documents", headers=headers, files={"files": ("invoice.txt", sent, "text/plain")}
+    )
+    again = client.post(
+        "/v1/documents",
+        headers=headers,
+        files={"files": ("renamed-copy.md", sent, "text/markdown")},
+    )
+    assert first.status_code == again.status_code == 202, again.text
+    [stored], [answered] = first.json()["documents"], again.json()["documents"]
+    assert answered == stored
+    assert (answered["filename"], answered["media_type"]) == ("invoice.txt", "text/plain")
+    status = client.get(answered["status_url"], headers=headers).json()
+    assert (status["filename"], status["media_type"]) == ("invoice.txt", "text/plain")
+    assert sql_rows(settings.database_url, "SELECT filename FROM document") == [("invoice.txt",)]
+
+
+def test_a_file_name_over_255_bytes_keeps_its_extension(
+    client: TestClient, settings: Settings
+) -> None:
+    headers = {"X-API-Key": new_api_key(settings.database_url, "portal")}
+    long_name = "quarterly-report-" + "x" * 300 + ".txt"
+    # Declared as bytes of no particular type: the extension is what says it is text.
+    response = client.post(
+        "/v1/documents",
+        headers=headers,
+        files={"files": (long_name, b"quarterly numbers", "application/octet-stream")},
+    )
+    assert response.status_code == 202, response.text
+    [document] = response.json()["documents"]
+    assert document["media_type"] == "text/plain"
+    assert document["filename"].endswith("xxx.txt")
+    assert len(document["filename"].encode()) <= 255
+    status = client.get(document["status_url"], headers=headers).json()
+    assert status["filename"] == document["filename"]
 
 
 def test_limits_and_refusals(client: TestClient, settings: Settings) -> None:

@@ -107,3 +107,18 @@ def test_the_retry_topic_is_polled_at_a_quarter_of_the_first_retry_delay(
         )
         == expected_ms
     )
+
+
+@pytest.mark.parametrize("service", ["ingest", "classifier", "router", "review_ui"])
+def test_every_service_counts_its_http_answers_before_any_other_middleware(
+    service: str, tmp_path: Path
+) -> None:
+    from importlib import import_module
+
+    from triage_runtime.http import RequestMetrics
+
+    settings = import_module(f"triage_{service}.settings").Settings(blob_dir=tmp_path)
+    app = import_module(f"triage_{service}.app").create_app(settings)
+    # The first of user_middleware runs first: it sees what the others answer.
+    assert app.user_middleware[0].cls is RequestMetrics
+    assert app.user_middleware[0].kwargs["service"] == service.replace("_", "-")

@@ -46,6 +46,16 @@ def test_filenames_are_made_safe(raw: str | None, expected: str | None) -> None:
     assert ingest_domain.safe_filename(raw) == expected
 
 
+@pytest.mark.parametrize(
+    "raw", ["a" * 300 + ".pdf", "\u00e9" * 200 + ".pdf", "\u4e2d" * 100 + ".pdf"]
+)
+def test_a_long_file_name_is_cut_from_the_front_and_keeps_its_extension(raw: str) -> None:
+    safe = ingest_domain.safe_filename(raw)
+    assert safe is not None and safe.endswith(raw[-10:])
+    assert 250 <= len(safe.encode()) <= 255  # cut between characters, as near 255 as they go
+    assert ingest_domain.media_type_for(None, safe) == "application/pdf"
+
+
 def test_media_type_comes_from_declaration_or_name() -> None:
     assert ingest_domain.media_type_for("application/pdf", "x.bin") == "application/pdf"
     assert ingest_domain.media_type_for("application/octet-stream", "a.pdf") == "application/pdf"

@@ -130,7 +130,16 @@ class RecordingStore(MemoryBlobHolds):
         raws: Mapping[str, str] | None = None,
     ) -> list[StoredDocument]:
         self.events.extend(events)
-        return [StoredDocument(e.event_id, e.trace_id, created=True) for e in events]
+        return [
+            StoredDocument(
+                e.event_id,
+                e.trace_id,
+                e.document.filename,
+                e.document.blob.media_type,
+                created=True,
+            )
+            for e in events
+        ]
 
 
 class NoOutbox:

@@ -7,19 +7,24 @@ fakes on ``app.state`` (what the routes read), and no test starts the lifespan.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import io
 import time
 import uuid
-from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
+from collections.abc import AsyncIterator, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, NamedTuple, cast
 
+import httpx
 import pytest
+import schemathesis
 from aiokafka.errors import KafkaConnectionError
 from fastapi import FastAPI, HTTPException, UploadFile
 from fastapi.testclient import TestClient
 from faststream.kafka import KafkaBroker
+from prometheus_client import REGISTRY
+from schemathesis import checks
 from sqlalchemy.exc import OperationalError
 
 from tests.unit.inmemory import MemoryBlobHolds, MemoryOutbox
@@ -68,7 +73,15 @@ class MemoryStore(MemoryBlobHolds, IngestStore):
                 self.documents[event.document_id] = event
                 self.outbox.add([(topic, event)])
             stored = self.documents[event.document_id]
-            results.append(StoredDocument(stored.event_id, stored.trace_id, created))
+            results.append(
+                StoredDocument(
+                    stored.event_id,
+                    stored.trace_id,
+                    stored.document.filename,
+                    stored.document.blob.media_type,
+                    created,
+                )
+            )
         return results
 
     async def status(self, document_id: str) -> dict[str, Any] | None:
@@ -226,6 +239,229 @@ def test_an_upload_is_stored_recorded_and_published_once(tmp_path: Path) -> None
     assert event.document.metadata == {"case": "7"}
     assert ingest.outbox.pending == {}
     assert ingest.spooled() == []
+
+
+def _answered(method: str, route: str, status: int) -> float:
+    labels = {"service": "ingest", "method": method, "route": route, "status": str(status)}
+    return REGISTRY.get_sample_value("triage_http_requests_total", labels) or 0.0
+
+
+def _upload_seconds() -> float:
+    labels = {"service": "ingest", "method": "POST", "route": "/v1/documents"}
+    return REGISTRY.get_sample_value("triage_http_request_duration_seconds_sum", labels) or 0.0
+
+
+def test_every_answer_is_counted_by_method_route_and_status(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ingest = Ingest(tmp_path)
+    upload, one = "/v1/documents", "/v1/documents/{document_id}"
+    counts = {
+        ("POST", upload, 202): 1,
+        ("POST", upload, 401): 2,  # answered by the gate, before any route ran
+        ("POST", upload, 400): 1,  # a multipart body without a boundary
+        ("POST", upload, 415): 1,
+        ("POST", upload, 422): 2,  # bad metadata; no files part at all
+        ("POST", upload, 500): 1,
+        ("GET", one, 404): 1,
+        ("GET", one, 401): 1,
+        ("GET", upload, 405): 1,
+        ("GET", "unmatched", 404): 1,
+        ("other", "unmatched", 404): 1,
+    }
+    before = {labels: _answered(*labels) for labels in counts}
+    timed = _upload_seconds()
+
+    assert ingest.upload(("a.txt", b"a", "text/plain"), headers=KEY_A).status_code == 202
+    assert ingest.upload(("a.txt", b"a", "text/plain")).status_code == 401
+    wrong_key = {"X-API-Key": "not-a-key"}
+    assert ingest.upload(("a.txt", b"a", "text/plain"), headers=wrong_key).status_code == 401
+    no_boundary = {**KEY_A, "Content-Type": "multipart/form-data"}
+    assert ingest.client.post(upload, headers=no_boundary, content=b"--x").status_code == 400
+    assert (
+        ingest.upload(("x.exe", b"MZ", "application/x-msdownload"), headers=KEY_A).status_code
+        == 415
+    )
+    bad = ingest.upload(("a.txt", b"a", "text/plain"), headers=KEY_A, data={"metadata": "[1]"})
+    assert bad.status_code == 422
+    assert ingest.client.post(upload, headers=KEY_A, data={"x": "y"}).status_code == 422
+    assert ingest.client.get("/v1/documents/doc_" + "0" * 32, headers=KEY_A).status_code == 404
+    assert ingest.client.get("/v1/documents/doc_" + "0" * 32).status_code == 401
+    assert ingest.client.get(upload, headers=KEY_A).status_code == 405
+    assert ingest.client.get("/no/such/page").status_code == 404
+    assert ingest.client.request("BREW", "/no/such/page").status_code == 404
+
+    async def a_bug(arrivals: object) -> None:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(ingest.app.state.intake, "accept_many", a_bug)
+    crashing = TestClient(ingest.app, raise_server_exceptions=False)
+    parts = [("files", ("b.txt", b"b", "text/plain"))]
+    assert crashing.post(upload, files=parts, headers=KEY_A).status_code == 500
+
+    assert {labels: _answered(*labels) - before[labels] for labels in counts} == counts
+    assert _upload_seconds() > timed
+
+
+CONFORMANCE = [
+    checks.status_code_conformance,
+    checks.content_type_conformance,
+    checks.response_headers_conformance,
+    checks.response_schema_conformance,
+]
+
+
+def test_every_answer_of_the_upload_api_is_in_its_openapi(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each answer the upload and status routes give, by the route that gives it: its status
+    code, content type, headers and body are the ones the OpenAPI document declares."""
+    ingest = Ingest(
+        tmp_path,
+        max_files_per_request=2,
+        max_upload_bytes=100,
+        idempotency_wait_seconds=0.2,
+        uploads_per_minute_per_key=1.0,
+        upload_burst_per_key=12,
+    )
+    post, get = "/v1/documents", "/v1/documents/doc_" + "0" * 32
+    file = ("a.txt", b"a", "text/plain")
+    answers = {
+        "upload": ingest.upload(file, headers=KEY_A),
+        "no key": ingest.upload(file),
+        "not multipart": ingest.client.post(
+            post, headers={**KEY_A, "Content-Type": "multipart/form-data"}, content=b"--x"
+        ),
+        "too many files": ingest.upload(file, file, file, headers=KEY_A),
+        "too large": ingest.upload(("big.txt", b"b" * 101, "text/plain"), headers=KEY_A),
+        "wrong type": ingest.upload(("x.exe", b"MZ", "application/x-msdownload"), headers=KEY_A),
+        "bad metadata": ingest.upload(file, headers=KEY_A, data={"metadata": "[1]"}),
+        "no files": ingest.client.post(post, headers=KEY_A, data={"x": "y"}),
+        "status": ingest.client.get(
+            ingest.upload(file, headers=KEY_B).json()["documents"][0]["status_url"], headers=KEY_B
+        ),
+        "status, no key": ingest.client.get(get),
+        "no such document": ingest.client.get(get, headers=KEY_A),
+    }
+    sha = hashlib.sha256(b"a").hexdigest()
+    held = domain.request_sha256([("a.txt", "text/plain", sha, 1)], {})
+    asyncio.run(ingest.store.claim_idempotency_key(1, "held", request_sha256=held, hold_seconds=60))
+    answers["key in progress"] = ingest.upload(file, headers={**KEY_A, "Idempotency-Key": "held"})
+    answers["key reused"] = ingest.upload(
+        ("b.txt", b"b", "text/plain"), headers={**KEY_A, "Idempotency-Key": "held"}
+    )
+    while (over := ingest.upload(file, headers=KEY_A)).status_code != 429:
+        assert over.status_code == 202
+    answers["over the rate"] = over
+
+    async def database_down(*_args: object, **_kwargs: object) -> Any:
+        raise OperationalError("SELECT", {}, ConnectionRefusedError("127.0.0.1:1"))
+
+    monkeypatch.setattr(ingest.store, "status", database_down)
+    monkeypatch.setattr(ingest.store, "record_documents", database_down)
+    answers["database down"] = ingest.upload(file, headers=KEY_B)
+    answers["status, database down"] = ingest.client.get(get, headers=KEY_B)
+
+    async def a_bug(*_args: object, **_kwargs: object) -> Any:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(ingest.store, "status", a_bug)
+    monkeypatch.setattr(ingest.app.state.intake, "accept_many", a_bug)
+    crashing = TestClient(ingest.app, raise_server_exceptions=False)
+    answers["a bug"] = crashing.post(post, files=[("files", file)], headers=KEY_B)
+    answers["status, a bug"] = crashing.get(get, headers=KEY_B)
+
+    assert {name: answer.status_code for name, answer in answers.items()} == {
+        "upload": 202,
+        "no key": 401,
+        "not multipart": 400,
+        "too many files": 413,
+        "too large": 413,
+        "wrong type": 415,
+        "bad metadata": 422,
+        "no files": 422,
+        "status": 200,
+        "status, no key": 401,
+        "no such document": 404,
+        "key in progress": 409,
+        "key reused": 422,
+        "over the rate": 429,
+        "database down": 503,
+        "status, database down": 503,
+        "a bug": 500,
+        "status, a bug": 500,
+    }
+    _assert_in_openapi(ingest.app, answers)
+
+
+def _assert_in_openapi(app: FastAPI, answers: Mapping[str, Any]) -> None:
+    """Each answer's status code, content type, headers and body are as the app's OpenAPI
+    document declares them for the route that gave it."""
+    schema = schemathesis.openapi.from_dict(app.openapi())
+    for name, answer in answers.items():
+        path = answer.request.url.path
+        if path == "/v1/documents":
+            case = schema[path]["POST"].Case()
+        else:
+            by_id = schema["/v1/documents/{document_id}"]["GET"]
+            case = by_id.Case(path_parameters={"document_id": path.rsplit("/", 1)[1]})
+        # The answer as received, with its request's line only (a streamed body is gone).
+        request = httpx.Request(answer.request.method, str(answer.request.url))
+        received = httpx.Response(
+            answer.status_code,
+            headers=list(answer.headers.multi_items()),
+            content=answer.content,
+            request=request,
+        )
+        received.elapsed = timedelta(0)
+        try:
+            case.validate_response(received, checks=CONFORMANCE)
+        except Exception as failure:  # noqa: BLE001 - schemathesis raises a group of failures
+            pytest.fail(f"{name} ({answer.status_code}) is not as the OpenAPI says: {failure}")
+
+
+def test_the_gates_answers_are_in_the_openapi(tmp_path: Path) -> None:
+    """408, and the 429 and 503 of uploads refused while a stalled one holds the slots."""
+    ingest = Ingest(
+        tmp_path,
+        max_concurrent_uploads=1,
+        max_concurrent_uploads_per_key=1,
+        body_idle_timeout_seconds=1.0,
+    )
+    boundary = "stall"
+    head = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="files"; filename="a.txt"\r\n'
+        "Content-Type: text/plain\r\n\r\nsome"
+    ).encode()
+
+    async def stalling() -> AsyncIterator[bytes]:
+        yield head
+        await asyncio.sleep(5)  # past the idle timeout: the gate answers 408 first
+        yield b"\r\n--" + boundary.encode() + b"--\r\n"
+
+    async def scenario() -> dict[str, httpx.Response]:
+        transport = httpx.ASGITransport(app=ingest.app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://ingest") as client:
+            stalled = asyncio.create_task(
+                client.post(
+                    "/v1/documents",
+                    headers={**KEY_A, "Content-Type": f"multipart/form-data; boundary={boundary}"},
+                    content=stalling(),
+                )
+            )
+            await asyncio.sleep(0.3)  # it holds key-a's slot and the service's one
+            files = {"files": ("b.txt", b"b", "text/plain")}
+            same_key = await client.post("/v1/documents", headers=KEY_A, files=files)
+            other_key = await client.post("/v1/documents", headers=KEY_B, files=files)
+            return {"stalled": await stalled, "key busy": same_key, "overloaded": other_key}
+
+    answers = asyncio.run(scenario())
+    assert {name: answer.status_code for name, answer in answers.items()} == {
+        "stalled": 408,
+        "key busy": 429,
+        "overloaded": 503,
+    }
+    _assert_in_openapi(ingest.app, answers)
 
 
 def test_a_retry_with_the_same_idempotency_key_gets_the_same_answer(tmp_path: Path) -> None:

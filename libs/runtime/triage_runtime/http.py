@@ -3,11 +3,77 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from fastapi import Depends, HTTPException, Request, status
+from fastapi.responses import JSONResponse
+from fastapi.routing import iter_route_contexts
+from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from triage_runtime.metrics import HTTP_REQUEST_SECONDS, HTTP_REQUESTS
+
+# Any other method a client makes up is counted as "other": label values stay a bounded set.
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+UNMATCHED = "unmatched"
+NO_ANSWER = "none"
+
+
+class RequestMetrics:
+    """Count every HTTP answer by method, route template and status, and time it.
+
+    Added last in ``create_app``, so it runs first: it sees the answers middleware sends
+    before any route runs (401, 413, 429, 503) and counts an unhandled error as the 500
+    Starlette answers with. A request the client left before any answer is ``none``.
+    """
+
+    def __init__(self, app: ASGIApp, *, service: str) -> None:
+        self._app = app
+        self._service = service
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Pass the request on, watching the status it is answered with."""
+        if scope["type"] != "http":
+            await self._app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        answered = NO_ANSWER
+
+        async def watched(message: Message) -> None:
+            nonlocal answered
+            if message["type"] == "http.response.start":
+                answered = str(message["status"])
+            await send(message)
+
+        try:
+            await self._app(scope, receive, watched)
+        except Exception:
+            if answered == NO_ANSWER:
+                answered = "500"  # what Starlette's outermost error middleware sends
+            raise
+        finally:
+            method = scope.get("method", "")
+            method = method if method in METHODS else "other"
+            route = route_template(scope, getattr(scope.get("app"), "routes", ()))
+            HTTP_REQUESTS.labels(self._service, method, route, answered).inc()
+            HTTP_REQUEST_SECONDS.labels(self._service, method, route).observe(
+                time.perf_counter() - started
+            )
+
+
+def route_template(scope: Scope, routes: Sequence[BaseRoute]) -> str:
+    """The path template of the route a request is for (``/v1/documents/{document_id}``),
+    as routing would choose it; ``unmatched`` when no route has its path."""
+    partial = None
+    for route in iter_route_contexts(routes):  # included routers' routes too
+        match, _ = route.matches(scope)
+        if match is Match.FULL:
+            return route.path or UNMATCHED
+        if match is Match.PARTIAL and partial is None:  # the path, another method: 405
+            partial = route.path
+    return partial or UNMATCHED
 
 
 class RequestBodyLimit:
@@ -138,6 +204,12 @@ class RateLimiter:
             return 0.0
         self._buckets[caller] = (tokens, now)
         return (1.0 - tokens) / self._rate if self._rate > 0 else float("inf")
+
+
+async def internal_error(_request: Request, _exc: Exception) -> JSONResponse:
+    """An unhandled error's 500 as the JSON refusal every other answer is (Starlette's own is
+    plain text); the error is still raised on, so the server logs it with its traceback."""
+    return JSONResponse({"detail": "internal error"}, status_code=500)
 
 
 def app_state(name: str) -> Any:

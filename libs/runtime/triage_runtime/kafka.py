@@ -70,6 +70,9 @@ def make_broker(bootstrap: str, *, client_id: str) -> KafkaBroker:
         acks="all",
         graceful_timeout=15.0,
         log_level=logging.DEBUG,
+        # A logger of our own, so FastStream adds no coloured text handler of its own to it:
+        # its records reach the JSON handler (triage_runtime.logs).
+        logger=logging.getLogger("faststream.kafka"),
     )
 
 

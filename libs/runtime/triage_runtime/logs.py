@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import threading
 from datetime import UTC, datetime
+from types import TracebackType
 from typing import Any
 
 # LogRecord attributes that are not user-supplied extras.
@@ -39,7 +41,12 @@ class JsonFormatter(logging.Formatter):
 
 
 def configure_logging(*, service: str, level: str = "INFO", json_lines: bool = True) -> None:
-    """Send all logging to stderr, as JSON lines or plain text."""
+    """Send all logging to stderr, as JSON lines or plain text, through one handler.
+
+    Libraries that install handlers of their own (FastStream's coloured text on stdout and
+    stderr) lose them and pass their records up to it; so do Python's warnings and uncaught
+    exceptions, which would otherwise be printed as plain text.
+    """
     handler = logging.StreamHandler(sys.stderr)
     if json_lines:
         handler.setFormatter(JsonFormatter(service))
@@ -48,6 +55,13 @@ def configure_logging(*, service: str, level: str = "INFO", json_lines: bool = T
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    for logger in list(logging.Logger.manager.loggerDict.values()):
+        if isinstance(logger, logging.Logger):
+            logger.handlers.clear()
+            logger.propagate = True
+    logging.captureWarnings(capture=True)
+    sys.excepthook = _log_uncaught
+    threading.excepthook = _log_uncaught_in_thread
     # aiokafka is chatty at INFO about every group join; warnings still come through.
     logging.getLogger("aiokafka").setLevel(max(logging.WARNING, root.level))
     # pdfminer's debug and info output quotes document content: never let it through.
@@ -58,3 +72,22 @@ def configure_logging(*, service: str, level: str = "INFO", json_lines: bool = T
     logging.getLogger("mail.log").setLevel(logging.WARNING)
     # imapclient logs IMAP traffic (message headers and bodies) at debug.
     logging.getLogger("imapclient").setLevel(max(logging.INFO, root.level))
+
+
+def _log_uncaught(
+    kind: type[BaseException], error: BaseException, traceback: TracebackType | None
+) -> None:
+    logging.getLogger("uncaught").critical(
+        "uncaught exception: %s", kind.__name__, exc_info=(kind, error, traceback)
+    )
+
+
+def _log_uncaught_in_thread(args: threading.ExceptHookArgs) -> None:
+    if args.exc_type is SystemExit:
+        return
+    logging.getLogger("uncaught").critical(
+        "uncaught exception in thread %s: %s",
+        args.thread.name if args.thread else "?",
+        args.exc_type.__name__,
+        exc_info=args.exc_value,
+    )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge
+from prometheus_client import Counter, Gauge, Histogram
 
 EVENTS_CONSUMED = Counter(
     "triage_events_consumed_total",
@@ -57,4 +57,16 @@ OUTBOX_OLDEST_SECONDS = Gauge(
     "triage_outbox_oldest_pending_seconds",
     "Age of the oldest outbox event not yet published (0: none), as the relay last read it.",
     ["service"],
+)
+HTTP_REQUESTS = Counter(
+    "triage_http_requests_total",
+    "HTTP requests answered, by method, route template and status code (every answer, "
+    "those sent by middleware before a route ran and unhandled errors' 500 included).",
+    ["service", "method", "route", "status"],
+)
+HTTP_REQUEST_SECONDS = Histogram(
+    "triage_http_request_duration_seconds",
+    "Time from a request's arrival to the end of its answer, by method and route template.",
+    ["service", "method", "route"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
 )

@@ -41,8 +41,9 @@ def serve(
     from triage_runtime.logs import configure_logging
 
     settings = settings_class()
-    application = create_app(settings)
+    # Before the app is built, so that what building it logs is JSON too.
     configure_logging(service=service, level=settings.log_level, json_lines=settings.log_json)
+    application = create_app(settings)
     server = uvicorn.Server(
         server_config(application, settings, service=service, host=args.host, port=args.port)
     )

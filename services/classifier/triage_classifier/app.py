@@ -26,7 +26,7 @@ from triage_ml.model_thread import ModelThread
 from triage_runtime.apikeys import ApiKeys
 from triage_runtime.blobstore import BlobStore
 from triage_runtime.db.engine import make_async_engine
-from triage_runtime.http import RequestBodyLimit
+from triage_runtime.http import RequestBodyLimit, RequestMetrics
 from triage_runtime.kafka import DeadLetters, batch_subscriber, make_broker
 from triage_runtime.lag import LagMonitor
 from triage_runtime.ops import ops_router
@@ -128,6 +128,8 @@ def create_app(settings: Settings | None = None, *, blobs: BlobStore | None = No
     routes.use(
         app, settings=settings, api_keys=ApiKeys(engine), models=source, model_thread=model_thread
     )
+    # Added last, so it runs first and counts every answer, middleware's own included.
+    app.add_middleware(RequestMetrics, service=SERVICE)
     return app
 
 

@@ -28,7 +28,13 @@ from triage_ingest.settings import Settings
 from triage_ingest.store import IngestStore
 from triage_runtime.apikeys import ApiKeys
 from triage_runtime.db.engine import database_reachable, make_async_engine
-from triage_runtime.http import ConcurrencyLimit, RateLimiter, RequestBodyLimit
+from triage_runtime.http import (
+    ConcurrencyLimit,
+    RateLimiter,
+    RequestBodyLimit,
+    RequestMetrics,
+    internal_error,
+)
 from triage_runtime.kafka import make_broker
 from triage_runtime.ops import ops_router
 from triage_runtime.outbox import Outbox
@@ -121,6 +127,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         body_limits=lambda: BodyLimits.of(settings),
         paths=("/v1/documents",),
     )
+    app.add_exception_handler(Exception, internal_error)
     app.add_exception_handler(DBAPIError, dependency_down)
     app.add_exception_handler(KafkaError, dependency_down)
     app.include_router(
@@ -134,4 +141,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
     )
     app.include_router(documents.router)
+    # Added last, so it runs first and counts every answer, middleware's own included.
+    app.add_middleware(RequestMetrics, service=SERVICE)
     return app

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import mimetypes
+import os
 import re
 import unicodedata
 from collections.abc import Mapping, Sequence
@@ -29,8 +30,14 @@ from triage_text.email.parse import EMAIL_MEDIA_TYPE
 ACCEPTED_MEDIA_TYPES = frozenset(
     {"application/pdf", "text/plain", "text/html", "text/markdown", EMAIL_MEDIA_TYPE}
 )
+# A file declared as this (or as nothing) is given the type its name's extension says.
+UNTYPED = "application/octet-stream"
+# What a file part may be declared as: an accepted type, or untyped.
+PART_MEDIA_TYPES = (*sorted(ACCEPTED_MEDIA_TYPES), UNTYPED)
 
 DOCUMENT_ID = re.compile(r"doc_[0-9a-f]{32}")
+# Most filesystems allow 255 bytes per name, and a document's name column 255 characters.
+MAX_NAME_BYTES = 255
 _UNSAFE = re.compile(r"[^\w.\- ()]+")
 # The event contract's rules for metadata, checked here so that a bad key is a 422, not an
 # event that fails to validate after the upload was stored.
@@ -55,13 +62,35 @@ def safe_filename(raw: str | None) -> str | None:
     name = PureWindowsPath(PurePosixPath(raw).name).name
     name = unicodedata.normalize("NFKC", name)
     name = _UNSAFE.sub("_", name).strip(" ._")
-    return name[:255] or None
+    return shortened_name(name, MAX_NAME_BYTES).lstrip(" ._") or None
+
+
+def shortened_name(name: str, max_bytes: int) -> str:
+    """``name`` cut from the front, if need be, to at most ``max_bytes`` as the filesystem
+    counts them (UTF-8); the end, with the extension that decides the media type, stays.
+
+    Cut between characters, never inside one.
+    """
+    if len(os.fsencode(name)) <= max_bytes:
+        return name
+    kept = name[-max_bytes:]  # a character is at least one byte
+    while len(os.fsencode(kept)) > max_bytes:
+        kept = kept[1:]
+    return kept
+
+
+def accepted_types_text() -> str:
+    """The accepted media types in words, for the API's documentation."""
+    return (
+        f"one of {', '.join(sorted(ACCEPTED_MEDIA_TYPES))}; or {UNTYPED} (or no type) with a "
+        "file name whose extension says one of them"
+    )
 
 
 def media_type_for(declared: str | None, filename: str | None) -> str:
     """Decide an upload's media type from the declared type, falling back to the file name."""
     base = (declared or "").split(";", 1)[0].strip().lower()
-    if base in ("", "application/octet-stream") and filename:
+    if base in ("", UNTYPED) and filename:
         base = (mimetypes.guess_type(filename)[0] or "").lower()
     if base not in ACCEPTED_MEDIA_TYPES:
         raise UnsupportedMediaTypeError(

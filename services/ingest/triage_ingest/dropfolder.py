@@ -33,8 +33,7 @@ log = logging.getLogger(__name__)
 
 SETTLE_SECONDS = 1.0
 IGNORED_SUFFIXES = (".part", ".tmp", ".crdownload")
-# Most filesystems allow 255 bytes per name; a claimed name adds "xxxxxxxx-".
-_MAX_NAME_BYTES = 255
+# A claimed name adds "xxxxxxxx-".
 _CLAIM_PREFIX_BYTES = 9
 
 
@@ -204,15 +203,5 @@ class DropFolder:
 
 
 def _claimable_name(name: str) -> str:
-    """Return ``name`` cut from the front, if need be, to leave room for the claim prefix.
-
-    Counted in bytes, as the filesystem counts them; the end, with the extension that
-    decides the media type, stays.
-    """
-    encoded = os.fsencode(name)
-    room = _MAX_NAME_BYTES - _CLAIM_PREFIX_BYTES
-    if len(encoded) <= room:
-        return name
-    # Cutting inside a multi-byte character leaves stray bytes; fsdecode keeps them as they
-    # are (surrogateescape), so the name is still valid for the filesystem.
-    return os.fsdecode(encoded[-room:])
+    """Return ``name`` cut from the front, if need be, to leave room for the claim prefix."""
+    return domain.shortened_name(name, domain.MAX_NAME_BYTES - _CLAIM_PREFIX_BYTES)

@@ -231,16 +231,18 @@ class Intake:
                     "trace_id": event.trace_id,
                 },
             )
+        # What was stored, not what arrived: the same document again keeps its first name
+        # and type (the bytes, and so the hash and size, are the same by its identity).
         return [
             Accepted(
                 document_id=event.document_id,
                 sha256=a.sha256,
                 size_bytes=a.size_bytes,
-                media_type=a.media_type,
-                filename=event.document.filename,
+                media_type=row.media_type,
+                filename=row.filename,
                 parent_document_id=a.parent_document_id,
             )
-            for a, event in zip(arrivals, events, strict=True)
+            for a, event, row in zip(arrivals, events, stored, strict=True)
         ]
 
     async def accept_email(

@@ -38,10 +38,14 @@ class IdempotencyClaim:
 
 @dataclass(frozen=True, slots=True)
 class StoredDocument:
-    """A document row as stored: its event identity, and whether this call created it."""
+    """A document row as stored: its event identity, what it was stored as (the first
+    arrival's name and type, when the same document came again), and whether this call
+    created it."""
 
     event_id: uuid.UUID
     trace_id: str
+    filename: str | None
+    media_type: str
     created: bool
 
 
@@ -114,11 +118,15 @@ class IngestStore:
                     insert(DocumentRaw).values(owned_raws).on_conflict_do_nothing()
                 )
             found = {
-                row.document_id: (row.event_id, row.trace_id)
+                row.document_id: (row.event_id, row.trace_id, row.filename, row.media_type)
                 for row in await session.execute(
-                    select(Document.document_id, Document.event_id, Document.trace_id).where(
-                        Document.document_id.in_(ids)
-                    )
+                    select(
+                        Document.document_id,
+                        Document.event_id,
+                        Document.trace_id,
+                        Document.filename,
+                        Document.media_type,
+                    ).where(Document.document_id.in_(ids))
                 )
             }
         results: list[StoredDocument] = []

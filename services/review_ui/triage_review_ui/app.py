@@ -30,6 +30,7 @@ from triage_review_ui.search import ItemTexts
 from triage_review_ui.settings import Settings
 from triage_runtime.accounts.store import AuthStore
 from triage_runtime.db.engine import database_reachable, make_async_engine
+from triage_runtime.http import RequestMetrics
 from triage_runtime.kafka import make_broker
 from triage_runtime.ops import ops_router
 from triage_runtime.outbox import InBackground, Outbox
@@ -137,4 +138,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         history.router,
     ):
         app.include_router(router)
+    # Added last, so it runs first and counts every answer, middleware's own included.
+    app.add_middleware(RequestMetrics, service=SERVICE)
     return app

@@ -17,6 +17,7 @@ from triage_router.metrics import SERVICE
 from triage_router.routing_handler import RoutingHandler
 from triage_router.settings import Settings
 from triage_runtime.db.engine import database_reachable, make_async_engine
+from triage_runtime.http import RequestMetrics
 from triage_runtime.kafka import DeadLetters, batch_subscriber, make_broker
 from triage_runtime.lag import LagMonitor
 from triage_runtime.ops import ops_router
@@ -86,6 +87,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             metrics_token=settings.metrics_token,
         )
     )
+    # Added last, so it runs first and counts every answer, middleware's own included.
+    app.add_middleware(RequestMetrics, service=SERVICE)
     return app
 
 

@@ -13,6 +13,13 @@ from triage_ingest.deps import BlobsDep, Caller, IntakeDep, SettingsDep, StoreDe
 from triage_ingest.intake import Intake
 from triage_ingest.schemas import DocumentStatus, UploadAccepted
 from triage_runtime.blobstore import BlobStore
+from triage_runtime.openapi import (
+    INTERNAL_ERROR,
+    RETRY_AFTER,
+    WWW_AUTHENTICATE,
+    Invalid,
+    refusal,
+)
 
 log = logging.getLogger(__name__)
 
@@ -24,24 +31,51 @@ router = APIRouter()
     status_code=status.HTTP_202_ACCEPTED,
     response_model=UploadAccepted,
     summary="Upload documents: PDF, text, HTML, Markdown, or saved emails (.eml)",
+    description=(
+        "Each file part's media type is "
+        + domain.accepted_types_text()
+        + ". A request is all or nothing: every file is checked before any is accepted."
+    ),
     responses={
-        401: {"description": "No valid API key (answered before the body is read)"},
-        408: {
-            "description": "The body stopped arriving for the idle timeout, or arrived "
-            "slower than the minimum rate"
-        },
-        413: {
-            "description": "A file, the number of files, the form or the request is over its "
-            "limit (refused as soon as the streaming body passes it)"
-        },
-        415: {"description": "A file's type is not accepted"},
-        409: {"description": "A request with this Idempotency-Key is still in progress"},
-        422: {"description": "Invalid metadata, or an Idempotency-Key reused differently"},
-        429: {
-            "description": "Over this API key's upload rate, or its concurrent uploads; "
-            "retry after Retry-After"
-        },
-        503: {"description": "Overloaded or a dependency is down; retry after Retry-After"},
+        400: refusal("The multipart body could not be parsed"),
+        401: refusal(
+            "No valid X-API-Key (answered before the body is read)", headers=WWW_AUTHENTICATE
+        ),
+        408: refusal(
+            "The body stopped arriving for the idle timeout, or arrived slower than the "
+            "minimum rate"
+        ),
+        409: refusal(
+            "A request with this Idempotency-Key is still in progress", headers=RETRY_AFTER
+        ),
+        413: refusal(
+            "A file, the number of files, the form or the request is over its limit (refused "
+            "as soon as the streaming body passes it)"
+        ),
+        415: refusal("A file's type is not accepted (the answer names the accepted ones)"),
+        422: refusal(
+            "Invalid metadata or form, or an Idempotency-Key used for a different request",
+            model=Invalid,
+        ),
+        429: refusal(
+            "Over this API key's upload rate, or its concurrent uploads", headers=RETRY_AFTER
+        ),
+        500: refusal(INTERNAL_ERROR),
+        503: refusal(
+            "At the service's limit of concurrent uploads, or Kafka or PostgreSQL failed: "
+            "nothing was accepted",
+            headers=RETRY_AFTER,
+        ),
+    },
+    # The media types each file part may have, from the one place that decides them.
+    openapi_extra={
+        "requestBody": {
+            "content": {
+                "multipart/form-data": {
+                    "encoding": {"files": {"contentType": ", ".join(domain.PART_MEDIA_TYPES)}}
+                }
+            }
+        }
     },
 )
 async def upload(
@@ -124,7 +158,12 @@ async def _accept(
     "/v1/documents/{document_id}",
     response_model=DocumentStatus,
     summary="A document's status: where it went, or how far it has got",
-    responses={404: {"description": "No such document for this API key"}},
+    responses={
+        401: refusal("No valid X-API-Key", headers=WWW_AUTHENTICATE),
+        404: refusal("No such document for this API key"),
+        500: refusal(INTERNAL_ERROR),
+        503: refusal("PostgreSQL failed; try again", headers=RETRY_AFTER),
+    },
 )
 async def document_status(
     who: Caller, settings: SettingsDep, store: StoreDep, document_id: str
