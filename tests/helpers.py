@@ -12,7 +12,7 @@ from collections.abc import Collection, Mapping
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import create_engine, text
 
@@ -32,11 +32,15 @@ from triage_contracts import (
     SourceKind,
     derive_document_id,
 )
+from triage_ingest.settings import Settings as IngestSettings
 from triage_ml.model import Example
 from triage_runtime.apikeys import ApiKeys
 from triage_runtime.blobstore import LocalBlobStore
 from triage_runtime.db.engine import make_async_engine
 from triage_runtime.routing import RouteTo, routed_event
+
+if TYPE_CHECKING:
+    from tests.stack import Stack  # tests.stack imports this module
 
 PRODUCER = Producer(service="tests", version="0")
 RECEIVED_AT = datetime(2026, 11, 26, 9, 0, tzinfo=UTC)
@@ -266,3 +270,17 @@ def give_outcome(database_url: str, document_id: str, status: str) -> None:
     finally:
         engine.dispose()
     assert derived == status
+
+
+def isolated_ingest_settings(
+    stack: Stack, database_url: str, tmp_path: Path, **overrides: Any
+) -> IngestSettings:
+    """Ingest's settings on an isolated stack (its topics, its database, blobs in
+    ``tmp_path/blobs``) with 64 KiB files unless ``overrides`` say otherwise."""
+    return IngestSettings(
+        kafka_bootstrap=stack.kafka_bootstrap,
+        database_url=database_url,
+        blob_dir=tmp_path / "blobs",
+        topic_prefix=stack.topic_prefix,
+        **{"max_upload_bytes": 64 * 1024, **overrides},
+    )

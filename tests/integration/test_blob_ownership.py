@@ -22,7 +22,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from typer.testing import CliRunner
 
-from tests.helpers import email_bytes, give_outcome, new_api_key, sql_rows
+from tests.helpers import email_bytes, give_outcome, isolated_ingest_settings, new_api_key, sql_rows
 from tests.integration.conftest import S3Server
 from tests.stack import Stack
 from triage_cli.main import app as cli
@@ -37,12 +37,10 @@ from triage_runtime.retention import sweep_orphans
 
 @pytest.fixture
 def settings(isolated: Stack, clean_db: str, tmp_path: Path) -> Settings:
-    return Settings(
-        kafka_bootstrap=isolated.kafka_bootstrap,
-        database_url=clean_db,
-        blob_dir=tmp_path / "blobs",
-        topic_prefix=isolated.topic_prefix,
-        max_upload_bytes=64 * 1024,
+    return isolated_ingest_settings(
+        isolated,
+        clean_db,
+        tmp_path,
         max_files_per_request=3,
         max_concurrent_uploads_per_key=16,
     )

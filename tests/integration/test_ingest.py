@@ -18,7 +18,7 @@ from fastapi.testclient import TestClient
 
 from scripts.pdfgen import make_pdf
 from tests.faults.harness import read_topics
-from tests.helpers import email_bytes, free_port, new_api_key, sql_rows
+from tests.helpers import email_bytes, free_port, isolated_ingest_settings, new_api_key, sql_rows
 from tests.kafkatools import collect, produce
 from tests.stack import Stack
 from triage_contracts import topics
@@ -43,12 +43,10 @@ def _to_end(stack: Stack, topic: str) -> list[dict[str, Any]]:
 
 @pytest.fixture
 def settings(isolated: Stack, clean_db: str, tmp_path: Path) -> Settings:
-    return Settings(
-        kafka_bootstrap=isolated.kafka_bootstrap,
-        database_url=clean_db,
-        blob_dir=tmp_path / "blobs",
-        topic_prefix=isolated.topic_prefix,
-        max_upload_bytes=64 * 1024,
+    return isolated_ingest_settings(
+        isolated,
+        clean_db,
+        tmp_path,
         max_files_per_request=3,
     )
 

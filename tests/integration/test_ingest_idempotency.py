@@ -17,7 +17,7 @@ from httpx2 import Response
 from sqlalchemy import create_engine, text
 
 from tests.faults.harness import read_topics
-from tests.helpers import new_api_key, sql_rows
+from tests.helpers import isolated_ingest_settings, new_api_key, sql_rows
 from tests.stack import Stack
 from triage_contracts import topics
 from triage_ingest import uploads
@@ -32,12 +32,10 @@ PAIRS = 10
 
 @pytest.fixture
 def settings(isolated: Stack, clean_db: str, tmp_path: Path) -> Settings:
-    return Settings(
-        kafka_bootstrap=isolated.kafka_bootstrap,
-        database_url=clean_db,
-        blob_dir=tmp_path / "blobs",
-        topic_prefix=isolated.topic_prefix,
-        max_upload_bytes=64 * 1024,
+    return isolated_ingest_settings(
+        isolated,
+        clean_db,
+        tmp_path,
         max_files_per_request=3,
         # Races of eight come from one key: its concurrency limit must not refuse them.
         max_concurrent_uploads_per_key=16,

@@ -16,7 +16,7 @@ from sqlalchemy import create_engine, text
 from typer.testing import CliRunner
 
 from scripts.pdfgen import make_pdf
-from tests.helpers import email_bytes, free_port, new_api_key
+from tests.helpers import email_bytes, free_port, isolated_ingest_settings, new_api_key
 from tests.stack import Stack
 from triage_cli.exit_codes import SKIPPED
 from triage_cli.main import app
@@ -46,13 +46,7 @@ def _serving(settings: Settings) -> Iterator[str]:
 
 @pytest.fixture
 def ingest_settings(isolated: Stack, clean_db: str, tmp_path: Path) -> Settings:
-    return Settings(
-        kafka_bootstrap=isolated.kafka_bootstrap,
-        database_url=clean_db,
-        blob_dir=tmp_path / "blobs",
-        topic_prefix=isolated.topic_prefix,
-        max_upload_bytes=64 * 1024,
-    )
+    return isolated_ingest_settings(isolated, clean_db, tmp_path)
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ import httpx
 import pytest
 import uvicorn
 
-from tests.helpers import free_port, new_api_key
+from tests.helpers import free_port, isolated_ingest_settings, new_api_key
 from tests.stack import Stack
 from triage_ingest.app import create_app
 from triage_ingest.settings import Settings
@@ -30,11 +30,10 @@ BOUNDARY = "edge-boundary"
 
 @pytest.fixture
 def settings(isolated: Stack, clean_db: str, tmp_path: Path) -> Settings:
-    return Settings(
-        kafka_bootstrap=isolated.kafka_bootstrap,
-        database_url=clean_db,
-        blob_dir=tmp_path / "blobs",
-        topic_prefix=isolated.topic_prefix,
+    return isolated_ingest_settings(
+        isolated,
+        clean_db,
+        tmp_path,
         max_upload_bytes=64 * 1024 * 1024,
         max_files_per_request=2,
         max_concurrent_uploads=3,
