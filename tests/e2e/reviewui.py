@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -106,6 +107,14 @@ def running_review_ui(
     finally:
         process.terminate()
         process.wait(timeout=30)
+
+
+def open_item(page: Page, name: str) -> None:
+    """Click the queue's link to the item named ``name`` and wait until its page has loaded,
+    its script included (a key pressed earlier would reach the queue page instead)."""
+    page.get_by_role("link", name=name).first.click()
+    expect(page).to_have_url(re.compile(r"/items/\d+(\?.*)?$"))
+    page.wait_for_load_state("load")
 
 
 def signed_in(

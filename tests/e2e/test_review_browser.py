@@ -17,6 +17,7 @@ from tests.e2e.reviewui import (
     ARTIFACTS,
     create_people,
     empty_review_tables,
+    open_item,
     run_async,
     running_review_ui,
     signed_in,
@@ -62,7 +63,7 @@ def review_ui(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterato
 def test_login_claim_and_decide_by_keyboard(browser: Browser, review_ui: str) -> None:
     page = signed_in(browser, review_ui, "alice")
     page.screenshot(path=ARTIFACTS / "queue.png")
-    page.click("text=mail-0.txt")
+    open_item(page, "mail-0.txt")
     expect(page.locator("#decide")).to_be_visible()
     page.keyboard.press("3")  # the third queue: legal, which claims the item
     expect(page.locator('input[name="label"][value="legal"]')).to_be_checked()

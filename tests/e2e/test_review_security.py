@@ -21,6 +21,7 @@ from tests.e2e.reviewui import (
     PASSWORD,
     create_people,
     empty_review_tables,
+    open_item,
     run_async,
     running_review_ui,
     signed_in,
@@ -126,7 +127,7 @@ def test_back_after_signing_out_does_not_show_the_document(
 def test_the_policy_refuses_nothing_of_the_pages_own(browser: Browser, review_ui: str) -> None:
     page = signed_in(browser, review_ui, "alice")
     violations = _policy_violations(page)
-    page.get_by_role("link", name="outage-report.txt").click()
+    open_item(page, "outage-report.txt")
     page.keyboard.press("2")  # review.js still runs: the second queue is chosen
     expect(page.locator('input[name="label"][value="technical"]')).to_be_checked()
     with page.expect_response(lambda r: r.url.endswith("/document")) as framed:
