@@ -26,7 +26,8 @@ busy after their retries (each shown with why); everything else was done."""
 
 UNREACHABLE = 5
 """Any command: PostgreSQL (TRIAGE_DATABASE_URL) or Kafka (TRIAGE_KAFKA_BOOTSTRAP) could not
-be reached; one line names the host:port (``triage_cli.services``)."""
+be reached; one line names the host:port (``triage_cli.services``). ``triage upload``: the
+ingest service answered none of the files."""
 
 STOPPED = 6
 """``triage batch score``: the run stopped partway (an error, Ctrl-C, SIGTERM); the rows of
