@@ -82,17 +82,18 @@ def test_renewing_extends_ones_own_claim_silently_and_never_takes_anothers(
 ) -> None:
     async def scenario() -> None:
         [item] = await _open_items(clean_db, 1)
-        flow, engine = _workflow(clean_db, lease=0.5)
+        # Leases of seconds (a loaded machine's round trips must fit well inside one).
+        flow, engine = _workflow(clean_db, lease=2.5)
         assert await flow.renew(item, reviewer="alice") is None, "renewing is not claiming"
         await flow.claim(item, reviewer="alice")
-        for _ in range(4):  # 1.2 s in all, past two leases: the heartbeat keeps it
-            await asyncio.sleep(0.3)
+        for _ in range(4):  # 6 s in all, past two leases: the heartbeat keeps it
+            await asyncio.sleep(1.5)
             assert await flow.renew(item, reviewer="alice") is not None
         with pytest.raises(ClaimConflictError, match="claimed by alice"):
             await flow.claim(item, reviewer="bob")
-        await asyncio.sleep(0.7)  # the page was hidden: the claim lapsed, nobody took it
+        await asyncio.sleep(3.5)  # the page was hidden: the claim lapsed, nobody took it
         assert await flow.renew(item, reviewer="alice") is not None
-        await asyncio.sleep(0.7)
+        await asyncio.sleep(3.5)
         await flow.claim(item, reviewer="bob")  # now bob takes it
         assert await flow.renew(item, reviewer="alice") is None
         await engine.dispose()
@@ -107,10 +108,10 @@ def test_renewing_extends_ones_own_claim_silently_and_never_takes_anothers(
 def test_deciding_after_a_lapse_works_unless_someone_took_the_item(clean_db: str) -> None:
     async def scenario() -> None:
         first, second = await _open_items(clean_db, 2)
-        flow, engine = _workflow(clean_db, lease=0.3)
+        flow, engine = _workflow(clean_db, lease=1.5)
         await flow.claim(first, reviewer="alice")
         await flow.claim(second, reviewer="alice")
-        await asyncio.sleep(0.5)  # both claims lapse
+        await asyncio.sleep(2.5)  # both claims lapse
         await flow.decide(first, reviewer="alice", label="legal")  # nobody took it
         await flow.claim(second, reviewer="bob")
         with pytest.raises(ClaimConflictError, match="claimed by bob"):

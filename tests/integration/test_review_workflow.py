@@ -106,13 +106,15 @@ def test_two_reviewers_claiming_at_once_exactly_one_wins(clean_db: str) -> None:
 def test_a_lease_expires_and_only_the_holder_may_decide(clean_db: str) -> None:
     async def scenario() -> None:
         [item] = await _open_items(clean_db, 1)
-        flow, engine = _workflow(clean_db, lease=0.5)
+        # Leases of seconds, not fractions: on a loaded machine a round trip can take most of
+        # a short lease, and the holder's claim would lapse before the test looks.
+        flow, engine = _workflow(clean_db, lease=2.5)
         await flow.claim(item, reviewer="alice")
         with pytest.raises(ClaimConflictError, match="claimed by alice"):
             await flow.claim(item, reviewer="bob")
         with pytest.raises(ClaimConflictError, match="claimed by alice"):
             await flow.decide(item, reviewer="bob", label="billing")
-        await asyncio.sleep(0.7)
+        await asyncio.sleep(3.5)
         await flow.claim(item, reviewer="bob")  # the lease ran out, so bob may take it
         with pytest.raises(ClaimConflictError, match="claimed by bob"):
             await flow.decide(item, reviewer="alice", label="billing")  # her claim lapsed
