@@ -737,3 +737,25 @@ def test_a_failed_or_crashed_request_gives_its_key_up() -> None:
     after_crash, late = asyncio.run(scenario())
     assert isinstance(after_crash, uuid.UUID), "a released or expired key is taken again"
     assert late is False, "the request that lost its reservation does not overwrite the answer"
+
+
+class _RenewalFails(MemoryStore):
+    """A store whose PostgreSQL goes away while a request renews its key's hold."""
+
+    async def renew_idempotency_key(
+        self, api_key_id: int, key: str, *, owner: uuid.UUID, hold_seconds: float
+    ) -> bool:
+        raise OperationalError("UPDATE idempotency_record", {}, Exception("connection refused"))
+
+
+def test_a_renewal_that_cannot_reach_postgresql_does_not_fail_the_request() -> None:
+    store = _RenewalFails(cast(MemoryOutbox, None))
+
+    async def run() -> str:
+        claim = await store.claim_idempotency_key(1, "k", request_sha256="a" * 64, hold_seconds=1)
+        assert claim.owner is not None
+        async with uploads.key_kept(store, 1, "k", claim.owner, hold_seconds=0.03):
+            await asyncio.sleep(0.1)  # several renewals due, the first one fails
+            return "answered"
+
+    assert asyncio.run(run()) == "answered"

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import logging
 import math
 import tempfile
 import time
@@ -29,6 +30,8 @@ from triage_runtime.blobstore import BlobStore
 from triage_text.email.parse import EMAIL_MEDIA_TYPE
 
 CHUNK = 1024 * 1024
+
+log = logging.getLogger(__name__)
 
 
 class CheckedFile(NamedTuple):
@@ -199,9 +202,16 @@ async def key_kept(
     async def renew() -> None:
         while True:
             await asyncio.sleep(hold_seconds / 3)
-            if not await store.renew_idempotency_key(
-                caller_id, key, owner=owner, hold_seconds=hold_seconds
-            ):
+            try:
+                held = await store.renew_idempotency_key(
+                    caller_id, key, owner=owner, hold_seconds=hold_seconds
+                )
+            except Exception:
+                # The request's own work decides its answer; a renewal that cannot reach
+                # PostgreSQL only shortens the hold (answering checks it still holds the key).
+                log.warning("could not renew an Idempotency-Key's hold", exc_info=True)
+                return
+            if not held:
                 return
 
     renewing = asyncio.create_task(renew())
