@@ -15,8 +15,8 @@ import pytest
 from scripts.pdfgen import make_pdf
 from triage_contracts import ExtractionStatus
 from triage_text.email.parse import parse_email
-from triage_text.extract import extract_text, normalise
 from triage_text.email.result import ParsedMessage, ParsedPart
+from triage_text.extract import extract_text, normalise
 
 DOCX_TYPE = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
 PNG = base64.b64decode(
@@ -234,7 +234,7 @@ def test_a_pdf_sent_as_octet_stream_is_typed_by_its_content_and_read() -> None:
 
 
 def test_a_text_attachment_keeps_its_declared_charset_for_extraction() -> None:
-    invoice = "Счёт № 1234\nК оплате: 5 000 руб.\n"
+    invoice = "Счёт № 1234\n5 000,00\n"
     msg = base_message()
     msg.set_content("Счёт во вложении.\n")
     msg.add_attachment(
