@@ -17,7 +17,7 @@ from triage_text.markup import html_to_text
 from triage_text.mediatype import base_type as media_base_type
 from triage_text.mediatype import charset_of
 
-FEATURE_CODE_VERSION = "1"
+FEATURE_CODE_VERSION = "2"
 """Bump when extraction or normalisation changes what a model sees; recorded in artifacts."""
 
 MAX_PDF_PAGES = 50
