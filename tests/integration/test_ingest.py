@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import email.policy
 import hashlib
 import json
 import os
@@ -10,6 +11,7 @@ import re
 import smtplib
 import time
 from collections.abc import Iterator
+from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
@@ -21,13 +23,14 @@ from tests.faults.harness import read_topics
 from tests.helpers import email_bytes, free_port, isolated_ingest_settings, new_api_key, sql_rows
 from tests.kafkatools import collect, produce
 from tests.stack import Stack
-from triage_contracts import topics
+from triage_contracts import ExtractionStatus, topics
 from triage_ingest.app import create_app
 from triage_ingest.settings import Settings
 from triage_ingest.store import IngestStore
 from triage_runtime.apikeys import ApiKeys
 from triage_runtime.blobstore import LocalBlobStore
 from triage_runtime.db.engine import make_async_engine
+from triage_text.extract import extract_text, normalise
 
 
 def _published(stack: Stack, topic: str, count: int) -> list[dict[str, object]]:
@@ -373,6 +376,60 @@ def test_smtp_accepts_allowed_mail_and_refuses_the_rest(
     )
     assert document_id == document["key"]
     assert b"Please refund order 5." in LocalBlobStore(settings.blob_dir).get(raw_sha)
+
+
+def test_smtp_mail_parts_are_typed_by_content_and_keep_their_charset(
+    settings: Settings, isolated: Stack
+) -> None:
+    """Issue 20, defects 1 and 2: a PDF sent as application/octet-stream is read as a PDF,
+    and a windows-1251 text attachment reaches extraction (as the classifier and the review
+    page run it) as the words written, not mojibake."""
+    port = free_port()
+    settings = settings.model_copy(
+        update={
+            "smtp_enabled": True,
+            "smtp_port": port,
+            "smtp_allowed_recipients": ["triage@example.org"],
+        }
+    )
+    message = EmailMessage()
+    message["From"] = "Olga <olga@example.ru>"
+    message["To"] = "triage@example.org"
+    message["Subject"] = "Scan and invoice"
+    message["Message-ID"] = "<scan-and-invoice@example.ru>"
+    message.set_content("Two files attached.")
+    pdf = make_pdf("Delivery note 77", title="Delivery note 77")
+    message.add_attachment(pdf, maintype="application", subtype="octet-stream", filename="SCAN_77")
+    message.add_attachment(
+        "Счёт № 1234".encode("windows-1251"),
+        maintype="text",
+        subtype="plain",
+        filename="schet.txt",
+        params={"charset": "windows-1251"},
+    )
+    with TestClient(create_app(settings)):
+        with smtplib.SMTP("127.0.0.1", port, timeout=10) as smtp:
+            # CRLF line ends, as a mail client sends them (bare LF is defect 4, not this one).
+            raw = message.as_bytes(policy=email.policy.SMTP)
+            smtp.sendmail("olga@example.ru", ["triage@example.org"], raw)
+        published = _published(isolated, topics.DOCUMENTS, 3)
+    blobs = LocalBlobStore(settings.blob_dir)
+    parts = {
+        v["document"]["email"]["part"]: v["document"]["blob"]  # type: ignore[index]
+        for v in (record["value"] for record in published)
+    }
+    assert set(parts) == {"body", "2", "3"}
+    assert parts["2"]["media_type"] == "application/pdf"
+    scan = extract_text(blobs.get(parts["2"]["sha256"]), parts["2"]["media_type"])
+    assert scan.status is ExtractionStatus.OK
+    assert "Delivery note 77" in scan.text
+    assert parts["3"]["media_type"] == "text/plain; charset=windows-1251"
+    invoice = extract_text(blobs.get(parts["3"]["sha256"]), parts["3"]["media_type"])
+    assert invoice.text == normalise("Счёт № 1234")
+    # What the review page and the status API show comes from the stored row.
+    rows = dict(sql_rows(settings.database_url, "SELECT filename, media_type FROM document"))
+    assert rows["SCAN_77"] == "application/pdf"
+    assert rows["schet.txt"] == "text/plain; charset=windows-1251"
 
 
 def test_a_saved_email_upload_becomes_body_and_attachments(

@@ -59,6 +59,14 @@ def test_a_long_file_name_is_cut_from_the_front_and_keeps_its_extension(raw: str
 def test_media_type_comes_from_declaration_or_name() -> None:
     assert ingest_domain.media_type_for("application/pdf", "x.bin") == "application/pdf"
     assert ingest_domain.media_type_for("application/octet-stream", "a.pdf") == "application/pdf"
+    # Untyped, its content decides before its name does (the rule email parts follow too).
+    pdf_head = b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n"
+    assert ingest_domain.media_type_for(None, "scan0042", pdf_head) == "application/pdf"
+    assert (
+        ingest_domain.media_type_for("application/octet-stream", "scan.txt", pdf_head)
+        == "application/pdf"
+    )
+    assert ingest_domain.media_type_for("text/plain", "a.txt", pdf_head) == "text/plain"
     assert ingest_domain.media_type_for("text/plain; charset=utf-8", None) == "text/plain"
     with pytest.raises(ingest_domain.UnsupportedMediaTypeError, match="image/png"):
         ingest_domain.media_type_for("image/png", "a.png")

@@ -13,8 +13,10 @@ from email.utils import format_datetime
 import pytest
 
 from scripts.pdfgen import make_pdf
+from triage_contracts import ExtractionStatus
 from triage_text.email.parse import parse_email
 from triage_text.email.result import ParsedMessage, ParsedPart
+from triage_text.extract import extract_text, normalise
 
 DOCX_TYPE = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
 PNG = base64.b64decode(
@@ -210,6 +212,47 @@ def test_text_attachment_with_filename_is_an_attachment_not_the_body() -> None:
     assert log.filename == "server.log"
     assert log.media_type == "text/plain"
     assert log.data.replace(b"\r\n", b"\n") == b"line 1\nline 2\n"
+
+
+def test_a_pdf_sent_as_octet_stream_is_typed_by_its_content_and_read() -> None:
+    pdf = make_pdf("Scan 0042\nInvoice 2024-118", title="Scan 0042")
+    msg = base_message()
+    msg.set_content("Scanned on the office copier.\n")
+    # As copiers and some webmail send it: no PDF type, and a name without an extension.
+    msg.add_attachment(pdf, maintype="application", subtype="octet-stream", filename="scan0042")
+    msg.add_attachment(b"\x00\x01opaque", maintype="application", subtype="octet-stream")
+
+    scan, opaque = attachments(parse_email(msg.as_bytes()))
+
+    assert scan.media_type == "application/pdf"
+    assert scan.data == pdf
+    extracted = extract_text(scan.data, scan.media_type)
+    assert extracted.status is ExtractionStatus.OK
+    assert "Invoice 2024-118" in extracted.text
+    # Bytes that say nothing stay untyped.
+    assert opaque.media_type == "application/octet-stream"
+
+
+def test_a_text_attachment_keeps_its_declared_charset_for_extraction() -> None:
+    invoice = "Счёт № 1234\n5 000,00\n"
+    msg = base_message()
+    msg.set_content("Счёт во вложении.\n")
+    msg.add_attachment(
+        invoice.encode("windows-1251"),
+        maintype="text",
+        subtype="plain",
+        filename="schet.txt",
+        params={"charset": "windows-1251"},
+    )
+
+    [part] = attachments(parse_email(msg.as_bytes()))
+
+    assert part.media_type == "text/plain; charset=windows-1251"
+    assert part.data.replace(b"\r\n", b"\n") == invoice.encode("windows-1251")  # bytes kept
+    extracted = extract_text(part.data, part.media_type)
+    assert extracted.status is ExtractionStatus.OK
+    # What the model sees: the words as written (NFKC makes "№" "No"), not mojibake.
+    assert extracted.text.splitlines()[0] == normalise("Счёт № 1234") == "Счёт No 1234"
 
 
 def test_a_later_footer_does_not_replace_an_html_body() -> None:

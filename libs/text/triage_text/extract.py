@@ -12,9 +12,12 @@ from dataclasses import dataclass
 
 from triage_contracts import ExtractionStatus
 from triage_contracts.inference import MAX_TEXT_CHARS
+from triage_text.email import decoding
 from triage_text.markup import html_to_text
+from triage_text.mediatype import base_type as media_base_type
+from triage_text.mediatype import charset_of
 
-FEATURE_CODE_VERSION = "1"
+FEATURE_CODE_VERSION = "2"
 """Bump when extraction or normalisation changes what a model sees; recorded in artifacts."""
 
 MAX_PDF_PAGES = 50
@@ -47,8 +50,12 @@ def normalise(text: str) -> str:
     return text.strip()[:MAX_TEXT_CHARS]
 
 
-def decode_text(data: bytes) -> str:
-    """Decode bytes of unknown charset: UTF-8 (with or without BOM), else Windows-1252."""
+def decode_text(data: bytes, charset: str | None = None) -> str:
+    """Decode text bytes in their declared charset (with the supersets senders mean by it);
+    bytes of unknown charset as UTF-8 (with or without BOM), else Windows-1252.
+    """
+    if charset is not None and decoding.charset_codec(charset) is not None:
+        return decoding.decode_text(data, charset)[0].removeprefix("\ufeff")
     if data.startswith(b"\xef\xbb\xbf"):
         data = data[3:]
     try:
@@ -84,16 +91,17 @@ def extract_text(
     """Extract normalised text from a document's bytes; failures come back as a status."""
     if len(data) > max_bytes:
         return ExtractedText(ExtractionStatus.TOO_LARGE)
-    base_type = media_type.split(";", 1)[0].strip().lower()
+    base_type = media_base_type(media_type)
+    charset = charset_of(media_type)
     if base_type in PDF_MEDIA_TYPES:
         raw = _pdf_text(data)
         if raw.status is not ExtractionStatus.OK:
             return raw
         text, pages = raw.text, raw.pages
     elif base_type in HTML_MEDIA_TYPES:
-        text, pages = html_to_text(decode_text(data)), None
+        text, pages = html_to_text(decode_text(data, charset)), None
     elif base_type in TEXT_MEDIA_TYPES:
-        text, pages = decode_text(data), None
+        text, pages = decode_text(data, charset), None
     else:
         return ExtractedText(ExtractionStatus.UNSUPPORTED)
     text = normalise(text)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import mimetypes
 import os
 import re
 import unicodedata
@@ -26,12 +25,13 @@ from triage_contracts import (
 )
 from triage_contracts.events import MAX_METADATA_ITEMS, MetadataKey, MetadataValue
 from triage_text.email.parse import EMAIL_MEDIA_TYPE
+from triage_text.mediatype import UNTYPED, decide_media_type
 
 ACCEPTED_MEDIA_TYPES = frozenset(
     {"application/pdf", "text/plain", "text/html", "text/markdown", EMAIL_MEDIA_TYPE}
 )
-# A file declared as this (or as nothing) is given the type its name's extension says.
-UNTYPED = "application/octet-stream"
+# A file declared as UNTYPED (or as nothing) is given the type its content or name's
+# extension says (triage_text.mediatype, which email parts are typed by too).
 # What a file part may be declared as: an accepted type, or untyped.
 PART_MEDIA_TYPES = (*sorted(ACCEPTED_MEDIA_TYPES), UNTYPED)
 
@@ -82,16 +82,15 @@ def shortened_name(name: str, max_bytes: int) -> str:
 def accepted_types_text() -> str:
     """The accepted media types in words, for the API's documentation."""
     return (
-        f"one of {', '.join(sorted(ACCEPTED_MEDIA_TYPES))}; or {UNTYPED} (or no type) with a "
-        "file name whose extension says one of them"
+        f"one of {', '.join(sorted(ACCEPTED_MEDIA_TYPES))}; or {UNTYPED} (or no type) with "
+        "content (a PDF's signature) or a file name whose extension says one of them"
     )
 
 
-def media_type_for(declared: str | None, filename: str | None) -> str:
-    """Decide an upload's media type from the declared type, falling back to the file name."""
-    base = (declared or "").split(";", 1)[0].strip().lower()
-    if base in ("", UNTYPED) and filename:
-        base = (mimetypes.guess_type(filename)[0] or "").lower()
+def media_type_for(declared: str | None, filename: str | None, head: bytes = b"") -> str:
+    """Decide an upload's media type from the declared type, falling back to its content
+    (``head``, its first bytes) and then its file name; raise if it is not accepted."""
+    base = decide_media_type(declared, filename, head)
     if base not in ACCEPTED_MEDIA_TYPES:
         raise UnsupportedMediaTypeError(
             f"media type {base or 'unknown'!r} is not accepted; "

@@ -28,6 +28,7 @@ from triage_ingest.schemas import DocumentAccepted, UploadAccepted
 from triage_ingest.store import IngestStore
 from triage_runtime.blobstore import BlobStore
 from triage_text.email.parse import EMAIL_MEDIA_TYPE
+from triage_text.mediatype import SNIFF_BYTES
 
 CHUNK = 1024 * 1024
 
@@ -67,12 +68,20 @@ def checked_files(files: Sequence[UploadFile], *, max_files: int) -> list[Checke
     for item in files:
         filename = domain.safe_filename(item.filename)
         try:
-            media_type = domain.media_type_for(item.content_type, filename)
+            media_type = domain.media_type_for(item.content_type, filename, _head(item))
         except domain.UnsupportedMediaTypeError as exc:
             UPLOADS.labels("unsupported_type").inc()
             raise HTTPException(status.HTTP_415_UNSUPPORTED_MEDIA_TYPE, str(exc)) from exc
         checked.append(CheckedFile(filename, media_type, item))
     return checked
+
+
+def _head(upload: UploadFile) -> bytes:
+    """The first bytes of an upload, by which an untyped file's type is decided."""
+    upload.file.seek(0)
+    head = upload.file.read(SNIFF_BYTES)
+    upload.file.seek(0)
+    return head
 
 
 class SpooledFile(NamedTuple):

@@ -51,7 +51,7 @@ _UTF8_FAMILY = frozenset({"utf-8", "utf-8-sig"})
 def decode_text(data: bytes, charset: str | None) -> tuple[str, list[str]]:
     """Decode text bytes from a declared charset, best effort, saying what went wrong."""
     label = charset or "us-ascii"
-    codec = _codec_for(label)
+    codec = charset_codec(label)
     defects: list[str] = []
     if codec is None:
         defects.append(f"unknown_charset:{short_label(label)}")
@@ -83,7 +83,7 @@ def _strict(data: bytes, codec: str) -> str | None:
         return None
 
 
-def _codec_for(label: str) -> str | None:
+def charset_codec(label: str) -> str | None:
     """Return the Python codec for a charset label, or None if it names no text charset."""
     label = label.strip().strip("\"'").lower()
     if not _CHARSET_LABEL.fullmatch(label):

@@ -23,6 +23,7 @@ from triage_text.email.mime import choose_body, leaf_parts, nested_message, read
 from triage_text.email.parts import Leaf
 from triage_text.email.payload import payload_bytes, serialise
 from triage_text.email.result import Collector, ParsedMessage, ParsedPart
+from triage_text.mediatype import SNIFF_BYTES, UNTYPED, decide_media_type, with_charset
 
 EMAIL_MEDIA_TYPE = "message/rfc822"
 """The media type of a whole email (``.eml``): parsed into documents, never one itself."""
@@ -150,12 +151,14 @@ def _body_text(leaf: Leaf | None) -> tuple[str, list[str]]:
 
 def _attachment(leaf: Leaf, *, prefix: str, parent: str) -> ParsedPart:
     data, defects = payload_bytes(leaf.obj)
+    # Typed as an upload would be: a PDF sent as application/octet-stream is a PDF.
+    media_type = decide_media_type(leaf.declared, leaf.filename, data[:SNIFF_BYTES]) or UNTYPED
     return ParsedPart(
         part=f"{prefix}{leaf.path}",
         role="attachment",
         parent=parent,
         filename=leaf.filename,
-        media_type=leaf.declared or "application/octet-stream",
+        media_type=with_charset(media_type, leaf.charset),
         data=data,
         defects=unique([*leaf.defects, *defects]),
         inline=leaf.inline,
