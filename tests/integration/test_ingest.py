@@ -605,3 +605,19 @@ def test_drop_folder_takes_a_renamed_in_file_at_once(
     assert took < 20, "a renamed-in file must not wait the 300 s settle interval"
     [document] = _published(isolated, topics.DOCUMENTS, 1)
     assert document["value"]["document"]["blob"]["sha256"] == hashlib.sha256(content).hexdigest()  # type: ignore[index]
+
+
+def test_drop_folder_decides_a_files_type_by_its_content(
+    settings: Settings, isolated: Stack, tmp_path: Path
+) -> None:
+    drop = tmp_path / "drop"
+    settings = settings.model_copy(update={"drop_dir": drop, "drop_poll_seconds": 0.2})
+    (drop / "inbox").mkdir(parents=True)
+    for name in ("scan0042", "scan.bin"):
+        (drop / "inbox" / name).write_bytes(make_pdf(f"Invoice {name}"))
+    with TestClient(create_app(settings)):
+        assert _done_names(drop, 2, timeout=30) == ["scan.bin", "scan0042"]
+    documents = _published(isolated, topics.DOCUMENTS, 2)
+    types = {m["value"]["document"]["blob"]["media_type"] for m in documents}  # type: ignore[index]
+    assert types == {"application/pdf"}
+    assert not list((drop / "failed").iterdir())

@@ -32,6 +32,7 @@ from triage_ingest.intake import Intake
 from triage_ingest.metrics import CONNECTOR_ITEMS
 from triage_ingest.settings import Settings
 from triage_text.email.parse import EMAIL_MEDIA_TYPE
+from triage_text.mediatype import SNIFF_BYTES
 
 log = logging.getLogger(__name__)
 
@@ -153,7 +154,9 @@ class DropFolder:
             CONNECTOR_ITEMS.labels("folder", "ingested").inc()
             return
         try:
-            media_type = domain.media_type_for(None, original_name)
+            # Typed as an untyped upload is: by content first, then by the name's extension.
+            head = await asyncio.to_thread(_head, path)
+            media_type = domain.media_type_for(None, original_name, head)
         except domain.UnsupportedMediaTypeError as exc:
             await self._fail(path, original_name, size, ErrorClass.UNSUPPORTED_MEDIA_TYPE, str(exc))
             return
@@ -217,6 +220,12 @@ class DropFolder:
         target = folder / path.name
         path.rename(target)
         return target
+
+
+def _head(path: Path) -> bytes:
+    """A file's first bytes, by which its type is decided."""
+    with path.open("rb") as handle:
+        return handle.read(SNIFF_BYTES)
 
 
 def _renamed_in(info: os.stat_result) -> bool:
