@@ -607,3 +607,74 @@ def test_a_dead_lettered_document_shows_dead_lettered_with_its_reason(
     assert found["dead_letter"] == expected
     schema = client.get("/openapi.json").json()["components"]["schemas"]["DocumentStatus"]
     assert "dead_lettered" in schema["properties"]["status"]["enum"]
+
+
+def _done_names(drop: Path, count: int, timeout: float) -> list[str]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and len(list((drop / "done").iterdir())) < count:
+        time.sleep(0.1)
+    return sorted(p.name.split("-", 1)[1] for p in (drop / "done").iterdir())
+
+
+def test_drop_folder_waits_for_a_writer_that_pauses(
+    settings: Settings, isolated: Stack, tmp_path: Path
+) -> None:
+    drop = tmp_path / "drop"
+    settings = settings.model_copy(
+        update={"drop_dir": drop, "drop_poll_seconds": 0.2, "drop_settle_seconds": 4.0}
+    )
+    (drop / "inbox").mkdir(parents=True)
+    whole = ("Please cancel the contract for account 1234. " * 200).encode()
+    half = len(whole) // 2
+    with TestClient(create_app(settings)):
+        with (drop / "inbox" / "letter.txt").open("wb") as writer:
+            writer.write(whole[:half])
+            writer.flush()
+            time.sleep(2.5)  # longer than the old one-second settle, shorter than the new
+            assert not list((drop / "done").iterdir()), "taken while the writer paused"
+            writer.write(whole[half:])
+        assert _done_names(drop, 1, timeout=30) == ["letter.txt"]
+    [document] = _published(isolated, topics.DOCUMENTS, 1)
+    blob = document["value"]["document"]["blob"]  # type: ignore[index]
+    assert blob["size_bytes"] == len(whole)
+    assert blob["sha256"] == hashlib.sha256(whole).hexdigest()
+    assert LocalBlobStore(settings.blob_dir).get(blob["sha256"]) == whole
+
+
+def test_drop_folder_takes_a_renamed_in_file_at_once(
+    settings: Settings, isolated: Stack, tmp_path: Path
+) -> None:
+    drop = tmp_path / "drop"
+    settings = settings.model_copy(
+        update={"drop_dir": drop, "drop_poll_seconds": 0.2, "drop_settle_seconds": 300.0}
+    )
+    (drop / "inbox").mkdir(parents=True)
+    staging = tmp_path / "staging"
+    staging.mkdir()
+    content = b"Invoice 12 is overdue."
+    with TestClient(create_app(settings)):
+        (staging / "invoice.txt").write_bytes(content)
+        time.sleep(0.05)  # so the rename's ctime is after the last write's mtime
+        started = time.monotonic()
+        (staging / "invoice.txt").rename(drop / "inbox" / "invoice.txt")
+        assert _done_names(drop, 1, timeout=20) == ["invoice.txt"]
+        took = time.monotonic() - started
+    assert took < 20, "a renamed-in file must not wait the 300 s settle interval"
+    [document] = _published(isolated, topics.DOCUMENTS, 1)
+    assert document["value"]["document"]["blob"]["sha256"] == hashlib.sha256(content).hexdigest()  # type: ignore[index]
+
+
+def test_drop_folder_decides_a_files_type_by_its_content(
+    settings: Settings, isolated: Stack, tmp_path: Path
+) -> None:
+    drop = tmp_path / "drop"
+    settings = settings.model_copy(update={"drop_dir": drop, "drop_poll_seconds": 0.2})
+    (drop / "inbox").mkdir(parents=True)
+    for name in ("scan0042", "scan.bin"):
+        (drop / "inbox" / name).write_bytes(make_pdf(f"Invoice {name}"))
+    with TestClient(create_app(settings)):
+        assert _done_names(drop, 2, timeout=30) == ["scan.bin", "scan0042"]
+    documents = _published(isolated, topics.DOCUMENTS, 2)
+    types = {m["value"]["document"]["blob"]["media_type"] for m in documents}  # type: ignore[index]
+    assert types == {"application/pdf"}
+    assert not list((drop / "failed").iterdir())

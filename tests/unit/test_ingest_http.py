@@ -657,6 +657,34 @@ def test_connectors_follow_the_settings_in_start_order(tmp_path: Path) -> None:
     assert not (tmp_path / "drop").exists()  # nothing happens before start
 
 
+def test_the_drop_folder_takes_a_file_written_in_place_only_once_it_settles(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = [1000.0]
+    monkeypatch.setattr(time, "monotonic", lambda: clock[0])
+    settings = Settings(drop_dir=tmp_path / "drop", drop_settle_seconds=5.0)
+    folder = DropFolder(cast(Intake, None), settings)
+    folder.inbox.mkdir(parents=True)
+    growing = folder.inbox / "report.txt"
+    with growing.open("wb") as writer:
+        writer.write(b"first half ")
+        writer.flush()
+        assert folder._claimable() == []  # first seen now
+        clock[0] += 4.9
+        assert folder._claimable() == []  # a pause shorter than the settle interval
+        writer.write(b"second half")
+        writer.flush()
+        clock[0] += 4.9
+        assert folder._claimable() == [], "a change starts the settle interval again"
+    clock[0] += 5.0
+    assert folder._claimable() == [growing]
+    staged = tmp_path / "staged.txt"
+    staged.write_bytes(b"whole")
+    time.sleep(0.02)  # the real clock: the rename's ctime after the write's mtime
+    staged.rename(folder.inbox / "staged.txt")
+    assert folder._claimable() == [growing, folder.inbox / "staged.txt"], "renamed in: at once"
+
+
 class Recorded:
     """A connector that notes its start and stop; ``broken`` fails to start."""
 

@@ -1,7 +1,10 @@
 """Drop-folder connector: files put in DROP_DIR/inbox are ingested, then moved to done/ or failed/.
 
 Writers should create a file elsewhere (or as a dot-file) and rename it into inbox/, so it is
-never read half-written; files changed in the last second are left for the next pass anyway.
+never read half-written. A file written in place is taken only once its size and mtime have
+been seen unchanged for the settle interval (``drop_settle_seconds``), however long the writer
+pauses before that; a file renamed in (its inode changed after its content did) is taken at
+once.
 A file is claimed by renaming it into processing/ (atomic on one filesystem), so two
 connectors never take the same file, and files left in processing/ by a crash are retried.
 
@@ -18,6 +21,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import stat
 import time
 import uuid
 from pathlib import Path
@@ -28,10 +32,10 @@ from triage_ingest.intake import Intake
 from triage_ingest.metrics import CONNECTOR_ITEMS
 from triage_ingest.settings import Settings
 from triage_text.email.parse import EMAIL_MEDIA_TYPE
+from triage_text.mediatype import SNIFF_BYTES
 
 log = logging.getLogger(__name__)
 
-SETTLE_SECONDS = 1.0
 IGNORED_SUFFIXES = (".part", ".tmp", ".crdownload")
 # A claimed name adds "xxxxxxxx-".
 _CLAIM_PREFIX_BYTES = 9
@@ -45,6 +49,9 @@ class DropFolder:
         self._intake = intake
         self._root = settings.drop_dir
         self._poll = settings.drop_poll_seconds
+        self._settle = settings.drop_settle_seconds
+        # name -> (inode, size, mtime, ctime) when first seen so, and when (monotonic clock).
+        self._seen: dict[str, tuple[tuple[int, int, int, int], float]] = {}
         self._max_bytes = settings.max_upload_bytes
         self._source = Source(kind=SourceKind.FOLDER, name=settings.drop_source_name)
         self._task: asyncio.Task[None] | None = None
@@ -73,16 +80,27 @@ class DropFolder:
             await asyncio.sleep(self._poll)
 
     def _claimable(self) -> list[Path]:
-        now = time.time()
-        return sorted(
-            p
-            for p in self.inbox.iterdir()
+        now = time.monotonic()
+        seen: dict[str, tuple[tuple[int, int, int, int], float]] = {}
+        ready = []
+        for path in self.inbox.iterdir():
+            if path.name.startswith(".") or path.name.endswith(IGNORED_SUFFIXES):
+                continue
+            try:
+                info = path.lstat()
+            except FileNotFoundError:
+                continue  # renamed away or claimed by another connector meanwhile
             # Links are taken too (never followed), so they do not sit in the inbox forever.
-            if (p.is_symlink() or p.is_file())
-            and not p.name.startswith(".")
-            and not p.name.endswith(IGNORED_SUFFIXES)
-            and now - p.lstat().st_mtime >= SETTLE_SECONDS
-        )
+            if not (stat.S_ISLNK(info.st_mode) or stat.S_ISREG(info.st_mode)):
+                continue
+            signature = (info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns)
+            previous = self._seen.get(path.name)
+            since = previous[1] if previous and previous[0] == signature else now
+            seen[path.name] = (signature, since)
+            if _renamed_in(info) or now - since >= self._settle:
+                ready.append(path)
+        self._seen = seen
+        return sorted(ready)
 
     def _leftovers(self) -> list[Path]:
         return sorted(p for p in self.processing.iterdir() if p.is_symlink() or p.is_file())
@@ -136,7 +154,9 @@ class DropFolder:
             CONNECTOR_ITEMS.labels("folder", "ingested").inc()
             return
         try:
-            media_type = domain.media_type_for(None, original_name)
+            # Typed as an untyped upload is: by content first, then by the name's extension.
+            head = await asyncio.to_thread(_head, path)
+            media_type = domain.media_type_for(None, original_name, head)
         except domain.UnsupportedMediaTypeError as exc:
             await self._fail(path, original_name, size, ErrorClass.UNSUPPORTED_MEDIA_TYPE, str(exc))
             return
@@ -200,6 +220,18 @@ class DropFolder:
         target = folder / path.name
         path.rename(target)
         return target
+
+
+def _head(path: Path) -> bytes:
+    """A file's first bytes, by which its type is decided."""
+    with path.open("rb") as handle:
+        return handle.read(SNIFF_BYTES)
+
+
+def _renamed_in(info: os.stat_result) -> bool:
+    """Whether the inode changed after its content last did, as a rename into the inbox makes
+    it (the content is complete); a writer's pause never does this, so such a file waits."""
+    return info.st_ctime_ns > info.st_mtime_ns
 
 
 def _claimable_name(name: str) -> str:

@@ -124,6 +124,12 @@ class Settings(CommonSettings):
     )
     drop_source_name: str = Field(default="drop-folder", pattern=SOURCE_NAME)
     drop_poll_seconds: float = Field(default=2.0, gt=0)
+    drop_settle_seconds: float = Field(
+        default=5.0,
+        ge=0,
+        description="A file written in place is taken once its size and mtime have not "
+        "changed for this long; a file renamed into the inbox is taken at once.",
+    )
 
     @property
     def max_request_bytes(self) -> int:
