@@ -15,7 +15,7 @@ from typing import Annotated, Self
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from triage_contracts.events import MAX_METADATA_ITEMS, MetadataKey, MetadataValue
-from triage_text.email.result import ParsedMessage, ParsedPart, PartKind
+from triage_text.email.result import DOCUMENT_KINDS, ParsedMessage, ParsedPart, PartKind
 
 QUEUE_HINT_KEY = "queue_hint"
 RULE_KEY = "mail_rule"
@@ -166,7 +166,7 @@ def select_parts(parts: Sequence[ParsedPart], rule: MailRule) -> list[ParsedPart
     """The parts ``rule`` makes documents of, in order."""
     if rule.skip:
         return []
-    allowed: set[PartKind] = {"body", "attachment"}
+    allowed: set[PartKind] = set(DOCUMENT_KINDS)
     if rule.include_inline:
         allowed.add("inline")
     if rule.include_signatures:

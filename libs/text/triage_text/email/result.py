@@ -13,6 +13,10 @@ PartKind = Literal["body", "attachment", "inline", "signature", "delivery_status
 one of the parts a mail program adds on its own (an image the HTML shows inline, an S/MIME or
 PGP signature, a delivery or read report). Mail rules choose by it (ingest's ``mailrules``)."""
 
+DOCUMENT_KINDS: frozenset[PartKind] = frozenset({"body", "attachment"})
+"""The kinds of part that become documents when no mail rule asks for more (ingest's default
+rule, and training on ``.eml`` files)."""
+
 
 @dataclass(frozen=True, slots=True)
 class ParsedPart:
