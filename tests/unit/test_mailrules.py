@@ -10,6 +10,7 @@ from pydantic import ValidationError
 
 from tests import mail_samples
 from triage_contracts.events import MAX_METADATA_ITEMS
+from triage_ingest.imap import _internal_date
 from triage_ingest.mailrules import (
     DEFAULT_RULE,
     MailFacts,
@@ -201,3 +202,14 @@ def test_rules_come_with_their_account_from_the_environment(
         "Invoices",
     )
     assert (old.skip, old.post_process) == (True, PostProcess.DELETE)
+
+
+def test_the_imap_arrival_time_is_read_as_an_aware_time() -> None:
+    aware = datetime(2020, 1, 2, 3, 4, tzinfo=UTC)
+    # imapclient hands INTERNALDATE over as naive local time.
+    naive_local = aware.astimezone().replace(tzinfo=None)
+
+    assert _internal_date(aware) == aware
+    assert _internal_date(naive_local) == aware
+    assert _internal_date(None) is None
+    assert _internal_date(b"02-Jan-2020 03:04:00 +0000") is None
