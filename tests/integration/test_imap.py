@@ -22,7 +22,8 @@ from triage_contracts import Producer, topics
 from triage_ingest.app import create_app
 from triage_ingest.imap import TRIAGED_FLAG, ImapConnector
 from triage_ingest.intake import Intake
-from triage_ingest.settings import ImapAccount, PostProcess, Settings
+from triage_ingest.mailrules import PostProcess
+from triage_ingest.settings import ImapAccount, Settings
 from triage_ingest.store import IngestStore
 from triage_runtime.blobstore import LocalBlobStore
 from triage_runtime.db.engine import make_async_engine

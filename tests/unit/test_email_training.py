@@ -7,7 +7,7 @@ import asyncio
 import json
 import uuid
 from collections import Counter
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any, cast
@@ -15,6 +15,7 @@ from typing import Any, cast
 import pytest
 
 from scripts.pdfgen import make_pdf
+from tests import mail_samples
 from tests.helpers import small_examples
 from tests.unit.inmemory import MemoryBlobHolds, MemoryBlobs, consumer_record
 from triage_contracts import (
@@ -205,6 +206,28 @@ def test_the_trainer_sees_what_the_classifier_sees_after_ingest(
     texts = [text for *_, status, text in served if status is ExtractionStatus.OK]
     assert [e.text for e in load_examples(path, "billing")] == texts
     assert texts, "every mail here has at least one document with text"
+
+
+@pytest.mark.parametrize(
+    "build",
+    [
+        mail_samples.outlook_inline_image,
+        mail_samples.smime_signed,
+        mail_samples.pgp_signed,
+        mail_samples.delivery_report,
+        mail_samples.read_receipt,
+    ],
+)
+def test_the_trainer_leaves_out_the_parts_ingest_leaves_out(
+    tmp_path: Path, build: Callable[[], bytes]
+) -> None:
+    path = tmp_path / "mail.eml"
+    path.write_bytes(build())
+
+    trained = trained_documents(path)
+
+    assert trained == served_documents(path.read_bytes())
+    assert {media_type for _, media_type, _, _ in trained} <= {"text/plain", "application/pdf"}
 
 
 def test_an_email_becomes_its_body_and_each_attachment(mailbox: list[Path]) -> None:

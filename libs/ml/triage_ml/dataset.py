@@ -21,6 +21,7 @@ from pathlib import Path
 from triage_contracts import ExtractionStatus, SourceKind, derive_document_id
 from triage_ml.model import Example
 from triage_text.email.parse import EMAIL_MEDIA_TYPE, parse_email
+from triage_text.email.result import DOCUMENT_KINDS
 from triage_text.extract import ExtractedText, extract_text
 
 MAX_FILE_BYTES = 25 * 1024 * 1024
@@ -118,11 +119,12 @@ def file_documents(path: Path, *, max_bytes: int = MAX_FILE_BYTES) -> list[FileD
         return [FileDocument(path, None, media_type, b"", ExtractionStatus.CORRUPT, unreadable)]
     if media_type != EMAIL_MEDIA_TYPE:
         return [FileDocument(path, None, media_type, data, identity=(_sha256(data),))]
-    parsed = parse_email(data)  # as ingest's accept_email: one document per part it returns
-    raw = _sha256(data)
+    parsed = parse_email(data)  # as ingest's accept_email with no mail rule: the parts of
+    raw = _sha256(data)  # the kinds that are documents by default, not signatures and the like
     return [
         FileDocument(path, part.part, part.media_type, part.data, identity=(raw, part.part))
         for part in parsed.parts
+        if part.kind in DOCUMENT_KINDS
     ]
 
 

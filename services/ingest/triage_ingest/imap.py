@@ -13,14 +13,16 @@ import contextlib
 import logging
 import ssl
 import threading
+from datetime import UTC, datetime
 from typing import Any
 
 from imapclient import IMAPClient
 
 from triage_contracts import Source, SourceKind
 from triage_ingest.intake import Intake
+from triage_ingest.mailrules import MailRule, PostProcess
 from triage_ingest.metrics import CONNECTOR_ITEMS
-from triage_ingest.settings import ImapAccount, PostProcess
+from triage_ingest.settings import ImapAccount
 from triage_ingest.store import IngestStore
 
 log = logging.getLogger(__name__)
@@ -145,17 +147,21 @@ class ImapConnector:
         for start in range(0, len(uids), FETCH_BATCH):
             batch = uids[start : start + FETCH_BATCH]
             fetched: dict[int, dict[bytes, Any]] = await asyncio.to_thread(
-                client.fetch, batch, ["BODY.PEEK[]"]
+                client.fetch, batch, ["BODY.PEEK[]", "INTERNALDATE"]
             )
             for uid in batch:
                 raw = fetched.get(uid, {}).get(b"BODY[]")
                 if raw is not None:
-                    await self._intake.accept_email(
-                        bytes(raw), source=self._source, mailbox=mailbox
+                    result = await self._intake.accept_email(
+                        bytes(raw),
+                        source=self._source,
+                        mailbox=mailbox,
+                        rules=account.rules,
+                        arrived=_internal_date(fetched[uid].get(b"INTERNALDATE")),
                     )
                     downloaded += 1
                     CONNECTOR_ITEMS.labels("imap", "ingested").inc()
-                    await asyncio.to_thread(self._post_process, client, uid)
+                    await asyncio.to_thread(self._post_process, client, uid, result.rule)
                 await self._store.save_imap_cursor(
                     account.name, mailbox, uidvalidity=uidvalidity, last_uid=uid
                 )
@@ -166,14 +172,27 @@ class ImapConnector:
             )
         return downloaded
 
-    def _post_process(self, client: IMAPClient, uid: int) -> None:
-        action = self._account.post_process
+    def _post_process(self, client: IMAPClient, uid: int, rule: MailRule) -> None:
+        # The mail rule's choice, else the account's.
+        action = rule.post_process or self._account.post_process
+        move_to = rule.move_to or self._account.move_to
         if action is PostProcess.FLAG:
             client.add_flags([uid], [TRIAGED_FLAG])
         elif action is PostProcess.MOVE:
             if client.has_capability("MOVE"):
-                client.move([uid], self._account.move_to)
+                client.move([uid], move_to)
             else:
-                client.copy([uid], self._account.move_to)
+                client.copy([uid], move_to)
                 client.delete_messages([uid])
                 client.uid_expunge([uid])
+        elif action is PostProcess.DELETE:
+            client.delete_messages([uid])
+            client.uid_expunge([uid])
+
+
+def _internal_date(value: object) -> datetime | None:
+    """IMAP INTERNALDATE (when the server received the mail), timezone-aware, if given."""
+    if not isinstance(value, datetime):
+        return None
+    # imapclient gives local naive times unless told otherwise; naive means local here.
+    return value if value.tzinfo is not None else value.astimezone(UTC)

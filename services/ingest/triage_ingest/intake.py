@@ -13,6 +13,7 @@ import hashlib
 import logging
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 from faststream.kafka import KafkaBroker
@@ -28,6 +29,14 @@ from triage_contracts import (
     utcnow,
 )
 from triage_ingest import domain
+from triage_ingest.mailrules import (
+    DEFAULT_RULE,
+    MailFacts,
+    MailRule,
+    choose_rule,
+    rule_metadata,
+    select_parts,
+)
 from triage_ingest.metrics import DOCUMENTS_ACCEPTED
 from triage_ingest.store import IngestStore
 from triage_runtime.blobstore import BlobStore, file_sha256
@@ -76,6 +85,8 @@ class EmailAccepted:
     raw_sha256: str
     documents: list[Accepted] = field(default_factory=list)
     defects: tuple[str, ...] = ()
+    rule: MailRule = DEFAULT_RULE
+    """The mail rule that chose its documents (and, for IMAP, what is done to it next)."""
 
 
 class Intake:
@@ -246,13 +257,20 @@ class Intake:
         ]
 
     async def accept_email(
-        self, raw: bytes, *, source: Source, mailbox: str | None = None
+        self,
+        raw: bytes,
+        *,
+        source: Source,
+        mailbox: str | None = None,
+        rules: Sequence[MailRule] = (),
+        arrived: datetime | None = None,
     ) -> EmailAccepted:
-        """Keep the raw message, then accept one document per body and attachment."""
-        raw_sha = await self.store_bytes(raw)
+        """Keep the raw message, then accept one document per body and attachment that the
+        first matching mail rule (else the default one) takes."""
         try:
             parsed: ParsedMessage = await asyncio.to_thread(parse_email, raw)
         except Exception as exc:  # noqa: BLE001 - the parser promises not to raise; belt and braces
+            raw_sha = await self.store_bytes(raw)
             await self.dead_letter(
                 source=source,
                 raw_sha256=raw_sha,
@@ -262,13 +280,22 @@ class Intake:
                 reason=f"email could not be parsed: {type(exc).__name__}",
             )
             return EmailAccepted(raw_sha256=raw_sha)
+        facts = MailFacts.of(parsed, mailbox=mailbox, arrived=arrived)
+        rule = choose_rule(rules, facts, now=utcnow())
+        parts = select_parts(parsed.parts, rule)
+        if not parts:  # nothing to own the raw message: it is not kept
+            raw_sha = await asyncio.to_thread(lambda: hashlib.sha256(raw).hexdigest())
+            return EmailAccepted(raw_sha256=raw_sha, defects=parsed.defects, rule=rule)
+        raw_sha = await self.store_bytes(raw)
 
         def document_id_of(part: str) -> str:
             return derive_document_id(source.kind.value, source.name, raw_sha, part)
 
+        taken = {part.part for part in parts}
+        metadata = rule_metadata(rule)
         arrivals: list[Arrival] = []
-        shas = await self.store_all_bytes([part.data for part in parsed.parts])
-        for part, sha in zip(parsed.parts, shas, strict=True):
+        shas = await self.store_all_bytes([part.data for part in parts])
+        for part, sha in zip(parts, shas, strict=True):
             defects = list(part.defects)
             if part.role == "body":
                 # Message-level defects belong with the body; some are on both, so dedupe.
@@ -282,7 +309,10 @@ class Intake:
                     filename=part.filename,
                     identity=(raw_sha, part.part),
                     raw_sha256=raw_sha,
-                    parent_document_id=document_id_of(part.parent) if part.parent else None,
+                    # A body the rule did not take is no document to point at.
+                    parent_document_id=document_id_of(part.parent)
+                    if part.parent in taken
+                    else None,
                     email=EmailInfo(
                         message_id=_cut(parsed.message_id, 998),
                         subject=_cut(parsed.subject, 998),
@@ -291,10 +321,13 @@ class Intake:
                         part=part.part[:100],
                         defects=[d[:200] for d in defects[:50]],
                     ),
+                    metadata=metadata,
                 )
             )
         accepted = await self.accept_many(arrivals)
-        return EmailAccepted(raw_sha256=raw_sha, documents=accepted, defects=parsed.defects)
+        return EmailAccepted(
+            raw_sha256=raw_sha, documents=accepted, defects=parsed.defects, rule=rule
+        )
 
     async def dead_letter(
         self,

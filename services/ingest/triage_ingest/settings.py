@@ -6,26 +6,18 @@ Nested settings come as JSON, e.g.
 
 from __future__ import annotations
 
-from enum import StrEnum
 from pathlib import Path
 
 from pydantic import BaseModel, Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
+from triage_ingest.mailrules import MailRule, PostProcess
 from triage_runtime.settings import CommonSettings
 
 SOURCE_NAME = r"^[a-z0-9][a-z0-9_.-]{0,79}$"
 # The most an upload request may carry besides its files' contents: part headers,
 # boundaries and the metadata field (at most 64 KiB of JSON).
 FORM_BYTES = 1024 * 1024
-
-
-class PostProcess(StrEnum):
-    """What the IMAP connector does to a message once it is ingested."""
-
-    LEAVE = "leave"
-    FLAG = "flag"
-    MOVE = "move"
 
 
 class ImapAccount(BaseModel):
@@ -45,6 +37,10 @@ class ImapAccount(BaseModel):
     poll_seconds: float = Field(default=30.0, gt=0)
     idle: bool = Field(default=True, description="Use IDLE when the server offers it.")
     idle_seconds: float = Field(default=300.0, gt=0, description="Renew IDLE this often.")
+    rules: list[MailRule] = Field(
+        default_factory=list,
+        description="Mail rules, tried in order; the first that matches applies (docs/ingest.md).",
+    )
 
 
 class Settings(CommonSettings):

@@ -102,6 +102,20 @@ def read_sender(
     return _without_controls(match[0], "from", defects)
 
 
+def read_recipients(msg: EmailMessage) -> tuple[str, ...]:
+    """The To and Cc addresses (lower case) that parse; what does not parse is left out."""
+    found: list[str] = []
+    for name in ("to", "cc"):
+        try:
+            for address in getattr(msg[name], "addresses", ()):
+                addr_spec = str(address.addr_spec).strip().lower()
+                if "@" in addr_spec:
+                    found.append(_CONTROL.sub(" ", addr_spec))
+        except Exception:  # noqa: BLE001, S112 - header parsing of hostile input has raised before
+            continue
+    return tuple(dict.fromkeys(found))
+
+
 def _without_controls(value: str, name: str, defects: list[str]) -> str:
     """Replace control characters (NUL among them: PostgreSQL text refuses it) by spaces."""
     cleaned = _CONTROL.sub(" ", value)

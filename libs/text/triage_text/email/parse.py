@@ -15,6 +15,7 @@ from triage_text.email.headers import (
     raw_headers,
     read_date,
     read_message_id,
+    read_recipients,
     read_sender,
     read_subject,
 )
@@ -41,7 +42,9 @@ def parse_email(raw: bytes, *, max_parts: int = 200, max_depth: int = 5) -> Pars
         return _parse(bytes(raw), max_parts=max_parts, max_depth=max_depth)
     except Exception as exc:  # noqa: BLE001 - last guard: a stdlib bug must not stop the intake
         reason = f"internal_error:{snake_case(type(exc).__name__)}"
-        body = ParsedPart("body", "body", None, None, "text/plain", b"", ("no_body",), inline=False)
+        body = ParsedPart(
+            "body", "body", None, None, "text/plain", b"", ("no_body",), inline=False, kind="body"
+        )
         return ParsedMessage(None, None, None, None, (body,), (reason, "no_body"))
 
 
@@ -70,6 +73,7 @@ def _parse(raw: bytes, *, max_parts: int, max_depth: int) -> ParsedMessage:
         date=date,
         parts=tuple(out.parts),
         defects=unique([*defects, *out.defects]),
+        recipients=read_recipients(msg),
     )
 
 
@@ -111,6 +115,7 @@ def _walk_message(
             data=text.encode("utf-8", "replace"),
             defects=unique(body_defects),
             inline=body.inline if body is not None else False,
+            kind="body",
         )
     )
     for leaf in leaves:
@@ -162,6 +167,7 @@ def _attachment(leaf: Leaf, *, prefix: str, parent: str) -> ParsedPart:
         data=data,
         defects=unique([*leaf.defects, *defects]),
         inline=leaf.inline,
+        kind=leaf.kind,
     )
 
 
@@ -177,4 +183,5 @@ def _opaque_message(leaf: Leaf, inner: EmailMessage, *, prefix: str, parent: str
         data=data,
         defects=unique([*leaf.defects, *defects, "max_depth_exceeded"]),
         inline=leaf.inline,
+        kind="attachment",
     )

@@ -20,6 +20,7 @@ from triage_text.email.headers import (
     raw_headers,
     repair_raw,
 )
+from triage_text.email.result import PartKind
 
 _BODY_TYPES = frozenset({"text/plain", "text/html"})
 _KNOWN_TRANSFER_ENCODINGS = frozenset(
@@ -33,6 +34,21 @@ _KNOWN_TRANSFER_ENCODINGS = frozenset(
         "uuencode",
         "uue",
         "x-uue",
+    }
+)
+# Parts a mail program adds on its own, which are documents only when a mail rule asks.
+_SIGNATURE_TYPES = frozenset(
+    {"application/pgp-signature", "application/pkcs7-signature", "application/x-pkcs7-signature"}
+)
+_SIGNATURE_NAMES = frozenset({"smime.p7s", "signature.asc"})
+_DELIVERY_STATUS_TYPES = frozenset(
+    {
+        "message/delivery-status",
+        "message/global-delivery-status",
+        "message/disposition-notification",
+        "message/global-disposition-notification",
+        "text/rfc822-headers",
+        "message/global-headers",
     }
 )
 _MAX_MEDIA_TYPE_CHARS = 127
@@ -57,6 +73,7 @@ class Leaf:
     filename: str | None = None
     disposition: str | None = None
     charset: str | None = None
+    content_id: str | None = None
     defects: list[str] = field(default_factory=list)
 
     @property
@@ -72,6 +89,25 @@ class Leaf:
     def inline(self) -> bool:
         # Images referenced from an HTML body often carry no disposition at all.
         return self.disposition == "inline" or (self.disposition is None and self.related_extra)
+
+    @property
+    def kind(self) -> PartKind:
+        """What this part is as an attachment (see ``PartKind``)."""
+        types = {self.structural, self.declared}
+        if types & _DELIVERY_STATUS_TYPES:
+            return "delivery_status"
+        name = (self.filename or "").strip().lower()
+        if types & _SIGNATURE_TYPES or name in _SIGNATURE_NAMES:
+            return "signature"
+        if self.disposition == "attachment":
+            return "attachment"
+        image = any(t is not None and t.startswith("image/") for t in types)
+        # Referenced from an HTML body (by Content-ID or by sitting in its multipart/related).
+        referenced = self.content_id is not None or self.related_extra
+        # A PDF sent "inline" without a Content-ID (Apple Mail does) is a real attachment.
+        if (image and (self.inline or referenced)) or (self.inline and referenced):
+            return "inline"
+        return "attachment"
 
 
 def describe(leaf: Leaf, *, is_message: bool) -> None:
@@ -98,6 +134,8 @@ def describe(leaf: Leaf, *, is_message: bool) -> None:
     if raw_disposition is not None:
         leaf.disposition = raw_disposition.split(";", 1)[0].strip().lower() or None
     leaf.filename = _filename(obj, raw_disposition, raw_type)
+    content_id = (first_raw(headers, "content-id") or "").strip().strip("<>").strip()
+    leaf.content_id = content_id or None
     charset = header_params(obj, "content-type").get("charset")
     leaf.charset = charset.strip().strip("\"'").lower() if charset else None
     encoding = transfer_encoding(headers)

@@ -8,6 +8,15 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
 
+PartKind = Literal["body", "attachment", "inline", "signature", "delivery_status"]
+"""What a document is to the people who wrote the mail: a message's body, a real attachment, or
+one of the parts a mail program adds on its own (an image the HTML shows inline, an S/MIME or
+PGP signature, a delivery or read report). Mail rules choose by it (ingest's ``mailrules``)."""
+
+DOCUMENT_KINDS: frozenset[PartKind] = frozenset({"body", "attachment"})
+"""The kinds of part that become documents when no mail rule asks for more (ingest's default
+rule, and training on ``.eml`` files)."""
+
 
 @dataclass(frozen=True, slots=True)
 class ParsedPart:
@@ -21,6 +30,7 @@ class ParsedPart:
     data: bytes
     defects: tuple[str, ...]
     inline: bool
+    kind: PartKind
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +43,8 @@ class ParsedMessage:
     date: datetime | None
     parts: tuple[ParsedPart, ...]
     defects: tuple[str, ...]
+    recipients: tuple[str, ...] = ()
+    """The To and Cc addresses, as far as they parse."""
 
 
 @dataclass(slots=True)
