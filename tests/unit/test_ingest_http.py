@@ -27,7 +27,7 @@ from prometheus_client import REGISTRY
 from schemathesis import checks
 from sqlalchemy.exc import OperationalError
 
-from tests.unit.inmemory import MemoryBlobHolds, MemoryOutbox
+from tests.unit.inmemory import MemoryBlobHolds, MemoryEmailIdentities, MemoryOutbox
 from triage_contracts import DocumentReceivedV1, Producer, topics
 from triage_ingest import domain, uploads
 from triage_ingest.app import create_app
@@ -47,11 +47,12 @@ KEY_B = {"X-API-Key": "key-b"}
 NOW = datetime(2026, 11, 26, 9, 0, tzinfo=UTC)
 
 
-class MemoryStore(MemoryBlobHolds, IngestStore):
+class MemoryStore(MemoryBlobHolds, MemoryEmailIdentities, IngestStore):
     """Ingest's document and idempotency tables, in memory."""
 
     def __init__(self, outbox: MemoryOutbox) -> None:  # no engine: nothing reaches PostgreSQL
         MemoryBlobHolds.__init__(self)
+        MemoryEmailIdentities.__init__(self)
         self.outbox = outbox
         self.raws: dict[str, str] = {}
         self.documents: dict[str, DocumentReceivedV1] = {}
@@ -98,11 +99,19 @@ class MemoryStore(MemoryBlobHolds, IngestStore):
             "media_type": document.blob.media_type,
             "size_bytes": document.blob.size_bytes,
             "parent_document_id": document.parent_document_id,
+            "message_id": document.email.message_id if document.email else None,
             "received_at": document.received_at,
             "queue": None,
             "model_version": None,
             "review": None,
         }
+
+    async def documents_of_message(self, message_id: str) -> list[str]:
+        return [
+            doc
+            for doc, event in self.documents.items()
+            if event.document.email and event.document.email.message_id == message_id
+        ]
 
     async def claim_idempotency_key(
         self, api_key_id: int, key: str, *, request_sha256: str, hold_seconds: float
@@ -342,6 +351,16 @@ def test_every_answer_of_the_upload_api_is_in_its_openapi(
         ),
         "status, no key": ingest.client.get(get),
         "no such document": ingest.client.get(get, headers=KEY_A),
+        "by message": ingest.client.get(
+            post,
+            params={"message_id": _upload_email(ingest, "m1@example.com")},
+            headers=KEY_B,
+        ),
+        "by message, no key": ingest.client.get(post, params={"message_id": "m1@example.com"}),
+        "by message, none given": ingest.client.get(post, headers=KEY_A),
+        "by message, too long": ingest.client.get(
+            post, params={"message_id": "m" * 999}, headers=KEY_A
+        ),
     }
     sha = hashlib.sha256(b"a").hexdigest()
     held = domain.request_sha256([("a.txt", "text/plain", sha, 1)], {})
@@ -359,17 +378,25 @@ def test_every_answer_of_the_upload_api_is_in_its_openapi(
 
     monkeypatch.setattr(ingest.store, "status", database_down)
     monkeypatch.setattr(ingest.store, "record_documents", database_down)
+    monkeypatch.setattr(ingest.store, "documents_of_message", database_down)
     answers["database down"] = ingest.upload(file, headers=KEY_B)
     answers["status, database down"] = ingest.client.get(get, headers=KEY_B)
+    answers["by message, database down"] = ingest.client.get(
+        post, params={"message_id": "m1@example.com"}, headers=KEY_B
+    )
 
     async def a_bug(*_args: object, **_kwargs: object) -> Any:
         raise RuntimeError("a bug")
 
     monkeypatch.setattr(ingest.store, "status", a_bug)
+    monkeypatch.setattr(ingest.store, "documents_of_message", a_bug)
     monkeypatch.setattr(ingest.app.state.intake, "accept_many", a_bug)
     crashing = TestClient(ingest.app, raise_server_exceptions=False)
     answers["a bug"] = crashing.post(post, files=[("files", file)], headers=KEY_B)
     answers["status, a bug"] = crashing.get(get, headers=KEY_B)
+    answers["by message, a bug"] = crashing.get(
+        post, params={"message_id": "m1@example.com"}, headers=KEY_B
+    )
 
     assert {name: answer.status_code for name, answer in answers.items()} == {
         "upload": 202,
@@ -383,6 +410,10 @@ def test_every_answer_of_the_upload_api_is_in_its_openapi(
         "status": 200,
         "status, no key": 401,
         "no such document": 404,
+        "by message": 200,
+        "by message, no key": 401,
+        "by message, none given": 422,
+        "by message, too long": 422,
         "key in progress": 409,
         "key reused": 422,
         "over the rate": 429,
@@ -390,8 +421,18 @@ def test_every_answer_of_the_upload_api_is_in_its_openapi(
         "status, database down": 503,
         "a bug": 500,
         "status, a bug": 500,
+        "by message, database down": 503,
+        "by message, a bug": 500,
     }
+    assert [d["filename"] for d in answers["by message"].json()["documents"]] == [None]
     _assert_in_openapi(ingest.app, answers)
+
+
+def _upload_email(ingest: Ingest, message_id: str) -> str:
+    """Upload a saved email with this Message-ID (by key B); return the Message-ID as sent."""
+    raw = f"Message-ID: <{message_id}>\r\nSubject: hi\r\n\r\nhello\r\n".encode()
+    assert ingest.upload(("m.eml", raw, "message/rfc822"), headers=KEY_B).status_code == 202
+    return f"<{message_id}>"
 
 
 def _assert_in_openapi(app: FastAPI, answers: Mapping[str, Any]) -> None:
@@ -401,7 +442,10 @@ def _assert_in_openapi(app: FastAPI, answers: Mapping[str, Any]) -> None:
     for name, answer in answers.items():
         path = answer.request.url.path
         if path == "/v1/documents":
-            case = schema[path]["POST"].Case()
+            method = answer.request.method
+            case = schema[path][method].Case(
+                query=dict(answer.request.url.params) if method == "GET" else None
+            )
         else:
             by_id = schema["/v1/documents/{document_id}"]["GET"]
             case = by_id.Case(path_parameters={"document_id": path.rsplit("/", 1)[1]})
@@ -633,8 +677,12 @@ def test_who_may_see_a_document() -> None:
     upload = {"kind": "upload", "name": "alpha"}
     assert domain.visible_to(upload, "alpha", keys_required=True)
     assert not domain.visible_to(upload, "beta", keys_required=True)
-    assert not domain.visible_to({"kind": "imap", "name": "alpha"}, "alpha", keys_required=True)
+    # What the connectors took in is every key's to follow; an upload only its sender's.
+    for kind in ("imap", "smtp", "folder"):
+        assert domain.visible_to({"kind": kind, "name": "support"}, "beta", keys_required=True)
     assert domain.visible_to({"kind": "imap", "name": "support"}, "x", keys_required=False)
+    assert domain.bare_message_id(" <a.b@example.com> ") == "a.b@example.com"
+    assert domain.bare_message_id("a.b@example.com") == "a.b@example.com"
     assert domain.is_document_id("doc_" + "0f" * 16)
     assert not domain.is_document_id("doc_" + "0F" * 16)
     assert not domain.is_document_id("doc_" + "0" * 32 + "\x00")

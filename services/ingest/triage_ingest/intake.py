@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import logging
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -67,6 +68,8 @@ class Arrival:
     metadata: Mapping[str, str] | None = None
     raw_sha256: str | None = None
     """The raw email this document came out of, which belongs to it from then on."""
+    id_source: Source | None = None
+    """The source whose ids the document's is one of, when not ``source`` (an email copy)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,6 +207,7 @@ class Intake:
                 parent_document_id=a.parent_document_id,
                 email=a.email,
                 metadata=a.metadata,
+                id_source=a.id_source,
             )
             for a in arrivals
         ]
@@ -248,7 +252,12 @@ class Intake:
     async def accept_email(
         self, raw: bytes, *, source: Source, mailbox: str | None = None
     ) -> EmailAccepted:
-        """Keep the raw message, then accept one document per body and attachment."""
+        """Keep the raw message, then accept one document per body and attachment.
+
+        A message is its bytes, or, when it has a Message-ID, that and its parts: a copy
+        (from another mailbox or connector, with headers added on the way) is the documents
+        of its first arrival. A different message reusing the Message-ID is not.
+        """
         raw_sha = await self.store_bytes(raw)
         try:
             parsed: ParsedMessage = await asyncio.to_thread(parse_email, raw)
@@ -263,11 +272,17 @@ class Intake:
             )
             return EmailAccepted(raw_sha256=raw_sha)
 
+        shas = await self.store_all_bytes([part.data for part in parsed.parts])
+        id_source, id_raw = source, raw_sha
+        if parsed.message_id:
+            id_source, id_raw = await self._store.claim_email_identity(
+                parsed.message_id, _parts_sha256(parsed, shas), source=source, raw_sha256=raw_sha
+            )
+
         def document_id_of(part: str) -> str:
-            return derive_document_id(source.kind.value, source.name, raw_sha, part)
+            return derive_document_id(id_source.kind.value, id_source.name, id_raw, part)
 
         arrivals: list[Arrival] = []
-        shas = await self.store_all_bytes([part.data for part in parsed.parts])
         for part, sha in zip(parsed.parts, shas, strict=True):
             defects = list(part.defects)
             if part.role == "body":
@@ -280,7 +295,8 @@ class Intake:
                     size_bytes=len(part.data),
                     media_type=part.media_type,
                     filename=part.filename,
-                    identity=(raw_sha, part.part),
+                    identity=(id_raw, part.part),
+                    id_source=id_source,
                     raw_sha256=raw_sha,
                     parent_document_id=document_id_of(part.parent) if part.parent else None,
                     email=EmailInfo(
@@ -294,6 +310,8 @@ class Intake:
                 )
             )
         accepted = await self.accept_many(arrivals)
+        if parsed.message_id:
+            await self._store.record_email_seen(parsed.message_id, len(raw))
         return EmailAccepted(raw_sha256=raw_sha, documents=accepted, defects=parsed.defects)
 
     async def dead_letter(
@@ -329,6 +347,16 @@ class Intake:
             },
         )
         return letter
+
+
+def _parts_sha256(parsed: ParsedMessage, shas: Sequence[str]) -> str:
+    """What an email's documents are: its subject and sender, and each part's place, type,
+    name and bytes (not the other headers, which relays and mailbox copies add to)."""
+    parts = [
+        [part.part, part.parent, part.media_type, part.filename, sha]
+        for part, sha in zip(parsed.parts, shas, strict=True)
+    ]
+    return hashlib.sha256(json.dumps([parsed.subject, parsed.sender, parts]).encode()).hexdigest()
 
 
 def _cut(value: str | None, limit: int) -> str | None:
