@@ -24,6 +24,7 @@ from triage_contracts import (
     derive_document_id,
 )
 from triage_contracts.events import MAX_METADATA_ITEMS, MetadataKey, MetadataValue
+from triage_text.email.headers import without_controls
 from triage_text.email.parse import EMAIL_MEDIA_TYPE
 from triage_text.mediatype import UNTYPED, decide_media_type
 
@@ -171,8 +172,9 @@ def is_document_id(text: str) -> bool:
 
 
 def bare_message_id(text: str) -> str:
-    """A Message-ID as the email parser keeps it: without its angle brackets."""
-    text = text.strip()
+    """A Message-ID as the email parser keeps it: without its angle brackets, control
+    characters as spaces."""
+    text = without_controls(text).strip()
     if text.startswith("<") and text.endswith(">"):
         text = text[1:-1].strip()
     return text

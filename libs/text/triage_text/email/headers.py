@@ -102,9 +102,14 @@ def read_sender(
     return _without_controls(match[0], "from", defects)
 
 
+def without_controls(value: str) -> str:
+    """``value`` with its control characters (NUL among them: PostgreSQL text refuses it)
+    replaced by spaces, as every header value the parser keeps is."""
+    return _CONTROL.sub(" ", value)
+
+
 def _without_controls(value: str, name: str, defects: list[str]) -> str:
-    """Replace control characters (NUL among them: PostgreSQL text refuses it) by spaces."""
-    cleaned = _CONTROL.sub(" ", value)
+    cleaned = without_controls(value)
     if cleaned != value:
         defects.append(f"control_characters:{name}")
     return cleaned
