@@ -651,6 +651,31 @@ def test_a_saved_email_becomes_its_body_and_attachments_in_file_order(tmp_path: 
     assert attachment.document.parent_document_id in by_id
 
 
+def test_a_saved_copy_of_an_email_is_the_documents_it_already_was(tmp_path: Path) -> None:
+    """Issue 20, defect 8: a copy with a header added is the same documents, by its
+    Message-ID and parts; a different mail reusing the Message-ID is not."""
+    ingest = Ingest(tmp_path)
+    email = (
+        b"Message-ID: <po-7@example.com>\r\nFrom: a@example.com\r\nSubject: PO 7\r\n"
+        b"MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=XX\r\n\r\n"
+        b"--XX\r\nContent-Type: text/plain\r\n\r\nthe order\r\n"
+        b'--XX\r\nContent-Type: text/plain\r\nContent-Disposition: attachment; filename="po.txt"'
+        b"\r\n\r\n7 boxes\r\n--XX--\r\n"
+    )
+
+    def ids(raw: bytes) -> list[str]:
+        answer = ingest.upload(("mail.eml", raw, "message/rfc822"), headers=KEY_A)
+        assert answer.status_code == 202
+        return [d["document_id"] for d in answer.json()["documents"]]
+
+    first = ids(email)
+    assert len(first) == 2
+    assert ids(b"X-Saved-By: Outlook\r\n" + email) == first
+    assert len(ingest.broker.sent) == 2, "the copy published nothing"
+    other = ids(email.replace(b"7 boxes", b"9 boxes"))
+    assert not set(other) & set(first)
+
+
 def test_the_request_fingerprint_is_unchanged() -> None:
     # Stored with each Idempotency-Key's answer: a new hash would turn retries into 422s.
     files = [("a.txt", "text/plain", "ab" * 32, 5), (None, "application/pdf", "cd" * 32, 1234)]
