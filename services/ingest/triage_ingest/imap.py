@@ -179,25 +179,26 @@ class ImapConnector:
         """The messages among ``uids`` whose documents are recorded, told by their Message-ID
         (read as the parser reads it) and size without downloading them; a message without
         a Message-ID is never known this way."""
-        pairs: dict[int, tuple[str, int]] = {}
+        known: set[int] = set()
         for start in range(0, len(uids), HEADER_BATCH):
             batch = uids[start : start + HEADER_BATCH]
             fetched: dict[int, dict[bytes, Any]] = await asyncio.to_thread(
                 client.fetch, batch, ["BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)]", "RFC822.SIZE"]
             )
+            headers: dict[int, tuple[bytes, int]] = {}
             for uid, data in fetched.items():
                 # The answer's key is the section as the server spells it back.
                 header = next(
                     (v for k, v in data.items() if k.startswith(b"BODY[HEADER.FIELDS")), None
                 )
                 size = data.get(b"RFC822.SIZE")
-                if header is None or size is None:
-                    continue
-                message_id = (await asyncio.to_thread(parse_email, bytes(header))).message_id
-                if message_id:
-                    pairs[uid] = (message_id, int(size))
-        seen = await self._store.emails_seen(set(pairs.values()))
-        return {uid for uid, pair in pairs.items() if pair in seen}
+                if header is not None and size is not None:
+                    headers[uid] = (bytes(header), int(size))
+            ids = await asyncio.to_thread(_message_ids, headers)
+            pairs = {uid: (mid, headers[uid][1]) for uid, mid in ids.items() if mid}
+            seen = await self._store.emails_seen(set(pairs.values()))
+            known.update(uid for uid, pair in pairs.items() if pair in seen)
+        return known
 
     def _post_process(self, client: IMAPClient, uid: int) -> None:
         action = self._account.post_process
@@ -210,3 +211,8 @@ class ImapConnector:
                 client.copy([uid], self._account.move_to)
                 client.delete_messages([uid])
                 client.uid_expunge([uid])
+
+
+def _message_ids(headers: dict[int, tuple[bytes, int]]) -> dict[int, str | None]:
+    """Each message's Message-ID, read from its header as the email parser reads it."""
+    return {uid: parse_email(header).message_id for uid, (header, _) in headers.items()}
