@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 from imapclient import IMAPClient
+from prometheus_client import REGISTRY
 from pydantic import SecretStr
 from sqlalchemy import create_engine, text
 
@@ -187,7 +188,9 @@ async def test_a_uidvalidity_change_downloads_only_mail_not_known(
         client.create_folder(mailbox)
     _append(imap, mailbox, [*messages, _message(3)])
 
+    skipped = _imap_items("known_skipped")
     assert await harness.poll(account, mailbox) == 2, "only the one without an id and the new"
+    assert _imap_items("known_skipped") - skipped == 2
     after = await harness.store.imap_cursor("support", mailbox)
     assert before is not None and after is not None and after[0] != before[0]
     assert after[1] == 4, "the cursor passed the known mail too"
@@ -223,6 +226,11 @@ async def test_a_copy_in_another_mailbox_is_the_same_documents(
     finally:
         with _client(imap) as client:
             client.delete_folder(other)
+
+
+def _imap_items(outcome: str) -> float:
+    labels = {"kind": "imap", "outcome": outcome}
+    return REGISTRY.get_sample_value("triage_ingest_connector_items_total", labels) or 0.0
 
 
 def _document_ids(database_url: str) -> set[str]:

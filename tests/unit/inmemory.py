@@ -150,22 +150,25 @@ class MemoryEmailIdentities:
     ``emails_seen``) in dicts: the first arrival of each (Message-ID, parts) keeps its ids."""
 
     def __init__(self) -> None:
-        self.identities: dict[tuple[str, str], tuple[Source, str]] = {}
-        self.seen: set[tuple[str, int]] = set()
+        self.identities: dict[tuple[str, str, str], tuple[Source, str]] = {}
+        self.seen: set[tuple[str, str, int]] = set()
 
     async def claim_email_identity(
-        self, message_id: str, parts_sha256: str, *, source: Source, raw_sha256: str
+        self, scope: str, message_id: str, parts_sha256: str, *, source: Source, raw_sha256: str
     ) -> tuple[Source, str]:
         """The first arrival's source and raw hash; this one's if it is the first."""
-        return self.identities.setdefault((message_id, parts_sha256), (source, raw_sha256))
+        first = (source, raw_sha256)
+        return self.identities.setdefault((scope, message_id, parts_sha256), first)
 
-    async def record_email_seen(self, message_id: str, raw_size: int) -> None:
+    async def record_email_seen(self, scope: str, message_id: str, raw_size: int) -> None:
         """Remember the email as recorded."""
-        self.seen.add((message_id, raw_size))
+        self.seen.add((scope, message_id, raw_size))
 
-    async def emails_seen(self, emails: Collection[tuple[str, int]]) -> set[tuple[str, int]]:
+    async def emails_seen(
+        self, scope: str, emails: Collection[tuple[str, int]]
+    ) -> set[tuple[str, int]]:
         """Those of ``emails`` remembered as recorded."""
-        return self.seen & set(emails)
+        return {(mid, size) for mid, size in emails if (scope, mid, size) in self.seen}
 
 
 class MemoryOutbox:

@@ -663,8 +663,8 @@ def test_a_saved_copy_of_an_email_is_the_documents_it_already_was(tmp_path: Path
         b"\r\n\r\n7 boxes\r\n--XX--\r\n"
     )
 
-    def ids(raw: bytes) -> list[str]:
-        answer = ingest.upload(("mail.eml", raw, "message/rfc822"), headers=KEY_A)
+    def ids(raw: bytes, key: Mapping[str, str] = KEY_A) -> list[str]:
+        answer = ingest.upload(("mail.eml", raw, "message/rfc822"), headers=dict(key))
         assert answer.status_code == 202
         return [d["document_id"] for d in answer.json()["documents"]]
 
@@ -674,6 +674,8 @@ def test_a_saved_copy_of_an_email_is_the_documents_it_already_was(tmp_path: Path
     assert len(ingest.broker.sent) == 2, "the copy published nothing"
     other = ids(email.replace(b"7 boxes", b"9 boxes"))
     assert not set(other) & set(first)
+    # Another key's upload is its own documents: no key learns of another's mail.
+    assert not set(ids(email, KEY_B)) & set(first)
 
 
 def test_the_request_fingerprint_is_unchanged() -> None:

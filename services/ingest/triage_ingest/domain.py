@@ -171,6 +171,18 @@ def is_document_id(text: str) -> bool:
     return DOCUMENT_ID.fullmatch(text) is not None
 
 
+CONNECTOR_EMAILS = "connectors"
+
+
+def email_scope(source: Source) -> str:
+    """Where copies of an email are one set of documents: all that the connectors (SMTP,
+    IMAP, drop folder) take in, which is the organisation's; each API key's uploads apart,
+    as its documents are (``visible_to``), so no key learns of another's mail."""
+    if source.kind == SourceKind.UPLOAD:
+        return f"upload:{source.name}"
+    return CONNECTOR_EMAILS
+
+
 def bare_message_id(text: str) -> str:
     """A Message-ID as the email parser keeps it: without its angle brackets, control
     characters as spaces."""

@@ -20,6 +20,7 @@ from typing import Any
 from imapclient import IMAPClient
 
 from triage_contracts import Source, SourceKind
+from triage_ingest import domain
 from triage_ingest.intake import Intake
 from triage_ingest.metrics import CONNECTOR_ITEMS
 from triage_ingest.settings import ImapAccount, PostProcess
@@ -196,7 +197,9 @@ class ImapConnector:
                     headers[uid] = (bytes(header), int(size))
             ids = await asyncio.to_thread(_message_ids, headers)
             pairs = {uid: (mid, headers[uid][1]) for uid, mid in ids.items() if mid}
-            seen = await self._store.emails_seen(set(pairs.values()))
+            seen = await self._store.emails_seen(
+                domain.email_scope(self._source), set(pairs.values())
+            )
             known.update(uid for uid, pair in pairs.items() if pair in seen)
         return known
 

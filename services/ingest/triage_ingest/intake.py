@@ -276,7 +276,11 @@ class Intake:
         id_source, id_raw = source, raw_sha
         if parsed.message_id:
             id_source, id_raw = await self._store.claim_email_identity(
-                parsed.message_id, _parts_sha256(parsed, shas), source=source, raw_sha256=raw_sha
+                domain.email_scope(source),
+                parsed.message_id,
+                _parts_sha256(parsed, shas),
+                source=source,
+                raw_sha256=raw_sha,
             )
 
         def document_id_of(part: str) -> str:
@@ -311,7 +315,9 @@ class Intake:
             )
         accepted = await self.accept_many(arrivals)
         if parsed.message_id:
-            await self._store.record_email_seen(parsed.message_id, len(raw))
+            await self._store.record_email_seen(
+                domain.email_scope(source), parsed.message_id, len(raw)
+            )
         return EmailAccepted(raw_sha256=raw_sha, documents=accepted, defects=parsed.defects)
 
     async def dead_letter(

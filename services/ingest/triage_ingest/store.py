@@ -52,10 +52,10 @@ class StoredDocument:
     created: bool
 
 
-def message_key(message_id: str) -> str:
-    """How a Message-ID is keyed (its SHA-256: a Message-ID may be longer than an index
-    entry may be)."""
-    return hashlib.sha256(message_id.encode("utf-8", "surrogateescape")).hexdigest()
+def message_key(scope: str, message_id: str) -> str:
+    """How a Message-ID is keyed within its scope (``domain.email_scope``): their SHA-256, as
+    a Message-ID may be longer than an index entry may be."""
+    return hashlib.sha256(f"{scope}\x1f{message_id}".encode("utf-8", "surrogateescape")).hexdigest()
 
 
 class IngestStore:
@@ -172,15 +172,15 @@ class IngestStore:
             )
 
     async def claim_email_identity(
-        self, message_id: str, parts_sha256: str, *, source: Source, raw_sha256: str
+        self, scope: str, message_id: str, parts_sha256: str, *, source: Source, raw_sha256: str
     ) -> tuple[Source, str]:
-        """The first arrival of this email (its Message-ID and parts): the source and raw hash
-        its document ids are derived from. This arrival's own, if it is the first.
+        """The first arrival in ``scope`` of this email (its Message-ID and parts): the source
+        and raw hash its document ids are derived from. This arrival's own, if it is first.
 
         Committed before any document is recorded, so of copies arriving at once each gets
         the same answer (the primary key lets one insert; the others wait for it, then read).
         """
-        key = message_key(message_id)
+        key = message_key(scope, message_id)
         first = {
             "message_key": key,
             "parts_sha256": parts_sha256,
@@ -205,20 +205,22 @@ class IngestStore:
             ).one()
         return Source(kind=SourceKind(row.source_kind), name=row.source_name), row.raw_sha256
 
-    async def record_email_seen(self, message_id: str, raw_size: int) -> None:
+    async def record_email_seen(self, scope: str, message_id: str, raw_size: int) -> None:
         """Say that an email of this Message-ID and size has its documents recorded."""
         async with self._sessions.begin() as session:
             await session.execute(
                 insert(EmailRawSeen)
-                .values(message_key=message_key(message_id), raw_size=raw_size)
+                .values(message_key=message_key(scope, message_id), raw_size=raw_size)
                 .on_conflict_do_nothing()
             )
 
-    async def emails_seen(self, emails: Collection[tuple[str, int]]) -> set[tuple[str, int]]:
+    async def emails_seen(
+        self, scope: str, emails: Collection[tuple[str, int]]
+    ) -> set[tuple[str, int]]:
         """Which of these (Message-ID, size) pairs ``record_email_seen`` was told of."""
         if not emails:
             return set()
-        keys = {(message_key(mid), size): (mid, size) for mid, size in emails}
+        keys = {(message_key(scope, mid), size): (mid, size) for mid, size in emails}
         async with self._sessions() as session:
             rows = await session.execute(
                 select(EmailRawSeen.message_key, EmailRawSeen.raw_size).where(

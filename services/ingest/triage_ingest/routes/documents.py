@@ -159,8 +159,9 @@ async def _accept(
     response_model=DocumentStatuses,
     summary="The documents of an email, by its Message-ID",
     description=(
-        "Every document (body and attachments) of the email(s) with this Message-ID, from "
-        "any connector or upload, oldest first; an empty list when none is known. "
+        "Every document (body and attachments) of the email(s) with this Message-ID that "
+        "this key may see (from any connector, or its own uploads), oldest first; an empty "
+        "list when none is known. "
         "URL-encode the Message-ID; its angle brackets may be left out "
         "(`%3Cid%40example.com%3E` or `id%40example.com`). "
         "A copy of a known email (same Message-ID, subject, sender and parts) is the same "
