@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 from imapclient import IMAPClient
+from prometheus_client import REGISTRY
 from pydantic import SecretStr
 from sqlalchemy import create_engine, text
 
@@ -168,14 +169,18 @@ async def test_second_poll_downloads_nothing_and_restart_loses_nothing(
     assert all(TRIAGED_FLAG in f for f in flags.values()), "ingested mail is flagged"
 
 
-async def test_a_uidvalidity_change_is_survived(
+async def test_a_uidvalidity_change_downloads_only_mail_not_known(
     isolated: Stack, clean_db: str, mailbox: str, harness: Harness
 ) -> None:
+    """Issue 20, defect 8: after a reset, known mail is told by its Message-ID and size and
+    not downloaded again; mail without a Message-ID is, and deduplicates by its bytes."""
     imap = _imap(isolated)
-    messages = [_message(1), _message(2, pdf=True)]
+    no_id = b"From: a@example.com\r\nSubject: no id\r\n\r\nA message without a Message-ID.\r\n"
+    messages = [_message(1), _message(2, pdf=True), no_id]
     _append(imap, mailbox, messages)
     account = _account(imap, mailbox, post_process=PostProcess.LEAVE)
-    assert await harness.poll(account, mailbox) == 2
+    assert await harness.poll(account, mailbox) == 3
+    assert _document_count(clean_db) == 4
     before = await harness.store.imap_cursor("support", mailbox)
 
     # The server renumbers the mailbox: deleting and re-creating it gives a new UIDVALIDITY.
@@ -184,11 +189,57 @@ async def test_a_uidvalidity_change_is_survived(
         client.create_folder(mailbox)
     _append(imap, mailbox, [*messages, _message(3)])
 
-    assert await harness.poll(account, mailbox) == 3, "everything is read again once"
+    skipped = _imap_items("known_skipped")
+    assert await harness.poll(account, mailbox) == 2, "only the one without an id and the new"
+    assert _imap_items("known_skipped") - skipped == 2
     after = await harness.store.imap_cursor("support", mailbox)
     assert before is not None and after is not None and after[0] != before[0]
-    assert _document_count(clean_db) == 4, "only the new message made new documents"
+    assert after[1] == 4, "the cursor passed the known mail too"
+    assert _document_count(clean_db) == 5, "only the new message made new documents"
     assert await harness.poll(account, mailbox) == 0
+
+
+async def test_a_copy_in_another_mailbox_is_the_same_documents(
+    isolated: Stack, clean_db: str, mailbox: str, harness: Harness
+) -> None:
+    """Issue 20, defect 8: a mail copied into a new mailbox with a header added (a migration)
+    is the documents it already was; another mail reusing its Message-ID is new ones."""
+    imap = _imap(isolated)
+    other = f"{mailbox}-migrated"
+    with _client(imap) as client:
+        client.create_folder(other)
+    try:
+        original = _message(1, pdf=True)
+        _append(imap, mailbox, [original])
+        account = _account(imap, mailbox, mailboxes=[mailbox, other])
+        assert await harness.poll(account, mailbox) == 1
+        first = _document_ids(clean_db)
+        assert len(first) == 2
+
+        copy = b"X-Migrated-From: old-server\r\n" + original
+        reuse = original.replace(b"about my invoice", b"about something else")
+        assert reuse != original
+        _append(imap, other, [copy, reuse])
+        assert await harness.poll(account, other) == 2
+        ids = _document_ids(clean_db)
+        assert first <= ids
+        assert len(ids) == 4, "the copy made none; the other mail its own two"
+    finally:
+        with _client(imap) as client:
+            client.delete_folder(other)
+
+
+def _imap_items(outcome: str) -> float:
+    labels = {"kind": "imap", "outcome": outcome}
+    return REGISTRY.get_sample_value("triage_ingest_connector_items_total", labels) or 0.0
+
+
+def _document_ids(database_url: str) -> set[str]:
+    engine = create_engine(database_url)
+    with engine.connect() as conn:
+        ids = conn.execute(text("SELECT document_id FROM document")).scalars().all()
+    engine.dispose()
+    return set(ids)
 
 
 async def test_move_post_processing_and_starttls(

@@ -23,7 +23,7 @@ from aiokafka.structs import ConsumerRecord
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
 
-from triage_contracts import Event
+from triage_contracts import Event, Source
 from triage_runtime.blobstore import BlobNotFoundError, ListedBlob
 from triage_runtime.kafka import decode_event, header_dict, make_broker, publish_many
 
@@ -143,6 +143,32 @@ class MemoryBlobHolds:
     async def record_dead_letter_blob(self, sha256: str) -> None:
         """Remember a dead letter's raw input."""
         self.dead_letter_inputs.add(sha256)
+
+
+class MemoryEmailIdentities:
+    """Ingest's email identities (``IngestStore.claim_email_identity``, ``record_email_seen``,
+    ``emails_seen``) in dicts: the first arrival of each (Message-ID, parts) keeps its ids."""
+
+    def __init__(self) -> None:
+        self.identities: dict[tuple[str, str, str], tuple[Source, str]] = {}
+        self.seen: set[tuple[str, str, int]] = set()
+
+    async def claim_email_identity(
+        self, scope: str, message_id: str, parts_sha256: str, *, source: Source, raw_sha256: str
+    ) -> tuple[Source, str]:
+        """The first arrival's source and raw hash; this one's if it is the first."""
+        first = (source, raw_sha256)
+        return self.identities.setdefault((scope, message_id, parts_sha256), first)
+
+    async def record_email_seen(self, scope: str, message_id: str, raw_size: int) -> None:
+        """Remember the email as recorded."""
+        self.seen.add((scope, message_id, raw_size))
+
+    async def emails_seen(
+        self, scope: str, emails: Collection[tuple[str, int]]
+    ) -> set[tuple[str, int]]:
+        """Those of ``emails`` remembered as recorded."""
+        return {(mid, size) for mid, size in emails if (scope, mid, size) in self.seen}
 
 
 class MemoryOutbox:

@@ -17,7 +17,12 @@ import pytest
 from scripts.pdfgen import make_pdf
 from tests import mail_samples
 from tests.helpers import small_examples
-from tests.unit.inmemory import MemoryBlobHolds, MemoryBlobs, consumer_record
+from tests.unit.inmemory import (
+    MemoryBlobHolds,
+    MemoryBlobs,
+    MemoryEmailIdentities,
+    consumer_record,
+)
 from triage_contracts import (
     DocumentReceivedV1,
     ExtractionStatus,
@@ -116,11 +121,12 @@ def mailbox(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
     return paths
 
 
-class RecordingStore(MemoryBlobHolds):
+class RecordingStore(MemoryBlobHolds, MemoryEmailIdentities):
     """Ingest's store as far as ``accept_email`` uses it: every document is new."""
 
     def __init__(self) -> None:
-        super().__init__()
+        MemoryBlobHolds.__init__(self)
+        MemoryEmailIdentities.__init__(self)
         self.events: list[DocumentReceivedV1] = []
 
     async def record_documents(

@@ -27,7 +27,7 @@ from prometheus_client import REGISTRY
 from schemathesis import checks
 from sqlalchemy.exc import OperationalError
 
-from tests.unit.inmemory import MemoryBlobHolds, MemoryOutbox
+from tests.unit.inmemory import MemoryBlobHolds, MemoryEmailIdentities, MemoryOutbox
 from triage_contracts import DocumentReceivedV1, Producer, topics
 from triage_ingest import domain, uploads
 from triage_ingest.app import create_app
@@ -47,11 +47,12 @@ KEY_B = {"X-API-Key": "key-b"}
 NOW = datetime(2026, 11, 26, 9, 0, tzinfo=UTC)
 
 
-class MemoryStore(MemoryBlobHolds, IngestStore):
+class MemoryStore(MemoryBlobHolds, MemoryEmailIdentities, IngestStore):
     """Ingest's document and idempotency tables, in memory."""
 
     def __init__(self, outbox: MemoryOutbox) -> None:  # no engine: nothing reaches PostgreSQL
         MemoryBlobHolds.__init__(self)
+        MemoryEmailIdentities.__init__(self)
         self.outbox = outbox
         self.raws: dict[str, str] = {}
         self.documents: dict[str, DocumentReceivedV1] = {}
@@ -98,11 +99,19 @@ class MemoryStore(MemoryBlobHolds, IngestStore):
             "media_type": document.blob.media_type,
             "size_bytes": document.blob.size_bytes,
             "parent_document_id": document.parent_document_id,
+            "message_id": document.email.message_id if document.email else None,
             "received_at": document.received_at,
             "queue": None,
             "model_version": None,
             "review": None,
         }
+
+    async def documents_of_message(self, message_id: str) -> list[str]:
+        return [
+            doc
+            for doc, event in self.documents.items()
+            if event.document.email and event.document.email.message_id == message_id
+        ]
 
     async def claim_idempotency_key(
         self, api_key_id: int, key: str, *, request_sha256: str, hold_seconds: float
@@ -265,7 +274,8 @@ def test_every_answer_is_counted_by_method_route_and_status(
         ("POST", upload, 500): 1,
         ("GET", one, 404): 1,
         ("GET", one, 401): 1,
-        ("GET", upload, 405): 1,
+        ("GET", upload, 422): 1,  # a lookup by Message-ID without one
+        ("DELETE", upload, 405): 1,
         ("GET", "unmatched", 404): 1,
         ("other", "unmatched", 404): 1,
     }
@@ -287,7 +297,8 @@ def test_every_answer_is_counted_by_method_route_and_status(
     assert ingest.client.post(upload, headers=KEY_A, data={"x": "y"}).status_code == 422
     assert ingest.client.get("/v1/documents/doc_" + "0" * 32, headers=KEY_A).status_code == 404
     assert ingest.client.get("/v1/documents/doc_" + "0" * 32).status_code == 401
-    assert ingest.client.get(upload, headers=KEY_A).status_code == 405
+    assert ingest.client.get(upload, headers=KEY_A).status_code == 422
+    assert ingest.client.delete(upload, headers=KEY_A).status_code == 405
     assert ingest.client.get("/no/such/page").status_code == 404
     assert ingest.client.request("BREW", "/no/such/page").status_code == 404
 
@@ -342,6 +353,16 @@ def test_every_answer_of_the_upload_api_is_in_its_openapi(
         ),
         "status, no key": ingest.client.get(get),
         "no such document": ingest.client.get(get, headers=KEY_A),
+        "by message": ingest.client.get(
+            post,
+            params={"message_id": _upload_email(ingest, "m1@example.com")},
+            headers=KEY_B,
+        ),
+        "by message, no key": ingest.client.get(post, params={"message_id": "m1@example.com"}),
+        "by message, none given": ingest.client.get(post, headers=KEY_A),
+        "by message, too long": ingest.client.get(
+            post, params={"message_id": "m" * 999}, headers=KEY_A
+        ),
     }
     sha = hashlib.sha256(b"a").hexdigest()
     held = domain.request_sha256([("a.txt", "text/plain", sha, 1)], {})
@@ -359,17 +380,25 @@ def test_every_answer_of_the_upload_api_is_in_its_openapi(
 
     monkeypatch.setattr(ingest.store, "status", database_down)
     monkeypatch.setattr(ingest.store, "record_documents", database_down)
+    monkeypatch.setattr(ingest.store, "documents_of_message", database_down)
     answers["database down"] = ingest.upload(file, headers=KEY_B)
     answers["status, database down"] = ingest.client.get(get, headers=KEY_B)
+    answers["by message, database down"] = ingest.client.get(
+        post, params={"message_id": "m1@example.com"}, headers=KEY_B
+    )
 
     async def a_bug(*_args: object, **_kwargs: object) -> Any:
         raise RuntimeError("a bug")
 
     monkeypatch.setattr(ingest.store, "status", a_bug)
+    monkeypatch.setattr(ingest.store, "documents_of_message", a_bug)
     monkeypatch.setattr(ingest.app.state.intake, "accept_many", a_bug)
     crashing = TestClient(ingest.app, raise_server_exceptions=False)
     answers["a bug"] = crashing.post(post, files=[("files", file)], headers=KEY_B)
     answers["status, a bug"] = crashing.get(get, headers=KEY_B)
+    answers["by message, a bug"] = crashing.get(
+        post, params={"message_id": "m1@example.com"}, headers=KEY_B
+    )
 
     assert {name: answer.status_code for name, answer in answers.items()} == {
         "upload": 202,
@@ -383,6 +412,10 @@ def test_every_answer_of_the_upload_api_is_in_its_openapi(
         "status": 200,
         "status, no key": 401,
         "no such document": 404,
+        "by message": 200,
+        "by message, no key": 401,
+        "by message, none given": 422,
+        "by message, too long": 422,
         "key in progress": 409,
         "key reused": 422,
         "over the rate": 429,
@@ -390,8 +423,18 @@ def test_every_answer_of_the_upload_api_is_in_its_openapi(
         "status, database down": 503,
         "a bug": 500,
         "status, a bug": 500,
+        "by message, database down": 503,
+        "by message, a bug": 500,
     }
+    assert [d["filename"] for d in answers["by message"].json()["documents"]] == [None]
     _assert_in_openapi(ingest.app, answers)
+
+
+def _upload_email(ingest: Ingest, message_id: str) -> str:
+    """Upload a saved email with this Message-ID (by key B); return the Message-ID as sent."""
+    raw = f"Message-ID: <{message_id}>\r\nSubject: hi\r\n\r\nhello\r\n".encode()
+    assert ingest.upload(("m.eml", raw, "message/rfc822"), headers=KEY_B).status_code == 202
+    return f"<{message_id}>"
 
 
 def _assert_in_openapi(app: FastAPI, answers: Mapping[str, Any]) -> None:
@@ -401,7 +444,10 @@ def _assert_in_openapi(app: FastAPI, answers: Mapping[str, Any]) -> None:
     for name, answer in answers.items():
         path = answer.request.url.path
         if path == "/v1/documents":
-            case = schema[path]["POST"].Case()
+            method = answer.request.method
+            case = schema[path][method].Case(
+                query=dict(answer.request.url.params) if method == "GET" else None
+            )
         else:
             by_id = schema["/v1/documents/{document_id}"]["GET"]
             case = by_id.Case(path_parameters={"document_id": path.rsplit("/", 1)[1]})
@@ -605,6 +651,33 @@ def test_a_saved_email_becomes_its_body_and_attachments_in_file_order(tmp_path: 
     assert attachment.document.parent_document_id in by_id
 
 
+def test_a_saved_copy_of_an_email_is_the_documents_it_already_was(tmp_path: Path) -> None:
+    """Issue 20, defect 8: a copy with a header added is the same documents, by its
+    Message-ID and parts; a different mail reusing the Message-ID is not."""
+    ingest = Ingest(tmp_path)
+    email = (
+        b"Message-ID: <po-7@example.com>\r\nFrom: a@example.com\r\nSubject: PO 7\r\n"
+        b"MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=XX\r\n\r\n"
+        b"--XX\r\nContent-Type: text/plain\r\n\r\nthe order\r\n"
+        b'--XX\r\nContent-Type: text/plain\r\nContent-Disposition: attachment; filename="po.txt"'
+        b"\r\n\r\n7 boxes\r\n--XX--\r\n"
+    )
+
+    def ids(raw: bytes, key: Mapping[str, str] = KEY_A) -> list[str]:
+        answer = ingest.upload(("mail.eml", raw, "message/rfc822"), headers=dict(key))
+        assert answer.status_code == 202
+        return [d["document_id"] for d in answer.json()["documents"]]
+
+    first = ids(email)
+    assert len(first) == 2
+    assert ids(b"X-Saved-By: Outlook\r\n" + email) == first
+    assert len(ingest.broker.sent) == 2, "the copy published nothing"
+    other = ids(email.replace(b"7 boxes", b"9 boxes"))
+    assert not set(other) & set(first)
+    # Another key's upload is its own documents: no key learns of another's mail.
+    assert not set(ids(email, KEY_B)) & set(first)
+
+
 def test_the_request_fingerprint_is_unchanged() -> None:
     # Stored with each Idempotency-Key's answer: a new hash would turn retries into 422s.
     files = [("a.txt", "text/plain", "ab" * 32, 5), (None, "application/pdf", "cd" * 32, 1234)]
@@ -633,8 +706,13 @@ def test_who_may_see_a_document() -> None:
     upload = {"kind": "upload", "name": "alpha"}
     assert domain.visible_to(upload, "alpha", keys_required=True)
     assert not domain.visible_to(upload, "beta", keys_required=True)
-    assert not domain.visible_to({"kind": "imap", "name": "alpha"}, "alpha", keys_required=True)
+    # What the connectors took in is every key's to follow; an upload only its sender's.
+    for kind in ("imap", "smtp", "folder"):
+        assert domain.visible_to({"kind": kind, "name": "support"}, "beta", keys_required=True)
     assert domain.visible_to({"kind": "imap", "name": "support"}, "x", keys_required=False)
+    assert domain.bare_message_id(" <a.b@example.com> ") == "a.b@example.com"
+    assert domain.bare_message_id("a.b@example.com") == "a.b@example.com"
+    assert domain.bare_message_id("<a\x00b@x>") == "a b@x", "as the parser keeps it"
     assert domain.is_document_id("doc_" + "0f" * 16)
     assert not domain.is_document_id("doc_" + "0F" * 16)
     assert not domain.is_document_id("doc_" + "0" * 32 + "\x00")

@@ -24,6 +24,8 @@ OWNERS = {
     "document_raw": "triage_ingest.store",
     "dead_letter_blob": "triage_ingest.store",
     "pending_blob": "triage_ingest.store",
+    "email_identity": "triage_ingest.store",
+    "email_raw_seen": "triage_ingest.store",
     "document_outcome": "triage_runtime.outcomes",
     "routing_decision": "triage_runtime.outcomes",
     "review_item": "triage_runtime.outcomes",

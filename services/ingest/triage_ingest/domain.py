@@ -24,6 +24,7 @@ from triage_contracts import (
     derive_document_id,
 )
 from triage_contracts.events import MAX_METADATA_ITEMS, MetadataKey, MetadataValue
+from triage_text.email.headers import without_controls
 from triage_text.email.parse import EMAIL_MEDIA_TYPE
 from triage_text.mediatype import UNTYPED, decide_media_type
 
@@ -112,15 +113,20 @@ def document_received(
     parent_document_id: str | None = None,
     email: EmailInfo | None = None,
     metadata: Mapping[str, str] | None = None,
+    id_source: Source | None = None,
 ) -> DocumentReceivedV1:
     """Describe an inbound document; the same identity from the same source gets the same id.
 
     The identity defaults to the content hash, so the same bytes from the same source are
-    one document however often they arrive.
+    one document however often they arrive. ``id_source``, when given, is the source whose
+    ids it is one of (a copy of a known email takes its first arrival's, see Intake).
     """
+    namespace = id_source or source
     return DocumentReceivedV1(
         producer=producer,
-        document_id=derive_document_id(source.kind.value, source.name, *(identity or (sha256,))),
+        document_id=derive_document_id(
+            namespace.kind.value, namespace.name, *(identity or (sha256,))
+        ),
         document=DocumentRef(
             source=source,
             blob=BlobRef(sha256=sha256, size_bytes=size_bytes, media_type=media_type),
@@ -165,11 +171,33 @@ def is_document_id(text: str) -> bool:
     return DOCUMENT_ID.fullmatch(text) is not None
 
 
+CONNECTOR_EMAILS = "connectors"
+
+
+def email_scope(source: Source) -> str:
+    """Where copies of an email are one set of documents: all that the connectors (SMTP,
+    IMAP, drop folder) take in, which is the organisation's; each API key's uploads apart,
+    as its documents are (``visible_to``), so no key learns of another's mail."""
+    if source.kind == SourceKind.UPLOAD:
+        return f"upload:{source.name}"
+    return CONNECTOR_EMAILS
+
+
+def bare_message_id(text: str) -> str:
+    """A Message-ID as the email parser keeps it: without its angle brackets, control
+    characters as spaces."""
+    text = without_controls(text).strip()
+    if text.startswith("<") and text.endswith(">"):
+        text = text[1:-1].strip()
+    return text
+
+
 def visible_to(source: Mapping[str, str], caller: str, *, keys_required: bool) -> bool:
-    """Whether a caller may see a document: with API keys, only its own uploads exist for it."""
-    if not keys_required:
+    """Whether a caller may see a document: with API keys, an upload exists only for the key
+    that sent it; what the connectors (SMTP, IMAP, drop folder) took in, for every key."""
+    if not keys_required or source["kind"] != SourceKind.UPLOAD:
         return True
-    return source["kind"] == SourceKind.UPLOAD and source["name"] == caller
+    return source["name"] == caller
 
 
 def request_sha256(

@@ -2,8 +2,10 @@
 
 The cursor (UIDVALIDITY, last UID) lives in PostgreSQL and advances only after a message's
 documents are durable, so a restart re-reads at most the message in flight. When the server
-changes a mailbox's UIDVALIDITY, every message is read again; documents are identified by
-the message's bytes, so nothing becomes a second document. IDLE is used where offered.
+changes a mailbox's UIDVALIDITY, every message is looked at again, by its Message-ID and size
+first: one whose documents are known is not downloaded; the rest are, and (identified by
+their bytes, or Message-ID and parts) none becomes a second document. IDLE is used where
+offered.
 """
 
 from __future__ import annotations
@@ -19,16 +21,19 @@ from typing import Any
 from imapclient import IMAPClient
 
 from triage_contracts import Source, SourceKind
+from triage_ingest import domain
 from triage_ingest.intake import Intake
-from triage_ingest.mailrules import MailRule, PostProcess
+from triage_ingest.mailrules import DEFAULT_RULE, MailRule, PostProcess
 from triage_ingest.metrics import CONNECTOR_ITEMS
 from triage_ingest.settings import ImapAccount
 from triage_ingest.store import IngestStore
+from triage_text.email.parse import parse_email
 
 log = logging.getLogger(__name__)
 
 TRIAGED_FLAG = b"$Triaged"
 FETCH_BATCH = 20
+HEADER_BATCH = 500
 STOP_TIMEOUT_SECONDS = 10.0
 
 
@@ -131,23 +136,27 @@ class ImapConnector:
         uidvalidity = int(selected[b"UIDVALIDITY"])
         cursor = await self._store.imap_cursor(account.name, mailbox)
         last_uid = 0
-        if cursor is not None:
-            if cursor[0] == uidvalidity:
-                last_uid = cursor[1]
-            else:
-                log.warning(
-                    "UIDVALIDITY changed; reading the mailbox again (documents deduplicate)",
-                    extra={"account": account.name, "mailbox": mailbox},
-                )
-                CONNECTOR_ITEMS.labels("imap", "uidvalidity_reset").inc()
+        reset = cursor is not None and cursor[0] != uidvalidity
+        if cursor is not None and not reset:
+            last_uid = cursor[1]
+        elif reset:
+            log.warning(
+                "UIDVALIDITY changed; reading the mailbox again (known mail is skipped)",
+                extra={"account": account.name, "mailbox": mailbox},
+            )
+            CONNECTOR_ITEMS.labels("imap", "uidvalidity_reset").inc()
         found: list[int] = await asyncio.to_thread(client.search, ["UID", f"{last_uid + 1}:*"])
         # "n:*" always matches the last message, even when it is below n.
         uids = sorted(uid for uid in found if uid > last_uid)
+        known = await self._known_uids(client, uids) if reset else set()
         downloaded = 0
         for start in range(0, len(uids), FETCH_BATCH):
             batch = uids[start : start + FETCH_BATCH]
-            fetched: dict[int, dict[bytes, Any]] = await asyncio.to_thread(
-                client.fetch, batch, ["BODY.PEEK[]", "INTERNALDATE"]
+            wanted = [uid for uid in batch if uid not in known]
+            fetched: dict[int, dict[bytes, Any]] = (
+                await asyncio.to_thread(client.fetch, wanted, ["BODY.PEEK[]", "INTERNALDATE"])
+                if wanted
+                else {}
             )
             for uid in batch:
                 raw = fetched.get(uid, {}).get(b"BODY[]")
@@ -162,6 +171,10 @@ class ImapConnector:
                     downloaded += 1
                     CONNECTOR_ITEMS.labels("imap", "ingested").inc()
                     await asyncio.to_thread(self._post_process, client, uid, result.rule)
+                elif uid in known:
+                    CONNECTOR_ITEMS.labels("imap", "known_skipped").inc()
+                    # Not read again, so no rule is chosen: the account's post-processing.
+                    await asyncio.to_thread(self._post_process, client, uid, DEFAULT_RULE)
                 await self._store.save_imap_cursor(
                     account.name, mailbox, uidvalidity=uidvalidity, last_uid=uid
                 )
@@ -171,6 +184,33 @@ class ImapConnector:
                 extra={"account": account.name, "mailbox": mailbox, "count": downloaded},
             )
         return downloaded
+
+    async def _known_uids(self, client: IMAPClient, uids: list[int]) -> set[int]:
+        """The messages among ``uids`` whose documents are recorded, told by their Message-ID
+        (read as the parser reads it) and size without downloading them; a message without
+        a Message-ID is never known this way."""
+        known: set[int] = set()
+        for start in range(0, len(uids), HEADER_BATCH):
+            batch = uids[start : start + HEADER_BATCH]
+            fetched: dict[int, dict[bytes, Any]] = await asyncio.to_thread(
+                client.fetch, batch, ["BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)]", "RFC822.SIZE"]
+            )
+            headers: dict[int, tuple[bytes, int]] = {}
+            for uid, data in fetched.items():
+                # The answer's key is the section as the server spells it back.
+                header = next(
+                    (v for k, v in data.items() if k.startswith(b"BODY[HEADER.FIELDS")), None
+                )
+                size = data.get(b"RFC822.SIZE")
+                if header is not None and size is not None:
+                    headers[uid] = (bytes(header), int(size))
+            ids = await asyncio.to_thread(_message_ids, headers)
+            pairs = {uid: (mid, headers[uid][1]) for uid, mid in ids.items() if mid}
+            seen = await self._store.emails_seen(
+                domain.email_scope(self._source), set(pairs.values())
+            )
+            known.update(uid for uid, pair in pairs.items() if pair in seen)
+        return known
 
     def _post_process(self, client: IMAPClient, uid: int, rule: MailRule) -> None:
         # The mail rule's choice, else the account's.
@@ -196,3 +236,8 @@ def _internal_date(value: object) -> datetime | None:
         return None
     # imapclient gives local naive times unless told otherwise; naive means local here.
     return value if value.tzinfo is not None else value.astimezone(UTC)
+
+
+def _message_ids(headers: dict[int, tuple[bytes, int]]) -> dict[int, str | None]:
+    """Each message's Message-ID, read from its header as the email parser reads it."""
+    return {uid: parse_email(header).message_id for uid, (header, _) in headers.items()}

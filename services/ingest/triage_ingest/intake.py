@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import logging
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -44,7 +45,7 @@ from triage_runtime.kafka import publish_event
 from triage_runtime.metrics import DEAD_LETTERS
 from triage_runtime.outbox import Publisher
 from triage_text.email.parse import EMAIL_MEDIA_TYPE, parse_email
-from triage_text.email.result import ParsedMessage
+from triage_text.email.result import ParsedMessage, ParsedPart
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +77,8 @@ class Arrival:
     metadata: Mapping[str, str] | None = None
     raw_sha256: str | None = None
     """The raw email this document came out of, which belongs to it from then on."""
+    id_source: Source | None = None
+    """The source whose ids the document's is one of, when not ``source`` (an email copy)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,6 +218,7 @@ class Intake:
                 parent_document_id=a.parent_document_id,
                 email=a.email,
                 metadata=a.metadata,
+                id_source=a.id_source,
             )
             for a in arrivals
         ]
@@ -266,7 +270,12 @@ class Intake:
         arrived: datetime | None = None,
     ) -> EmailAccepted:
         """Keep the raw message, then accept one document per body and attachment that the
-        first matching mail rule (else the default one) takes."""
+        first matching mail rule (else the default one) takes.
+
+        A message is its bytes, or, when it has a Message-ID, that and its parts: a copy
+        (from another mailbox or connector, with headers added on the way) is the documents
+        of its first arrival. A different message reusing the Message-ID is not.
+        """
         try:
             parsed: ParsedMessage = await asyncio.to_thread(parse_email, raw)
         except Exception as exc:  # noqa: BLE001 - the parser promises not to raise; belt and braces
@@ -288,13 +297,23 @@ class Intake:
             return EmailAccepted(raw_sha256=raw_sha, defects=parsed.defects, rule=rule)
         raw_sha = await self.store_bytes(raw)
 
+        shas = await self.store_all_bytes([part.data for part in parts])
+        id_source, id_raw = source, raw_sha
+        if parsed.message_id:
+            id_source, id_raw = await self._store.claim_email_identity(
+                domain.email_scope(source),
+                parsed.message_id,
+                _parts_sha256(parsed, parts, shas),
+                source=source,
+                raw_sha256=raw_sha,
+            )
+
         def document_id_of(part: str) -> str:
-            return derive_document_id(source.kind.value, source.name, raw_sha, part)
+            return derive_document_id(id_source.kind.value, id_source.name, id_raw, part)
 
         taken = {part.part for part in parts}
         metadata = rule_metadata(rule)
         arrivals: list[Arrival] = []
-        shas = await self.store_all_bytes([part.data for part in parts])
         for part, sha in zip(parts, shas, strict=True):
             defects = list(part.defects)
             if part.role == "body":
@@ -307,7 +326,8 @@ class Intake:
                     size_bytes=len(part.data),
                     media_type=part.media_type,
                     filename=part.filename,
-                    identity=(raw_sha, part.part),
+                    identity=(id_raw, part.part),
+                    id_source=id_source,
                     raw_sha256=raw_sha,
                     # A body the rule did not take is no document to point at.
                     parent_document_id=document_id_of(part.parent)
@@ -325,6 +345,10 @@ class Intake:
                 )
             )
         accepted = await self.accept_many(arrivals)
+        if parsed.message_id:
+            await self._store.record_email_seen(
+                domain.email_scope(source), parsed.message_id, len(raw)
+            )
         return EmailAccepted(
             raw_sha256=raw_sha, documents=accepted, defects=parsed.defects, rule=rule
         )
@@ -362,6 +386,16 @@ class Intake:
             },
         )
         return letter
+
+
+def _parts_sha256(parsed: ParsedMessage, parts: Sequence[ParsedPart], shas: Sequence[str]) -> str:
+    """What an email's documents are: its subject and sender, and each part taken's place,
+    type, name and bytes (not the other headers, which relays and mailbox copies add to)."""
+    taken = [
+        [part.part, part.parent, part.media_type, part.filename, sha]
+        for part, sha in zip(parts, shas, strict=True)
+    ]
+    return hashlib.sha256(json.dumps([parsed.subject, parsed.sender, taken]).encode()).hexdigest()
 
 
 def _cut(value: str | None, limit: int) -> str | None:

@@ -61,8 +61,17 @@ class DocumentStatus(BaseModel):
     media_type: str
     size_bytes: int
     parent_document_id: str | None
+    message_id: str | None = Field(
+        default=None, description="The Message-ID of the email it came out of, if any"
+    )
     received_at: AwareDatetime
     queue: str | None
     model_version: str | None
     review: ReviewState | None
     dead_letter: DeadLetterState | None = None
+
+
+class DocumentStatuses(BaseModel):
+    """The documents found for a question (the documents of an email, by its Message-ID)."""
+
+    documents: list[DocumentStatus]

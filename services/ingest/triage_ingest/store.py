@@ -3,6 +3,7 @@ cursors."""
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
@@ -12,13 +13,15 @@ from sqlalchemy import delete, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
-from triage_contracts import DocumentReceivedV1, utcnow
+from triage_contracts import DocumentReceivedV1, Source, SourceKind, utcnow
 from triage_runtime import blobrefs, outbox
 from triage_runtime.db.models import (
     DeadLetterBlob,
     Document,
     DocumentRaw,
     DocumentStatus,
+    EmailIdentity,
+    EmailRawSeen,
     IdempotencyRecord,
     ImapCursor,
     PendingBlob,
@@ -47,6 +50,12 @@ class StoredDocument:
     filename: str | None
     media_type: str
     created: bool
+
+
+def message_key(scope: str, message_id: str) -> str:
+    """How a Message-ID is keyed within its scope (``domain.email_scope``): their SHA-256, as
+    a Message-ID may be longer than an index entry may be."""
+    return hashlib.sha256(f"{scope}\x1f{message_id}".encode("utf-8", "surrogateescape")).hexdigest()
 
 
 class IngestStore:
@@ -92,6 +101,7 @@ class IngestStore:
                 "received_at": event.document.received_at,
                 "event_id": event.event_id,
                 "trace_id": event.trace_id,
+                "message_id": event.document.email.message_id if event.document.email else None,
             }
             for event in firsts.values()
         ]
@@ -161,6 +171,75 @@ class IngestStore:
                 )
             )
 
+    async def claim_email_identity(
+        self, scope: str, message_id: str, parts_sha256: str, *, source: Source, raw_sha256: str
+    ) -> tuple[Source, str]:
+        """The first arrival in ``scope`` of this email (its Message-ID and parts): the source
+        and raw hash its document ids are derived from. This arrival's own, if it is first.
+
+        Committed before any document is recorded, so of copies arriving at once each gets
+        the same answer (the primary key lets one insert; the others wait for it, then read).
+        """
+        key = message_key(scope, message_id)
+        first = {
+            "message_key": key,
+            "parts_sha256": parts_sha256,
+            "source_kind": source.kind.value,
+            "source_name": source.name,
+            "raw_sha256": raw_sha256,
+        }
+        async with self._sessions.begin() as session:
+            await session.execute(insert(EmailIdentity).values(first).on_conflict_do_nothing())
+        async with self._sessions() as session:
+            row = (
+                await session.execute(
+                    select(
+                        EmailIdentity.source_kind,
+                        EmailIdentity.source_name,
+                        EmailIdentity.raw_sha256,
+                    ).where(
+                        EmailIdentity.message_key == key,
+                        EmailIdentity.parts_sha256 == parts_sha256,
+                    )
+                )
+            ).one()
+        return Source(kind=SourceKind(row.source_kind), name=row.source_name), row.raw_sha256
+
+    async def record_email_seen(self, scope: str, message_id: str, raw_size: int) -> None:
+        """Say that an email of this Message-ID and size has its documents recorded."""
+        async with self._sessions.begin() as session:
+            await session.execute(
+                insert(EmailRawSeen)
+                .values(message_key=message_key(scope, message_id), raw_size=raw_size)
+                .on_conflict_do_nothing()
+            )
+
+    async def emails_seen(
+        self, scope: str, emails: Collection[tuple[str, int]]
+    ) -> set[tuple[str, int]]:
+        """Which of these (Message-ID, size) pairs ``record_email_seen`` was told of."""
+        if not emails:
+            return set()
+        keys = {(message_key(scope, mid), size): (mid, size) for mid, size in emails}
+        async with self._sessions() as session:
+            rows = await session.execute(
+                select(EmailRawSeen.message_key, EmailRawSeen.raw_size).where(
+                    EmailRawSeen.message_key.in_({key for key, _ in keys})
+                )
+            )
+            return {keys[pair] for pair in map(tuple, rows) if pair in keys}
+
+    async def documents_of_message(self, message_id: str) -> list[str]:
+        """The ids of the documents of the email(s) with this Message-ID, oldest first."""
+        async with self._sessions() as session:
+            return list(
+                await session.scalars(
+                    select(Document.document_id)
+                    .where(Document.message_id == message_id)
+                    .order_by(Document.received_at, Document.document_id)
+                )
+            )
+
     async def status(self, document_id: str) -> dict[str, Any] | None:
         """Return what is known about a document, or None."""
         async with self._sessions() as session:
@@ -182,6 +261,7 @@ class IngestStore:
             "media_type": doc.media_type,
             "size_bytes": doc.size_bytes,
             "parent_document_id": doc.parent_document_id,
+            "message_id": doc.message_id,
             "received_at": doc.received_at,
             "queue": derived.queue if derived else None,
             "model_version": derived.model_version if derived else None,

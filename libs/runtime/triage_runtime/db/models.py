@@ -194,8 +194,37 @@ class Document(Base):
     received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     event_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True))
     trace_id: Mapped[str] = mapped_column(String(32))
+    message_id: Mapped[str | None] = mapped_column(Text)
+    """The Message-ID of the email it came out of (migration 0022)."""
 
-    __table_args__ = (Index("ix_document_blob_sha256", "blob_sha256"),)
+    __table_args__ = (
+        Index("ix_document_blob_sha256", "blob_sha256"),
+        Index("ix_document_message_id", "message_id", postgresql_using="hash"),
+    )
+
+
+class EmailIdentity(Base):
+    """The first arrival of an email by its Message-ID (``message_key``, its SHA-256) and its
+    parts: a later copy with the same parts takes that arrival's document ids."""
+
+    __tablename__ = "email_identity"
+
+    message_key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    parts_sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    source_kind: Mapped[str] = mapped_column(String(16))
+    source_name: Mapped[str] = mapped_column(String(80))
+    raw_sha256: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class EmailRawSeen(Base):
+    """An email (its Message-ID's SHA-256 and its size in bytes) whose documents are
+    recorded: after a UIDVALIDITY reset, IMAP does not download it again."""
+
+    __tablename__ = "email_raw_seen"
+
+    message_key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    raw_size: Mapped[int] = mapped_column(BigInteger, primary_key=True)
 
 
 class DocumentRaw(Base):

@@ -102,6 +102,12 @@ def read_sender(
     return _without_controls(match[0], "from", defects)
 
 
+def without_controls(value: str) -> str:
+    """``value`` with its control characters (NUL among them: PostgreSQL text refuses it)
+    replaced by spaces, as every header value the parser keeps is."""
+    return _CONTROL.sub(" ", value)
+
+
 def read_recipients(msg: EmailMessage) -> tuple[str, ...]:
     """The To and Cc addresses (lower case) that parse; what does not parse is left out."""
     found: list[str] = []
@@ -110,15 +116,14 @@ def read_recipients(msg: EmailMessage) -> tuple[str, ...]:
             for address in getattr(msg[name], "addresses", ()):
                 addr_spec = str(address.addr_spec).strip().lower()
                 if "@" in addr_spec:
-                    found.append(_CONTROL.sub(" ", addr_spec))
+                    found.append(without_controls(addr_spec))
         except Exception:  # noqa: BLE001, S112 - header parsing of hostile input has raised before
             continue
     return tuple(dict.fromkeys(found))
 
 
 def _without_controls(value: str, name: str, defects: list[str]) -> str:
-    """Replace control characters (NUL among them: PostgreSQL text refuses it) by spaces."""
-    cleaned = _CONTROL.sub(" ", value)
+    cleaned = without_controls(value)
     if cleaned != value:
         defects.append(f"control_characters:{name}")
     return cleaned

@@ -5,13 +5,13 @@ from __future__ import annotations
 import logging
 from typing import Annotated
 
-from fastapi import APIRouter, File, Form, Header, HTTPException, UploadFile, status
+from fastapi import APIRouter, File, Form, Header, HTTPException, Query, UploadFile, status
 
 from triage_contracts import Source, SourceKind
 from triage_ingest import domain, uploads
 from triage_ingest.deps import BlobsDep, Caller, IntakeDep, SettingsDep, StoreDep
 from triage_ingest.intake import Intake
-from triage_ingest.schemas import DocumentStatus, UploadAccepted
+from triage_ingest.schemas import DocumentStatus, DocumentStatuses, UploadAccepted
 from triage_runtime.blobstore import BlobStore
 from triage_runtime.openapi import (
     INTERNAL_ERROR,
@@ -155,12 +155,57 @@ async def _accept(
 
 
 @router.get(
+    "/v1/documents",
+    response_model=DocumentStatuses,
+    summary="The documents of an email, by its Message-ID",
+    description=(
+        "Every document (body and attachments) of the email(s) with this Message-ID that "
+        "this key may see (from any connector, or its own uploads), oldest first; an empty "
+        "list when none is known. "
+        "URL-encode the Message-ID; its angle brackets may be left out "
+        "(`%3Cid%40example.com%3E` or `id%40example.com`). "
+        "A copy of a known email (same Message-ID, subject, sender and parts) is the same "
+        "documents; a different email reusing the Message-ID has documents of its own."
+    ),
+    responses={
+        401: refusal("No valid X-API-Key", headers=WWW_AUTHENTICATE),
+        422: refusal("No message_id, or one over 998 characters", model=Invalid),
+        500: refusal(INTERNAL_ERROR),
+        503: refusal("PostgreSQL failed; try again", headers=RETRY_AFTER),
+    },
+)
+async def documents_of_message(
+    who: Caller,
+    settings: SettingsDep,
+    store: StoreDep,
+    message_id: Annotated[
+        str,
+        Query(
+            min_length=1,
+            max_length=998,
+            description="The email's Message-ID, with or without its angle brackets",
+        ),
+    ],
+) -> DocumentStatuses:
+    ids = await store.documents_of_message(domain.bare_message_id(message_id))
+    found = [await store.status(doc) for doc in ids]
+    return DocumentStatuses(
+        documents=[
+            DocumentStatus.model_validate(doc)
+            for doc in found
+            if doc is not None
+            and domain.visible_to(doc["source"], who.name, keys_required=settings.require_api_key)
+        ]
+    )
+
+
+@router.get(
     "/v1/documents/{document_id}",
     response_model=DocumentStatus,
     summary="A document's status: where it went, or how far it has got",
     responses={
         401: refusal("No valid X-API-Key", headers=WWW_AUTHENTICATE),
-        404: refusal("No such document for this API key"),
+        404: refusal("No such document for this API key (another key's upload)"),
         500: refusal(INTERNAL_ERROR),
         503: refusal("PostgreSQL failed; try again", headers=RETRY_AFTER),
     },
@@ -171,7 +216,8 @@ async def document_status(
     if not domain.is_document_id(document_id):  # never a database question
         raise HTTPException(status.HTTP_404_NOT_FOUND, "no such document")
     found = await store.status(document_id)
-    # A key sees only its own uploads; other documents do not exist for it.
+    # A key sees its own uploads and what the connectors took in; other uploads do not
+    # exist for it.
     if found is None or not domain.visible_to(
         found["source"], who.name, keys_required=settings.require_api_key
     ):
