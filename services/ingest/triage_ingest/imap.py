@@ -4,6 +4,11 @@ The cursor (UIDVALIDITY, last UID) lives in PostgreSQL and advances only after a
 documents are durable, so a restart re-reads at most the message in flight. When the server
 changes a mailbox's UIDVALIDITY, every message is read again; documents are identified by
 the message's bytes, so nothing becomes a second document. IDLE is used where offered.
+
+A message whose intake fails (or crashes the process) ``max_attempts`` times is
+dead-lettered, its attempts counted in PostgreSQL, and the mailbox moves on; a move to a
+missing folder creates it, or else flags the message. Each mailbox's health (``ImapHealth``)
+shows in ``/readyz`` and as gauges.
 """
 
 from __future__ import annotations
@@ -15,28 +20,71 @@ import ssl
 import threading
 from typing import Any
 
+from aiokafka.errors import KafkaError
 from imapclient import IMAPClient
+from imapclient.exceptions import IMAPClientAbortError, IMAPClientError, LoginError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
-from triage_contracts import Source, SourceKind
+from triage_contracts import ErrorClass, Source, SourceKind
+from triage_ingest.imap_health import ImapHealth
 from triage_ingest.intake import Intake
 from triage_ingest.metrics import CONNECTOR_ITEMS
 from triage_ingest.settings import ImapAccount, PostProcess
 from triage_ingest.store import IngestStore
+from triage_text.email.parse import EMAIL_MEDIA_TYPE
 
 log = logging.getLogger(__name__)
 
 TRIAGED_FLAG = b"$Triaged"
 FETCH_BATCH = 20
 STOP_TIMEOUT_SECONDS = 10.0
+# Failures of a dependency, not of the message: they do not count towards its attempts.
+DEPENDENCY_FAILURES = (OperationalError, InterfaceError, KafkaError, ConnectionError, TimeoutError)
+
+
+class MailboxError(Exception):
+    """The server would not open a mailbox (SELECT refused)."""
+
+
+class MessageIntakeError(Exception):
+    """Intake failed for one message (counted where it happened); it is tried again later."""
+
+
+def failure_outcome(exc: BaseException) -> str:
+    """The connector-items outcome a failed pass over a mailbox counts as."""
+    if isinstance(exc, LoginError):
+        return "auth_error"
+    if isinstance(exc, MailboxError):
+        return "mailbox_error"
+    if isinstance(exc, MessageIntakeError):
+        return "intake_error"
+    if isinstance(exc, DBAPIError | KafkaError) and not isinstance(exc, IMAPClientError):
+        return "dependency_error"
+    return "connection_error"
+
+
+def describe(exc: BaseException) -> str:
+    """One line saying what went wrong, for health detail and attempt records."""
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text}"[:500] if text else type(exc).__name__
 
 
 class ImapConnector:
     """Reads the configured mailboxes of one account."""
 
-    def __init__(self, intake: Intake, store: IngestStore, account: ImapAccount) -> None:
+    def __init__(
+        self,
+        intake: Intake,
+        store: IngestStore,
+        account: ImapAccount,
+        health: ImapHealth | None = None,
+    ) -> None:
         self._intake = intake
         self._store = store
         self._account = account
+        self._health = health or ImapHealth()
+        for mailbox in account.mailboxes:
+            self._health.watch(account.name, mailbox)
         self._source = Source(kind=SourceKind.IMAP, name=account.name)
         self._stopping = threading.Event()
         self._stop_requested = asyncio.Event()
@@ -86,12 +134,15 @@ class ImapConnector:
                     await self._wait_for_mail(client)
             except asyncio.CancelledError:
                 raise
-            except Exception:
+            except Exception as exc:
+                outcome = failure_outcome(exc)
                 log.exception(
                     "imap connector error; reconnecting",
-                    extra={"account": self._account.name, "mailbox": mailbox},
+                    extra={"account": self._account.name, "mailbox": mailbox, "outcome": outcome},
                 )
-                CONNECTOR_ITEMS.labels("imap", "connection_error").inc()
+                if not isinstance(exc, MessageIntakeError):  # counted where it happened
+                    CONNECTOR_ITEMS.labels("imap", outcome).inc()
+                self._health.failed(self._account.name, mailbox, describe(exc))
                 await self._pause(self._account.poll_seconds)
             finally:
                 if client is not None:
@@ -125,8 +176,7 @@ class ImapConnector:
     async def poll_mailbox(self, client: IMAPClient, mailbox: str) -> int:
         """Ingest every message above the cursor; return how many were downloaded."""
         account = self._account
-        selected: dict[bytes, Any] = await asyncio.to_thread(client.select_folder, mailbox)
-        uidvalidity = int(selected[b"UIDVALIDITY"])
+        uidvalidity = await self._select(client, mailbox)
         cursor = await self._store.imap_cursor(account.name, mailbox)
         last_uid = 0
         if cursor is not None:
@@ -141,6 +191,8 @@ class ImapConnector:
         found: list[int] = await asyncio.to_thread(client.search, ["UID", f"{last_uid + 1}:*"])
         # "n:*" always matches the last message, even when it is below n.
         uids = sorted(uid for uid in found if uid > last_uid)
+        remaining = len(uids)
+        self._health.backlog(account.name, mailbox, remaining)
         downloaded = 0
         for start in range(0, len(uids), FETCH_BATCH):
             batch = uids[start : start + FETCH_BATCH]
@@ -150,15 +202,14 @@ class ImapConnector:
             for uid in batch:
                 raw = fetched.get(uid, {}).get(b"BODY[]")
                 if raw is not None:
-                    await self._intake.accept_email(
-                        bytes(raw), source=self._source, mailbox=mailbox
-                    )
+                    await self._take(client, mailbox, uidvalidity=uidvalidity, uid=uid, raw=raw)
                     downloaded += 1
-                    CONNECTOR_ITEMS.labels("imap", "ingested").inc()
-                    await asyncio.to_thread(self._post_process, client, uid)
                 await self._store.save_imap_cursor(
                     account.name, mailbox, uidvalidity=uidvalidity, last_uid=uid
                 )
+                remaining -= 1
+                self._health.backlog(account.name, mailbox, remaining)
+        self._health.succeeded(account.name, mailbox)
         if downloaded:
             log.info(
                 "imap messages ingested",
@@ -166,14 +217,105 @@ class ImapConnector:
             )
         return downloaded
 
-    def _post_process(self, client: IMAPClient, uid: int) -> None:
+    async def _select(self, client: IMAPClient, mailbox: str) -> int:
+        """Open a mailbox; return its UIDVALIDITY. A refusal is a MailboxError."""
+        try:
+            selected: dict[bytes, Any] = await asyncio.to_thread(client.select_folder, mailbox)
+        except IMAPClientAbortError:
+            raise
+        except IMAPClientError as exc:
+            raise MailboxError(f"cannot open mailbox {mailbox!r}: {describe(exc)}") from exc
+        return int(selected[b"UIDVALIDITY"])
+
+    async def _take(
+        self, client: IMAPClient, mailbox: str, *, uidvalidity: int, uid: int, raw: bytes
+    ) -> None:
+        """Hand one message to intake, or dead-letter it once it has failed ``max_attempts``
+        times; then post-process what was taken. A failure that is retried raises
+        MessageIntakeError."""
+        name, limit = self._account.name, self._account.max_attempts
+        where = {"uidvalidity": uidvalidity, "uid": uid}
+        earlier, last_error = await self._store.begin_imap_attempt(name, mailbox, **where)
+        if earlier >= limit:  # the earlier ones crashed before they could give up
+            await self._dead_letter(
+                mailbox, uid, bytes(raw), tries=earlier, error=last_error or "the process stopped"
+            )
+            return
+        try:
+            accepted = await self._intake.accept_email(
+                bytes(raw), source=self._source, mailbox=mailbox
+            )
+        except Exception as exc:
+            error, counts = describe(exc), not isinstance(exc, DEPENDENCY_FAILURES)
+            await self._store.fail_imap_attempt(name, mailbox, **where, error=error, counts=counts)
+            CONNECTOR_ITEMS.labels("imap", "intake_error").inc()
+            if counts and earlier + 1 >= limit:
+                await self._dead_letter(mailbox, uid, bytes(raw), tries=earlier + 1, error=error)
+                return
+            raise MessageIntakeError(f"UID {uid}: {error}") from exc
+        new = any(document.created for document in accepted.documents)
+        CONNECTOR_ITEMS.labels("imap", "ingested" if new else "known").inc()
+        if problem := await asyncio.to_thread(self._post_process, client, uid):
+            CONNECTOR_ITEMS.labels("imap", "post_process_error").inc()
+            log.warning(
+                "imap post-processing failed; the message was flagged instead",
+                extra={"account": name, "mailbox": mailbox, "uid": uid, "error": problem},
+            )
+            self._health.failed(name, mailbox, problem)
+
+    async def _dead_letter(
+        self, mailbox: str, uid: int, raw: bytes, *, tries: int, error: str
+    ) -> None:
+        """Give up on a message: dead-letter it with the raw kept; it stays in the mailbox."""
+        reason = f"IMAP {mailbox} UID {uid}: intake failed {tries} times; last: {error}"
+        await self._intake.dead_letter(
+            source=self._source,
+            raw_sha256=await self._intake.store_bytes(raw),
+            raw_size=len(raw),
+            media_type=EMAIL_MEDIA_TYPE,
+            error_class=ErrorClass.CONNECTOR_ERROR,
+            reason=reason,
+        )
+        CONNECTOR_ITEMS.labels("imap", "dead_lettered").inc()
+        self._health.failed(self._account.name, mailbox, reason)
+
+    def _post_process(self, client: IMAPClient, uid: int) -> str | None:
+        """Flag or move a taken message; return why a move failed (it is then flagged)."""
         action = self._account.post_process
         if action is PostProcess.FLAG:
             client.add_flags([uid], [TRIAGED_FLAG])
         elif action is PostProcess.MOVE:
-            if client.has_capability("MOVE"):
-                client.move([uid], self._account.move_to)
-            else:
-                client.copy([uid], self._account.move_to)
-                client.delete_messages([uid])
-                client.uid_expunge([uid])
+            try:
+                self._move(client, uid)
+            except IMAPClientAbortError:
+                raise
+            except IMAPClientError as exc:
+                return self._move_to_created_folder(client, uid, exc)
+        return None
+
+    def _move(self, client: IMAPClient, uid: int) -> None:
+        if client.has_capability("MOVE"):
+            client.move([uid], self._account.move_to)
+        else:
+            client.copy([uid], self._account.move_to)
+            client.delete_messages([uid])
+            client.uid_expunge([uid])
+
+    def _move_to_created_folder(
+        self, client: IMAPClient, uid: int, refused: IMAPClientError
+    ) -> str | None:
+        """A move was refused: create a missing target and move again, else flag the
+        message and return why, so the mailbox moves on."""
+        target = self._account.move_to
+        try:
+            if client.folder_exists(target):
+                raise refused
+            client.create_folder(target)
+            log.info("created the imap move_to folder", extra={"folder": target})
+            self._move(client, uid)
+        except IMAPClientAbortError:
+            raise
+        except IMAPClientError as exc:
+            client.add_flags([uid], [TRIAGED_FLAG])
+            return f"cannot move to {target!r}: {describe(exc)}"
+        return None

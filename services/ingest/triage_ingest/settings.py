@@ -45,6 +45,12 @@ class ImapAccount(BaseModel):
     poll_seconds: float = Field(default=30.0, gt=0)
     idle: bool = Field(default=True, description="Use IDLE when the server offers it.")
     idle_seconds: float = Field(default=300.0, gt=0, description="Renew IDLE this often.")
+    max_attempts: int = Field(
+        default=3,
+        ge=1,
+        description="A message whose intake fails (or stops the process) this many times is "
+        "dead-lettered and left in the mailbox; the mailbox moves on.",
+    )
 
 
 class Settings(CommonSettings):
