@@ -387,21 +387,27 @@ def test_a_failing_mailbox_shows_in_readyz_and_metrics(
     imap = _imap(isolated)
     missing = f"{mailbox}-absent"
     _append(imap, mailbox, [_message(1)])
+    mailbox_errors, auth_errors = _items("mailbox_error"), _items("auth_error")
     settings = Settings(
         kafka_bootstrap=isolated.kafka_bootstrap,
         database_url=clean_db,
         blob_dir=tmp_path / "blobs",
         topic_prefix=isolated.topic_prefix,
-        imap_accounts=[_account(imap, mailbox, mailboxes=[mailbox, missing])],
+        imap_accounts=[
+            _account(imap, mailbox, mailboxes=[mailbox, missing]),
+            _account(imap, mailbox, name="wrong", password=SecretStr("not-the-password")),
+        ],
     )
     with TestClient(create_app(settings)) as client:
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             body = client.get("/readyz").json()
             boxes = body.get("serving", {}).get("imap", {})
-            if boxes.get(f"support/{mailbox}", {}).get("last_success_at") and boxes.get(
-                f"support/{missing}", {}
-            ).get("last_error"):
+            if (
+                boxes.get(f"support/{mailbox}", {}).get("last_success_at")
+                and boxes.get(f"support/{missing}", {}).get("last_error")
+                and boxes.get(f"wrong/{mailbox}", {}).get("last_error")
+            ):
                 break
             time.sleep(0.2)
         answer = client.get("/readyz")
@@ -409,7 +415,7 @@ def test_a_failing_mailbox_shows_in_readyz_and_metrics(
     assert answer.status_code == 200, "one failing mailbox does not take uploads out of service"
     body = answer.json()
     assert body["status"] == "degraded"
-    assert body["degraded"] == [f"imap support/{missing}"]
+    assert sorted(body["degraded"]) == [f"imap support/{missing}", f"imap wrong/{mailbox}"]
     good, bad = (
         body["serving"]["imap"][f"support/{mailbox}"],
         body["serving"]["imap"][f"support/{missing}"],
@@ -422,4 +428,6 @@ def test_a_failing_mailbox_shows_in_readyz_and_metrics(
     assert f'triage_ingest_imap_mailbox_failing{{account="support",mailbox="{mailbox}"}} 0.0' in (
         metrics
     )
-    assert _items("mailbox_error") >= 1
+    assert body["serving"]["imap"][f"wrong/{mailbox}"]["last_error"].startswith("LoginError")
+    assert _items("mailbox_error") > mailbox_errors
+    assert _items("auth_error") > auth_errors

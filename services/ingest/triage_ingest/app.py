@@ -142,7 +142,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 "database": partial(database_reachable, engine),
             },
             metrics_token=settings.metrics_token,
-            detail=lambda: {"imap": imap_health.detail()} if settings.imap_accounts else {},
+            detail=(lambda: {"imap": imap_health.detail()}) if settings.imap_accounts else None,
             degraded=lambda: [f"imap {name}" for name in imap_health.failing()],
         )
     )

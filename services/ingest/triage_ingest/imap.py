@@ -58,7 +58,7 @@ def failure_outcome(exc: BaseException) -> str:
         return "mailbox_error"
     if isinstance(exc, MessageIntakeError):
         return "intake_error"
-    if isinstance(exc, DBAPIError | KafkaError) and not isinstance(exc, IMAPClientError):
+    if isinstance(exc, DBAPIError | KafkaError):
         return "dependency_error"
     return "connection_error"
 
