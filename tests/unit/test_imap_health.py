@@ -1,7 +1,9 @@
-"""IMAP mailbox health as /readyz shows it, and a move the server refuses, without a server."""
+"""IMAP mailbox health as /readyz shows it, a move the server refuses, and what counts as a
+message's failed attempt, without a server."""
 
 from __future__ import annotations
 
+import contextlib
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
@@ -11,7 +13,13 @@ from imapclient.exceptions import IMAPClientAbortError, IMAPClientError, LoginEr
 from pydantic import SecretStr
 from sqlalchemy.exc import OperationalError
 
-from triage_ingest.imap import TRIAGED_FLAG, ImapConnector, MailboxError, failure_outcome
+from triage_ingest.imap import (
+    TRIAGED_FLAG,
+    ImapConnector,
+    MailboxError,
+    MessageIntakeError,
+    failure_outcome,
+)
 from triage_ingest.imap_health import ImapHealth
 from triage_ingest.settings import ImapAccount, PostProcess
 from triage_runtime.ops import ops_router
@@ -128,3 +136,61 @@ def test_failures_are_counted_by_what_failed() -> None:
     assert failure_outcome(OperationalError("SELECT 1", {}, Exception("down"))) == (
         "dependency_error"
     )
+
+
+class AttemptsInMemory:
+    """The IMAP attempt records of IngestStore, in memory."""
+
+    def __init__(self, earlier: int) -> None:
+        self.attempts = earlier
+        self.failures: list[tuple[str, bool]] = []
+
+    async def begin_imap_attempt(
+        self, account: str, mailbox: str, *, uidvalidity: int, uid: int
+    ) -> tuple[int, str | None]:
+        self.attempts += 1
+        return self.attempts - 1, None
+
+    async def fail_imap_attempt(
+        self, account: str, mailbox: str, *, uidvalidity: int, uid: int, error: str, counts: bool
+    ) -> None:
+        self.attempts -= 0 if counts else 1
+        self.failures.append((error, counts))
+
+
+class FailingIntake:
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+        self.dead_letters: list[str] = []
+
+    async def accept_email(self, raw: bytes, *, source: object, mailbox: str) -> None:
+        raise self.error
+
+    async def store_bytes(self, data: bytes) -> str:
+        return "0" * 64
+
+    async def dead_letter(self, *, reason: str, **_: object) -> None:
+        self.dead_letters.append(reason)
+
+
+async def _take(error: Exception, *, earlier: int) -> tuple[AttemptsInMemory, FailingIntake]:
+    store, intake = AttemptsInMemory(earlier), FailingIntake(error)
+    account = ImapAccount(
+        name="support", host="imap.invalid", username="u", password=SecretStr("p"), max_attempts=3
+    )
+    connector = ImapConnector(cast(Any, intake), cast(Any, store), account, ImapHealth())
+    with contextlib.suppress(MessageIntakeError):
+        await connector._take(cast(Any, None), "INBOX", uidvalidity=1, uid=9, raw=b"x")
+    return store, intake
+
+
+async def test_an_outage_does_not_count_towards_a_messages_attempts() -> None:
+    store, intake = await _take(ConnectionResetError("reset by peer"), earlier=2)
+    assert store.failures == [("ConnectionResetError: reset by peer", False)]
+    assert store.attempts == 2 and intake.dead_letters == [], "an outage is not counted"
+
+    store, intake = await _take(ValueError("bad part"), earlier=2)
+    assert store.failures == [("ValueError: bad part", True)]
+    assert intake.dead_letters == [
+        "IMAP INBOX UID 9: intake failed 3 times; last: ValueError: bad part"
+    ]

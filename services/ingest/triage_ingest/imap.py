@@ -39,7 +39,8 @@ TRIAGED_FLAG = b"$Triaged"
 FETCH_BATCH = 20
 STOP_TIMEOUT_SECONDS = 10.0
 # Failures of a dependency, not of the message: they do not count towards its attempts.
-DEPENDENCY_FAILURES = (OperationalError, InterfaceError, KafkaError, ConnectionError, TimeoutError)
+# (OSError covers connection resets and timeouts and the local blob store's disk.)
+DEPENDENCY_FAILURES = (OperationalError, InterfaceError, KafkaError, OSError)
 
 
 class MailboxError(Exception):
