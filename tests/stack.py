@@ -174,7 +174,7 @@ def empty_database(database_url: str) -> None:
                 " imap_cursor, model_alias_history, model_alias, model_version, web_session,"
                 " login_attempt, audit_log, app_user, routing_correction, routing_policy,"
                 " document_outcome, document_purge, outbox, document_raw, dead_letter_blob,"
-                " pending_blob"
+                " pending_blob, imap_attempt"
                 " RESTART IDENTITY CASCADE"
             )
         )

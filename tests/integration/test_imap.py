@@ -18,10 +18,11 @@ from pydantic import SecretStr
 from sqlalchemy import create_engine, text
 
 from scripts.pdfgen import make_pdf
+from tests.kafkatools import collect
 from tests.stack import Imap, Stack
 from triage_contracts import Producer, topics
 from triage_ingest.app import create_app
-from triage_ingest.imap import TRIAGED_FLAG, ImapConnector
+from triage_ingest.imap import TRIAGED_FLAG, ImapConnector, MessageIntakeError
 from triage_ingest.intake import Intake
 from triage_ingest.mailrules import PostProcess
 from triage_ingest.settings import ImapAccount, Settings
@@ -287,3 +288,197 @@ def test_idle_picks_up_new_mail_without_waiting_for_a_poll(
         while time.monotonic() < deadline and _document_count(clean_db) < 1:
             time.sleep(0.2)
         assert _document_count(clean_db) == 1, "IDLE delivered the new message"
+
+
+def _items(outcome: str) -> float:
+    return (
+        REGISTRY.get_sample_value(
+            "triage_ingest_connector_items_total", {"kind": "imap", "outcome": outcome}
+        )
+        or 0.0
+    )
+
+
+async def test_a_move_to_folder_that_does_not_exist_is_created_and_the_mailbox_moves_on(
+    isolated: Stack, clean_db: str, mailbox: str, harness: Harness
+) -> None:
+    imap = _imap(isolated)
+    target = f"{mailbox}-missing"
+    _append(imap, mailbox, [_message(1), _message(2)])
+    account = _account(imap, mailbox, post_process=PostProcess.MOVE, move_to=target)
+    try:
+        assert await harness.poll(account, mailbox) == 2, "both messages taken in one pass"
+        assert _document_count(clean_db) == 2
+        with _client(imap) as client:
+            assert client.select_folder(mailbox)[b"EXISTS"] == 0
+            assert client.select_folder(target)[b"EXISTS"] == 2
+        _append(imap, mailbox, [_message(3)])
+        assert await harness.poll(account, mailbox) == 1, "later mail still arrives"
+    finally:
+        with _client(imap) as client:
+            if client.folder_exists(target):
+                client.delete_folder(target)
+
+
+async def test_ingested_counts_only_messages_that_made_new_documents(
+    isolated: Stack, clean_db: str, mailbox: str, harness: Harness
+) -> None:
+    imap = _imap(isolated)
+    _append(imap, mailbox, [_message(1, pdf=True), _message(2)])
+    account = _account(imap, mailbox, post_process=PostProcess.LEAVE)
+    ingested, known = _items("ingested"), _items("known")
+    assert await harness.poll(account, mailbox) == 2
+    assert (_items("ingested") - ingested, _items("known") - known) == (2, 0)
+
+    # Read again from the start (a lost cursor): downloads, but no new documents.
+    validity, _ = await harness.store.imap_cursor("support", mailbox) or (0, 0)
+    await harness.store.save_imap_cursor("support", mailbox, uidvalidity=validity, last_uid=0)
+    assert await harness.poll(account, mailbox) == 2
+    assert (_items("ingested") - ingested, _items("known") - known) == (2, 2)
+    assert _document_count(clean_db) == 3
+
+
+POISON_TRIGGER = """
+CREATE FUNCTION refuse_poison() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN RAISE EXCEPTION 'refused by the test: %', NEW.filename; END $$;
+CREATE TRIGGER refuse_poison BEFORE INSERT ON document
+    FOR EACH ROW WHEN (NEW.filename = 'poison.txt') EXECUTE FUNCTION refuse_poison();
+"""
+
+
+@pytest.fixture
+def poison_refused(clean_db: str) -> Iterator[None]:
+    """PostgreSQL refuses any document named poison.txt, as a message-specific fault."""
+    engine = create_engine(clean_db)
+    with engine.begin() as conn:
+        conn.execute(text(POISON_TRIGGER))
+    yield
+    with engine.begin() as conn:
+        conn.execute(text("DROP TRIGGER refuse_poison ON document"))
+        conn.execute(text("DROP FUNCTION refuse_poison()"))
+    engine.dispose()
+
+
+def _poison(n: int) -> bytes:
+    message = EmailMessage()
+    message["From"] = "sender@example.com"
+    message["Subject"] = f"Poison {n}"
+    message.set_content(f"Poison message {n}.")
+    message.add_attachment(b"bad", maintype="text", subtype="plain", filename="poison.txt")
+    return message.as_bytes()
+
+
+async def test_a_message_that_keeps_failing_is_dead_lettered_and_the_mailbox_moves_on(
+    isolated: Stack, clean_db: str, mailbox: str, harness: Harness, poison_refused: None
+) -> None:
+    imap = _imap(isolated)
+    _append(imap, mailbox, [_poison(1), _message(2), _poison(3), _message(4)])
+    account = _account(imap, mailbox, max_attempts=3)
+    with _client(imap) as client:
+        validity = int(client.select_folder(mailbox, readonly=True)[b"UIDVALIDITY"])
+        uids = sorted(client.search(["ALL"]))
+    # The third message crashed the process three times before: its starts are counted.
+    for _ in range(3):
+        await harness.store.begin_imap_attempt(
+            "support", mailbox, uidvalidity=validity, uid=uids[2]
+        )
+
+    # Each pass is a fresh connector, as after a restart: the attempts are in PostgreSQL.
+    for attempt in (1, 2):
+        with pytest.raises(MessageIntakeError, match="refused by the test"):
+            await harness.poll(account, mailbox)
+        assert _document_count(clean_db) == 0, f"attempt {attempt}: nothing got past"
+    assert await harness.poll(account, mailbox) == 4, "the third try gives up and moves on"
+    assert _document_count(clean_db) == 2, "the two good messages' bodies"
+    assert await harness.poll(account, mailbox) == 0
+
+    letters = await collect(
+        isolated.kafka_bootstrap,
+        [isolated.topic(topics.DEADLETTER)],
+        until=lambda ms: len(ms) >= 2,
+    )
+    reasons = {str(m["value"]["reason"]).split(":")[0]: str(m["value"]["reason"]) for m in letters}
+    first, third = (
+        reasons[f"IMAP {mailbox} UID {uids[0]}"],
+        reasons[f"IMAP {mailbox} UID {uids[2]}"],
+    )
+    assert "intake failed 3 times" in first and "refused by the test: poison.txt" in first
+    assert "intake failed 3 times; last: the process stopped" in third
+    assert all(m["value"]["error_class"] == "connector_error" for m in letters)
+    for letter in letters:
+        kept = harness.intake._blobs.get(str(letter["value"]["raw_blob"]["sha256"]))
+        assert b"Poison message" in kept, "the raw mail is kept"
+    engine = create_engine(clean_db)
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM imap_attempt")).scalar_one() == 0
+    engine.dispose()
+    with _client(imap) as client:
+        client.select_folder(mailbox, readonly=True)
+        flags = client.get_flags(uids)
+    assert [TRIAGED_FLAG in flags[uid] for uid in uids] == [False, True, False, True], (
+        "dead-lettered mail stays unflagged in the mailbox"
+    )
+
+
+async def test_attempts_counted_at_once_are_each_counted(
+    isolated: Stack, clean_db: str, harness: Harness
+) -> None:
+    starts = await asyncio.gather(
+        *(
+            harness.store.begin_imap_attempt("support", "INBOX", uidvalidity=7, uid=42)
+            for _ in range(8)
+        )
+    )
+    assert sorted(earlier for earlier, _ in starts) == list(range(8))
+
+
+def test_a_failing_mailbox_shows_in_readyz_and_metrics(
+    isolated: Stack, clean_db: str, mailbox: str, tmp_path: Path
+) -> None:
+    imap = _imap(isolated)
+    missing = f"{mailbox}-absent"
+    _append(imap, mailbox, [_message(1)])
+    mailbox_errors, auth_errors = _items("mailbox_error"), _items("auth_error")
+    settings = Settings(
+        kafka_bootstrap=isolated.kafka_bootstrap,
+        database_url=clean_db,
+        blob_dir=tmp_path / "blobs",
+        topic_prefix=isolated.topic_prefix,
+        imap_accounts=[
+            _account(imap, mailbox, mailboxes=[mailbox, missing]),
+            _account(imap, mailbox, name="wrong", password=SecretStr("not-the-password")),
+        ],
+    )
+    with TestClient(create_app(settings)) as client:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            body = client.get("/readyz").json()
+            boxes = body.get("serving", {}).get("imap", {})
+            if (
+                boxes.get(f"support/{mailbox}", {}).get("last_success_at")
+                and boxes.get(f"support/{missing}", {}).get("last_error")
+                and boxes.get(f"wrong/{mailbox}", {}).get("last_error")
+            ):
+                break
+            time.sleep(0.2)
+        answer = client.get("/readyz")
+        metrics = client.get("/metrics").text
+    assert answer.status_code == 200, "one failing mailbox does not take uploads out of service"
+    body = answer.json()
+    assert body["status"] == "degraded"
+    assert sorted(body["degraded"]) == [f"imap support/{missing}", f"imap wrong/{mailbox}"]
+    good, bad = (
+        body["serving"]["imap"][f"support/{mailbox}"],
+        body["serving"]["imap"][f"support/{missing}"],
+    )
+    assert (good["status"], good["backlog"], good["last_error"]) == ("ok", 0, None)
+    assert bad["status"] == "failing" and bad["last_success_at"] is None
+    assert f"cannot open mailbox '{missing}'" in bad["last_error"]
+    labels = f'account="support",mailbox="{missing}"'
+    assert f"triage_ingest_imap_mailbox_failing{{{labels}}} 1.0" in metrics
+    assert f'triage_ingest_imap_mailbox_failing{{account="support",mailbox="{mailbox}"}} 0.0' in (
+        metrics
+    )
+    assert body["serving"]["imap"][f"wrong/{mailbox}"]["last_error"].startswith("LoginError")
+    assert _items("mailbox_error") > mailbox_errors
+    assert _items("auth_error") > auth_errors

@@ -21,6 +21,7 @@ OWNERS = {
     "document": "triage_ingest.store",
     "idempotency_record": "triage_ingest.store",
     "imap_cursor": "triage_ingest.store",
+    "imap_attempt": "triage_ingest.store",
     "document_raw": "triage_ingest.store",
     "dead_letter_blob": "triage_ingest.store",
     "pending_blob": "triage_ingest.store",

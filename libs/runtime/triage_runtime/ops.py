@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
@@ -30,13 +30,17 @@ def ops_router(
     checks: Mapping[str, ReadinessCheck],
     metrics_token: SecretStr | None = None,
     detail: Callable[[], Mapping[str, Any]] | None = None,
+    degraded: Callable[[], Sequence[str]] | None = None,
 ) -> APIRouter:
     """Return a router with liveness, readiness (running ``checks``) and Prometheus metrics.
 
     Health and readiness are open (load balancers and orchestrators call them). With a
     ``metrics_token`` (``TRIAGE_METRICS_TOKEN``), ``/metrics`` wants it as a bearer token, as
     Prometheus sends it with ``authorization: {credentials: ...}`` in a scrape job.
-    ``detail`` adds what the service serves to the readiness answer (under ``serving``).
+    ``detail`` adds what the service serves to the readiness answer (under ``serving``);
+    ``degraded`` names parts that are failing while the service still serves (an IMAP
+    mailbox): the answer is then 200 with status "degraded" and those names, so a load
+    balancer keeps the service while the failure is visible.
     """
     router = APIRouter(tags=["operations"])
     serving = detail
@@ -52,11 +56,14 @@ def ops_router(
         results = await asyncio.gather(*(_run(checks[n]) for n in names))
         detail = {n: ("ok" if ok else "failing") for n, ok in zip(names, results, strict=True)}
         ready = all(results)
+        failing = list(degraded()) if degraded is not None else []
         body: dict[str, Any] = {
-            "status": "ready" if ready else "not ready",
+            "status": "not ready" if not ready else "degraded" if failing else "ready",
             "service": service,
             "checks": detail,
         }
+        if failing:
+            body["degraded"] = failing
         if serving is not None:
             body["serving"] = dict(serving())
         return JSONResponse(body, status_code=200 if ready else 503)

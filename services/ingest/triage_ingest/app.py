@@ -21,6 +21,7 @@ from triage_ingest.body import BodyLimits
 from triage_ingest.connectors import connectors_for, running
 from triage_ingest.deps import key_holder
 from triage_ingest.gate import UploadGate
+from triage_ingest.imap_health import ImapHealth
 from triage_ingest.intake import Intake
 from triage_ingest.metrics import UPLOADS
 from triage_ingest.routes import documents
@@ -74,6 +75,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         documents_topic=settings.topic(topics.DOCUMENTS),
         deadletter_topic=settings.topic(topics.DEADLETTER),
     )
+    imap_health = ImapHealth()
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -84,7 +86,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await stack.enter_async_context(
                 outbox.relaying(interval=settings.outbox_relay_seconds, keep=settings.outbox_keep)
             )
-            await stack.enter_async_context(running(connectors_for(settings, intake, store)))
+            await stack.enter_async_context(
+                running(connectors_for(settings, intake, store, imap_health=imap_health))
+            )
             log.info("ingest ready", extra={"port": settings.port})
             yield
         log.info("stopped cleanly")
@@ -138,6 +142,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 "database": partial(database_reachable, engine),
             },
             metrics_token=settings.metrics_token,
+            detail=(lambda: {"imap": imap_health.detail()}) if settings.imap_accounts else None,
+            degraded=lambda: [f"imap {name}" for name in imap_health.failing()],
         )
     )
     app.include_router(documents.router)

@@ -8,6 +8,7 @@ from typing import Protocol
 
 from triage_ingest.dropfolder import DropFolder
 from triage_ingest.imap import ImapConnector
+from triage_ingest.imap_health import ImapHealth
 from triage_ingest.intake import Intake
 from triage_ingest.settings import Settings
 from triage_ingest.smtp import SmtpReceiver
@@ -24,12 +25,21 @@ class Connector(Protocol):
         """Stop taking input; what is in flight finishes or is retried after a restart."""
 
 
-def connectors_for(settings: Settings, intake: Intake, store: IngestStore) -> list[Connector]:
-    """The connectors ``settings`` turn on, in start order: SMTP, each IMAP account, drop folder."""
+def connectors_for(
+    settings: Settings,
+    intake: Intake,
+    store: IngestStore,
+    *,
+    imap_health: ImapHealth | None = None,
+) -> list[Connector]:
+    """The connectors ``settings`` turn on, in start order: SMTP, each IMAP account, drop folder;
+    the IMAP ones report their mailboxes' health to ``imap_health``."""
     found: list[Connector] = []
     if settings.smtp_enabled:
         found.append(SmtpReceiver(intake, settings))
-    found.extend(ImapConnector(intake, store, account) for account in settings.imap_accounts)
+    found.extend(
+        ImapConnector(intake, store, account, imap_health) for account in settings.imap_accounts
+    )
     if settings.drop_dir is not None:
         found.append(DropFolder(intake, settings))
     return found

@@ -6,6 +6,11 @@ changes a mailbox's UIDVALIDITY, every message is looked at again, by its Messag
 first: one whose documents are known is not downloaded; the rest are, and (identified by
 their bytes, or Message-ID and parts) none becomes a second document. IDLE is used where
 offered.
+
+A message whose intake fails (or crashes the process) ``max_attempts`` times is
+dead-lettered, its attempts counted in PostgreSQL, and the mailbox moves on; a move to a
+missing folder creates it, or else flags the message. Each mailbox's health (``ImapHealth``)
+shows in ``/readyz`` and as gauges.
 """
 
 from __future__ import annotations
@@ -18,16 +23,20 @@ import threading
 from datetime import UTC, datetime
 from typing import Any
 
+from aiokafka.errors import KafkaError
 from imapclient import IMAPClient
+from imapclient.exceptions import IMAPClientAbortError, IMAPClientError, LoginError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
-from triage_contracts import Source, SourceKind
+from triage_contracts import ErrorClass, Source, SourceKind
 from triage_ingest import domain
+from triage_ingest.imap_health import ImapHealth
 from triage_ingest.intake import Intake
 from triage_ingest.mailrules import DEFAULT_RULE, MailRule, PostProcess
 from triage_ingest.metrics import CONNECTOR_ITEMS
 from triage_ingest.settings import ImapAccount
 from triage_ingest.store import IngestStore
-from triage_text.email.parse import parse_email
+from triage_text.email.parse import EMAIL_MEDIA_TYPE, parse_email
 
 log = logging.getLogger(__name__)
 
@@ -35,15 +44,54 @@ TRIAGED_FLAG = b"$Triaged"
 FETCH_BATCH = 20
 HEADER_BATCH = 500
 STOP_TIMEOUT_SECONDS = 10.0
+# Failures of a dependency, not of the message: they do not count towards its attempts.
+# (OSError covers connection resets and timeouts and the local blob store's disk.)
+DEPENDENCY_FAILURES = (OperationalError, InterfaceError, KafkaError, OSError)
+
+
+class MailboxError(Exception):
+    """The server would not open a mailbox (SELECT refused)."""
+
+
+class MessageIntakeError(Exception):
+    """Intake failed for one message (counted where it happened); it is tried again later."""
+
+
+def failure_outcome(exc: BaseException) -> str:
+    """The connector-items outcome a failed pass over a mailbox counts as."""
+    if isinstance(exc, LoginError):
+        return "auth_error"
+    if isinstance(exc, MailboxError):
+        return "mailbox_error"
+    if isinstance(exc, MessageIntakeError):
+        return "intake_error"
+    if isinstance(exc, DBAPIError | KafkaError):
+        return "dependency_error"
+    return "connection_error"
+
+
+def describe(exc: BaseException) -> str:
+    """One line saying what went wrong, for health detail and attempt records."""
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text}"[:500] if text else type(exc).__name__
 
 
 class ImapConnector:
     """Reads the configured mailboxes of one account."""
 
-    def __init__(self, intake: Intake, store: IngestStore, account: ImapAccount) -> None:
+    def __init__(
+        self,
+        intake: Intake,
+        store: IngestStore,
+        account: ImapAccount,
+        health: ImapHealth | None = None,
+    ) -> None:
         self._intake = intake
         self._store = store
         self._account = account
+        self._health = health or ImapHealth()
+        for mailbox in account.mailboxes:
+            self._health.watch(account.name, mailbox)
         self._source = Source(kind=SourceKind.IMAP, name=account.name)
         self._stopping = threading.Event()
         self._stop_requested = asyncio.Event()
@@ -93,12 +141,15 @@ class ImapConnector:
                     await self._wait_for_mail(client)
             except asyncio.CancelledError:
                 raise
-            except Exception:
+            except Exception as exc:
+                outcome = failure_outcome(exc)
                 log.exception(
                     "imap connector error; reconnecting",
-                    extra={"account": self._account.name, "mailbox": mailbox},
+                    extra={"account": self._account.name, "mailbox": mailbox, "outcome": outcome},
                 )
-                CONNECTOR_ITEMS.labels("imap", "connection_error").inc()
+                if not isinstance(exc, MessageIntakeError):  # counted where it happened
+                    CONNECTOR_ITEMS.labels("imap", outcome).inc()
+                self._health.failed(self._account.name, mailbox, describe(exc))
                 await self._pause(self._account.poll_seconds)
             finally:
                 if client is not None:
@@ -132,8 +183,7 @@ class ImapConnector:
     async def poll_mailbox(self, client: IMAPClient, mailbox: str) -> int:
         """Ingest every message above the cursor; return how many were downloaded."""
         account = self._account
-        selected: dict[bytes, Any] = await asyncio.to_thread(client.select_folder, mailbox)
-        uidvalidity = int(selected[b"UIDVALIDITY"])
+        uidvalidity = await self._select(client, mailbox)
         cursor = await self._store.imap_cursor(account.name, mailbox)
         last_uid = 0
         reset = cursor is not None and cursor[0] != uidvalidity
@@ -149,6 +199,8 @@ class ImapConnector:
         # "n:*" always matches the last message, even when it is below n.
         uids = sorted(uid for uid in found if uid > last_uid)
         known = await self._known_uids(client, uids) if reset else set()
+        remaining = len(uids)
+        self._health.backlog(account.name, mailbox, remaining)
         downloaded = 0
         for start in range(0, len(uids), FETCH_BATCH):
             batch = uids[start : start + FETCH_BATCH]
@@ -161,23 +213,25 @@ class ImapConnector:
             for uid in batch:
                 raw = fetched.get(uid, {}).get(b"BODY[]")
                 if raw is not None:
-                    result = await self._intake.accept_email(
-                        bytes(raw),
-                        source=self._source,
-                        mailbox=mailbox,
-                        rules=account.rules,
+                    await self._take(
+                        client,
+                        mailbox,
+                        uidvalidity=uidvalidity,
+                        uid=uid,
+                        raw=raw,
                         arrived=_internal_date(fetched[uid].get(b"INTERNALDATE")),
                     )
                     downloaded += 1
-                    CONNECTOR_ITEMS.labels("imap", "ingested").inc()
-                    await asyncio.to_thread(self._post_process, client, uid, result.rule)
                 elif uid in known:
                     CONNECTOR_ITEMS.labels("imap", "known_skipped").inc()
                     # Not read again, so no rule is chosen: the account's post-processing.
-                    await asyncio.to_thread(self._post_process, client, uid, DEFAULT_RULE)
+                    await self._finish(client, mailbox, uid, DEFAULT_RULE)
                 await self._store.save_imap_cursor(
                     account.name, mailbox, uidvalidity=uidvalidity, last_uid=uid
                 )
+                remaining -= 1
+                self._health.backlog(account.name, mailbox, remaining)
+        self._health.succeeded(account.name, mailbox)
         if downloaded:
             log.info(
                 "imap messages ingested",
@@ -212,22 +266,136 @@ class ImapConnector:
             known.update(uid for uid, pair in pairs.items() if pair in seen)
         return known
 
-    def _post_process(self, client: IMAPClient, uid: int, rule: MailRule) -> None:
-        # The mail rule's choice, else the account's.
+    async def _select(self, client: IMAPClient, mailbox: str) -> int:
+        """Open a mailbox; return its UIDVALIDITY. A refusal is a MailboxError."""
+        try:
+            selected: dict[bytes, Any] = await asyncio.to_thread(client.select_folder, mailbox)
+        except IMAPClientAbortError:
+            raise
+        except IMAPClientError as exc:
+            raise MailboxError(f"cannot open mailbox {mailbox!r}: {describe(exc)}") from exc
+        return int(selected[b"UIDVALIDITY"])
+
+    async def _take(
+        self,
+        client: IMAPClient,
+        mailbox: str,
+        *,
+        uidvalidity: int,
+        uid: int,
+        raw: bytes,
+        arrived: datetime | None,
+    ) -> None:
+        """Hand one message to intake, or dead-letter it once it has failed ``max_attempts``
+        times; then post-process what was taken. A failure that is retried raises
+        MessageIntakeError."""
+        name, limit = self._account.name, self._account.max_attempts
+        where = {"uidvalidity": uidvalidity, "uid": uid}
+        earlier, last_error = await self._store.begin_imap_attempt(name, mailbox, **where)
+        if earlier >= limit:  # the earlier ones crashed before they could give up
+            await self._dead_letter(
+                mailbox, uid, bytes(raw), tries=earlier, error=last_error or "the process stopped"
+            )
+            return
+        try:
+            accepted = await self._intake.accept_email(
+                bytes(raw),
+                source=self._source,
+                mailbox=mailbox,
+                rules=self._account.rules,
+                arrived=arrived,
+            )
+        except Exception as exc:
+            error, counts = describe(exc), not isinstance(exc, DEPENDENCY_FAILURES)
+            await self._store.fail_imap_attempt(name, mailbox, **where, error=error, counts=counts)
+            CONNECTOR_ITEMS.labels("imap", "intake_error").inc()
+            if counts and earlier + 1 >= limit:
+                await self._dead_letter(mailbox, uid, bytes(raw), tries=earlier + 1, error=error)
+                return
+            raise MessageIntakeError(f"UID {uid}: {error}") from exc
+        new = any(document.created for document in accepted.documents)
+        taken = "ingested" if new else "known" if accepted.documents else "skipped"
+        CONNECTOR_ITEMS.labels("imap", taken).inc()
+        await self._finish(client, mailbox, uid, accepted.rule)
+
+    async def _finish(self, client: IMAPClient, mailbox: str, uid: int, rule: MailRule) -> None:
+        """Post-process a taken message as its mail rule (else the account) says; a move that
+        fails flags it instead and is counted and shown in the mailbox's health."""
+        if problem := await asyncio.to_thread(self._post_process, client, uid, rule):
+            CONNECTOR_ITEMS.labels("imap", "post_process_error").inc()
+            log.warning(
+                "imap post-processing failed; the message was flagged instead",
+                extra={
+                    "account": self._account.name,
+                    "mailbox": mailbox,
+                    "uid": uid,
+                    "error": problem,
+                },
+            )
+            self._health.failed(self._account.name, mailbox, problem)
+
+    async def _dead_letter(
+        self, mailbox: str, uid: int, raw: bytes, *, tries: int, error: str
+    ) -> None:
+        """Give up on a message: dead-letter it with the raw kept; it stays in the mailbox."""
+        reason = f"IMAP {mailbox} UID {uid}: intake failed {tries} times; last: {error}"
+        await self._intake.dead_letter(
+            source=self._source,
+            raw_sha256=await self._intake.store_bytes(raw),
+            raw_size=len(raw),
+            media_type=EMAIL_MEDIA_TYPE,
+            error_class=ErrorClass.CONNECTOR_ERROR,
+            reason=reason,
+        )
+        CONNECTOR_ITEMS.labels("imap", "dead_lettered").inc()
+        self._health.failed(self._account.name, mailbox, reason)
+
+    def _post_process(self, client: IMAPClient, uid: int, rule: MailRule) -> str | None:
+        """Flag, move or delete a taken message, as its mail rule (else the account) says;
+        return why a move failed (the message is then flagged)."""
         action = rule.post_process or self._account.post_process
-        move_to = rule.move_to or self._account.move_to
+        target = rule.move_to or self._account.move_to
         if action is PostProcess.FLAG:
             client.add_flags([uid], [TRIAGED_FLAG])
         elif action is PostProcess.MOVE:
-            if client.has_capability("MOVE"):
-                client.move([uid], move_to)
-            else:
-                client.copy([uid], move_to)
-                client.delete_messages([uid])
-                client.uid_expunge([uid])
+            try:
+                _move(client, uid, target)
+            except IMAPClientAbortError:
+                raise
+            except IMAPClientError as exc:
+                return _move_to_created_folder(client, uid, target, exc)
         elif action is PostProcess.DELETE:
             client.delete_messages([uid])
             client.uid_expunge([uid])
+        return None
+
+
+def _move(client: IMAPClient, uid: int, target: str) -> None:
+    if client.has_capability("MOVE"):
+        client.move([uid], target)
+    else:
+        client.copy([uid], target)
+        client.delete_messages([uid])
+        client.uid_expunge([uid])
+
+
+def _move_to_created_folder(
+    client: IMAPClient, uid: int, target: str, refused: IMAPClientError
+) -> str | None:
+    """A move was refused: create a missing target and move again, else flag the message
+    and return why, so the mailbox moves on."""
+    try:
+        if client.folder_exists(target):
+            raise refused
+        client.create_folder(target)
+        log.info("created the imap move_to folder", extra={"folder": target})
+        _move(client, uid, target)
+    except IMAPClientAbortError:
+        raise
+    except IMAPClientError as exc:
+        client.add_flags([uid], [TRIAGED_FLAG])
+        return f"cannot move to {target!r}: {describe(exc)}"
+    return None
 
 
 def _internal_date(value: object) -> datetime | None:

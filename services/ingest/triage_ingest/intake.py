@@ -60,6 +60,8 @@ class Accepted:
     media_type: str
     filename: str | None
     parent_document_id: str | None = None
+    created: bool = False
+    """This call recorded it (False: the same document was already known)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -256,6 +258,7 @@ class Intake:
                 media_type=row.media_type,
                 filename=row.filename,
                 parent_document_id=a.parent_document_id,
+                created=row.created,
             )
             for a, event, row in zip(arrivals, events, stored, strict=True)
         ]

@@ -41,6 +41,12 @@ class ImapAccount(BaseModel):
         default_factory=list,
         description="Mail rules, tried in order; the first that matches applies (docs/ingest.md).",
     )
+    max_attempts: int = Field(
+        default=3,
+        ge=1,
+        description="A message whose intake fails (or stops the process) this many times is "
+        "dead-lettered and left in the mailbox; the mailbox moves on.",
+    )
 
 
 class Settings(CommonSettings):

@@ -1,5 +1,5 @@
 """Ingest's PostgreSQL tables: documents (with their events' outbox rows), idempotency, IMAP
-cursors."""
+cursors and attempts."""
 
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ from triage_runtime.db.models import (
     EmailIdentity,
     EmailRawSeen,
     IdempotencyRecord,
+    ImapAttempt,
     ImapCursor,
     PendingBlob,
     ReviewItem,
@@ -394,8 +395,16 @@ class IngestStore:
     async def save_imap_cursor(
         self, account: str, mailbox: str, *, uidvalidity: int, last_uid: int
     ) -> None:
-        """Record that everything up to ``last_uid`` under ``uidvalidity`` is ingested."""
+        """Record that everything up to ``last_uid`` under ``uidvalidity`` is ingested, and
+        forget the attempts of what is now behind the cursor."""
         async with self._sessions.begin() as session:
+            await session.execute(
+                delete(ImapAttempt).where(
+                    ImapAttempt.account == account,
+                    ImapAttempt.mailbox == mailbox,
+                    (ImapAttempt.uidvalidity != uidvalidity) | (ImapAttempt.uid <= last_uid),
+                )
+            )
             await session.execute(
                 insert(ImapCursor)
                 .values(
@@ -404,5 +413,47 @@ class IngestStore:
                 .on_conflict_do_update(
                     index_elements=["account", "mailbox"],
                     set_={"uidvalidity": uidvalidity, "last_uid": last_uid, "updated_at": utcnow()},
+                )
+            )
+
+    async def begin_imap_attempt(
+        self, account: str, mailbox: str, *, uidvalidity: int, uid: int
+    ) -> tuple[int, str | None]:
+        """Count one more start at taking a message; return (attempts before this one, the
+        last error they left). Committed at once, so a start that crashes the process counts.
+        """
+        key = {"account": account, "mailbox": mailbox, "uidvalidity": uidvalidity, "uid": uid}
+        async with self._sessions.begin() as session:
+            row = (
+                await session.execute(
+                    insert(ImapAttempt)
+                    .values(**key, attempts=1)
+                    .on_conflict_do_update(
+                        index_elements=list(key),
+                        set_={"attempts": ImapAttempt.attempts + 1, "updated_at": func.now()},
+                    )
+                    .returning(ImapAttempt.attempts, ImapAttempt.last_error)
+                )
+            ).one()
+        return row.attempts - 1, row.last_error
+
+    async def fail_imap_attempt(
+        self, account: str, mailbox: str, *, uidvalidity: int, uid: int, error: str, counts: bool
+    ) -> None:
+        """Keep why taking a message failed; ``counts`` False takes the attempt back (the
+        failure was a dependency's, not the message's)."""
+        async with self._sessions.begin() as session:
+            await session.execute(
+                update(ImapAttempt)
+                .where(
+                    ImapAttempt.account == account,
+                    ImapAttempt.mailbox == mailbox,
+                    ImapAttempt.uidvalidity == uidvalidity,
+                    ImapAttempt.uid == uid,
+                )
+                .values(
+                    last_error=error[:500],
+                    attempts=ImapAttempt.attempts - (0 if counts else 1),
+                    updated_at=func.now(),
                 )
             )

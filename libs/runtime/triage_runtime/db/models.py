@@ -369,6 +369,20 @@ class ImapCursor(Base):
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 
+class ImapAttempt(Base):
+    """How often the IMAP connector has started taking one message, and its last error."""
+
+    __tablename__ = "imap_attempt"
+
+    account: Mapped[str] = mapped_column(String(80), primary_key=True)
+    mailbox: Mapped[str] = mapped_column(String(200), primary_key=True)
+    uidvalidity: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    uid: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    attempts: Mapped[int] = mapped_column(SmallInteger)
+    last_error: Mapped[str | None] = mapped_column(String(500))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
 class ModelVersion(Base):
     """A registered model artifact: immutable, described by its metadata.json."""
 
