@@ -3,6 +3,7 @@ PostgreSQL: what becomes a document, with what metadata, and what is done to eac
 
 from __future__ import annotations
 
+import re
 import secrets
 from collections import defaultdict
 from collections.abc import AsyncIterator, Iterator
@@ -43,13 +44,21 @@ async def harness(isolated: Stack, clean_db: str, tmp_path: Path) -> AsyncIterat
 
 
 async def _documents_by_subject(stack: Stack) -> dict[str, list[dict[str, Any]]]:
-    """Each published document, by its mail's subject, in MIME order."""
+    """Each published document, by its mail's subject, in MIME order (the topic's partitions
+    do not keep one mail's parts in order)."""
     records = await read_topics(stack.kafka_bootstrap, [stack.topic(topics.DOCUMENTS)])
     found: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for record in records:
         document = record["value"]["document"]
         found[document["email"]["subject"]].append(document)
+    for documents in found.values():
+        documents.sort(key=lambda d: _mime_order(d["email"]["part"]))
     return found
+
+
+def _mime_order(part: str) -> list[int]:
+    """``body`` first, then ``2`` < ``2.1`` < ``2/body`` < ``10``."""
+    return [int(step) if step.isdigit() else -1 for step in re.split(r"[./]", part)]
 
 
 def _parts(documents: list[dict[str, Any]]) -> list[tuple[str, str]]:

@@ -21,7 +21,8 @@ from triage_ingest.imap import (
     failure_outcome,
 )
 from triage_ingest.imap_health import ImapHealth
-from triage_ingest.settings import ImapAccount, PostProcess
+from triage_ingest.mailrules import DEFAULT_RULE, PostProcess
+from triage_ingest.settings import ImapAccount
 from triage_runtime.ops import ops_router
 
 
@@ -122,7 +123,7 @@ def test_a_move_the_server_refuses_flags_the_message_and_says_why() -> None:
     )
     connector = ImapConnector(cast(Any, None), cast(Any, None), account, ImapHealth())
     server = RefusingServer()
-    problem = connector._post_process(cast(Any, server), 7)
+    problem = connector._post_process(cast(Any, server), 7, DEFAULT_RULE)
     assert server.flagged == [7]
     assert problem is not None
     assert "cannot move to 'Done'" in problem and "NOPERM" in problem
@@ -163,7 +164,7 @@ class FailingIntake:
         self.error = error
         self.dead_letters: list[str] = []
 
-    async def accept_email(self, raw: bytes, *, source: object, mailbox: str) -> None:
+    async def accept_email(self, raw: bytes, **where: object) -> None:
         raise self.error
 
     async def store_bytes(self, data: bytes) -> str:

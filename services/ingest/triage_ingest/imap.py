@@ -284,7 +284,7 @@ class ImapConnector:
         uidvalidity: int,
         uid: int,
         raw: bytes,
-        arrived: datetime | None,
+        arrived: datetime | None = None,
     ) -> None:
         """Hand one message to intake, or dead-letter it once it has failed ``max_attempts``
         times; then post-process what was taken. A failure that is retried raises
