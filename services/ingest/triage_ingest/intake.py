@@ -246,9 +246,15 @@ class Intake:
         ]
 
     async def accept_email(
-        self, raw: bytes, *, source: Source, mailbox: str | None = None
+        self,
+        raw: bytes,
+        *,
+        source: Source,
+        mailbox: str | None = None,
+        metadata: Mapping[str, str] | None = None,
     ) -> EmailAccepted:
-        """Keep the raw message, then accept one document per body and attachment."""
+        """Keep the raw message, then accept one document per body and attachment, each with
+        ``metadata``."""
         raw_sha = await self.store_bytes(raw)
         try:
             parsed: ParsedMessage = await asyncio.to_thread(parse_email, raw)
@@ -282,6 +288,7 @@ class Intake:
                     filename=part.filename,
                     identity=(raw_sha, part.part),
                     raw_sha256=raw_sha,
+                    metadata=metadata,
                     parent_document_id=document_id_of(part.parent) if part.parent else None,
                     email=EmailInfo(
                         message_id=_cut(parsed.message_id, 998),
