@@ -29,7 +29,10 @@ def connectors_for(settings: Settings, intake: Intake, store: IngestStore) -> li
     found: list[Connector] = []
     if settings.smtp_enabled:
         found.append(SmtpReceiver(intake, settings))
-    found.extend(ImapConnector(intake, store, account) for account in settings.imap_accounts)
+    found.extend(
+        ImapConnector(intake, store, account, max_bytes=settings.max_document_bytes)
+        for account in settings.imap_accounts
+    )
     if settings.drop_dir is not None:
         found.append(DropFolder(intake, settings))
     return found

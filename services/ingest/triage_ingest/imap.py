@@ -17,10 +17,10 @@ from typing import Any
 
 from imapclient import IMAPClient
 
-from triage_contracts import Source, SourceKind
+from triage_contracts import ErrorClass, Source, SourceKind
 from triage_ingest.intake import Intake
 from triage_ingest.metrics import CONNECTOR_ITEMS
-from triage_ingest.settings import ImapAccount, PostProcess
+from triage_ingest.settings import MAX_DOCUMENT_BYTES, ImapAccount, PostProcess
 from triage_ingest.store import IngestStore
 
 log = logging.getLogger(__name__)
@@ -33,10 +33,18 @@ STOP_TIMEOUT_SECONDS = 10.0
 class ImapConnector:
     """Reads the configured mailboxes of one account."""
 
-    def __init__(self, intake: Intake, store: IngestStore, account: ImapAccount) -> None:
+    def __init__(
+        self,
+        intake: Intake,
+        store: IngestStore,
+        account: ImapAccount,
+        *,
+        max_bytes: int = MAX_DOCUMENT_BYTES,
+    ) -> None:
         self._intake = intake
         self._store = store
         self._account = account
+        self._max_bytes = max_bytes
         self._source = Source(kind=SourceKind.IMAP, name=account.name)
         self._stopping = threading.Event()
         self._stop_requested = asyncio.Event()
@@ -144,8 +152,9 @@ class ImapConnector:
         downloaded = 0
         for start in range(0, len(uids), FETCH_BATCH):
             batch = uids[start : start + FETCH_BATCH]
-            fetched: dict[int, dict[bytes, Any]] = await asyncio.to_thread(
-                client.fetch, batch, ["BODY.PEEK[]"]
+            wanted = await self._within_limit(client, mailbox, batch)
+            fetched: dict[int, dict[bytes, Any]] = (
+                await asyncio.to_thread(client.fetch, wanted, ["BODY.PEEK[]"]) if wanted else {}
             )
             for uid in batch:
                 raw = fetched.get(uid, {}).get(b"BODY[]")
@@ -165,6 +174,38 @@ class ImapConnector:
                 extra={"account": account.name, "mailbox": mailbox, "count": downloaded},
             )
         return downloaded
+
+    async def _within_limit(self, client: IMAPClient, mailbox: str, uids: list[int]) -> list[int]:
+        """The UIDs whose size is within the limit; the others are dead-lettered unread.
+
+        An oversize message's dead letter keeps only its header (who sent it, when, what);
+        the message stays in the mailbox, untouched, and the cursor moves past it.
+        """
+        sizes: dict[int, dict[bytes, Any]] = await asyncio.to_thread(
+            client.fetch, uids, ["RFC822.SIZE"]
+        )
+        over = {
+            uid: size
+            for uid in uids
+            if (size := int(sizes.get(uid, {}).get(b"RFC822.SIZE", 0))) > self._max_bytes
+        }
+        if over:
+            headers: dict[int, dict[bytes, Any]] = await asyncio.to_thread(
+                client.fetch, list(over), ["BODY.PEEK[HEADER]"]
+            )
+            for uid, size in over.items():
+                header = bytes(headers.get(uid, {}).get(b"BODY[HEADER]", b""))
+                await self._intake.dead_letter(
+                    source=self._source,
+                    raw_sha256=await self._intake.store_bytes(header),
+                    raw_size=len(header),
+                    media_type="text/rfc822-headers",
+                    error_class=ErrorClass.OVERSIZE,
+                    reason=f"message UID {uid} in {mailbox} is {size} bytes, over the "
+                    f"{self._max_bytes}-byte limit; left on the server unread (header kept)",
+                )
+                CONNECTOR_ITEMS.labels("imap", "too_large").inc()
+        return [uid for uid in uids if uid not in over]
 
     def _post_process(self, client: IMAPClient, uid: int) -> None:
         action = self._account.post_process

@@ -18,6 +18,7 @@ SOURCE_NAME = r"^[a-z0-9][a-z0-9_.-]{0,79}$"
 # The most an upload request may carry besides its files' contents: part headers,
 # boundaries and the metadata field (at most 64 KiB of JSON).
 FORM_BYTES = 1024 * 1024
+MAX_DOCUMENT_BYTES = 25 * 1024 * 1024
 # Settings replaced by MAX_DOCUMENT_BYTES: refused by name, so an old limit is not silently lost.
 RETIRED_LIMITS = ("max_upload_bytes", "smtp_max_message_bytes")
 
@@ -57,7 +58,7 @@ class Settings(CommonSettings):
     host: str = "127.0.0.1"
     port: int = 8001
     max_document_bytes: int = Field(
-        default=25 * 1024 * 1024,
+        default=MAX_DOCUMENT_BYTES,
         gt=0,
         description="The most bytes one inbound file or whole mail may have, on every path: "
         "upload (413), SMTP (552), drop folder and IMAP (dead letter).",
