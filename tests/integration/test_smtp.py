@@ -208,3 +208,30 @@ def test_starttls_and_auth_guard_the_receiver(
     assert document["value"]["document"]["email"]["subject"] == "Secured"
     assert _outcome("auth_required") == before["auth_required"] + 2
     assert _outcome("auth_failed") == before["auth_failed"] + 1
+
+
+def test_the_same_mail_in_two_concurrent_transactions_is_one_set_of_documents(
+    receiver: Settings, isolated: Stack
+) -> None:
+    """A relay that delivers one mail per recipient, at once: its bytes are its identity, so
+    it becomes documents once, which keep the envelope_to of the transaction that won."""
+    mail = email_bytes("Both queues", "For billing and support.", attachment=b"%PDF-1.4 x")
+
+    def send(recipient: str) -> dict[str, Any]:
+        with smtplib.SMTP("127.0.0.1", receiver.smtp_port, timeout=20) as smtp:
+            return smtp.sendmail("dana@example.com", [recipient], mail)
+
+    async def both() -> list[dict[str, Any]]:
+        return await asyncio.gather(
+            *(
+                asyncio.to_thread(send, f"{queue}@queues.example.org")
+                for queue in ("billing", "support")
+            )
+        )
+
+    assert asyncio.run(both()) == [{}, {}]
+    records = _all_published(isolated)
+    assert len({r["key"] for r in records}) == 2, "one body, one attachment"
+    assert sql_rows(receiver.database_url, "SELECT count(*) FROM document") == [(2,)]
+    [envelope_to] = {r["value"]["document"]["metadata"]["envelope_to"] for r in records}
+    assert envelope_to in {"billing@queues.example.org", "support@queues.example.org"}
