@@ -169,6 +169,11 @@ class _Handler:
         envelope.rcpt_tos.append(address)
         return "250 OK"
 
+    def _prepare(self, raw: bytes, recipients: list[str]) -> tuple[bytes, dict[str, str]]:
+        # Off the event loop: a message may be 25 MiB, its header most of it.
+        raw = unstuff_bare_lf_lines(raw)
+        return raw, mail_metadata(recipients, raw, authserv_id=self._authserv_id)
+
     async def handle_DATA(  # noqa: N802 - aiosmtpd's hook name
         self, server: SMTP, session: Session, envelope: Envelope
     ) -> str:
@@ -176,8 +181,7 @@ class _Handler:
         raw = envelope.original_content or b""
         if isinstance(raw, str):
             raw = raw.encode("utf-8", errors="surrogateescape")
-        raw = unstuff_bare_lf_lines(raw)
-        metadata = mail_metadata(envelope.rcpt_tos, raw, authserv_id=self._authserv_id)
+        raw, metadata = await asyncio.to_thread(self._prepare, raw, list(envelope.rcpt_tos))
         try:
             result = await self._intake.accept_email(raw, source=self._source, metadata=metadata)
         except Exception:
