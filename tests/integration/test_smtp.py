@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import shutil
 import smtplib
 import ssl
 import subprocess
@@ -235,3 +236,22 @@ def test_the_same_mail_in_two_concurrent_transactions_is_one_set_of_documents(
     assert sql_rows(receiver.database_url, "SELECT count(*) FROM document") == [(2,)]
     [envelope_to] = {r["value"]["document"]["metadata"]["envelope_to"] for r in records}
     assert envelope_to in {"billing@queues.example.org", "support@queues.example.org"}
+
+
+def test_a_mail_that_cannot_be_stored_is_deferred_logged_and_counted(
+    receiver: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    before = _outcome("deferred")
+    caplog.set_level(logging.WARNING, logger="triage_ingest.smtp")
+    # The blob store breaks under the running receiver: its root becomes a file.
+    shutil.rmtree(receiver.blob_dir, ignore_errors=True)
+    receiver.blob_dir.write_bytes(b"not a directory")
+    with (
+        smtplib.SMTP("127.0.0.1", receiver.smtp_port, timeout=10) as smtp,
+        pytest.raises(smtplib.SMTPDataError) as deferred,
+    ):
+        smtp.sendmail("dana@example.com", ["triage@example.org"], email_bytes("Later", "x"))
+    assert deferred.value.smtp_code == 451, "a 4xx: the sending server tries again later"
+    assert _outcome("deferred") == before + 1
+    refusals = [vars(r) for r in caplog.records if r.getMessage() == "smtp refused"]
+    assert [r["smtp_reply"][:3] for r in refusals] == ["451"]
