@@ -255,3 +255,26 @@ def test_a_mail_that_cannot_be_stored_is_deferred_logged_and_counted(
     assert _outcome("deferred") == before + 1
     refusals = [vars(r) for r in caplog.records if r.getMessage() == "smtp refused"]
     assert [r["smtp_reply"][:3] for r in refusals] == ["451"]
+
+
+def test_required_starttls_refuses_mail_before_it(
+    settings: Settings, isolated: Stack, tmp_path: Path
+) -> None:
+    cert, key = _certificate(tmp_path)
+    settings = settings.model_copy(
+        update={
+            "smtp_tls_cert_file": cert,
+            "smtp_tls_key_file": key,
+            "smtp_require_starttls": True,
+        }
+    )
+    mail = email_bytes("Plain", "Sent without TLS first.")
+    with TestClient(create_app(settings)):
+        with smtplib.SMTP("127.0.0.1", settings.smtp_port, timeout=10) as smtp:
+            with pytest.raises(smtplib.SMTPSenderRefused) as plain:
+                smtp.sendmail("dana@example.com", ["triage@example.org"], mail)
+            assert plain.value.smtp_code == 530
+            smtp.starttls(context=ssl.create_default_context(cafile=str(cert)))
+            assert smtp.sendmail("dana@example.com", ["triage@example.org"], mail) == {}
+        [document] = _published(isolated, 1)
+    assert document["value"]["document"]["email"]["subject"] == "Plain"
