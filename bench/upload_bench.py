@@ -84,7 +84,7 @@ def main() -> None:
             "TRIAGE_BLOB_DIR": str(work / "blobs"),
             "TRIAGE_TOPIC_PREFIX": prefix,
             "TRIAGE_LOG_LEVEL": "WARNING",
-            "TRIAGE_INGEST_MAX_UPLOAD_BYTES": str(LIMIT_BYTES),
+            "TRIAGE_INGEST_MAX_DOCUMENT_BYTES": str(LIMIT_BYTES),
             # One key sends everything: its own limits must not be what is measured.
             "TRIAGE_INGEST_MAX_CONCURRENT_UPLOADS_PER_KEY": str(args.concurrency),
             "TRIAGE_INGEST_UPLOADS_PER_MINUTE_PER_KEY": "0",

@@ -282,5 +282,5 @@ def isolated_ingest_settings(
         database_url=database_url,
         blob_dir=tmp_path / "blobs",
         topic_prefix=stack.topic_prefix,
-        **{"max_upload_bytes": 64 * 1024, **overrides},
+        **{"max_document_bytes": 64 * 1024, **overrides},
     )

@@ -18,6 +18,7 @@ from pydantic import SecretStr
 from sqlalchemy import create_engine, text
 
 from scripts.pdfgen import make_pdf
+from tests.faults.harness import read_topics
 from tests.kafkatools import collect
 from tests.stack import Imap, Stack
 from triage_contracts import Producer, topics
@@ -107,6 +108,7 @@ class Harness:
     """An Intake and store wired to the real broker and database."""
 
     def __init__(self, stack: Stack, database_url: str, blob_dir: Path) -> None:
+        self.blob_dir = blob_dir
         self.broker = make_broker(stack.kafka_bootstrap, client_id="test-imap")
         self.engine = make_async_engine(database_url)
         self.store = IngestStore(self.engine)
@@ -482,3 +484,36 @@ def test_a_failing_mailbox_shows_in_readyz_and_metrics(
     assert body["serving"]["imap"][f"wrong/{mailbox}"]["last_error"].startswith("LoginError")
     assert _items("mailbox_error") > mailbox_errors
     assert _items("auth_error") > auth_errors
+
+
+async def test_a_message_over_the_size_limit_is_dead_lettered_unread(
+    isolated: Stack, clean_db: str, mailbox: str, harness: Harness
+) -> None:
+    """Issue 20, defect 9: IMAP had no size limit (a 35 MB mail was taken)."""
+    imap = _imap(isolated)
+    big = _message(1, pdf=True) + b"\n" + b"x" * 20_000 + b"\n"
+    _append(imap, mailbox, [big, _message(2)])
+    account = _account(imap, mailbox)  # flags what it ingests
+    connector = ImapConnector(harness.intake, harness.store, account, max_bytes=10_000)
+    client = await asyncio.to_thread(connector._connect)
+    try:
+        assert await connector.poll_mailbox(client, mailbox) == 1, "only the small one is read"
+        assert await connector.poll_mailbox(client, mailbox) == 0, "and the big one not again"
+    finally:
+        await asyncio.to_thread(client.logout)
+    assert _document_count(clean_db) == 1
+    [letter] = await read_topics(isolated.kafka_bootstrap, [isolated.topic(topics.DEADLETTER)])
+    value = letter["value"]
+    assert value["error_class"] == "oversize"
+    assert value["source"] == {"kind": "imap", "name": "support"}
+    assert f"in {mailbox} is " in value["reason"]
+    assert "over the 10000-byte limit; left on the server unread" in value["reason"]
+    # Only the header was downloaded and kept: it names the mail, its body never came.
+    kept = LocalBlobStore(harness.blob_dir).get(value["raw_blob"]["sha256"])
+    assert b"Subject: Question number 1" in kept and b"x" * 100 not in kept
+    with _client(imap) as check:
+        check.select_folder(mailbox, readonly=True)
+        flags = check.get_flags(check.search(["ALL"]))
+    big_uid, small_uid = sorted(flags)
+    assert TRIAGED_FLAG not in flags[big_uid], "the big message is left as it was"
+    assert TRIAGED_FLAG in flags[small_uid]

@@ -340,7 +340,7 @@ def test_smtp_accepts_allowed_mail_and_refuses_the_rest(
             "smtp_enabled": True,
             "smtp_port": port,
             "smtp_allowed_recipients": ["triage@example.org", "@queues.example.org"],
-            "smtp_max_message_bytes": 100_000,
+            "max_document_bytes": 100_000,
         }
     )
     with TestClient(create_app(settings)):

@@ -34,7 +34,7 @@ def settings(isolated: Stack, clean_db: str, tmp_path: Path) -> Settings:
         isolated,
         clean_db,
         tmp_path,
-        max_upload_bytes=64 * 1024 * 1024,
+        max_document_bytes=64 * 1024 * 1024,
         max_files_per_request=2,
         max_concurrent_uploads=3,
         max_concurrent_uploads_per_key=1,
@@ -313,7 +313,7 @@ def _over_a_size_limit(settings: Settings) -> dict[str, tuple[bytes, int, str]]:
 def test_a_keyed_upload_is_refused_the_moment_it_passes_a_size_limit(
     server: str, settings: Settings
 ) -> None:
-    settings.max_upload_bytes = SMALL_FILE_LIMIT  # read at each request: the request limit too
+    settings.max_document_bytes = SMALL_FILE_LIMIT  # read at each request: the request limit too
     before = _outcome(server, "too_large")
     keys = []
     for i, (case, (body, declared, detail)) in enumerate(_over_a_size_limit(settings).items()):
@@ -338,7 +338,7 @@ def test_a_client_still_sending_a_file_far_over_the_limit_reads_the_413(
     # The 413 comes when 256 KiB of a 20 MiB file are in, and the connection is closed with
     # the rest unread: an HTTP client (httpx, as `triage upload` uses) still gets the answer,
     # not a connection error it would retry.
-    settings.max_upload_bytes = SMALL_FILE_LIMIT
+    settings.max_document_bytes = SMALL_FILE_LIMIT
     settings.max_files_per_request = 100  # so the request limit (26 MiB) is not what refuses
     key = new_api_key(settings.database_url, "eager")
     response = httpx.post(
@@ -384,7 +384,7 @@ def test_a_keyed_upload_that_trickles_under_the_minimum_rate_is_cut_off(
 def test_every_limit_answers_a_caller_without_a_valid_key_401_from_its_headers(
     server: str, settings: Settings
 ) -> None:
-    settings.max_upload_bytes = SMALL_FILE_LIMIT
+    settings.max_document_bytes = SMALL_FILE_LIMIT
     start = _part("files", b"x" * 100, "slow.txt")
     # The bodies that break each size limit, one that stalls, one that trickles: a keyed
     # caller gets 413 or 408 for them (the tests above); no key, or a wrong one, gets 401

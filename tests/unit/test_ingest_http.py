@@ -330,7 +330,7 @@ def test_every_answer_of_the_upload_api_is_in_its_openapi(
     ingest = Ingest(
         tmp_path,
         max_files_per_request=2,
-        max_upload_bytes=100,
+        max_document_bytes=100,
         idempotency_wait_seconds=0.2,
         uploads_per_minute_per_key=1.0,
         upload_burst_per_key=12,
@@ -548,7 +548,7 @@ def test_a_refused_request_stores_and_publishes_nothing(
     status: int,
     detail: str,
 ) -> None:
-    ingest = Ingest(tmp_path, max_files_per_request=3, max_upload_bytes=100)
+    ingest = Ingest(tmp_path, max_files_per_request=3, max_document_bytes=100)
     refused = ingest.upload(*files, headers=KEY_A, data=data)
     assert refused.status_code == status
     assert detail in refused.json()["detail"]

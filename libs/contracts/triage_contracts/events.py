@@ -92,7 +92,8 @@ class BlobRef(Contract):
 
 
 MetadataKey = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]
-MetadataValue = Annotated[str, StringConstraints(max_length=500)]
+MAX_METADATA_VALUE = 500
+MetadataValue = Annotated[str, StringConstraints(max_length=MAX_METADATA_VALUE)]
 MAX_METADATA_ITEMS = 20
 
 

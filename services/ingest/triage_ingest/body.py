@@ -41,7 +41,7 @@ class BodyLimits:
         return cls(
             idle_seconds=settings.body_idle_timeout_seconds,
             min_bytes_per_second=settings.min_body_bytes_per_second,
-            max_file_bytes=settings.max_upload_bytes,
+            max_file_bytes=settings.max_document_bytes,
             max_files=settings.max_files_per_request,
         )
 

@@ -38,7 +38,8 @@ def connectors_for(
     if settings.smtp_enabled:
         found.append(SmtpReceiver(intake, settings))
     found.extend(
-        ImapConnector(intake, store, account, imap_health) for account in settings.imap_accounts
+        ImapConnector(intake, store, account, imap_health, max_bytes=settings.max_document_bytes)
+        for account in settings.imap_accounts
     )
     if settings.drop_dir is not None:
         found.append(DropFolder(intake, settings))

@@ -52,7 +52,7 @@ class DropFolder:
         self._settle = settings.drop_settle_seconds
         # name -> (inode, size, mtime, ctime) when first seen so, and when (monotonic clock).
         self._seen: dict[str, tuple[tuple[int, int, int, int], float]] = {}
-        self._max_bytes = settings.max_upload_bytes
+        self._max_bytes = settings.max_document_bytes
         self._source = Source(kind=SourceKind.FOLDER, name=settings.drop_source_name)
         self._task: asyncio.Task[None] | None = None
         self.inbox, self.processing = self._root / "inbox", self._root / "processing"

@@ -34,7 +34,7 @@ from triage_ingest.imap_health import ImapHealth
 from triage_ingest.intake import Intake
 from triage_ingest.mailrules import DEFAULT_RULE, MailRule, PostProcess
 from triage_ingest.metrics import CONNECTOR_ITEMS
-from triage_ingest.settings import ImapAccount
+from triage_ingest.settings import MAX_DOCUMENT_BYTES, ImapAccount
 from triage_ingest.store import IngestStore
 from triage_text.email.parse import EMAIL_MEDIA_TYPE, parse_email
 
@@ -85,6 +85,8 @@ class ImapConnector:
         store: IngestStore,
         account: ImapAccount,
         health: ImapHealth | None = None,
+        *,
+        max_bytes: int = MAX_DOCUMENT_BYTES,
     ) -> None:
         self._intake = intake
         self._store = store
@@ -92,6 +94,7 @@ class ImapConnector:
         self._health = health or ImapHealth()
         for mailbox in account.mailboxes:
             self._health.watch(account.name, mailbox)
+        self._max_bytes = max_bytes
         self._source = Source(kind=SourceKind.IMAP, name=account.name)
         self._stopping = threading.Event()
         self._stop_requested = asyncio.Event()
@@ -204,7 +207,9 @@ class ImapConnector:
         downloaded = 0
         for start in range(0, len(uids), FETCH_BATCH):
             batch = uids[start : start + FETCH_BATCH]
-            wanted = [uid for uid in batch if uid not in known]
+            wanted = await self._within_limit(
+                client, mailbox, [uid for uid in batch if uid not in known]
+            )
             fetched: dict[int, dict[bytes, Any]] = (
                 await asyncio.to_thread(client.fetch, wanted, ["BODY.PEEK[]", "INTERNALDATE"])
                 if wanted
@@ -349,6 +354,38 @@ class ImapConnector:
         )
         CONNECTOR_ITEMS.labels("imap", "dead_lettered").inc()
         self._health.failed(self._account.name, mailbox, reason)
+
+    async def _within_limit(self, client: IMAPClient, mailbox: str, uids: list[int]) -> list[int]:
+        """The UIDs whose size is within the limit; the others are dead-lettered unread.
+
+        An oversize message's dead letter keeps only its header (who sent it, when, what);
+        the message stays in the mailbox, untouched, and the cursor moves past it.
+        """
+        sizes: dict[int, dict[bytes, Any]] = await asyncio.to_thread(
+            client.fetch, uids, ["RFC822.SIZE"]
+        )
+        over = {
+            uid: size
+            for uid in uids
+            if (size := int(sizes.get(uid, {}).get(b"RFC822.SIZE", 0))) > self._max_bytes
+        }
+        if over:
+            headers: dict[int, dict[bytes, Any]] = await asyncio.to_thread(
+                client.fetch, list(over), ["BODY.PEEK[HEADER]"]
+            )
+            for uid, size in over.items():
+                header = bytes(headers.get(uid, {}).get(b"BODY[HEADER]", b""))
+                await self._intake.dead_letter(
+                    source=self._source,
+                    raw_sha256=await self._intake.store_bytes(header),
+                    raw_size=len(header),
+                    media_type="text/rfc822-headers",
+                    error_class=ErrorClass.OVERSIZE,
+                    reason=f"message UID {uid} in {mailbox} is {size} bytes, over the "
+                    f"{self._max_bytes}-byte limit; left on the server unread (header kept)",
+                )
+                CONNECTOR_ITEMS.labels("imap", "too_large").inc()
+        return [uid for uid in uids if uid not in over]
 
     def _post_process(self, client: IMAPClient, uid: int, rule: MailRule) -> str | None:
         """Flag, move or delete a taken message, as its mail rule (else the account) says;

@@ -271,9 +271,11 @@ class Intake:
         mailbox: str | None = None,
         rules: Sequence[MailRule] = (),
         arrived: datetime | None = None,
+        metadata: Mapping[str, str] | None = None,
     ) -> EmailAccepted:
         """Keep the raw message, then accept one document per body and attachment that the
-        first matching mail rule (else the default one) takes.
+        first matching mail rule (else the default one) takes, each with ``metadata`` and
+        what the rule sets.
 
         A message is its bytes, or, when it has a Message-ID, that and its parts: a copy
         (from another mailbox or connector, with headers added on the way) is the documents
@@ -315,7 +317,7 @@ class Intake:
             return derive_document_id(id_source.kind.value, id_source.name, id_raw, part)
 
         taken = {part.part for part in parts}
-        metadata = rule_metadata(rule)
+        tags = {**(metadata or {}), **rule_metadata(rule)}
         arrivals: list[Arrival] = []
         for part, sha in zip(parts, shas, strict=True):
             defects = list(part.defects)
@@ -344,7 +346,7 @@ class Intake:
                         part=part.part[:100],
                         defects=[d[:200] for d in defects[:50]],
                     ),
-                    metadata=metadata,
+                    metadata=tags,
                 )
             )
         accepted = await self.accept_many(arrivals)

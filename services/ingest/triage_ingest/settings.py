@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from triage_ingest.mailrules import MailRule, PostProcess
@@ -18,6 +18,9 @@ SOURCE_NAME = r"^[a-z0-9][a-z0-9_.-]{0,79}$"
 # The most an upload request may carry besides its files' contents: part headers,
 # boundaries and the metadata field (at most 64 KiB of JSON).
 FORM_BYTES = 1024 * 1024
+MAX_DOCUMENT_BYTES = 25 * 1024 * 1024
+# Settings replaced by MAX_DOCUMENT_BYTES: refused by name, so an old limit is not silently lost.
+RETIRED_LIMITS = ("max_upload_bytes", "smtp_max_message_bytes")
 
 
 class ImapAccount(BaseModel):
@@ -56,7 +59,18 @@ class Settings(CommonSettings):
 
     host: str = "127.0.0.1"
     port: int = 8001
-    max_upload_bytes: int = Field(default=25 * 1024 * 1024, gt=0)
+    max_document_bytes: int = Field(
+        default=MAX_DOCUMENT_BYTES,
+        gt=0,
+        description="The most bytes one inbound file or whole mail may have, on every path: "
+        "upload (413), SMTP (552), drop folder and IMAP (dead letter).",
+    )
+    max_upload_bytes: int | None = Field(
+        default=None, description="Retired: setting it stops the service (use MAX_DOCUMENT_BYTES)."
+    )
+    smtp_max_message_bytes: int | None = Field(
+        default=None, description="Retired: setting it stops the service (use MAX_DOCUMENT_BYTES)."
+    )
     max_files_per_request: int = Field(default=20, gt=0)
     max_concurrent_uploads: int = Field(
         default=16,
@@ -116,7 +130,25 @@ class Settings(CommonSettings):
         default_factory=list,
         description="Addresses (or @domain suffixes) mail is accepted for; empty refuses all.",
     )
-    smtp_max_message_bytes: int = Field(default=30 * 1024 * 1024, gt=0)
+    smtp_tls_cert_file: Path | None = Field(
+        default=None, description="Certificate chain (PEM) to offer STARTTLS with."
+    )
+    smtp_tls_key_file: Path | None = Field(default=None, description="Its private key (PEM).")
+    smtp_require_starttls: bool = Field(
+        default=False, description="Refuse every command but EHLO/STARTTLS/QUIT before TLS."
+    )
+    smtp_auth_username: str | None = Field(
+        default=None, description="When set (with the password), mail needs SMTP AUTH."
+    )
+    smtp_auth_password: SecretStr | None = None
+    smtp_authserv_id: str | None = Field(
+        default=None,
+        description="Keep the top-most Authentication-Results written by this server (RFC "
+        "8601 authserv-id), e.g. your MTA's host name; unset: the top-most one.",
+    )
+    smtp_auth_allow_plaintext: bool = Field(
+        default=False, description="Allow AUTH without STARTTLS (password in clear; tests only)."
+    )
 
     imap_accounts: list[ImapAccount] = Field(default_factory=list)
 
@@ -133,8 +165,33 @@ class Settings(CommonSettings):
         "changed for this long; a file renamed into the inbox is taken at once.",
     )
 
+    @model_validator(mode="after")
+    def _consistent(self) -> Settings:
+        for retired in RETIRED_LIMITS:
+            if getattr(self, retired) is not None:
+                raise ValueError(
+                    f"TRIAGE_INGEST_{retired.upper()} is replaced by "
+                    "TRIAGE_INGEST_MAX_DOCUMENT_BYTES, one limit for every path"
+                )
+        if (self.smtp_tls_cert_file is None) != (self.smtp_tls_key_file is None):
+            raise ValueError("set both TRIAGE_INGEST_SMTP_TLS_CERT_FILE and _KEY_FILE, or neither")
+        if self.smtp_require_starttls and self.smtp_tls_cert_file is None:
+            raise ValueError("TRIAGE_INGEST_SMTP_REQUIRE_STARTTLS needs a certificate and key")
+        if (self.smtp_auth_username is None) != (self.smtp_auth_password is None):
+            raise ValueError("set both TRIAGE_INGEST_SMTP_AUTH_USERNAME and _PASSWORD, or neither")
+        if (
+            self.smtp_auth_username is not None
+            and self.smtp_tls_cert_file is None
+            and not self.smtp_auth_allow_plaintext
+        ):
+            raise ValueError(
+                "SMTP AUTH without TLS sends the password in clear: set "
+                "TRIAGE_INGEST_SMTP_TLS_CERT_FILE and _KEY_FILE (or SMTP_AUTH_ALLOW_PLAINTEXT)"
+            )
+        return self
+
     @property
     def max_request_bytes(self) -> int:
         """The most bytes one upload request may carry: as many files as a key may send, each
         at the per-file limit, and the form around them."""
-        return self.max_upload_bytes * self.max_files_per_request + FORM_BYTES
+        return self.max_document_bytes * self.max_files_per_request + FORM_BYTES

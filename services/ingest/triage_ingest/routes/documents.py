@@ -104,7 +104,7 @@ async def upload(
     checked = uploads.checked_files(files, max_files=settings.max_files_per_request)
     directory = settings.blob_dir / ".spool"
     async with uploads.spooled_files(
-        checked, limit=settings.max_upload_bytes, directory=directory
+        checked, limit=settings.max_document_bytes, directory=directory
     ) as spooled:
         if not idempotency_key:
             return await _accept(intake, blobs, spooled, caller=who.name, metadata=meta)
