@@ -16,11 +16,13 @@ import threading
 from typing import Any
 
 from imapclient import IMAPClient
+from imapclient.exceptions import LoginError
 
 from triage_contracts import Source, SourceKind
 from triage_ingest.intake import Intake
 from triage_ingest.metrics import CONNECTOR_ITEMS
-from triage_ingest.settings import ImapAccount, PostProcess
+from triage_ingest.oauth import AccessTokens, TokenRefusedError
+from triage_ingest.settings import ImapAccount, ImapAuth, OAuthMechanism, PostProcess
 from triage_ingest.store import IngestStore
 
 log = logging.getLogger(__name__)
@@ -28,6 +30,29 @@ log = logging.getLogger(__name__)
 TRIAGED_FLAG = b"$Triaged"
 FETCH_BATCH = 20
 STOP_TIMEOUT_SECONDS = 10.0
+
+
+class LoginRefusedError(Exception):
+    """The server refused the login, or no OAuth2 access token could be had."""
+
+
+class AuthBackoff:
+    """Waits after refused logins: doubling from the first wait up to a cap, reset on success."""
+
+    def __init__(self, first: float, cap: float) -> None:
+        self._first = first
+        self._cap = max(cap, first)
+        self._next = first
+
+    def failed(self) -> float:
+        """The wait before the next login attempt."""
+        wait = self._next
+        self._next = min(self._next * 2, self._cap)
+        return wait
+
+    def succeeded(self) -> None:
+        """A login went through: the next refusal waits the first wait again."""
+        self._next = self._first
 
 
 class ImapConnector:
@@ -41,6 +66,7 @@ class ImapConnector:
         self._stopping = threading.Event()
         self._stop_requested = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        self._tokens = AccessTokens(account.oauth2) if account.oauth2 is not None else None
 
     async def start(self) -> None:
         """Start one reader per mailbox."""
@@ -71,16 +97,52 @@ class ImapConnector:
             cafile=str(account.ca_file) if account.ca_file else None
         )
         client = IMAPClient(account.host, port=account.port, ssl=account.tls, ssl_context=context)
-        if account.starttls and not account.tls:
-            client.starttls(context)
-        client.login(account.username, account.password.get_secret_value())
+        try:
+            if account.starttls and not account.tls:
+                client.starttls(context)
+            self._login(client)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                client.shutdown()
+            raise
         return client
 
+    def _login(self, client: IMAPClient) -> None:
+        account = self._account
+        if account.auth is ImapAuth.PASSWORD:
+            assert account.password is not None  # settings validation
+            try:
+                client.login(account.username, account.password.get_secret_value())
+            except LoginError as error:
+                raise LoginRefusedError(str(error)) from error
+            return
+        assert self._tokens is not None  # settings validation
+        try:
+            token = self._tokens.current()
+            try:
+                self._oauth_login(client, token)
+            except LoginError:
+                # The server may know better than expires_in (a revoked token): renew once.
+                self._oauth_login(client, self._tokens.renew(token))
+        except (LoginError, TokenRefusedError) as error:
+            raise LoginRefusedError(str(error)) from error
+
+    def _oauth_login(self, client: IMAPClient, token: str) -> None:
+        assert self._account.oauth2 is not None
+        if self._account.oauth2.mechanism is OAuthMechanism.OAUTHBEARER:
+            client.oauthbearer_login(self._account.username, token)
+        else:
+            client.oauth2_login(self._account.username, token)
+
     async def _run(self, mailbox: str) -> None:
+        account = self._account
+        backoff = AuthBackoff(account.auth_retry_seconds, account.auth_retry_max_seconds)
         while not self._stopping.is_set():
             client: IMAPClient | None = None
             try:
-                client = await asyncio.to_thread(self._connect)
+                client = await self._log_in(mailbox, backoff)
+                if client is None:
+                    continue
                 while not self._stopping.is_set():
                     await self.poll_mailbox(client, mailbox)
                     await self._wait_for_mail(client)
@@ -97,6 +159,24 @@ class ImapConnector:
                 if client is not None:
                     with contextlib.suppress(Exception):
                         await asyncio.to_thread(client.logout)
+
+    async def _log_in(self, mailbox: str, backoff: AuthBackoff) -> IMAPClient | None:
+        """A logged-in client, or None after waiting out a refused login."""
+        try:
+            client = await asyncio.to_thread(self._connect)
+        except LoginRefusedError as error:
+            wait = backoff.failed()
+            log.warning(
+                "imap login refused; next attempt in %.0f s: %s",
+                wait,
+                error,
+                extra={"account": self._account.name, "mailbox": mailbox, "retry_seconds": wait},
+            )
+            CONNECTOR_ITEMS.labels("imap", "auth_error").inc()
+            await self._pause(wait)
+            return None
+        backoff.succeeded()
+        return client
 
     async def _wait_for_mail(self, client: IMAPClient) -> None:
         account = self._account
