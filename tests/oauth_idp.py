@@ -39,6 +39,7 @@ class IdentityProvider:
     grants: list[dict[str, str]] = field(default_factory=list)
     introspected: list[tuple[str, bool]] = field(default_factory=list)
     revoked: set[str] = field(default_factory=set)
+    revoked_all: bool = False
     _expiry: dict[str, float] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     url: str = ""
@@ -54,7 +55,9 @@ class IdentityProvider:
         """Whether ``token`` was issued here, is not revoked and has not expired."""
         with self._lock:
             expiry = self._expiry.get(token)
-        return expiry is not None and token not in self.revoked and time.monotonic() < expiry
+        if expiry is None or self.revoked_all or token in self.revoked:
+            return False
+        return time.monotonic() < expiry
 
     def refused_logins(self) -> int:
         """Introspections answered inactive: logins the IMAP server refused."""
@@ -113,7 +116,7 @@ class IdentityProvider:
                 self.end_headers()
                 self.wfile.write(data)
 
-            def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+            def log_message(self, format: str, *args: object) -> None:
                 pass
 
         server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
@@ -162,9 +165,7 @@ def _config(directory: Path, *, port: int, introspection_url: str, users_file: P
     internal_group = grp.getgrgid(pwd.getpwnam(internal).pw_gid).gr_name
     rootless = os.geteuid() != 0
     no_chroot = "\n  chroot =" if rootless else ""
-    auth_worker = (
-        "service auth-worker {\n  user = $default_internal_user\n}\n" if rootless else ""
-    )
+    auth_worker = "service auth-worker {\n  user = $default_internal_user\n}\n" if rootless else ""
     oauth2_conf = directory / "dovecot-oauth2.conf.ext"
     oauth2_conf.write_text(
         f"introspection_mode = post\n"
@@ -245,9 +246,7 @@ def oauth_dovecot(provider: IdentityProvider) -> Iterator[OAuthImapServer]:
     if os.geteuid() == 0:
         os.chown(home, mail_user.pw_uid, mail_user.pw_gid)
     users_file = directory / "users"
-    users_file.write_text(
-        f"{provider.username}::{mail_user.pw_uid}:{mail_user.pw_gid}::{home}\n"
-    )
+    users_file.write_text(f"{provider.username}::{mail_user.pw_uid}:{mail_user.pw_gid}::{home}\n")
     users_file.chmod(0o644)
     port = _free_port()
     conf = directory / "dovecot.conf"

@@ -94,7 +94,7 @@ class ImapAccount(BaseModel):
         default=30.0, gt=0, description="First wait after a refused login; doubles each time."
     )
     auth_retry_max_seconds: float = Field(
-        default=3600.0, gt=0, description="The longest wait between refused logins."
+        default=900.0, gt=0, description="The longest wait between refused logins."
     )
     mailboxes: list[str] = Field(default_factory=lambda: ["INBOX"], min_length=1)
     post_process: PostProcess = PostProcess.FLAG
