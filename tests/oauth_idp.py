@@ -23,6 +23,7 @@ from pathlib import Path
 from urllib.parse import parse_qs
 
 DOVECOT = shutil.which("dovecot") or "/usr/sbin/dovecot"
+DOVEADM = shutil.which("doveadm") or "/usr/bin/doveadm"
 START_TIMEOUT_SECONDS = 20.0
 
 

@@ -16,7 +16,7 @@ from imapclient import IMAPClient
 from prometheus_client import REGISTRY
 
 from tests.integration.test_imap import Harness, _document_count, _message
-from tests.oauth_idp import IdentityProvider, OAuthImapServer, oauth_dovecot
+from tests.oauth_idp import DOVEADM, IdentityProvider, OAuthImapServer, oauth_dovecot
 from tests.stack import Stack
 from triage_ingest.imap import ImapConnector
 from triage_ingest.settings import ImapAccount, PostProcess
@@ -121,15 +121,17 @@ async def test_oauth2_login_reads_the_mailbox(
 async def test_tokens_are_renewed_before_expiry_and_once_when_refused(
     clean_db: str, provider: IdentityProvider, server: OAuthImapServer, harness: Harness
 ) -> None:
-    provider.lifetime_seconds = 3
+    provider.lifetime_seconds = 5
     account = _account(server, provider, refresh_margin_seconds=1)
     connector = ImapConnector(harness.intake, harness.store, account)
     _append(server, provider, [_message(1)])
     assert await _poll(connector) == 1
+    granted_by = time.monotonic()
     assert await _poll(connector) == 0
     assert len(provider.grants) == 1, "a token with time left is reused"
 
-    await asyncio.sleep(2.2)  # within refresh_margin_seconds of expiry
+    # Sleep into the last refresh_margin_seconds of the token's life (it is still valid).
+    await asyncio.sleep(granted_by + 4.2 - time.monotonic())
     _append(server, provider, [_message(2)])
     assert await _poll(connector) == 1
     assert len(provider.grants) == 2, "renewed before it expired"
@@ -147,7 +149,7 @@ async def test_tokens_are_renewed_before_expiry_and_once_when_refused(
 def _kick(server: OAuthImapServer) -> None:
     """Drop the user's sessions, as a provider does when their token expires."""
     subprocess.run(
-        ["doveadm", "-c", str(server.directory / "dovecot.conf"), "kick", USER],
+        [DOVEADM, "-c", str(server.directory / "dovecot.conf"), "kick", USER],
         check=True,
         capture_output=True,
         timeout=30,
@@ -181,6 +183,35 @@ async def test_a_running_connector_refreshes_an_expired_token_and_keeps_reading(
         await connector.stop()
     assert len(provider.grants) == 2
     assert provider.refused_logins() == 0, "the expired token was never offered"
+
+
+async def test_mailboxes_of_one_account_share_a_token_and_renew_it_once(
+    clean_db: str, provider: IdentityProvider, server: OAuthImapServer, harness: Harness
+) -> None:
+    mailboxes = ["INBOX", "Billing", "Support"]
+    with IMAPClient("127.0.0.1", port=server.port, ssl=False) as client:
+        client.oauth2_login(USER, provider.issue())
+        for n, mailbox in enumerate(mailboxes):
+            if mailbox != "INBOX":
+                client.create_folder(mailbox)
+            client.append(mailbox, _message(n))
+    provider.grants.clear()
+    account = _account(server, provider).model_copy(update={"mailboxes": mailboxes})
+    connector = ImapConnector(harness.intake, harness.store, account)
+    await connector.start()
+    try:
+        await _wait_for(lambda: _document_count(clean_db) == 3)
+        assert len(provider.grants) == 1, "the readers logged in at once with one token"
+        # The provider revokes it and every session ends: the readers log in again at the
+        # same time, each finding the token refused, and one new token serves them all.
+        provider.revoked.add(provider.introspected[-1][0])
+        _kick(server)
+        _append(server, provider, [_message(9)])
+        await _wait_for(lambda: _document_count(clean_db) == 4)
+    finally:
+        await connector.stop()
+    assert len(provider.grants) == 2
+    assert 1 <= provider.refused_logins() <= len(mailboxes)
 
 
 def _auth_errors() -> float:

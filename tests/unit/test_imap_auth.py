@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import parse_qs
 
 import httpx
@@ -55,13 +58,15 @@ def test_oauth2_secrets_are_not_printed() -> None:
 class Endpoint:
     """A token endpoint answering from a script, recording the forms it was sent."""
 
-    def __init__(self, *answers: tuple[int, dict[str, object]]) -> None:
+    def __init__(self, *answers: tuple[int, dict[str, object]], delay: float = 0.0) -> None:
         self.answers = list(answers)
+        self.delay = delay
         self.forms: list[dict[str, str]] = []
 
     def __call__(self, request: httpx.Request) -> httpx.Response:
         form = {k: v[0] for k, v in parse_qs(request.content.decode()).items()}
         self.forms.append(form)
+        time.sleep(self.delay)  # a slow endpoint: other threads arrive meanwhile
         status, body = self.answers.pop(0)
         return httpx.Response(status, content=json.dumps(body).encode())
 
@@ -113,6 +118,23 @@ def test_a_refused_token_is_renewed_once_however_many_threads_saw_it_refused() -
     assert tokens.renew(refused) == "at-2", "a second thread gets the renewed token"
     assert len(endpoint.forms) == 2
     assert endpoint.forms[1]["refresh_token"] == "rt-rotated", "the rotated token is used"
+
+
+def test_threads_that_saw_one_token_refused_at_once_get_one_new_token() -> None:
+    answers = [(200, {"access_token": f"at-{n}", "expires_in": 3600}) for n in range(10)]
+    endpoint = Endpoint(*answers, delay=0.05)
+    tokens = _tokens(endpoint, Clock())
+    refused = tokens.current()
+    start = threading.Barrier(8)
+
+    def renew() -> str:
+        start.wait()
+        return tokens.renew(refused)
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        renewed = list(pool.map(lambda _: renew(), range(8)))
+    assert renewed == ["at-1"] * 8
+    assert len(endpoint.forms) == 2
 
 
 def test_client_credentials_send_the_secret_and_no_refresh_token() -> None:
