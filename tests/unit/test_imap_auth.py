@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -10,11 +11,12 @@ from urllib.parse import parse_qs
 
 import httpx
 import pytest
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 
+from tests.helpers import REPO_ROOT
 from triage_ingest.imap import AuthBackoff
 from triage_ingest.oauth import AccessTokens, TokenRefusedError
-from triage_ingest.settings import ImapAccount, ImapOAuth2
+from triage_ingest.settings import ImapAccount, ImapAuth, ImapOAuth2, OAuthGrant
 
 BASE = {"name": "support", "host": "imap.example.com", "username": "support@example.com"}
 OAUTH = {
@@ -44,6 +46,15 @@ OAUTH = {
 def test_account_settings_say_what_is_missing(values: dict[str, object], message: str) -> None:
     with pytest.raises(ValidationError, match=message):
         ImapAccount.model_validate({**BASE, **values})
+
+
+def test_the_documented_account_examples_are_valid_settings() -> None:
+    text = (REPO_ROOT / "docs" / "ingest.md").read_text()
+    examples = re.findall(r"TRIAGE_INGEST_IMAP_ACCOUNTS='(\[.*?\])'", text, re.DOTALL)
+    accounts = [a for e in examples for a in TypeAdapter(list[ImapAccount]).validate_json(e)]
+    assert [a.auth for a in accounts] == [ImapAuth.PASSWORD, ImapAuth.OAUTH2]
+    assert accounts[1].oauth2 is not None
+    assert accounts[1].oauth2.grant is OAuthGrant.CLIENT_CREDENTIALS
 
 
 def test_oauth2_secrets_are_not_printed() -> None:
