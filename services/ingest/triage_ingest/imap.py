@@ -4,6 +4,7 @@ The cursor (UIDVALIDITY, last UID) lives in PostgreSQL and advances only after a
 documents are durable, so a restart re-reads at most the message in flight. When the server
 changes a mailbox's UIDVALIDITY, every message is read again; documents are identified by
 the message's bytes, so nothing becomes a second document. IDLE is used where offered.
+Login is by password or OAuth2 (``oauth.py``); a refused login is retried after a growing wait.
 """
 
 from __future__ import annotations
@@ -167,7 +168,7 @@ class ImapConnector:
         except LoginRefusedError as error:
             wait = backoff.failed()
             log.warning(
-                "imap login refused; next attempt in %.0f s: %s",
+                "imap login refused; next attempt in %g s: %s",
                 wait,
                 error,
                 extra={"account": self._account.name, "mailbox": mailbox, "retry_seconds": wait},
