@@ -12,6 +12,7 @@ from scripts.pdfgen import make_pdf
 from tests.helpers import REPO_ROOT, small_examples
 from triage_ml import model as model_lib
 from triage_ml.dataset import load_examples, media_type_of
+from triage_text.extract import FEATURE_CODE_VERSION
 from triage_text.pool import ExtractionLimits, ExtractionPool
 
 INBOX = REPO_ROOT / "data" / "sample" / "inbox"
@@ -64,4 +65,4 @@ def test_online_and_training_features_are_identical(documents: list[Path]) -> No
     training_matrix = features.transform(texts).toarray()
     serving_matrix = features.transform(served).toarray()
     assert np.array_equal(training_matrix, serving_matrix)
-    assert metadata["feature_code_version"] == "1"
+    assert metadata["feature_code_version"] == FEATURE_CODE_VERSION

@@ -11,6 +11,7 @@ import pytest
 from tests.helpers import small_examples
 from triage_contracts import Action
 from triage_ml import model as model_lib
+from triage_text.extract import FEATURE_CODE_VERSION
 
 
 @pytest.fixture(scope="module")
@@ -24,7 +25,7 @@ def test_artifact_records_what_produced_it(trained: Path) -> None:
     assert meta["version"] == trained.name
     assert meta["labels"] == ["billing", "legal", "technical"]
     assert meta["training_data_sha256"] == model_lib.data_hash(small_examples())
-    assert meta["feature_code_version"] == "1"
+    assert meta["feature_code_version"] == FEATURE_CODE_VERSION
     assert meta["library_versions"]["scikit-learn"] != "absent"
     assert meta["changelog"] == "unit test"
     assert set(meta["thresholds"]) == set(meta["labels"])
