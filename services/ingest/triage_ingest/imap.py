@@ -11,6 +11,8 @@ A message whose intake fails (or crashes the process) ``max_attempts`` times is
 dead-lettered, its attempts counted in PostgreSQL, and the mailbox moves on; a move to a
 missing folder creates it, or else flags the message. Each mailbox's health (``ImapHealth``)
 shows in ``/readyz`` and as gauges.
+
+Login is by password or OAuth2 (``oauth.py``); a refused login is retried after a growing wait.
 """
 
 from __future__ import annotations
@@ -34,7 +36,8 @@ from triage_ingest.imap_health import ImapHealth
 from triage_ingest.intake import Intake
 from triage_ingest.mailrules import DEFAULT_RULE, MailRule, PostProcess
 from triage_ingest.metrics import CONNECTOR_ITEMS
-from triage_ingest.settings import MAX_DOCUMENT_BYTES, ImapAccount
+from triage_ingest.oauth import AccessTokens, TokenRefusedError
+from triage_ingest.settings import MAX_DOCUMENT_BYTES, ImapAccount, ImapAuth, OAuthMechanism
 from triage_ingest.store import IngestStore
 from triage_text.email.parse import EMAIL_MEDIA_TYPE, parse_email
 
@@ -76,6 +79,29 @@ def describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}"[:500] if text else type(exc).__name__
 
 
+class LoginRefusedError(Exception):
+    """The server refused the login, or no OAuth2 access token could be had."""
+
+
+class AuthBackoff:
+    """Waits after refused logins: doubling from the first wait up to a cap, reset on success."""
+
+    def __init__(self, first: float, cap: float) -> None:
+        self._first = first
+        self._cap = max(cap, first)
+        self._next = first
+
+    def failed(self) -> float:
+        """The wait before the next login attempt."""
+        wait = self._next
+        self._next = min(self._next * 2, self._cap)
+        return wait
+
+    def succeeded(self) -> None:
+        """A login went through: the next refusal waits the first wait again."""
+        self._next = self._first
+
+
 class ImapConnector:
     """Reads the configured mailboxes of one account."""
 
@@ -99,6 +125,7 @@ class ImapConnector:
         self._stopping = threading.Event()
         self._stop_requested = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        self._tokens = AccessTokens(account.oauth2) if account.oauth2 is not None else None
 
     async def start(self) -> None:
         """Start one reader per mailbox."""
@@ -129,16 +156,52 @@ class ImapConnector:
             cafile=str(account.ca_file) if account.ca_file else None
         )
         client = IMAPClient(account.host, port=account.port, ssl=account.tls, ssl_context=context)
-        if account.starttls and not account.tls:
-            client.starttls(context)
-        client.login(account.username, account.password.get_secret_value())
+        try:
+            if account.starttls and not account.tls:
+                client.starttls(context)
+            self._login(client)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                client.shutdown()
+            raise
         return client
 
+    def _login(self, client: IMAPClient) -> None:
+        account = self._account
+        if account.auth is ImapAuth.PASSWORD:
+            assert account.password is not None  # settings validation
+            try:
+                client.login(account.username, account.password.get_secret_value())
+            except LoginError as error:
+                raise LoginRefusedError(str(error)) from error
+            return
+        assert self._tokens is not None  # settings validation
+        try:
+            token = self._tokens.current()
+            try:
+                self._oauth_login(client, token)
+            except LoginError:
+                # The server may know better than expires_in (a revoked token): renew once.
+                self._oauth_login(client, self._tokens.renew(token))
+        except (LoginError, TokenRefusedError) as error:
+            raise LoginRefusedError(str(error)) from error
+
+    def _oauth_login(self, client: IMAPClient, token: str) -> None:
+        assert self._account.oauth2 is not None
+        if self._account.oauth2.mechanism is OAuthMechanism.OAUTHBEARER:
+            client.oauthbearer_login(self._account.username, token)
+        else:
+            client.oauth2_login(self._account.username, token)
+
     async def _run(self, mailbox: str) -> None:
+        account = self._account
+        backoff = AuthBackoff(account.auth_retry_seconds, account.auth_retry_max_seconds)
         while not self._stopping.is_set():
             client: IMAPClient | None = None
             try:
-                client = await asyncio.to_thread(self._connect)
+                client = await self._log_in(mailbox, backoff)
+                if client is None:
+                    continue
                 while not self._stopping.is_set():
                     await self.poll_mailbox(client, mailbox)
                     await self._wait_for_mail(client)
@@ -158,6 +221,25 @@ class ImapConnector:
                 if client is not None:
                     with contextlib.suppress(Exception):
                         await asyncio.to_thread(client.logout)
+
+    async def _log_in(self, mailbox: str, backoff: AuthBackoff) -> IMAPClient | None:
+        """A logged-in client, or None after waiting out a refused login."""
+        try:
+            client = await asyncio.to_thread(self._connect)
+        except LoginRefusedError as error:
+            wait = backoff.failed()
+            log.warning(
+                "imap login refused; next attempt in %g s: %s",
+                wait,
+                error,
+                extra={"account": self._account.name, "mailbox": mailbox, "retry_seconds": wait},
+            )
+            CONNECTOR_ITEMS.labels("imap", "auth_error").inc()
+            self._health.failed(self._account.name, mailbox, f"login refused: {error}"[:500])
+            await self._pause(wait)
+            return None
+        backoff.succeeded()
+        return client
 
     async def _wait_for_mail(self, client: IMAPClient) -> None:
         account = self._account

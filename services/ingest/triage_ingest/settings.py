@@ -6,7 +6,9 @@ Nested settings come as JSON, e.g.
 
 from __future__ import annotations
 
+from enum import StrEnum
 from pathlib import Path
+from typing import Self
 
 from pydantic import BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
@@ -23,6 +25,54 @@ MAX_DOCUMENT_BYTES = 25 * 1024 * 1024
 RETIRED_LIMITS = ("max_upload_bytes", "smtp_max_message_bytes")
 
 
+class ImapAuth(StrEnum):
+    """How the IMAP connector logs in."""
+
+    PASSWORD = "password"  # noqa: S105 - the name of a choice, not a secret
+    OAUTH2 = "oauth2"
+
+
+class OAuthGrant(StrEnum):
+    """How access tokens are obtained from the token endpoint."""
+
+    REFRESH_TOKEN = "refresh_token"  # noqa: S105 - the name of a grant, not a secret
+    CLIENT_CREDENTIALS = "client_credentials"
+
+
+class OAuthMechanism(StrEnum):
+    """The SASL mechanism that carries the access token to the IMAP server."""
+
+    XOAUTH2 = "xoauth2"
+    OAUTHBEARER = "oauthbearer"
+
+
+class ImapOAuth2(BaseModel):
+    """Where and how the IMAP connector gets OAuth2 access tokens (``auth: "oauth2"``)."""
+
+    token_url: str = Field(
+        pattern=r"^https?://", description="The provider's OAuth2 token endpoint."
+    )
+    client_id: str = Field(min_length=1)
+    client_secret: SecretStr | None = Field(
+        default=None, description="Needed for client_credentials; optional for public clients."
+    )
+    grant: OAuthGrant = OAuthGrant.REFRESH_TOKEN
+    refresh_token: SecretStr | None = Field(default=None, description="For grant refresh_token.")
+    scope: str = Field(default="", description="Space-separated scopes to ask for.")
+    mechanism: OAuthMechanism = OAuthMechanism.XOAUTH2
+    refresh_margin_seconds: float = Field(
+        default=60.0, ge=0, description="Get a new token this long before the old one expires."
+    )
+
+    @model_validator(mode="after")
+    def _grant_has_its_secret(self) -> Self:
+        if self.grant is OAuthGrant.REFRESH_TOKEN and self.refresh_token is None:
+            raise ValueError('oauth2 grant "refresh_token" needs "refresh_token"')
+        if self.grant is OAuthGrant.CLIENT_CREDENTIALS and self.client_secret is None:
+            raise ValueError('oauth2 grant "client_credentials" needs "client_secret"')
+        return self
+
+
 class ImapAccount(BaseModel):
     """One IMAP account and the mailboxes to read from it."""
 
@@ -33,7 +83,15 @@ class ImapAccount(BaseModel):
     starttls: bool = Field(default=False, description="Upgrade a plain connection with STARTTLS.")
     ca_file: Path | None = Field(default=None, description="CA bundle to verify the server.")
     username: str
-    password: SecretStr
+    auth: ImapAuth = ImapAuth.PASSWORD
+    password: SecretStr | None = Field(default=None, description="For auth password.")
+    oauth2: ImapOAuth2 | None = Field(default=None, description="For auth oauth2.")
+    auth_retry_seconds: float = Field(
+        default=30.0, gt=0, description="First wait after a refused login; doubles each time."
+    )
+    auth_retry_max_seconds: float = Field(
+        default=900.0, gt=0, description="The longest wait between refused logins."
+    )
     mailboxes: list[str] = Field(default_factory=lambda: ["INBOX"], min_length=1)
     post_process: PostProcess = PostProcess.FLAG
     move_to: str = "Processed"
@@ -50,6 +108,14 @@ class ImapAccount(BaseModel):
         description="A message whose intake fails (or stops the process) this many times is "
         "dead-lettered and left in the mailbox; the mailbox moves on.",
     )
+
+    @model_validator(mode="after")
+    def _auth_has_its_settings(self) -> Self:
+        if self.auth is ImapAuth.PASSWORD and self.password is None:
+            raise ValueError(f'IMAP account "{self.name}": auth "password" needs "password"')
+        if self.auth is ImapAuth.OAUTH2 and self.oauth2 is None:
+            raise ValueError(f'IMAP account "{self.name}": auth "oauth2" needs an "oauth2" object')
+        return self
 
 
 class Settings(CommonSettings):
