@@ -481,7 +481,8 @@ def test_a_failing_mailbox_shows_in_readyz_and_metrics(
     assert f'triage_ingest_imap_mailbox_failing{{account="support",mailbox="{mailbox}"}} 0.0' in (
         metrics
     )
-    assert body["serving"]["imap"][f"wrong/{mailbox}"]["last_error"].startswith("LoginError")
+    refused = body["serving"]["imap"][f"wrong/{mailbox}"]["last_error"]
+    assert refused.startswith("login refused:") and "AUTHENTICATIONFAILED" in refused
     assert _items("mailbox_error") > mailbox_errors
     assert _items("auth_error") > auth_errors
 

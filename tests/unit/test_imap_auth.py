@@ -52,9 +52,10 @@ def test_the_documented_account_examples_are_valid_settings() -> None:
     text = (REPO_ROOT / "docs" / "ingest.md").read_text()
     examples = re.findall(r"TRIAGE_INGEST_IMAP_ACCOUNTS='(\[.*?\])'", text, re.DOTALL)
     accounts = [a for e in examples for a in TypeAdapter(list[ImapAccount]).validate_json(e)]
-    assert [a.auth for a in accounts] == [ImapAuth.PASSWORD, ImapAuth.OAUTH2]
-    assert accounts[1].oauth2 is not None
-    assert accounts[1].oauth2.grant is OAuthGrant.CLIENT_CREDENTIALS
+    assert {a.auth for a in accounts} == {ImapAuth.PASSWORD, ImapAuth.OAUTH2}
+    [oauth] = [a for a in accounts if a.auth is ImapAuth.OAUTH2]
+    assert oauth.oauth2 is not None
+    assert oauth.oauth2.grant is OAuthGrant.CLIENT_CREDENTIALS
 
 
 def test_oauth2_secrets_are_not_printed() -> None:
