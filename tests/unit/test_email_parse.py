@@ -862,6 +862,9 @@ def test_absurdly_deep_multipart_nesting_does_not_raise() -> None:
         ('attachment; filename="=?gb2312?B?t6LGsS5wZGY=?="', "发票.pdf"),
         ("attachment; filename==?utf-8?Q?Gr=C3=BC=C3=9Fe.pdf?=", "Grüße.pdf"),
         ('attachment; filename="../../etc/passwd"', "../../etc/passwd"),
+        ("attachment; filename=Invoice March 2026.pdf", "Invoice March 2026.pdf"),
+        ("attachment; filename=Invoice March 2026.pdf ; size=9", "Invoice March 2026.pdf"),
+        ("attachment; filename=a=b.pdf", "a=b.pdf"),
     ],
     ids=[
         "rfc2231",
@@ -871,6 +874,9 @@ def test_absurdly_deep_multipart_nesting_does_not_raise() -> None:
         "rfc2047-gb2312",
         "unquoted",
         "raw",
+        "unquoted-spaces",
+        "unquoted-spaces-then-parameter",
+        "unquoted-equals",
     ],
 )
 def test_attachment_filenames_are_decoded_not_sanitised(disposition: str, expected: str) -> None:
@@ -901,17 +907,55 @@ def test_raw_utf8_filename_and_name_parameter_fallback() -> None:
             'Content-Disposition: attachment; filename="Bühne.pdf"\n\n'
             "%PDF-1.4\n"
             '--mix\nContent-Type: image/jpeg; name="photo 1.jpg"\n\n'
-            "jpeg\n--mix--\n"
+            "jpeg\n"
+            "--mix\nContent-Type: image/png; name=scan of page 2.png\n\n"
+            "png\n--mix--\n"
         ).encode(),
     )
 
     parsed = parse_email(raw)
 
-    stage, photo = attachments(parsed)
+    stage, photo, scan = attachments(parsed)
     assert stage.filename == "Bühne.pdf"
     assert "non_ascii_header:content-disposition" in stage.defects
     assert photo.filename == "photo 1.jpg"
     assert not photo.inline
+    assert scan.filename == "scan of page 2.png"
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    [
+        "multipart/mixed; boundary=----=_Part_123_456.789",
+        "multipart/mixed;\n\tboundary=----=_Part_123_456.789",
+        "multipart/mixed; boundary=----=_Part_123_456.789; charset=UTF-8",
+        'multipart/mixed; boundary="----=_Part_123_456.789"',
+    ],
+    ids=["unquoted", "unquoted-folded", "unquoted-then-parameter", "quoted"],
+)
+def test_a_boundary_with_equals_signs_splits_the_parts_quoted_or_not(content_type: str) -> None:
+    pdf = make_pdf("Invoice 42 due in March")
+    raw = raw_mail(
+        "From: ada@example.com",
+        "Date: Tue, 5 Mar 2024 09:30:00 +0100",
+        "MIME-Version: 1.0",
+        *f"Content-Type: {content_type}".split("\n"),
+        body=(
+            "------=_Part_123_456.789\nContent-Type: text/plain\n\nPlease pay.\n"
+            "------=_Part_123_456.789\nContent-Type: application/pdf\n"
+            "Content-Transfer-Encoding: base64\n"
+            "Content-Disposition: attachment; filename=invoice.pdf\n\n"
+            f"{b64_lines(pdf)}------=_Part_123_456.789--\n"
+        ),
+    )
+
+    parsed = parse_email(raw)
+
+    assert body_of(parsed) == "Please pay."
+    [invoice] = attachments(parsed)
+    assert invoice.data == pdf
+    assert invoice.media_type == "application/pdf"
+    assert "start_boundary_not_found" not in parsed.defects
 
 
 # --- hostile input and limits ---------------------------------------------------------------
