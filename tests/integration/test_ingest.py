@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import email.policy
 import hashlib
 import json
@@ -430,6 +431,63 @@ def test_smtp_mail_parts_are_typed_by_content_and_keep_their_charset(
     rows = dict(sql_rows(settings.database_url, "SELECT filename, media_type FROM document"))
     assert rows["SCAN_77"] == "application/pdf"
     assert rows["schet.txt"] == "text/plain; charset=windows-1251"
+
+
+def test_smtp_mail_with_unquoted_parameters_keeps_its_parts_names_and_sender_name(
+    settings: Settings, isolated: Stack
+) -> None:
+    """Issue 20, defect 7: an unquoted boundary with "=" (as Java mailers and Outlook send it)
+    still splits the parts, an unquoted file name with spaces is kept whole, and the sender's
+    display name travels beside the address."""
+    port = free_port()
+    settings = settings.model_copy(
+        update={
+            "smtp_enabled": True,
+            "smtp_port": port,
+            "smtp_allowed_recipients": ["triage@example.org"],
+        }
+    )
+    pdf = make_pdf("Invoice March 2026", title="Invoice March 2026")
+    encoded = base64.encodebytes(pdf).decode("ascii")
+    raw = (
+        'From: "Müller, Anna" <anna@example.com>\n'
+        "To: triage@example.org\n"
+        "Subject: Invoice March\n"
+        "Message-ID: <march-2026@example.com>\n"
+        "MIME-Version: 1.0\n"
+        "Content-Type: multipart/mixed; boundary=----=_Part_123_456.789\n"
+        "\n"
+        "------=_Part_123_456.789\n"
+        "Content-Type: text/plain; charset=UTF-8\n"
+        "\n"
+        "Please find the invoice attached.\n"
+        "------=_Part_123_456.789\n"
+        "Content-Type: application/pdf\n"
+        "Content-Transfer-Encoding: base64\n"
+        "Content-Disposition: attachment; filename=Invoice March 2026.pdf\n"
+        "\n"
+        f"{encoded}"
+        "------=_Part_123_456.789--\n"
+    ).encode()
+    with TestClient(create_app(settings)):
+        with smtplib.SMTP("127.0.0.1", port, timeout=10) as smtp:
+            smtp.sendmail("anna@example.com", ["triage@example.org"], raw.replace(b"\n", b"\r\n"))
+        published = _published(isolated, topics.DOCUMENTS, 2)
+    values: list[Any] = [m["value"] for m in published]
+    documents = {v["document"]["email"]["part"]: v["document"] for v in values}
+    assert set(documents) == {"body", "2"}
+    body, invoice = documents["body"], documents["2"]
+    for document in (body, invoice):
+        assert document["email"]["sender"] == "anna@example.com"
+        assert document["email"]["sender_name"] == "Müller, Anna"
+    blobs = LocalBlobStore(settings.blob_dir)
+    assert blobs.get(body["blob"]["sha256"]) == b"Please find the invoice attached."
+    assert invoice["filename"] == "Invoice March 2026.pdf"
+    assert blobs.get(invoice["blob"]["sha256"]) == pdf
+    rows = sql_rows(settings.database_url, "SELECT filename, media_type FROM document")
+    assert sorted(rows, key=str) == sorted(
+        [(None, "text/plain"), ("Invoice March 2026.pdf", "application/pdf")], key=str
+    )
 
 
 def test_a_saved_email_upload_becomes_body_and_attachments(

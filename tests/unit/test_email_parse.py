@@ -729,6 +729,34 @@ def test_dates_are_timezone_aware_or_absent_with_a_defect(
         assert defect in parsed.defects
 
 
+@pytest.mark.parametrize(
+    ("sender", "name"),
+    [
+        ('"M\u00fcller, Anna" <anna@example.com>', "Müller, Anna"),
+        ("=?utf-8?q?M=C3=BCller=2C_Anna?= <anna@example.com>", "Müller, Anna"),
+        ("=?windows-1251?b?zuv84+A=?= <anna@example.com>", "Ольга"),
+        ("Anna  Müller <anna@example.com>, Bob <bob@example.com>", "Anna Müller"),
+        ("anna@example.com", None),
+        ("<anna@example.com>", None),
+    ],
+    ids=["quoted-raw-utf8", "rfc2047", "rfc2047-cp1251", "list", "bare", "angle"],
+)
+def test_the_senders_display_name_is_kept_beside_the_address(sender: str, name: str | None) -> None:
+    raw = raw_mail(f"From: {sender}".encode(), "Subject: Invoice", body="Body\n")
+
+    parsed = parse_email(raw)
+
+    assert parsed.sender == "anna@example.com"
+    assert parsed.sender_name == name
+
+
+def test_control_characters_in_a_display_name_become_spaces() -> None:
+    parsed = parse_email(raw_mail(b'From: "Anna\x01Bank" <anna@example.com>', body="Body\n"))
+
+    assert parsed.sender_name == "Anna Bank"
+    assert "control_characters:from_name" in parsed.defects
+
+
 def test_missing_from_and_date_are_reported() -> None:
     parsed = parse_email(raw_mail("Subject: anonymous", body="Body\n"))
 

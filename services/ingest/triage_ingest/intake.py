@@ -287,6 +287,7 @@ class Intake:
                         message_id=_cut(parsed.message_id, 998),
                         subject=_cut(parsed.subject, 998),
                         sender=_cut(parsed.sender, 320),
+                        sender_name=_cut(parsed.sender_name, 320),
                         mailbox=_cut(mailbox, 200),
                         part=part.part[:100],
                         defects=[d[:200] for d in defects[:50]],
