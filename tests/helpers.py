@@ -284,3 +284,23 @@ def isolated_ingest_settings(
         topic_prefix=stack.topic_prefix,
         **{"max_upload_bytes": 64 * 1024, **overrides},
     )
+
+
+def table_rows(output: str) -> list[dict[str, str]]:
+    """The rows of the rich table in a CLI's output, each cell's wrapped or folded lines
+    joined and all its white space removed (so names compare whole whatever the width)."""
+    lines = [line for line in output.splitlines() if line.startswith(("┃", "│"))]
+    if not lines:
+        return []
+    header = [cell.strip() for cell in lines[0].strip("┃").split("┃")]
+    rows: list[list[str]] = []
+    for line in lines[1:]:
+        cells = [cell.strip() for cell in line.strip("│").split("│")]
+        if cells[0] or not rows:
+            rows.append(cells)
+        else:
+            rows[-1] = [a + b for a, b in zip(rows[-1], cells, strict=True)]
+    return [
+        {name: re.sub(r"\s", "", cell) for name, cell in zip(header, row, strict=True)}
+        for row in rows
+    ]

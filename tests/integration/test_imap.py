@@ -15,10 +15,15 @@ from fastapi.testclient import TestClient
 from imapclient import IMAPClient
 from pydantic import SecretStr
 from sqlalchemy import create_engine, text
+from typer.testing import CliRunner
 
 from scripts.pdfgen import make_pdf
+from tests.faults.harness import read_topics
+from tests.helpers import table_rows
 from tests.stack import Imap, Stack
+from triage_cli.main import app as cli_app
 from triage_contracts import Producer, topics
+from triage_ingest import intake as intake_module
 from triage_ingest.app import create_app
 from triage_ingest.imap import TRIAGED_FLAG, ImapConnector
 from triage_ingest.intake import Intake
@@ -28,6 +33,7 @@ from triage_runtime.blobstore import LocalBlobStore
 from triage_runtime.db.engine import make_async_engine
 from triage_runtime.kafka import make_broker
 from triage_runtime.outbox import Outbox
+from triage_text.email.result import ParsedMessage
 
 
 def _imap(stack: Stack) -> Imap:
@@ -215,6 +221,38 @@ async def test_move_post_processing_and_starttls(
     finally:
         with _client(imap) as client:
             client.delete_folder(target)
+
+
+async def test_a_mail_dead_letter_names_its_mailbox_in_triage_dlq_list(
+    isolated: Stack,
+    clean_db: str,
+    mailbox: str,
+    harness: Harness,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Issue 20: ``triage dlq`` shows the mailbox a dead-lettered mail was read from."""
+
+    def unreadable(raw: bytes) -> ParsedMessage:
+        raise RecursionError("a parser bug the parser's own guard missed")
+
+    # The parser never raises on input (tests/unit/test_hostile_inputs.py); a bug in it is
+    # the one way a mail is dead-lettered today.
+    monkeypatch.setattr(intake_module, "parse_email", unreadable)
+    imap = _imap(isolated)
+    _append(imap, mailbox, [_message(1)])
+
+    assert await harness.poll(_account(imap, mailbox), mailbox) == 1
+
+    [letter] = await read_topics(isolated.kafka_bootstrap, [isolated.topic(topics.DEADLETTER)])
+    assert letter["value"]["source"] == {"kind": "imap", "name": "support"}
+    assert letter["value"]["mailbox"] == mailbox
+    monkeypatch.setenv("TRIAGE_KAFKA_BOOTSTRAP", isolated.kafka_bootstrap)
+    monkeypatch.setenv("TRIAGE_TOPIC_PREFIX", isolated.topic_prefix)
+    listed = await asyncio.to_thread(CliRunner().invoke, cli_app, ["dlq", "list"])
+    assert listed.exit_code == 0, listed.output
+    [row] = table_rows(listed.output)
+    assert row["error class"] == "malformed_input"
+    assert row["from"] == f"imap:support({mailbox})", listed.output
 
 
 def test_idle_picks_up_new_mail_without_waiting_for_a_poll(

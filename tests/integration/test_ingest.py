@@ -18,12 +18,21 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from typer.testing import CliRunner
 
 from scripts.pdfgen import make_pdf
 from tests.faults.harness import read_topics
-from tests.helpers import email_bytes, free_port, isolated_ingest_settings, new_api_key, sql_rows
+from tests.helpers import (
+    email_bytes,
+    free_port,
+    isolated_ingest_settings,
+    new_api_key,
+    sql_rows,
+    table_rows,
+)
 from tests.kafkatools import collect, produce
 from tests.stack import Stack
+from triage_cli.main import app as cli_app
 from triage_contracts import ExtractionStatus, topics
 from triage_ingest.app import create_app
 from triage_ingest.settings import Settings
@@ -287,7 +296,7 @@ def test_limits_and_refusals(client: TestClient, settings: Settings) -> None:
 
 
 def test_drop_folder_ingests_moves_and_dead_letters(
-    settings: Settings, isolated: Stack, tmp_path: Path
+    settings: Settings, isolated: Stack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     drop = tmp_path / "drop"
     settings = settings.model_copy(update={"drop_dir": drop, "drop_poll_seconds": 0.2})
@@ -330,6 +339,15 @@ def test_drop_folder_ingests_moves_and_dead_letters(
     assert raws == [(mail,), (mail,)]
     kept = sql_rows(settings.database_url, "SELECT sha256 FROM dead_letter_blob")
     assert kept == [(value["raw_blob"]["sha256"],)]  # type: ignore[index]
+    # The operator sees which file it was (issue 20, defect 7).
+    assert value["raw_name"] == "tool.exe"  # type: ignore[index]
+    monkeypatch.setenv("TRIAGE_KAFKA_BOOTSTRAP", isolated.kafka_bootstrap)
+    monkeypatch.setenv("TRIAGE_TOPIC_PREFIX", isolated.topic_prefix)
+    listed = CliRunner().invoke(cli_app, ["dlq", "list"])
+    assert listed.exit_code == 0, listed.output
+    [row] = table_rows(listed.output)
+    assert row["error class"] == "unsupported_media_type"
+    assert (row["from"], row["input"]) == ("folder:drop-folder", "tool.exe"), listed.output
 
 
 def test_smtp_accepts_allowed_mail_and_refuses_the_rest(

@@ -369,6 +369,9 @@ class DeadLetterV1(Event):
     source: Source | None = None
     raw_blob: BlobRef | None = None
     raw_name: Annotated[str, StringConstraints(max_length=255)] | None = None
+    """The kept input's file name, where it had one (a dropped or uploaded file)."""
+    mailbox: Annotated[str, StringConstraints(max_length=200)] | None = None
+    """The mailbox a mail was read from (IMAP), as in ``EmailInfo.mailbox``."""
 
     @property
     def named_document_id(self) -> str | None:

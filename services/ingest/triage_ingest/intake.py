@@ -246,9 +246,13 @@ class Intake:
         ]
 
     async def accept_email(
-        self, raw: bytes, *, source: Source, mailbox: str | None = None
+        self, raw: bytes, *, source: Source, mailbox: str | None = None, name: str | None = None
     ) -> EmailAccepted:
-        """Keep the raw message, then accept one document per body and attachment."""
+        """Keep the raw message, then accept one document per body and attachment.
+
+        ``mailbox`` (IMAP) and ``name`` (a dropped or uploaded ``.eml``) name the message in a
+        dead letter; ``mailbox`` goes on its documents too.
+        """
         raw_sha = await self.store_bytes(raw)
         try:
             parsed: ParsedMessage = await asyncio.to_thread(parse_email, raw)
@@ -260,6 +264,8 @@ class Intake:
                 media_type=EMAIL_MEDIA_TYPE,
                 error_class=ErrorClass.MALFORMED_INPUT,
                 reason=f"email could not be parsed: {type(exc).__name__}",
+                raw_name=name,
+                mailbox=mailbox,
             )
             return EmailAccepted(raw_sha256=raw_sha)
 
@@ -307,8 +313,10 @@ class Intake:
         error_class: ErrorClass,
         reason: str,
         raw_name: str | None = None,
+        mailbox: str | None = None,
     ) -> DeadLetterV1:
-        """Publish a dead letter that points at the kept raw input (kept for retention)."""
+        """Publish a dead letter that points at the kept raw input (kept for retention), with
+        the input's file name or mailbox where known (``triage dlq list`` shows them)."""
         await self._store.record_dead_letter_blob(raw_sha256)
         letter = DeadLetterV1(
             producer=self._producer,
@@ -318,6 +326,7 @@ class Intake:
             source=source,
             raw_blob=BlobRef(sha256=raw_sha256, size_bytes=raw_size, media_type=media_type),
             raw_name=domain.safe_filename(raw_name),
+            mailbox=_cut(mailbox, 200),
         )
         await publish_event(self._broker, self._deadletter_topic, letter)
         DEAD_LETTERS.labels("ingest", error_class.value).inc()
