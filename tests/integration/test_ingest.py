@@ -34,12 +34,14 @@ from tests.kafkatools import collect, produce
 from tests.stack import Stack
 from triage_cli.main import app as cli_app
 from triage_contracts import ExtractionStatus, topics
+from triage_ingest import intake as intake_module
 from triage_ingest.app import create_app
 from triage_ingest.settings import Settings
 from triage_ingest.store import IngestStore
 from triage_runtime.apikeys import ApiKeys
 from triage_runtime.blobstore import LocalBlobStore
 from triage_runtime.db.engine import make_async_engine
+from triage_text.email.result import ParsedMessage
 from triage_text.extract import extract_text, normalise
 
 
@@ -738,6 +740,31 @@ def test_drop_folder_takes_a_renamed_in_file_at_once(
     assert took < 20, "a renamed-in file must not wait the 300 s settle interval"
     [document] = _published(isolated, topics.DOCUMENTS, 1)
     assert document["value"]["document"]["blob"]["sha256"] == hashlib.sha256(content).hexdigest()  # type: ignore[index]
+
+
+def test_a_dropped_mail_that_cannot_be_parsed_is_dead_lettered_under_its_file_name(
+    settings: Settings, isolated: Stack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 20: a mail dead letter names its .eml file (``triage dlq list`` shows it)."""
+
+    def unreadable(raw: bytes) -> ParsedMessage:
+        raise RecursionError("a parser bug the parser's own guard missed")
+
+    # The parser never raises on input (tests/unit/test_hostile_inputs.py); a bug in it is
+    # the one way a mail is dead-lettered today.
+    monkeypatch.setattr(intake_module, "parse_email", unreadable)
+    drop = tmp_path / "drop"
+    settings = settings.model_copy(update={"drop_dir": drop, "drop_poll_seconds": 0.2})
+    (drop / "inbox").mkdir(parents=True)
+    staging = tmp_path / "staging"
+    staging.mkdir()
+    (staging / "Invoice March.eml").write_bytes(email_bytes("Invoice", "See attached."))
+    with TestClient(create_app(settings)):
+        time.sleep(0.05)  # so the rename's ctime is after the write's mtime: taken at once
+        (staging / "Invoice March.eml").rename(drop / "inbox" / "Invoice March.eml")
+        [letter] = _published(isolated, topics.DEADLETTER, 1)
+    assert letter["value"]["raw_name"] == "Invoice March.eml"  # type: ignore[index]
+    assert letter["value"]["error_class"] == "malformed_input"  # type: ignore[index]
 
 
 def test_drop_folder_decides_a_files_type_by_its_content(
