@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import re
 import socket
 import threading
@@ -229,6 +230,34 @@ def email_bytes(subject: str, body: str, *, attachment: bytes | None = None) -> 
             attachment, maintype="application", subtype="pdf", filename="invoice.pdf"
         )
     return message.as_bytes()
+
+
+def unquoted_parameters_mail(pdf: bytes) -> bytes:
+    """A mail as Java mailers and Outlook write them (issue 20, defect 7): an unquoted
+    boundary with "=", an unquoted file name with spaces (``Invoice March 2026.pdf``, the
+    PDF given), and a sender with a display name (``"Müller, Anna" <anna@example.com>``)."""
+    encoded = base64.encodebytes(pdf).decode("ascii")
+    text = (
+        'From: "Müller, Anna" <anna@example.com>\n'
+        "To: triage@example.org\n"
+        "Subject: Invoice March\n"
+        "Message-ID: <march-2026@example.com>\n"
+        "MIME-Version: 1.0\n"
+        "Content-Type: multipart/mixed; boundary=----=_Part_123_456.789\n"
+        "\n"
+        "------=_Part_123_456.789\n"
+        "Content-Type: text/plain; charset=UTF-8\n"
+        "\n"
+        "Please find the invoice attached.\n"
+        "------=_Part_123_456.789\n"
+        "Content-Type: application/pdf\n"
+        "Content-Transfer-Encoding: base64\n"
+        "Content-Disposition: attachment; filename=Invoice March 2026.pdf\n"
+        "\n"
+        f"{encoded}"
+        "------=_Part_123_456.789--\n"
+    )
+    return text.replace("\n", "\r\n").encode()
 
 
 def sql_rows(database_url: str, sql: str) -> list[tuple[Any, ...]]:

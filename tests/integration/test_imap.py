@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 
 from scripts.pdfgen import make_pdf
 from tests.faults.harness import read_topics
-from tests.helpers import table_rows
+from tests.helpers import table_rows, unquoted_parameters_mail
 from tests.stack import Imap, Stack
 from triage_cli.main import app as cli_app
 from triage_contracts import Producer, topics
@@ -221,6 +221,33 @@ async def test_move_post_processing_and_starttls(
     finally:
         with _client(imap) as client:
             client.delete_folder(target)
+
+
+async def test_a_mail_with_unquoted_parameters_keeps_its_parts_names_and_sender_name(
+    isolated: Stack, clean_db: str, mailbox: str, harness: Harness
+) -> None:
+    """Issue 20, defect 7, through Dovecot: an unquoted boundary with "=" splits the parts,
+    an unquoted file name with spaces is kept whole, the sender's display name is kept."""
+    imap = _imap(isolated)
+    pdf = make_pdf("Invoice March 2026")
+    _append(imap, mailbox, [unquoted_parameters_mail(pdf)])
+
+    assert await harness.poll(_account(imap, mailbox), mailbox) == 1
+
+    records = await read_topics(isolated.kafka_bootstrap, [isolated.topic(topics.DOCUMENTS)])
+    documents = {r["value"]["document"]["email"]["part"]: r["value"]["document"] for r in records}
+    assert set(documents) == {"body", "2"}
+    assert documents["2"]["filename"] == "Invoice March 2026.pdf"
+    assert documents["2"]["blob"]["media_type"] == "application/pdf"
+    for document in documents.values():
+        assert document["email"]["sender"] == "anna@example.com"
+        assert document["email"]["sender_name"] == "Müller, Anna"
+        assert document["email"]["mailbox"] == mailbox
+    engine = create_engine(clean_db)
+    with engine.connect() as conn:
+        names = conn.execute(text("SELECT filename FROM document ORDER BY filename")).all()
+    engine.dispose()
+    assert [name for (name,) in names] == ["Invoice March 2026.pdf", None]
 
 
 async def test_a_mail_dead_letter_names_its_mailbox_in_triage_dlq_list(

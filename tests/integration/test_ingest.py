@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import base64
 import email.policy
 import hashlib
 import json
@@ -29,6 +28,7 @@ from tests.helpers import (
     new_api_key,
     sql_rows,
     table_rows,
+    unquoted_parameters_mail,
 )
 from tests.kafkatools import collect, produce
 from tests.stack import Stack
@@ -468,30 +468,10 @@ def test_smtp_mail_with_unquoted_parameters_keeps_its_parts_names_and_sender_nam
         }
     )
     pdf = make_pdf("Invoice March 2026", title="Invoice March 2026")
-    encoded = base64.encodebytes(pdf).decode("ascii")
-    raw = (
-        'From: "Müller, Anna" <anna@example.com>\n'
-        "To: triage@example.org\n"
-        "Subject: Invoice March\n"
-        "Message-ID: <march-2026@example.com>\n"
-        "MIME-Version: 1.0\n"
-        "Content-Type: multipart/mixed; boundary=----=_Part_123_456.789\n"
-        "\n"
-        "------=_Part_123_456.789\n"
-        "Content-Type: text/plain; charset=UTF-8\n"
-        "\n"
-        "Please find the invoice attached.\n"
-        "------=_Part_123_456.789\n"
-        "Content-Type: application/pdf\n"
-        "Content-Transfer-Encoding: base64\n"
-        "Content-Disposition: attachment; filename=Invoice March 2026.pdf\n"
-        "\n"
-        f"{encoded}"
-        "------=_Part_123_456.789--\n"
-    ).encode()
+    raw = unquoted_parameters_mail(pdf)
     with TestClient(create_app(settings)):
         with smtplib.SMTP("127.0.0.1", port, timeout=10) as smtp:
-            smtp.sendmail("anna@example.com", ["triage@example.org"], raw.replace(b"\n", b"\r\n"))
+            smtp.sendmail("anna@example.com", ["triage@example.org"], raw)
         published = _published(isolated, topics.DOCUMENTS, 2)
     values: list[Any] = [m["value"] for m in published]
     documents = {v["document"]["email"]["part"]: v["document"] for v in values}
