@@ -64,4 +64,4 @@ def test_online_and_training_features_are_identical(documents: list[Path]) -> No
     training_matrix = features.transform(texts).toarray()
     serving_matrix = features.transform(served).toarray()
     assert np.array_equal(training_matrix, serving_matrix)
-    assert metadata["feature_code_version"] == "1"
+    assert metadata["feature_code_version"] == "2"
