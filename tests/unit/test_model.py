@@ -24,7 +24,7 @@ def test_artifact_records_what_produced_it(trained: Path) -> None:
     assert meta["version"] == trained.name
     assert meta["labels"] == ["billing", "legal", "technical"]
     assert meta["training_data_sha256"] == model_lib.data_hash(small_examples())
-    assert meta["feature_code_version"] == "1"
+    assert meta["feature_code_version"] == "2"
     assert meta["library_versions"]["scikit-learn"] != "absent"
     assert meta["changelog"] == "unit test"
     assert set(meta["thresholds"]) == set(meta["labels"])
