@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import re
 import socket
 import threading
@@ -231,6 +232,34 @@ def email_bytes(subject: str, body: str, *, attachment: bytes | None = None) -> 
     return message.as_bytes()
 
 
+def unquoted_parameters_mail(pdf: bytes) -> bytes:
+    """A mail as Java mailers and Outlook write them (issue 20, defect 7): an unquoted
+    boundary with "=", an unquoted file name with spaces (``Invoice March 2026.pdf``, the
+    PDF given), and a sender with a display name (``"Müller, Anna" <anna@example.com>``)."""
+    encoded = base64.encodebytes(pdf).decode("ascii")
+    text = (
+        'From: "Müller, Anna" <anna@example.com>\n'
+        "To: triage@example.org\n"
+        "Subject: Invoice March\n"
+        "Message-ID: <march-2026@example.com>\n"
+        "MIME-Version: 1.0\n"
+        "Content-Type: multipart/mixed; boundary=----=_Part_123_456.789\n"
+        "\n"
+        "------=_Part_123_456.789\n"
+        "Content-Type: text/plain; charset=UTF-8\n"
+        "\n"
+        "Please find the invoice attached.\n"
+        "------=_Part_123_456.789\n"
+        "Content-Type: application/pdf\n"
+        "Content-Transfer-Encoding: base64\n"
+        "Content-Disposition: attachment; filename=Invoice March 2026.pdf\n"
+        "\n"
+        f"{encoded}"
+        "------=_Part_123_456.789--\n"
+    )
+    return text.replace("\n", "\r\n").encode()
+
+
 def sql_rows(database_url: str, sql: str) -> list[tuple[Any, ...]]:
     """Every row a query returns, on a fresh engine (tests look at the database as it is)."""
     engine = create_engine(database_url)
@@ -284,3 +313,23 @@ def isolated_ingest_settings(
         topic_prefix=stack.topic_prefix,
         **{"max_document_bytes": 64 * 1024, **overrides},
     )
+
+
+def table_rows(output: str) -> list[dict[str, str]]:
+    """The rows of the rich table in a CLI's output, each cell's wrapped or folded lines
+    joined and all its white space removed (so names compare whole whatever the width)."""
+    lines = [line for line in output.splitlines() if line.startswith(("┃", "│"))]
+    if not lines:
+        return []
+    header = [cell.strip() for cell in lines[0].strip("┃").split("┃")]
+    rows: list[list[str]] = []
+    for line in lines[1:]:
+        cells = [cell.strip() for cell in line.strip("│").split("│")]
+        if cells[0] or not rows:
+            rows.append(cells)
+        else:
+            rows[-1] = [a + b for a, b in zip(rows[-1], cells, strict=True)]
+    return [
+        {name: re.sub(r"\s", "", cell) for name, cell in zip(header, row, strict=True)}
+        for row in rows
+    ]

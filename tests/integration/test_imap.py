@@ -16,12 +16,16 @@ from imapclient import IMAPClient
 from prometheus_client import REGISTRY
 from pydantic import SecretStr
 from sqlalchemy import create_engine, text
+from typer.testing import CliRunner
 
 from scripts.pdfgen import make_pdf
 from tests.faults.harness import read_topics
+from tests.helpers import table_rows, unquoted_parameters_mail
 from tests.kafkatools import collect
 from tests.stack import Imap, Stack
+from triage_cli.main import app as cli_app
 from triage_contracts import Producer, topics
+from triage_ingest import intake as intake_module
 from triage_ingest.app import create_app
 from triage_ingest.imap import TRIAGED_FLAG, ImapConnector, MessageIntakeError
 from triage_ingest.intake import Intake
@@ -32,6 +36,7 @@ from triage_runtime.blobstore import LocalBlobStore
 from triage_runtime.db.engine import make_async_engine
 from triage_runtime.kafka import make_broker
 from triage_runtime.outbox import Outbox
+from triage_text.email.result import ParsedMessage
 
 
 def _imap(stack: Stack) -> Imap:
@@ -270,6 +275,65 @@ async def test_move_post_processing_and_starttls(
     finally:
         with _client(imap) as client:
             client.delete_folder(target)
+
+
+async def test_a_mail_with_unquoted_parameters_keeps_its_parts_names_and_sender_name(
+    isolated: Stack, clean_db: str, mailbox: str, harness: Harness
+) -> None:
+    """Issue 20, defect 7, through Dovecot: an unquoted boundary with "=" splits the parts,
+    an unquoted file name with spaces is kept whole, the sender's display name is kept."""
+    imap = _imap(isolated)
+    pdf = make_pdf("Invoice March 2026")
+    _append(imap, mailbox, [unquoted_parameters_mail(pdf)])
+
+    assert await harness.poll(_account(imap, mailbox), mailbox) == 1
+
+    records = await read_topics(isolated.kafka_bootstrap, [isolated.topic(topics.DOCUMENTS)])
+    documents = {r["value"]["document"]["email"]["part"]: r["value"]["document"] for r in records}
+    assert set(documents) == {"body", "2"}
+    assert documents["2"]["filename"] == "Invoice March 2026.pdf"
+    assert documents["2"]["blob"]["media_type"] == "application/pdf"
+    for document in documents.values():
+        assert document["email"]["sender"] == "anna@example.com"
+        assert document["email"]["sender_name"] == "Müller, Anna"
+        assert document["email"]["mailbox"] == mailbox
+    engine = create_engine(clean_db)
+    with engine.connect() as conn:
+        names = conn.execute(text("SELECT filename FROM document ORDER BY filename")).all()
+    engine.dispose()
+    assert [name for (name,) in names] == ["Invoice March 2026.pdf", None]
+
+
+async def test_a_mail_dead_letter_names_its_mailbox_in_triage_dlq_list(
+    isolated: Stack,
+    clean_db: str,
+    mailbox: str,
+    harness: Harness,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Issue 20: ``triage dlq`` shows the mailbox a dead-lettered mail was read from."""
+
+    def unreadable(raw: bytes) -> ParsedMessage:
+        raise RecursionError("a parser bug the parser's own guard missed")
+
+    # The parser never raises on input (tests/unit/test_hostile_inputs.py); a bug in it is
+    # the one way a mail is dead-lettered today.
+    monkeypatch.setattr(intake_module, "parse_email", unreadable)
+    imap = _imap(isolated)
+    _append(imap, mailbox, [_message(1)])
+
+    assert await harness.poll(_account(imap, mailbox), mailbox) == 1
+
+    [letter] = await read_topics(isolated.kafka_bootstrap, [isolated.topic(topics.DEADLETTER)])
+    assert letter["value"]["source"] == {"kind": "imap", "name": "support"}
+    assert letter["value"]["mailbox"] == mailbox
+    monkeypatch.setenv("TRIAGE_KAFKA_BOOTSTRAP", isolated.kafka_bootstrap)
+    monkeypatch.setenv("TRIAGE_TOPIC_PREFIX", isolated.topic_prefix)
+    listed = await asyncio.to_thread(CliRunner().invoke, cli_app, ["dlq", "list"])
+    assert listed.exit_code == 0, listed.output
+    [row] = table_rows(listed.output)
+    assert row["error class"] == "malformed_input"
+    assert row["from"] == f"imap:support({mailbox})", listed.output
 
 
 def test_idle_picks_up_new_mail_without_waiting_for_a_poll(

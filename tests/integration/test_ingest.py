@@ -17,19 +17,31 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from typer.testing import CliRunner
 
 from scripts.pdfgen import make_pdf
 from tests.faults.harness import read_topics
-from tests.helpers import email_bytes, free_port, isolated_ingest_settings, new_api_key, sql_rows
+from tests.helpers import (
+    email_bytes,
+    free_port,
+    isolated_ingest_settings,
+    new_api_key,
+    sql_rows,
+    table_rows,
+    unquoted_parameters_mail,
+)
 from tests.kafkatools import collect, produce
 from tests.stack import Stack
+from triage_cli.main import app as cli_app
 from triage_contracts import ExtractionStatus, topics
+from triage_ingest import intake as intake_module
 from triage_ingest.app import create_app
 from triage_ingest.settings import Settings
 from triage_ingest.store import IngestStore
 from triage_runtime.apikeys import ApiKeys
 from triage_runtime.blobstore import LocalBlobStore
 from triage_runtime.db.engine import make_async_engine
+from triage_text.email.result import ParsedMessage
 from triage_text.extract import extract_text, normalise
 
 
@@ -286,7 +298,7 @@ def test_limits_and_refusals(client: TestClient, settings: Settings) -> None:
 
 
 def test_drop_folder_ingests_moves_and_dead_letters(
-    settings: Settings, isolated: Stack, tmp_path: Path
+    settings: Settings, isolated: Stack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     drop = tmp_path / "drop"
     settings = settings.model_copy(update={"drop_dir": drop, "drop_poll_seconds": 0.2})
@@ -329,6 +341,15 @@ def test_drop_folder_ingests_moves_and_dead_letters(
     assert raws == [(mail,), (mail,)]
     kept = sql_rows(settings.database_url, "SELECT sha256 FROM dead_letter_blob")
     assert kept == [(value["raw_blob"]["sha256"],)]  # type: ignore[index]
+    # The operator sees which file it was (issue 20, defect 7).
+    assert value["raw_name"] == "tool.exe"  # type: ignore[index]
+    monkeypatch.setenv("TRIAGE_KAFKA_BOOTSTRAP", isolated.kafka_bootstrap)
+    monkeypatch.setenv("TRIAGE_TOPIC_PREFIX", isolated.topic_prefix)
+    listed = CliRunner().invoke(cli_app, ["dlq", "list"])
+    assert listed.exit_code == 0, listed.output
+    [row] = table_rows(listed.output)
+    assert row["error class"] == "unsupported_media_type"
+    assert (row["from"], row["input"]) == ("folder:drop-folder", "tool.exe"), listed.output
 
 
 def test_smtp_accepts_allowed_mail_and_refuses_the_rest(
@@ -430,6 +451,43 @@ def test_smtp_mail_parts_are_typed_by_content_and_keep_their_charset(
     rows = dict(sql_rows(settings.database_url, "SELECT filename, media_type FROM document"))
     assert rows["SCAN_77"] == "application/pdf"
     assert rows["schet.txt"] == "text/plain; charset=windows-1251"
+
+
+def test_smtp_mail_with_unquoted_parameters_keeps_its_parts_names_and_sender_name(
+    settings: Settings, isolated: Stack
+) -> None:
+    """Issue 20, defect 7: an unquoted boundary with "=" (as Java mailers and Outlook send it)
+    still splits the parts, an unquoted file name with spaces is kept whole, and the sender's
+    display name travels beside the address."""
+    port = free_port()
+    settings = settings.model_copy(
+        update={
+            "smtp_enabled": True,
+            "smtp_port": port,
+            "smtp_allowed_recipients": ["triage@example.org"],
+        }
+    )
+    pdf = make_pdf("Invoice March 2026", title="Invoice March 2026")
+    raw = unquoted_parameters_mail(pdf)
+    with TestClient(create_app(settings)):
+        with smtplib.SMTP("127.0.0.1", port, timeout=10) as smtp:
+            smtp.sendmail("anna@example.com", ["triage@example.org"], raw)
+        published = _published(isolated, topics.DOCUMENTS, 2)
+    values: list[Any] = [m["value"] for m in published]
+    documents = {v["document"]["email"]["part"]: v["document"] for v in values}
+    assert set(documents) == {"body", "2"}
+    body, invoice = documents["body"], documents["2"]
+    for document in (body, invoice):
+        assert document["email"]["sender"] == "anna@example.com"
+        assert document["email"]["sender_name"] == "Müller, Anna"
+    blobs = LocalBlobStore(settings.blob_dir)
+    assert blobs.get(body["blob"]["sha256"]) == b"Please find the invoice attached."
+    assert invoice["filename"] == "Invoice March 2026.pdf"
+    assert blobs.get(invoice["blob"]["sha256"]) == pdf
+    rows = sql_rows(settings.database_url, "SELECT filename, media_type FROM document")
+    assert sorted(rows, key=str) == sorted(
+        [(None, "text/plain"), ("Invoice March 2026.pdf", "application/pdf")], key=str
+    )
 
 
 def test_a_saved_email_upload_becomes_body_and_attachments(
@@ -662,6 +720,31 @@ def test_drop_folder_takes_a_renamed_in_file_at_once(
     assert took < 20, "a renamed-in file must not wait the 300 s settle interval"
     [document] = _published(isolated, topics.DOCUMENTS, 1)
     assert document["value"]["document"]["blob"]["sha256"] == hashlib.sha256(content).hexdigest()  # type: ignore[index]
+
+
+def test_a_dropped_mail_that_cannot_be_parsed_is_dead_lettered_under_its_file_name(
+    settings: Settings, isolated: Stack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 20: a mail dead letter names its .eml file (``triage dlq list`` shows it)."""
+
+    def unreadable(raw: bytes) -> ParsedMessage:
+        raise RecursionError("a parser bug the parser's own guard missed")
+
+    # The parser never raises on input (tests/unit/test_hostile_inputs.py); a bug in it is
+    # the one way a mail is dead-lettered today.
+    monkeypatch.setattr(intake_module, "parse_email", unreadable)
+    drop = tmp_path / "drop"
+    settings = settings.model_copy(update={"drop_dir": drop, "drop_poll_seconds": 0.2})
+    (drop / "inbox").mkdir(parents=True)
+    staging = tmp_path / "staging"
+    staging.mkdir()
+    (staging / "Invoice March.eml").write_bytes(email_bytes("Invoice", "See attached."))
+    with TestClient(create_app(settings)):
+        time.sleep(0.05)  # so the rename's ctime is after the write's mtime: taken at once
+        (staging / "Invoice March.eml").rename(drop / "inbox" / "Invoice March.eml")
+        [letter] = _published(isolated, topics.DEADLETTER, 1)
+    assert letter["value"]["raw_name"] == "Invoice March.eml"  # type: ignore[index]
+    assert letter["value"]["error_class"] == "malformed_input"  # type: ignore[index]
 
 
 def test_drop_folder_decides_a_files_type_by_its_content(

@@ -40,6 +40,7 @@ def _setup(database_url: str, blob_dir: Path) -> None:
             message_id="q7@example.com",
             subject="Invoice 77?",
             sender="dana@example.com",
+            sender_name="Øberg, Dana <IT>",
             mailbox="INBOX",
             part="body",
         )
@@ -129,6 +130,8 @@ def test_open_claim_decide_and_the_audit_trail(client: TestClient) -> None:
     # The model's suggestion, never its confidence (which would tell a quality sample apart).
     assert "billing" in page and "60%" not in page and "0.6" not in page
     assert "dana@example.com" in page and "mailbox INBOX" in page and "Invoice 77?" in page
+    assert "Øberg, Dana &lt;IT&gt;</strong>" in page, "the display name, escaped"
+    assert "&lt;dana@example.com&gt;" in page
     original = client.get(f"/items/{low['id']}/document")
     assert original.headers["content-disposition"].startswith("attachment")
     assert original.headers["content-security-policy"] == "sandbox"

@@ -729,6 +729,34 @@ def test_dates_are_timezone_aware_or_absent_with_a_defect(
         assert defect in parsed.defects
 
 
+@pytest.mark.parametrize(
+    ("sender", "name"),
+    [
+        ('"M\u00fcller, Anna" <anna@example.com>', "Müller, Anna"),
+        ("=?utf-8?q?M=C3=BCller=2C_Anna?= <anna@example.com>", "Müller, Anna"),
+        ("=?windows-1251?b?zuv84+A=?= <anna@example.com>", "Ольга"),
+        ("Anna  Müller <anna@example.com>, Bob <bob@example.com>", "Anna Müller"),
+        ("anna@example.com", None),
+        ("<anna@example.com>", None),
+    ],
+    ids=["quoted-raw-utf8", "rfc2047", "rfc2047-cp1251", "list", "bare", "angle"],
+)
+def test_the_senders_display_name_is_kept_beside_the_address(sender: str, name: str | None) -> None:
+    raw = raw_mail(f"From: {sender}".encode(), "Subject: Invoice", body="Body\n")
+
+    parsed = parse_email(raw)
+
+    assert parsed.sender == "anna@example.com"
+    assert parsed.sender_name == name
+
+
+def test_control_characters_in_a_display_name_become_spaces() -> None:
+    parsed = parse_email(raw_mail(b'From: "Anna\x01Bank" <anna@example.com>', body="Body\n"))
+
+    assert parsed.sender_name == "Anna Bank"
+    assert "control_characters:from_name" in parsed.defects
+
+
 def test_missing_from_and_date_are_reported() -> None:
     parsed = parse_email(raw_mail("Subject: anonymous", body="Body\n"))
 
@@ -862,6 +890,9 @@ def test_absurdly_deep_multipart_nesting_does_not_raise() -> None:
         ('attachment; filename="=?gb2312?B?t6LGsS5wZGY=?="', "发票.pdf"),
         ("attachment; filename==?utf-8?Q?Gr=C3=BC=C3=9Fe.pdf?=", "Grüße.pdf"),
         ('attachment; filename="../../etc/passwd"', "../../etc/passwd"),
+        ("attachment; filename=Invoice March 2026.pdf", "Invoice March 2026.pdf"),
+        ("attachment; filename=Invoice March 2026.pdf ; size=9", "Invoice March 2026.pdf"),
+        ("attachment; filename=a=b.pdf", "a=b.pdf"),
     ],
     ids=[
         "rfc2231",
@@ -871,6 +902,9 @@ def test_absurdly_deep_multipart_nesting_does_not_raise() -> None:
         "rfc2047-gb2312",
         "unquoted",
         "raw",
+        "unquoted-spaces",
+        "unquoted-spaces-then-parameter",
+        "unquoted-equals",
     ],
 )
 def test_attachment_filenames_are_decoded_not_sanitised(disposition: str, expected: str) -> None:
@@ -901,17 +935,55 @@ def test_raw_utf8_filename_and_name_parameter_fallback() -> None:
             'Content-Disposition: attachment; filename="Bühne.pdf"\n\n'
             "%PDF-1.4\n"
             '--mix\nContent-Type: image/jpeg; name="photo 1.jpg"\n\n'
-            "jpeg\n--mix--\n"
+            "jpeg\n"
+            "--mix\nContent-Type: image/png; name=scan of page 2.png\n\n"
+            "png\n--mix--\n"
         ).encode(),
     )
 
     parsed = parse_email(raw)
 
-    stage, photo = attachments(parsed)
+    stage, photo, scan = attachments(parsed)
     assert stage.filename == "Bühne.pdf"
     assert "non_ascii_header:content-disposition" in stage.defects
     assert photo.filename == "photo 1.jpg"
     assert not photo.inline
+    assert scan.filename == "scan of page 2.png"
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    [
+        "multipart/mixed; boundary=----=_Part_123_456.789",
+        "multipart/mixed;\n\tboundary=----=_Part_123_456.789",
+        "multipart/mixed; boundary=----=_Part_123_456.789; charset=UTF-8",
+        'multipart/mixed; boundary="----=_Part_123_456.789"',
+    ],
+    ids=["unquoted", "unquoted-folded", "unquoted-then-parameter", "quoted"],
+)
+def test_a_boundary_with_equals_signs_splits_the_parts_quoted_or_not(content_type: str) -> None:
+    pdf = make_pdf("Invoice 42 due in March")
+    raw = raw_mail(
+        "From: ada@example.com",
+        "Date: Tue, 5 Mar 2024 09:30:00 +0100",
+        "MIME-Version: 1.0",
+        *f"Content-Type: {content_type}".split("\n"),
+        body=(
+            "------=_Part_123_456.789\nContent-Type: text/plain\n\nPlease pay.\n"
+            "------=_Part_123_456.789\nContent-Type: application/pdf\n"
+            "Content-Transfer-Encoding: base64\n"
+            "Content-Disposition: attachment; filename=invoice.pdf\n\n"
+            f"{b64_lines(pdf)}------=_Part_123_456.789--\n"
+        ),
+    )
+
+    parsed = parse_email(raw)
+
+    assert body_of(parsed) == "Please pay."
+    [invoice] = attachments(parsed)
+    assert invoice.data == pdf
+    assert invoice.media_type == "application/pdf"
+    assert "start_boundary_not_found" not in parsed.defects
 
 
 # --- hostile input and limits ---------------------------------------------------------------

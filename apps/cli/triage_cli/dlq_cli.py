@@ -96,29 +96,63 @@ def dlq_list(
     error_class: Annotated[str | None, typer.Option(help="Only this error class.")] = None,
     limit: Annotated[int, typer.Option(help="Show at most this many, newest last.")] = 50,
 ) -> None:
-    """List dead letters: where they came from, the error class and the reason."""
+    """List dead letters: where they came from (a topic, or a connector and its mailbox),
+    the error class, the reason and the input's file name."""
     letters = [
         x for x in _letters() if error_class is None or x.value.get("error_class") == error_class
     ]
-    table = Table("ref", "when", "stage", "error class", "reason", "document", "from")
-    for letter in letters[-limit:]:
+    shown = letters[-limit:]
+    # A connector's letters name no document, a consumer's no input: no empty columns.
+    documents = any(x.value.get("document_id") for x in shown)
+    inputs = any(not x.value.get("source_topic") for x in shown)
+    table = Table()
+    # Names are folded, never cut short; the reason (in full in `dlq show`) gives way first.
+    for name in ("ref", "when"):
+        table.add_column(name, no_wrap=True)
+    table.add_column("stage", overflow="fold")
+    table.add_column("error class", overflow="fold")
+    table.add_column("reason", ratio=1, min_width=12)
+    if documents:
+        table.add_column("document", overflow="fold")
+    table.add_column("from", overflow="fold")
+    if inputs:
+        table.add_column("input", overflow="fold")
+    for letter in shown:
         value = letter.value
-        origin = (
-            f"{value['source_topic']}[{value['source_partition']}]@{value['source_offset']}"
-            if value.get("source_topic")
-            else f"raw blob {str((value.get('raw_blob') or {}).get('sha256', ''))[:12]}"
-        )
-        table.add_row(
+        row = [
             letter.ref,
-            str(value.get("occurred_at", ""))[:19],
+            str(value.get("occurred_at", ""))[:16].replace("T", " "),
             str(value.get("stage", "")),
             str(value.get("error_class", "")),
             str(value.get("reason", ""))[:60],
-            str(value.get("document_id") or ""),
-            origin,
-        )
+        ]
+        if documents:
+            row.append(str(value.get("document_id") or ""))
+        row.append(_origin(value))
+        if inputs:
+            row.append(_input(value))
+        table.add_row(*row)
     stdout.print(table)
     console.print(f"{len(letters)} dead letter(s)")
+
+
+def _origin(value: dict[str, Any]) -> str:
+    """Where a letter came from: a Kafka record, or a connector (and its mailbox)."""
+    if value.get("source_topic"):
+        return f"{value['source_topic']}[{value['source_partition']}]@{value['source_offset']}"
+    source = value.get("source") or {}
+    origin = f"{source.get('kind', '?')}:{source.get('name', '?')}"
+    mailbox = value.get("mailbox")
+    return f"{origin} ({mailbox})" if mailbox else origin
+
+
+def _input(value: dict[str, Any]) -> str:
+    """What a connector's letter kept: the input's file name, or its raw blob's hash."""
+    if value.get("source_topic"):
+        return ""
+    if value.get("raw_name"):
+        return str(value["raw_name"])
+    return f"raw blob {str((value.get('raw_blob') or {}).get('sha256', ''))[:12]}"
 
 
 def _find(ref: str) -> Letter:

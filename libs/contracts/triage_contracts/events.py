@@ -103,6 +103,9 @@ class EmailInfo(Contract):
     message_id: Annotated[str, StringConstraints(max_length=998)] | None = None
     subject: Annotated[str, StringConstraints(max_length=998)] | None = None
     sender: Annotated[str, StringConstraints(max_length=320)] | None = None
+    """The sender's address (``anna@example.com``)."""
+    sender_name: Annotated[str, StringConstraints(max_length=320)] | None = None
+    """The sender's display name (``Müller, Anna``), when From gives one."""
     mailbox: Annotated[str, StringConstraints(max_length=200)] | None = None
     part: Annotated[str, StringConstraints(min_length=1, max_length=100)]
     """The MIME part this document is: ``body`` or a path such as ``2``, ``3.1``, ``2/body``."""
@@ -367,6 +370,9 @@ class DeadLetterV1(Event):
     source: Source | None = None
     raw_blob: BlobRef | None = None
     raw_name: Annotated[str, StringConstraints(max_length=255)] | None = None
+    """The kept input's file name, where it had one (a dropped or uploaded file)."""
+    mailbox: Annotated[str, StringConstraints(max_length=200)] | None = None
+    """The mailbox a mail was read from (IMAP), as in ``EmailInfo.mailbox``."""
 
     @property
     def named_document_id(self) -> str | None:

@@ -149,7 +149,7 @@ class DropFolder:
             return
         if original_name.lower().endswith(".eml"):
             raw = await asyncio.to_thread(path.read_bytes)
-            await self._intake.accept_email(raw, source=self._source)
+            await self._intake.accept_email(raw, source=self._source, name=original_name)
             await asyncio.to_thread(self._finish, path, self.done)
             CONNECTOR_ITEMS.labels("folder", "ingested").inc()
             return

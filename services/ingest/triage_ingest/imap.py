@@ -433,6 +433,7 @@ class ImapConnector:
             media_type=EMAIL_MEDIA_TYPE,
             error_class=ErrorClass.CONNECTOR_ERROR,
             reason=reason,
+            mailbox=mailbox,
         )
         CONNECTOR_ITEMS.labels("imap", "dead_lettered").inc()
         self._health.failed(self._account.name, mailbox, reason)
@@ -465,6 +466,7 @@ class ImapConnector:
                     error_class=ErrorClass.OVERSIZE,
                     reason=f"message UID {uid} in {mailbox} is {size} bytes, over the "
                     f"{self._max_bytes}-byte limit; left on the server unread (header kept)",
+                    mailbox=mailbox,
                 )
                 CONNECTOR_ITEMS.labels("imap", "too_large").inc()
         return [uid for uid in uids if uid not in over]

@@ -269,6 +269,7 @@ class Intake:
         *,
         source: Source,
         mailbox: str | None = None,
+        name: str | None = None,
         rules: Sequence[MailRule] = (),
         arrived: datetime | None = None,
         metadata: Mapping[str, str] | None = None,
@@ -280,6 +281,8 @@ class Intake:
         A message is its bytes, or, when it has a Message-ID, that and its parts: a copy
         (from another mailbox or connector, with headers added on the way) is the documents
         of its first arrival. A different message reusing the Message-ID is not.
+        ``mailbox`` (IMAP) and ``name`` (a dropped or uploaded ``.eml``) name the message in a
+        dead letter; ``mailbox`` goes on its documents too.
         """
         try:
             parsed: ParsedMessage = await asyncio.to_thread(parse_email, raw)
@@ -292,6 +295,8 @@ class Intake:
                 media_type=EMAIL_MEDIA_TYPE,
                 error_class=ErrorClass.MALFORMED_INPUT,
                 reason=f"email could not be parsed: {type(exc).__name__}",
+                raw_name=name,
+                mailbox=mailbox,
             )
             return EmailAccepted(raw_sha256=raw_sha)
         facts = MailFacts.of(parsed, mailbox=mailbox, arrived=arrived)
@@ -342,6 +347,7 @@ class Intake:
                         message_id=_cut(parsed.message_id, 998),
                         subject=_cut(parsed.subject, 998),
                         sender=_cut(parsed.sender, 320),
+                        sender_name=_cut(parsed.sender_name, 320),
                         mailbox=_cut(mailbox, 200),
                         part=part.part[:100],
                         defects=[d[:200] for d in defects[:50]],
@@ -368,8 +374,10 @@ class Intake:
         error_class: ErrorClass,
         reason: str,
         raw_name: str | None = None,
+        mailbox: str | None = None,
     ) -> DeadLetterV1:
-        """Publish a dead letter that points at the kept raw input (kept for retention)."""
+        """Publish a dead letter that points at the kept raw input (kept for retention), with
+        the input's file name or mailbox where known (``triage dlq list`` shows them)."""
         await self._store.record_dead_letter_blob(raw_sha256)
         letter = DeadLetterV1(
             producer=self._producer,
@@ -379,6 +387,7 @@ class Intake:
             source=source,
             raw_blob=BlobRef(sha256=raw_sha256, size_bytes=raw_size, media_type=media_type),
             raw_name=domain.safe_filename(raw_name),
+            mailbox=_cut(mailbox, 200),
         )
         await publish_event(self._broker, self._deadletter_topic, letter)
         DEAD_LETTERS.labels("ingest", error_class.value).inc()

@@ -264,7 +264,8 @@ async def accept_files(
     for file in stored:
         if file.media_type == EMAIL_MEDIA_TYPE:
             raw = await asyncio.to_thread(blobs.get, file.sha256)
-            accepted.extend((await intake.accept_email(raw, source=source)).documents)
+            emailed = await intake.accept_email(raw, source=source, name=file.filename)
+            accepted.extend(emailed.documents)
         else:
             accepted.append(plain.pop(0))
         UPLOADS.labels("accepted").inc()

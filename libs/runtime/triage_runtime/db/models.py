@@ -73,6 +73,8 @@ class ReviewItem(Base):
     claimed_by: Mapped[str | None] = mapped_column(String(80))
     claimed_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     email_sender: Mapped[str | None] = mapped_column(String(320))
+    email_sender_name: Mapped[str | None] = mapped_column(String(320))
+    """The sender's display name (migration 0022); None for items opened before it."""
     email_subject: Mapped[str | None] = mapped_column(String(998))
     email_mailbox: Mapped[str | None] = mapped_column(String(200))
     decided_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

@@ -270,6 +270,7 @@ def review_item_values(event: DocumentClassifiedV1, decision: SendToReview) -> d
         "trace_id": event.trace_id,
         "classified_event_id": event.event_id,
         "email_sender": email.sender if email else None,
+        "email_sender_name": email.sender_name if email else None,
         "email_subject": email.subject if email else None,
         "email_mailbox": email.mailbox if email else None,
     }

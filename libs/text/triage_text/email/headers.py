@@ -129,14 +129,31 @@ def _without_controls(value: str, name: str, defects: list[str]) -> str:
     return cleaned
 
 
+def read_sender_name(msg: EmailMessage, defects: list[str]) -> str | None:
+    """Return the sender's display name (``Müller, Anna``) as read, or None if there is none."""
+    address = _from_address(msg)
+    name = getattr(address, "display_name", None)
+    if not isinstance(name, str):
+        return None
+    name = _without_controls(repair_raw(name), "from_name", defects)
+    return " ".join(name.split()) or None
+
+
 def _parsed_address(msg: EmailMessage) -> str | None:
+    spec = getattr(_from_address(msg), "addr_spec", None)
+    return spec if isinstance(spec, str) else None
+
+
+def _from_address(msg: EmailMessage) -> object | None:
+    """The first address of From with a user and a domain, as the stdlib parsed it."""
     try:
         header = msg["from"]
         addresses = getattr(header, "addresses", ())
         for address in addresses:
             if getattr(address, "username", "") and getattr(address, "domain", ""):
-                spec = address.addr_spec
-                return spec if isinstance(spec, str) else None
+                # Reading addr_spec here, so that a hostile address raises inside the guard.
+                _ = address.addr_spec, address.display_name
+                return address  # type: ignore[no-any-return]
     except Exception:  # noqa: BLE001 - CPython's address parser has raised on hostile lists
         return None
     return None

@@ -1,15 +1,19 @@
 """The caps on the work CPython's email parser is given (docs/ingest.md says why), and the
-parse policy that holds headers to theirs: bounded fields, a structured-parsing budget.
+parse policy that holds headers to theirs: bounded fields, a structured-parsing budget, and
+multipart boundaries read as senders write them.
 """
 
 from __future__ import annotations
 
 import email.policy
+import re
 from email.errors import HeaderDefect
 from email.headerregistry import BaseHeader, HeaderRegistry, UnstructuredHeader
 from email.message import EmailMessage
 from email.policy import EmailPolicy
-from typing import Final
+from typing import Any, Final
+
+from triage_text.email.params import written_param
 
 MAX_HEADERS: Final = 1000
 """Header fields kept per message or MIME part; real mail has tens (a long relay chain, ~100)."""
@@ -41,7 +45,21 @@ class TooManyHeadersDefect(HeaderDefect):
 
 
 class _BoundedMessage(EmailMessage):
-    """An EmailMessage that keeps at most MAX_HEADERS header fields, each cut to a length."""
+    """An EmailMessage that keeps at most MAX_HEADERS header fields, each cut to a length,
+    and takes an unquoted boundary as written."""
+
+    def get_boundary(self, failobj: Any = None) -> Any:
+        """Return the multipart boundary; an unquoted one runs to the next ";".
+
+        Java mailers and Outlook send ``boundary=----=_Part_1_2.3`` unquoted, which the
+        stdlib's header parser cuts at the "=" (so no part is found).
+        """
+        raw = next((v for k, v in self.raw_items() if k.lower() == "content-type"), None)
+        if isinstance(raw, str) and len(raw) <= MAX_PARSED_HEADER_CHARS:
+            written = written_param(re.sub(r"\r?\n", "", raw), "boundary")
+            if written is not None and not written.quoted and written.value:
+                return written.value
+        return super().get_boundary(failobj)
 
     def set_raw(self, name: str, value: str) -> None:
         """Store a header as parsed, within the limits (called by the feed parser)."""

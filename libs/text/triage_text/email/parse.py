@@ -17,6 +17,7 @@ from triage_text.email.headers import (
     read_message_id,
     read_recipients,
     read_sender,
+    read_sender_name,
     read_subject,
 )
 from triage_text.email.limits import BOUNDARY_LINES_PER_PART, BudgetedHeaders, parse_policy
@@ -45,7 +46,7 @@ def parse_email(raw: bytes, *, max_parts: int = 200, max_depth: int = 5) -> Pars
         body = ParsedPart(
             "body", "body", None, None, "text/plain", b"", ("no_body",), inline=False, kind="body"
         )
-        return ParsedMessage(None, None, None, None, (body,), (reason, "no_body"))
+        return ParsedMessage(None, None, None, None, None, (body,), (reason, "no_body"))
 
 
 def _parse(raw: bytes, *, max_parts: int, max_depth: int) -> ParsedMessage:
@@ -61,6 +62,7 @@ def _parse(raw: bytes, *, max_parts: int, max_depth: int) -> ParsedMessage:
     message_id = read_message_id(headers, defects)
     subject = read_subject(headers, defects)
     sender = read_sender(msg, headers, defects)
+    sender_name = read_sender_name(msg, defects) if sender is not None else None
     date = read_date(headers, defects)
     defects += _walk_message(msg, out, prefix="", parent=None, depth=0, wrapper=None)
     factory = policy.header_factory
@@ -70,6 +72,7 @@ def _parse(raw: bytes, *, max_parts: int, max_depth: int) -> ParsedMessage:
         message_id=message_id,
         subject=subject,
         sender=sender,
+        sender_name=sender_name,
         date=date,
         parts=tuple(out.parts),
         defects=unique([*defects, *out.defects]),

@@ -20,6 +20,7 @@ from triage_text.email.headers import (
     raw_headers,
     repair_raw,
 )
+from triage_text.email.params import written_param
 from triage_text.email.result import PartKind
 
 _BODY_TYPES = frozenset({"text/plain", "text/html"})
@@ -53,11 +54,6 @@ _DELIVERY_STATUS_TYPES = frozenset(
 )
 _MAX_MEDIA_TYPE_CHARS = 127
 _MEDIA_TYPE = re.compile(r"[a-z0-9][a-z0-9!#$&^_.+-]*/[a-z0-9][a-z0-9!#$&^_.+-]*")
-_QUOTED_PAIR = re.compile(r"\\(.)")
-_RAW_PARAM = {
-    key: re.compile(rf"(?:^|;)\s*{key}\s*=\s*(?:\"((?:[^\"\\]|\\.)*)\"|([^;]*))", re.IGNORECASE)
-    for key in ("filename", "name")
-}
 
 
 @dataclass(slots=True)
@@ -181,14 +177,14 @@ def _filename(obj: EmailMessage, raw_disposition: str | None, raw_type: str | No
 def _param_value(obj: EmailMessage, header: str, param: str, raw: str | None) -> str | None:
     if raw is None:
         return None
-    match = _RAW_PARAM[param].search(raw)
-    literal: str | None = None
-    if match is not None:
-        quoted = match[1]
-        literal = _QUOTED_PAIR.sub(r"\1", quoted) if quoted is not None else match[2].strip()
+    written = written_param(raw, param)
+    literal = written.value if written is not None else None
     if literal and ENCODED_WORD.search(literal):
         # RFC 2047 in a parameter is forbidden yet ubiquitous; decode it with our charsets.
         return decode_words(repair_raw(literal))[0]
+    if literal and written is not None and not written.quoted:
+        # Unquoted, it runs to the next ";": the stdlib would cut it at a space or "=".
+        return repair_raw(literal)
     value = header_params(obj, header).get(param)
     if value:
         return LINE_BREAK.sub("", repair_raw(value))

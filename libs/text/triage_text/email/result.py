@@ -40,6 +40,8 @@ class ParsedMessage:
     message_id: str | None
     subject: str | None
     sender: str | None
+    sender_name: str | None
+    """The sender's display name (``Müller, Anna`` of ``"Müller, Anna" <anna@example.com>``)."""
     date: datetime | None
     parts: tuple[ParsedPart, ...]
     defects: tuple[str, ...]
