@@ -14,10 +14,28 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.helpers import RECEIVED_AT, review_login, routed_item, sql_rows
+from scripts.pdfgen import make_pdf
+from tests.helpers import (
+    RECEIVED_AT,
+    classified,
+    email_bytes,
+    isolated_ingest_settings,
+    new_api_key,
+    review_login,
+    routed_item,
+    sql_rows,
+)
+from tests.kafkatools import collect
 from tests.review_items import Seed, open_items, record_document, route_seeded, seeded_event
 from tests.stack import Stack
-from triage_contracts import DecidedBy, SourceKind
+from triage_contracts import (
+    DecidedBy,
+    DocumentClassifiedV1,
+    DocumentReceivedV1,
+    SourceKind,
+    topics,
+)
+from triage_ingest.app import create_app as create_ingest_app
 from triage_review_ui import queries as review_queries
 from triage_review_ui.app import create_app
 from triage_review_ui.domain import part_state
@@ -227,3 +245,59 @@ def test_the_queue_shows_subject_and_sender_escaped_and_cuts_long_subjects(
     assert cut and all(len(c) == 80 and c.endswith("…") for c in cut)
     name = re.search(rf'title="{re.escape(whole)}">([^<]*)</a>', page)
     assert name and len(name.group(1)) == 80, "the body's name (its subject) is cut too"
+
+
+def test_a_mail_as_ingest_records_it_links_its_attachment_to_its_routed_body(
+    isolated: Stack, clean_db: str, tmp_path: Path
+) -> None:
+    """The real ingest stores a mail's body and attachment; the router routes the body and
+    sends the attachment to review: the attachment's item finds the body and its route."""
+    settings = isolated_ingest_settings(isolated, clean_db, tmp_path)
+    key = new_api_key(clean_db, "portal")
+    raw = email_bytes("Invoice 5 overdue", "See attached.", attachment=make_pdf("Invoice 5"))
+    with TestClient(create_ingest_app(settings)) as ingest:
+        sent = ingest.post(
+            "/v1/documents",
+            headers={"X-API-Key": key},
+            files={"files": ("forwarded.eml", raw, "message/rfc822")},
+        )
+        assert sent.status_code == 202, sent.text
+    published = asyncio.run(
+        collect(
+            isolated.kafka_bootstrap,
+            [isolated.topic(topics.DOCUMENTS)],
+            until=lambda records: len(records) >= 2,
+        )
+    )
+    received = [DocumentReceivedV1.model_validate(r["value"]) for r in published]
+    [body] = [e for e in received if e.document.parent_document_id is None]
+    [attachment] = [e for e in received if e.document.parent_document_id == body.document_id]
+
+    def scored(event: DocumentReceivedV1) -> DocumentClassifiedV1:
+        return classified().model_copy(
+            update={"document_id": event.document_id, "document": event.document}
+        )
+
+    async def run() -> Mail | None:
+        engine = make_async_engine(clean_db)
+        try:
+            store = OutcomeStore(engine)
+            route = RouteTo("billing", DecidedBy.MODEL, 0.97)
+            await store.record_route(scored(body), route, routed=routed_item(scored(body), route))
+            review = SendToReview(ReviewReason.LOW_CONFIDENCE, 2, RECEIVED_AT)
+            assert await store.open_review(scored(attachment), review)
+            queries = ReviewQueries(engine)
+            [row] = (await queries.open_queue(limit=5)).rows
+            item = await queries.item(row.id)
+            assert item is not None and attachment.document.email is not None
+            assert item.email_part == attachment.document.email.part
+            assert item.email_subject == "Invoice 5 overdue"
+            assert "dana@example.com" in (item.email_sender or "")
+            return await queries.mail(item)
+        finally:
+            await engine.dispose()
+
+    mail = asyncio.run(run())
+    assert mail is not None and mail.body is not None and mail.parts == []
+    assert mail.body.document_id == body.document_id and mail.body.item_id is None
+    assert part_state(mail.body) == "routed to billing"
