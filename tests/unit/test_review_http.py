@@ -27,6 +27,7 @@ from triage_review_ui.queries import (
     AuditRow,
     Dashboard,
     HistoryEntry,
+    Mail,
     QueueFilter,
     QueueOrder,
     QueuePage,
@@ -199,6 +200,9 @@ class MemoryQueries(ReviewQueries):
 
     async def first_open(self) -> int | None:
         return next(iter(self._open()), None)
+
+    async def mail(self, item: ReviewItem) -> Mail | None:
+        return None  # no document table here: no item is part of a mail
 
     async def audit(self, *, limit: int = 200) -> tuple[list[AuditRow], list[tuple[str, int]]]:
         return [], []

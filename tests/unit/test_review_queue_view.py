@@ -7,8 +7,8 @@ from types import SimpleNamespace
 from urllib.parse import parse_qs, urlsplit
 
 from tests.helpers import RECEIVED_AT
-from triage_review_ui.domain import QueueView, hours_text, shown_name, sla
-from triage_review_ui.queries import QueueFilter, QueueOrder, SortKey
+from triage_review_ui.domain import QueueView, hours_text, part_state, shown_name, sla
+from triage_review_ui.queries import MailPart, QueueFilter, QueueOrder, SortKey
 
 
 def _view(offset: int = 0, order: QueueOrder | None = None) -> QueueView:
@@ -78,3 +78,22 @@ def test_an_item_is_called_by_its_file_name_else_its_subject() -> None:
     assert shown_name(SimpleNamespace(filename=None, email_subject="Invoice 7")) == "Invoice 7"
     assert shown_name(SimpleNamespace(filename=None, email_subject="  ")) == "(no name)"
     assert hours_text(10.0) == "10" and hours_text(0.5) == "0.5" and hours_text(None) == ""
+
+
+def _part(status: str, queue: str | None = None, **item: str | int | None) -> MailPart:
+    return MailPart("doc_" + "0" * 32, "a.pdf", "application/pdf", False, status, queue, **item)  # type: ignore[arg-type]
+
+
+def test_a_mail_part_reads_as_its_review_item_first_then_as_it_was_routed() -> None:
+    assert part_state(_part("routed", "billing")) == "routed to billing"
+    assert part_state(_part("decided", "legal")) == "routed to legal by a reviewer"
+    assert part_state(_part("received")) == "not scored yet"
+    assert part_state(_part("dead_lettered")) == "dead-lettered"
+    assert part_state(_part("discarded")) == "discarded"
+    # A blind quality sample is routed and has an open item: it reads as any item in review.
+    assert part_state(_part("routed", "billing", item_id=7, item_status="pending")) == "in review"
+    assert part_state(_part("routed", "billing", item_id=7, item_status="claimed")) == "in review"
+    decided = _part("decided", "legal", item_id=7, item_status="decided", decided_label="legal")
+    assert part_state(decided) == "decided: legal"
+    spam = _part("discarded", item_id=7, item_status="decided", decision_kind="spam")
+    assert part_state(spam) == "decided: spam"

@@ -8,11 +8,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import quote, urlencode
 
 from triage_contracts import utcnow
-from triage_review_ui.queries import QueueFilter, QueueOrder, SortKey
+from triage_review_ui.queries import OPEN_STATUSES, MailPart, QueueFilter, QueueOrder, SortKey
 from triage_runtime.db.models import ReviewItem
 from triage_runtime.outcomes.review import DISCARDS, DecisionKind
 
@@ -235,8 +235,40 @@ def decision_choices(labels: list[str], other_queues: list[str]) -> list[tuple[s
     return queues + discard_choices()
 
 
-def decision_text(item: ReviewItem) -> str:
+class Decided(Protocol):
+    """A decided review item's decision (a ReviewItem, a MailPart)."""
+
+    @property
+    def decided_label(self) -> str | None: ...
+    @property
+    def decision_kind(self) -> str | None: ...
+
+
+def decision_text(item: Decided) -> str:
     """A decided item's decision as people read it: its queue, or what it was discarded as."""
     if item.decided_label:
         return item.decided_label
     return dict(discard_choices()).get(DISCARD + (item.decision_kind or ""), "?").lower()
+
+
+_ROUTED_WORDS = {
+    "received": "not scored yet",
+    "in_review": "in review",
+    "discarded": "discarded",
+    "dead_lettered": "dead-lettered",
+}
+
+
+def part_state(part: MailPart) -> str:
+    """How a mail's part fared, in words: in review or decided (its review item, which a
+    reviewer sees first: an item still open is "in review" whatever else is recorded, as a blind
+    quality sample must be), else how it was routed (its ``document_status``)."""
+    if part.item_status in OPEN_STATUSES:
+        return "in review"
+    if part.item_status == "decided":
+        return f"decided: {decision_text(part)}"
+    if part.status == "routed":
+        return f"routed to {part.queue}"
+    if part.status == "decided":
+        return f"routed to {part.queue} by a reviewer"
+    return _ROUTED_WORDS.get(part.status, part.status)

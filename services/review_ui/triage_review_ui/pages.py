@@ -9,7 +9,14 @@ from typing import Any
 from fastapi import Request, Response
 from fastapi.templating import Jinja2Templates
 
-from triage_review_ui.domain import decision_text, due_in, hours_text, shown_name, sla
+from triage_review_ui.domain import (
+    decision_text,
+    due_in,
+    hours_text,
+    part_state,
+    shown_name,
+    sla,
+)
 from triage_review_ui.explanations import shown_explanation
 from triage_review_ui.queries import shown_counts, shown_reason
 from triage_review_ui.settings import Settings
@@ -32,6 +39,7 @@ class Pages:
         self.templates.env.filters["sla"] = self._sla
         self.templates.env.filters["hours_text"] = hours_text
         self.templates.env.filters["decision_text"] = decision_text
+        self.templates.env.filters["part_state"] = part_state
         self.templates.env.globals["labels"] = settings.labels
 
     def _sla(self, due_at: datetime) -> str | None:

@@ -16,16 +16,25 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, case, false, func, select
+from sqlalchemy import ColumnElement, Select, case, false, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.orm import InstrumentedAttribute
 
 from triage_contracts import utcnow
-from triage_runtime.db.models import SEARCH_CONFIG, AuditLog, ReviewComment, ReviewItem
+from triage_runtime.db.models import (
+    SEARCH_CONFIG,
+    AuditLog,
+    Document,
+    DocumentStatus,
+    ReviewComment,
+    ReviewItem,
+)
 from triage_runtime.routing import ReviewReason
 
 OPEN_STATUSES = ("pending", "claimed")
 MAX_BIGINT = 2**63 - 1
+MAX_MAIL_PARTS = 50
+"""The most parts of one mail an item page lists (a mail can carry hundreds)."""
 
 _BLIND = {ReviewReason.QUALITY_SAMPLE.value: ReviewReason.LOW_CONFIDENCE.value}
 """Stored reasons a reviewer sees as another: a quality sample is a low-confidence item."""
@@ -154,6 +163,40 @@ class HistoryEntry:
     action: str
     detail: str = ""
     text: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MailPart:
+    """A document of a mail (its body or an attachment) as an item page lists it.
+
+    ``item_id`` is its review item, if it has one; ``status`` and ``queue`` are its
+    ``document_status`` (how it was routed), ``item_status``, ``decided_label`` and
+    ``decision_kind`` its review item's.
+    """
+
+    document_id: str
+    filename: str | None
+    media_type: str
+    is_body: bool
+    status: str
+    queue: str | None
+    part: str | None = None
+    item_id: int | None = None
+    item_status: str | None = None
+    decided_label: str | None = None
+    decision_kind: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Mail:
+    """The mail an item's document belongs to: its body (None when the item's document is
+    the body, or the body was not recorded) and its other parts, the item's own document left
+    out; ``more`` parts were not listed."""
+
+    item_is_body: bool
+    body: MailPart | None
+    parts: list[MailPart]
+    more: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -305,6 +348,74 @@ class ReviewQueries:
             return None
         async with self._sessions() as session:
             return await session.get(ReviewItem, item_id)
+
+    async def mail(self, item: ReviewItem) -> Mail | None:
+        """The mail ``item``'s document is a part of (or the body of), with its body and its
+        other parts, each with its review item if it has one and how it was routed; None for a
+        document that is no part of a mail (or was never recorded as a document)."""
+        async with self._sessions() as session:
+            parent = (
+                await session.execute(
+                    select(Document.parent_document_id).where(
+                        Document.document_id == item.document_id
+                    )
+                )
+            ).one_or_none()
+            if parent is None:
+                return None
+            mail_id = parent[0] or item.document_id
+            of_mail = (
+                or_(Document.document_id == mail_id, Document.parent_document_id == mail_id),
+                Document.document_id != item.document_id,
+            )
+            is_body = Document.document_id == mail_id
+            limit = MAX_MAIL_PARTS + 1  # the body and the parts listed
+            found = (
+                await session.execute(
+                    select(
+                        Document.document_id,
+                        Document.filename,
+                        Document.media_type,
+                        is_body,
+                        DocumentStatus.status,
+                        DocumentStatus.queue,
+                        ReviewItem.email_part,
+                        ReviewItem.id,
+                        ReviewItem.status,
+                        ReviewItem.decided_label,
+                        ReviewItem.decision_kind,
+                    )
+                    .join(DocumentStatus, DocumentStatus.document_id == Document.document_id)
+                    .outerjoin(ReviewItem, ReviewItem.document_id == Document.document_id)
+                    .where(*of_mail)
+                    .order_by(
+                        is_body.desc(),
+                        Document.received_at,
+                        Document.filename,
+                        Document.document_id,
+                    )
+                    .limit(limit + 1)
+                )
+            ).all()
+            if parent[0] is None and not found:
+                return None  # a document on its own, not a mail with parts
+            more = 0
+            if len(found) > limit:
+                found = found[:limit]
+                everything = (
+                    await session.execute(
+                        select(func.count()).select_from(Document).where(*of_mail)
+                    )
+                ).scalar_one()
+                more = int(everything) - limit
+        parts = [MailPart(*row) for row in found]
+        body = next((p for p in parts if p.is_body), None)
+        return Mail(
+            item_is_body=parent[0] is None,
+            body=body,
+            parts=[p for p in parts if not p.is_body],
+            more=more,
+        )
 
     async def neighbour(self, item_id: int, *, after: bool) -> int | None:
         """The next (or previous) open item in due order, for keyboard navigation."""

@@ -77,6 +77,8 @@ class ReviewItem(Base):
     """The sender's display name (migration 0022); None for items opened before it."""
     email_subject: Mapped[str | None] = mapped_column(String(998))
     email_mailbox: Mapped[str | None] = mapped_column(String(200))
+    email_part: Mapped[str | None] = mapped_column(String(100))
+    """The MIME part the document is (``EmailInfo.part``); None before migration 0023."""
     decided_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     note: Mapped[str | None] = mapped_column(Text)
     # The classified event's explanation (triage_contracts.Explanation) and the threshold its
@@ -202,6 +204,12 @@ class Document(Base):
     __table_args__ = (
         Index("ix_document_blob_sha256", "blob_sha256"),
         Index("ix_document_message_id", "message_id", postgresql_using="hash"),
+        # A mail's parts, for the review UI's item page (migration 0023).
+        Index(
+            "ix_document_parent_document_id",
+            "parent_document_id",
+            postgresql_where=text("parent_document_id IS NOT NULL"),
+        ),
     )
 
 

@@ -273,4 +273,5 @@ def review_item_values(event: DocumentClassifiedV1, decision: SendToReview) -> d
         "email_sender_name": email.sender_name if email else None,
         "email_subject": email.subject if email else None,
         "email_mailbox": email.mailbox if email else None,
+        "email_part": email.part if email else None,
     }

@@ -72,6 +72,7 @@ async def item_page(
         assignable=await assignable(auth) if admin else [],
         previous_id=await queries.neighbour(item_id, after=False),
         next_id=await queries.neighbour(item_id, after=True),
+        mail=await queries.mail(item),
         **await history_context(item, session, queries, settings),
     )
 
