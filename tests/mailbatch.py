@@ -35,7 +35,7 @@ from sqlalchemy import create_engine, text
 from scripts.pdfgen import make_pdf
 from tests.faults.harness import read_topics
 from tests.helpers import REPO_ROOT
-from tests.outcomes import judge
+from tests.outcomes import judge, outcomes_reached
 from triage_contracts import topics
 from triage_text.email.parse import parse_email
 
@@ -86,8 +86,9 @@ class Mail:
 class _Maker:
     """Builds the mails of one batch from a seeded generator."""
 
-    def __init__(self, rng: random.Random) -> None:
+    def __init__(self, rng: random.Random, route: str) -> None:
         self.rng = rng
+        self.route = f".{route}@mail.example.com" if route else "@mail.example.com"
         self.texts = sorted(TRAIN_DIR.glob("*/*.txt"))
         self.date = datetime(2026, 11, 2, 8, 30, tzinfo=UTC)
 
@@ -101,7 +102,7 @@ class _Maker:
         message["To"] = f"Triage <{RECIPIENT}>"
         message["Date"] = format_datetime(self.date)
         message["Subject"] = subject if index is None else f"{subject} [mb {index:02d}]"
-        message["Message-ID"] = f"<{self.rng.getrandbits(64):016x}.{index}@mail.example.com>"
+        message["Message-ID"] = f"<{self.rng.getrandbits(64):016x}.{index}{self.route}>"
 
     def flat(self, message: EmailMessage, *, crlf: bool = True) -> bytes:
         """The message's bytes, with boundaries from the seed (the library's are random)."""
@@ -202,7 +203,7 @@ class _Maker:
             f"To: Triage <{RECIPIENT}>",
             f"Date: {format_datetime(self.date)}",
             f"Subject: Undelivered Mail Returned to Sender [mb {index:02d}]",
-            f"Message-ID: <{self.rng.getrandbits(64):016x}.bounce@mail.example.com>",
+            f"Message-ID: <{self.rng.getrandbits(64):016x}.bounce{self.route}>",
             "MIME-Version: 1.0",
             f'Content-Type: multipart/report; report-type=delivery-status; boundary="{boundary}"',
             "",
@@ -265,11 +266,11 @@ class _Maker:
             b"Date: Tuesday, 31 Febtember 2026 25:61\r\n"
             b"Subject: Payment reminder [mb %02d]\r\n"
             b"X-Broken: =?utf-8?B?not-base64!?=\r\n"
-            b"Message-ID: <malformed.%d@example.com>\r\n"
+            b"Message-ID: <malformed.%d%s>\r\n"
             b"MIME-Version: 1.0\r\n"
             b"Content-Type: multipart/mixed\r\n"
             b"this line has no colon at all\r\n"
-            b"\r\n" % (index, index) + body.encode()
+            b"\r\n" % (index, index, self.route.encode()) + body.encode()
         )
 
     def bare_lf(self, index: int) -> bytes:
@@ -289,9 +290,14 @@ class _Maker:
         return self.flat(message)
 
 
-def mixed_batch(seed: int) -> list[Mail]:
-    """The batch, in the order it is sent: two of each kind of mail and three sent twice."""
-    maker = _Maker(random.Random(seed))
+def mixed_batch(seed: int, route: str = "") -> list[Mail]:
+    """The batch, in the order it is sent: two of each kind of mail and three sent twice.
+
+    ``route`` (a connector's name) goes into every Message-ID and nowhere else, so the
+    batches sent through different connectors are the same mails yet not copies of one
+    another to an intake that knows mails by Message-ID.
+    """
+    maker = _Maker(random.Random(seed), route)
     kinds: list[tuple[str, Callable[[int], bytes]]] = [
         ("plain quoted-printable", maker.plain),
         ("outlook related html + inline image", maker.outlook_related),
@@ -426,6 +432,57 @@ def drop_file(inbox: Path, mail: Mail, sent: Sent) -> None:
     partial.write_bytes(mail.raw)
     partial.rename(inbox / name)
     sent.mails.append(mail)
+
+
+def send_all(
+    batch: Sequence[Mail], send: Callable[[Mail], None], handed: list[int], *, pause: float
+) -> None:
+    """Hand every mail of ``batch`` to ``send``, ``pause`` seconds apart; ``handed`` grows."""
+    for mail in batch:
+        send(mail)
+        handed.append(mail.index)
+        time.sleep(pause)
+
+
+def connectors_done(box: ImapBox, drop: Path) -> bool:
+    """Every dropped file moved out of inbox/ and processing/, every mail in the box flagged."""
+    if [path for folder in ("inbox", "processing") for path in (drop / folder).iterdir()]:
+        return False
+    with box.client() as client:
+        client.select_folder(box.mailbox, readonly=True)
+        unflagged = client.search(["UNKEYWORD", "$Triaged"])
+    return not unflagged
+
+
+def wait_drained(
+    *,
+    database_url: str,
+    bootstrap: str,
+    prefix: str,
+    box: ImapBox,
+    drop: Path,
+    timeout: float,
+) -> None:
+    """Wait until the connectors are done and every document on the topic has an outcome."""
+    deadline = time.monotonic() + timeout
+    engine = create_engine(database_url)
+    waiting_for = "the connectors"
+    try:
+        while time.monotonic() < deadline:
+            if connectors_done(box, drop):
+                records = asyncio.run(read_topics(bootstrap, [prefix + topics.DOCUMENTS]))
+                on_topic = {record["key"] for record in records}
+                with engine.connect() as conn:
+                    recorded = set(conn.execute(text("SELECT document_id FROM document")).scalars())
+                unpublished = recorded - on_topic
+                undecided = on_topic - outcomes_reached(database_url, on_topic)
+                if not unpublished and not undecided:
+                    return
+                waiting_for = f"{len(unpublished)} unpublished, {len(undecided)} without outcome"
+            time.sleep(1.0)
+    finally:
+        engine.dispose()
+    raise AssertionError(f"the batch did not drain in {timeout:.0f} s: {waiting_for}")
 
 
 # --- the table ------------------------------------------------------------------------------
@@ -579,3 +636,11 @@ def table_rows(tallies: dict[str, Tally]) -> list[tuple[str, ...]]:
         ("lost", *(str(len(c.lost)) for c in columns)),
         ("duplicated", *(str(len(c.duplicated)) for c in columns)),
     ]
+
+
+def format_table(rows: Sequence[tuple[str, ...]]) -> str:
+    """The rows of ``table_rows`` as aligned text."""
+    width = max(len(row[0]) for row in rows)
+    return "\n".join(
+        f"{row[0]:<{width}}  " + "  ".join(f"{cell:>7}" for cell in row[1:]) for row in rows
+    )
