@@ -20,7 +20,7 @@ import ssl
 import time
 import zipfile
 from collections import Counter, defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
@@ -35,7 +35,7 @@ from sqlalchemy import create_engine, text
 from scripts.pdfgen import make_pdf
 from tests.faults.harness import read_topics
 from tests.helpers import REPO_ROOT
-from tests.outcomes import judge, outcomes_reached
+from tests.outcomes import Fate, judge, outcomes_reached
 from triage_contracts import topics
 from triage_text.email.parse import parse_email
 
@@ -517,19 +517,8 @@ def _rows(database_url: str, sql: str, ids: list[str]) -> list[Any]:
         engine.dispose()
 
 
-def tally(
-    sent: Sequence[Sent],
-    *,
-    database_url: str,
-    bootstrap: str,
-    prefix: str,
-    read_blob: Callable[[str], bytes],
-) -> dict[str, Tally]:
-    """Each connector's table column, judged from the topics read to their end (documents,
-    dead letters) and the outcome tables; a raw mail that was dead-lettered is read back
-    from the blob store to find which mail it was."""
-    received = asyncio.run(read_topics(bootstrap, [prefix + topics.DOCUMENTS]))
-    dead = asyncio.run(read_topics(bootstrap, [prefix + topics.DEADLETTER]))
+def documents_by_mail(received: Sequence[dict[str, Any]]) -> dict[tuple[str, int], set[str]]:
+    """Document ids per (connector, mail number), from the documents topic's records."""
     documents: dict[tuple[str, int], set[str]] = defaultdict(set)
     strays: list[str] = []
     for record in received:
@@ -543,32 +532,15 @@ def tally(
         else:
             documents[(document["source"]["kind"], number)].add(value["document_id"])
     assert not strays, f"documents that belong to no mail of the batch: {strays[:5]}"
-    ids = sorted({d for found in documents.values() for d in found})
-    judgement = judge(
-        database_url,
-        ids,
-        bootstrap=bootstrap,
-        documents_topic=prefix + topics.DOCUMENTS,
-        classified_topic=prefix + topics.CLASSIFIED,
-    )
-    reasons = dict(
-        _rows(
-            database_url,
-            "SELECT document_id, min(reason) FROM review_item WHERE document_id = ANY(:ids)"
-            " GROUP BY document_id",
-            ids,
-        )
-    )
-    dead_reasons = {
-        row[0]: f"{row[1]}: {row[2]}"
-        for row in _rows(
-            database_url,
-            "SELECT document_id, dead_letter_stage, dead_letter_error_class"
-            " FROM document_outcome WHERE kind = 'dead_letter' AND document_id = ANY(:ids)",
-            ids,
-        )
-    }
-    raw_dead: dict[tuple[str, int], list[str]] = defaultdict(list)
+    return documents
+
+
+def raw_dead_letters(
+    dead: Sequence[dict[str, Any]], read_blob: Callable[[str], bytes]
+) -> dict[tuple[str, int], list[str]]:
+    """Connectors' dead letters of whole mails per (connector, mail number), each as
+    "stage: error class"; the raw mail, read back from the blob store, names the mail."""
+    letters: dict[tuple[str, int], list[str]] = defaultdict(list)
     for record in dead:
         value = record["value"] or {}
         if value.get("document_id") or not value.get("raw_blob"):
@@ -576,9 +548,24 @@ def tally(
         stage = str(value.get("stage", ""))
         number = tag_of(read_blob(value["raw_blob"]["sha256"]))
         if stage.startswith("ingest.") and number is not None:
-            raw_dead[(stage.removeprefix("ingest."), number)].append(
+            letters[(stage.removeprefix("ingest."), number)].append(
                 f"{stage}: {value.get('error_class')}"
             )
+    return letters
+
+
+def columns(
+    sent: Sequence[Sent],
+    *,
+    documents: Mapping[tuple[str, int], set[str]],
+    raw_dead: Mapping[tuple[str, int], list[str]],
+    fates: Mapping[str, Fate],
+    review_reasons: Mapping[str, str],
+    dead_reasons: Mapping[str, str],
+) -> dict[str, Tally]:
+    """Each connector's column: every mail it took must have documents or a dead letter
+    (or have been refused to its sender), every document one outcome, and a mail no more
+    documents than the parser finds in it (more means a copy became new documents)."""
     tallies = {}
     for batch in sent:
         kind = batch.connector
@@ -586,15 +573,17 @@ def tally(
         distinct = {mail.index: mail for mail in batch.mails}
         column.distinct_mails = len(distinct)
         column.refused.update(answer.split(" ", 1)[0] for answer in batch.refused.values())
-        for number in sorted(distinct):
+        for number, mail in sorted(distinct.items()):
             mine = documents.get((kind, number), set())
             letters = raw_dead.get((kind, number), [])
             column.documents_per_mail[number] = len(mine)
             column.dead_letters.update(letters)
             if not mine and not letters and number not in batch.refused:
                 column.lost.append(f"mail [mb {number:02d}]")
+            if len(mine) > mail.parts:
+                column.duplicated.append(f"mail [mb {number:02d}]")
             for document_id in sorted(mine):
-                fate = judgement.fates[document_id]
+                fate = fates[document_id]
                 column.documents += 1
                 if fate.lost:
                     column.lost.append(document_id)
@@ -603,14 +592,60 @@ def tally(
                 if fate.outcome == "routed":
                     column.routed += 1
                 elif fate.outcome == "review":
-                    column.review[str(reasons.get(document_id, "?"))] += 1
+                    column.review[review_reasons.get(document_id, "?")] += 1
                 elif fate.outcome == "dead_letter":
                     column.dead_letters[dead_reasons.get(document_id, "?")] += 1
-        for number, mail in distinct.items():
-            if column.documents_per_mail[number] > mail.parts:
-                column.duplicated.append(f"mail [mb {number:02d}]")
         tallies[kind] = column
     return tallies
+
+
+def tally(
+    sent: Sequence[Sent],
+    *,
+    database_url: str,
+    bootstrap: str,
+    prefix: str,
+    read_blob: Callable[[str], bytes],
+) -> dict[str, Tally]:
+    """Each connector's table column, judged from the topics read to their end (documents,
+    dead letters) and the outcome tables."""
+    received = asyncio.run(read_topics(bootstrap, [prefix + topics.DOCUMENTS]))
+    dead = asyncio.run(read_topics(bootstrap, [prefix + topics.DEADLETTER]))
+    documents = documents_by_mail(received)
+    ids = sorted({d for found in documents.values() for d in found})
+    judgement = judge(
+        database_url,
+        ids,
+        bootstrap=bootstrap,
+        documents_topic=prefix + topics.DOCUMENTS,
+        classified_topic=prefix + topics.CLASSIFIED,
+    )
+    reasons = {
+        str(row[0]): str(row[1])
+        for row in _rows(
+            database_url,
+            "SELECT document_id, min(reason) FROM review_item WHERE document_id = ANY(:ids)"
+            " GROUP BY document_id",
+            ids,
+        )
+    }
+    dead_reasons = {
+        str(row[0]): f"{row[1]}: {row[2]}"
+        for row in _rows(
+            database_url,
+            "SELECT document_id, dead_letter_stage, dead_letter_error_class"
+            " FROM document_outcome WHERE kind = 'dead_letter' AND document_id = ANY(:ids)",
+            ids,
+        )
+    }
+    return columns(
+        sent,
+        documents=documents,
+        raw_dead=raw_dead_letters(dead, read_blob),
+        fates=judgement.fates,
+        review_reasons=reasons,
+        dead_reasons=dead_reasons,
+    )
 
 
 def table_rows(tallies: dict[str, Tally]) -> list[tuple[str, ...]]:

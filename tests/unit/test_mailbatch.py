@@ -1,11 +1,22 @@
-"""The mixed mail batch the fault test and bench/mail_batch.py send: seeded, tagged, and each
-kind of mail what it says it is (as the intake's own parser reads it)."""
+"""The mixed mail batch the fault test and bench/mail_batch.py send (seeded, tagged, each
+kind what it says as the intake's parser reads it), and the judge that tallies it."""
 
 from __future__ import annotations
 
 from collections import Counter
+from typing import Any
 
-from tests.mailbatch import mixed_batch, tag_of
+import pytest
+
+from tests.mailbatch import (
+    Sent,
+    columns,
+    documents_by_mail,
+    mixed_batch,
+    raw_dead_letters,
+    tag_of,
+)
+from tests.outcomes import Fate
 from triage_text.email.parse import parse_email
 
 
@@ -62,3 +73,78 @@ def test_each_kind_is_what_it_says() -> None:
     assert b"\r\n" not in kinds["bare LF"].raw and len(kinds["bare LF"].raw) > 1001
     assert parsed["no Message-ID"].message_id is None
     assert all(parsed[k].message_id for k in kinds if k not in {"no Message-ID"})
+
+
+def _fate(outcome: str | None, *, received: int = 1, reviews: int = 0) -> Fate:
+    routings = 1 if outcome == "routed" else 0
+    return Fate(received, received, 1, outcome, routings, reviews)
+
+
+def _record(kind: str, document_id: str, subject: str | None) -> dict[str, Any]:
+    email = {"subject": subject, "part": "body"} if subject is not None else None
+    document = {"source": {"kind": kind, "name": "x"}, "email": email}
+    value = {"schema_name": "DocumentReceived", "document_id": document_id, "document": document}
+    return {"key": document_id, "value": value}
+
+
+def test_the_judge_finds_lost_and_duplicated_mails_and_documents() -> None:
+    mails = {mail.index: mail for mail in mixed_batch(5)}
+    one_part = next(m for m in mails.values() if m.parts == 1)
+    two_parts = next(m for m in mails.values() if m.parts == 2)
+    bounced = next(m for m in mails.values() if m.index not in {one_part.index, two_parts.index})
+    refused = next(m for m in mails.values() if m.kind == "bare LF")
+    silent = next(m for m in mails.values() if m.kind == "no Message-ID")
+    sent = Sent("smtp", [one_part, one_part, two_parts, bounced, refused, silent])
+    sent.refused[refused.index] = "500 Line too long"
+    received = [
+        _record("smtp", "doc_a", f"Hi [mb {one_part.index:02d}]"),
+        _record("smtp", "doc_b", f"Hi [mb {one_part.index:02d}]"),  # the copy made a new one
+        _record("smtp", "doc_c", f"Re: x [mb {two_parts.index:02d}]"),
+        _record("smtp", "doc_d", f"Re: x [mb {two_parts.index:02d}]"),
+        _record("imap", "doc_e", f"Re: x [mb {silent.index:02d}]"),  # another connector's
+    ]
+    documents = documents_by_mail(received)
+    raw = bounced.raw
+    dead: list[dict[str, Any]] = [
+        {
+            "key": None,
+            "value": {
+                "stage": "ingest.smtp",
+                "error_class": "oversize",
+                "raw_blob": {"sha256": "s1"},
+            },
+        },
+        {
+            "key": "doc_x",
+            "value": {"stage": "classifier", "document_id": "doc_x", "raw_blob": None},
+        },
+    ]
+    letters = raw_dead_letters(dead, {"s1": raw}.__getitem__)
+    assert letters == {("smtp", bounced.index): ["ingest.smtp: oversize"]}
+    fates = {
+        "doc_a": _fate("routed"),
+        "doc_b": _fate("review", reviews=1),
+        "doc_c": _fate(None),  # published, never decided
+        "doc_d": _fate("review", received=2, reviews=1),  # published twice
+        "doc_e": _fate("routed"),
+    }
+    [column] = columns(
+        [sent],
+        documents=documents,
+        raw_dead=letters,
+        fates=fates,
+        review_reasons={"doc_b": "low_confidence", "doc_d": "extraction_failed"},
+        dead_reasons={},
+    ).values()
+    assert column.mails_sent == 6 and column.distinct_mails == 5
+    assert column.refused == {"500": 1}
+    assert column.documents == 4 and column.routed == 1
+    assert column.review == {"low_confidence": 1, "extraction_failed": 1}
+    assert column.dead_letters == {"ingest.smtp: oversize": 1}
+    assert sorted(column.lost) == ["doc_c", f"mail [mb {silent.index:02d}]"]
+    assert sorted(column.duplicated) == ["doc_d", f"mail [mb {one_part.index:02d}]"]
+
+
+def test_a_document_of_no_mail_in_the_batch_is_refused_by_the_judge() -> None:
+    with pytest.raises(AssertionError, match="belong to no mail"):
+        documents_by_mail([_record("smtp", "doc_z", "no tag here")])
