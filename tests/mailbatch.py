@@ -37,6 +37,7 @@ from tests.faults.harness import read_topics
 from tests.helpers import REPO_ROOT
 from tests.outcomes import Fate, judge, outcomes_reached
 from triage_contracts import topics
+from triage_ingest.imap import TRIAGED_FLAG
 from triage_text.email.parse import parse_email
 
 TRAIN_DIR = REPO_ROOT / "data" / "sample" / "train"
@@ -450,7 +451,7 @@ def connectors_done(box: ImapBox, drop: Path) -> bool:
         return False
     with box.client() as client:
         client.select_folder(box.mailbox, readonly=True)
-        unflagged = client.search(["UNKEYWORD", "$Triaged"])
+        unflagged = client.search(["UNKEYWORD", TRIAGED_FLAG.decode()])
     return not unflagged
 
 
