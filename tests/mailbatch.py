@@ -507,6 +507,8 @@ class Tally:
     duplicated: list[str] = field(default_factory=list)
     """Documents published or decided twice, and mails whose copies made new documents."""
     documents_per_mail: dict[int, int] = field(default_factory=dict)
+    parts_made: dict[int, list[tuple[str, str]]] = field(default_factory=dict)
+    """Per mail, (part, media type) of each of its documents."""
 
 
 def _rows(database_url: str, sql: str, ids: list[str]) -> list[Any]:
@@ -518,20 +520,27 @@ def _rows(database_url: str, sql: str, ids: list[str]) -> list[Any]:
         engine.dispose()
 
 
-def documents_by_mail(received: Sequence[dict[str, Any]]) -> dict[tuple[str, int], set[str]]:
-    """Document ids per (connector, mail number), from the documents topic's records."""
-    documents: dict[tuple[str, int], set[str]] = defaultdict(set)
+def documents_by_mail(
+    received: Sequence[dict[str, Any]],
+) -> dict[tuple[str, int], dict[str, tuple[str, str]]]:
+    """Per (connector, mail number), its documents from the documents topic's records:
+    document id -> (the part of the mail it is, its media type)."""
+    documents: dict[tuple[str, int], dict[str, tuple[str, str]]] = defaultdict(dict)
     strays: list[str] = []
     for record in received:
         value = record["value"] or {}
         if value.get("schema_name") != "DocumentReceived":
             continue
         document = value["document"]
-        number = tag_of((document.get("email") or {}).get("subject"))
+        email = document.get("email") or {}
+        number = tag_of(email.get("subject"))
         if number is None:
             strays.append(value["document_id"])
         else:
-            documents[(document["source"]["kind"], number)].add(value["document_id"])
+            documents[(document["source"]["kind"], number)][value["document_id"]] = (
+                str(email.get("part")),
+                str(document["blob"]["media_type"]),
+            )
     assert not strays, f"documents that belong to no mail of the batch: {strays[:5]}"
     return documents
 
@@ -558,7 +567,7 @@ def raw_dead_letters(
 def columns(
     sent: Sequence[Sent],
     *,
-    documents: Mapping[tuple[str, int], set[str]],
+    documents: Mapping[tuple[str, int], Mapping[str, tuple[str, str]]],
     raw_dead: Mapping[tuple[str, int], list[str]],
     fates: Mapping[str, Fate],
     review_reasons: Mapping[str, str],
@@ -575,9 +584,10 @@ def columns(
         column.distinct_mails = len(distinct)
         column.refused.update(answer.split(" ", 1)[0] for answer in batch.refused.values())
         for number, mail in sorted(distinct.items()):
-            mine = documents.get((kind, number), set())
+            mine = documents.get((kind, number), {})
             letters = raw_dead.get((kind, number), [])
             column.documents_per_mail[number] = len(mine)
+            column.parts_made[number] = sorted(mine.values())
             column.dead_letters.update(letters)
             if not mine and not letters and number not in batch.refused:
                 column.lost.append(f"mail [mb {number:02d}]")

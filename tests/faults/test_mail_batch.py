@@ -41,12 +41,14 @@ from tests.mailbatch import (
 )
 from tests.stack import Stack
 from triage_runtime.blobstore import LocalBlobStore
+from triage_text.email.parse import parse_email
 
 SEND_PAUSE = 0.25
 """Between two mails of one connector: the batch takes about 8 s to hand in, so the kill
 lands while mails are still arriving."""
 SEND_TIMEOUT = 120.0
 DRAIN_TIMEOUT = 150.0
+PDF = "application/pdf"
 
 
 @pytest.fixture
@@ -177,16 +179,21 @@ async def test_mixed_mail_batch_through_every_connector_with_ingest_killed(
     # the folder take what they are given.
     assert not sent["imap"].refused and not sent["folder"].refused
     assert all(answer.startswith("5") for answer in sent["smtp"].refused.values())
-    # A mail makes at least its body and never more documents than the parser finds in it;
-    # SMTP and the drop folder (no mailbox of their own, so no per-mailbox rules) make the
-    # same documents of the same mail.
-    parts = {mail.index: mail.parts for mail in batch}
-    for number, expected in parts.items():
+    # A mail makes its body and every PDF the parser finds in it, and never more documents
+    # than the parser finds parts; SMTP and the drop folder (no mailbox of their own, so no
+    # per-mailbox rules) make the same documents of the same mail.
+    for mail in {mail.index: mail for mail in batch}.values():
+        parsed = parse_email(mail.raw).parts
+        pdfs = sum(1 for part in parsed if part.media_type == PDF)
         made = {
-            kind: column.documents_per_mail[number]
+            kind: column.parts_made[mail.index]
             for kind, column in tallies.items()
-            if number not in sent[kind].refused and column.documents_per_mail[number]
+            if mail.index not in sent[kind].refused and column.parts_made[mail.index]
         }
-        assert all(1 <= count <= expected for count in made.values()), (number, made, expected)
+        for kind, parts in made.items():
+            where = f"{kind} [mb {mail.index:02d}] ({mail.kind})"
+            assert ("body", "text/plain") in parts, f"{where}: no body document: {parts}"
+            assert sum(1 for _, media in parts if media == PDF) == pdfs, f"{where}: {parts}"
+            assert len(parts) <= len(parsed), f"{where}: more documents than parts: {parts}"
         if "smtp" in made and "folder" in made:
-            assert made["smtp"] == made["folder"], f"[mb {number:02d}] differs: {made}"
+            assert made["smtp"] == made["folder"], f"[mb {mail.index:02d}] differs: {made}"

@@ -82,7 +82,8 @@ def _fate(outcome: str | None, *, received: int = 1, reviews: int = 0) -> Fate:
 
 def _record(kind: str, document_id: str, subject: str | None) -> dict[str, Any]:
     email = {"subject": subject, "part": "body"} if subject is not None else None
-    document = {"source": {"kind": kind, "name": "x"}, "email": email}
+    blob = {"sha256": "ab" * 32, "size_bytes": 1, "media_type": "text/plain"}
+    document = {"source": {"kind": kind, "name": "x"}, "email": email, "blob": blob}
     value = {"schema_name": "DocumentReceived", "document_id": document_id, "document": document}
     return {"key": document_id, "value": value}
 
