@@ -27,6 +27,25 @@ def stack_env() -> dict[str, str]:
     return dict(re.findall(r"^export (\w+)=(\S*)$", printed.stdout, re.MULTILINE))
 
 
+IMAP_VARIABLES = (
+    "TRIAGE_IMAP_HOST",
+    "TRIAGE_IMAPS_PORT",
+    "TRIAGE_IMAP_CA_FILE",
+    "TRIAGE_IMAP_USER",
+    "TRIAGE_IMAP_PASSWORD",
+)
+
+
+def imap_env() -> dict[str, str]:
+    """The IMAP server's address and login: from the environment, else the local stack's."""
+    if all(os.environ.get(name) for name in IMAP_VARIABLES):
+        return {name: os.environ[name] for name in IMAP_VARIABLES}
+    script = ROOT / "deploy" / "local" / "stack.sh"
+    printed = subprocess.run([str(script), "env"], check=True, capture_output=True, text=True)
+    found = dict(re.findall(r"^export (\w+)=(\S*)$", printed.stdout, re.MULTILINE))
+    return {name: found[name] for name in IMAP_VARIABLES}
+
+
 @contextmanager
 def scratch_database(url: str) -> Iterator[str]:
     """A new database next to ``url`` for one benchmark run, dropped afterwards."""
