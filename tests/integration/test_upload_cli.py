@@ -105,16 +105,18 @@ def test_type_sets_the_media_type_of_every_file(
 ) -> None:
     url, settings = ingest
     key = new_api_key(settings.database_url, "portal")
-    scan = tmp_path / "scan.bin"  # its name says nothing: guessed, it is refused
-    scan.write_bytes(make_pdf("Payment reminder"))
-    args = ["upload", str(scan), "--url", url, "--api-key", key]
+    # Neither its name nor its content says what it is (a PDF would be known by its
+    # signature): guessed, it is refused.
+    note = tmp_path / "note.bin"
+    note.write_bytes(b"Payment reminder: invoice 1042 is overdue.")
+    args = ["upload", str(note), "--url", url, "--api-key", key]
     guessed = CliRunner().invoke(app, args)
     assert guessed.exit_code == SKIPPED, guessed.output
     assert "415" in guessed.output
-    typed = CliRunner().invoke(app, [*args, "--type", "application/pdf"])
+    typed = CliRunner().invoke(app, [*args, "--type", "text/plain"])
     assert typed.exit_code == 0, typed.output
     [(filename, media_type, _)] = _documents(settings.database_url).values()
-    assert (filename, media_type) == ("scan.bin", "application/pdf")
+    assert (filename, media_type) == ("note.bin", "text/plain")
 
 
 def test_a_key_over_its_rate_is_retried_after_the_services_retry_after(
