@@ -4,43 +4,22 @@ PostgreSQL: what becomes a document, with what metadata, and what is done to eac
 from __future__ import annotations
 
 import re
-import secrets
 from collections import defaultdict
-from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
-
-import pytest
 
 from tests import mail_samples
 from tests.faults.harness import read_topics
 from tests.helpers import sql_rows
+from tests.integration import test_imap
 from tests.integration.test_imap import Harness, _account, _append, _client, _imap
 from tests.stack import Stack
 from triage_contracts import topics
 from triage_ingest.imap import TRIAGED_FLAG
 
-
-@pytest.fixture
-def mailbox(isolated: Stack) -> Iterator[str]:
-    """A fresh mailbox on the IMAP server, deleted afterwards."""
-    imap = _imap(isolated)
-    name = f"rules-{secrets.token_hex(4)}"
-    with _client(imap) as client:
-        client.create_folder(name)
-    yield name
-    with _client(imap) as client:
-        client.delete_folder(name)
-
-
-@pytest.fixture
-async def harness(isolated: Stack, clean_db: str, tmp_path: Path) -> AsyncIterator[Harness]:
-    h = Harness(isolated, clean_db, tmp_path / "blobs")
-    await h.broker.start()
-    yield h
-    await h.broker.stop()
-    await h.engine.dispose()
+# The IMAP tests' fixtures: a fresh mailbox, and an intake on real Kafka and PostgreSQL.
+mailbox = test_imap.mailbox
+harness = test_imap.harness
 
 
 async def _documents_by_subject(stack: Stack) -> dict[str, list[dict[str, Any]]]:
