@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aiokafka.errors import SaslAuthenticationFailed, UnsupportedSaslMechanismError
 from pydantic import ValidationError
 
 from tests.helpers import self_signed_certificate
@@ -184,3 +185,28 @@ def test_tls_files_without_tls_and_a_certificate_without_its_key_are_refused(
         _connection(kafka_ssl_ca_file=cert)
     with pytest.raises(ValidationError, match="a client certificate needs its key"):
         _connection(kafka_security_protocol="SSL", kafka_ssl_cert_file=cert)
+
+
+def test_a_refused_login_names_the_user_and_the_settings_to_check() -> None:
+    connection = _connection(
+        kafka_security_protocol="SASL_SSL",
+        kafka_sasl_mechanism="SCRAM-SHA-512",
+        kafka_sasl_username="triage",
+        kafka_sasl_password="wrong",
+    )
+    # What aiokafka logs for the server when the broker refuses the SCRAM exchange.
+    refused = str(
+        SaslAuthenticationFailed(
+            "Authentication failed during authentication due to invalid credentials with "
+            "SASL mechanism SCRAM-SHA-512"
+        )
+    )
+    assert connection.login_refused(refused) == (
+        "Kafka refused the login of 'triage' with SCRAM-SHA-512: check "
+        "TRIAGE_KAFKA_SASL_USERNAME and TRIAGE_KAFKA_SASL_PASSWORD"
+    )
+    offered = str(UnsupportedSaslMechanismError("Kafka broker does not support SCRAM-SHA-512"))
+    assert connection.login_refused(offered) == (
+        "Kafka does not offer TRIAGE_KAFKA_SASL_MECHANISM=SCRAM-SHA-512"
+    )
+    assert connection.login_refused("[Errno 111] Connect call failed") is None

@@ -168,6 +168,27 @@ class KafkaConnection(BaseSettings):
         context.check_hostname = self.kafka_ssl_check_hostname
         return context
 
+    def login_refused(self, reason: str) -> str | None:
+        """What to change, when aiokafka's reason for a failed connection is the login or TLS.
+
+        ``reason`` is the error aiokafka logs for a bootstrap server it could not connect to
+        (it raises only "Unable to bootstrap"); None when the reason is neither.
+        """
+        if "SaslAuthenticationFailed" in reason or "Authentication failed" in reason:
+            return (
+                f"Kafka refused the login of {self.kafka_sasl_username!r} with "
+                f"{self.kafka_sasl_mechanism}: check TRIAGE_KAFKA_SASL_USERNAME and "
+                "TRIAGE_KAFKA_SASL_PASSWORD"
+            )
+        if "UnsupportedSaslMechanism" in reason:
+            return f"Kafka does not offer TRIAGE_KAFKA_SASL_MECHANISM={self.kafka_sasl_mechanism}"
+        if "CERTIFICATE_VERIFY_FAILED" in reason:
+            return (
+                "the Kafka broker's certificate is not trusted: check TRIAGE_KAFKA_SSL_CA_FILE "
+                "and TRIAGE_KAFKA_SSL_CHECK_HOSTNAME"
+            )
+        return None
+
     def aiokafka_kwargs(self) -> dict[str, Any]:
         """Keyword arguments for an aiokafka consumer, producer or admin client."""
         kwargs: dict[str, Any] = {
