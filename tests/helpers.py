@@ -6,6 +6,7 @@ import asyncio
 import base64
 import re
 import socket
+import subprocess
 import threading
 import time
 import uuid
@@ -333,3 +334,19 @@ def table_rows(output: str) -> list[dict[str, str]]:
         {name: re.sub(r"\s", "", cell) for name, cell in zip(header, row, strict=True)}
         for row in rows
     ]
+
+
+def self_signed_certificate(directory: Path, name: str = "server") -> tuple[Path, Path]:
+    """Write a one-day self-signed certificate for 127.0.0.1 and its unencrypted key (PEM)."""
+    cert, key = directory / f"{name}.crt", directory / f"{name}.key"
+    subprocess.run(
+        [
+            *("openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt"),
+            *("ec_paramgen_curve:prime256v1", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1"),
+            *("-addext", "subjectAltName=IP:127.0.0.1"),
+            *("-keyout", str(key), "-out", str(cert)),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    return cert, key

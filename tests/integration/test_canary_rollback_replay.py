@@ -36,6 +36,7 @@ from triage_runtime import routing as router_domain
 from triage_runtime.blobstore import LocalBlobStore
 from triage_runtime.db.engine import make_async_engine
 from triage_runtime.kafka import encode_event, make_broker
+from triage_runtime.kafka_connection import KafkaConnection
 from triage_runtime.outbox import Outbox
 from triage_runtime.registry import LocalArtifactStore, ModelRegistry
 from triage_runtime.routing import RoutingPolicy
@@ -191,7 +192,9 @@ def test_bad_canary_is_detected_rolled_back_and_replay_restores_champion_routing
     async def decide() -> None:
         engine = make_async_engine(clean_db)
         # As the review UI does: the decisions' events go out (the outbox relay would also).
-        broker = make_broker(isolated.kafka_bootstrap, client_id="test-review")
+        broker = make_broker(
+            KafkaConnection(kafka_bootstrap=isolated.kafka_bootstrap), client_id="test-review"
+        )
         await broker.start()
         outbox = Outbox(engine, broker, service="review-ui", topic_prefix=isolated.topic_prefix)
         flow = review_workflow(engine, isolated, sorted(TOPIC_WORDS), outbox)

@@ -14,6 +14,7 @@ from tests.stack import Stack
 from triage_cli.main import app
 from triage_contracts import ErrorClass, topics
 from triage_runtime.kafka import UnprocessableError, dead_letter_for, make_broker, publish_event
+from triage_runtime.kafka_connection import KafkaConnection
 
 
 @dataclass
@@ -37,7 +38,9 @@ def test_list_show_and_redrive(isolated: Stack, monkeypatch: pytest.MonkeyPatch)
     source = isolated.topic(topics.DOCUMENTS)
 
     async def dead_letter() -> None:
-        broker = make_broker(isolated.kafka_bootstrap, client_id="test-dlq")
+        broker = make_broker(
+            KafkaConnection(kafka_bootstrap=isolated.kafka_bootstrap), client_id="test-dlq"
+        )
         await broker.start()
         letter = dead_letter_for(
             Record(topic=source),

@@ -35,6 +35,7 @@ from triage_ingest.store import IngestStore
 from triage_runtime.blobstore import LocalBlobStore
 from triage_runtime.db.engine import make_async_engine
 from triage_runtime.kafka import make_broker
+from triage_runtime.kafka_connection import KafkaConnection
 from triage_runtime.outbox import Outbox
 from triage_text.email.result import ParsedMessage
 
@@ -114,7 +115,9 @@ class Harness:
 
     def __init__(self, stack: Stack, database_url: str, blob_dir: Path) -> None:
         self.blob_dir = blob_dir
-        self.broker = make_broker(stack.kafka_bootstrap, client_id="test-imap")
+        self.broker = make_broker(
+            KafkaConnection(kafka_bootstrap=stack.kafka_bootstrap), client_id="test-imap"
+        )
         self.engine = make_async_engine(database_url)
         self.store = IngestStore(self.engine)
         self.intake = Intake(

@@ -14,6 +14,7 @@ from tests.stack import Stack
 from triage_contracts import topics
 from triage_router.app import create_app as router_app
 from triage_router.settings import Settings as RouterSettings
+from triage_runtime.kafka_connection import KafkaConnection
 from triage_runtime.lag import LagMonitor
 from triage_runtime.metrics import CONSUMER_LAG
 
@@ -26,7 +27,10 @@ def test_lag_is_what_the_group_has_not_committed(isolated: Stack) -> None:
             isolated.kafka_bootstrap, topic, [(f"k{i}".encode(), b"x") for i in range(12)]
         )
         monitor = LagMonitor(
-            isolated.kafka_bootstrap, service="test", group_id="lag-group", topics=[topic]
+            KafkaConnection(kafka_bootstrap=isolated.kafka_bootstrap),
+            service="test",
+            group_id="lag-group",
+            topics=[topic],
         )
         before = sum((await monitor.sample()).values())
         consumer = AIOKafkaConsumer(

@@ -41,6 +41,7 @@ from triage_contracts import (
 from triage_runtime import outbox
 from triage_runtime.db.engine import make_async_engine
 from triage_runtime.kafka import make_broker
+from triage_runtime.kafka_connection import KafkaConnection
 from triage_runtime.outbox import BATCH, RELAY_LOCK, Outbox
 
 NOW = timedelta(0)
@@ -95,7 +96,7 @@ def _sample(name: str, **labels: str) -> float:
 async def running(stack: Stack, service: str) -> AsyncIterator[tuple[Outbox, AsyncEngine]]:
     """An Outbox as a service runs one: its own engine and started broker."""
     engine = make_async_engine(stack.database_url)
-    broker = make_broker(stack.kafka_bootstrap, client_id=service)
+    broker = make_broker(KafkaConnection(kafka_bootstrap=stack.kafka_bootstrap), client_id=service)
     await broker.start()
     try:
         yield Outbox(engine, broker, service=service, topic_prefix=stack.topic_prefix), engine
@@ -215,7 +216,11 @@ async def test_a_broker_that_cannot_publish_leaves_the_rows_to_a_working_relay(
     failures = _sample("triage_outbox_publish_failures_total", service=service, path="direct")
     async with running(isolated, "test-outbox-live") as (live, engine):
         # Never connected (its Kafka is a closed port): every publish fails at once.
-        dead = Outbox(engine, make_broker("127.0.0.1:1", client_id=service), service=service)
+        dead = Outbox(
+            engine,
+            make_broker(KafkaConnection(kafka_bootstrap="127.0.0.1:1"), client_id=service),
+            service=service,
+        )
         ids = await write(engine, [(reviews, decision(_doc())) for _ in range(5)])
         started = time.monotonic()
         assert await dead.publish(ids) == 0
@@ -302,7 +307,11 @@ async def test_a_direct_publish_sends_its_documents_earlier_pending_events_first
     billing = isolated.topic(topics.routed_topic("billing"))
     doc = _doc()
     async with running(isolated, "test-outbox-order") as (live, engine):
-        dead = Outbox(engine, make_broker("127.0.0.1:1", client_id="dead"), service="dead")
+        dead = Outbox(
+            engine,
+            make_broker(KafkaConnection(kafka_bootstrap="127.0.0.1:1"), client_id="dead"),
+            service="dead",
+        )
         first = routed(doc)
         earlier = await write(engine, [(billing, first)])
         assert await dead.publish(earlier) == 0  # the router's publish failed: still pending

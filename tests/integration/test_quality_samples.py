@@ -31,6 +31,7 @@ from triage_runtime.accounts.store import AuthStore
 from triage_runtime.blobstore import LocalBlobStore
 from triage_runtime.db.engine import make_async_engine
 from triage_runtime.kafka import encode_event, make_broker
+from triage_runtime.kafka_connection import KafkaConnection
 from triage_runtime.outbox import Outbox
 from triage_runtime.outcomes.corrections import CorrectionStore
 from triage_runtime.outcomes.quality import QualitySamples
@@ -99,7 +100,9 @@ def test_the_same_batch_applied_at_once_routes_once_and_samples_once(clean_db: s
 def _workflow(database_url: str, isolated: Stack) -> tuple[ReviewWorkflow, Any, Any]:
     """A review workflow publishing to the isolated topics; its broker and engine."""
     engine = make_async_engine(database_url)
-    broker = make_broker(isolated.kafka_bootstrap, client_id="test-quality")
+    broker = make_broker(
+        KafkaConnection(kafka_bootstrap=isolated.kafka_bootstrap), client_id="test-quality"
+    )
     outbox = Outbox(engine, broker, service="review-ui", topic_prefix=isolated.topic_prefix)
     flow = review_workflow(engine, isolated, LABELS, outbox)
     return flow, broker, engine

@@ -31,6 +31,7 @@ from triage_review_ui.settings import Settings
 from triage_runtime.accounts.store import AuthStore
 from triage_runtime.db.engine import make_async_engine
 from triage_runtime.kafka import make_broker
+from triage_runtime.kafka_connection import KafkaConnection
 from triage_runtime.outbox import Outbox, Publisher
 from triage_runtime.outcomes.corrections import CorrectionStore, Outcome
 from triage_runtime.outcomes.review import DecisionTopics, ReviewWorkflow, WorkflowError
@@ -91,7 +92,9 @@ def test_undo_retracts_the_decision_on_kafka_and_withdraws_its_routing(
     async def scenario() -> None:
         engine = make_async_engine(clean_db)
         [item] = await _open_items(engine, 1)
-        broker = make_broker(isolated.kafka_bootstrap, client_id="test-undo")
+        broker = make_broker(
+            KafkaConnection(kafka_bootstrap=isolated.kafka_bootstrap), client_id="test-undo"
+        )
         await broker.start()
         outbox = Outbox(engine, broker, service="review-ui", topic_prefix=isolated.topic_prefix)
         flow = _workflow(

@@ -17,6 +17,7 @@ from triage_contracts import DecidedBy, topics
 from triage_review_ui.metrics import count_decision
 from triage_runtime.db.engine import make_async_engine
 from triage_runtime.kafka import make_broker
+from triage_runtime.kafka_connection import KafkaConnection
 from triage_runtime.outbox import Outbox, Publisher
 from triage_runtime.outcomes.review import (
     ClaimConflictError,
@@ -138,7 +139,9 @@ def test_a_decision_is_published_once_and_never_overwritten(isolated: Stack, cle
     async def scenario() -> tuple[int, int]:
         [item] = await _open_items(clean_db, 1)
         document_id = classified(sha256=f"{0:064x}").document_id
-        broker = make_broker(isolated.kafka_bootstrap, client_id="test-review")
+        broker = make_broker(
+            KafkaConnection(kafka_bootstrap=isolated.kafka_bootstrap), client_id="test-review"
+        )
         await broker.start()
         engine = make_async_engine(clean_db)
         outbox = Outbox(engine, broker, service="review-ui", topic_prefix=isolated.topic_prefix)

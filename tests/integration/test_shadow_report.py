@@ -29,6 +29,7 @@ from triage_router.settings import Settings as RouterSettings
 from triage_runtime.blobstore import LocalBlobStore
 from triage_runtime.db.engine import make_async_engine
 from triage_runtime.kafka import encode_event, make_broker
+from triage_runtime.kafka_connection import KafkaConnection
 from triage_runtime.outbox import Outbox
 from triage_runtime.policy_store import PolicyChange
 from triage_runtime.registry import LocalArtifactStore, ModelRegistry
@@ -58,7 +59,9 @@ def _decide(isolated: Stack, database_url: str, decisions: dict[int, str]) -> No
 
     async def run() -> None:
         engine = make_async_engine(database_url)
-        broker = make_broker(isolated.kafka_bootstrap, client_id="test-review")
+        broker = make_broker(
+            KafkaConnection(kafka_bootstrap=isolated.kafka_bootstrap), client_id="test-review"
+        )
         await broker.start()
         outbox = Outbox(engine, broker, service="review-ui", topic_prefix=isolated.topic_prefix)
         flow = review_workflow(engine, isolated, LABELS, outbox)

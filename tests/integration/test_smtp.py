@@ -7,7 +7,6 @@ import logging
 import shutil
 import smtplib
 import ssl
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,13 @@ from prometheus_client import REGISTRY
 from pydantic import SecretStr
 
 from tests.faults.harness import read_topics
-from tests.helpers import email_bytes, free_port, isolated_ingest_settings, sql_rows
+from tests.helpers import (
+    email_bytes,
+    free_port,
+    isolated_ingest_settings,
+    self_signed_certificate,
+    sql_rows,
+)
 from tests.kafkatools import collect
 from tests.stack import Stack
 from triage_contracts import topics
@@ -156,25 +161,10 @@ def test_envelope_recipients_and_authentication_results_become_metadata(
     assert len(_all_published(isolated)) == 1
 
 
-def _certificate(directory: Path) -> tuple[Path, Path]:
-    cert, key = directory / "smtp.crt", directory / "smtp.key"
-    subprocess.run(
-        [
-            *("openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt"),
-            *("ec_paramgen_curve:prime256v1", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1"),
-            *("-addext", "subjectAltName=IP:127.0.0.1"),
-            *("-keyout", str(key), "-out", str(cert)),
-        ],
-        check=True,
-        capture_output=True,
-    )
-    return cert, key
-
-
 def test_starttls_and_auth_guard_the_receiver(
     settings: Settings, isolated: Stack, tmp_path: Path
 ) -> None:
-    cert, key = _certificate(tmp_path)
+    cert, key = self_signed_certificate(tmp_path)
     settings = settings.model_copy(
         update={
             "smtp_tls_cert_file": cert,
@@ -260,7 +250,7 @@ def test_a_mail_that_cannot_be_stored_is_deferred_logged_and_counted(
 def test_required_starttls_refuses_mail_before_it(
     settings: Settings, isolated: Stack, tmp_path: Path
 ) -> None:
-    cert, key = _certificate(tmp_path)
+    cert, key = self_signed_certificate(tmp_path)
     settings = settings.model_copy(
         update={
             "smtp_tls_cert_file": cert,

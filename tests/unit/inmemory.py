@@ -26,13 +26,14 @@ from faststream.kafka.annotations import KafkaMessage
 from triage_contracts import Event, Source
 from triage_runtime.blobstore import BlobNotFoundError, ListedBlob
 from triage_runtime.kafka import decode_event, header_dict, make_broker, publish_many
+from triage_runtime.kafka_connection import KafkaConnection
 
 E = TypeVar("E", bound=Event)
 
 
 def in_memory_broker() -> KafkaBroker:
     """A broker as the services make it; enter ``TestKafkaBroker(broker)`` to use it."""
-    return make_broker("127.0.0.1:1", client_id="unit-test")
+    return make_broker(KafkaConnection(kafka_bootstrap="127.0.0.1:1"), client_id="unit-test")
 
 
 def consumer_record(

@@ -6,11 +6,17 @@ TRIAGE_DATABASE_URL and TRIAGE_KAFKA_BOOTSTRAP at a closed local port (tests/uni
 
 from __future__ import annotations
 
+import contextlib
+import socket
+import ssl
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
+from tests.helpers import self_signed_certificate
 from triage_cli.exit_codes import UNREACHABLE
 from triage_cli.main import app
 
@@ -113,3 +119,44 @@ def test_a_missing_data_path_is_one_line(command: list[str], option: str, tmp_pa
     code, lines = _run(*(a.format(missing=missing, tmp=tmp_path) for a in command))
     assert code == 2
     assert lines == [f"error: Invalid value for '{option}': path '{missing}' does not exist."]
+
+
+@pytest.fixture
+def tls_listener(tmp_path: Path) -> Iterator[str]:
+    """A local TLS server (not Kafka) with a self-signed certificate; yields its host:port."""
+    cert, key = self_signed_certificate(tmp_path)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    server = socket.create_server(("127.0.0.1", 0))
+    server.settimeout(0.2)
+    stop = threading.Event()
+
+    def accept() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = server.accept()
+            except TimeoutError:
+                continue
+            with contextlib.suppress(OSError), conn, context.wrap_socket(conn, server_side=True):
+                pass  # the client refuses the handshake first
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    yield f"127.0.0.1:{server.getsockname()[1]}"
+    stop.set()
+    thread.join()
+    server.close()
+
+
+def test_an_untrusted_kafka_certificate_is_one_line_naming_the_ca_setting(
+    tls_listener: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TRIAGE_KAFKA_BOOTSTRAP", tls_listener)
+    monkeypatch.setenv("TRIAGE_KAFKA_SECURITY_PROTOCOL", "SSL")
+    code, lines = _run("dlq", "list")
+    assert code == UNREACHABLE, lines
+    assert lines == [
+        f"cannot reach Kafka at {tls_listener} (TRIAGE_KAFKA_BOOTSTRAP): the Kafka broker's "
+        "certificate is not trusted: check TRIAGE_KAFKA_SSL_CA_FILE and "
+        "TRIAGE_KAFKA_SSL_CHECK_HOSTNAME"
+    ]

@@ -19,6 +19,7 @@ from tests.helpers import PRODUCER, received
 from triage_contracts import DocumentReceivedV1, ErrorClass
 from triage_runtime.blobstore import BlobNotFoundError, LocalBlobStore
 from triage_runtime.kafka import UnprocessableError, dead_letter_for, decode_event, encode_event
+from triage_runtime.kafka_connection import KafkaConnection
 from triage_runtime.logs import JsonFormatter
 from triage_runtime.outbox import InBackground
 from triage_runtime.settings import CommonSettings
@@ -195,7 +196,7 @@ async def test_publish_many_delivers_in_order_through_the_in_memory_broker() -> 
 
     from triage_runtime.kafka import make_broker, publish_many
 
-    broker = make_broker("127.0.0.1:1", client_id="test")
+    broker = make_broker(KafkaConnection(kafka_bootstrap="127.0.0.1:1"), client_id="test")
     seen: list[tuple[str, bytes | None]] = []
 
     @broker.subscriber("out")

@@ -148,7 +148,7 @@ async def classified_events(
     from triage_runtime.topic_window import TopicWindow
 
     window = TopicWindow(
-        settings.kafka_bootstrap,
+        settings,
         settings.topic(topic),
         since=start,
         until=end,

@@ -6,13 +6,16 @@ import asyncio
 import base64
 import json
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
 
 from triage_cli.console import console, stdout
 from triage_contracts.headers import RETRY_ONLY
+
+if TYPE_CHECKING:
+    from triage_runtime.kafka_connection import KafkaConnection
 
 READ_TIMEOUT_SECONDS = 30.0
 """How long reading the topic to its end may take before the CLI gives up."""
@@ -40,11 +43,11 @@ def _settings() -> Any:
     return CommonSettings()
 
 
-async def read_letters(bootstrap: str, topic: str) -> list[Letter]:
+async def read_letters(kafka: KafkaConnection, topic: str) -> list[Letter]:
     """Every record on the dead-letter topic, from the beginning to the current end."""
     from aiokafka import AIOKafkaConsumer
 
-    probe = AIOKafkaConsumer(bootstrap_servers=bootstrap)
+    probe = AIOKafkaConsumer(**kafka.aiokafka_kwargs())
     try:
         await probe.start()
         exists = topic in await probe.topics()
@@ -54,7 +57,7 @@ async def read_letters(bootstrap: str, topic: str) -> list[Letter]:
         return []
     consumer = AIOKafkaConsumer(
         topic,
-        bootstrap_servers=bootstrap,
+        **kafka.aiokafka_kwargs(),
         group_id=None,
         enable_auto_commit=False,
         auto_offset_reset="earliest",
@@ -88,7 +91,7 @@ def _letters() -> list[Letter]:
     from triage_contracts import topics
 
     settings = _settings()
-    return asyncio.run(read_letters(settings.kafka_bootstrap, settings.topic(topics.DEADLETTER)))
+    return asyncio.run(read_letters(settings, settings.topic(topics.DEADLETTER)))
 
 
 @dlq_app.command("list")
@@ -220,7 +223,7 @@ async def _republish(letters: list[Letter]) -> None:
     from aiokafka import AIOKafkaProducer
 
     producer = AIOKafkaProducer(
-        bootstrap_servers=_settings().kafka_bootstrap, acks="all", enable_idempotence=True
+        **_settings().aiokafka_kwargs(), acks="all", enable_idempotence=True
     )
     await producer.start()
     try:

@@ -179,7 +179,7 @@ async def _run(
         review_sla=policy.review_sla,
         topic_for=lambda queue: settings.topic(topics.routed_topic(queue)),
     )
-    broker = make_broker(settings.kafka_bootstrap, client_id="triage-replay")
+    broker = make_broker(settings, client_id="triage-replay")
     outbox = Outbox(engine, broker, service="replay", topic_prefix=settings.topic_prefix)
     changes: list[Any] = []
     where: dict[str, dict[str, str | None]] = {}

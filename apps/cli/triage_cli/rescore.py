@@ -137,7 +137,7 @@ async def topic_rescorer(
 
     settings = scoring.ScoringSettings()
     window = TopicWindow(
-        settings.kafka_bootstrap,
+        settings,
         settings.topic(topics.DOCUMENTS),
         since=since,
         until=until,

@@ -66,26 +66,45 @@ def database_unreachable(exc: BaseException) -> str | None:
     return None
 
 
-def kafka_unreachable(exc: BaseException) -> str | None:
-    """The line to print when ``exc`` says TRIAGE_KAFKA_BOOTSTRAP could not be reached."""
+def kafka_unreachable(exc: BaseException, *, why: str | None = None) -> str | None:
+    """The line to print when ``exc`` says TRIAGE_KAFKA_BOOTSTRAP could not be reached;
+    ``why`` is aiokafka's reason for the last server it could not connect to, if known."""
     from aiokafka.errors import KafkaConnectionError
 
     from triage_runtime.settings import CommonSettings
 
     for cause in _causes(exc):
         if isinstance(cause, KafkaConnectionError):
-            where = CommonSettings().kafka_bootstrap
-            return f"cannot reach Kafka at {where} (TRIAGE_KAFKA_BOOTSTRAP)"
+            settings = CommonSettings()
+            line = f"cannot reach Kafka at {settings.kafka_bootstrap} (TRIAGE_KAFKA_BOOTSTRAP)"
+            refused = settings.login_refused(why) if why else None
+            return f"{line}: {refused}" if refused else line
     return None
 
 
-def unreachable(exc: BaseException) -> str | None:
+def unreachable(exc: BaseException, *, kafka_why: str | None = None) -> str | None:
     """The one-line message for a server a command could not reach, or None."""
-    return database_unreachable(exc) or kafka_unreachable(exc)
+    return database_unreachable(exc) or kafka_unreachable(exc, why=kafka_why)
 
 
-def _not_bootstrap_failure(record: logging.LogRecord) -> bool:
-    return not str(record.msg).startswith('Unable connect to "')
+class BootstrapFailures(logging.Filter):
+    """Drops aiokafka's line for each server it could not connect to, keeping its reason.
+
+    aiokafka logs why (refused, a wrong login, an untrusted certificate) and then raises only
+    "Unable to bootstrap"; the reason is said once, in the command's error line.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.last: str | None = None
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Keep every other record."""
+        if not str(record.msg).startswith('Unable connect to "'):
+            return True
+        if isinstance(record.args, tuple) and record.args:
+            self.last = str(record.args[-1])
+        return False
 
 
 class TriageGroup(TyperGroup):
@@ -96,7 +115,13 @@ class TriageGroup(TyperGroup):
         """Run the sub-command, translating what it could not reach or was given wrong."""
         # aiokafka logs a refused bootstrap before raising it; the raised error is said here,
         # in one line, so that record would only repeat it as noise.
-        logging.getLogger("aiokafka").addFilter(_not_bootstrap_failure)
+        # A sub-group (``triage dlq``) runs inside its parent's invoke: one filter serves both.
+        aiokafka_log = logging.getLogger("aiokafka")
+        failures = next((f for f in aiokafka_log.filters if isinstance(f, BootstrapFailures)), None)
+        owned = failures is None
+        if failures is None:
+            failures = BootstrapFailures()
+            aiokafka_log.addFilter(failures)
         try:
             return super().invoke(ctx)
         except typer.BadParameter as exc:
@@ -106,8 +131,11 @@ class TriageGroup(TyperGroup):
         except (typer.Exit, typer.Abort, typer.TyperException):
             raise  # the command has said what went wrong
         except Exception as exc:
-            line = unreachable(exc)
+            line = unreachable(exc, kafka_why=failures.last)
             if line is None:
                 raise
             console.print(f"[red]{escape(line)}[/red]", highlight=False, soft_wrap=True)
             raise typer.Exit(UNREACHABLE) from exc
+        finally:
+            if owned:
+                aiokafka_log.removeFilter(failures)

@@ -15,6 +15,7 @@ from pydantic import ValidationError
 
 from triage_contracts import DeadLetterV1, ErrorClass, Event, Producer
 from triage_contracts.headers import headers_for
+from triage_runtime.kafka_connection import KafkaConnection
 from triage_runtime.metrics import DEAD_LETTERS, EVENTS_CONSUMED
 
 E = TypeVar("E", bound=Event)
@@ -55,15 +56,18 @@ class RetryableError(Exception):
         self.document_id = document_id
 
 
-def make_broker(bootstrap: str, *, client_id: str) -> KafkaBroker:
+def make_broker(kafka: KafkaConnection, *, client_id: str) -> KafkaBroker:
     """Return an unconnected broker whose producer is idempotent and waits for all replicas.
+
+    ``kafka`` says where the cluster is and how to log in (TLS, SASL).
 
     Topics are never created by a service with its own partition count (faststream would make
     one partition): the cluster's defaults, or the operator, decide how many partitions a topic
     has, and partitions are what canary traffic and consumer scaling are measured in.
     """
     return KafkaBroker(
-        bootstrap,
+        kafka.kafka_bootstrap,
+        security=kafka.faststream_security(),
         client_id=client_id,
         allow_auto_create_topics=False,
         enable_idempotence=True,

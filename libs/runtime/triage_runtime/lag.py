@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
+from triage_runtime.kafka_connection import KafkaConnection
 from triage_runtime.metrics import CONSUMER_LAG
 
 log = logging.getLogger(__name__)
@@ -26,7 +27,7 @@ class LagMonitor:
 
     def __init__(
         self,
-        bootstrap: str,
+        kafka: KafkaConnection,
         *,
         service: str,
         group_id: str,
@@ -34,7 +35,7 @@ class LagMonitor:
         label: Callable[[str], str] = str,
         interval: float = 15.0,
     ) -> None:
-        self._bootstrap = bootstrap
+        self._kafka = kafka
         self._service = service
         self._group_id = group_id
         self._topics = tuple(topics)
@@ -64,8 +65,8 @@ class LagMonitor:
 
     async def sample(self) -> dict[tuple[str, int], int]:
         """Return the group's lag per (topic, partition) now."""
-        admin = AIOKafkaAdminClient(bootstrap_servers=self._bootstrap)
-        consumer = AIOKafkaConsumer(bootstrap_servers=self._bootstrap, group_id=None)
+        admin = AIOKafkaAdminClient(**self._kafka.aiokafka_kwargs())
+        consumer = AIOKafkaConsumer(**self._kafka.aiokafka_kwargs(), group_id=None)
         await admin.start()
         await consumer.start()
         try:

@@ -6,22 +6,21 @@ from datetime import timedelta
 from pathlib import Path
 
 from pydantic import Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
 from triage_runtime.blobstore import BlobStore, LocalBlobStore
+from triage_runtime.kafka_connection import KafkaConnection
 from triage_runtime.s3blobs import blob_store_from_url
 
 
-class CommonSettings(BaseSettings):
-    """Connection settings every service reads from the same, un-prefixed variables."""
+class CommonSettings(KafkaConnection):
+    """Connection settings every service reads from the same, un-prefixed variables.
+
+    It is a ``KafkaConnection``: the Kafka settings (``TRIAGE_KAFKA_*``) are that class's.
+    """
 
     model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
 
-    kafka_bootstrap: str = Field(
-        default="127.0.0.1:19092",
-        validation_alias="TRIAGE_KAFKA_BOOTSTRAP",
-        description="Kafka bootstrap servers, comma-separated host:port.",
-    )
     database_url: str = Field(
         default="postgresql+psycopg://triage:triage@127.0.0.1:15432/triage",
         validation_alias="TRIAGE_DATABASE_URL",

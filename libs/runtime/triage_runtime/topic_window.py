@@ -19,6 +19,8 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.structs import OffsetAndMetadata
 
+from triage_runtime.kafka_connection import KafkaConnection
+
 _RELATIVE = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhdw])$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 
@@ -63,7 +65,7 @@ class TopicWindow:
 
     def __init__(
         self,
-        bootstrap: str,
+        kafka: KafkaConnection,
         topic: str,
         *,
         since: datetime,
@@ -78,7 +80,7 @@ class TopicWindow:
         self.until = until
         self._batch_size = batch_size
         self._consumer = AIOKafkaConsumer(
-            bootstrap_servers=bootstrap,
+            **kafka.aiokafka_kwargs(),
             group_id=group_id,
             enable_auto_commit=False,
             auto_offset_reset="earliest",

@@ -42,11 +42,11 @@ def create_app(settings: Settings | None = None, *, blobs: BlobStore | None = No
     """
     settings = settings or Settings()
     producer = producer_for(SERVICE, "triage-classifier")
-    broker = make_broker(settings.kafka_bootstrap, client_id="triage-classifier")
+    broker = make_broker(settings, client_id="triage-classifier")
     source = ModelSource(settings)
     engine = make_async_engine(settings.database_url, pool_size=2)
     lag = LagMonitor(
-        settings.kafka_bootstrap,
+        settings,
         service=SERVICE,
         group_id=settings.group_id,
         topics=[settings.topic(topics.DOCUMENTS)],

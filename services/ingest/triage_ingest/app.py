@@ -61,7 +61,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the ingest app; Kafka, PostgreSQL and connectors start only with the app."""
     settings = settings or Settings()
     producer = producer_for(SERVICE, "triage-ingest")
-    broker = make_broker(settings.kafka_bootstrap, client_id="triage-ingest")
+    broker = make_broker(settings, client_id="triage-ingest")
     engine = make_async_engine(settings.database_url)
     store = IngestStore(engine)
     blobs = settings.open_blob_store()

@@ -51,7 +51,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     producer = producer_for(SERVICE, "triage-review-ui")
     engine = make_async_engine(settings.database_url)
-    broker = make_broker(settings.kafka_bootstrap, client_id="triage-review-ui")
+    broker = make_broker(settings, client_id="triage-review-ui")
     queries = ReviewQueries(engine)
     # Documents are shown re-extracted, with limits: a hostile one costs a killed worker.
     pool = ExtractionPool(

@@ -33,7 +33,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the router app; Kafka and PostgreSQL connect only when it starts."""
     settings = settings or Settings()
     producer = producer_for(SERVICE, "triage-router")
-    broker = make_broker(settings.kafka_bootstrap, client_id="triage-router")
+    broker = make_broker(settings, client_id="triage-router")
     engine = make_async_engine(settings.database_url)
     dead_letters = DeadLetters(
         broker, topic=settings.topic(topics.DEADLETTER), service=SERVICE, producer=producer
@@ -49,7 +49,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     subscribe(broker, settings, handler)
     lag = LagMonitor(
-        settings.kafka_bootstrap,
+        settings,
         service=SERVICE,
         group_id=settings.group_id,
         topics=[settings.topic(topics.CLASSIFIED)],
