@@ -69,3 +69,17 @@ def test_a_partition_given_up_is_no_longer_exported() -> None:
 def test_holding_nothing_samples_nothing_without_connecting() -> None:
     monitor = LagMonitor("127.0.0.1:1", service="unit-lag", group_id="g", holdings=Holdings())
     assert asyncio.run(monitor.sample()) == {}
+
+
+def test_a_revoked_partition_leaves_the_gauge_before_the_next_sample() -> None:
+    holdings = Holdings()
+    monitor = LagMonitor("127.0.0.1:1", service="unit-revoke", group_id="g", holdings=holdings)
+
+    async def scenario() -> tuple[dict[str, float], dict[str, float]]:
+        await holdings.on_partitions_assigned({A, B})
+        monitor.export({A: 3, B: 4})
+        before = exported("unit-revoke")
+        await holdings.on_partitions_revoked({A})
+        return before, exported("unit-revoke")
+
+    assert asyncio.run(scenario()) == ({"0": 3, "1": 4}, {"1": 4})

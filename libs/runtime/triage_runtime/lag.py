@@ -5,7 +5,7 @@ this instance. Every ``interval`` seconds the monitor reads the group's committe
 the end offset of those partitions only, through public aiokafka calls; the lag of a
 partition is the difference (from the partition's start when nothing is committed there).
 Instances of one group hold disjoint partitions, so their gauges sum to the group's lag.
-A partition given up stops being exported by this instance; a consumer that is down stops
+A partition given up leaves this instance's gauge at once; a consumer that is down stops
 exporting, which the "service down" alert covers.
 """
 
@@ -29,6 +29,11 @@ class Holdings(ConsumerRebalanceListener):  # type: ignore[misc]
 
     def __init__(self) -> None:
         self._held: frozenset[TopicPartition] = frozenset()
+        self._on_revoked: list[Callable[[frozenset[TopicPartition]], None]] = []
+
+    def when_revoked(self, callback: Callable[[frozenset[TopicPartition]], None]) -> None:
+        """Call ``callback`` with the partitions given up, as soon as they are."""
+        self._on_revoked.append(callback)
 
     @property
     def held(self) -> frozenset[TopicPartition]:
@@ -37,7 +42,10 @@ class Holdings(ConsumerRebalanceListener):  # type: ignore[misc]
 
     async def on_partitions_revoked(self, revoked: Collection[TopicPartition]) -> None:
         """Forget the partitions given up."""
-        self._held = self._held - frozenset(revoked)
+        gone = frozenset(revoked)
+        self._held = self._held - gone
+        for callback in self._on_revoked:
+            callback(gone)
 
     async def on_partitions_assigned(self, assigned: Collection[TopicPartition]) -> None:
         """Hold the partitions given; aiokafka passes the whole new assignment."""
@@ -81,6 +89,9 @@ class LagMonitor:
         self._interval = interval
         self._exported: set[TopicPartition] = set()
         self._task: asyncio.Task[None] | None = None
+        # A partition given up leaves the gauge at once, so the instance that takes it over
+        # never counts it alongside this one.
+        holdings.when_revoked(self._forget)
 
     async def start(self) -> None:
         """Start sampling in the background."""
@@ -101,6 +112,12 @@ class LagMonitor:
             except Exception:
                 log.warning("could not measure consumer lag", exc_info=True)
             await asyncio.sleep(self._interval)
+
+    def _forget(self, revoked: frozenset[TopicPartition]) -> None:
+        for tp in revoked & self._exported:
+            with contextlib.suppress(KeyError):
+                CONSUMER_LAG.remove(self._service, self._label(tp.topic), str(tp.partition))
+        self._exported -= revoked
 
     def export(self, lags: Mapping[TopicPartition, int]) -> None:
         """Set the gauge for ``lags``' partitions still held; drop those no longer held."""
