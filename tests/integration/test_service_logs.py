@@ -30,12 +30,14 @@ def _start(service: str, env: dict[str, str], out: Path, err: Path) -> subproces
         return subprocess.Popen([command], env=env, stdout=stdout, stderr=stderr)
 
 
-def _wait_ready(process: subprocess.Popen[bytes], base: str, err: Path) -> None:
+def _wait_ready(
+    process: subprocess.Popen[bytes], base: str, err: Path, *, path: str = "/readyz"
+) -> None:
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         assert process.poll() is None, f"exited early:\n{err.read_text()[-3000:]}"
         try:
-            if httpx.get(base + "/readyz", timeout=2).status_code == 200:
+            if httpx.get(base + path, timeout=2).status_code == 200:
                 return
         except httpx.HTTPError:
             pass
@@ -60,7 +62,16 @@ def _exercise_ingest(base: str, database_url: str) -> None:
         assert client.get("/no/such/page").status_code == 404
 
 
-@pytest.mark.parametrize("service", ["ingest", "router"])
+def _wait_for_partitions(err: Path) -> None:
+    """Until the service's consumer has logged the partitions it was given (FastStream's line)."""
+    deadline = time.monotonic() + 60
+    while "assigned to partitions" not in err.read_text():
+        if time.monotonic() > deadline:
+            pytest.fail(f"no partitions assigned in 60 s:\n{err.read_text()[-3000:]}")
+        time.sleep(0.3)
+
+
+@pytest.mark.parametrize("service", ["ingest", "router", "classifier"])
 def test_every_line_a_service_writes_is_json(
     service: str, isolated: Stack, clean_db: str, tmp_path: Path
 ) -> None:
@@ -72,6 +83,9 @@ def test_every_line_a_service_writes_is_json(
         "TRIAGE_TOPIC_PREFIX": isolated.topic_prefix,
         "TRIAGE_BLOB_DIR": str(tmp_path / "blobs"),
         "TRIAGE_ROUTER_GROUP_ID": f"logs-{isolated.topic_prefix}",
+        "TRIAGE_CLASSIFIER_GROUP_ID": f"logs-{isolated.topic_prefix}",
+        # No trained model: the classifier serves the rules (live, not ready).
+        "TRIAGE_CLASSIFIER_MODEL_PATH": str(tmp_path / "no-model"),
         # Every library's debug output too, and Python's warnings as they would be shown.
         "TRIAGE_LOG_LEVEL": "DEBUG",
         "PYTHONWARNINGS": "default",
@@ -81,7 +95,12 @@ def test_every_line_a_service_writes_is_json(
     out, err = tmp_path / "stdout", tmp_path / "stderr"
     process = _start(service, env, out, err)
     try:
-        _wait_ready(process, base, err)
+        if service == "classifier":
+            _wait_ready(process, base, err, path="/healthz")
+        else:
+            _wait_ready(process, base, err)
+        if service != "ingest":
+            _wait_for_partitions(err)
         if service == "ingest":
             _exercise_ingest(base, clean_db)
         _not_http(base)
@@ -105,9 +124,13 @@ def test_every_line_a_service_writes_is_json(
     assert not not_json, f"{len(not_json)} of {len(lines)} lines are not JSON log entries:\n" + (
         "\n".join(not_json[:20])
     )
+    # No terminal colour codes either, in any field (uvicorn adds a coloured copy of some
+    # messages as an extra): a log store shows them as noise.
+    coloured = [line for line in lines if "\\u001b" in line or "\x1b" in line]
+    assert not coloured, "lines with terminal colour codes:\n" + "\n".join(coloured[:5])
     loggers = {json.loads(line)["logger"] for line in lines}
     # uvicorn's own lines (startup, the unparsable request, shutdown) are among them, and
     # the router's FastStream consumers' (partitions assigned), coloured text before.
-    expected = {"uvicorn.error"} | ({"faststream.kafka"} if service == "router" else set())
+    expected = {"uvicorn.error"} | ({"faststream.kafka"} if service != "ingest" else set())
     assert expected <= loggers, loggers
     assert any(json.loads(line)["msg"] == "stopped cleanly" for line in lines)

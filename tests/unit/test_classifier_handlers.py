@@ -42,6 +42,7 @@ from triage_ml.model_thread import ModelThread
 from triage_ml.rules import load_rules
 from triage_runtime.apikeys import KeyHolder
 from triage_runtime.kafka import DeadLetters, encode_event
+from triage_runtime.lag import Holdings
 from triage_runtime.routing import RoutingPolicy
 from triage_text.pool import ExtractionPool
 
@@ -166,7 +167,7 @@ def _rig(
     )
     out = Topics(broker, [config.topic(name) for name in OUTPUTS])
     if with_subscribers:
-        subscribe(broker, config, scorer)
+        subscribe(broker, config, scorer, holdings=Holdings())
     return Rig(scorer, models, blobs, out, broker, config)
 
 

@@ -34,6 +34,7 @@ from triage_router.metrics import SERVICE
 from triage_router.routing_handler import RoutingHandler
 from triage_router.settings import Settings
 from triage_runtime.kafka import DeadLetters, encode_event
+from triage_runtime.lag import Holdings
 from triage_runtime.outcomes.store import Item, Routed, StoredRoute
 from triage_runtime.routing import (
     DEFAULT_POLICY,
@@ -209,7 +210,7 @@ def _rig(*, with_subscriber: bool = False) -> Rig:
         + [settings.topic(topics.routed_topic(queue)) for queue in QUEUES],
     )
     if with_subscriber:
-        subscribe(broker, settings, handler)
+        subscribe(broker, settings, handler, holdings=Holdings())
     return Rig(handler, outcomes, policies, out, broker, settings)
 
 

@@ -108,6 +108,22 @@ def test_json_logs_carry_extras_as_fields() -> None:
     assert line["document_id"] == "doc_1"
 
 
+def test_json_logs_drop_uvicorns_coloured_copy_of_the_message() -> None:
+    record = logging.makeLogRecord(
+        {
+            "msg": "Started server process [%d]",
+            "args": (7,),
+            "levelname": "INFO",
+            "name": "uvicorn.error",
+            "color_message": "Started server process [\x1b[36m%d\x1b[0m]",
+        }
+    )
+    text = JsonFormatter("router").format(record)
+    assert json.loads(text)["msg"] == "Started server process [7]"
+    assert "color_message" not in json.loads(text)
+    assert "\\u001b" not in text
+
+
 def test_topic_prefix_applies_to_every_topic(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TRIAGE_TOPIC_PREFIX", "staging.")
     assert CommonSettings().topic("triage.documents.v1") == "staging.triage.documents.v1"

@@ -8,6 +8,7 @@ import logging
 from collections.abc import Sequence
 from typing import Any, Protocol, TypeVar
 
+from aiokafka import ConsumerRebalanceListener
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
 from faststream.kafka.subscriber.usecase import BatchSubscriber
@@ -81,11 +82,18 @@ def make_broker(kafka: KafkaConnection, *, client_id: str) -> KafkaBroker:
 
 
 def batch_subscriber(
-    broker: KafkaBroker, topic: str, *, group_id: str, max_records: int, poll_ms: int
+    broker: KafkaBroker,
+    topic: str,
+    *,
+    group_id: str,
+    max_records: int,
+    poll_ms: int,
+    listener: ConsumerRebalanceListener | None = None,
 ) -> BatchSubscriber:
     """The subscriber decorator every consumer uses: batches from the earliest offset a new
     group sees, committed only after the handler returns; an exception seeks back, so the
-    batch is read again (at least once, with idempotent effects)."""
+    batch is read again (at least once, with idempotent effects). ``listener`` hears of
+    rebalances (``triage_runtime.lag.Holdings`` keeps the partitions held, for lag)."""
     return broker.subscriber(
         topic,
         group_id=group_id,
@@ -94,6 +102,7 @@ def batch_subscriber(
         batch_timeout_ms=poll_ms,
         auto_offset_reset="earliest",
         ack_policy=AckPolicy.NACK_ON_ERROR,
+        listener=listener,
     )
 
 

@@ -10,8 +10,13 @@ from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any
 
-# LogRecord attributes that are not user-supplied extras.
-_RESERVED = frozenset(vars(logging.makeLogRecord({})).keys()) | {"message", "asctime"}
+# LogRecord attributes that are not user-supplied extras; and uvicorn's ``color_message``, a
+# copy of the message with terminal colour codes, which a log store shows as noise.
+_RESERVED = frozenset(vars(logging.makeLogRecord({})).keys()) | {
+    "message",
+    "asctime",
+    "color_message",
+}
 
 
 class JsonFormatter(logging.Formatter):

@@ -35,7 +35,8 @@ def topic_family(topic: str) -> str:
 
 CONSUMER_LAG = Gauge(
     "triage_consumer_lag",
-    "Messages a service's consumer group has yet to commit, per topic partition.",
+    "Messages a service's consumer group has yet to commit, per topic partition this "
+    "instance holds (instances hold disjoint partitions: their sum is the group's lag).",
     ["service", "topic", "partition"],
 )
 OUTBOX_PUBLISHED = Counter(

@@ -28,7 +28,7 @@ from triage_runtime.blobstore import BlobStore
 from triage_runtime.db.engine import make_async_engine
 from triage_runtime.http import RequestBodyLimit, RequestMetrics
 from triage_runtime.kafka import DeadLetters, batch_subscriber, make_broker
-from triage_runtime.lag import LagMonitor
+from triage_runtime.lag import Holdings, LagMonitor
 from triage_runtime.ops import ops_router
 from triage_runtime.service import producer_for
 
@@ -45,11 +45,12 @@ def create_app(settings: Settings | None = None, *, blobs: BlobStore | None = No
     broker = make_broker(settings, client_id="triage-classifier")
     source = ModelSource(settings)
     engine = make_async_engine(settings.database_url, pool_size=2)
+    holdings = Holdings()
     lag = LagMonitor(
         settings,
         service=SERVICE,
         group_id=settings.group_id,
-        topics=[settings.topic(topics.DOCUMENTS)],
+        holdings=holdings,
         label=lambda topic: topic.removeprefix(settings.topic_prefix),
         interval=settings.lag_interval_seconds,
     )
@@ -80,7 +81,7 @@ def create_app(settings: Settings | None = None, *, blobs: BlobStore | None = No
         producer=producer,
         drift_monitor=monitor,
     )
-    subscribe(broker, settings, scorer)
+    subscribe(broker, settings, scorer, holdings=holdings)
     exporter = (
         DriftExporter(
             monitor=monitor, models=source, interval_seconds=settings.drift_interval_seconds
@@ -133,7 +134,9 @@ def create_app(settings: Settings | None = None, *, blobs: BlobStore | None = No
     return app
 
 
-def subscribe(broker: KafkaBroker, settings: Settings, scorer: MicroBatchScorer) -> None:
+def subscribe(
+    broker: KafkaBroker, settings: Settings, scorer: MicroBatchScorer, *, holdings: Holdings
+) -> None:
     """What the classifier listens to: the documents topic, and the retry topic in a group of
     its own; each micro-batch's offsets commit once ``scorer`` has handled it (NACK on error)."""
 
@@ -143,6 +146,7 @@ def subscribe(broker: KafkaBroker, settings: Settings, scorer: MicroBatchScorer)
         group_id=settings.group_id,
         max_records=settings.batch_max_records,
         poll_ms=settings.batch_timeout_ms,
+        listener=holdings,
     )
     async def on_documents(message: KafkaMessage) -> None:
         """A micro-batch from the documents topic."""

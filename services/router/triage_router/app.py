@@ -19,7 +19,7 @@ from triage_router.settings import Settings
 from triage_runtime.db.engine import database_reachable, make_async_engine
 from triage_runtime.http import RequestMetrics
 from triage_runtime.kafka import DeadLetters, batch_subscriber, make_broker
-from triage_runtime.lag import LagMonitor
+from triage_runtime.lag import Holdings, LagMonitor
 from triage_runtime.ops import ops_router
 from triage_runtime.outbox import Outbox
 from triage_runtime.outcomes.store import OutcomeStore
@@ -47,12 +47,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         dead_letters=dead_letters,
         producer=producer,
     )
-    subscribe(broker, settings, handler)
+    holdings = Holdings()
+    subscribe(broker, settings, handler, holdings=holdings)
     lag = LagMonitor(
         settings,
         service=SERVICE,
         group_id=settings.group_id,
-        topics=[settings.topic(topics.CLASSIFIED)],
+        holdings=holdings,
         label=lambda topic: topic.removeprefix(settings.topic_prefix),
         interval=settings.lag_interval_seconds,
     )
@@ -92,7 +93,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     return app
 
 
-def subscribe(broker: KafkaBroker, settings: Settings, handler: RoutingHandler) -> None:
+def subscribe(
+    broker: KafkaBroker, settings: Settings, handler: RoutingHandler, *, holdings: Holdings
+) -> None:
     """What the router listens to: the classified topic, in batches whose offsets commit only
     after ``handler`` has made their effects durable and published their routings; and the
     dead-letter topic, to record the outcome of documents that went no further."""
@@ -103,6 +106,7 @@ def subscribe(broker: KafkaBroker, settings: Settings, handler: RoutingHandler) 
         group_id=settings.group_id,
         max_records=settings.batch_max_records,
         poll_ms=settings.batch_timeout_ms,
+        listener=holdings,
     )
     async def on_classified(message: KafkaMessage) -> None:
         """A batch of classified events (NACK on error: redelivered)."""
