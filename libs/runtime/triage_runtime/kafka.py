@@ -15,6 +15,7 @@ from pydantic import ValidationError
 
 from triage_contracts import DeadLetterV1, ErrorClass, Event, Producer
 from triage_contracts.headers import headers_for
+from triage_runtime import tracing
 from triage_runtime.metrics import DEAD_LETTERS, EVENTS_CONSUMED
 
 E = TypeVar("E", bound=Event)
@@ -117,15 +118,34 @@ def decode_event(value: bytes | None, event_type: type[E]) -> E:
         ) from exc
 
 
-async def publish_event(broker: KafkaBroker, topic: str, event: Event) -> None:
-    """Publish ``event`` keyed by its document id, with its envelope mirrored in headers."""
-    document_id: str | None = getattr(event, "document_id", None)
-    await broker.publish(
-        encode_event(event),
-        topic,
-        key=document_id.encode() if document_id else None,
-        headers=headers_for(event),
+def decode_record(record: ConsumedRecord, event_type: type[E]) -> E:
+    """Decode a consumed record as ``decode_event`` does, and record the span of taking it
+    (``triage_runtime.tracing``): every consumer decodes through this."""
+    event = decode_event(record.value, event_type)
+    tracing.consumed(
+        event,
+        header_dict(record.headers),
+        topic=record.topic,
+        partition=record.partition,
+        offset=record.offset,
     )
+    return event
+
+
+async def publish_event(broker: KafkaBroker, topic: str, event: Event) -> None:
+    """Publish ``event`` keyed by its document id, with its envelope mirrored in headers
+    and its trace's ``traceparent``; its ``send`` span lasts until the broker acknowledges."""
+    document_id: str | None = getattr(event, "document_id", None)
+    span, traceparent = tracing.start_send(topic, event)
+    try:
+        await broker.publish(
+            encode_event(event),
+            topic,
+            key=document_id.encode() if document_id else None,
+            headers=headers_for(event) | traceparent,
+        )
+    finally:
+        span.end()
 
 
 async def publish_events(broker: KafkaBroker, topic: str, events: Sequence[Event]) -> None:
@@ -142,19 +162,26 @@ async def publish_many(broker: KafkaBroker, items: Sequence[tuple[str, Event]]) 
     caller redelivers the whole batch (consumers tolerate duplicates).
     """
     pending = []
-    for topic, event in items:
-        document_id: str | None = getattr(event, "document_id", None)
-        sent = await broker.publish(
-            encode_event(event),
-            topic,
-            key=document_id.encode() if document_id else None,
-            headers=headers_for(event),
-            no_confirm=True,
-        )
-        # FastStream's in-memory TestKafkaBroker delivers at once and hands back no future.
-        if sent is not None:
-            pending.append(sent)
-    results = await asyncio.gather(*pending, return_exceptions=True)
+    spans = []
+    try:
+        for topic, event in items:
+            document_id: str | None = getattr(event, "document_id", None)
+            span, traceparent = tracing.start_send(topic, event)
+            spans.append(span)
+            sent = await broker.publish(
+                encode_event(event),
+                topic,
+                key=document_id.encode() if document_id else None,
+                headers=headers_for(event) | traceparent,
+                no_confirm=True,
+            )
+            # FastStream's in-memory TestKafkaBroker delivers at once and hands back no future.
+            if sent is not None:
+                pending.append(sent)
+        results = await asyncio.gather(*pending, return_exceptions=True)
+    finally:
+        for span in spans:
+            span.end()
     for result in results:
         if isinstance(result, BaseException):
             raise result

@@ -21,6 +21,7 @@ class ServiceSettings(Protocol):
     log_level: str
     log_json: bool
     header_timeout_seconds: float
+    otlp_endpoint: str | None
 
 
 S = TypeVar("S", bound=ServiceSettings)
@@ -39,10 +40,12 @@ def serve(
     import uvicorn
 
     from triage_runtime.logs import configure_logging
+    from triage_runtime.tracing import configure_tracing
 
     settings = settings_class()
     # Before the app is built, so that what building it logs is JSON too.
     configure_logging(service=service, level=settings.log_level, json_lines=settings.log_json)
+    configure_tracing(service=service, otlp_endpoint=settings.otlp_endpoint)
     application = create_app(settings)
     server = uvicorn.Server(
         server_config(application, settings, service=service, host=args.host, port=args.port)
