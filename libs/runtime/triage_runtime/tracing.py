@@ -37,8 +37,9 @@ from opentelemetry.trace import NonRecordingSpan, Span, SpanContext, SpanKind, T
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from triage_contracts import Event
+from triage_contracts import headers as header_names
 
-TRACEPARENT = "traceparent"
+TRACEPARENT = header_names.TRACEPARENT
 """The W3C trace-context header every Triage record carries."""
 
 REMEMBERED_TRACES = 4096
