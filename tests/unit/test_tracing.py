@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator, Sequence
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from typing import ClassVar
 
 import pytest
 from aiokafka.structs import ConsumerRecord
@@ -127,3 +130,46 @@ def test_the_memory_of_traces_is_bounded(spans: InMemorySpanExporter) -> None:
         span, _headers = tracing.start_send("documents", received())
         span.end()
     assert len(tracing._last_span) == tracing.REMEMBERED_TRACES
+
+
+class _Collector(BaseHTTPRequestHandler):
+    """An OTLP/HTTP endpoint that keeps what it is sent."""
+
+    received: ClassVar[list[tuple[str, bytes]]] = []
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        self.received.append((self.path, body))
+        self.send_response(200)
+        self.send_header("Content-Type", "application/x-protobuf")
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+def test_with_an_endpoint_the_spans_are_exported_over_otlp() -> None:
+    server = HTTPServer(("127.0.0.1", 0), _Collector)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    _Collector.received = []
+    try:
+        provider = tracing.configure_tracing(
+            service="test", otlp_endpoint=f"http://127.0.0.1:{server.server_port}/v1/traces"
+        )
+        assert provider is not None
+        event = received()
+        span, _headers = tracing.start_send("documents", event)
+        span.end()
+        assert provider.force_flush(timeout_millis=10_000)
+    finally:
+        tracing.configure_tracing(service="test", otlp_endpoint=None)
+        server.shutdown()
+        server.server_close()
+    paths = [path for path, _ in _Collector.received]
+    assert "/v1/traces" in paths
+    # The protobuf body holds the trace id as its 16 raw bytes, and the service's name.
+    body = b"".join(data for _, data in _Collector.received)
+    assert bytes.fromhex(event.trace_id) in body
+    assert b"triage-test" in body
