@@ -17,8 +17,17 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind
 
 from tests.helpers import classified, received
+from triage_contracts import ErrorClass, Producer
 from triage_runtime import tracing
-from triage_runtime.kafka import decode_record, make_broker, publish_event, publish_many
+from triage_runtime.kafka import (
+    DeadLetters,
+    UnprocessableError,
+    dead_letter_for,
+    decode_record,
+    make_broker,
+    publish_event,
+    publish_many,
+)
 
 
 @pytest.fixture
@@ -173,3 +182,60 @@ def test_with_an_endpoint_the_spans_are_exported_over_otlp() -> None:
     body = b"".join(data for _, data in _Collector.received)
     assert bytes.fromhex(event.trace_id) in body
     assert b"triage-test" in body
+
+
+async def test_a_dead_letter_is_in_the_trace_of_the_record_it_holds(
+    spans: InMemorySpanExporter,
+) -> None:
+    """The classifier takes a document whose blob is gone: its dead letter is sent in the
+    document's trace, the child of the span that took the record."""
+    broker = make_broker("127.0.0.1:1", client_id="test")
+    taken: list[ConsumerRecord[bytes, bytes]] = []
+
+    @broker.subscriber("documents")
+    async def collect(message: KafkaMessage) -> None:
+        taken.append(message.raw_message)
+
+    document = received()
+    letters = DeadLetters(
+        broker,
+        topic="deadletter",
+        service="classifier",
+        producer=Producer(service="classifier", version="t"),
+    )
+    async with TestKafkaBroker(broker):
+        await publish_event(broker, "documents", document)
+        (record,) = taken
+        decode_record(record, type(document))
+        error = UnprocessableError(ErrorClass.BLOB_MISSING, "gone", document.document_id)
+        letter = await letters.send(record, error, consumed_topic="documents")
+    assert letter.trace_id == document.trace_id
+    finished = spans.get_finished_spans()
+    taken_span = _span(finished, "process documents")
+    sent = _span(finished, "send deadletter")
+    assert taken_span.context is not None and sent.parent is not None
+    assert sent.parent.span_id == taken_span.context.span_id
+
+
+def test_a_dead_letter_of_a_record_without_a_trace_id_gets_its_own() -> None:
+    record: ConsumerRecord[bytes, bytes] = ConsumerRecord(
+        topic="documents",
+        partition=0,
+        offset=3,
+        timestamp=0,
+        timestamp_type=0,
+        key=None,
+        value=b"{not json",
+        checksum=None,
+        serialized_key_size=0,
+        serialized_value_size=9,
+        headers=[("triage-trace-id", b"not-a-trace-id")],
+    )
+    letter = dead_letter_for(
+        record,
+        stage="classifier",
+        producer=Producer(service="classifier", version="t"),
+        error=UnprocessableError(ErrorClass.UNDECODABLE, "value is not valid JSON"),
+    )
+    assert letter.trace_id != "not-a-trace-id"
+    assert letter.original_headers == {"triage-trace-id": "not-a-trace-id"}

@@ -14,6 +14,8 @@ from faststream.kafka.subscriber.usecase import BatchSubscriber
 from pydantic import ValidationError
 
 from triage_contracts import DeadLetterV1, ErrorClass, Event, Producer
+from triage_contracts import headers as header_names
+from triage_contracts.events import is_trace_id, new_trace_id
 from triage_contracts.headers import headers_for
 from triage_runtime import tracing
 from triage_runtime.metrics import DEAD_LETTERS, EVENTS_CONSUMED
@@ -207,8 +209,12 @@ def dead_letter_for(
 ) -> DeadLetterV1:
     """Build the dead-letter record for ``record``, keeping its original bytes."""
     value = record.value or b""
+    headers = header_dict(record.headers)
+    # In the document's trace, when the record says which (a tool's record may not).
+    trace_id = headers.get(header_names.TRACE_ID, "")
     return DeadLetterV1(
         producer=producer,
+        trace_id=trace_id if is_trace_id(trace_id) else new_trace_id(),
         document_id=error.document_id,
         stage=stage,
         error_class=error.error_class,
@@ -218,7 +224,7 @@ def dead_letter_for(
         source_offset=record.offset,
         original_key=record.key.decode("utf-8", errors="replace") if record.key else None,
         original_value_b64=base64.b64encode(value[:MAX_DEADLETTER_VALUE_BYTES]).decode(),
-        original_headers=header_dict(record.headers),
+        original_headers=headers,
     )
 
 
