@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import sys
 import threading
 from collections.abc import Iterator, Sequence
 from http.server import BaseHTTPRequestHandler, HTTPServer
@@ -239,3 +241,33 @@ def test_a_dead_letter_of_a_record_without_a_trace_id_gets_its_own() -> None:
     )
     assert letter.trace_id != "not-a-trace-id"
     assert letter.original_headers == {"triage-trace-id": "not-a-trace-id"}
+
+
+def test_an_endpoint_without_the_exporter_stops_the_service_with_one_line(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from triage_ingest.settings import Settings as IngestSettings
+    from triage_runtime import logs
+    from triage_runtime.serve import STARTUP_FAILURE, serve
+
+    # As if the otlp extra were not installed; the test's own log capture stays in place.
+    monkeypatch.setitem(sys.modules, "opentelemetry.exporter.otlp.proto.http.trace_exporter", None)
+    monkeypatch.setattr(logs, "configure_logging", lambda **_: None)
+    built: list[object] = []
+    with caplog.at_level(logging.ERROR), pytest.raises(SystemExit) as stopped:
+        serve(
+            service="ingest",
+            settings_class=lambda: IngestSettings(otlp_endpoint="http://127.0.0.1:1/v1/traces"),
+            create_app=built.append,
+            argv=[],
+        )
+    assert stopped.value.code == STARTUP_FAILURE
+    assert built == []
+    assert [(r.levelname, r.getMessage(), r.exc_info) for r in caplog.records] == [
+        (
+            "ERROR",
+            "TRIAGE_OTLP_ENDPOINT is set but the OTLP exporter is not installed: "
+            "install triage-runtime[otlp]",
+            None,
+        )
+    ]

@@ -60,6 +60,10 @@ class _Tracing:
 _state = _Tracing()
 
 
+class TracingUnavailableError(RuntimeError):
+    """Tracing is configured but cannot run (the exporter is not installed)."""
+
+
 class DocumentTraceIds(RandomIdGenerator):
     """Random ids, except that a root span started for an event takes the event's trace id."""
 
@@ -78,7 +82,8 @@ def configure_tracing(
     or ``processors`` are given (tests pass an in-memory exporter's); otherwise record none.
 
     Returns the provider, or None when tracing is off. Calling it again replaces the provider
-    (the previous one is shut down, exporting what it holds)."""
+    (the previous one is shut down, exporting what it holds). Raises TracingUnavailableError when
+    an endpoint is set and the exporter is not installed."""
     if _state.provider is not None:
         _state.provider.shutdown()
         _state.provider = None
@@ -93,7 +98,7 @@ def configure_tracing(
         try:
             from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
         except ImportError as exc:
-            raise RuntimeError(
+            raise TracingUnavailableError(
                 "TRIAGE_OTLP_ENDPOINT is set but the OTLP exporter is not installed: "
                 "install triage-runtime[otlp]"
             ) from exc
