@@ -139,12 +139,17 @@ def test_a_batch_fetches_its_blobs_at_once_and_counts_what_it_cannot_rescore(
     too_large = stored.model_copy(
         update={"document": stored.document.model_copy(update={"blob": blob})}
     )
+    values = [
+        encode_event(readable[0]),
+        b"{not json",
+        encode_event(missing),
+        encode_event(too_large),
+        encode_event(readable[1]),
+    ]
+    # As records come from the topic (the consumer's span names the topic and offset).
     records = [
-        SimpleNamespace(value=encode_event(readable[0]), headers=[], partition=0),
-        SimpleNamespace(value=b"{not json", headers=[], partition=0),
-        SimpleNamespace(value=encode_event(missing), headers=[], partition=0),
-        SimpleNamespace(value=encode_event(too_large), headers=[], partition=0),
-        SimpleNamespace(value=encode_event(readable[1]), headers=[], partition=0),
+        SimpleNamespace(value=value, headers=[], topic="documents", partition=0, offset=offset)
+        for offset, value in enumerate(values)
     ]
     batches: list[list[Any]] = []
 

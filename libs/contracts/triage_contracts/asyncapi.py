@@ -185,6 +185,9 @@ def _headers_schema() -> dict[str, Any]:
         headers.MODEL_VERSION: "Model version, where a model was involved",
         headers.MODEL_ROLE: "Model role (champion, canary, shadow, rules)",
         headers.CONTENT_TYPE: "Always application/json",
+        headers.TRACEPARENT: (
+            "W3C trace context: 00-<the trace id>-<id of the span that sent it>-<flags>"
+        ),
     }
     return {
         "type": "object",

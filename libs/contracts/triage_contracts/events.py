@@ -17,7 +17,8 @@ DocumentId = Annotated[str, StringConstraints(pattern=DOCUMENT_ID_PATTERN)]
 """A stable document id: ``doc_`` and 32 hex digits, derived from the inbound identity."""
 
 Sha256Hex = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
-TraceId = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{32}$")]
+TRACE_ID_PATTERN = r"^[0-9a-f]{32}$"
+TraceId = Annotated[str, StringConstraints(pattern=TRACE_ID_PATTERN)]
 Label = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_-]{0,39}$")]
 ShortText = Annotated[str, StringConstraints(max_length=500)]
 
@@ -31,6 +32,11 @@ def derive_document_id(namespace: str, *identity: str) -> str:
 def new_trace_id() -> str:
     """Return a fresh W3C-style 128-bit trace id in hex."""
     return secrets.token_hex(16)
+
+
+def is_trace_id(value: str) -> bool:
+    """Whether ``value`` is a trace id as events carry it (also an OpenTelemetry trace id)."""
+    return re.fullmatch(TRACE_ID_PATTERN, value) is not None
 
 
 def utcnow() -> datetime:

@@ -12,6 +12,9 @@ PRODUCER = "triage-producer"
 MODEL_VERSION = "triage-model-version"
 MODEL_ROLE = "triage-model-role"
 CONTENT_TYPE = "content-type"
+TRACEPARENT = "traceparent"
+"""W3C trace context: the trace (``TRACE_ID``'s value) and the span that sent the record;
+written by the runtime's tracing (``triage_runtime.tracing``), not from the envelope."""
 
 ALL = (SCHEMA, EVENT_ID, DOCUMENT_ID, TRACE_ID, PRODUCER, MODEL_VERSION, MODEL_ROLE, CONTENT_TYPE)
 

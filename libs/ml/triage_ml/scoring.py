@@ -32,7 +32,7 @@ from triage_runtime.kafka import (
     ConsumedRecord,
     RetryableError,
     UnprocessableError,
-    decode_event,
+    decode_record,
     header_dict,
 )
 from triage_runtime.routing import RoutingPolicy
@@ -138,7 +138,7 @@ class DocumentReader:
         extract a batch; each record ends in exactly one of the three lists of ``Read``."""
 
         async def receive(record: ConsumedRecord) -> tuple[DocumentReceivedV1, bytes | None]:
-            event = decode_event(record.value, DocumentReceivedV1)
+            event = decode_record(record, DocumentReceivedV1)
             return event, await self.fetch(event)
 
         outcomes = await asyncio.gather(

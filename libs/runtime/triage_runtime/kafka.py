@@ -15,7 +15,10 @@ from faststream.kafka.subscriber.usecase import BatchSubscriber
 from pydantic import ValidationError
 
 from triage_contracts import DeadLetterV1, ErrorClass, Event, Producer
+from triage_contracts import headers as header_names
+from triage_contracts.events import is_trace_id, new_trace_id
 from triage_contracts.headers import headers_for
+from triage_runtime import tracing
 from triage_runtime.kafka_connection import KafkaConnection
 from triage_runtime.metrics import DEAD_LETTERS, EVENTS_CONSUMED
 
@@ -130,15 +133,34 @@ def decode_event(value: bytes | None, event_type: type[E]) -> E:
         ) from exc
 
 
-async def publish_event(broker: KafkaBroker, topic: str, event: Event) -> None:
-    """Publish ``event`` keyed by its document id, with its envelope mirrored in headers."""
-    document_id: str | None = getattr(event, "document_id", None)
-    await broker.publish(
-        encode_event(event),
-        topic,
-        key=document_id.encode() if document_id else None,
-        headers=headers_for(event),
+def decode_record(record: ConsumedRecord, event_type: type[E]) -> E:
+    """Decode a consumed record as ``decode_event`` does, and record the span of taking it
+    (``triage_runtime.tracing``): every consumer decodes through this."""
+    event = decode_event(record.value, event_type)
+    tracing.consumed(
+        event,
+        header_dict(record.headers),
+        topic=record.topic,
+        partition=record.partition,
+        offset=record.offset,
     )
+    return event
+
+
+async def publish_event(broker: KafkaBroker, topic: str, event: Event) -> None:
+    """Publish ``event`` keyed by its document id, with its envelope mirrored in headers
+    and its trace's ``traceparent``; its ``send`` span lasts until the broker acknowledges."""
+    document_id: str | None = getattr(event, "document_id", None)
+    span, traceparent = tracing.start_send(topic, event)
+    try:
+        await broker.publish(
+            encode_event(event),
+            topic,
+            key=document_id.encode() if document_id else None,
+            headers=headers_for(event) | traceparent,
+        )
+    finally:
+        span.end()
 
 
 async def publish_events(broker: KafkaBroker, topic: str, events: Sequence[Event]) -> None:
@@ -155,19 +177,26 @@ async def publish_many(broker: KafkaBroker, items: Sequence[tuple[str, Event]]) 
     caller redelivers the whole batch (consumers tolerate duplicates).
     """
     pending = []
-    for topic, event in items:
-        document_id: str | None = getattr(event, "document_id", None)
-        sent = await broker.publish(
-            encode_event(event),
-            topic,
-            key=document_id.encode() if document_id else None,
-            headers=headers_for(event),
-            no_confirm=True,
-        )
-        # FastStream's in-memory TestKafkaBroker delivers at once and hands back no future.
-        if sent is not None:
-            pending.append(sent)
-    results = await asyncio.gather(*pending, return_exceptions=True)
+    spans = []
+    try:
+        for topic, event in items:
+            document_id: str | None = getattr(event, "document_id", None)
+            span, traceparent = tracing.start_send(topic, event)
+            spans.append(span)
+            sent = await broker.publish(
+                encode_event(event),
+                topic,
+                key=document_id.encode() if document_id else None,
+                headers=headers_for(event) | traceparent,
+                no_confirm=True,
+            )
+            # FastStream's in-memory TestKafkaBroker delivers at once and hands back no future.
+            if sent is not None:
+                pending.append(sent)
+        results = await asyncio.gather(*pending, return_exceptions=True)
+    finally:
+        for span in spans:
+            span.end()
     for result in results:
         if isinstance(result, BaseException):
             raise result
@@ -193,8 +222,12 @@ def dead_letter_for(
 ) -> DeadLetterV1:
     """Build the dead-letter record for ``record``, keeping its original bytes."""
     value = record.value or b""
+    headers = header_dict(record.headers)
+    # In the document's trace, when the record says which (a tool's record may not).
+    trace_id = headers.get(header_names.TRACE_ID, "")
     return DeadLetterV1(
         producer=producer,
+        trace_id=trace_id if is_trace_id(trace_id) else new_trace_id(),
         document_id=error.document_id,
         stage=stage,
         error_class=error.error_class,
@@ -204,7 +237,7 @@ def dead_letter_for(
         source_offset=record.offset,
         original_key=record.key.decode("utf-8", errors="replace") if record.key else None,
         original_value_b64=base64.b64encode(value[:MAX_DEADLETTER_VALUE_BYTES]).decode(),
-        original_headers=header_dict(record.headers),
+        original_headers=headers,
     )
 
 

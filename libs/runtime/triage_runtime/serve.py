@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import logging
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
@@ -21,6 +22,7 @@ class ServiceSettings(Protocol):
     log_level: str
     log_json: bool
     header_timeout_seconds: float
+    otlp_endpoint: str | None
 
 
 S = TypeVar("S", bound=ServiceSettings)
@@ -39,10 +41,19 @@ def serve(
     import uvicorn
 
     from triage_runtime.logs import configure_logging
+    from triage_runtime.tracing import TracingUnavailableError, configure_tracing
 
     settings = settings_class()
     # Before the app is built, so that what building it logs is JSON too.
     configure_logging(service=service, level=settings.log_level, json_lines=settings.log_json)
+    problem = None
+    try:
+        configure_tracing(service=service, otlp_endpoint=settings.otlp_endpoint)
+    except TracingUnavailableError as exc:
+        problem = str(exc)
+    if problem is not None:  # one log line, not a traceback
+        logging.getLogger("triage_runtime.serve").error(problem)
+        raise SystemExit(STARTUP_FAILURE)
     application = create_app(settings)
     server = uvicorn.Server(
         server_config(application, settings, service=service, host=args.host, port=args.port)

@@ -56,6 +56,14 @@ class CommonSettings(KafkaConnection):
         validation_alias="TRIAGE_METRICS_TOKEN",
         description="When set, /metrics wants it as a bearer token (health stays open).",
     )
+    otlp_endpoint: str | None = Field(
+        default=None,
+        validation_alias="TRIAGE_OTLP_ENDPOINT",
+        description=(
+            "OTLP/HTTP traces endpoint (e.g. http://collector:4318/v1/traces) to export "
+            "OpenTelemetry spans to; unset, none are recorded (needs triage-runtime[otlp])."
+        ),
+    )
     lag_interval_seconds: float = Field(
         default=15.0,
         gt=0,

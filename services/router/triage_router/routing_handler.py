@@ -35,7 +35,7 @@ from triage_runtime.kafka import (
     ConsumedRecord,
     DeadLetters,
     UnprocessableError,
-    decode_event,
+    decode_record,
 )
 from triage_runtime.metrics import EVENTS_CONSUMED
 from triage_runtime.outbox import Publisher
@@ -110,7 +110,7 @@ class RoutingHandler:
         decoded: list[Decoded] = []
         for record in records:
             try:
-                decoded.append((record, decode_event(record.value, DocumentClassifiedV1)))
+                decoded.append((record, decode_record(record, DocumentClassifiedV1)))
             except UnprocessableError as exc:
                 await self._dead_letters.send(record, exc, consumed_topic=topics.CLASSIFIED)
         try:
@@ -130,7 +130,7 @@ class RoutingHandler:
         letters: list[DeadLetterV1] = []
         for record in records:
             try:
-                letters.append(decode_event(record.value, DeadLetterV1))
+                letters.append(decode_record(record, DeadLetterV1))
             except UnprocessableError as exc:
                 log.warning(
                     "a dead letter could not be read; no outcome recorded for it",
