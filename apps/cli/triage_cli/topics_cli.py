@@ -1,0 +1,110 @@
+"""``triage topics plan`` / ``apply``: make the cluster's topics match the declared list."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.markup import escape
+
+from triage_cli.console import console, stdout
+
+if TYPE_CHECKING:
+    from triage_runtime.topic_admin import Change
+
+topics_app = typer.Typer(
+    help="Topics as code: compare the cluster with the declared topics, then apply.",
+    no_args_is_help=True,
+)
+
+QueueOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--queue",
+        help="A queue that gets a routed topic (repeat for each label and other queue).",
+    ),
+]
+ReplicationOption = Annotated[
+    int,
+    typer.Option(
+        envvar="TRIAGE_TOPICS_REPLICATION_FACTOR",
+        min=1,
+        help="Replicas of each partition (1 on a one-broker development stack); the minimum "
+        "in-sync replicas is one fewer, at least 1.",
+    ),
+]
+
+
+def _plan(queues: list[str], replication_factor: int) -> list[Change]:
+    from triage_contracts.topics import declared_topics
+    from triage_runtime.settings import CommonSettings
+    from triage_runtime.topic_admin import TopicAdmin, plan
+
+    try:
+        declared = declared_topics(queues, replication_factor=replication_factor)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--queue") from exc
+    settings = CommonSettings()
+
+    async def run() -> list[Change]:
+        async with TopicAdmin(settings.kafka_bootstrap, prefix=settings.topic_prefix) as admin:
+            actual = await admin.describe([spec.name for spec in declared])
+        return plan(declared, actual)
+
+    return asyncio.run(run())
+
+
+def _show(changes: list[Change]) -> None:
+    for change in changes:
+        stdout.print(escape(change.describe()), highlight=False, soft_wrap=True)
+    if not changes:
+        stdout.print("no difference: the cluster matches the declared topics")
+
+
+@topics_app.command("plan")
+def topics_plan(
+    queue: QueueOption = None,
+    replication_factor: ReplicationOption = 3,
+    check: Annotated[
+        bool, typer.Option("--check", help="Exit with status 1 when there is any difference.")
+    ] = False,
+) -> None:
+    """Show what `triage topics apply` would create or alter (changes nothing)."""
+    changes = _plan(queue or [], replication_factor)
+    _show(changes)
+    if check and changes:
+        raise typer.Exit(1)
+
+
+@topics_app.command("apply")
+def topics_apply(
+    queue: QueueOption = None,
+    replication_factor: ReplicationOption = 3,
+) -> None:
+    """Create missing topics, add partitions and set configs to the declared values."""
+    from triage_runtime.settings import CommonSettings
+    from triage_runtime.topic_admin import CannotApply, TopicAdmin, TopicAdminError
+
+    changes = _plan(queue or [], replication_factor)
+    _show(changes)
+    settings = CommonSettings()
+
+    async def run() -> None:
+        async with TopicAdmin(settings.kafka_bootstrap, prefix=settings.topic_prefix) as admin:
+            await admin.apply(changes)
+
+    try:
+        asyncio.run(run())
+    except TopicAdminError as exc:
+        console.print(f"[red]error: {escape(str(exc))}[/red]", highlight=False, soft_wrap=True)
+        raise typer.Exit(1) from exc
+    left = [c for c in changes if isinstance(c, CannotApply)]
+    applied = len(changes) - len(left)
+    console.print(f"applied {applied} change(s)", highlight=False)
+    if left:
+        console.print(
+            f"[yellow]{len(left)} difference(s) need an operator (see above)[/yellow]",
+            highlight=False,
+        )
+        raise typer.Exit(1)
