@@ -89,6 +89,8 @@ def test_an_unreachable_database_is_one_line_naming_where_without_the_password(
         ["dlq", "redrive", "0:1"],
         ["canary", "report", "--since", "1h"],
         ["shadow", "report", "--since", "1h"],
+        ["topics", "plan"],
+        ["topics", "apply", "--queue", "billing"],
     ],
     ids=lambda c: " ".join(c[:2]),
 )
@@ -113,3 +115,9 @@ def test_a_missing_data_path_is_one_line(command: list[str], option: str, tmp_pa
     code, lines = _run(*(a.format(missing=missing, tmp=tmp_path) for a in command))
     assert code == 2
     assert lines == [f"error: Invalid value for '{option}': path '{missing}' does not exist."]
+
+
+def test_a_queue_no_topic_can_carry_is_one_line_before_kafka_is_asked() -> None:
+    code, lines = _run("topics", "plan", "--queue", "Bad Queue")
+    assert code == 2
+    assert len(lines) == 1 and lines[0].startswith("error: Invalid value for --queue: queue name")
