@@ -75,7 +75,7 @@ class TopicSpec:
         }
 
 
-_FIXED_SPECS = (
+FIXED_SPECS = (
     TopicSpec(name=DOCUMENTS, partitions=6, retention_ms=7 * DAY_MS),
     TopicSpec(name=DOCUMENTS_RETRY, partitions=3, retention_ms=7 * DAY_MS),
     TopicSpec(name=CLASSIFIED, partitions=6, retention_ms=7 * DAY_MS),
@@ -87,6 +87,11 @@ _FIXED_SPECS = (
 
 ROUTED_PARTITIONS = 3
 ROUTED_RETENTION_MS = 14 * DAY_MS
+
+
+def routed_spec(name: str) -> TopicSpec:
+    """The declared settings of a routed topic (``name`` is the topic or its template)."""
+    return TopicSpec(name=name, partitions=ROUTED_PARTITIONS, retention_ms=ROUTED_RETENTION_MS)
 
 
 def declared_topics(queues: Iterable[str], *, replication_factor: int = 3) -> tuple[TopicSpec, ...]:
@@ -109,5 +114,5 @@ def declared_topics(queues: Iterable[str], *, replication_factor: int = 3) -> tu
             replication_factor=replication_factor,
             min_insync_replicas=max(1, replication_factor - 1),
         )
-        for spec in (*_FIXED_SPECS, *routed)
+        for spec in (*FIXED_SPECS, *routed)
     )
