@@ -17,6 +17,8 @@ from tests.stack import Stack
 from triage_cli.main import app
 from triage_contracts import topics
 from triage_contracts.topics import declared_topics
+from triage_runtime.db.engine import make_async_engine
+from triage_runtime.registry import LocalArtifactStore, ModelRegistry
 
 QUEUES = ("billing", "legal")
 
@@ -80,10 +82,11 @@ def _prefixed_topics(stack: Stack) -> set[str]:
 
 
 def test_plan_apply_then_no_difference_and_a_changed_retention_is_put_back(
-    isolated: Stack, monkeypatch: pytest.MonkeyPatch
+    isolated: Stack, clean_db: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("TRIAGE_KAFKA_BOOTSTRAP", isolated.kafka_bootstrap)
     monkeypatch.setenv("TRIAGE_TOPIC_PREFIX", isolated.topic_prefix)
+    monkeypatch.setenv("TRIAGE_DATABASE_URL", clean_db)  # no model: only --queue's queues
     declared = declared_topics(QUEUES, replication_factor=1)
 
     code, out = _run("plan", *_queues(), "--check")
@@ -123,10 +126,11 @@ def test_plan_apply_then_no_difference_and_a_changed_retention_is_put_back(
 
 
 def test_two_applies_at_once_both_succeed_and_leave_the_declared_topics(
-    isolated: Stack, monkeypatch: pytest.MonkeyPatch
+    isolated: Stack, clean_db: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("TRIAGE_KAFKA_BOOTSTRAP", isolated.kafka_bootstrap)
     monkeypatch.setenv("TRIAGE_TOPIC_PREFIX", isolated.topic_prefix)
+    monkeypatch.setenv("TRIAGE_DATABASE_URL", clean_db)
     env = {
         **os.environ,
         "TRIAGE_KAFKA_BOOTSTRAP": isolated.kafka_bootstrap,
@@ -150,3 +154,42 @@ def test_two_applies_at_once_both_succeed_and_leave_the_declared_topics(
     assert _prefixed_topics(isolated) == {isolated.topic(s.name) for s in declared}
     code, out = _run("plan", *_queues(), "--check")
     assert code == 0 and "no difference" in out, out
+
+
+def test_the_labels_of_aliased_models_are_queues_with_topics(
+    isolated: Stack,
+    clean_db: str,
+    small_model: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("TRIAGE_KAFKA_BOOTSTRAP", isolated.kafka_bootstrap)
+    monkeypatch.setenv("TRIAGE_TOPIC_PREFIX", isolated.topic_prefix)
+    monkeypatch.setenv("TRIAGE_DATABASE_URL", clean_db)
+    monkeypatch.setenv("TRIAGE_MODEL_STORE_URL", str(tmp_path / "store"))
+
+    async def register(*, champion: bool) -> None:
+        engine = make_async_engine(clean_db)
+        registry = ModelRegistry(engine, LocalArtifactStore(tmp_path / "store"))
+        try:
+            await registry.register(small_model, actor="test")
+            if champion:
+                await registry.move_alias(
+                    "champion", small_model.name, actor="test", action="promote"
+                )
+        finally:
+            await engine.dispose()
+
+    routed = {topics.routed_topic(label) for label in ("billing", "legal", "technical")}
+    asyncio.run(register(champion=False))
+    code, out = _run("plan", "--queue", "hr")
+    assert code == 0, out
+    assert not any(name in out for name in routed), "a model no alias points at has no queues"
+
+    asyncio.run(register(champion=True))
+    code, out = _run("plan", "--queue", "hr")
+    assert code == 0, out
+    assert all(f"+ create {name}:" in out for name in routed), out
+    assert f"+ create {topics.routed_topic('hr')}:" in out
+    code, out = _run("plan", "--no-registry")
+    assert not any(name in out for name in routed), out

@@ -67,6 +67,7 @@ def test_a_model_path_that_is_no_directory_is_refused_before_the_registry(
         ["user", "list"],
         ["db", "upgrade"],
         ["retention", "run"],
+        ["topics", "plan"],
         ["batch", "score", "--topic-range", "1h", "--output", "{tmp}/o.csv", "--model", "v1"],
     ],
     ids=lambda c: " ".join(c[:2]),
@@ -89,8 +90,8 @@ def test_an_unreachable_database_is_one_line_naming_where_without_the_password(
         ["dlq", "redrive", "0:1"],
         ["canary", "report", "--since", "1h"],
         ["shadow", "report", "--since", "1h"],
-        ["topics", "plan"],
-        ["topics", "apply", "--queue", "billing"],
+        ["topics", "plan", "--no-registry"],
+        ["topics", "apply", "--queue", "billing", "--no-registry"],
     ],
     ids=lambda c: " ".join(c[:2]),
 )

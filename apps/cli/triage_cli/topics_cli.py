@@ -11,6 +11,7 @@ from rich.markup import escape
 from triage_cli.console import console, stdout
 
 if TYPE_CHECKING:
+    from triage_runtime.registry import ModelRegistry
     from triage_runtime.topic_admin import Change
 
 topics_app = typer.Typer(
@@ -25,6 +26,14 @@ QueueOption = Annotated[
         help="A queue that gets a routed topic (repeat for each label and other queue).",
     ),
 ]
+RegistryOption = Annotated[
+    bool,
+    typer.Option(
+        "--registry/--no-registry",
+        help="Also declare a routed topic for each label of the models the champion, canary "
+        "and shadow aliases point at (the registry in TRIAGE_DATABASE_URL).",
+    ),
+]
 ReplicationOption = Annotated[
     int,
     typer.Option(
@@ -36,11 +45,29 @@ ReplicationOption = Annotated[
 ]
 
 
-def _plan(queues: list[str], replication_factor: int) -> list[Change]:
+def _aliased_labels() -> set[str]:
+    """The labels of every model version an alias points at: each is a queue."""
+    from triage_cli.registry_cli import run_with_registry
+
+    async def find(registry: ModelRegistry) -> set[str]:
+        return {
+            label for info in await registry.versions() if info.aliases for label in info.labels
+        }
+
+    return run_with_registry(find)
+
+
+def _plan(queues: list[str], *, registry: bool, replication_factor: int) -> list[Change]:
     from triage_contracts.topics import declared_topics
     from triage_runtime.settings import CommonSettings
     from triage_runtime.topic_admin import TopicAdmin, plan
 
+    try:
+        declared = declared_topics(queues, replication_factor=replication_factor)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--queue") from exc
+    if registry:
+        queues = [*queues, *_aliased_labels()]
     try:
         declared = declared_topics(queues, replication_factor=replication_factor)
     except ValueError as exc:
@@ -65,13 +92,14 @@ def _show(changes: list[Change]) -> None:
 @topics_app.command("plan")
 def topics_plan(
     queue: QueueOption = None,
+    registry: RegistryOption = True,
     replication_factor: ReplicationOption = 3,
     check: Annotated[
         bool, typer.Option("--check", help="Exit with status 1 when there is any difference.")
     ] = False,
 ) -> None:
     """Show what `triage topics apply` would create or alter (changes nothing)."""
-    changes = _plan(queue or [], replication_factor)
+    changes = _plan(queue or [], registry=registry, replication_factor=replication_factor)
     _show(changes)
     if check and changes:
         raise typer.Exit(1)
@@ -80,13 +108,14 @@ def topics_plan(
 @topics_app.command("apply")
 def topics_apply(
     queue: QueueOption = None,
+    registry: RegistryOption = True,
     replication_factor: ReplicationOption = 3,
 ) -> None:
     """Create missing topics, add partitions and set configs to the declared values."""
     from triage_runtime.settings import CommonSettings
     from triage_runtime.topic_admin import CannotApply, TopicAdmin, TopicAdminError
 
-    changes = _plan(queue or [], replication_factor)
+    changes = _plan(queue or [], registry=registry, replication_factor=replication_factor)
     _show(changes)
     settings = CommonSettings()
 
