@@ -58,20 +58,18 @@ def _aliased_labels() -> set[str]:
 
 
 def _plan(queues: list[str], *, registry: bool, replication_factor: int) -> list[Change]:
-    from triage_contracts.topics import declared_topics
+    from triage_contracts.topics import declared_topics, routed_topic
     from triage_runtime.settings import CommonSettings
     from triage_runtime.topic_admin import TopicAdmin, plan
 
-    try:
-        declared = declared_topics(queues, replication_factor=replication_factor)
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc), param_hint="--queue") from exc
+    for queue in queues:  # a usage error, said before a server is asked anything
+        try:
+            routed_topic(queue)
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc), param_hint="--queue") from exc
     if registry:
         queues = [*queues, *_aliased_labels()]
-    try:
-        declared = declared_topics(queues, replication_factor=replication_factor)
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc), param_hint="--queue") from exc
+    declared = declared_topics(queues, replication_factor=replication_factor)
     settings = CommonSettings()
 
     async def run() -> list[Change]:
