@@ -73,6 +73,7 @@ def test_a_model_path_that_is_no_directory_is_refused_before_the_registry(
         ["user", "list"],
         ["db", "upgrade"],
         ["retention", "run"],
+        ["topics", "plan"],
         ["batch", "score", "--topic-range", "1h", "--output", "{tmp}/o.csv", "--model", "v1"],
     ],
     ids=lambda c: " ".join(c[:2]),
@@ -95,6 +96,8 @@ def test_an_unreachable_database_is_one_line_naming_where_without_the_password(
         ["dlq", "redrive", "0:1"],
         ["canary", "report", "--since", "1h"],
         ["shadow", "report", "--since", "1h"],
+        ["topics", "plan", "--no-registry"],
+        ["topics", "apply", "--queue", "billing", "--no-registry"],
     ],
     ids=lambda c: " ".join(c[:2]),
 )
@@ -160,3 +163,9 @@ def test_an_untrusted_kafka_certificate_is_one_line_naming_the_ca_setting(
         "certificate is not trusted: check TRIAGE_KAFKA_SSL_CA_FILE and "
         "TRIAGE_KAFKA_SSL_CHECK_HOSTNAME"
     ]
+
+
+def test_a_queue_no_topic_can_carry_is_one_line_before_kafka_is_asked() -> None:
+    code, lines = _run("topics", "plan", "--queue", "Bad Queue")
+    assert code == 2
+    assert len(lines) == 1 and lines[0].startswith("error: Invalid value for --queue: queue name")

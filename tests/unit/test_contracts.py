@@ -138,3 +138,23 @@ def test_committed_asyncapi_document_is_current() -> None:
     assert committed == render_asyncapi(version=package_version("triage-contracts")), (
         "docs/asyncapi.json is stale: run `uv run triage contracts asyncapi`"
     )
+
+
+def test_asyncapi_kafka_bindings_are_the_declared_topics() -> None:
+    doc = build_asyncapi(version="test")
+    bindings = {c["address"]: c["bindings"]["kafka"] for c in doc["channels"].values()}
+    declared = {s.name: s for s in topics.declared_topics(["billing"])}
+    routed = declared[topics.routed_topic("billing")]
+    declared["triage.routed.{queue}.v1"] = routed
+    assert set(bindings) == set(declared) - {routed.name}
+    for address, binding in bindings.items():
+        spec = declared[address]
+        assert binding["topic"] == address
+        assert (binding["partitions"], binding["replicas"]) == (
+            spec.partitions,
+            spec.replication_factor,
+        )
+        assert binding["topicConfiguration"] == {
+            "cleanup.policy": [spec.cleanup_policy],
+            "retention.ms": spec.retention_ms,
+        }

@@ -26,6 +26,7 @@ from triage_cli.replay_cli import replay
 from triage_cli.retention_cli import retention_app
 from triage_cli.services import TriageGroup
 from triage_cli.shadow_cli import shadow_app
+from triage_cli.topics_cli import topics_app
 from triage_cli.upload_cli import upload
 from triage_cli.user_cli import user_app
 
@@ -56,6 +57,7 @@ app.add_typer(canary_app, name="canary")
 app.add_typer(shadow_app, name="shadow")
 app.add_typer(drift_app, name="drift")
 app.add_typer(retention_app, name="retention")
+app.add_typer(topics_app, name="topics")
 app.command("replay")(replay)
 app.command("upload")(upload)
 policy_app.command("tune")(policy_tune)

@@ -196,6 +196,22 @@ def _headers_schema() -> dict[str, Any]:
     }
 
 
+def _kafka_binding(address: str) -> dict[str, Any]:
+    """The channel's Kafka binding, from the declared topic list (``triage topics apply``)."""
+    fixed = {spec.name: spec for spec in topics.FIXED_SPECS}
+    spec = fixed[address] if address in fixed else topics.routed_spec(address)
+    return {
+        "topic": address,
+        "partitions": spec.partitions,
+        "replicas": spec.replication_factor,
+        "topicConfiguration": {
+            "cleanup.policy": [spec.cleanup_policy],
+            "retention.ms": spec.retention_ms,
+        },
+        "bindingVersion": "0.5.0",
+    }
+
+
 def build_asyncapi(*, version: str) -> dict[str, Any]:
     """Return the AsyncAPI document for every channel, message and operation in the contract."""
     _, schemas = models_json_schema(
@@ -221,6 +237,7 @@ def build_asyncapi(*, version: str) -> dict[str, Any]:
         channel: dict[str, Any] = {
             "address": address,
             "description": description,
+            "bindings": {"kafka": _kafka_binding(address)},
             "messages": {
                 _message_id(c): {"$ref": f"#/components/messages/{_message_id(c)}"} for c in classes
             },
