@@ -45,7 +45,8 @@ def env_names(cls: type[BaseSettings]) -> set[str]:
 
 def readme_table_names() -> set[str]:
     """Names in the first column of README.md's configuration table, abbreviations expanded:
-    ``…_X`` after ``TRIAGE_<SVC>_…`` is ``TRIAGE_<SVC>_X``; ``<SERVICE>`` is each service."""
+    ``…_X`` after ``TRIAGE_<SVC>_…`` (or ``TRIAGE_KAFKA_…``) is ``TRIAGE_<SVC>_X``;
+    ``<SERVICE>`` is each service."""
     text = (REPO_ROOT / "README.md").read_text()
     section = text.split("## Configuration", 1)[1].split("\n## ", 1)[0]
     names: set[str] = set()
@@ -54,7 +55,9 @@ def readme_table_names() -> set[str]:
             continue
         first = line.split("|")[1]
         found = NAME.findall(first)
-        service = re.match(r"TRIAGE_(INGEST|CLASSIFIER|ROUTER|REVIEW_UI|<SERVICE>)_", found[0])
+        service = re.match(
+            r"TRIAGE_(INGEST|CLASSIFIER|ROUTER|REVIEW_UI|<SERVICE>|KAFKA)_", found[0]
+        )
         for written in found:
             name = written
             if written.startswith("…_"):
