@@ -4,11 +4,17 @@ from __future__ import annotations
 
 import json
 import uuid
+from typing import cast
 
 import pytest
+from faststream.kafka.subscriber.usecase import LogicSubscriber
 from pydantic import ValidationError
 
 from tests.helpers import PRODUCER, REPO_ROOT, classified, document_ref, received
+from tests.unit.inmemory import in_memory_broker
+from triage_classifier.app import subscribe as classifier_subscribe
+from triage_classifier.batches import MicroBatchScorer
+from triage_classifier.settings import Settings as ClassifierSettings
 from triage_contracts import (
     EVENT_TYPES,
     DocumentReceivedV1,
@@ -21,6 +27,10 @@ from triage_contracts import (
 )
 from triage_contracts.asyncapi import build_asyncapi, render_asyncapi
 from triage_contracts.headers import headers_for
+from triage_router.app import subscribe as router_subscribe
+from triage_router.routing_handler import RoutingHandler
+from triage_router.settings import Settings as RouterSettings
+from triage_runtime.lag import Holdings
 from triage_runtime.service import package_version
 
 
@@ -158,3 +168,28 @@ def test_asyncapi_kafka_bindings_are_the_declared_topics() -> None:
             "cleanup.policy": [spec.cleanup_policy],
             "retention.ms": spec.retention_ms,
         }
+
+
+def test_asyncapi_consumer_groups_are_the_ones_the_services_join() -> None:
+    doc = build_asyncapi(version="test")
+    documented = {
+        (
+            doc["channels"][op["channel"]["$ref"].rsplit("/", 1)[1]]["address"],
+            op["bindings"]["kafka"]["groupId"]["enum"][0],
+        )
+        for op in doc["operations"].values()
+        if op["action"] == "receive"
+    }
+    broker = in_memory_broker()
+    classifier_subscribe(
+        broker, ClassifierSettings(), cast(MicroBatchScorer, None), holdings=Holdings()
+    )
+    router_subscribe(broker, RouterSettings(), cast(RoutingHandler, None), holdings=Holdings())
+    subscribers = [s for s in broker.subscribers if isinstance(s, LogicSubscriber)]
+    assert len(subscribers) == len(broker.subscribers)
+    joined = {
+        (topic, subscriber.group_id)
+        for subscriber in subscribers
+        for topic in subscriber.topic_names
+    }
+    assert documented == joined

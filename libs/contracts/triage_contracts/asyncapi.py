@@ -155,6 +155,13 @@ _OPERATIONS: tuple[tuple[str, str, str, type[Event], str], ...] = (
         "triage replay withdraws a document from the queue it no longer belongs to.",
     ),
     (
+        "routerRecordsDeadLetter",
+        "receive",
+        "deadletter",
+        DeadLetterV1,
+        "router records the outcome of a document that went no further (triage dlq lists them).",
+    ),
+    (
         "classifierDeadLetters",
         "send",
         "deadletter",
@@ -212,6 +219,28 @@ def _kafka_binding(address: str) -> dict[str, Any]:
     }
 
 
+_CONSUMER_GROUPS = {
+    "classifierConsumesDocument": topics.CLASSIFIER_GROUP,
+    "classifierConsumesRetry": topics.retry_group(topics.CLASSIFIER_GROUP),
+    "routerConsumesScore": topics.ROUTER_GROUP,
+    "routerRecordsDeadLetter": topics.dead_letter_group(topics.ROUTER_GROUP),
+}
+"""Each receive operation's default consumer group (the base is a setting of its service)."""
+
+
+def _group_binding(group: str) -> dict[str, Any]:
+    return {
+        "kafka": {
+            "groupId": {
+                "type": "string",
+                "enum": [group],
+                "description": "the default; the service's GROUP_ID setting replaces the base",
+            },
+            "bindingVersion": "0.5.0",
+        }
+    }
+
+
 def build_asyncapi(*, version: str) -> dict[str, Any]:
     """Return the AsyncAPI document for every channel, message and operation in the contract."""
     _, schemas = models_json_schema(
@@ -256,6 +285,8 @@ def build_asyncapi(*, version: str) -> dict[str, Any]:
             "channel": {"$ref": f"#/channels/{channel_id}"},
             "messages": [{"$ref": f"#/channels/{channel_id}/messages/{_message_id(cls)}"}],
         }
+        if action == "receive":
+            operations[op_id]["bindings"] = _group_binding(_CONSUMER_GROUPS[op_id])
 
     return {
         "asyncapi": ASYNCAPI_VERSION,

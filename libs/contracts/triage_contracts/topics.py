@@ -25,6 +25,24 @@ REVIEW_DECISIONS = "triage.review.decisions.v1"
 DEADLETTER = "triage.deadletter.v1"
 """DeadLetter records: what failed, where, why, and the original message."""
 
+CLASSIFIER_GROUP = "triage-classifier"
+"""The classifier's default consumer group (``TRIAGE_CLASSIFIER_GROUP_ID``) on DOCUMENTS."""
+
+ROUTER_GROUP = "triage-router"
+"""The router's default consumer group (``TRIAGE_ROUTER_GROUP_ID``) on CLASSIFIED."""
+
+
+def retry_group(group: str) -> str:
+    """The classifier's group on DOCUMENTS_RETRY: its own, so a retry never rebalances (and
+    redelivers) the documents group."""
+    return f"{group}.retry"
+
+
+def dead_letter_group(group: str) -> str:
+    """The router's group on DEADLETTER: its own, so it never rebalances the classified group."""
+    return f"{group}.deadletters"
+
+
 ROUTED_PREFIX = "triage.routed."
 ROUTED_SUFFIX = ".v1"
 

@@ -155,8 +155,7 @@ def subscribe(
     @batch_subscriber(
         broker,
         settings.topic(topics.DOCUMENTS_RETRY),
-        # A group of its own: joining the documents group would rebalance it (and redeliver).
-        group_id=f"{settings.group_id}.retry",
+        group_id=topics.retry_group(settings.group_id),
         max_records=settings.batch_max_records,
         poll_ms=domain.retry_poll_ms(
             backoff_seconds=settings.retry_backoff_seconds,

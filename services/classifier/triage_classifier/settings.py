@@ -7,6 +7,7 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
+from triage_contracts import topics
 from triage_ml.scoring import ScoringSettings
 
 
@@ -60,7 +61,7 @@ class Settings(ScoringSettings):
         ge=1,
         description="Fewer documents than this in a window export the drift gauges as NaN.",
     )
-    group_id: str = "triage-classifier"
+    group_id: str = topics.CLASSIFIER_GROUP
     batch_max_records: int = Field(default=32, gt=0, le=1000)
     batch_timeout_ms: int = Field(
         default=5,

@@ -115,8 +115,7 @@ def subscribe(
     @batch_subscriber(
         broker,
         settings.topic(topics.DEADLETTER),
-        # A group of its own: joining the classified group would rebalance it.
-        group_id=f"{settings.group_id}.deadletters",
+        group_id=topics.dead_letter_group(settings.group_id),
         max_records=settings.batch_max_records,
         poll_ms=100,
     )

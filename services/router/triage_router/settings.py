@@ -5,6 +5,7 @@ from __future__ import annotations
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
+from triage_contracts import topics
 from triage_runtime.settings import CommonSettings
 
 
@@ -15,7 +16,7 @@ class Settings(CommonSettings):
 
     host: str = "127.0.0.1"
     port: int = 8003
-    group_id: str = "triage-router"
+    group_id: str = topics.ROUTER_GROUP
     batch_max_records: int = Field(
         default=100, gt=0, le=1000, description="Classified events applied per transaction."
     )
