@@ -2,7 +2,8 @@
 
 Every ``triage`` command runs inside :class:`TriageGroup`, so this is the one place where an
 unreachable server or a bad option value becomes a line on stderr and an exit status instead
-of a traceback, whichever code opened the connection.
+of a traceback, whichever code opened the connection. It is also where a command's spans are
+recorded and exported when ``TRIAGE_OTLP_ENDPOINT`` is set (``triage_runtime.tracing``).
 """
 
 from __future__ import annotations

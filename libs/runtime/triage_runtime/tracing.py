@@ -14,6 +14,12 @@ remembers the last span of each trace it saw (a bounded map) and parents the nex
 The first span of a document's trace (the ingest's first send) is a root whose trace id is
 the document's, made so by the id generator below.
 
+An HTTP request (``serving``, made by ``triage_runtime.http.RequestMetrics``), a consumer's
+batch (``batch``) and a ``triage`` command (``traced_command``) are spans of traces of their
+own, since each may hold several documents: the documents' spans made while one runs link
+to it, and it links back to each record's ``process`` span and each new document's root.
+Steps inside them are ``working`` spans, their children.
+
 Nothing is exported unless ``TRIAGE_OTLP_ENDPOINT`` is set (the ``otlp`` extra of
 triage-runtime installs the exporter). Off, the spans are not recorded, and the headers
 still carry a ``traceparent`` with the document's trace id (flags 00: not sampled).
