@@ -71,6 +71,7 @@ def test_one_document_is_one_trace_across_ingest_classifier_and_router(
     router = RouterSettings(**common, group_id="otel-router")
     documents = f"process {isolated.topic(topics.DOCUMENTS)}"
     classified = f"process {isolated.topic(topics.CLASSIFIED)}"
+    route_batch = f"route {topics.CLASSIFIED}"
 
     with (
         TestClient(ingest_app(ingest)),
@@ -82,7 +83,7 @@ def test_one_document_is_one_trace_across_ingest_classifier_and_router(
         os.utime(letter, (time.time() - 5, time.time() - 5))
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline:
-            if classified in {span.name for span in spans.get_finished_spans()}:
+            if route_batch in {span.name for span in spans.get_finished_spans()}:
                 break
             time.sleep(0.2)
         finished = list(spans.get_finished_spans())
@@ -95,8 +96,18 @@ def test_one_document_is_one_trace_across_ingest_classifier_and_router(
     routed = _named(finished, classified)
     assert root.context is not None and root.attributes is not None
     trace_id = root.context.trace_id
-    assert {span.context.trace_id for span in finished if span.context} == {trace_id}
+    hops = [span for span in finished if span.name.startswith(("send ", "process "))]
+    assert {span.context.trace_id for span in hops if span.context} == {trace_id}
     assert root.parent is None
+    # The batches that took the record are traces of their own, linked both ways.
+    by_id = {span.context.span_id: span for span in finished if span.context}
+    for hop, batch_name in ((taken, f"classify {topics.DOCUMENTS}"), (routed, route_batch)):
+        (link,) = hop.links
+        batch = by_id[link.context.span_id]
+        assert batch.name == batch_name
+        assert batch.context is not None and batch.context.trace_id != trace_id
+        assert hop.context is not None
+        assert hop.context.span_id in {back.context.span_id for back in batch.links}
     # Each hop is the child of the one before it.
     for parent, child in ((root, taken), (taken, answered), (answered, routed)):
         assert child.parent is not None and parent.context is not None

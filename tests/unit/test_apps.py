@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from triage_classifier.app import create_app as classifier_app
 from triage_classifier.settings import Settings as ClassifierSettings
@@ -122,3 +123,21 @@ def test_every_service_counts_its_http_answers_before_any_other_middleware(
     # The first of user_middleware runs first: it sees what the others answer.
     assert app.user_middleware[0].cls is RequestMetrics
     assert app.user_middleware[0].kwargs["service"] == service.replace("_", "-")
+
+
+@pytest.mark.parametrize("service", ["ingest", "classifier", "router", "review_ui"])
+def test_every_service_makes_a_span_of_each_request_in_the_callers_trace(
+    service: str, tmp_path: Path, spans: InMemorySpanExporter
+) -> None:
+    from importlib import import_module
+
+    settings = import_module(f"triage_{service}.settings").Settings(blob_dir=tmp_path)
+    app = import_module(f"triage_{service}.app").create_app(settings)
+    caller = "0a" * 16
+    answer = TestClient(app).get("/healthz", headers={"traceparent": f"00-{caller}-{9:016x}-01"})
+    (request,) = spans.get_finished_spans()
+    assert request.name == "GET /healthz"
+    assert request.context is not None and f"{request.context.trace_id:032x}" == caller
+    assert request.parent is not None and request.parent.span_id == 9
+    assert request.attributes is not None
+    assert request.attributes["http.response.status_code"] == answer.status_code

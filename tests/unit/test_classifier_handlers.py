@@ -14,6 +14,7 @@ from aiokafka.structs import ConsumerRecord
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from faststream.kafka import KafkaBroker, TestKafkaBroker
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from prometheus_client import REGISTRY
 
 from tests.helpers import received, small_examples
@@ -41,6 +42,7 @@ from triage_ml import model as model_lib
 from triage_ml.model_thread import ModelThread
 from triage_ml.rules import load_rules
 from triage_runtime.apikeys import KeyHolder
+from triage_runtime.http import RequestMetrics
 from triage_runtime.kafka import DeadLetters, encode_event
 from triage_runtime.lag import Holdings
 from triage_runtime.routing import RoutingPolicy
@@ -443,6 +445,7 @@ def _classify_client(
     models: FixedModels, model_thread: ModelThread, **settings: object
 ) -> TestClient:
     app = FastAPI()
+    app.add_middleware(RequestMetrics, service=SERVICE)
     routes.use(
         app,
         settings=Settings.model_validate(settings),
@@ -502,3 +505,67 @@ def test_classify_refuses_without_a_trained_model_and_without_text(
     empty = client.post("/v1/classify", json={"text": "   "})
     assert empty.status_code == 422
     assert empty.json()["detail"][0]["type"] == "value_error.empty_text"
+
+
+async def test_a_micro_batch_is_one_span_with_its_steps_linked_to_each_documents_trace(
+    rig: Rig, spans: InMemorySpanExporter
+) -> None:
+    """Where the batch's time went (reading, the model's steps, publishing) is one trace;
+    each document's own trace links to it, and it back to each record's process span."""
+    documents = [rig.document(label) for label in ("legal", "billing")]
+    await rig.scorer.process(
+        [rig.record(d, offset=n) for n, d in enumerate(documents)], topics.DOCUMENTS
+    )
+
+    finished = spans.get_finished_spans()
+    by_name = {s.name: s for s in finished}
+    batch = by_name[f"classify {topics.DOCUMENTS}"]
+    assert batch.context is not None and batch.parent is None
+    assert batch.attributes is not None
+    assert batch.attributes["messaging.batch.message_count"] == 2
+
+    def parent_of(name: str) -> int | None:
+        span = by_name[name]
+        assert span.context is not None and span.context.trace_id == batch.context.trace_id
+        return span.parent.span_id if span.parent else None
+
+    steps = {name: by_name[name] for name in ("read", "score champion", "publish")}
+    for step in steps.values():
+        assert step.parent is not None and step.parent.span_id == batch.context.span_id
+    score = steps["score champion"].context
+    assert score is not None
+    # The model's steps run on the model thread, still children of the scoring span.
+    for step_name in ("model features", "model probabilities", "model explanations"):
+        assert parent_of(step_name) == score.span_id
+
+    taken = [s for s in finished if s.name == f"process {rig.settings.topic(topics.DOCUMENTS)}"]
+    sent = [s for s in finished if s.name == f"send {rig.settings.topic(topics.CLASSIFIED)}"]
+    assert {f"{s.context.trace_id:032x}" for s in taken + sent if s.context} == {
+        d.trace_id for d in documents
+    }
+    for span in taken + sent:
+        assert [link.context.span_id for link in span.links] == [batch.context.span_id]
+    assert {link.context.span_id for link in batch.links} == {
+        s.context.span_id for s in taken if s.context
+    }
+
+
+def test_a_classify_call_is_one_trace_from_request_to_model(
+    trained: model_lib.LoadedModel, model_thread: ModelThread, spans: InMemorySpanExporter
+) -> None:
+    models = FixedModels(Serving(trained, ModelRole.CHAMPION))
+    client = _classify_client(models, model_thread)
+    caller_trace = "ab" * 16
+    answer = client.post(
+        "/v1/classify",
+        json={"text": TEXTS["billing"]},
+        headers={"X-API-Key": "k-1", "traceparent": f"00-{caller_trace}-{7:016x}-01"},
+    )
+    assert answer.status_code == 200, answer.text
+    finished = spans.get_finished_spans()
+    assert {f"{s.context.trace_id:032x}" for s in finished if s.context} == {caller_trace}
+    request = next(s for s in finished if s.name == "POST /v1/classify")
+    assert request.parent is not None and request.parent.span_id == 7
+    assert request.context is not None
+    features = next(s for s in finished if s.name == "model features")
+    assert features.parent is not None and features.parent.span_id == request.context.span_id

@@ -12,6 +12,7 @@ from typing import cast
 import pytest
 from aiokafka.structs import ConsumerRecord
 from faststream.kafka import KafkaBroker, TestKafkaBroker
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from prometheus_client import REGISTRY
 from sqlalchemy.exc import DataError, OperationalError
 
@@ -475,3 +476,32 @@ async def test_the_subscriber_records_what_reaches_the_dead_letter_topic() -> No
             encode_event(_letter(lost.document_id)), rig.settings.topic(topics.DEADLETTER)
         )
     assert rig.outcomes.kinds == {lost.document_id: "dead_letter"}
+
+
+async def test_a_batch_is_one_span_with_its_steps_linked_to_each_documents_trace(
+    rig: Rig, spans: InMemorySpanExporter
+) -> None:
+    confident = classified(label="legal", confidence=0.97, sha256="01" * 32)
+    unsure = classified(label="billing", confidence=0.5, sha256="02" * 32)
+
+    await rig.handler.handle([rig.record(e, offset=n) for n, e in enumerate((confident, unsure))])
+
+    finished = spans.get_finished_spans()
+    [batch] = [s for s in finished if s.name == f"route {topics.CLASSIFIED}"]
+    assert batch.context is not None and batch.parent is None
+    for step_name in ("store", "publish"):
+        [step] = [s for s in finished if s.name == step_name]
+        assert step.parent is not None and step.parent.span_id == batch.context.span_id
+    taken = [s for s in finished if s.name == f"process {rig.settings.topic(topics.CLASSIFIED)}"]
+    [sent] = [s for s in finished if s.name.startswith("send ")]  # the one routing
+    assert sent.name == f"send {rig.settings.topic(topics.routed_topic('legal'))}"
+    assert {f"{s.context.trace_id:032x}" for s in taken if s.context} == {
+        confident.trace_id,
+        unsure.trace_id,
+    }
+    assert sent.context is not None and f"{sent.context.trace_id:032x}" == confident.trace_id
+    for span in [*taken, sent]:
+        assert [link.context.span_id for link in span.links] == [batch.context.span_id]
+    assert {link.context.span_id for link in batch.links} == {
+        s.context.span_id for s in taken if s.context
+    }

@@ -5,8 +5,9 @@ from __future__ import annotations
 import logging
 import sys
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
 from typing import ClassVar
 
 import pytest
@@ -14,7 +15,6 @@ from aiokafka.structs import ConsumerRecord
 from faststream.kafka import TestKafkaBroker
 from faststream.kafka.annotations import KafkaMessage
 from opentelemetry.sdk.trace import ReadableSpan
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 
@@ -31,16 +31,6 @@ from triage_runtime.kafka import (
     publish_many,
 )
 from triage_runtime.kafka_connection import KafkaConnection
-
-
-@pytest.fixture
-def spans() -> Iterator[InMemorySpanExporter]:
-    exporter = InMemorySpanExporter()
-    tracing.configure_tracing(
-        service="test", otlp_endpoint=None, processors=[SimpleSpanProcessor(exporter)]
-    )
-    yield exporter
-    tracing.configure_tracing(service="test", otlp_endpoint=None)
 
 
 def test_off_by_default_no_span_is_recorded_and_the_header_still_names_the_trace() -> None:
@@ -271,4 +261,106 @@ def test_an_endpoint_without_the_exporter_stops_the_service_with_one_line(
             "install triage-runtime[otlp]",
             None,
         )
+    ]
+
+
+def test_an_upload_request_is_a_span_linked_to_each_documents_trace(
+    spans: InMemorySpanExporter, tmp_path: Path
+) -> None:
+    """The request is a span in the caller's trace (its ``traceparent``); each document it
+    carries is a trace of its own, whose first send links to the request and back."""
+    from tests.unit.test_ingest_http import KEY_A, Ingest
+
+    caller_trace, caller_span = "c0ffee" * 5 + "00", 0x1234
+    ingest = Ingest(tmp_path)
+    answer = ingest.upload(
+        ("a.txt", b"first", "text/plain"),
+        ("b.txt", b"second", "text/plain"),
+        headers={**KEY_A, "traceparent": f"00-{caller_trace}-{caller_span:016x}-01"},
+    )
+    assert answer.status_code == 202
+    documents = [event for _topic, event in ingest.broker.sent]
+    assert len(documents) == 2
+
+    finished = spans.get_finished_spans()
+    request = _span(finished, "POST /v1/documents")
+    assert request.kind is SpanKind.SERVER
+    assert request.context is not None and request.parent is not None
+    assert f"{request.context.trace_id:032x}" == caller_trace
+    assert request.parent.span_id == caller_span
+    assert request.attributes is not None
+    assert request.attributes["http.response.status_code"] == 202
+    assert request.attributes["http.route"] == "/v1/documents"
+
+    sends = [s for s in finished if s.name == "send t.triage.documents.v1"]
+    assert {f"{s.context.trace_id:032x}" for s in sends if s.context} == {
+        d.trace_id for d in documents
+    }
+    for send in sends:
+        assert send.parent is None  # each document's trace starts here
+        assert [link.context.span_id for link in send.links] == [request.context.span_id]
+    assert {link.context.span_id for link in request.links} == {
+        s.context.span_id for s in sends if s.context
+    }
+
+
+def test_a_request_without_traceparent_is_a_trace_of_its_own(
+    spans: InMemorySpanExporter, tmp_path: Path
+) -> None:
+    from tests.unit.test_ingest_http import Ingest
+
+    ingest = Ingest(tmp_path)
+    assert ingest.upload(("a.txt", b"a", "text/plain")).status_code == 401
+    assert ingest.client.get("/no/such/page").status_code == 404
+    finished = spans.get_finished_spans()
+    assert [(s.name, s.parent) for s in finished] == [
+        ("POST /v1/documents", None),
+        ("GET unmatched", None),
+    ]
+    first, second = finished
+    assert first.context is not None and second.context is not None
+    assert first.context.trace_id != second.context.trace_id
+    assert first.attributes is not None and first.attributes["http.response.status_code"] == 401
+
+
+def test_a_cli_command_exports_its_span_when_the_endpoint_is_set(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from typer.testing import CliRunner
+
+    from triage_cli.main import app
+
+    server = HTTPServer(("127.0.0.1", 0), _Collector)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    _Collector.received = []
+    monkeypatch.setenv("TRIAGE_OTLP_ENDPOINT", f"http://127.0.0.1:{server.server_port}/v1/traces")
+    try:
+        out = tmp_path / "asyncapi.json"
+        result = CliRunner().invoke(app, ["contracts", "asyncapi", "--out", str(out)])
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert result.exit_code == 0, result.output
+    assert out.exists()
+    assert tracing._state.provider is None  # off again after the command
+    body = b"".join(data for path, data in _Collector.received if path == "/v1/traces")
+    assert b"triage-cli" in body  # the service name
+    assert b"triage contracts" in body  # the command's span
+
+
+def test_a_cli_command_without_the_exporter_is_one_line(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from typer.testing import CliRunner
+
+    from triage_cli.main import app
+
+    monkeypatch.setitem(sys.modules, "opentelemetry.exporter.otlp.proto.http.trace_exporter", None)
+    monkeypatch.setenv("TRIAGE_OTLP_ENDPOINT", "http://127.0.0.1:1/v1/traces")
+    result = CliRunner().invoke(app, ["contracts", "asyncapi", "--out", "/nonexistent/x.json"])
+    assert result.exit_code == 1
+    assert result.output.strip().splitlines() == [
+        "error: TRIAGE_OTLP_ENDPOINT is set but the OTLP exporter is not installed: "
+        "install triage-runtime[otlp]"
     ]

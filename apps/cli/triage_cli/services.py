@@ -2,13 +2,16 @@
 
 Every ``triage`` command runs inside :class:`TriageGroup`, so this is the one place where an
 unreachable server or a bad option value becomes a line on stderr and an exit status instead
-of a traceback, whichever code opened the connection.
+of a traceback, whichever code opened the connection. It is also where a command's spans are
+recorded and exported when ``TRIAGE_OTLP_ENDPOINT`` is set (``triage_runtime.tracing``).
 """
 
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from typing import TYPE_CHECKING, Any
 
 import typer
@@ -19,6 +22,8 @@ from triage_cli.console import console
 from triage_cli.exit_codes import UNREACHABLE
 
 if TYPE_CHECKING:
+    from opentelemetry.trace import Span
+
     # typer vendors click; its Context is what a group's invoke receives.
     from typer._click.core import Context
 
@@ -107,6 +112,25 @@ class BootstrapFailures(logging.Filter):
         return False
 
 
+@contextmanager
+def _traced() -> Iterator[Span]:
+    """The command's spans, exported when TRIAGE_OTLP_ENDPOINT is set (as for the services)."""
+    from triage_runtime.tracing import TracingUnavailableError, traced_command
+
+    endpoint = None
+    if os.environ.get("TRIAGE_OTLP_ENDPOINT"):  # the settings are read only when it is set
+        from triage_runtime.settings import CommonSettings
+
+        endpoint = CommonSettings().otlp_endpoint
+    with ExitStack() as stack:
+        try:
+            span = stack.enter_context(traced_command("cli", otlp_endpoint=endpoint))
+        except TracingUnavailableError as exc:
+            console.print(f"[red]error: {escape(str(exc))}[/red]", highlight=False, soft_wrap=True)
+            raise typer.Exit(1) from exc
+        yield span
+
+
 class TriageGroup(TyperGroup):
     """The ``triage`` command group: runs a sub-command and turns an unreachable server into
     one line and exit status ``UNREACHABLE``, and a bad option value into one line and 2."""
@@ -123,7 +147,13 @@ class TriageGroup(TyperGroup):
             failures = BootstrapFailures()
             aiokafka_log.addFilter(failures)
         try:
-            return super().invoke(ctx)
+            if not owned:
+                return super().invoke(ctx)
+            with _traced() as span:
+                try:
+                    return super().invoke(ctx)
+                finally:
+                    span.update_name(f"triage {ctx.invoked_subcommand or ''}".strip())
         except typer.BadParameter as exc:
             message = escape(exc.format_message())
             console.print(f"[red]error: {message}[/red]", highlight=False, soft_wrap=True)

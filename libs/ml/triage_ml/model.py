@@ -35,6 +35,7 @@ import numpy as np
 from triage_contracts import Action, Explanation, Prediction
 from triage_contracts.intervals import wilson_interval
 from triage_ml.rules import KIND_RULES, RulesModel
+from triage_runtime import tracing
 from triage_text.extract import FEATURE_CODE_VERSION
 
 if TYPE_CHECKING:
@@ -120,17 +121,20 @@ class LoadedModel:
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
         """Return calibrated class probabilities, one row per text, columns in ``labels`` order."""
         if self._tap is None:
-            return np.asarray(self._pipeline.predict_proba(list(texts)), dtype=np.float64)
+            with tracing.working("model probabilities", triage__model_kind=self.kind):
+                return np.asarray(self._pipeline.predict_proba(list(texts)), dtype=np.float64)
         return self._scored(texts)[1]
 
     def _scored(self, texts: Sequence[str]) -> tuple[Any, np.ndarray]:
         """The feature vectors and probabilities of ``texts``, the features computed once."""
         # What Pipeline.predict_proba does, in two steps, so the features can be handed on.
         batch = list(texts)
-        features = self.features(batch)
-        probabilities = np.asarray(
-            self._pipeline.steps[-1][1].predict_proba(features), dtype=np.float64
-        )
+        with tracing.working("model features", triage__model_kind=self.kind):
+            features = self.features(batch)  # the embedding, for an embedder's model
+        with tracing.working("model probabilities", triage__model_kind=self.kind):
+            probabilities = np.asarray(
+                self._pipeline.steps[-1][1].predict_proba(features), dtype=np.float64
+            )
         if self._tap is not None:
             self._tap(batch, features, probabilities)
         return features, probabilities
@@ -155,7 +159,8 @@ class LoadedModel:
         if explainer is None:
             return [(p, None) for p in self.predict(texts)]
         features, probabilities = self._scored(texts)
-        explanations = explainer.explain(features, probabilities, self.labels)
+        with tracing.working("model explanations", triage__model_kind=self.kind):
+            explanations = explainer.explain(features, probabilities, self.labels)
         return [
             (self._prediction(row), explanation)
             for row, explanation in zip(probabilities, explanations, strict=True)

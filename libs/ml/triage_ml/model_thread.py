@@ -13,6 +13,7 @@ The classifier service and the offline re-scoring commands (``triage replay``,
 from __future__ import annotations
 
 import asyncio
+import contextvars
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
@@ -41,7 +42,8 @@ class ModelThread:
         self._executor: ThreadPoolExecutor | None = None
 
     async def run(self, call: Callable[[], T]) -> T:
-        """Run ``call()`` on the model thread and return its result."""
+        """Run ``call()`` on the model thread, in the caller's context (so its spans are the
+        children of the caller's), and return its result."""
         if self._executor is None:
             self._executor = ThreadPoolExecutor(
                 max_workers=1,
@@ -49,7 +51,8 @@ class ModelThread:
                 initializer=_set_up,
                 initargs=(self._torch_threads,),
             )
-        return await asyncio.get_running_loop().run_in_executor(self._executor, call)
+        context = contextvars.copy_context()
+        return await asyncio.get_running_loop().run_in_executor(self._executor, context.run, call)
 
     def close(self) -> None:
         """Wait for the call in progress, if any, and stop the thread."""

@@ -13,6 +13,7 @@ from fastapi.routing import iter_route_contexts
 from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from triage_runtime import tracing
 from triage_runtime.metrics import HTTP_REQUEST_SECONDS, HTTP_REQUESTS
 
 # Any other method a client makes up is counted as "other": label values stay a bounded set.
@@ -22,7 +23,8 @@ NO_ANSWER = "none"
 
 
 class RequestMetrics:
-    """Count every HTTP answer by method, route template and status, and time it.
+    """Count every HTTP answer by method, route template and status, and time it; and make
+    each request's span (``tracing.serving``: recorded only when tracing is on).
 
     Added last in ``create_app``, so it runs first: it sees the answers middleware sends
     before any route runs (401, 413, 429, 503) and counts an unhandled error as the 500
@@ -40,6 +42,8 @@ class RequestMetrics:
             return
         started = time.perf_counter()
         answered = NO_ANSWER
+        method = scope.get("method", "")
+        method = method if method in METHODS else "other"
 
         async def watched(message: Message) -> None:
             nonlocal answered
@@ -47,20 +51,20 @@ class RequestMetrics:
                 answered = str(message["status"])
             await send(message)
 
-        try:
-            await self._app(scope, receive, watched)
-        except Exception:
-            if answered == NO_ANSWER:
-                answered = "500"  # what Starlette's outermost error middleware sends
-            raise
-        finally:
-            method = scope.get("method", "")
-            method = method if method in METHODS else "other"
-            route = route_template(scope, getattr(scope.get("app"), "routes", ()))
-            HTTP_REQUESTS.labels(self._service, method, route, answered).inc()
-            HTTP_REQUEST_SECONDS.labels(self._service, method, route).observe(
-                time.perf_counter() - started
-            )
+        with tracing.serving(method, scope.get("path", ""), scope.get("headers") or ()) as span:
+            try:
+                await self._app(scope, receive, watched)
+            except Exception:
+                if answered == NO_ANSWER:
+                    answered = "500"  # what Starlette's outermost error middleware sends
+                raise
+            finally:
+                route = route_template(scope, getattr(scope.get("app"), "routes", ()))
+                tracing.answered(span, method=method, route=route, status=answered)
+                HTTP_REQUESTS.labels(self._service, method, route, answered).inc()
+                HTTP_REQUEST_SECONDS.labels(self._service, method, route).observe(
+                    time.perf_counter() - started
+                )
 
 
 def route_template(scope: Scope, routes: Sequence[BaseRoute]) -> str:

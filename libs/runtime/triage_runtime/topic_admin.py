@@ -146,11 +146,24 @@ class TopicAdmin:
     async def __aexit__(self, *exc: object) -> None:
         await self._client.close()
 
-    async def describe(self, names: Sequence[str]) -> dict[str, ActualTopic]:
-        """The named topics that exist (by their unprefixed names), with their settings."""
+    async def _all_topics(self) -> list[dict[str, Any]]:
         # All topics at once: a metadata request that names a missing topic makes a broker
         # with auto-create on create it, with its default settings.
-        everything: list[dict[str, Any]] = await self._client.describe_topics()
+        described: list[dict[str, Any]] = await self._client.describe_topics()
+        return described
+
+    async def partitions(self, name: str) -> list[int] | None:
+        """The partition numbers of topic ``name`` (unprefixed), in order; None if it does
+        not exist. Never creates it, whatever the broker's auto-create setting."""
+        for topic in await self._all_topics():
+            if topic["topic"] == self._prefix + name:
+                _raise_for(topic["topic"], topic["error_code"], None)
+                return sorted(p["partition"] for p in topic["partitions"])
+        return None
+
+    async def describe(self, names: Sequence[str]) -> dict[str, ActualTopic]:
+        """The named topics that exist (by their unprefixed names), with their settings."""
+        everything = await self._all_topics()
         full = {self._prefix + n for n in names}
         described = [t for t in everything if t["topic"] in full]
         wanted = [t["topic"].removeprefix(self._prefix) for t in described]

@@ -20,6 +20,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.structs import OffsetAndMetadata
 
 from triage_runtime.kafka_connection import KafkaConnection
+from triage_runtime.topic_admin import TopicAdmin
 
 _RELATIVE = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhdw])$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
@@ -79,6 +80,7 @@ class TopicWindow:
         self.since = since
         self.until = until
         self._batch_size = batch_size
+        self._kafka = kafka
         self._consumer = AIOKafkaConsumer(
             **kafka.aiokafka_kwargs(),
             group_id=group_id,
@@ -107,13 +109,13 @@ class TopicWindow:
 
     async def _find_ranges(self) -> tuple[PartitionRange, ...]:
         consumer = self._consumer
-        partitions = consumer.partitions_for_topic(self.topic)
-        if not partitions:
-            await consumer._client.force_metadata_update()
-            partitions = consumer.partitions_for_topic(self.topic) or set()
+        # Asked of the cluster now (the admin API), not of the consumer's metadata cache,
+        # which may predate the topic.
+        async with TopicAdmin(self._kafka) as admin:
+            partitions = await admin.partitions(self.topic)
         if not partitions:
             raise LookupError(f"topic {self.topic!r} does not exist")
-        tps = [TopicPartition(self.topic, p) for p in sorted(partitions)]
+        tps = [TopicPartition(self.topic, p) for p in partitions]
         ends = await consumer.end_offsets(tps)
         starts = await consumer.offsets_for_times({tp: _millis(self.since) for tp in tps})
         stops: dict[TopicPartition, Any] = {}

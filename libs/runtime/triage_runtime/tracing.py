@@ -14,6 +14,12 @@ remembers the last span of each trace it saw (a bounded map) and parents the nex
 The first span of a document's trace (the ingest's first send) is a root whose trace id is
 the document's, made so by the id generator below.
 
+An HTTP request (``serving``, made by ``triage_runtime.http.RequestMetrics``), a consumer's
+batch (``batch``) and a ``triage`` command (``traced_command``) are spans of traces of their
+own, since each may hold several documents: the documents' spans made while one runs link
+to it, and it links back to each record's ``process`` span and each new document's root.
+Steps inside them are ``working`` spans, their children.
+
 Nothing is exported unless ``TRIAGE_OTLP_ENDPOINT`` is set (the ``otlp`` extra of
 triage-runtime installs the exporter). Off, the spans are not recorded, and the headers
 still carry a ``traceparent`` with the document's trace id (flags 00: not sampled).
@@ -23,7 +29,8 @@ from __future__ import annotations
 
 import uuid
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any
 
@@ -33,7 +40,16 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
-from opentelemetry.trace import NonRecordingSpan, Span, SpanContext, SpanKind, TraceFlags
+from opentelemetry.trace import (
+    Link,
+    NonRecordingSpan,
+    Span,
+    SpanContext,
+    SpanKind,
+    Status,
+    StatusCode,
+    TraceFlags,
+)
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from triage_contracts import Event
@@ -49,6 +65,7 @@ _INSTRUMENTATION = "triage"
 _propagator = TraceContextTextMapPropagator()
 _root_trace_id: ContextVar[int | None] = ContextVar("triage_root_trace_id", default=None)
 _last_span: OrderedDict[int, SpanContext] = OrderedDict()
+_outer: ContextVar[Span | None] = ContextVar("triage_outer_span", default=None)
 
 
 class _Tracing:
@@ -138,6 +155,33 @@ def _parent_for(trace_id: int) -> Context | None:
 def _start(
     name: str, trace_id: int, kind: SpanKind, parent: Context | None, event: Event, **attrs: Any
 ) -> Span:
+    # The request, batch or command this document's span is made in is another trace: the
+    # two are linked, not nested.
+    outer = _outer.get() or trace.INVALID_SPAN
+    outer_context = outer.get_span_context()
+    links = (
+        [Link(outer_context)]
+        if outer_context.is_valid and outer_context.trace_id != trace_id
+        else []
+    )
+    span = _start_span(name, trace_id, kind, parent, event, links=links, **attrs)
+    # The request or batch links back to where each document's part in it begins: the span
+    # that took its record, or the first span of a document new to this process.
+    if links and (kind is SpanKind.CONSUMER or parent is None) and outer.is_recording():
+        outer.add_link(span.get_span_context())
+    return span
+
+
+def _start_span(
+    name: str,
+    trace_id: int,
+    kind: SpanKind,
+    parent: Context | None,
+    event: Event,
+    *,
+    links: Sequence[Link],
+    **attrs: Any,
+) -> Span:
     attributes: dict[str, Any] = {
         "messaging.system": "kafka",
         "triage.event_id": str(event.event_id),
@@ -148,10 +192,14 @@ def _start(
         attributes["triage.document_id"] = document_id
     attributes.update({key.replace("__", "."): value for key, value in attrs.items()})
     if parent is not None:
-        return _tracer().start_span(name, context=parent, kind=kind, attributes=attributes)
+        return _tracer().start_span(
+            name, context=parent, kind=kind, attributes=attributes, links=links
+        )
     token = _root_trace_id.set(trace_id)
     try:
-        return _tracer().start_span(name, context=Context(), kind=kind, attributes=attributes)
+        return _tracer().start_span(
+            name, context=Context(), kind=kind, attributes=attributes, links=links
+        )
     finally:
         _root_trace_id.reset(token)
 
@@ -213,3 +261,86 @@ def consumed(
         _remember(context)
     span.end()
     return context
+
+
+@contextmanager
+def working(name: str, **attributes: Any) -> Iterator[Span]:
+    """A span of work in this process (a batch, a step of one, a command), current while the
+    block runs: the child of the span current when it starts, or the root of a trace of its
+    own. Attribute names use ``__`` for dots (``triage__records=64``). An exception leaving
+    the block is recorded on it."""
+    with _tracer().start_as_current_span(
+        name,
+        attributes={key.replace("__", "."): value for key, value in attributes.items()},
+    ) as span:
+        yield span
+
+
+@contextmanager
+def _outer_span(span: Span) -> Iterator[Span]:
+    token = _outer.set(span)
+    try:
+        yield span
+    finally:
+        _outer.reset(token)
+
+
+@contextmanager
+def batch(name: str, **attributes: Any) -> Iterator[Span]:
+    """``working``, for a batch of records: the span of each record taken or event sent
+    while it runs (in its document's trace) links to it, and it links back to each record's
+    ``process`` span (and to the first span of a document new to this process)."""
+    with working(name, **attributes) as span, _outer_span(span):
+        yield span
+
+
+@contextmanager
+def traced_command(service: str, *, otlp_endpoint: str | None) -> Iterator[Span]:
+    """Record a command's spans while the block runs, when ``otlp_endpoint`` is set: one span
+    for the command (current, so the events it sends link to it) and the sends' own; they
+    are exported before this returns, and tracing is off again after. Unset, nothing is
+    recorded (the span given is not recording)."""
+    if not otlp_endpoint:
+        with batch(service) as span:
+            yield span
+        return
+    configure_tracing(service=service, otlp_endpoint=otlp_endpoint)
+    try:
+        with batch(service) as span:
+            yield span
+    finally:
+        configure_tracing(service=service, otlp_endpoint=None)  # exports what it holds
+
+
+def _request_headers(raw: Sequence[tuple[bytes, bytes]]) -> dict[str, str]:
+    return {name.decode("latin-1").lower(): value.decode("latin-1") for name, value in raw}
+
+
+@contextmanager
+def serving(method: str, path: str, raw_headers: Sequence[tuple[bytes, bytes]]) -> Iterator[Span]:
+    """The span of serving one HTTP request (kind SERVER), current while it is served: the
+    child of the request's ``traceparent`` when it has one, else the root of a new trace.
+    Linked to the documents' spans made while it is served, as ``batch`` is.
+    ``answered`` names it by its route and gives it its status when the answer is known."""
+    parent = _propagator.extract(_request_headers(raw_headers))
+    with (
+        _tracer().start_as_current_span(
+            method,
+            context=parent,
+            kind=SpanKind.SERVER,
+            attributes={"http.request.method": method, "url.path": path},
+        ) as span,
+        _outer_span(span),
+    ):
+        yield span
+
+
+def answered(span: Span, *, method: str, route: str, status: str) -> None:
+    """Name a ``serving`` span ``<method> <route template>`` and record its answer's status
+    (``none`` when the client left first); a 5xx answer is an error."""
+    span.update_name(f"{method} {route}")
+    span.set_attribute("http.route", route)
+    if status.isdigit():
+        span.set_attribute("http.response.status_code", int(status))
+        if int(status) >= 500:
+            span.set_status(Status(StatusCode.ERROR))

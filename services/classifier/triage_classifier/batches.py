@@ -40,6 +40,7 @@ from triage_contracts import headers as header_names
 from triage_ml import drift, scoring
 from triage_ml.model import FeatureTap
 from triage_ml.model_thread import ModelThread
+from triage_runtime import tracing
 from triage_runtime.kafka import (
     ConsumedRecord,
     DeadLetters,
@@ -87,8 +88,17 @@ class MicroBatchScorer:
 
         Records from the canary's partitions are scored by the canary (when one serves), the
         rest by the champion; sampled documents are also scored by the shadow model (all as
-        the routing policy in force says).
+        the routing policy in force says). The batch is one span (``classify <topic>``) with
+        a span for each step, linked to each record's own trace.
         """
+        with tracing.batch(
+            f"classify {consumed}",
+            messaging__destination__name=consumed,
+            messaging__batch__message_count=len(records),
+        ):
+            await self._process(records, consumed)
+
+    async def _process(self, records: Sequence[ConsumedRecord], consumed: str) -> None:
         champion = self._models.serving
         if champion is None:
             raise RuntimeError("no model in service yet")  # redelivered once one is
@@ -96,13 +106,15 @@ class MicroBatchScorer:
         BATCH_SIZE.observe(len(records))
 
         started = time.perf_counter()
-        batch = await self._read(records, consumed)
+        with tracing.working("read"):
+            batch = await self._read(records, consumed)
         EXTRACT_SECONDS.observe(time.perf_counter() - started)
 
         scored = await self._score_by_role(batch, champion, canary)
         # In the order read, so each key keeps its order; acknowledged together.
         events = [scored[item.received.document_id] for item in batch]
-        await publish_events(self._broker, self._settings.topic(topics.CLASSIFIED), events)
+        with tracing.working("publish", triage__events=len(events)):
+            await publish_events(self._broker, self._settings.topic(topics.CLASSIFIED), events)
         for event in events:
             EVENTS_PRODUCED.labels(SERVICE, topics.CLASSIFIED).inc()
             EVENTS_CONSUMED.labels(SERVICE, consumed, "ok").inc()
@@ -177,16 +189,21 @@ class MicroBatchScorer:
             # The tap reuses the features the model computes to score: no second pass.
             model = model.tapped(drift_observer(window, model_ref))
         started = time.perf_counter()
-        events = await self._model_thread.run(
-            partial(
-                scoring.classify,
-                items,
-                model=model,
-                model_ref=model_ref,
-                producer=self._producer,
-                policy=self._models.policy,
+        with tracing.working(
+            f"score {serving.role.value}",
+            triage__model_version=model_ref.version,
+            triage__documents=len(items),
+        ):
+            events = await self._model_thread.run(
+                partial(
+                    scoring.classify,
+                    items,
+                    model=model,
+                    model_ref=model_ref,
+                    producer=self._producer,
+                    policy=self._models.policy,
+                )
             )
-        )
         SCORE_SECONDS.labels(model_ref.version).observe(time.perf_counter() - started)
         if self._drift is not None and window is not None and window.documents:
             self._drift.add(model_ref.version, model_ref.role.value, window)

@@ -30,7 +30,7 @@ from triage_router.metrics import (
     SERVICE,
 )
 from triage_router.settings import Settings
-from triage_runtime import routing
+from triage_runtime import routing, tracing
 from triage_runtime.kafka import (
     ConsumedRecord,
     DeadLetters,
@@ -106,7 +106,16 @@ class RoutingHandler:
         self._producer = producer
 
     async def handle(self, records: Sequence[ConsumedRecord]) -> None:
-        """Apply a batch of routing decisions; what cannot be decoded is a dead letter."""
+        """Apply a batch of routing decisions; what cannot be decoded is a dead letter. The
+        batch is one span (``route <topic>``), linked to each record's own trace."""
+        with tracing.batch(
+            f"route {topics.CLASSIFIED}",
+            messaging__destination__name=topics.CLASSIFIED,
+            messaging__batch__message_count=len(records),
+        ):
+            await self._handle(records)
+
+    async def _handle(self, records: Sequence[ConsumedRecord]) -> None:
         decoded: list[Decoded] = []
         for record in records:
             try:
@@ -188,9 +197,13 @@ class RoutingHandler:
             if isinstance(decision, routing.RouteTo)
         }
         try:
-            results = await self._outcomes.apply_batch(
-                [(event, decision, routed.get(event.document_id)) for event, decision in decided]
-            )
+            with tracing.working("store", triage__documents=len(decided)):
+                results = await self._outcomes.apply_batch(
+                    [
+                        (event, decision, routed.get(event.document_id))
+                        for event, decision in decided
+                    ]
+                )
         except (OperationalError, InterfaceError):
             raise
         except SQLAlchemyError:
@@ -204,7 +217,8 @@ class RoutingHandler:
                 publish.append(self.stored_route(event, result))
             elif isinstance(decision, routing.SendToReview):
                 was_reviewed(event, decision, opened=bool(result))
-        await self._outbox.publish(publish)
+        with tracing.working("publish", triage__events=len(publish)):
+            await self._outbox.publish(publish)
         elapsed = (time.perf_counter() - started) / max(1, len(decided))
         for _, decision in decided:
             EVENTS_CONSUMED.labels(SERVICE, topics.CLASSIFIED, "ok").inc()
