@@ -12,6 +12,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from triage_contracts import DocumentClassifiedV1, DocumentReceivedV1
 from triage_runtime.kafka import encode_event
+from triage_runtime.kafka_connection import KafkaConnection
 
 
 async def produce(
@@ -67,7 +68,7 @@ async def produce_on_one_partition(
 
 
 async def collect(
-    bootstrap: str,
+    bootstrap: str | KafkaConnection,
     topics: list[str] | None = None,
     *,
     pattern: str | None = None,
@@ -76,9 +77,15 @@ async def collect(
 ) -> list[dict[str, Any]]:
     """Read from the beginning until ``until(messages)`` holds; each message is a dict with
     topic, partition, offset, key, headers and the decoded JSON value, once: a pattern
-    subscription that finds a new topic reassigns and may read a record again."""
+    subscription that finds a new topic reassigns and may read a record again. ``bootstrap``
+    is the brokers (PLAINTEXT) or a whole connection (TLS, SASL)."""
+    connection = (
+        bootstrap.aiokafka_kwargs()
+        if isinstance(bootstrap, KafkaConnection)
+        else {"bootstrap_servers": bootstrap}
+    )
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap,
+        **connection,
         auto_offset_reset="earliest",
         enable_auto_commit=False,
         group_id=None,

@@ -72,6 +72,7 @@ Environment variables:
                                 (default: <repo root>/.stack; now: $STACK_DIR).
   TRIAGE_KAFKA_PORT             Kafka broker port (default 19092).
   TRIAGE_KAFKA_CONTROLLER_PORT  Kafka KRaft controller port (default 19093).
+  TRIAGE_KAFKA_SASL_SSL_PORT    Kafka SASL_SSL listener port (default 19094).
   TRIAGE_PG_PORT                PostgreSQL port (default 15432).
   TRIAGE_IMAP_PORT              IMAP port, STARTTLS allowed (default 11143).
   TRIAGE_IMAPS_PORT             IMAP over TLS port (default 11993).
@@ -89,6 +90,11 @@ Environment variables:
 
 Connection settings printed by "env":
   TRIAGE_KAFKA_BOOTSTRAP=127.0.0.1:<TRIAGE_KAFKA_PORT>
+  TRIAGE_KAFKA_SASL_SSL_BOOTSTRAP=127.0.0.1:<TRIAGE_KAFKA_SASL_SSL_PORT>,
+  TRIAGE_KAFKA_SASL_SSL_CA_FILE=<the local CA that signed the broker's cert>,
+  TRIAGE_KAFKA_SASL_SSL_USERNAME=$KAFKA_SASL_USER, TRIAGE_KAFKA_SASL_SSL_PASSWORD=<generated>
+    (the SASL_SSL listener: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512; certificates and
+    password are made on the first start, in <TRIAGE_STACK_DIR>/kafka/tls)
   TRIAGE_DATABASE_URL=postgresql+psycopg://triage:triage@127.0.0.1:<TRIAGE_PG_PORT>/triage
   TRIAGE_IMAP_HOST=127.0.0.1, TRIAGE_IMAP_PORT, TRIAGE_IMAPS_PORT,
   TRIAGE_IMAP_CA_FILE=<the server's self-signed certificate>,
@@ -160,6 +166,7 @@ cmd_status() {
 
 cmd_env() {
   printf 'export TRIAGE_KAFKA_BOOTSTRAP=%q\n' "127.0.0.1:$KAFKA_PORT"
+  kafka_sasl_ssl_env
   printf 'export TRIAGE_DATABASE_URL=%q\n' \
     "postgresql+psycopg://$PG_APP_USER:$PG_APP_PASSWORD@127.0.0.1:$PG_PORT/$PG_APP_DB"
   printf 'export TRIAGE_IMAP_HOST=%q\n' 127.0.0.1

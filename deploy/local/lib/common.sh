@@ -29,6 +29,7 @@ load_config() {
   STACK_DIR=${TRIAGE_STACK_DIR:-"$REPO_ROOT/.stack"}
   KAFKA_PORT=${TRIAGE_KAFKA_PORT:-19092}
   KAFKA_CONTROLLER_PORT=${TRIAGE_KAFKA_CONTROLLER_PORT:-19093}
+  KAFKA_SASL_SSL_PORT=${TRIAGE_KAFKA_SASL_SSL_PORT:-19094}
   PG_PORT=${TRIAGE_PG_PORT:-15432}
   IMAP_PORT=${TRIAGE_IMAP_PORT:-11143}
   IMAPS_PORT=${TRIAGE_IMAPS_PORT:-11993}
@@ -37,14 +38,14 @@ load_config() {
   START_TIMEOUT=${TRIAGE_START_TIMEOUT:-180}
 
   local name value seen=" "
-  for name in KAFKA_PORT KAFKA_CONTROLLER_PORT PG_PORT IMAP_PORT IMAPS_PORT; do
+  for name in KAFKA_PORT KAFKA_CONTROLLER_PORT KAFKA_SASL_SSL_PORT PG_PORT IMAP_PORT IMAPS_PORT; do
     value=${!name}
     if [[ ! $value =~ ^[0-9]+$ ]] || ((value < 1 || value > 65535)); then
       die "TRIAGE_$name must be a TCP port number (1-65535), got '$value'"
     fi
     if [[ $seen == *" $value "* ]]; then
-      die "TRIAGE_KAFKA_PORT, TRIAGE_KAFKA_CONTROLLER_PORT, TRIAGE_PG_PORT, TRIAGE_IMAP_PORT and" \
-        "TRIAGE_IMAPS_PORT must all differ (port $value is given twice)"
+      die "TRIAGE_KAFKA_PORT, TRIAGE_KAFKA_CONTROLLER_PORT, TRIAGE_KAFKA_SASL_SSL_PORT," \
+        "TRIAGE_PG_PORT, TRIAGE_IMAP_PORT and TRIAGE_IMAPS_PORT must all differ (port $value is given twice)"
     fi
     seen+="$value "
   done

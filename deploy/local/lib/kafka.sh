@@ -18,6 +18,14 @@ kafka_paths() {
   KAFKA_OUT="$LOG_DIR/kafka.out"
   KAFKA_SERVER_LOG="$LOG_DIR/kafka-server.log"
   MAVEN_REPO="$STACK_DIR/m2"
+  # The SASL_SSL listener: a local CA, the broker's PKCS12 keystore, and the local user.
+  KAFKA_TLS="$KAFKA_DIR/tls"
+  KAFKA_CA_CERT="$KAFKA_TLS/ca.pem"
+  KAFKA_KEYSTORE="$KAFKA_TLS/broker.p12"
+  KAFKA_KEYSTORE_PASSWORD_FILE="$KAFKA_TLS/keystore-password"
+  KAFKA_SASL_USER=triage
+  KAFKA_SASL_PASSWORD_FILE="$KAFKA_TLS/sasl-password"
+  KAFKA_SCRAM_MARKER="$KAFKA_DIR/scram-credentials"
   MAVEN_LOG="$LOG_DIR/maven.log"
 }
 
@@ -155,20 +163,140 @@ kafka_ensure_jars() {
 # ---------------------------------------------------------------------------
 # Configuration files
 # ---------------------------------------------------------------------------
+# ---------------------------------------------------------------------------
+# The SASL_SSL listener: certificates and the local user, made once
+# ---------------------------------------------------------------------------
+
+# Makes, when absent, a local CA (ca.pem, the file clients trust), a broker certificate it
+# signs for localhost and 127.0.0.1 in a PKCS12 keystore, and the local user's password.
+kafka_ensure_tls() {
+  [[ -s $KAFKA_CA_CERT && -s $KAFKA_KEYSTORE && -s $KAFKA_KEYSTORE_PASSWORD_FILE &&
+    -s $KAFKA_SASL_PASSWORD_FILE ]] && return 0
+  command -v openssl >/dev/null 2>&1 ||
+    die "'openssl' is needed to create the Kafka broker's certificates; install the Debian package 'openssl'"
+  local t0 out tmp="$KAFKA_TLS.partial"
+  t0=$(now_ms)
+  rm -rf "$tmp"
+  mkdir -p "$tmp"
+  chmod 700 "$tmp"
+  cat >"$tmp/broker.ext" <<'EXT'
+basicConstraints = critical, CA:FALSE
+keyUsage = critical, digitalSignature, keyEncipherment
+extendedKeyUsage = serverAuth
+subjectAltName = DNS:localhost, IP:127.0.0.1
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid:always
+EXT
+  openssl rand -hex 16 >"$tmp/keystore-password"
+  openssl rand -hex 16 >"$tmp/sasl-password"
+  if ! out=$(
+    cd "$tmp" &&
+      openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -sha256 -days 3650 \
+        -subj "/O=Triage local stack/CN=Triage local Kafka CA" -keyout ca.key -out ca.pem \
+        -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign" \
+        -addext "subjectKeyIdentifier=hash" 2>&1 &&
+      openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -sha256 \
+        -subj "/O=Triage local stack/CN=localhost" -keyout broker.key -out broker.csr 2>&1 &&
+      openssl x509 -req -in broker.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 3650 \
+        -sha256 -extfile broker.ext -out broker.pem 2>&1 &&
+      openssl pkcs12 -export -in broker.pem -inkey broker.key -certfile ca.pem -name broker \
+        -passout file:keystore-password -out broker.p12 2>&1
+  ); then
+    printf '%s\n' "$out" >&2
+    rm -rf "$tmp"
+    die "openssl could not create the Kafka broker's certificates in $tmp"
+  fi
+  rm -f "$tmp/broker.csr" "$tmp/broker.ext"
+  chmod 644 "$tmp/ca.pem"
+  rm -rf "$KAFKA_TLS"
+  mkdir -p "$KAFKA_DIR"
+  mv "$tmp" "$KAFKA_TLS"
+  info "kafka: created a local CA and the broker's certificate for localhost/127.0.0.1 in $KAFKA_TLS ($(fmt_ms $(($(now_ms) - t0))))"
+}
+
+# The local user's password (made by kafka_ensure_tls).
+kafka_sasl_password() {
+  tr -d '\n' <"$KAFKA_SASL_PASSWORD_FILE"
+}
+
+# What the SCRAM credentials in the broker's metadata were made from: the user and a digest
+# of the password, so a new password (a deleted tls directory) is added again.
+kafka_scram_fingerprint() {
+  printf '%s %s\n' "$KAFKA_SASL_USER" "$(kafka_sasl_password | sha256sum | cut -d' ' -f1)"
+}
+
+# The --add-config value (ConfigCommand) or --add-scram values (StorageTool) for the local
+# user: SCRAM-SHA-256 and SCRAM-SHA-512 with the same password.
+kafka_scram_spec() {
+  local mechanism user_part=$1
+  for mechanism in SCRAM-SHA-256 SCRAM-SHA-512; do
+    printf '%s=[%spassword=%s]\n' "$mechanism" "$user_part" "$(kafka_sasl_password)"
+  done
+}
+
+# The SCRAM users live in the KRaft metadata: a fresh data dir gets them at format time
+# (kafka_format_if_needed); a data dir formatted before the listener existed, or with
+# another password, gets them here, once, through the running broker's PLAINTEXT listener.
+kafka_ensure_scram_users() {
+  [[ -f $KAFKA_SCRAM_MARKER && $(<"$KAFKA_SCRAM_MARKER") == "$(kafka_scram_fingerprint)" ]] &&
+    return 0
+  local out t0 spec
+  t0=$(now_ms)
+  # One mechanism a request: the broker refuses two credentials of one user in one request.
+  while read -r spec; do
+    if ! out=$(KAFKA_TOOL_TIMEOUT=120 kafka_tool kafka.admin.ConfigCommand \
+      --bootstrap-server "127.0.0.1:$KAFKA_PORT" --alter --entity-type users \
+      --entity-name "$KAFKA_SASL_USER" --add-config "$spec" 2>&1); then
+      printf '%s\n' "$out" >&2
+      die "could not add the ${spec%%=*} credentials of Kafka user '$KAFKA_SASL_USER' (ConfigCommand failed)"
+    fi
+  done < <(kafka_scram_spec "")
+  kafka_scram_fingerprint >"$KAFKA_SCRAM_MARKER"
+  info "kafka: added SCRAM-SHA-256/512 credentials for user '$KAFKA_SASL_USER' ($(fmt_ms $(($(now_ms) - t0))))"
+}
+
+# True when the broker's configuration (the running one's, once started) has the SASL_SSL
+# listener; a broker started by an older stack.sh has not.
+kafka_has_sasl_ssl() {
+  grep -q '^listeners=.*SASL_SSL://' "$KAFKA_CONFIG" 2>/dev/null && [[ -s $KAFKA_SASL_PASSWORD_FILE ]]
+}
+
+# Port of the SASL_SSL listener of the broker's configuration.
+kafka_running_sasl_ssl_port() {
+  sed -n 's/^listeners=.*SASL_SSL:\/\/127\.0\.0\.1:\([0-9]*\).*/\1/p' "$KAFKA_CONFIG" 2>/dev/null
+}
+
 kafka_write_config() {
   mkdir -p "$KAFKA_DIR" "$KAFKA_DATA" "$LOG_DIR"
+  kafka_ensure_tls
+  local sasl_password keystore_password
+  sasl_password=$(kafka_sasl_password)
+  keystore_password=$(tr -d '\n' <"$KAFKA_KEYSTORE_PASSWORD_FILE")
+  (umask 077 && : >"$KAFKA_CONFIG")
   cat >"$KAFKA_CONFIG" <<CONF
 # Generated by deploy/local/stack.sh on every start; edits are overwritten.
 # Single node that is both KRaft controller and broker, for local tests only.
 process.roles=broker,controller
 node.id=1
 controller.quorum.voters=1@127.0.0.1:$KAFKA_CONTROLLER_PORT
-listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT
-advertised.listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT
+listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT,SASL_SSL://127.0.0.1:$KAFKA_SASL_SSL_PORT
+advertised.listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,SASL_SSL://127.0.0.1:$KAFKA_SASL_SSL_PORT
 inter.broker.listener.name=PLAINTEXT
 controller.listener.names=CONTROLLER
-listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,SASL_SSL:SASL_SSL
 log.dirs=$KAFKA_DATA
+
+# SASL over TLS, for clients that test secured Kafka: the broker's certificate is signed by
+# the local CA in $KAFKA_CA_CERT; user '$KAFKA_SASL_USER' logs in with PLAIN, SCRAM-SHA-256
+# or SCRAM-SHA-512 (SCRAM credentials are in the KRaft metadata). No client certificates.
+sasl.enabled.mechanisms=PLAIN,SCRAM-SHA-256,SCRAM-SHA-512
+listener.name.sasl_ssl.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required user_$KAFKA_SASL_USER="$sasl_password";
+listener.name.sasl_ssl.scram-sha-256.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+listener.name.sasl_ssl.ssl.keystore.type=PKCS12
+listener.name.sasl_ssl.ssl.keystore.location=$KAFKA_KEYSTORE
+listener.name.sasl_ssl.ssl.keystore.password=$keystore_password
+listener.name.sasl_ssl.ssl.client.auth=none
 
 # Test friendly topic defaults.
 num.partitions=3
@@ -270,14 +398,19 @@ kafka_format_if_needed() {
   cluster_id=$(kafka_tool kafka.tools.StorageTool random-uuid 2>>"$LOG_DIR/kafka-format.log") ||
     die "could not generate a KRaft cluster id (see $LOG_DIR/kafka-format.log)"
   cluster_id=$(tail -n 1 <<<"$cluster_id")
+  local scram=() spec
+  while read -r spec; do
+    scram+=(--add-scram "$spec")
+  done < <(kafka_scram_spec "name=$KAFKA_SASL_USER,")
   if ! out=$(kafka_tool kafka.tools.StorageTool format --cluster-id "$cluster_id" \
-    --config "$KAFKA_CONFIG" --ignore-formatted 2>&1); then
+    --config "$KAFKA_CONFIG" --ignore-formatted "${scram[@]}" 2>&1); then
     printf '%s\n' "$out" >>"$LOG_DIR/kafka-format.log"
     show_log_tail "$LOG_DIR/kafka-format.log" 20
     die "formatting the Kafka storage in $KAFKA_DATA failed"
   fi
   printf '%s\n' "$out" >>"$LOG_DIR/kafka-format.log"
   printf '%s\n' "$KAFKA_VERSION" >"$KAFKA_DIR/formatted-with-version"
+  kafka_scram_fingerprint >"$KAFKA_SCRAM_MARKER"
   info "kafka: formatted KRaft storage (cluster id $cluster_id)"
 }
 
@@ -321,6 +454,7 @@ kafka_preflight() {
   if [[ -z $(kafka_pid) ]]; then
     require_port_free "$KAFKA_PORT" TRIAGE_KAFKA_PORT "the Kafka broker"
     require_port_free "$KAFKA_CONTROLLER_PORT" TRIAGE_KAFKA_CONTROLLER_PORT "the Kafka KRaft controller"
+    require_port_free "$KAFKA_SASL_SSL_PORT" TRIAGE_KAFKA_SASL_SSL_PORT "the Kafka SASL_SSL listener"
     kafka_jars_present || kafka_require_maven
   fi
 }
@@ -337,6 +471,12 @@ kafka_start() {
     deadline=$((t0 + START_TIMEOUT * 1000))
     if ! wait_port "$KAFKA_PORT" "$pid" "$deadline" || ! kafka_api_ready "$KAFKA_PORT"; then
       die "Kafka (pid $pid) is running but does not answer on port $KAFKA_PORT; see $KAFKA_SERVER_LOG or run '$0 stop'"
+    fi
+    if kafka_has_sasl_ssl; then
+      kafka_ensure_scram_users
+    else
+      warn "Kafka (pid $pid) was started by an older stack.sh, without the SASL_SSL listener;" \
+        "'$0 stop' and 'start' add it"
     fi
     info "kafka: already running (pid $pid, port $KAFKA_PORT)"
     return 0
@@ -372,7 +512,8 @@ kafka_start() {
   deadline=$((t0 + START_TIMEOUT * 1000))
   pid=$(await_server Kafka "$KAFKA_PID_FILE" "$KAFKA_PORT" "$deadline" kafka_api_ready 1 \
     "$KAFKA_OUT" "$KAFKA_SERVER_LOG") || exit 1
-  info "kafka: ready on 127.0.0.1:$KAFKA_PORT (pid $pid, KRaft controller on $KAFKA_CONTROLLER_PORT, $(fmt_ms $(($(now_ms) - t0))))"
+  kafka_ensure_scram_users
+  info "kafka: ready on 127.0.0.1:$KAFKA_PORT (pid $pid, SASL_SSL on $KAFKA_SASL_SSL_PORT, KRaft controller on $KAFKA_CONTROLLER_PORT, $(fmt_ms $(($(now_ms) - t0))))"
 }
 
 # Stops the broker: "clean" (the default) with SIGTERM, a controlled shutdown that flushes
@@ -398,17 +539,28 @@ kafka_stop() {
 
 # Prints one status line; returns 0 when running and listening.
 kafka_status() {
-  local pid port
+  local pid port sasl_port
   pid=$(kafka_pid)
   if [[ -z $pid ]]; then
     info "kafka:    stopped"
     return 1
   fi
   port=$(kafka_running_port)
+  sasl_port=$(kafka_running_sasl_ssl_port)
   if port_listening "${port:-$KAFKA_PORT}"; then
-    info "kafka:    running (pid $pid, port ${port:-$KAFKA_PORT}, Kafka $KAFKA_VERSION)"
+    info "kafka:    running (pid $pid, port ${port:-$KAFKA_PORT}${sasl_port:+, SASL_SSL on $sasl_port}, Kafka $KAFKA_VERSION)"
     return 0
   fi
   info "kafka:    starting or unhealthy (pid $pid, port ${port:-$KAFKA_PORT} not listening; see $KAFKA_SERVER_LOG)"
   return 1
+}
+
+# Export lines for a client of the SASL_SSL listener; nothing while the broker's
+# configuration has none (a broker started by an older stack.sh).
+kafka_sasl_ssl_env() {
+  kafka_has_sasl_ssl || return 0
+  printf 'export TRIAGE_KAFKA_SASL_SSL_BOOTSTRAP=%q\n' "127.0.0.1:$(kafka_running_sasl_ssl_port)"
+  printf 'export TRIAGE_KAFKA_SASL_SSL_CA_FILE=%q\n' "$KAFKA_CA_CERT"
+  printf 'export TRIAGE_KAFKA_SASL_SSL_USERNAME=%q\n' "$KAFKA_SASL_USER"
+  printf 'export TRIAGE_KAFKA_SASL_SSL_PASSWORD=%q\n' "$(kafka_sasl_password)"
 }
