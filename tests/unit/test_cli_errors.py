@@ -13,7 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from tests.helpers import refusing_tls_server
-from triage_cli.exit_codes import UNREACHABLE
+from triage_cli.exit_codes import UNREACHABLE, USAGE
 from triage_cli.main import app
 
 SECRET = "s3cret-pw"
@@ -145,3 +145,30 @@ def test_a_queue_no_topic_can_carry_is_one_line_before_kafka_is_asked() -> None:
     code, lines = _run("topics", "plan", "--queue", "Bad Queue")
     assert code == 2
     assert len(lines) == 1 and lines[0].startswith("error: Invalid value for --queue: queue name")
+
+
+def test_invalid_settings_are_one_line_each_naming_the_variable(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("TRIAGE_KAFKA_SECURITY_PROTOCOL", "TLS")
+    monkeypatch.setenv("TRIAGE_LAG_INTERVAL_SECONDS", SECRET)
+    code, lines = _run("dlq", "list")
+    assert code == USAGE
+    assert lines == [
+        "error: TRIAGE_KAFKA_SECURITY_PROTOCOL: Input should be 'PLAINTEXT', 'SSL', "
+        "'SASL_PLAINTEXT' or 'SASL_SSL'",
+        "error: TRIAGE_LAG_INTERVAL_SECONDS: Input should be a valid number, unable to parse "
+        "string as a number",
+    ]
+
+
+def test_settings_that_contradict_each_other_are_one_line_naming_them(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("TRIAGE_KAFKA_SECURITY_PROTOCOL", "SASL_SSL")
+    code, lines = _run("dlq", "list")
+    assert code == USAGE
+    assert lines == [
+        "error: TRIAGE_KAFKA_SECURITY_PROTOCOL=SASL_SSL needs TRIAGE_KAFKA_SASL_MECHANISM, "
+        "TRIAGE_KAFKA_SASL_USERNAME and TRIAGE_KAFKA_SASL_PASSWORD"
+    ]

@@ -1,4 +1,5 @@
-"""One-line errors for what a command cannot reach (PostgreSQL, Kafka) or was given wrong.
+"""One-line errors for what a command cannot reach (PostgreSQL, Kafka) or was given wrong
+(an option, a ``TRIAGE_*`` setting).
 
 Every ``triage`` command runs inside :class:`TriageGroup`, so this is the one place where an
 unreachable server or a bad option value becomes a line on stderr and an exit status instead
@@ -18,7 +19,7 @@ from rich.markup import escape
 from typer.core import TyperGroup
 
 from triage_cli.console import console
-from triage_cli.exit_codes import UNREACHABLE
+from triage_cli.exit_codes import UNREACHABLE, USAGE
 
 if TYPE_CHECKING:
     from opentelemetry.trace import Span
@@ -112,7 +113,8 @@ def _traced() -> Iterator[Span]:
 
 class TriageGroup(TyperGroup):
     """The ``triage`` command group: runs a sub-command and turns an unreachable server into
-    one line and exit status ``UNREACHABLE``, and a bad option value into one line and 2."""
+    one line and exit status ``UNREACHABLE``, and a bad option value or an invalid
+    ``TRIAGE_*`` setting into one line (per setting) and ``USAGE``."""
 
     def invoke(self, ctx: Context) -> Any:
         """Run the sub-command, translating what it could not reach or was given wrong."""
@@ -137,10 +139,19 @@ class TriageGroup(TyperGroup):
         except typer.BadParameter as exc:
             message = escape(exc.format_message())
             console.print(f"[red]error: {message}[/red]", highlight=False, soft_wrap=True)
-            raise typer.Exit(2) from exc
+            raise typer.Exit(USAGE) from exc
         except (typer.Exit, typer.Abort, typer.TyperException):
             raise  # the command has said what went wrong
         except Exception as exc:
+            from triage_runtime.setting_errors import settings_problem
+
+            problems = next(filter(None, map(settings_problem, _causes(exc))), None)
+            if problems is not None:
+                for problem in problems:
+                    console.print(
+                        f"[red]error: {escape(problem)}[/red]", highlight=False, soft_wrap=True
+                    )
+                raise typer.Exit(USAGE) from exc
             line = unreachable(exc, kafka_why=failures.last)
             if line is None:
                 raise
