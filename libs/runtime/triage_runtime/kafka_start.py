@@ -170,7 +170,13 @@ class KafkaStart:
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, cap)
             if self._then is not None:
-                await self._then(self._stack)
+                try:
+                    await self._then(self._stack)
+                except Exception as exc:
+                    # Not a connection problem: retrying would not help; stay not ready, say why.
+                    self.reason = f"connected to Kafka, but what needs it did not start: {exc!r}"
+                    log.exception("connected to Kafka, but what needs it did not start")
+                    return
             self.reason = None
             self.started = True
             if said:
