@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import re
 import socket
+import ssl
 import subprocess
 import threading
 import time
 import uuid
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from pathlib import Path
@@ -350,3 +352,95 @@ def self_signed_certificate(directory: Path, name: str = "server") -> tuple[Path
         capture_output=True,
     )
     return cert, key
+
+
+@contextlib.contextmanager
+def refusing_tls_server(directory: Path) -> Iterator[str]:
+    """A local TLS server (not Kafka) with a self-signed certificate; yields its host:port."""
+    cert, key = self_signed_certificate(directory)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    server = socket.create_server(("127.0.0.1", 0))
+    server.settimeout(0.2)
+    stop = threading.Event()
+
+    def accept() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = server.accept()
+            except TimeoutError:
+                continue
+            with contextlib.suppress(OSError), conn, context.wrap_socket(conn, server_side=True):
+                pass  # the client refuses the handshake first
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    try:
+        yield f"127.0.0.1:{server.getsockname()[1]}"
+    finally:
+        stop.set()
+        thread.join()
+        server.close()
+
+
+class TcpRelay:
+    """A port that refuses connections until ``open`` makes it forward them to ``target``
+    (a server that comes back, as seen by a client started before it)."""
+
+    def __init__(self, target: str) -> None:
+        host, port = target.rsplit(":", 1)
+        self._target = (host, int(port))
+        self.port = free_port()
+        self._server: socket.socket | None = None
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._sockets: list[socket.socket] = []
+
+    @property
+    def address(self) -> str:
+        """host:port to connect to."""
+        return f"127.0.0.1:{self.port}"
+
+    def open(self) -> None:
+        """Start accepting and forwarding."""
+        self._server = socket.create_server(("127.0.0.1", self.port))
+        self._server.settimeout(0.2)
+        self._spawn(self._accept, self._server)
+
+    def close(self) -> None:
+        """Stop accepting; drop the connections forwarded so far."""
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=5)
+        for sock in [*self._sockets, *([self._server] if self._server else [])]:
+            sock.close()
+
+    def _spawn(self, target: Any, *args: Any) -> None:
+        thread = threading.Thread(target=target, args=args, daemon=True)
+        self._threads.append(thread)
+        thread.start()
+
+    def _accept(self, server: socket.socket) -> None:
+        while not self._stop.is_set():
+            try:
+                client, _ = server.accept()
+            except TimeoutError:
+                continue
+            upstream = socket.create_connection(self._target, timeout=5)
+            self._sockets += [client, upstream]
+            for a, b in ((client, upstream), (upstream, client)):
+                a.settimeout(0.2)
+                self._spawn(self._pipe, a, b)
+
+    def _pipe(self, source: socket.socket, sink: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while not self._stop.is_set():
+                try:
+                    data = source.recv(65536)
+                except TimeoutError:
+                    continue
+                if not data:
+                    break
+                sink.sendall(data)
+        with contextlib.suppress(OSError):
+            sink.shutdown(socket.SHUT_WR)

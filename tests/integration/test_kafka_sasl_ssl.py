@@ -203,7 +203,6 @@ def test_a_ca_that_did_not_sign_the_broker_certificate_is_one_line_naming_the_ca
     ]
 
 
-@pytest.mark.xfail(strict=True, reason="needs kstart")
 def test_a_service_with_a_wrong_password_stays_up_not_ready_and_says_why(
     listener: Listener, isolated: Stack, clean_db: str, triage_bin: str, tmp_path: Path
 ) -> None:

@@ -45,6 +45,23 @@ def test_readiness_reports_an_unreachable_dependency() -> None:
     assert TestClient(_ops_app(ready=True)).get("/readyz").status_code == 200
 
 
+@pytest.mark.parametrize("ready", [False, True])
+def test_a_failing_check_shows_its_reason_and_a_passing_one_none(ready: bool) -> None:
+    async def kafka() -> bool:
+        return ready
+
+    app = FastAPI()
+    app.include_router(
+        ops_router(
+            service="router",
+            checks={"kafka": kafka},
+            reasons={"kafka": lambda: "Kafka refused the login"},
+        )
+    )
+    body = TestClient(app).get("/readyz").json()
+    assert body.get("reasons") == (None if ready else {"kafka": "Kafka refused the login"})
+
+
 def test_metrics_are_exposed_in_prometheus_text_format() -> None:
     response = TestClient(_ops_app(ready=True)).get("/metrics")
     assert response.status_code == 200

@@ -6,18 +6,14 @@ TRIAGE_DATABASE_URL and TRIAGE_KAFKA_BOOTSTRAP at a closed local port (tests/uni
 
 from __future__ import annotations
 
-import contextlib
-import socket
-import ssl
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
-from tests.helpers import self_signed_certificate
-from triage_cli.exit_codes import UNREACHABLE
+from tests.helpers import refusing_tls_server
+from triage_cli.exit_codes import UNREACHABLE, USAGE
 from triage_cli.main import app
 
 SECRET = "s3cret-pw"
@@ -127,28 +123,8 @@ def test_a_missing_data_path_is_one_line(command: list[str], option: str, tmp_pa
 @pytest.fixture
 def tls_listener(tmp_path: Path) -> Iterator[str]:
     """A local TLS server (not Kafka) with a self-signed certificate; yields its host:port."""
-    cert, key = self_signed_certificate(tmp_path)
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.load_cert_chain(cert, key)
-    server = socket.create_server(("127.0.0.1", 0))
-    server.settimeout(0.2)
-    stop = threading.Event()
-
-    def accept() -> None:
-        while not stop.is_set():
-            try:
-                conn, _ = server.accept()
-            except TimeoutError:
-                continue
-            with contextlib.suppress(OSError), conn, context.wrap_socket(conn, server_side=True):
-                pass  # the client refuses the handshake first
-
-    thread = threading.Thread(target=accept, daemon=True)
-    thread.start()
-    yield f"127.0.0.1:{server.getsockname()[1]}"
-    stop.set()
-    thread.join()
-    server.close()
+    with refusing_tls_server(tmp_path) as where:
+        yield where
 
 
 def test_an_untrusted_kafka_certificate_is_one_line_naming_the_ca_setting(
@@ -169,3 +145,30 @@ def test_a_queue_no_topic_can_carry_is_one_line_before_kafka_is_asked() -> None:
     code, lines = _run("topics", "plan", "--queue", "Bad Queue")
     assert code == 2
     assert len(lines) == 1 and lines[0].startswith("error: Invalid value for --queue: queue name")
+
+
+def test_invalid_settings_are_one_line_each_naming_the_variable(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("TRIAGE_KAFKA_SECURITY_PROTOCOL", "TLS")
+    monkeypatch.setenv("TRIAGE_LAG_INTERVAL_SECONDS", SECRET)
+    code, lines = _run("dlq", "list")
+    assert code == USAGE
+    assert lines == [
+        "error: TRIAGE_KAFKA_SECURITY_PROTOCOL: Input should be 'PLAINTEXT', 'SSL', "
+        "'SASL_PLAINTEXT' or 'SASL_SSL'",
+        "error: TRIAGE_LAG_INTERVAL_SECONDS: Input should be a valid number, unable to parse "
+        "string as a number",
+    ]
+
+
+def test_settings_that_contradict_each_other_are_one_line_naming_them(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("TRIAGE_KAFKA_SECURITY_PROTOCOL", "SASL_SSL")
+    code, lines = _run("dlq", "list")
+    assert code == USAGE
+    assert lines == [
+        "error: TRIAGE_KAFKA_SECURITY_PROTOCOL=SASL_SSL needs TRIAGE_KAFKA_SASL_MECHANISM, "
+        "TRIAGE_KAFKA_SASL_USERNAME and TRIAGE_KAFKA_SASL_PASSWORD"
+    ]

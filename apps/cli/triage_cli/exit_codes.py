@@ -1,11 +1,11 @@
 """Exit statuses of ``triage`` commands whose outcome a script or scheduler must act on.
 
-0 is success; 1 a refusal or failure (a gate, the registry); 2 a usage error (typer's own,
-bad option values, a path that does not exist). ``ROLLBACK``, ``SHADOW_WORSE`` and
-``SKIPPED`` say that the command ran to its end but its result says "do not proceed" or is
-incomplete, so ``set -e`` and cron see it; ``NOT_ENOUGH_EVIDENCE`` that it had too little
-to go on to propose anything; ``STOPPED`` that it stopped partway; ``UNREACHABLE`` that a
-server it needs could not be reached (try again).
+0 is success; 1 a refusal or failure (a gate, the registry); ``USAGE`` (2) a usage error
+(typer's own, bad option values, a path that does not exist, an invalid TRIAGE_* setting).
+``ROLLBACK``, ``SHADOW_WORSE`` and ``SKIPPED`` say that the command ran to its end but its
+result says "do not proceed" or is incomplete, so ``set -e`` and cron see it;
+``NOT_ENOUGH_EVIDENCE`` that it had too little to go on to propose anything; ``STOPPED`` that
+it stopped partway; ``UNREACHABLE`` that a server it needs could not be reached (try again).
 """
 
 from __future__ import annotations
@@ -15,6 +15,9 @@ from collections.abc import Mapping
 import typer
 
 from triage_cli.console import console
+
+USAGE = 2
+"""Any command: it was called wrong, or a ``TRIAGE_*`` setting is invalid (one line each)."""
 
 ROLLBACK = 3
 """``triage canary report``: the verdict is rollback (applied with ``--apply`` or not)."""

@@ -1,4 +1,5 @@
-"""One-line errors for what a command cannot reach (PostgreSQL, Kafka) or was given wrong.
+"""One-line errors for what a command cannot reach (PostgreSQL, Kafka) or was given wrong
+(an option, a ``TRIAGE_*`` setting).
 
 Every ``triage`` command runs inside :class:`TriageGroup`, so this is the one place where an
 unreachable server or a bad option value becomes a line on stderr and an exit status instead
@@ -8,7 +9,6 @@ recorded and exported when ``TRIAGE_OTLP_ENDPOINT`` is set (``triage_runtime.tra
 
 from __future__ import annotations
 
-import logging
 import os
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -19,13 +19,15 @@ from rich.markup import escape
 from typer.core import TyperGroup
 
 from triage_cli.console import console
-from triage_cli.exit_codes import UNREACHABLE
+from triage_cli.exit_codes import UNREACHABLE, USAGE
 
 if TYPE_CHECKING:
     from opentelemetry.trace import Span
 
     # typer vendors click; its Context is what a group's invoke receives.
     from typer._click.core import Context
+
+    from triage_runtime.kafka_start import BootstrapFailures
 
 
 def _causes(exc: BaseException) -> Iterator[BaseException]:
@@ -76,40 +78,18 @@ def kafka_unreachable(exc: BaseException, *, why: str | None = None) -> str | No
     ``why`` is aiokafka's reason for the last server it could not connect to, if known."""
     from aiokafka.errors import KafkaConnectionError
 
+    from triage_runtime.kafka_start import cannot_reach
     from triage_runtime.settings import CommonSettings
 
     for cause in _causes(exc):
         if isinstance(cause, KafkaConnectionError):
-            settings = CommonSettings()
-            line = f"cannot reach Kafka at {settings.kafka_bootstrap} (TRIAGE_KAFKA_BOOTSTRAP)"
-            refused = settings.login_refused(why) if why else None
-            return f"{line}: {refused}" if refused else line
+            return cannot_reach(CommonSettings(), why)
     return None
 
 
 def unreachable(exc: BaseException, *, kafka_why: str | None = None) -> str | None:
     """The one-line message for a server a command could not reach, or None."""
     return database_unreachable(exc) or kafka_unreachable(exc, why=kafka_why)
-
-
-class BootstrapFailures(logging.Filter):
-    """Drops aiokafka's line for each server it could not connect to, keeping its reason.
-
-    aiokafka logs why (refused, a wrong login, an untrusted certificate) and then raises only
-    "Unable to bootstrap"; the reason is said once, in the command's error line.
-    """
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.last: str | None = None
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        """Keep every other record."""
-        if not str(record.msg).startswith('Unable connect to "'):
-            return True
-        if isinstance(record.args, tuple) and record.args:
-            self.last = str(record.args[-1])
-        return False
 
 
 @contextmanager
@@ -133,21 +113,23 @@ def _traced() -> Iterator[Span]:
 
 class TriageGroup(TyperGroup):
     """The ``triage`` command group: runs a sub-command and turns an unreachable server into
-    one line and exit status ``UNREACHABLE``, and a bad option value into one line and 2."""
+    one line and exit status ``UNREACHABLE``, and a bad option value or an invalid
+    ``TRIAGE_*`` setting into one line (per setting) and ``USAGE``."""
 
     def invoke(self, ctx: Context) -> Any:
         """Run the sub-command, translating what it could not reach or was given wrong."""
         # aiokafka logs a refused bootstrap before raising it; the raised error is said here,
         # in one line, so that record would only repeat it as noise.
         # A sub-group (``triage dlq``) runs inside its parent's invoke: one filter serves both.
-        aiokafka_log = logging.getLogger("aiokafka")
-        failures = next((f for f in aiokafka_log.filters if isinstance(f, BootstrapFailures)), None)
-        owned = failures is None
-        if failures is None:
-            failures = BootstrapFailures()
-            aiokafka_log.addFilter(failures)
+        from triage_runtime.kafka_start import bootstrap_failures
+
+        with bootstrap_failures() as failures:
+            # The outermost invoke (not a sub-group's) traces the command.
+            return self._invoke(ctx, failures, outermost=failures.users == 1)
+
+    def _invoke(self, ctx: Context, failures: BootstrapFailures, *, outermost: bool) -> Any:
         try:
-            if not owned:
+            if not outermost:
                 return super().invoke(ctx)
             with _traced() as span:
                 try:
@@ -157,15 +139,21 @@ class TriageGroup(TyperGroup):
         except typer.BadParameter as exc:
             message = escape(exc.format_message())
             console.print(f"[red]error: {message}[/red]", highlight=False, soft_wrap=True)
-            raise typer.Exit(2) from exc
+            raise typer.Exit(USAGE) from exc
         except (typer.Exit, typer.Abort, typer.TyperException):
             raise  # the command has said what went wrong
         except Exception as exc:
+            from triage_runtime.setting_errors import settings_problem
+
+            problems = next(filter(None, map(settings_problem, _causes(exc))), None)
+            if problems is not None:
+                for problem in problems:
+                    console.print(
+                        f"[red]error: {escape(problem)}[/red]", highlight=False, soft_wrap=True
+                    )
+                raise typer.Exit(USAGE) from exc
             line = unreachable(exc, kafka_why=failures.last)
             if line is None:
                 raise
             console.print(f"[red]{escape(line)}[/red]", highlight=False, soft_wrap=True)
             raise typer.Exit(UNREACHABLE) from exc
-        finally:
-            if owned:
-                aiokafka_log.removeFilter(failures)

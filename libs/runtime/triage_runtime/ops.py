@@ -31,6 +31,7 @@ def ops_router(
     metrics_token: SecretStr | None = None,
     detail: Callable[[], Mapping[str, Any]] | None = None,
     degraded: Callable[[], Sequence[str]] | None = None,
+    reasons: Mapping[str, Callable[[], str | None]] | None = None,
 ) -> APIRouter:
     """Return a router with liveness, readiness (running ``checks``) and Prometheus metrics.
 
@@ -40,7 +41,8 @@ def ops_router(
     ``detail`` adds what the service serves to the readiness answer (under ``serving``);
     ``degraded`` names parts that are failing while the service still serves (an IMAP
     mailbox): the answer is then 200 with status "degraded" and those names, so a load
-    balancer keeps the service while the failure is visible.
+    balancer keeps the service while the failure is visible. ``reasons`` say why a check
+    fails, where its owner knows (Kafka's refused login): shown under ``reasons``.
     """
     router = APIRouter(tags=["operations"])
     serving = detail
@@ -64,6 +66,13 @@ def ops_router(
         }
         if failing:
             body["degraded"] = failing
+        why = {
+            name: reason
+            for name, explain in (reasons or {}).items()
+            if detail.get(name) == "failing" and (reason := explain()) is not None
+        }
+        if why:
+            body["reasons"] = why
         if serving is not None:
             body["serving"] = dict(serving())
         return JSONResponse(body, status_code=200 if ready else 503)

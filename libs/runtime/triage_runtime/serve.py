@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
+import sys
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
@@ -39,11 +40,18 @@ def serve(
     args = arguments(service).parse_args(argv)
 
     import uvicorn
+    from pydantic import ValidationError
 
     from triage_runtime.logs import configure_logging
+    from triage_runtime.setting_errors import setting_errors
     from triage_runtime.tracing import TracingUnavailableError, configure_tracing
 
-    settings = settings_class()
+    try:
+        settings = settings_class()
+    except ValidationError as exc:  # one line per setting, not a traceback
+        for line in setting_errors(exc, settings_class):
+            sys.stderr.write(f"error: {line}\n")
+        raise SystemExit(STARTUP_FAILURE) from None
     # Before the app is built, so that what building it logs is JSON too.
     configure_logging(service=service, level=settings.log_level, json_lines=settings.log_json)
     problem = None

@@ -28,6 +28,7 @@ from triage_runtime.blobstore import BlobStore
 from triage_runtime.db.engine import make_async_engine
 from triage_runtime.http import RequestBodyLimit, RequestMetrics
 from triage_runtime.kafka import DeadLetters, batch_subscriber, make_broker
+from triage_runtime.kafka_start import KafkaStart
 from triage_runtime.lag import Holdings, LagMonitor
 from triage_runtime.ops import ops_router
 from triage_runtime.service import producer_for
@@ -90,6 +91,12 @@ def create_app(settings: Settings | None = None, *, blobs: BlobStore | None = No
         else None
     )
 
+    async def with_kafka(stack: AsyncExitStack) -> None:
+        await lag.start()
+        stack.push_async_callback(lag.stop)
+
+    kafka = KafkaStart(broker, settings, then=with_kafka)
+
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:
@@ -101,10 +108,7 @@ def create_app(settings: Settings | None = None, *, blobs: BlobStore | None = No
             stack.callback(pool.close)
             stack.callback(model_thread.close)
             stack.push_async_callback(engine.dispose)
-            await broker.start()
-            stack.push_async_callback(broker.stop)
-            await lag.start()
-            stack.push_async_callback(lag.stop)
+            await stack.enter_async_context(kafka.running())
             yield
         log.info("stopped cleanly")
 
@@ -114,14 +118,16 @@ def create_app(settings: Settings | None = None, *, blobs: BlobStore | None = No
         version=producer.version,
         lifespan=lifespan,
     )
+    app.state.kafka = kafka  # how its Kafka start is going (tests read it)
     app.add_middleware(RequestBodyLimit, limit=lambda: settings.max_classify_request_bytes)
     app.include_router(
         ops_router(
             service=SERVICE,
             checks={
-                "kafka": partial(broker.ping, timeout=2.0),
+                "kafka": kafka.ready,
                 "model": partial(model_ready, source),
             },
+            reasons={"kafka": kafka.why_not_ready},
             detail=source.describe,
             metrics_token=settings.metrics_token,
         )

@@ -37,6 +37,7 @@ from triage_runtime.http import (
     internal_error,
 )
 from triage_runtime.kafka import make_broker
+from triage_runtime.kafka_start import KafkaStart
 from triage_runtime.ops import ops_router
 from triage_runtime.outbox import Outbox
 from triage_runtime.service import producer_for
@@ -77,15 +78,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     imap_health = ImapHealth()
 
+    async def with_kafka(stack: AsyncExitStack) -> None:
+        await stack.enter_async_context(
+            outbox.relaying(interval=settings.outbox_relay_seconds, keep=settings.outbox_keep)
+        )
+
+    kafka = KafkaStart(broker, settings, then=with_kafka)
+
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:
-            await broker.start()
-            stack.push_async_callback(broker.stop)
             stack.push_async_callback(engine.dispose)
-            await stack.enter_async_context(
-                outbox.relaying(interval=settings.outbox_relay_seconds, keep=settings.outbox_keep)
-            )
+            # Without Kafka, what arrives waits in the outbox (the relay starts once connected).
+            await stack.enter_async_context(kafka.running())
             await stack.enter_async_context(
                 running(connectors_for(settings, intake, store, imap_health=imap_health))
             )
@@ -99,6 +104,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version=producer.version,
         lifespan=lifespan,
     )
+    app.state.kafka = kafka  # how its Kafka start is going (tests read it)
     app.state.settings = settings
     app.state.store = store
     app.state.blobs = blobs
@@ -138,9 +144,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         ops_router(
             service=SERVICE,
             checks={
-                "kafka": partial(broker.ping, timeout=2.0),
+                "kafka": kafka.ready,
                 "database": partial(database_reachable, engine),
             },
+            reasons={"kafka": kafka.why_not_ready},
             metrics_token=settings.metrics_token,
             detail=(lambda: {"imap": imap_health.detail()}) if settings.imap_accounts else None,
             degraded=lambda: [f"imap {name}" for name in imap_health.failing()],

@@ -232,7 +232,8 @@ class Settings(CommonSettings):
     )
 
     @model_validator(mode="after")
-    def _consistent(self) -> Settings:
+    # Not ``_consistent``: that name would replace KafkaConnection's check of the Kafka settings.
+    def _ingest_consistent(self) -> Settings:
         for retired in RETIRED_LIMITS:
             if getattr(self, retired) is not None:
                 raise ValueError(

@@ -32,6 +32,7 @@ from triage_runtime.accounts.store import AuthStore
 from triage_runtime.db.engine import database_reachable, make_async_engine
 from triage_runtime.http import RequestMetrics
 from triage_runtime.kafka import make_broker
+from triage_runtime.kafka_start import KafkaStart
 from triage_runtime.ops import ops_router
 from triage_runtime.outbox import InBackground, Outbox
 from triage_runtime.outcomes.quality import QualitySamples
@@ -82,16 +83,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     texts = ItemTexts(ReviewTexts(engine), documents)
     quality = LiveQuality(QualitySamples(engine), PolicyStore(engine), settings)
 
+    async def with_kafka(stack: AsyncExitStack) -> None:
+        await stack.enter_async_context(
+            outbox.relaying(interval=settings.outbox_relay_seconds, keep=settings.outbox_keep)
+        )
+
+    kafka = KafkaStart(broker, settings, then=with_kafka)
+
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:
             stack.push_async_callback(engine.dispose)
             await stack.enter_async_context(pool)
-            await broker.start()
-            stack.push_async_callback(broker.stop)
-            await stack.enter_async_context(
-                outbox.relaying(interval=settings.outbox_relay_seconds, keep=settings.outbox_keep)
-            )
+            await stack.enter_async_context(kafka.running())
             await stack.enter_async_context(background.running(gauges, quality, settings))
             await stack.enter_async_context(texts.indexing(settings.search_index_seconds))
             yield
@@ -105,6 +109,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # Every POST/PUT/PATCH/DELETE, of every route, shows its CSRF token first.
         dependencies=[Depends(security.csrf_guard)],
     )
+    app.state.kafka = kafka  # how its Kafka start is going (tests read it)
     app.state.settings = settings
     app.state.auth = AuthStore(engine)
     app.state.queries = queries
@@ -118,8 +123,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             service=SERVICE,
             checks={
                 "database": partial(database_reachable, engine),
-                "kafka": partial(broker.ping, timeout=2.0),
+                "kafka": kafka.ready,
             },
+            reasons={"kafka": kafka.why_not_ready},
             metrics_token=settings.metrics_token,
         )
     )

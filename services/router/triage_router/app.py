@@ -19,6 +19,7 @@ from triage_router.settings import Settings
 from triage_runtime.db.engine import database_reachable, make_async_engine
 from triage_runtime.http import RequestMetrics
 from triage_runtime.kafka import DeadLetters, batch_subscriber, make_broker
+from triage_runtime.kafka_start import KafkaStart
 from triage_runtime.lag import Holdings, LagMonitor
 from triage_runtime.ops import ops_router
 from triage_runtime.outbox import Outbox
@@ -58,17 +59,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         interval=settings.lag_interval_seconds,
     )
 
+    async def with_kafka(stack: AsyncExitStack) -> None:
+        await stack.enter_async_context(
+            outbox.relaying(interval=settings.outbox_relay_seconds, keep=settings.outbox_keep)
+        )
+        await lag.start()
+        stack.push_async_callback(lag.stop)
+
+    kafka = KafkaStart(broker, settings, then=with_kafka)
+
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:
             stack.push_async_callback(engine.dispose)
-            await broker.start()
-            stack.push_async_callback(broker.stop)
-            await stack.enter_async_context(
-                outbox.relaying(interval=settings.outbox_relay_seconds, keep=settings.outbox_keep)
-            )
-            await lag.start()
-            stack.push_async_callback(lag.stop)
+            await stack.enter_async_context(kafka.running())
             yield
         log.info("stopped cleanly")
 
@@ -78,13 +82,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version=producer.version,
         lifespan=lifespan,
     )
+    app.state.kafka = kafka  # how its Kafka start is going (tests read it)
     app.include_router(
         ops_router(
             service=SERVICE,
             checks={
-                "kafka": partial(broker.ping, timeout=2.0),
+                "kafka": kafka.ready,
                 "database": partial(database_reachable, engine),
             },
+            reasons={"kafka": kafka.why_not_ready},
             metrics_token=settings.metrics_token,
         )
     )
