@@ -132,3 +132,38 @@ def test_an_upload_while_kafka_is_away_waits_in_the_outbox_and_is_published_afte
         )
     )
     assert [m["value"]["document_id"] for m in published] == [document_id]
+
+
+def test_a_dead_letter_while_kafka_is_away_waits_in_the_outbox_and_is_published_after(
+    isolated: Stack, clean_db: str, relay: TcpRelay, tmp_path: Path
+) -> None:
+    """The drop folder refuses a symbolic link with a dead letter; with Kafka away the letter
+    is kept (the link goes to failed/ at once) and reaches the dead-letter topic later."""
+    drop = tmp_path / "drop"
+    settings = isolated_ingest_settings(
+        isolated, clean_db, tmp_path, drop_dir=drop, drop_poll_seconds=0.2
+    )
+    settings.kafka_bootstrap = relay.address
+    app = ingest_app(settings)
+    start: KafkaStart = app.state.kafka
+    pending = "SELECT topic FROM outbox WHERE published_at IS NULL"
+    with TestClient(app) as client:
+        assert client.get("/readyz").status_code == 503
+        (drop / "inbox" / "link.pdf").symlink_to(tmp_path / "elsewhere.pdf")
+        failed = drop / "failed"
+        _wait(lambda: any(p.is_symlink() for p in failed.iterdir()), "the link moved to failed/")
+        assert sql_rows(clean_db, pending) == [(isolated.topic(topics.DEADLETTER),)]
+
+        relay.open()
+        _wait(lambda: start.started, "connected once Kafka answers")
+        _wait(lambda: sql_rows(clean_db, pending) == [], "the relay publishes the dead letter")
+    published = asyncio.run(
+        collect(
+            isolated.kafka_bootstrap,
+            [isolated.topic(topics.DEADLETTER)],
+            until=lambda messages: len(messages) >= 1,
+        )
+    )
+    [letter] = [m["value"] for m in published]
+    assert letter["raw_name"] == "link.pdf"
+    assert letter["error_class"] == "unsupported_media_type"

@@ -23,7 +23,7 @@ from aiokafka.structs import ConsumerRecord
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
 
-from triage_contracts import Event, Source
+from triage_contracts import DeadLetterV1, Event, Source
 from triage_runtime.blobstore import BlobNotFoundError, ListedBlob
 from triage_runtime.kafka import decode_event, header_dict, make_broker, publish_many
 from triage_runtime.kafka_connection import KafkaConnection
@@ -130,20 +130,23 @@ class MemoryBlobs:
 
 
 class MemoryBlobHolds:
-    """Ingest's blob ownership (``IngestStore.hold_blobs``, ``record_dead_letter_blob``) in
+    """Ingest's blob ownership (``IngestStore.hold_blobs``, ``record_dead_letter``) in
     sets: what was held before it was stored, which raw inputs dead letters keep."""
 
     def __init__(self) -> None:
         self.held: set[str] = set()
         self.dead_letter_inputs: set[str] = set()
+        self.dead_letters: list[tuple[str, DeadLetterV1]] = []
 
     async def hold_blobs(self, sha256s: Collection[str]) -> None:
         """Remember the hashes as held."""
         self.held.update(sha256s)
 
-    async def record_dead_letter_blob(self, sha256: str) -> None:
-        """Remember a dead letter's raw input."""
-        self.dead_letter_inputs.add(sha256)
+    async def record_dead_letter(self, topic: str, letter: DeadLetterV1) -> None:
+        """Remember a dead letter and its raw input."""
+        if letter.raw_blob is not None:
+            self.dead_letter_inputs.add(letter.raw_blob.sha256)
+        self.dead_letters.append((topic, letter))
 
 
 class MemoryEmailIdentities:

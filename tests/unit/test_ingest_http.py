@@ -28,7 +28,7 @@ from schemathesis import checks
 from sqlalchemy.exc import OperationalError
 
 from tests.unit.inmemory import MemoryBlobHolds, MemoryEmailIdentities, MemoryOutbox
-from triage_contracts import DocumentReceivedV1, Producer, topics
+from triage_contracts import DeadLetterV1, DocumentReceivedV1, Producer, topics
 from triage_ingest import domain, uploads
 from triage_ingest.app import create_app
 from triage_ingest.connectors import Connector, connectors_for, running
@@ -58,6 +58,10 @@ class MemoryStore(MemoryBlobHolds, MemoryEmailIdentities, IngestStore):
         self.documents: dict[str, DocumentReceivedV1] = {}
         self.keys: dict[tuple[int, str], HeldKey] = {}
         self.status_lookups = 0
+
+    async def record_dead_letter(self, topic: str, letter: DeadLetterV1) -> None:
+        await super().record_dead_letter(topic, letter)
+        self.outbox.add([(topic, letter)])
 
     async def record_documents(
         self,

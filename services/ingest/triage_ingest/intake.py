@@ -41,7 +41,6 @@ from triage_ingest.mailrules import (
 from triage_ingest.metrics import DOCUMENTS_ACCEPTED
 from triage_ingest.store import IngestStore
 from triage_runtime.blobstore import BlobStore, file_sha256
-from triage_runtime.kafka import publish_event
 from triage_runtime.metrics import DEAD_LETTERS
 from triage_runtime.outbox import Publisher
 from triage_text.email.parse import EMAIL_MEDIA_TYPE, parse_email
@@ -377,8 +376,10 @@ class Intake:
         mailbox: str | None = None,
     ) -> DeadLetterV1:
         """Publish a dead letter that points at the kept raw input (kept for retention), with
-        the input's file name or mailbox where known (``triage dlq list`` shows them)."""
-        await self._store.record_dead_letter_blob(raw_sha256)
+        the input's file name or mailbox where known (``triage dlq list`` shows them).
+
+        The letter goes through the outbox: recorded with its raw input's retention, then
+        published (at once, or by the relay once Kafka answers)."""
         letter = DeadLetterV1(
             producer=self._producer,
             stage=f"ingest.{source.kind.value}",
@@ -389,7 +390,8 @@ class Intake:
             raw_name=domain.safe_filename(raw_name),
             mailbox=_cut(mailbox, 200),
         )
-        await publish_event(self._broker, self._deadletter_topic, letter)
+        await self._store.record_dead_letter(self._deadletter_topic, letter)
+        await self._outbox.publish([letter.event_id])
         DEAD_LETTERS.labels("ingest", error_class.value).inc()
         log.warning(
             "dead-lettered inbound input",

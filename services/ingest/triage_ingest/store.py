@@ -13,7 +13,7 @@ from sqlalchemy import delete, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
-from triage_contracts import DocumentReceivedV1, Source, SourceKind, utcnow
+from triage_contracts import DeadLetterV1, DocumentReceivedV1, Source, SourceKind, utcnow
 from triage_runtime import blobrefs, outbox
 from triage_runtime.db.models import (
     DeadLetterBlob,
@@ -162,15 +162,21 @@ class IngestStore:
                 )
             )
 
-    async def record_dead_letter_blob(self, sha256: str) -> None:
-        """Keep the raw input of an ingest dead letter (``dead_letter_blob``) for retention."""
+    async def record_dead_letter(self, topic: str, letter: DeadLetterV1) -> None:
+        """Keep an ingest dead letter's raw input (``dead_letter_blob``, for retention) and put
+        the letter in the outbox for ``topic``, in one transaction: while Kafka is away the
+        letter waits there, as a document's event does."""
         async with self._sessions.begin() as session:
-            statement = insert(DeadLetterBlob).values(sha256=sha256, dead_lettered_at=func.now())
-            await session.execute(
-                statement.on_conflict_do_update(
-                    index_elements=["sha256"], set_={"dead_lettered_at": func.now()}
+            if letter.raw_blob is not None:
+                statement = insert(DeadLetterBlob).values(
+                    sha256=letter.raw_blob.sha256, dead_lettered_at=func.now()
                 )
-            )
+                await session.execute(
+                    statement.on_conflict_do_update(
+                        index_elements=["sha256"], set_={"dead_lettered_at": func.now()}
+                    )
+                )
+            await outbox.add(session, [(topic, letter)])
 
     async def claim_email_identity(
         self, scope: str, message_id: str, parts_sha256: str, *, source: Source, raw_sha256: str
