@@ -14,7 +14,7 @@ import httpx
 from typer.testing import CliRunner
 
 from tests.faults.harness import Services
-from tests.helpers import new_api_key
+from tests.helpers import TOPIC_WORDS, new_api_key
 from tests.stack import Stack
 from triage_cli.main import app as cli
 from triage_contracts import topics
@@ -71,13 +71,17 @@ def test_topics_apply_makes_the_pipeline_work_and_plan_then_shows_no_difference(
         code, out = _cli(env, "topics", "plan", "--check", "--no-registry", *queues)
         assert code == 0 and "no difference" in out, out
 
-        # After: a document uploaded through the real CLI is classified and routed.
+        # After: a document uploaded through the real CLI is classified and routed (the toy
+        # model's own threshold sends everything to review; the policy lowers it).
+        threshold = f"{small_model.name}:billing=0.9"
+        code, out = _cli(env, "policy", "set", "--threshold", threshold, "--reason", "test")
+        assert code == 0, out
         for kind in ("ingest", "classifier", "router"):
             services.start(kind)
         for kind in ("ingest", "classifier", "router"):
             asyncio.run(services.wait_ready(kind))
         letter = tmp_path / "letter.txt"
-        letter.write_text("dear team, the invoice refund is overdue; the payment is due")
+        letter.write_text(f"dear team, {TOPIC_WORDS['billing']}, regards")
         url = f"http://127.0.0.1:{services.running['ingest'].port}"
         key = new_api_key(clean_db, "topics")
         code, out = _cli(
