@@ -1,6 +1,7 @@
 """With auto-create off (the local broker's setting), ``triage topics apply`` is what makes the
-pipeline work: before it a service says which topic is missing, after it a document goes
-through ingest, classifier and router, and ``triage topics plan`` shows no difference."""
+pipeline work: before it a service is not ready and says a topic is missing, after it that
+service becomes ready, a document goes through ingest, classifier and router, and ``triage
+topics plan`` shows no difference."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from tests.helpers import TOPIC_WORDS, new_api_key
 from tests.stack import Stack
 from triage_cli.main import app as cli
 from triage_contracts import topics
+from triage_runtime.kafka_start import missing_topics
 
 
 def _cli(env: dict[str, str], *args: str) -> tuple[int, str]:
@@ -48,35 +50,38 @@ def test_topics_apply_makes_the_pipeline_work_and_plan_then_shows_no_difference(
     services = Services(triage=triage_bin, env=env, work=tmp_path)
     try:
         # Before: the plan lists every topic as missing, and the router, which reads the
-        # classified topic, is not ready and names the topic the cluster does not have.
+        # classified and dead-letter topics, serves but is not ready and names them.
         code, out = _cli(env, "topics", "plan", "--check", "--no-registry", *queues)
         assert code == 1, out
         assert out.count("+ create ") == len(topics.ALL_FIXED) + len(labels), out
-        router = services.start("router", name="router-before")
-        missing = f"{no_topics.topic(topics.CLASSIFIED)} not found".encode()
+        router = services.start("router")
+        reads = sorted(no_topics.topic(t) for t in (topics.CLASSIFIED, topics.DEADLETTER))
         deadline = time.monotonic() + 60
-        while missing not in router.log.read_bytes():
+        while True:
             assert time.monotonic() < deadline, router.log.read_text()
-            time.sleep(0.2)
-        assert router.process is not None
-        if router.process.poll() is None:  # it may also have stopped, saying why
             try:
-                status = httpx.get(f"http://127.0.0.1:{router.port}/readyz", timeout=5)
+                ready = httpx.get(f"http://127.0.0.1:{router.port}/readyz", timeout=5)
             except httpx.HTTPError:
-                status = None  # not serving (yet)
-            assert status is None or status.status_code != 200, status.text
+                time.sleep(0.2)  # not serving yet
+                continue
+            assert ready.status_code == 503, ready.text
+            if ready.json().get("reasons", {}).get("kafka") == missing_topics(reads):
+                break
+            time.sleep(0.2)
+        assert missing_topics(reads).encode() in router.log.read_bytes()  # said once, too
 
         code, out = _cli(env, "topics", "apply", "--no-registry", *queues)
         assert code == 0, out
         code, out = _cli(env, "topics", "plan", "--check", "--no-registry", *queues)
         assert code == 0 and "no difference" in out, out
 
-        # After: a document uploaded through the real CLI is classified and routed (the toy
+        # After: the router becomes ready without a restart, and a document uploaded
+        # through the real CLI is classified and routed (the toy
         # model's own threshold sends everything to review; the policy lowers it).
         threshold = f"{small_model.name}:billing=0.9"
         code, out = _cli(env, "policy", "set", "--threshold", threshold, "--reason", "test")
         assert code == 0, out
-        for kind in ("ingest", "classifier", "router"):
+        for kind in ("ingest", "classifier"):
             services.start(kind)
         for kind in ("ingest", "classifier", "router"):
             asyncio.run(services.wait_ready(kind))
