@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.stack import clean_db, isolated, stack
+from tests.stack import clean_db, isolated, no_topics, stack
 
-__all__ = ["clean_db", "isolated", "stack", "triage_bin"]
+__all__ = ["clean_db", "isolated", "no_topics", "stack", "triage_bin"]
 
 
 @pytest.fixture(scope="session")

@@ -7,29 +7,43 @@ variables TRIAGE_TEST_S3_ENDPOINT_URL, TRIAGE_TEST_S3_ACCESS_KEY_ID,
 TRIAGE_TEST_S3_SECRET_ACCESS_KEY and TRIAGE_TEST_S3_REGION. When they are not set, the
 project's local stack is started (deploy/local/stack.sh start) and used. Each test session
 gets its own database and its own topic prefix, so runs never see each other's data.
+
+The broker does not create topics on first use (auto.create.topics.enable=false, as on most
+production clusters): the session's prefix and each ``isolated`` prefix get the declared
+topics (``triage_contracts.topics.declared_topics``) up front, in one admin request.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import secrets
 import subprocess
-from collections.abc import Iterator, Sequence
+import threading
+from collections.abc import Coroutine, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
 import pytest
+from aiokafka.admin import AIOKafkaAdminClient
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.helpers import PRODUCER, REPO_ROOT
 from triage_contracts import topics
+from triage_contracts.topics import declared_topics
 from triage_runtime.db.engine import upgrade
+from triage_runtime.kafka_connection import KafkaConnection
 from triage_runtime.outbox import Publisher
 from triage_runtime.outcomes.review import DecisionTopics, ReviewWorkflow
+from triage_runtime.topic_admin import Create, TopicAdmin
+
+TEST_QUEUES = ("billing", "legal", "other", "technical")
+"""The queues the tests route to (the labels of their models and review workflows): each
+gets its routed topic under every test prefix."""
 
 
 @dataclass(frozen=True)
@@ -77,6 +91,59 @@ class Stack:
     def topic(self, name: str) -> str:
         """Return ``name`` with this session's prefix."""
         return self.topic_prefix + name
+
+
+def _run_in_thread(work: Coroutine[Any, Any, None]) -> None:
+    """Run ``work`` to completion on an event loop of its own, off the caller's thread (a
+    fixture may be set up for an async test, whose loop must not be touched)."""
+    failure: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            asyncio.run(work)
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
+            failure.append(exc)
+
+    thread = threading.Thread(target=run, name="create-topics")
+    thread.start()
+    thread.join()
+    if failure:
+        raise failure[0]
+
+
+def create_declared_topics(
+    kafka_bootstrap: str, prefix: str, queues: Iterable[str] = TEST_QUEUES
+) -> None:
+    """Create the declared topics, one routed topic per queue, under ``prefix``, in one
+    request, with the declared partitions and configs on one replica (as ``triage topics
+    apply --replication-factor 1`` does on the local stack); existing ones are left alone.
+    """
+    specs = declared_topics(queues, replication_factor=1)
+    connection = KafkaConnection(kafka_bootstrap=kafka_bootstrap)
+
+    async def create() -> None:
+        async with TopicAdmin(connection, prefix=prefix) as admin:
+            await admin.apply([Create(spec) for spec in specs])
+
+    _run_in_thread(create())
+
+
+def delete_topics_under(kafka_bootstrap: str, prefix: str) -> None:
+    """Delete every topic under a test's prefix, in one request, so a suite's thousands of
+    partitions do not pile up on the one broker."""
+    connection = KafkaConnection(kafka_bootstrap=kafka_bootstrap)
+
+    async def delete() -> None:
+        admin = AIOKafkaAdminClient(**connection.aiokafka_kwargs())
+        await admin.start()
+        try:
+            names = [name for name in await admin.list_topics() if name.startswith(prefix)]
+            if names:
+                await admin.delete_topics(names)
+        finally:
+            await admin.close()
+
+    _run_in_thread(delete())
 
 
 def _local_stack_env() -> dict[str, str]:
@@ -131,11 +198,13 @@ def stack() -> Iterator[Stack]:
         conn.execute(text(f'CREATE DATABASE "{name}"'))
     test_url = make_url(database).set(database=name).render_as_string(hide_password=False)
     upgrade(test_url)
+    prefix = f"test-{secrets.token_hex(4)}."
+    create_declared_topics(kafka, prefix)
     try:
         yield Stack(
             kafka_bootstrap=kafka,
             database_url=test_url,
-            topic_prefix=f"test-{secrets.token_hex(4)}.",
+            topic_prefix=prefix,
             imap=imap,
             s3=s3,
         )
@@ -146,15 +215,34 @@ def stack() -> Iterator[Stack]:
 
 
 @pytest.fixture
-def isolated(stack: Stack) -> Stack:
-    """The stack with a topic prefix of this test's own, so no test reads another's events."""
-    return Stack(
+def isolated(stack: Stack) -> Iterator[Stack]:
+    """The stack with a topic prefix of this test's own, so no test reads another's events;
+    the declared topics exist under it while the test runs."""
+    prefix = f"{stack.topic_prefix}{secrets.token_hex(3)}."
+    create_declared_topics(stack.kafka_bootstrap, prefix)
+    yield Stack(
         kafka_bootstrap=stack.kafka_bootstrap,
         database_url=stack.database_url,
-        topic_prefix=f"{stack.topic_prefix}{secrets.token_hex(3)}.",
+        topic_prefix=prefix,
         imap=stack.imap,
         s3=stack.s3,
     )
+    delete_topics_under(stack.kafka_bootstrap, prefix)
+
+
+@pytest.fixture
+def no_topics(stack: Stack) -> Iterator[Stack]:
+    """The stack with a topic prefix of this test's own under which no topic exists yet (for
+    tests of what happens before ``triage topics apply``)."""
+    prefix = f"{stack.topic_prefix}{secrets.token_hex(3)}."
+    yield Stack(
+        kafka_bootstrap=stack.kafka_bootstrap,
+        database_url=stack.database_url,
+        topic_prefix=prefix,
+        imap=stack.imap,
+        s3=stack.s3,
+    )
+    delete_topics_under(stack.kafka_bootstrap, prefix)
 
 
 @pytest.fixture

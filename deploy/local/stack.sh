@@ -101,6 +101,7 @@ Connection settings printed by "env":
   TRIAGE_IMAP_USER=$IMAP_APP_USER, TRIAGE_IMAP_PASSWORD=$IMAP_APP_PASSWORD
   TRIAGE_S3_ENDPOINT_URL=http://127.0.0.1:<TRIAGE_S3_PORT>, TRIAGE_S3_ACCESS_KEY_ID,
   TRIAGE_S3_SECRET_ACCESS_KEY, TRIAGE_S3_REGION
+  TRIAGE_TOPICS_REPLICATION_FACTOR=1 (one broker; used by "triage topics apply")
 The role 'triage' (password 'triage') owns database 'triage' and may create
 databases. Superuser: 'postgres', password 'postgres'. IMAP users:
 'triage' (password 'triage-imap-password') and 'ops' ('ops-imap-password'),
@@ -176,6 +177,7 @@ cmd_env() {
   printf 'export TRIAGE_IMAP_USER=%q\n' "$IMAP_APP_USER"
   printf 'export TRIAGE_IMAP_PASSWORD=%q\n' "$IMAP_APP_PASSWORD"
   s3_env
+  printf 'export TRIAGE_TOPICS_REPLICATION_FACTOR=1\n' # one broker: triage topics apply
 }
 
 cmd_reset() {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -106,6 +107,17 @@ def pipeline(
         capture_output=True,
         text=True,
     ).stdout.strip()
+    # As an operator does before the services start: the broker does not auto-create topics.
+    labels = json.loads((sample_model / "metadata.json").read_text())["labels"]
+    applied = subprocess.run(
+        [triage, "topics", "apply", "--replication-factor", "1", "--no-registry"]
+        + [arg for label in labels for arg in ("--queue", label)],
+        env=env,
+        check=False,
+        capture_output=True,
+        text=True,
+    )
+    assert applied.returncode == 0, applied.stdout + applied.stderr
     subprocess.run(
         [triage, "user", "add", "e2e-reviewer", "--role", "reviewer", "--password-stdin"],
         env=env,

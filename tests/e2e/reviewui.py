@@ -26,7 +26,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.helpers import REPO_ROOT, free_port
-from tests.stack import Stack
+from tests.stack import Stack, create_declared_topics
 from triage_runtime.accounts.store import AuthStore
 
 PASSWORD = "browser test password"
@@ -82,6 +82,7 @@ def running_review_ui(
     ``name`` keeps its topics apart from other modules'; ``env`` adds or overrides settings.
     """
     port = free_port()
+    create_declared_topics(stack.kafka_bootstrap, f"{stack.topic_prefix}{name}.")
     full_env = {
         **os.environ,
         "TRIAGE_KAFKA_BOOTSTRAP": stack.kafka_bootstrap,

@@ -24,7 +24,7 @@ import pytest
 
 from tests.helpers import REPO_ROOT, free_port
 from tests.kafkatools import produce
-from tests.stack import Stack
+from tests.stack import Stack, create_declared_topics
 from triage_contracts import topics
 
 RULES = REPO_ROOT / "deploy" / "prometheus" / "alerts.yml"
@@ -46,6 +46,7 @@ def classifier(stack: Stack, sample_model: Path, tmp_path: Path) -> Iterator[dic
     assert triage
     port = free_port()
     prefix = f"{stack.topic_prefix}alerts."
+    create_declared_topics(stack.kafka_bootstrap, prefix)
     env = {
         "PATH": str(Path(sys.executable).parent) + ":/usr/bin:/bin",
         "TRIAGE_KAFKA_BOOTSTRAP": stack.kafka_bootstrap,

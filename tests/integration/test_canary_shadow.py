@@ -167,6 +167,8 @@ def test_one_promote_command_puts_a_canary_on_a_partition_of_running_classifiers
     store = tmp_path / "store"
     env = {
         "TRIAGE_DATABASE_URL": clean_db,
+        "TRIAGE_KAFKA_BOOTSTRAP": isolated.kafka_bootstrap,
+        "TRIAGE_TOPIC_PREFIX": isolated.topic_prefix,  # promote wants the routed topics
         "TRIAGE_MODEL_STORE_URL": str(store),
         "TRIAGE_MODEL_CACHE_DIR": str(tmp_path / "cli-cache"),
     }

@@ -15,7 +15,6 @@ are ``replayed``), which is more than the documents by design.
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import secrets
 import time
@@ -27,7 +26,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.faults.harness import Services, create_topics, group_lag
+from tests.faults.harness import Services, group_lag
 from tests.helpers import new_api_key
 from tests.kafkatools import produce
 from tests.outcomes import Judgement, judge, wait_for_outcomes
@@ -46,22 +45,6 @@ def running(
     isolated: Stack, clean_db: str, small_model: Path, triage_bin: str, tmp_path: Path
 ) -> Iterator[Services]:
     """Ingest, classifier and router processes on this test's topics and database."""
-    labels = json.loads((small_model / "metadata.json").read_text())["labels"]
-    asyncio.run(
-        create_topics(
-            isolated.kafka_bootstrap,
-            [
-                isolated.topic(t)
-                for t in (
-                    topics.DOCUMENTS,
-                    topics.DOCUMENTS_RETRY,
-                    topics.CLASSIFIED,
-                    topics.DEADLETTER,
-                    *(topics.routed_topic(label) for label in labels),
-                )
-            ],
-        )
-    )
     env = {
         **os.environ,
         "TRIAGE_KAFKA_BOOTSTRAP": isolated.kafka_bootstrap,

@@ -9,7 +9,6 @@ from collections.abc import Callable, Sequence
 from typing import cast
 
 from aiokafka import TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from fastapi.testclient import TestClient
 
 from tests.kafkatools import produce_many
@@ -24,7 +23,8 @@ from triage_runtime.kafka import ConsumedRecord, make_broker
 from triage_runtime.lag import Holdings, LagMonitor
 from triage_runtime.metrics import CONSUMER_LAG
 
-PARTITIONS = 3
+PARTITIONS = {spec.name: spec.partitions for spec in topics.FIXED_SPECS}
+"""The declared partitions, which the test's topics have (tests/stack.py makes them)."""
 MESSAGES = 30
 
 
@@ -74,15 +74,9 @@ def test_two_classifier_instances_lag_sums_to_the_groups_real_lag(isolated: Stac
         batch_timeout_ms=100,
     )
     topic = settings.topic(topics.DOCUMENTS)
-    everything = {TopicPartition(topic, p) for p in range(PARTITIONS)}
+    everything = {TopicPartition(topic, p) for p in range(PARTITIONS[topics.DOCUMENTS])}
 
     async def scenario() -> None:
-        admin = AIOKafkaAdminClient(bootstrap_servers=isolated.kafka_bootstrap)
-        await admin.start()
-        try:
-            await admin.create_topics([NewTopic(topic, PARTITIONS, 1)])
-        finally:
-            await admin.close()
         instances = []
         for name in ("classifier-a", "classifier-b"):
             broker = make_broker(settings, client_id=name)
@@ -114,7 +108,7 @@ def test_two_classifier_instances_lag_sums_to_the_groups_real_lag(isolated: Stac
                 topic,
                 [(f"doc-{i}".encode(), b"{}") for i in range(MESSAGES)],
             )
-            assert set(partitions) == set(range(PARTITIONS))
+            assert set(partitions) == set(range(PARTITIONS[topics.DOCUMENTS]))
             await asyncio.wait_for(a_scorer.stalled.wait(), 60)
             await asyncio.wait_for(b_scorer.stalled.wait(), 60)
             # What the group has really not committed: all but each instance's first batch.
@@ -160,17 +154,18 @@ def test_the_router_exports_its_lag_per_partition(isolated: Stack, clean_db: str
         r'triage_consumer_lag\{partition="(\d+)",service="router",'
         rf'topic="{re.escape(topics.CLASSIFIED)}"\}} (\S+)'
     )
+    partitions = [str(p) for p in range(PARTITIONS[topics.CLASSIFIED])]
     # Other routers in this process exported the same series: mark them, so only a value
     # this router's monitor measured can pass.
-    for partition in ("0", "1", "2"):
+    for partition in partitions:
         CONSUMER_LAG.labels("router", topics.CLASSIFIED, partition).set(-1)
     with TestClient(router_app(settings)) as client:
         deadline = time.monotonic() + 20
         found: list[tuple[str, str]] = []
         while time.monotonic() < deadline:
             found = pattern.findall(client.get("/metrics").text)
-            if len(found) == 3 and all(float(value) >= 0 for _, value in found):
+            if len(found) == len(partitions) and all(float(value) >= 0 for _, value in found):
                 break
             time.sleep(0.2)
-    assert sorted(p for p, _ in found) == ["0", "1", "2"]
+    assert sorted(p for p, _ in found) == sorted(partitions)
     assert all(float(value) == 0 for _, value in found), found

@@ -9,13 +9,18 @@ import pytest
 from typer.testing import CliRunner
 
 from tests.helpers import REPO_ROOT
+from tests.stack import Stack
 from triage_cli.main import app
 
 SAMPLE = REPO_ROOT / "data" / "sample"
 
 
 @pytest.fixture
-def cli_env(clean_db: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def cli_env(
+    isolated: Stack, clean_db: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Path:
+    monkeypatch.setenv("TRIAGE_KAFKA_BOOTSTRAP", isolated.kafka_bootstrap)
+    monkeypatch.setenv("TRIAGE_TOPIC_PREFIX", isolated.topic_prefix)  # the routed topics
     monkeypatch.setenv("TRIAGE_DATABASE_URL", clean_db)
     monkeypatch.setenv("TRIAGE_MODEL_STORE_URL", str(tmp_path / "store"))
     monkeypatch.setenv("TRIAGE_MODEL_CACHE_DIR", str(tmp_path / "cache"))
@@ -105,3 +110,45 @@ def test_eval_prints_the_report_and_writes_pictures(cli_env: Path) -> None:
         assert metric in out
     assert (report_dir / "report.json").exists()
     assert (report_dir / "confusion_matrix.png").exists()
+
+
+def test_promote_refuses_a_label_without_its_routed_topic_and_names_the_command(
+    no_topics: Stack,
+    clean_db: str,
+    small_model: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The broker does not create topics: a model whose labels have no routed topic on the
+    cluster is refused, with the one command that makes them; run as printed, it works."""
+    monkeypatch.setenv("TRIAGE_KAFKA_BOOTSTRAP", no_topics.kafka_bootstrap)
+    monkeypatch.setenv("TRIAGE_TOPIC_PREFIX", no_topics.topic_prefix)
+    monkeypatch.setenv("TRIAGE_DATABASE_URL", clean_db)
+    monkeypatch.setenv("TRIAGE_MODEL_STORE_URL", str(tmp_path / "store"))
+    monkeypatch.setenv("TRIAGE_MODEL_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("TRIAGE_TOPICS_REPLICATION_FACTOR", "1")  # one broker
+    code, out = _run("model", "register", str(small_model))
+    assert code == 0, out
+    code, out = _run("topics", "apply", "--no-registry", "--queue", "billing")
+    assert code == 0, out
+    promote = ("model", "promote", small_model.name, "--golden", str(SAMPLE / "golden"))
+    forced = ("--force", "--reason", "the gates are not what this test is about")
+
+    code, out = _run(*promote, *forced)
+    assert code == 1, out
+    [line] = [line for line in out.splitlines() if line.startswith("refused")]
+    command = "triage topics apply --queue legal --queue technical"
+    assert line == (
+        f"refused: {small_model.name} stays out of champion: no routed topic on the "
+        f"cluster for legal, technical; create them first: {command}"
+    )
+    code, out = _run("model", "list")
+    assert "champion" not in out, "a refused promotion moves no alias"
+
+    code, out = _run(*command.split()[1:])
+    assert code == 0, out
+    code, out = _run(*promote, *forced)
+    assert code == 0, out
+    assert f"champion: (none) → {small_model.name}" in out
+    code, out = _run("topics", "plan", "--check")  # the champion's labels: all there
+    assert code == 0 and "no difference" in out, out

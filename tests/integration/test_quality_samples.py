@@ -125,7 +125,11 @@ def test_agreeing_moves_nothing_and_overruling_withdraws_and_supersedes_the_rout
         for event in (agreed, overruled):
             decision = decide(event, HALF)
             assert isinstance(decision, RouteTo) and decision.quality_sample is not None
-            await store.record_route(event, decision, routed=routed_item(event, decision))
+            # On the queue's topic, as a router stores it (the broker makes no other topic).
+            topic = isolated.topic(topics.routed_topic(decision.queue))
+            await store.record_route(
+                event, decision, routed=routed_item(event, decision, topic=topic)
+            )
         flow, broker, flow_engine = _workflow(clean_db, isolated)
         await broker.start()
         ids = dict(sql_rows(clean_db, "SELECT document_id, id FROM review_item"))
@@ -164,22 +168,29 @@ def test_agreeing_moves_nothing_and_overruling_withdraws_and_supersedes_the_rout
         collect(
             isolated.kafka_bootstrap,
             pattern=re.escape(isolated.topic_prefix) + r"triage\.(routed\..*|review\..*)",
-            until=lambda ms: len(ms) >= 4,
+            until=lambda ms: len(ms) >= 6,
         )
     )
     kinds = sorted(
         (m["value"]["schema_name"], m["value"]["document_id"] == agreed.document_id)
         for m in messages
     )
+    # The model's two routes (still pending, published first with each document's decision).
     # Agreeing: a ReviewDecision only. Overruling: the decision, the withdrawal, the new route.
     assert kinds == [
         ("DocumentRouted", False),
+        ("DocumentRouted", False),
+        ("DocumentRouted", True),
         ("DocumentWithdrawn", False),
         ("ReviewDecision", False),
         ("ReviewDecision", True),
     ]
-    by_schema = {m["value"]["schema_name"]: m for m in messages if m["key"] != agreed.document_id}
-    withdrawn, rerouted = by_schema["DocumentWithdrawn"], by_schema["DocumentRouted"]
+    [withdrawn] = [m for m in messages if m["value"]["schema_name"] == "DocumentWithdrawn"]
+    [rerouted] = [
+        m
+        for m in messages
+        if m["value"]["schema_name"] == "DocumentRouted" and m["value"]["decided_by"] == "human"
+    ]
     assert withdrawn["topic"] == isolated.topic("triage.routed.legal.v1")
     assert rerouted["topic"] == isolated.topic("triage.routed.technical.v1")
     assert rerouted["value"]["decided_by"] == "human"

@@ -82,10 +82,10 @@ def _prefixed_topics(stack: Stack) -> set[str]:
 
 
 def test_plan_apply_then_no_difference_and_a_changed_retention_is_put_back(
-    isolated: Stack, clean_db: str, monkeypatch: pytest.MonkeyPatch
+    no_topics: Stack, clean_db: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("TRIAGE_KAFKA_BOOTSTRAP", isolated.kafka_bootstrap)
-    monkeypatch.setenv("TRIAGE_TOPIC_PREFIX", isolated.topic_prefix)
+    monkeypatch.setenv("TRIAGE_KAFKA_BOOTSTRAP", no_topics.kafka_bootstrap)
+    monkeypatch.setenv("TRIAGE_TOPIC_PREFIX", no_topics.topic_prefix)
     monkeypatch.setenv("TRIAGE_DATABASE_URL", clean_db)  # no model: only --queue's queues
     declared = declared_topics(QUEUES, replication_factor=1)
 
@@ -93,20 +93,20 @@ def test_plan_apply_then_no_difference_and_a_changed_retention_is_put_back(
     assert code == 1, out
     for spec in declared:
         assert f"+ create {spec.name}: partitions={spec.partitions}" in out, out
-    assert _prefixed_topics(isolated) == set(), "plan must change nothing"
+    assert _prefixed_topics(no_topics) == set(), "plan must change nothing"
 
     code, out = _run("apply", *_queues())
     assert code == 0, out
     assert f"applied {len(declared)} change(s)" in out
-    assert _prefixed_topics(isolated) == {isolated.topic(s.name) for s in declared}
+    assert _prefixed_topics(no_topics) == {no_topics.topic(s.name) for s in declared}
 
     code, out = _run("plan", *_queues(), "--check")
     assert code == 0, out
     assert "no difference" in out
 
     declared_retention = str(declared[0].retention_ms)
-    assert _retention(isolated, topics.DOCUMENTS) == declared_retention
-    _set_retention(isolated, topics.DOCUMENTS, "60000")
+    assert _retention(no_topics, topics.DOCUMENTS) == declared_retention
+    _set_retention(no_topics, topics.DOCUMENTS, "60000")
     code, out = _run("plan", *_queues())
     assert code == 0, out
     assert f"~ alter {topics.DOCUMENTS}: retention.ms 60000 -> {declared_retention}" in out
@@ -114,7 +114,7 @@ def test_plan_apply_then_no_difference_and_a_changed_retention_is_put_back(
 
     code, out = _run("apply", *_queues())
     assert code == 0, out
-    assert _retention(isolated, topics.DOCUMENTS) == declared_retention
+    assert _retention(no_topics, topics.DOCUMENTS) == declared_retention
     code, out = _run("plan", *_queues(), "--check")
     assert code == 0 and "no difference" in out, out
 
@@ -126,15 +126,15 @@ def test_plan_apply_then_no_difference_and_a_changed_retention_is_put_back(
 
 
 def test_two_applies_at_once_both_succeed_and_leave_the_declared_topics(
-    isolated: Stack, clean_db: str, monkeypatch: pytest.MonkeyPatch
+    no_topics: Stack, clean_db: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("TRIAGE_KAFKA_BOOTSTRAP", isolated.kafka_bootstrap)
-    monkeypatch.setenv("TRIAGE_TOPIC_PREFIX", isolated.topic_prefix)
+    monkeypatch.setenv("TRIAGE_KAFKA_BOOTSTRAP", no_topics.kafka_bootstrap)
+    monkeypatch.setenv("TRIAGE_TOPIC_PREFIX", no_topics.topic_prefix)
     monkeypatch.setenv("TRIAGE_DATABASE_URL", clean_db)
     env = {
         **os.environ,
-        "TRIAGE_KAFKA_BOOTSTRAP": isolated.kafka_bootstrap,
-        "TRIAGE_TOPIC_PREFIX": isolated.topic_prefix,
+        "TRIAGE_KAFKA_BOOTSTRAP": no_topics.kafka_bootstrap,
+        "TRIAGE_TOPIC_PREFIX": no_topics.topic_prefix,
         "TRIAGE_TOPICS_REPLICATION_FACTOR": "1",
     }
     triage = str(Path(sys.executable).parent / "triage")
@@ -151,20 +151,20 @@ def test_two_applies_at_once_both_succeed_and_leave_the_declared_topics(
     outputs = [run.communicate(timeout=120)[0] for run in runs]
     assert [run.returncode for run in runs] == [0, 0], outputs
     declared = declared_topics(QUEUES, replication_factor=1)
-    assert _prefixed_topics(isolated) == {isolated.topic(s.name) for s in declared}
+    assert _prefixed_topics(no_topics) == {no_topics.topic(s.name) for s in declared}
     code, out = _run("plan", *_queues(), "--check")
     assert code == 0 and "no difference" in out, out
 
 
 def test_the_labels_of_aliased_models_are_queues_with_topics(
-    isolated: Stack,
+    no_topics: Stack,
     clean_db: str,
     small_model: Path,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setenv("TRIAGE_KAFKA_BOOTSTRAP", isolated.kafka_bootstrap)
-    monkeypatch.setenv("TRIAGE_TOPIC_PREFIX", isolated.topic_prefix)
+    monkeypatch.setenv("TRIAGE_KAFKA_BOOTSTRAP", no_topics.kafka_bootstrap)
+    monkeypatch.setenv("TRIAGE_TOPIC_PREFIX", no_topics.topic_prefix)
     monkeypatch.setenv("TRIAGE_DATABASE_URL", clean_db)
     monkeypatch.setenv("TRIAGE_MODEL_STORE_URL", str(tmp_path / "store"))
 

@@ -536,7 +536,8 @@ def model_promote(
     The gates count every queue of the golden set and of the model; the regression gate
     compares with the champion, evaluated on the same golden set, whichever alias is moved
     (a canary or shadow is judged against what it would replace, not against the last canary).
-    Exit status: 0 moved (or already there), 1 refused by the gates.
+    Exit status: 0 moved (or already there), 1 refused by the gates, or because a label
+    has no routed topic on the cluster (it says the `triage topics apply` to run first).
 
     A canary takes traffic on the partitions given with --partitions, a shadow on the sample
     given with --sample: both are set in the routing policy, in the same transaction as the
@@ -546,6 +547,7 @@ def model_promote(
     from triage_cli.policy_cli import change_for, current_policy
     from triage_cli.registry_cli import run_with_registry
     from triage_cli.registry_support import load_model, resolve_alias
+    from triage_cli.topics_cli import apply_command, missing_routed_topics
     from triage_ml.evaluation import GateConfig, check_gates, render_table
 
     if force and not reason:
@@ -589,6 +591,17 @@ def model_promote(
                 f"refused: {version} stays out of {to} (use --force --reason to override)"
             )
             raise typer.Exit(1)
+    # The router publishes each label's documents to its queue's topic, which the cluster
+    # does not make on first use: they must exist before a model that predicts it serves.
+    missing = missing_routed_topics(candidate_model.labels)
+    if missing:
+        console.print(
+            f"refused: {version} stays out of {to}: no routed topic on the cluster for "
+            f"{', '.join(missing)}; create them first: {apply_command(missing)}",
+            highlight=False,
+            soft_wrap=True,
+        )
+        raise typer.Exit(1)
 
     async def move(registry: Any) -> Any:
         await registry.set_eval(candidate_model.version, candidate.to_dict())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -55,6 +56,28 @@ def _aliased_labels() -> set[str]:
         }
 
     return run_with_registry(find)
+
+
+def apply_command(queues: Iterable[str]) -> str:
+    """The ``triage topics apply`` command that creates these queues' routed topics."""
+    return " ".join(["triage topics apply", *(f"--queue {q}" for q in sorted(set(queues)))])
+
+
+def missing_routed_topics(queues: Iterable[str]) -> list[str]:
+    """The queues whose routed topic is not on the cluster (under TRIAGE_TOPIC_PREFIX)."""
+    from triage_contracts.topics import routed_topic
+    from triage_runtime.settings import CommonSettings
+    from triage_runtime.topic_admin import TopicAdmin
+
+    wanted = {queue: routed_topic(queue) for queue in sorted(set(queues))}
+    settings = CommonSettings()
+
+    async def run() -> set[str]:
+        async with TopicAdmin(settings, prefix=settings.topic_prefix) as admin:
+            return set(await admin.describe(list(wanted.values())))
+
+    found = asyncio.run(run())
+    return [queue for queue, topic in wanted.items() if topic not in found]
 
 
 def _plan(queues: list[str], *, registry: bool, replication_factor: int) -> list[Change]:

@@ -302,7 +302,7 @@ listener.name.sasl_ssl.ssl.client.auth=none
 num.partitions=3
 default.replication.factor=1
 min.insync.replicas=1
-auto.create.topics.enable=true
+auto.create.topics.enable=false
 delete.topic.enable=true
 group.initial.rebalance.delay.ms=0
 

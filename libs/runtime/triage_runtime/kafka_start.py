@@ -72,6 +72,22 @@ def bootstrap_failures() -> Iterator[BootstrapFailures]:
             aiokafka_log.removeFilter(failures)
 
 
+class MissingTopicsError(Exception):
+    """Kafka answers, but topics the service reads are not on the cluster."""
+
+    def __init__(self, names: list[str]) -> None:
+        super().__init__(", ".join(names))
+        self.names = names
+
+
+def missing_topics(names: list[str]) -> str:
+    """The reason given when Kafka answers but topics the service reads do not exist."""
+    return (
+        f"topic(s) {', '.join(names)} do not exist on the Kafka cluster, which does not "
+        "create topics on first use: run `triage topics apply` (see `triage topics plan`)"
+    )
+
+
 def cannot_reach(kafka: KafkaConnection, why: str | None, *, with_reason: bool = False) -> str:
     """The line for a Kafka that could not be connected to; ``why`` is aiokafka's reason.
 
@@ -153,10 +169,14 @@ class KafkaStart:
                         break
                     except Exception as exc:  # noqa: BLE001 - every failure is retried
                         await self._after_failure()
-                        line = cannot_reach(
-                            self._kafka,
-                            failures.last or str(exc) or type(exc).__name__,
-                            with_reason=True,
+                        line = (
+                            missing_topics(exc.names)
+                            if isinstance(exc, MissingTopicsError)
+                            else cannot_reach(
+                                self._kafka,
+                                failures.last or str(exc) or type(exc).__name__,
+                                with_reason=True,
+                            )
                         )
                     self.reason = line
                     if line not in said:
@@ -185,12 +205,23 @@ class KafkaStart:
             self._attempted.set()
 
     async def _probe(self) -> None:
-        """Bootstrap a bare client first: a failed ``broker.start`` leaves clients unclosed."""
+        """Bootstrap a bare client first: a failed ``broker.start`` leaves clients unclosed.
+        Then check that the topics the subscribers read exist: their consumers would wait
+        the client's request timeout (40 s) and then give no topic's name."""
         from aiokafka.client import AIOKafkaClient
 
         client = AIOKafkaClient(**self._kafka.aiokafka_kwargs())
         try:
             await client.bootstrap()
+            wanted = {
+                str(topic.name)
+                for sub in self._broker.subscribers
+                for topic in getattr(sub, "topics", ())  # a Kafka subscriber's topics
+            }
+            if wanted:
+                present = (await client.fetch_all_metadata()).topics()
+                if missing := sorted(wanted - present):
+                    raise MissingTopicsError(missing)
         finally:
             await client.close()
 
