@@ -93,12 +93,16 @@ def test_a_stopped_run_keeps_the_finished_batches(
     out = tmp_path / f"scores{suffix}"
     command = [str(Path(sys.executable).with_name("triage")), "batch", "score"]
     args = ["--input", str(folder), "--output", str(out), "--model", str(artifact)]
+    # Ctrl-C reaches a run in the foreground; SIGTERM stops one started as `nohup … &` from a
+    # script, with SIGINT ignored. Set here, so neither depends on how pytest was started.
+    interrupt = signal.SIG_DFL if stop == signal.SIGINT else signal.SIG_IGN
     process = subprocess.Popen(
         [*command, *args, "--batch-size", "1"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
         env=os.environ | {"COLUMNS": "200"},
+        preexec_fn=lambda: signal.signal(signal.SIGINT, interrupt),  # noqa: PLW1509
     )
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and process.poll() is None:

@@ -87,11 +87,15 @@ def sigterm_as_interrupt() -> Iterator[list[int]]:
     received: list[int] = []
     previous = signal.getsignal(signal.SIGTERM)
 
-    def on_term(signum: int, _frame: object) -> None:
+    def on_term(signum: int, frame: Any) -> None:
         received.append(signum)
         # As Ctrl-C: asyncio's runner cancels the scoring task cleanly; outside it, the
-        # default handler raises KeyboardInterrupt.
-        signal.raise_signal(signal.SIGINT)
+        # default handler raises KeyboardInterrupt. A run started with SIGINT ignored (`nohup
+        # … &` from a script) has no such handler, and SIGTERM must still stop it.
+        on_interrupt = signal.getsignal(signal.SIGINT)
+        if not callable(on_interrupt):
+            raise KeyboardInterrupt
+        on_interrupt(signal.SIGINT, frame)
 
     signal.signal(signal.SIGTERM, on_term)
     try:
