@@ -22,7 +22,7 @@ import secrets
 import subprocess
 import threading
 from collections.abc import Coroutine, Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any
 
@@ -220,13 +220,7 @@ def isolated(stack: Stack) -> Iterator[Stack]:
     the declared topics exist under it while the test runs."""
     prefix = f"{stack.topic_prefix}{secrets.token_hex(3)}."
     create_declared_topics(stack.kafka_bootstrap, prefix)
-    yield Stack(
-        kafka_bootstrap=stack.kafka_bootstrap,
-        database_url=stack.database_url,
-        topic_prefix=prefix,
-        imap=stack.imap,
-        s3=stack.s3,
-    )
+    yield replace(stack, topic_prefix=prefix)
     delete_topics_under(stack.kafka_bootstrap, prefix)
 
 
@@ -235,13 +229,7 @@ def no_topics(stack: Stack) -> Iterator[Stack]:
     """The stack with a topic prefix of this test's own under which no topic exists yet (for
     tests of what happens before ``triage topics apply``)."""
     prefix = f"{stack.topic_prefix}{secrets.token_hex(3)}."
-    yield Stack(
-        kafka_bootstrap=stack.kafka_bootstrap,
-        database_url=stack.database_url,
-        topic_prefix=prefix,
-        imap=stack.imap,
-        s3=stack.s3,
-    )
+    yield replace(stack, topic_prefix=prefix)
     delete_topics_under(stack.kafka_bootstrap, prefix)
 
 

@@ -19,6 +19,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind
 
 from tests.helpers import classified, received
+from tests.unit.inmemory import in_memory_broker
 from triage_contracts import ErrorClass, Producer
 from triage_runtime import tracing
 from triage_runtime.kafka import (
@@ -26,11 +27,9 @@ from triage_runtime.kafka import (
     UnprocessableError,
     dead_letter_for,
     decode_record,
-    make_broker,
     publish_event,
     publish_many,
 )
-from triage_runtime.kafka_connection import KafkaConnection
 
 
 def test_off_by_default_no_span_is_recorded_and_the_header_still_names_the_trace() -> None:
@@ -71,7 +70,7 @@ def _span(spans: Sequence[ReadableSpan], name: str) -> ReadableSpan:
 async def test_one_hop_over_kafka_headers_is_one_trace(spans: InMemorySpanExporter) -> None:
     """Ingest sends, the classifier takes it (through the headers) and sends its result: the
     three spans are one chain in the trace of the document's trace id."""
-    broker = make_broker(KafkaConnection(kafka_bootstrap="127.0.0.1:1"), client_id="test")
+    broker = in_memory_broker()
     taken: list[ConsumerRecord[bytes, bytes]] = []
 
     @broker.subscriber("documents")
@@ -182,7 +181,7 @@ async def test_a_dead_letter_is_in_the_trace_of_the_record_it_holds(
 ) -> None:
     """The classifier takes a document whose blob is gone: its dead letter is sent in the
     document's trace, the child of the span that took the record."""
-    broker = make_broker(KafkaConnection(kafka_bootstrap="127.0.0.1:1"), client_id="test")
+    broker = in_memory_broker()
     taken: list[ConsumerRecord[bytes, bytes]] = []
 
     @broker.subscriber("documents")
