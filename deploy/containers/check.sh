@@ -40,6 +40,12 @@ check_cli() {
     'touch /data/models/.w && rm /data/models/.w && ls /app/data/sample' 2>&1)"
   status=$?
   result data "$status" "/data/models writable; /app/data/sample has: $(echo $out)"
+  if "$engine" run --rm --network none --entrypoint python "$image" -c 'import torch' \
+    >/dev/null 2>&1; then
+    result torch 1 "installed"
+  else
+    result torch 0 "not installed"
+  fi
 }
 
 check_image() {

@@ -1,8 +1,8 @@
 """The per-service images as deploy/containers/Dockerfile declares them, read without building.
 
 Each service has a target that runs its console script from a venv synced for that package
-alone, and the CLI one for jobs; torch is locked into the classifier-embeddings and CLI
-images and no other; the build stage
+alone, and the CLI one for jobs; torch is locked into the classifier-embeddings image and
+no other; the build stage
 copies every workspace member's manifest (``uv sync --frozen`` fails without one); and
 build.sh builds exactly the Dockerfile's targets. deploy/containers/check.sh checks the
 built images themselves (docs/containers.md).
@@ -88,7 +88,7 @@ def test_each_service_and_the_cli_have_a_target_that_runs_their_console_script()
         assert scripts[command].split(".")[0] == package.replace("-", "_"), target
 
 
-def test_only_the_embeddings_classifier_and_cli_images_have_torch() -> None:
+def test_only_the_embeddings_classifier_image_has_torch() -> None:
     with_torch = set()
     for target in FINAL:
         package, extras = synced(target)
@@ -96,8 +96,7 @@ def test_only_the_embeddings_classifier_and_cli_images_have_torch() -> None:
         assert "triage-runtime" in needs  # the closure found the real dependencies
         if "torch" in needs:
             with_torch.add(target)
-    # The CLI's only because triage-cli locks triage-ml[embeddings] (docs/containers.md).
-    assert with_torch == {"classifier-embeddings", "cli"}
+    assert with_torch == {"classifier-embeddings"}
     assert synced("classifier") == ("triage-classifier", [])
 
 
