@@ -204,7 +204,7 @@ def model_train(
         if not embeddings_installed():
             console.print(
                 f"[red]{kind} needs the embeddings extra (sentence-transformers, torch), which "
-                "is not installed here: install triage-cli[embeddings], or train tfidf-lr[/red]",
+                "is not installed here: install triage-cli\\[embeddings], or train tfidf-lr[/red]",
                 highlight=False,
                 soft_wrap=True,
             )
