@@ -84,6 +84,7 @@ TARGETS = (
         extras=("embeddings",),
     ),
     Target("cli", "triage-cli", "triage", "triage_cli.main"),
+    Target("cli[embeddings]", "triage-cli", "triage", "triage_cli.main", extras=("embeddings",)),
 )
 
 

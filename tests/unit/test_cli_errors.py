@@ -6,6 +6,7 @@ TRIAGE_DATABASE_URL and TRIAGE_KAFKA_BOOTSTRAP at a closed local port (tests/uni
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -172,3 +173,20 @@ def test_settings_that_contradict_each_other_are_one_line_naming_them(
         "error: TRIAGE_KAFKA_SECURITY_PROTOCOL=SASL_SSL needs TRIAGE_KAFKA_SASL_MECHANISM, "
         "TRIAGE_KAFKA_SASL_USERNAME and TRIAGE_KAFKA_SASL_PASSWORD"
     ]
+
+
+@pytest.mark.parametrize("kind", ["embed-lr", "tfidf-embed-lr"])
+def test_an_embedding_kind_without_the_embeddings_extra_is_refused_in_one_line(
+    kind: str, golden: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # As in the CLI image, which installs triage-cli without its embeddings extra.
+    monkeypatch.setitem(sys.modules, "sentence_transformers", None)
+    code, lines = _run(
+        "model", "train", "--data", str(golden), "--kind", kind, "--out", str(tmp_path / "m")
+    )
+    assert code == USAGE
+    assert lines == [
+        f"{kind} needs the embeddings extra (sentence-transformers, torch), which is not "
+        "installed here: install triage-cli[embeddings], or train tfidf-lr"
+    ]
+    assert not (tmp_path / "m").exists()

