@@ -156,11 +156,11 @@ up_started=$SECONDS
 compose up --detach --no-build
 up_seconds=$((SECONDS - up_started))
 
-health_of() { # health_of SERVICE: starting, healthy, unhealthy, or the state of a stopped one
+health_of() { # health_of SERVICE: starting, healthy, unhealthy, or "exited (STATUS)"
   local id
   id="$(compose ps --quiet "$1")"
   [[ -n $id ]] || { echo missing; return; }
-  podman inspect --format '{{if eq .State.Status "running"}}{{.State.Health.Status}}{{else}}{{.State.Status}}{{end}}' "$id"
+  podman inspect --format '{{if eq .State.Status "running"}}{{.State.Health.Status}}{{else}}{{.State.Status}} ({{.State.ExitCode}}){{end}}' "$id"
 }
 declare -A healthy_after
 deadline=$((SECONDS + TIMEOUT))
@@ -168,7 +168,7 @@ for service in "${SERVICES[@]}"; do
   while :; do
     state="$(health_of "$service")"
     [[ $state == healthy ]] && break
-    case $state in exited | missing | stopped) die "$service is $state" ;; esac
+    case $state in exited* | stopped* | missing) die "$service is $state" ;; esac
     ((SECONDS < deadline)) || die "$service is still $state after ${TIMEOUT}s"
     sleep 2
   done
@@ -184,7 +184,7 @@ mkdir -p "$(dirname "$REPORT")"
 upload_log="$(dirname "$REPORT")/upload.txt"
 say "uploading data/sample/inbox/* to http://127.0.0.1:$TRIAGE_COMPOSE_INGEST_PORT"
 TRIAGE_API_KEY="$api_key" COLUMNS=120 "$TRIAGE_CMD" upload data/sample/inbox/* \
-  --url "http://127.0.0.1:$TRIAGE_COMPOSE_INGEST_PORT" --wait 180 | tee "$upload_log"
+  --url "http://127.0.0.1:$TRIAGE_COMPOSE_INGEST_PORT" --wait 180 2>&1 | tee "$upload_log"
 documents="$(grep -oE 'as [0-9]+ document' "$upload_log" | grep -oE '[0-9]+' || true)"
 
 sql() { compose exec -T postgres psql -U triage -d triage -At -F ' ' -c "$1"; }
