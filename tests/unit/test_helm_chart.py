@@ -281,6 +281,9 @@ def test_the_migrations_run_before_the_services_as_a_hook() -> None:
             ("kafka.tls.existingSecret=ca",),
             "kafka.tls.existingSecret is set but kafka.securityProtocol PLAINTEXT",
         ),
+        # values.schema.json: a protocol Triage does not speak, a misspelt key.
+        (("kafka.securityProtocol=TLS",), "at '/kafka/securityProtocol': value must be one of"),
+        (("kafka.bootstrapp=kafka:9092",), "additional properties 'bootstrapp' not allowed"),
     ],
 )
 def test_a_missing_or_inconsistent_value_stops_the_install(
