@@ -441,7 +441,7 @@ def services(
     for name, port in zip(names, ports, strict=True):
         process = subprocess.Popen(
             [f"{triage}-{name}"],
-            env=env | {f"TRIAGE_{name.upper()}_PORT": str(port)},
+            env=env | {f"TRIAGE_{name.upper().replace('-', '_')}_PORT": str(port)},
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
