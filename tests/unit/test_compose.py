@@ -10,7 +10,7 @@ import subprocess
 from typing import Any
 
 import pytest
-import yaml  # type: ignore[import-untyped]  # PyYAML ships no type hints
+import yaml
 from pydantic_settings import BaseSettings
 
 from tests.helpers import REPO_ROOT
