@@ -8,6 +8,15 @@ TRIAGE_TEST_S3_SECRET_ACCESS_KEY and TRIAGE_TEST_S3_REGION. When they are not se
 project's local stack is started (deploy/local/stack.sh start) and used. Each test session
 gets its own database and its own topic prefix, so runs never see each other's data.
 
+With TRIAGE_TEST_CONTAINERS=1 (tests/containers.sh sets it), Kafka and PostgreSQL are instead
+throwaway containers that testcontainers starts for the session and removes after it
+(``tests.containers``: compose.yaml's broker and database, images TRIAGE_KAFKA_IMAGE and
+TRIAGE_POSTGRES_IMAGE, engine DOCKER_HOST); TRIAGE_TEST_KAFKA_BOOTSTRAP and
+TRIAGE_TEST_DATABASE_URL are ignored and the local stack is not started. IMAP and S3 are not
+containers: they come from the TRIAGE_TEST_IMAP_* and TRIAGE_TEST_S3_* variables if set, and
+otherwise the tests that need them skip (``require_imap``, ``require_s3``); so do the fault
+tests, which stop and start the local stack's servers.
+
 The broker does not create topics on first use (auto.create.topics.enable=false, as on most
 production clusters): the session's prefix and each ``isolated`` prefix get the declared
 topics (``triage_contracts.topics.declared_topics``) up front, in one admin request.
