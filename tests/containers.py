@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -39,6 +40,7 @@ LABEL = "org.triage.tests"
 READY_TIMEOUT = 180.0
 """Seconds each container has to answer (a cold JVM on two busy cores takes ~30)."""
 
+COMPOSE = REPO_ROOT / "compose.yaml"
 _VARIABLE = re.compile(r"\$\{(\w+)(?::-([^}]*))?\}")
 
 
@@ -52,38 +54,32 @@ class Infrastructure:
     postgres_container_id: str
 
 
-def _fill(value: Any, variables: Mapping[str, str]) -> Any:
-    """``value`` from compose.yaml with ``${VAR}`` and ``${VAR:-default}`` filled in from
-    ``variables`` (the forms compose.yaml uses), in every string it holds."""
-    if isinstance(value, str):
+def read_compose(variables: Mapping[str, str], path: Path = COMPOSE) -> dict[str, Any]:
+    """compose.yaml as compose reads it: ``${VAR}`` and ``${VAR:-default}`` (the forms it
+    uses) filled in from ``variables``, a variable that is empty or not there taking the
+    default."""
 
-        def one(match: re.Match[str]) -> str:
-            name, default = match.group(1), match.group(2)
-            if variables.get(name):
-                return variables[name]
-            if default is None:
-                raise KeyError(f"compose.yaml needs {name}, which is not set")
-            return default
+    def one(match: re.Match[str]) -> str:
+        name, default = match.group(1), match.group(2)
+        if variables.get(name):
+            return variables[name]
+        if default is None:
+            raise KeyError(f"compose.yaml needs {name}, which is not set")
+        return default
 
-        return _VARIABLE.sub(one, value)
-    if isinstance(value, list):
-        return [_fill(item, variables) for item in value]
-    if isinstance(value, dict):
-        return {key: _fill(item, variables) for key, item in value.items()}
-    return value
+    loaded: dict[str, Any] = yaml.safe_load(_VARIABLE.sub(one, path.read_text()))
+    return loaded
 
 
 def compose_service(name: str, variables: Mapping[str, str]) -> dict[str, Any]:
     """Service ``name`` of compose.yaml, its variables filled in from ``variables``."""
-    compose = yaml.safe_load((REPO_ROOT / "compose.yaml").read_text())
-    service: dict[str, Any] = _fill(compose["services"][name], variables)
+    service: dict[str, Any] = read_compose(variables)["services"][name]
     return service
 
 
 def compose_database_url(variables: Mapping[str, str]) -> str:
     """The database URL compose.yaml gives its services (``x-triage-env``)."""
-    compose = yaml.safe_load((REPO_ROOT / "compose.yaml").read_text())
-    return str(_fill(compose["x-triage-env"]["TRIAGE_DATABASE_URL"], variables))
+    return str(read_compose(variables)["x-triage-env"]["TRIAGE_DATABASE_URL"])
 
 
 def _container(service: dict[str, Any], session: str) -> DockerContainer:
