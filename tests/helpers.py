@@ -12,7 +12,7 @@ import subprocess
 import threading
 import time
 import uuid
-from collections.abc import Collection, Iterator, Mapping
+from collections.abc import Collection, Coroutine, Iterator, Mapping
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from pathlib import Path
@@ -166,6 +166,24 @@ class Unpublished:
     async def publish(self, event_ids: Collection[uuid.UUID]) -> int:
         """Leave the events pending."""
         return 0
+
+
+def run_in_thread(work: Coroutine[Any, Any, None]) -> None:
+    """Run ``work`` to completion on an event loop of its own, off the caller's thread (a
+    fixture may be set up for an async test, whose loop must not be touched)."""
+    failure: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            asyncio.run(work)
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
+            failure.append(exc)
+
+    thread = threading.Thread(target=run, name="create-topics")
+    thread.start()
+    thread.join()
+    if failure:
+        raise failure[0]
 
 
 def free_port() -> int:

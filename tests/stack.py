@@ -8,6 +8,15 @@ TRIAGE_TEST_S3_SECRET_ACCESS_KEY and TRIAGE_TEST_S3_REGION. When they are not se
 project's local stack is started (deploy/local/stack.sh start) and used. Each test session
 gets its own database and its own topic prefix, so runs never see each other's data.
 
+With TRIAGE_TEST_CONTAINERS=1 (tests/containers.sh sets it), Kafka and PostgreSQL are instead
+throwaway containers that testcontainers starts for the session and removes after it
+(``tests.containers``: compose.yaml's broker and database, images TRIAGE_KAFKA_IMAGE and
+TRIAGE_POSTGRES_IMAGE, engine DOCKER_HOST); TRIAGE_TEST_KAFKA_BOOTSTRAP and
+TRIAGE_TEST_DATABASE_URL are ignored and the local stack is not started. IMAP and S3 are not
+containers: they come from the TRIAGE_TEST_IMAP_* and TRIAGE_TEST_S3_* variables if set, and
+otherwise the tests that need them skip (``require_imap``, ``require_s3``); so do the fault
+tests, which stop and start the local stack's servers.
+
 The broker does not create topics on first use (auto.create.topics.enable=false, as on most
 production clusters): the session's prefix and each ``isolated`` prefix get the declared
 topics (``triage_contracts.topics.declared_topics``) up front, in one admin request.
@@ -20,8 +29,9 @@ import os
 import re
 import secrets
 import subprocess
-import threading
-from collections.abc import Coroutine, Iterable, Iterator, Sequence
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any
@@ -32,7 +42,8 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tests.helpers import PRODUCER, REPO_ROOT
+from tests.containers import Infrastructure, infrastructure
+from tests.helpers import PRODUCER, REPO_ROOT, run_in_thread
 from triage_contracts import topics
 from triage_contracts.topics import declared_topics
 from triage_runtime.db.engine import upgrade
@@ -40,6 +51,9 @@ from triage_runtime.kafka_connection import KafkaConnection
 from triage_runtime.outbox import Publisher
 from triage_runtime.outcomes.review import DecisionTopics, ReviewWorkflow
 from triage_runtime.topic_admin import Create, TopicAdmin
+
+TOPICS_VISIBLE_TIMEOUT = 30.0
+"""Seconds the broker's metadata has to list topics just created."""
 
 TEST_QUEUES = ("billing", "legal", "other", "technical")
 """The queues the tests route to (the labels of their models and review workflows): each
@@ -87,28 +101,12 @@ class Stack:
     topic_prefix: str
     imap: Imap | None = None
     s3: S3Endpoint | None = None
+    containers: Infrastructure | None = None
+    """The containers Kafka and PostgreSQL run in (TRIAGE_TEST_CONTAINERS), else None."""
 
     def topic(self, name: str) -> str:
         """Return ``name`` with this session's prefix."""
         return self.topic_prefix + name
-
-
-def _run_in_thread(work: Coroutine[Any, Any, None]) -> None:
-    """Run ``work`` to completion on an event loop of its own, off the caller's thread (a
-    fixture may be set up for an async test, whose loop must not be touched)."""
-    failure: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            asyncio.run(work)
-        except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
-            failure.append(exc)
-
-    thread = threading.Thread(target=run, name="create-topics")
-    thread.start()
-    thread.join()
-    if failure:
-        raise failure[0]
 
 
 def create_declared_topics(
@@ -124,8 +122,17 @@ def create_declared_topics(
     async def create() -> None:
         async with TopicAdmin(connection, prefix=prefix) as admin:
             await admin.apply([Create(spec) for spec in specs])
+            # CreateTopics answers once the controller has the topics; the broker's metadata,
+            # which a service checks when it starts, can lag a moment behind (seen on a
+            # fresh broker in a container): wait until it lists them all.
+            names = [spec.name for spec in specs]
+            deadline = time.monotonic() + TOPICS_VISIBLE_TIMEOUT
+            while len(await admin.describe(names)) < len(names):
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"the broker does not list the topics under {prefix}")
+                await asyncio.sleep(0.1)
 
-    _run_in_thread(create())
+    run_in_thread(create())
 
 
 def delete_topics_under(kafka_bootstrap: str, prefix: str) -> None:
@@ -143,7 +150,7 @@ def delete_topics_under(kafka_bootstrap: str, prefix: str) -> None:
         finally:
             await admin.close()
 
-    _run_in_thread(delete())
+    run_in_thread(delete())
 
 
 def _local_stack_env() -> dict[str, str]:
@@ -153,6 +160,51 @@ def _local_stack_env() -> dict[str, str]:
         [str(script), "env"], check=True, capture_output=True, text=True, timeout=60
     ).stdout
     return dict(re.findall(r"^export (\w+)=['\"]?([^'\"\n]*)['\"]?$", printed, re.MULTILINE))
+
+
+def containers_mode() -> bool:
+    """Whether TRIAGE_TEST_CONTAINERS asks for Kafka and PostgreSQL as containers."""
+    return os.environ.get("TRIAGE_TEST_CONTAINERS", "") not in ("", "0")
+
+
+def _imap(env: dict[str, str]) -> Imap:
+    return Imap(
+        host=env["IMAP_HOST"],
+        port=int(env["IMAP_PORT"]),
+        imaps_port=int(env["IMAPS_PORT"]),
+        ca_file=env["IMAP_CA_FILE"],
+        user=env["IMAP_USER"],
+        password=env["IMAP_PASSWORD"],
+    )
+
+
+def _s3(env: dict[str, str]) -> S3Endpoint:
+    return S3Endpoint(
+        endpoint_url=env["S3_ENDPOINT_URL"],
+        access_key_id=env["S3_ACCESS_KEY_ID"],
+        secret_access_key=env["S3_SECRET_ACCESS_KEY"],
+        region=env.get("S3_REGION", "us-east-1"),
+    )
+
+
+def require_imap(stack: Stack) -> Imap:
+    """The stack's IMAP server, or skip the test when it has none (containers mode)."""
+    if stack.imap is None:
+        pytest.skip(
+            "no IMAP server: TRIAGE_TEST_CONTAINERS gives Kafka and PostgreSQL only"
+            " (set TRIAGE_TEST_IMAP_* to use one)"
+        )
+    return stack.imap
+
+
+def require_s3(stack: Stack) -> S3Endpoint:
+    """The stack's S3 server, or skip the test when it has none (containers mode)."""
+    if stack.s3 is None:
+        pytest.skip(
+            "no S3 server: TRIAGE_TEST_CONTAINERS gives Kafka and PostgreSQL only"
+            " (set TRIAGE_TEST_S3_* to use one)"
+        )
+    return stack.s3
 
 
 @pytest.fixture(scope="session")
@@ -170,48 +222,43 @@ def stack() -> Iterator[Stack]:
         for key, value in os.environ.items()
         if key.startswith("TRIAGE_TEST_S3_")
     }
-    if not (kafka and database and imap_env and s3_env):
-        env = _local_stack_env()
-        kafka = kafka or env["TRIAGE_KAFKA_BOOTSTRAP"]
-        database = database or env["TRIAGE_DATABASE_URL"]
-        local = {k.removeprefix("TRIAGE_"): v for k, v in env.items()}
-        imap_env = imap_env or local
-        s3_env = s3_env or local
-    s3 = S3Endpoint(
-        endpoint_url=s3_env["S3_ENDPOINT_URL"],
-        access_key_id=s3_env["S3_ACCESS_KEY_ID"],
-        secret_access_key=s3_env["S3_SECRET_ACCESS_KEY"],
-        region=s3_env.get("S3_REGION", "us-east-1"),
-    )
-    imap = Imap(
-        host=imap_env["IMAP_HOST"],
-        port=int(imap_env["IMAP_PORT"]),
-        imaps_port=int(imap_env["IMAPS_PORT"]),
-        ca_file=imap_env["IMAP_CA_FILE"],
-        user=imap_env["IMAP_USER"],
-        password=imap_env["IMAP_PASSWORD"],
-    )
+    with ExitStack() as session:
+        containers: Infrastructure | None = None
+        if containers_mode():
+            containers = session.enter_context(
+                infrastructure(os.environ, session=f"pytest-{os.getpid()}")
+            )
+            kafka, database = containers.kafka_bootstrap, containers.database_url
+        elif not (kafka and database and imap_env and s3_env):
+            env = _local_stack_env()
+            kafka = kafka or env["TRIAGE_KAFKA_BOOTSTRAP"]
+            database = database or env["TRIAGE_DATABASE_URL"]
+            local = {k.removeprefix("TRIAGE_"): v for k, v in env.items()}
+            imap_env = imap_env or local
+            s3_env = s3_env or local
+        assert kafka and database
 
-    name = f"triage_test_{secrets.token_hex(4)}"
-    admin = create_engine(database, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    test_url = make_url(database).set(database=name).render_as_string(hide_password=False)
-    upgrade(test_url)
-    prefix = f"test-{secrets.token_hex(4)}."
-    create_declared_topics(kafka, prefix)
-    try:
-        yield Stack(
-            kafka_bootstrap=kafka,
-            database_url=test_url,
-            topic_prefix=prefix,
-            imap=imap,
-            s3=s3,
-        )
-    finally:
+        name = f"triage_test_{secrets.token_hex(4)}"
+        admin = create_engine(database, isolation_level="AUTOCOMMIT")
         with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+        test_url = make_url(database).set(database=name).render_as_string(hide_password=False)
+        upgrade(test_url)
+        prefix = f"test-{secrets.token_hex(4)}."
+        create_declared_topics(kafka, prefix)
+        try:
+            yield Stack(
+                kafka_bootstrap=kafka,
+                database_url=test_url,
+                topic_prefix=prefix,
+                imap=_imap(imap_env) if imap_env else None,
+                s3=_s3(s3_env) if s3_env else None,
+                containers=containers,
+            )
+        finally:
+            with admin.connect() as conn:
+                conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            admin.dispose()
 
 
 @pytest.fixture

@@ -26,12 +26,8 @@ say "registering $version"
 triage model register "$artifact" --actor compose-bootstrap >/dev/null
 
 say "creating the topics, with a routed topic for each of the model's labels"
-# The model is not aliased yet, so the registry does not name its labels: give them.
-queues=$(python3 -c 'import json, sys
-print(" ".join("--queue=" + label for label in json.load(open(sys.argv[1]))["labels"]))' \
-  "$artifact/metadata.json")
-# shellcheck disable=SC2086 # one --queue=LABEL word per label
-triage topics apply $queues
+# The model is not aliased yet, so the registry's aliases do not name its labels: name it.
+triage topics apply --model-version "$version"
 
 say "promoting $version to champion through the golden-set gates"
 triage model promote "$version" --golden "$sample/golden" --to champion

@@ -25,10 +25,9 @@ Environment:
   TRIAGE_COMPOSE_PROJECT  project name (default triage-ci-<pid>): containers, network, volumes
   TRIAGE_CI_TIMEOUT       seconds the stack has to become healthy (default 900)
   TRIAGE_CI_REPORT        where the report is written (default test-artifacts/compose/report.txt)
-  TRIAGE_M2_CACHE         Maven repository the Kafka image's build keeps its downloads in
-                          (default /var/tmp/triage-compose-m2)
-  TRIAGE_JAVA_CACERTS     Java trust store Maven uses in that build, for a TLS-intercepting
-                          proxy (default the host's /etc/ssl/certs/java/cacerts, if any)
+  TRIAGE_KAFKA_IMAGE, TRIAGE_POSTGRES_IMAGE, TRIAGE_M2_CACHE, TRIAGE_JAVA_CACERTS
+                          the broker and database images and how the local ones are built:
+                          see deploy/compose/infra-images.sh --help
 USAGE
 }
 
@@ -63,39 +62,18 @@ if ! command -v "${COMPOSE[0]}" >/dev/null; then
 fi
 export COMPOSE_HTTP_TIMEOUT=300
 
-BASE_IMAGE="${TRIAGE_BASE_IMAGE:-localhost/debian:base}"
+# shellcheck source=infra-images.sh
+source deploy/compose/infra-images.sh # sets TRIAGE_BASE_IMAGE, TRIAGE_{KAFKA,POSTGRES}_IMAGE
+BASE_IMAGE="$TRIAGE_BASE_IMAGE"
 podman image exists "$BASE_IMAGE" || die "no base image $BASE_IMAGE: run deploy/containers/setup.sh base"
 PROJECT="${TRIAGE_COMPOSE_PROJECT:-triage-ci-$$}"
 TIMEOUT="${TRIAGE_CI_TIMEOUT:-900}"
 REPORT="${TRIAGE_CI_REPORT:-$ROOT/test-artifacts/compose/report.txt}"
-LOCK="${TRIAGE_BUILD_LOCK:-/tmp/podman-build.lock}"
-M2_CACHE="${TRIAGE_M2_CACHE:-/var/tmp/triage-compose-m2}"
-JAVA_CACERTS="${TRIAGE_JAVA_CACERTS:-/etc/ssl/certs/java/cacerts}"
-KAFKA_VERSION="${TRIAGE_KAFKA_VERSION:-4.1.1}"
-export TRIAGE_BASE_IMAGE="$BASE_IMAGE"
-export TRIAGE_KAFKA_IMAGE="${TRIAGE_KAFKA_IMAGE:-localhost/triage-kafka:$KAFKA_VERSION}"
-export TRIAGE_POSTGRES_IMAGE="${TRIAGE_POSTGRES_IMAGE:-localhost/triage-postgres:15}"
 SERVICES=(ingest classifier router review-ui)
 started=$SECONDS
 
 # --- images --------------------------------------------------------------------------
-build_infra() { # build_infra NAME IMAGE [podman build options...]
-  local name=$1 image=$2
-  shift 2
-  if [[ $build == missing ]] && podman image exists "$image"; then return; fi
-  say "building $image from deploy/compose/$name/Containerfile (base $BASE_IMAGE)"
-  flock "$LOCK" podman build --build-arg "BASE_IMAGE=$BASE_IMAGE" "$@" \
-    -f "deploy/compose/$name/Containerfile" -t "$image" deploy
-}
-if [[ $TRIAGE_KAFKA_IMAGE == localhost/* ]]; then
-  # Kafka's jars are downloaded into a Maven repository kept between runs.
-  mkdir -p "$M2_CACHE"
-  secret=()
-  [[ ! -f $JAVA_CACERTS ]] || secret=(--secret "id=java-cacerts,src=$JAVA_CACERTS")
-  build_infra kafka "$TRIAGE_KAFKA_IMAGE" --build-arg "KAFKA_VERSION=$KAFKA_VERSION" \
-    --volume "$M2_CACHE:/build/m2" "${secret[@]}"
-fi
-[[ $TRIAGE_POSTGRES_IMAGE != localhost/* ]] || build_infra postgres "$TRIAGE_POSTGRES_IMAGE"
+if [[ $build == missing ]]; then infra_images --missing; else infra_images; fi
 targets=()
 for target in cli "${SERVICES[@]}"; do
   if [[ $build == always ]] || ! podman image exists "localhost/triage-$target:dev"; then

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Start one service image with no network at all (so Kafka and PostgreSQL are away) and
-# check what an operator relies on: it serves /healthz, says it is not ready on /readyz,
+# check what an operator relies on: it serves /healthz (with tracing on: TRIAGE_OTLP_ENDPOINT
+# set, so the OTLP exporter must be installed), says it is not ready on /readyz,
 # runs as a user other than root, can write under /data, and has torch only if it should.
 # The CLI image (entrypoint triage): --help answers, the user, /data, the sample data.
 # No set -e: a failing check is reported and counted, not fatal.
@@ -64,6 +65,7 @@ check_image() {
   container="$("$engine" run --detach --network none \
     -e TRIAGE_KAFKA_BOOTSTRAP=127.0.0.1:9 \
     -e TRIAGE_DATABASE_URL=postgresql+psycopg://triage:triage@127.0.0.1:9/triage \
+    -e TRIAGE_OTLP_ENDPOINT=http://127.0.0.1:9/v1/traces \
     "$image")"
   if [[ -z $container ]]; then
     result start 1 "$engine run failed"
@@ -78,7 +80,7 @@ check_image() {
     [[ "$("$engine" inspect --format '{{.State.Running}}' "$container")" == true ]] || break
     sleep 0.5
   done
-  result healthz "$status" "$([[ $status -eq 0 ]] && echo "200 with Kafka and PostgreSQL away" \
+  result healthz "$status" "$([[ $status -eq 0 ]] && echo "200 with Kafka, PostgreSQL and the OTLP collector away" \
     || echo "no 200 in 60 s: ${out:-}; last log lines: $("$engine" logs --tail 5 "$container" 2>&1)")"
 
   if out="$("$engine" exec "$container" triage-probe "http://127.0.0.1:$port/readyz" 2>&1)"; then

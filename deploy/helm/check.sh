@@ -4,32 +4,36 @@
 # (and KEDA's ScaledObject and TriggerAuthentication against deploy/helm/schemas/keda.sh).
 # Each values file in deploy/helm/check-values/ is one configuration checked.
 #
-# What it needs it makes, offline after the first run, under $TRIAGE_STACK_DIR/tools
-# (default .stack/tools): helm and kubeconform built from the Go module proxy (Go 1.22 or
-# later; about 1 min for kubeconform and 6 min for helm on 2 cores, once), and the
-# Kubernetes schemas taken from the kubernetes-validate wheel on PyPI (no schema download at
-# check time). Usage: deploy/helm/check.sh [--tools-only]
+# What it needs it makes, offline after the first run, in a cache shared by every checkout
+# ($TRIAGE_TOOLS_CACHE, default ~/.cache/triage/tools, one folder per tool and version):
+# helm and kubeconform built from the Go module proxy (Go 1.22 or later; about 1 min for
+# kubeconform and 6 min for helm on 2 cores, once), and the Kubernetes schemas taken from
+# the kubernetes-validate wheel on PyPI (no schema download at check time).
+# Usage: deploy/helm/check.sh [--tools-only | --print-helm]
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
-STACK="${TRIAGE_STACK_DIR:-$ROOT/.stack}"
-TOOLS="$STACK/tools/bin"
+CACHE="${TRIAGE_TOOLS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/triage/tools}"
 HELM_VERSION=v4.3.2
 KUBECONFORM_VERSION=v0.8.0
 # kubernetes-validate X.Y.Z bundles the schemas of Kubernetes vX.Y.Z (and older).
 K8S_VERSION=1.37.0
-SCHEMAS="$STACK/tools/k8s-schemas"
+SCHEMAS="$CACHE/k8s-schemas-$K8S_VERSION"
+HELM="$CACHE/helm-$HELM_VERSION/helm"
+KUBECONFORM="$CACHE/kubeconform-$KUBECONFORM_VERSION/kubeconform"
 CHART="$ROOT/deploy/helm/triage"
 
 say() { printf '==> %s\n' "$*" >&2; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 
-build_tool() { # build_tool NAME MODULE@VERSION
-  [[ -x "$TOOLS/$1" ]] && return
-  command -v go >/dev/null || die "$1 is not in $TOOLS and Go is not installed to build it (apt-get install golang, or put $1 there)"
-  say "building $1 from the Go module proxy (${2#*@}; once, into $TOOLS)"
-  mkdir -p "$TOOLS"
-  GOBIN="$TOOLS" GOFLAGS="${GOFLAGS:+$GOFLAGS }-buildvcs=false" go install "$2"
+build_tool() { # build_tool PATH MODULE@VERSION
+  [[ -x "$1" ]] && return
+  local dir; dir="$(dirname "$1")"
+  command -v go >/dev/null || die "$1 is missing and Go is not installed to build it (apt-get install golang, or put it there)"
+  say "building $(basename "$1") from the Go module proxy (${2#*@}; once, into $dir)"
+  mkdir -p "$dir.part"
+  GOBIN="$dir.part" GOFLAGS="${GOFLAGS:+$GOFLAGS }-buildvcs=false" go install "$2"
+  rm -rf "$dir" && mv "$dir.part" "$dir"
 }
 
 fetch_schemas() {
@@ -82,20 +86,23 @@ PY
   rm -rf "$SCHEMAS" && mv "$SCHEMAS.part" "$SCHEMAS"
 }
 
-build_tool kubeconform "github.com/yannh/kubeconform/cmd/kubeconform@$KUBECONFORM_VERSION"
-build_tool helm "helm.sh/helm/v4/cmd/helm@$HELM_VERSION"
+build_tool "$KUBECONFORM" "github.com/yannh/kubeconform/cmd/kubeconform@$KUBECONFORM_VERSION"
+build_tool "$HELM" "helm.sh/helm/v4/cmd/helm@$HELM_VERSION"
 fetch_schemas
-[[ "${1:-}" == --tools-only ]] && exit 0
+case "${1:-}" in
+  --tools-only) exit 0 ;;
+  --print-helm) echo "$HELM"; exit 0 ;;
+esac
 
 status=0
 for values in "$ROOT"/deploy/helm/check-values/*.yaml; do
   label="check-values/$(basename "$values")"
   say "helm lint --strict ($label)"
-  "$TOOLS/helm" lint --strict "$CHART" -f "$values" || status=1
+  "$HELM" lint --strict "$CHART" -f "$values" || status=1
   say "helm template | kubeconform -strict ($label)"
   # Hooks (the migrations Job and its NetworkPolicy) are rendered and checked too.
-  if ! "$TOOLS/helm" template triage "$CHART" -f "$values" --namespace triage \
-      | "$TOOLS/kubeconform" -strict -summary \
+  if ! "$HELM" template triage "$CHART" -f "$values" --namespace triage \
+      | "$KUBECONFORM" -strict -summary \
           -kubernetes-version "$K8S_VERSION" \
           -schema-location "$SCHEMAS" \
           -schema-location "$ROOT/deploy/helm/schemas/{{ .Group }}/{{ .ResourceKind }}_{{ .ResourceAPIVersion }}.json"; then

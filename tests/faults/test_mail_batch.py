@@ -39,7 +39,7 @@ from tests.mailbatch import (
     tally,
     wait_drained,
 )
-from tests.stack import Stack
+from tests.stack import Stack, require_imap
 from triage_runtime.blobstore import LocalBlobStore
 from triage_text.email.parse import parse_email
 
@@ -54,8 +54,7 @@ PDF = "application/pdf"
 @pytest.fixture
 def imap_box(stack: Stack) -> Iterator[ImapBox]:
     """A fresh mailbox on the stack's Dovecot, deleted afterwards."""
-    imap = stack.imap
-    assert imap is not None
+    imap = require_imap(stack)
     box = ImapBox(
         host=imap.host,
         port=imap.imaps_port,

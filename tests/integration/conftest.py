@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from tests.helpers import small_examples
-from tests.stack import Stack, empty_and_delete_bucket
+from tests.stack import Stack, empty_and_delete_bucket, require_s3
 from triage_ml import model as model_lib
 from triage_runtime.s3blobs import S3BlobStore
 
@@ -53,8 +53,7 @@ class S3Server:
 @pytest.fixture(scope="session")
 def s3_server(stack: Stack) -> S3Server:
     """The real S3-compatible server of the stack fixture."""
-    assert stack.s3 is not None
-    return S3Server(**asdict(stack.s3))
+    return S3Server(**asdict(require_s3(stack)))
 
 
 @pytest.fixture(scope="session")

@@ -22,7 +22,7 @@ from scripts.pdfgen import make_pdf
 from tests.faults.harness import read_topics
 from tests.helpers import table_rows, unquoted_parameters_mail
 from tests.kafkatools import collect
-from tests.stack import Imap, Stack
+from tests.stack import Imap, Stack, require_imap
 from triage_cli.main import app as cli_app
 from triage_contracts import Producer, topics
 from triage_ingest import intake as intake_module
@@ -41,8 +41,7 @@ from triage_text.email.result import ParsedMessage
 
 
 def _imap(stack: Stack) -> Imap:
-    assert stack.imap is not None
-    return stack.imap
+    return require_imap(stack)
 
 
 def _message(n: int, *, pdf: bool = False) -> bytes:

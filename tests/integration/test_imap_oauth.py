@@ -17,7 +17,7 @@ from prometheus_client import REGISTRY
 
 from tests.integration.test_imap import Harness, _document_count, _message
 from tests.oauth_idp import DOVEADM, IdentityProvider, OAuthImapServer, oauth_dovecot
-from tests.stack import Stack
+from tests.stack import Stack, require_imap
 from triage_ingest.imap import ImapConnector
 from triage_ingest.mailrules import PostProcess
 from triage_ingest.settings import ImapAccount
@@ -270,8 +270,7 @@ async def test_a_refused_login_backs_off_and_recovers(
 async def test_a_wrong_password_backs_off_too(
     isolated: Stack, harness: Harness, caplog: pytest.LogCaptureFixture
 ) -> None:
-    imap = isolated.imap
-    assert imap is not None
+    imap = require_imap(isolated)
     account = ImapAccount.model_validate(
         {
             "name": "support",

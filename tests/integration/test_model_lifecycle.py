@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 from pathlib import Path
 
@@ -152,3 +153,41 @@ def test_promote_refuses_a_label_without_its_routed_topic_and_names_the_command(
     assert f"champion: (none) → {small_model.name}" in out
     code, out = _run("topics", "plan", "--check")  # the champion's labels: all there
     assert code == 0 and "no difference" in out, out
+
+
+def test_topics_apply_by_model_version_makes_every_label_s_routed_topic(
+    no_topics: Stack,
+    clean_db: str,
+    small_model: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Before a version is promoted, no alias names its labels: ``--model-version`` does, so
+    the topics exist when the promotion checks for them; an unknown version is one line."""
+    monkeypatch.setenv("TRIAGE_KAFKA_BOOTSTRAP", no_topics.kafka_bootstrap)
+    monkeypatch.setenv("TRIAGE_TOPIC_PREFIX", no_topics.topic_prefix)
+    monkeypatch.setenv("TRIAGE_DATABASE_URL", clean_db)
+    monkeypatch.setenv("TRIAGE_MODEL_STORE_URL", str(tmp_path / "store"))
+    monkeypatch.setenv("TRIAGE_MODEL_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("TRIAGE_TOPICS_REPLICATION_FACTOR", "1")  # one broker
+    code, out = _run("model", "register", str(small_model))
+    assert code == 0, out
+    version = ("--no-registry", "--model-version", small_model.name)
+
+    code, out = _run("topics", "plan", *version)
+    assert code == 0, out
+    labels = json.loads((small_model / "metadata.json").read_text())["labels"]
+    for label in labels:
+        assert f"triage.routed.{label}.v1" in out, out
+
+    code, out = _run("topics", "apply", *version)
+    assert code == 0, out
+    code, out = _run("topics", "plan", "--check", *version)
+    assert code == 0 and "no difference" in out, out
+    promote = ("model", "promote", small_model.name, "--golden", str(SAMPLE / "golden"))
+    code, out = _run(*promote, "--force", "--reason", "the gates are not what this test is about")
+    assert code == 0, out
+
+    code, out = _run("topics", "plan", "--no-registry", "--model-version", "no-such-version")
+    assert code == 1
+    assert "no registered model version 'no-such-version'" in out, out

@@ -27,7 +27,7 @@ from sqlalchemy.exc import DBAPIError
 from typer.testing import CliRunner
 
 from tests.helpers import small_examples
-from tests.stack import Stack, empty_and_delete_bucket
+from tests.stack import Stack, empty_and_delete_bucket, require_s3
 from triage_cli.registry_cli import registry_app
 from triage_ml import model as model_lib
 from triage_runtime.db.engine import alembic_config, make_async_engine, upgrade
@@ -490,8 +490,7 @@ class S3Server:
 @pytest.fixture(scope="module")
 def s3_server(stack: Stack) -> S3Server:
     """The real S3-compatible server of the stack fixture."""
-    assert stack.s3 is not None
-    return S3Server(**asdict(stack.s3))
+    return S3Server(**asdict(require_s3(stack)))
 
 
 @pytest.fixture(scope="module")

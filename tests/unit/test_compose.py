@@ -7,12 +7,13 @@ from __future__ import annotations
 import os
 import re
 import subprocess
+from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml  # type: ignore[import-untyped]  # PyYAML ships no type hints
 from pydantic_settings import BaseSettings
 
+from tests.containers import COMPOSE, compose_service, read_compose
 from tests.helpers import REPO_ROOT
 from tests.unit.test_settings_documented import SETTINGS, env_names
 from triage_classifier.settings import Settings as ClassifierSettings
@@ -20,7 +21,6 @@ from triage_ingest.settings import Settings as IngestSettings
 from triage_review_ui.settings import Settings as ReviewUiSettings
 from triage_router.settings import Settings as RouterSettings
 
-COMPOSE = REPO_ROOT / "compose.yaml"
 KAFKA_RUN = REPO_ROOT / "deploy" / "compose" / "kafka" / "run.sh"
 SERVICES: dict[str, type[BaseSettings]] = {
     "ingest": IngestSettings,
@@ -28,18 +28,12 @@ SERVICES: dict[str, type[BaseSettings]] = {
     "router": RouterSettings,
     "review-ui": ReviewUiSettings,
 }
-_VARIABLE = re.compile(r"\$\{([A-Z0-9_]+)(?::-([^}]*))?\}")
-
-
-def _with_defaults(text: str) -> str:
-    """``text`` as compose reads it with no variable set: ``${X:-d}`` is ``d``."""
-    return _VARIABLE.sub(lambda match: match.group(2) or "", text)
 
 
 @pytest.fixture(scope="module")
 def compose() -> dict[str, Any]:
-    loaded: dict[str, Any] = yaml.safe_load(_with_defaults(COMPOSE.read_text()))
-    return loaded
+    """compose.yaml as compose reads it with no variable set."""
+    return read_compose({})
 
 
 def _conditions(service: dict[str, Any]) -> dict[str, str]:
@@ -156,3 +150,26 @@ def test_compose_gives_the_local_kafka_a_whole_configuration(compose: dict[str, 
     assert properties["controller.quorum.voters"] == "1@localhost:9093"
     assert properties["log.dirs"] == "/var/lib/kafka/data"
     assert "heap.opts" not in properties
+
+
+def test_the_tests_containers_get_compose_yamls_broker_on_the_port_they_are_given() -> None:
+    """The containers mode (tests/containers.py) runs compose.yaml's kafka service: with the
+    port it picked, the broker advertises 127.0.0.1:<port> and that port is published."""
+    kafka = compose_service(
+        "kafka",
+        {"TRIAGE_COMPOSE_KAFKA_PORT": "31555", "TRIAGE_KAFKA_IMAGE": "localhost/k:1"},
+    )
+    assert kafka["image"] == "localhost/k:1"
+    listeners = kafka["environment"]["KAFKA_ADVERTISED_LISTENERS"].split(",")
+    assert "HOST://127.0.0.1:31555" in listeners
+    assert kafka["ports"] == ["127.0.0.1:31555:19092"]
+    assert kafka["environment"]["KAFKA_AUTO_CREATE_TOPICS_ENABLE"] == "false"
+    assert compose_service("postgres", {})["image"] == "docker.io/library/postgres:15"
+
+
+def test_a_compose_variable_without_a_default_must_be_set(tmp_path: Path) -> None:
+    compose = tmp_path / "compose.yaml"
+    compose.write_text("services:\n  x:\n    image: ${NO_DEFAULT}\n")
+    with pytest.raises(KeyError, match="NO_DEFAULT"):
+        read_compose({}, compose)
+    assert read_compose({"NO_DEFAULT": "i"}, compose)["services"]["x"]["image"] == "i"

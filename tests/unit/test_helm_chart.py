@@ -1,7 +1,7 @@
 """The Helm chart (deploy/helm/triage) held to the code it deploys.
 
 Each test renders the chart with the real ``helm template`` (built by deploy/helm/check.sh
-into the stack's tool directory) from the values files CI checks, and reads the manifests:
+into the tools cache) from the values files CI checks, and reads the manifests:
 every variable a service is given is one its settings read and the combination starts it;
 secrets arrive only by reference; the probes, ports, KEDA topic and consumer group are the
 services' own; a missing or inconsistent value stops the install with one clear line.
@@ -9,8 +9,8 @@ services' own; a missing or inconsistent value stops the install with one clear 
 
 from __future__ import annotations
 
+import functools
 import os
-import shutil
 import subprocess
 from collections.abc import Mapping
 from pathlib import Path
@@ -41,16 +41,20 @@ TLS_DIR = "/etc/triage/kafka-tls"
 Manifest = dict[str, Any]
 
 
+@functools.cache
 def helm() -> str:
-    """The helm that deploy/helm/check.sh builds, else one on PATH; skip when there is none."""
-    stack = Path(os.environ.get("TRIAGE_STACK_DIR", ROOT / ".stack"))
-    for candidate in (stack / "tools" / "bin" / "helm", ROOT / ".stack" / "tools" / "bin" / "helm"):
-        if candidate.is_file():
-            return str(candidate)
-    found = shutil.which("helm")
-    if found is None:
-        pytest.skip("no helm: deploy/helm/check.sh --tools-only builds it")
-    return found
+    """The helm that deploy/helm/check.sh builds (it builds it on the first call, once per
+    machine, and prints where it is)."""
+    done = subprocess.run(
+        [str(ROOT / "deploy" / "helm" / "check.sh"), "--print-helm"],
+        capture_output=True,
+        text=True,
+        timeout=1800,
+        check=False,
+    )
+    if done.returncode != 0:
+        pytest.fail(f"deploy/helm/check.sh --print-helm failed: {done.stderr.strip()}")
+    return done.stdout.strip()
 
 
 def render(*values: Path, sets: tuple[str, ...] = ()) -> subprocess.CompletedProcess[str]:

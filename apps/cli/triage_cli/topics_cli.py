@@ -27,6 +27,14 @@ QueueOption = Annotated[
         help="A queue that gets a routed topic (repeat for each label and other queue).",
     ),
 ]
+ModelVersionOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--model-version",
+        help="A registered model version whose labels each get a routed topic (repeat; for "
+        "a version not yet promoted, whose labels the aliases do not name).",
+    ),
+]
 RegistryOption = Annotated[
     bool,
     typer.Option(
@@ -80,7 +88,19 @@ def missing_routed_topics(queues: Iterable[str]) -> list[str]:
     return [queue for queue, topic in wanted.items() if topic not in found]
 
 
-def _plan(queues: list[str], *, registry: bool, replication_factor: int) -> list[Change]:
+def _version_labels(versions: list[str]) -> set[str]:
+    """The labels of these registered model versions (an unknown one exits with status 1)."""
+    from triage_cli.registry_cli import run_with_registry
+
+    async def find(registry: ModelRegistry) -> set[str]:
+        return {label for version in versions for label in (await registry.get(version)).labels}
+
+    return run_with_registry(find)
+
+
+def _plan(
+    queues: list[str], *, versions: list[str], registry: bool, replication_factor: int
+) -> list[Change]:
     from triage_contracts.topics import declared_topics, routed_topic
     from triage_runtime.settings import CommonSettings
     from triage_runtime.topic_admin import TopicAdmin, plan
@@ -90,6 +110,8 @@ def _plan(queues: list[str], *, registry: bool, replication_factor: int) -> list
             routed_topic(queue)
         except ValueError as exc:
             raise typer.BadParameter(str(exc), param_hint="--queue") from exc
+    if versions:
+        queues = [*queues, *_version_labels(versions)]
     if registry:
         queues = [*queues, *_aliased_labels()]
     declared = declared_topics(queues, replication_factor=replication_factor)
@@ -113,6 +135,7 @@ def _show(changes: list[Change]) -> None:
 @topics_app.command("plan")
 def topics_plan(
     queue: QueueOption = None,
+    model_version: ModelVersionOption = None,
     registry: RegistryOption = True,
     replication_factor: ReplicationOption = 3,
     check: Annotated[
@@ -120,7 +143,12 @@ def topics_plan(
     ] = False,
 ) -> None:
     """Show what `triage topics apply` would create or alter (changes nothing)."""
-    changes = _plan(queue or [], registry=registry, replication_factor=replication_factor)
+    changes = _plan(
+        queue or [],
+        versions=model_version or [],
+        registry=registry,
+        replication_factor=replication_factor,
+    )
     _show(changes)
     if check and changes:
         raise typer.Exit(1)
@@ -129,6 +157,7 @@ def topics_plan(
 @topics_app.command("apply")
 def topics_apply(
     queue: QueueOption = None,
+    model_version: ModelVersionOption = None,
     registry: RegistryOption = True,
     replication_factor: ReplicationOption = 3,
 ) -> None:
@@ -136,7 +165,12 @@ def topics_apply(
     from triage_runtime.settings import CommonSettings
     from triage_runtime.topic_admin import CannotApply, TopicAdmin, TopicAdminError
 
-    changes = _plan(queue or [], registry=registry, replication_factor=replication_factor)
+    changes = _plan(
+        queue or [],
+        versions=model_version or [],
+        registry=registry,
+        replication_factor=replication_factor,
+    )
     _show(changes)
     settings = CommonSettings()
 
