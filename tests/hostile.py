@@ -23,6 +23,7 @@ reproduced and a document id recognised. The classes, as ``docs/reliability.md``
 from __future__ import annotations
 
 import email.policy
+import fcntl
 import json
 import random
 import struct
@@ -561,17 +562,24 @@ class Tally:
 
 
 def record(*tallies: Tally) -> None:
-    """Merge tallies into the JSON artifact, keyed by tier and class (last run wins)."""
+    """Merge tallies into the JSON artifact, keyed by tier and class (last run wins).
+
+    Under an exclusive lock: the pytest-xdist workers of one run record at the same time,
+    and a read-modify-write without it could drop another worker's entries.
+    """
     ARTIFACT.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        current: dict[str, Any] = json.loads(ARTIFACT.read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
-        current = {}
-    for tally in tallies:
-        entry = asdict(tally)
-        entry["outcomes"] = dict(sorted(tally.outcomes.items()))
-        entry["recorded_at"] = datetime.now(UTC).isoformat(timespec="seconds")
-        current[f"{tally.tier}:{tally.hostile_class}"] = entry
-    part = ARTIFACT.with_suffix(".json.part")
-    part.write_text(json.dumps(dict(sorted(current.items())), indent=2, ensure_ascii=False) + "\n")
-    part.replace(ARTIFACT)
+    with ARTIFACT.with_suffix(".json.lock").open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            current: dict[str, Any] = json.loads(ARTIFACT.read_text())
+        except (FileNotFoundError, json.JSONDecodeError):
+            current = {}
+        for tally in tallies:
+            entry = asdict(tally)
+            entry["outcomes"] = dict(sorted(tally.outcomes.items()))
+            entry["recorded_at"] = datetime.now(UTC).isoformat(timespec="seconds")
+            current[f"{tally.tier}:{tally.hostile_class}"] = entry
+        part = ARTIFACT.with_suffix(".json.part")
+        text = json.dumps(dict(sorted(current.items())), indent=2, ensure_ascii=False) + "\n"
+        part.write_text(text)
+        part.replace(ARTIFACT)
