@@ -9,6 +9,7 @@ import json
 import os
 import secrets
 import signal
+import threading
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -65,19 +66,49 @@ class RowWriter:
             self._handle.flush()
 
     def write(self, rows: list[dict[str, Any]]) -> None:
-        """Append a batch's rows and flush them to the file."""
-        if self._csv is not None:
-            self._csv.writerows(rows)
-        else:
-            self._handle.write("".join(json.dumps(row) + "\n" for row in rows))
-        self._handle.flush()
-        os.fsync(self._handle.fileno())
-        self.count += len(rows)
-        self.routed += sum(1 for row in rows if row["action"] == "route")
+        """Append a batch's rows and flush them to the file. A stop signal that comes while
+        it writes takes effect once the batch is written and counted, so the count said on a
+        stop is the rows in the file."""
+        with _stop_signals_held():
+            if self._csv is not None:
+                self._csv.writerows(rows)
+            else:
+                self._handle.write("".join(json.dumps(row) + "\n" for row in rows))
+            self._handle.flush()
+            os.fsync(self._handle.fileno())
+            self.count += len(rows)
+            self.routed += sum(1 for row in rows if row["action"] == "route")
 
     def close(self) -> None:
         """Close the file."""
         self._handle.close()
+
+
+@contextlib.contextmanager
+def _stop_signals_held() -> Iterator[None]:
+    """Hold SIGINT and SIGTERM for the block: one that comes meanwhile is handed to the
+    handler it would have reached when the block ends. (Python runs a signal's handler
+    between two bytecodes, so without this a stop could fall between writing a batch and
+    counting it.) Signals are handled on the main thread only; elsewhere this holds none."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held = [
+        (signum, handler)
+        for signum in (signal.SIGINT, signal.SIGTERM)
+        if callable(handler := signal.getsignal(signum))  # an ignored signal stays ignored
+    ]
+    came: list[int] = []
+    for signum, _ in held:
+        signal.signal(signum, lambda number, _frame: came.append(number))
+    try:
+        yield
+    finally:
+        for signum, handler in held:
+            signal.signal(signum, handler)
+        for signum, handler in held:
+            if signum in came:
+                handler(signum, None)
 
 
 @contextlib.contextmanager
