@@ -24,12 +24,10 @@ topics (``triage_contracts.topics.declared_topics``) up front, in one admin requ
 
 from __future__ import annotations
 
-import asyncio
 import os
 import re
 import secrets
 import subprocess
-import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, replace
@@ -51,9 +49,6 @@ from triage_runtime.kafka_connection import KafkaConnection
 from triage_runtime.outbox import Publisher
 from triage_runtime.outcomes.review import DecisionTopics, ReviewWorkflow
 from triage_runtime.topic_admin import Create, TopicAdmin
-
-TOPICS_VISIBLE_TIMEOUT = 30.0
-"""Seconds the broker's metadata has to list topics just created."""
 
 TEST_QUEUES = ("billing", "legal", "other", "technical")
 """The queues the tests route to (the labels of their models and review workflows): each
@@ -121,16 +116,7 @@ def create_declared_topics(
 
     async def create() -> None:
         async with TopicAdmin(connection, prefix=prefix) as admin:
-            await admin.apply([Create(spec) for spec in specs])
-            # CreateTopics answers once the controller has the topics; the broker's metadata,
-            # which a service checks when it starts, can lag a moment behind (seen on a
-            # fresh broker in a container): wait until it lists them all.
-            names = [spec.name for spec in specs]
-            deadline = time.monotonic() + TOPICS_VISIBLE_TIMEOUT
-            while len(await admin.describe(names)) < len(names):
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"the broker does not list the topics under {prefix}")
-                await asyncio.sleep(0.1)
+            await admin.apply([Create(spec) for spec in specs])  # returns once listed
 
     run_in_thread(create())
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -118,6 +120,9 @@ def plan(declared: Iterable[TopicSpec], actual: Mapping[str, ActualTopic]) -> li
     return changes
 
 
+LISTED_TIMEOUT = 30.0
+"""Seconds ``apply`` waits for the broker's metadata to list the topics it created."""
+
 _TOPIC_OVERRIDE = 1
 """DescribeConfigs' config_source for a config set on the topic itself."""
 
@@ -214,6 +219,7 @@ class TopicAdmin:
                 # whether it matches.
                 if error_code != TopicAlreadyExistsError.errno:
                     _raise_for(topic, error_code, message)
+            await self._until_listed({self._prefix + s.name for s in creates})
         grow = {
             self._prefix + c.name: NewPartitions(c.wanted)
             for c in changes
@@ -224,6 +230,19 @@ class TopicAdmin:
             for topic, error_code, message in response.topic_errors:
                 _raise_for(topic, error_code, message)
         await self._alter_configs({c.name for c in changes if isinstance(c, AlterConfig)}, changes)
+
+    async def _until_listed(self, topics: set[str]) -> None:
+        """Wait until the broker's metadata lists ``topics``. CreateTopics answers once the
+        controller has them; the metadata a client (a service starting, the next command)
+        reads can lag a moment behind, and then the topics would look missing."""
+        deadline = time.monotonic() + LISTED_TIMEOUT
+        while missing := topics - {t["topic"] for t in await self._all_topics()}:
+            if time.monotonic() > deadline:
+                raise TopicAdminError(
+                    f"{', '.join(sorted(missing))}: created, but the broker does not list "
+                    f"them after {LISTED_TIMEOUT:.0f} s"
+                )
+            await asyncio.sleep(0.1)
 
     async def _alter_configs(self, names: set[str], changes: list[Change]) -> None:
         if not names:
