@@ -113,21 +113,26 @@ def test_eval_prints_the_report_and_writes_pictures(cli_env: Path) -> None:
     assert (report_dir / "confusion_matrix.png").exists()
 
 
-def test_promote_refuses_a_label_without_its_routed_topic_and_names_the_command(
-    no_topics: Stack,
-    clean_db: str,
-    small_model: Path,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """The broker does not create topics: a model whose labels have no routed topic on the
-    cluster is refused, with the one command that makes them; run as printed, it works."""
+@pytest.fixture
+def no_topics_cli(
+    no_topics: Stack, clean_db: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Stack:
+    """The CLI pointed at a topic prefix with no topic yet, an empty database and a model
+    store of its own, on the one-broker stack."""
     monkeypatch.setenv("TRIAGE_KAFKA_BOOTSTRAP", no_topics.kafka_bootstrap)
     monkeypatch.setenv("TRIAGE_TOPIC_PREFIX", no_topics.topic_prefix)
     monkeypatch.setenv("TRIAGE_DATABASE_URL", clean_db)
     monkeypatch.setenv("TRIAGE_MODEL_STORE_URL", str(tmp_path / "store"))
     monkeypatch.setenv("TRIAGE_MODEL_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setenv("TRIAGE_TOPICS_REPLICATION_FACTOR", "1")  # one broker
+    return no_topics
+
+
+def test_promote_refuses_a_label_without_its_routed_topic_and_names_the_command(
+    no_topics_cli: Stack, small_model: Path
+) -> None:
+    """The broker does not create topics: a model whose labels have no routed topic on the
+    cluster is refused, with the one command that makes them; run as printed, it works."""
     code, out = _run("model", "register", str(small_model))
     assert code == 0, out
     code, out = _run("topics", "apply", "--no-registry", "--queue", "billing")
@@ -156,20 +161,10 @@ def test_promote_refuses_a_label_without_its_routed_topic_and_names_the_command(
 
 
 def test_topics_apply_by_model_version_makes_every_label_s_routed_topic(
-    no_topics: Stack,
-    clean_db: str,
-    small_model: Path,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
+    no_topics_cli: Stack, small_model: Path
 ) -> None:
     """Before a version is promoted, no alias names its labels: ``--model-version`` does, so
     the topics exist when the promotion checks for them; an unknown version is one line."""
-    monkeypatch.setenv("TRIAGE_KAFKA_BOOTSTRAP", no_topics.kafka_bootstrap)
-    monkeypatch.setenv("TRIAGE_TOPIC_PREFIX", no_topics.topic_prefix)
-    monkeypatch.setenv("TRIAGE_DATABASE_URL", clean_db)
-    monkeypatch.setenv("TRIAGE_MODEL_STORE_URL", str(tmp_path / "store"))
-    monkeypatch.setenv("TRIAGE_MODEL_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.setenv("TRIAGE_TOPICS_REPLICATION_FACTOR", "1")  # one broker
     code, out = _run("model", "register", str(small_model))
     assert code == 0, out
     version = ("--no-registry", "--model-version", small_model.name)
