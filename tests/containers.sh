@@ -35,12 +35,9 @@ case "${1:-}" in -h | --help) usage; exit 0 ;; esac
 say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 
-command -v podman >/dev/null || die "podman is not installed: run deploy/containers/setup.sh first"
-if [[ -z ${DOCKER_HOST:-} ]]; then
-  eval "$(deploy/containers/setup.sh env)"
-fi
-[[ -S ${DOCKER_HOST#unix://} ]] ||
-  die "no Docker-compatible socket at $DOCKER_HOST: run deploy/containers/setup.sh socket"
+# shellcheck source=../deploy/containers/engine.sh
+source deploy/containers/engine.sh
+require_engine
 # Ryuk, testcontainers' reaper, is an image from a registry; the fixture removes its own.
 export TESTCONTAINERS_RYUK_DISABLED="${TESTCONTAINERS_RYUK_DISABLED:-true}"
 

@@ -46,12 +46,9 @@ say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 
 # --- the engine, the socket and the compose command ------------------------------------
-command -v podman >/dev/null || die "podman is not installed: run deploy/containers/setup.sh first"
-if [[ -z ${DOCKER_HOST:-} ]]; then
-  eval "$(deploy/containers/setup.sh env)"
-fi
-[[ -S ${DOCKER_HOST#unix://} ]] ||
-  die "no Docker-compatible socket at $DOCKER_HOST: run deploy/containers/setup.sh socket"
+# shellcheck source=../containers/engine.sh
+source deploy/containers/engine.sh
+require_engine
 read -r -a COMPOSE <<<"${TRIAGE_COMPOSE:-docker-compose}"
 if ! command -v "${COMPOSE[0]}" >/dev/null; then
   [[ ${COMPOSE[0]} == docker-compose && $EUID -eq 0 ]] ||
